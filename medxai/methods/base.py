@@ -1,0 +1,187 @@
+"""The method contract: ``XAIMethod`` (the AUCMEDI plugin pattern, made strict).
+
+A method is built on a model once and then explains any number of images:
+
+* :meth:`XAIMethod.attribute` returns signed raw attributions for a batch
+  (abstract: a subclass that forgets it cannot be instantiated);
+* :meth:`XAIMethod.compute_heatmap` turns one image into a [0, 1] map through
+  the shared :mod:`medxai.heatmap` policy.
+
+:class:`PathMethod` is the family of methods that the gradient engine runs
+directly (gradient, Integrated Gradients, SmoothGrad): they only say *what* to
+integrate, as a :class:`medxai.engine.PathPlan`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Sequence
+
+import keras
+import numpy as np
+
+from medxai.engine import GradientEngine, PathPlan
+from medxai.heatmap import HeatmapPolicy, to_heatmap
+from medxai.model_output import OUTPUT_LOGITS
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Attributions of a batch with their completeness figures where defined.
+
+    Attributes:
+        attributions: ``(N, *spatial, C)`` float32 signed attributions.
+        delta: ``(N,)`` completeness delta ``sum(a_i) - (F(x_i) - F(b_i))``, or None.
+        gap: ``(N,)`` ``F(x_i) - F(b_i)`` (mean over baselines), or None.
+        evaluations: Gradient evaluations used per image.
+    """
+
+    attributions: np.ndarray
+    delta: np.ndarray | None = None
+    gap: np.ndarray | None = None
+    evaluations: int | None = None
+
+    @property
+    def relative_delta(self) -> np.ndarray | None:
+        """``|delta| / |F(x) - F(b)|`` per image (0 where both are 0, inf where only the gap is)."""
+        if self.delta is None or self.gap is None:
+            return None
+        delta, gap = np.abs(self.delta), np.abs(self.gap)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(delta == 0, 0.0, delta / gap).astype(np.float64)
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class XAIMethod(abc.ABC):
+    """Base of every attribution method.
+
+    Args:
+        model: A built Keras model (one input, one output).
+        output: ``"logits"`` (default), ``"probabilities"`` or a layer name.
+        batch_size: Rows per model call; bounds memory, never changes results.
+        heatmap: The :class:`medxai.heatmap.HeatmapPolicy` (or a dict) used by
+            :meth:`compute_heatmap`.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    has_delta: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        output: str = OUTPUT_LOGITS,
+        batch_size: int = 32,
+        heatmap: HeatmapPolicy | Mapping[str, Any] | None = None,
+    ):
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.heatmap = HeatmapPolicy.from_value(heatmap)
+        self.engine = GradientEngine.for_model(model, output)
+        self.model = model
+        self.output = output
+
+    @abc.abstractmethod
+    def attribute(
+        self,
+        images: np.ndarray,
+        targets: int | Sequence[int] | np.ndarray,
+        *,
+        return_delta: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Signed raw attributions for a batch.
+
+        Args:
+            images: ``(N, *spatial, C)`` float model inputs (2D or 3D).
+            targets: One class index, or one per image.
+            return_delta: Also return the completeness delta per image (methods
+                with ``has_delta`` only).
+
+        Returns:
+            ``(N, *spatial, C)`` float32 attributions, or ``(attributions, delta)``.
+        """
+
+    def params(self) -> dict[str, Any]:
+        """The method's settings, for provenance (``run.json``, the index)."""
+        return {"output": self.output, "batch_size": self.batch_size}
+
+    def as_batch(self, image: np.ndarray) -> np.ndarray:
+        """One image ``(*spatial, C)``, ``(1, *spatial, C)`` or, for one channel, ``(*spatial)`` as a batch of one."""
+        image = np.asarray(image)
+        rank = len(self.engine.input_shape)  # spatial axes + channel
+        if image.ndim == rank + 1:
+            if image.shape[0] != 1:
+                raise ValueError(
+                    f"compute_heatmap explains one image; got a batch of {image.shape[0]} "
+                    "(use attribute() for batches)"
+                )
+            return image
+        if image.ndim == rank:
+            return image[None]
+        if image.ndim == rank - 1 and self.engine.input_shape[-1] == 1:
+            return image[None, ..., None]
+        raise ValueError(
+            f"expected one image shaped {self.engine.input_shape} (or a batch of one), got {image.shape}"
+        )
+
+    def compute_heatmap(self, image: np.ndarray, class_index: int) -> np.ndarray:
+        """The [0, 1] heatmap of one image for one class (the AUCMEDI contract).
+
+        Args:
+            image: ``(*spatial, C)`` or ``(1, *spatial, C)``.
+            class_index: The class explained.
+
+        Returns:
+            float32 ``(*spatial)`` map in [0, 1], 1 at the most important place.
+        """
+        attributions = self.attribute(self.as_batch(image), [class_index])
+        return to_heatmap(attributions[0], self.heatmap)
+
+
+class PathMethod(XAIMethod):
+    """Methods the gradient engine runs from a :class:`~medxai.engine.PathPlan`."""
+
+    @abc.abstractmethod
+    def plan(self, images: np.ndarray) -> PathPlan:
+        """What to integrate for this (checked, float32) batch."""
+
+    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+        """Attributions with completeness figures (where the method defines them)."""
+        images, targets = self.engine.check_inputs(images, targets)
+        plan = self.plan(images)
+        attributions = self.engine.integrate(images, targets, plan, batch_size=self.batch_size)
+        delta = gap = None
+        if self.has_delta:
+            gap = self._gap(images, targets, plan)
+            delta = attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
+        return Explanation(attributions, delta, gap, plan.evaluations_per_image)
+
+    def _gap(self, images: np.ndarray, targets: np.ndarray, plan: PathPlan) -> np.ndarray:
+        """``F(x) - mean_b F(b)`` per image, for the completeness delta."""
+        rows = np.arange(len(images))
+        at_input = self.engine.predict(images, self.batch_size)[rows, targets]
+        n_base = plan.n_baselines
+        bases = plan.baselines.reshape((-1, *images.shape[1:]))
+        at_base = self.engine.predict(bases, self.batch_size)
+        at_base = at_base[np.arange(len(bases)), np.repeat(targets, n_base)].reshape(-1, n_base)
+        return at_input.astype(np.float64) - at_base.mean(axis=1, dtype=np.float64)
+
+    def attribute(
+        self,
+        images: np.ndarray,
+        targets: int | Sequence[int] | np.ndarray,
+        *,
+        return_delta: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if return_delta and not self.has_delta:
+            raise ValueError(f"{self.name or type(self).__name__} defines no completeness delta")
+        explanation = self.explain(images, targets)
+        if return_delta:
+            return explanation.attributions, explanation.delta
+        return explanation.attributions

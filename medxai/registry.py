@@ -1,0 +1,126 @@
+"""The method registry: names and aliases to classes, plus plug-ins.
+
+Third-party packages add methods through the entry-point group
+``medxai.methods``: in their ``pyproject.toml``::
+
+    [project.entry-points."medxai.methods"]
+    my_method = "my_package.module:MyMethod"
+
+``MyMethod`` must subclass :class:`medxai.XAIMethod`; it is then available as
+``my_method`` (and its ``aliases``) in Python and in YAML configs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from importlib import metadata
+from typing import Any
+
+import keras
+
+from medxai.methods import Gradient, IntegratedGradients, SmoothGrad, XAIMethod
+
+ENTRY_POINT_GROUP = "medxai.methods"
+BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad)
+
+_registered: dict[str, type[XAIMethod]] = {}
+_plugins: dict[str, type[XAIMethod]] | None = None
+
+
+def normalize_name(name: str) -> str:
+    """Lower case, with ``-`` and spaces as ``_``: ``"Integrated-Gradients"`` -> ``"integrated_gradients"``."""
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _names_of(cls: type[XAIMethod], name: str | None = None) -> list[str]:
+    return [normalize_name(n) for n in (name or cls.name, *cls.aliases) if n]
+
+
+def register_method(cls: type[XAIMethod], name: str | None = None) -> type[XAIMethod]:
+    """Register a method class in this process under its ``name`` (or ``name``) and ``aliases``.
+
+    Usable as a decorator. Raises ValueError if a name is taken by another class.
+    """
+    if not (inspect.isclass(cls) and issubclass(cls, XAIMethod)):
+        raise ValueError(f"{cls!r} is not a subclass of medxai.XAIMethod")
+    names = _names_of(cls, name)
+    if not names:
+        raise ValueError(f"{cls.__name__} needs a name")
+    known = available_methods()
+    for n in names:
+        if n in known and known[n] is not cls:
+            raise ValueError(f"method name {n!r} is already taken by {known[n].__name__}")
+    for n in names:
+        _registered[n] = cls
+    return cls
+
+
+def _load_plugins() -> dict[str, type[XAIMethod]]:
+    plugins: dict[str, type[XAIMethod]] = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = entry.load()
+        except Exception as err:  # a broken plug-in must not break medxai
+            warnings.warn(f"medxai plug-in {entry.name!r} ({entry.value}) failed to load: {err}")
+            continue
+        if not (inspect.isclass(cls) and issubclass(cls, XAIMethod)):
+            warnings.warn(f"medxai plug-in {entry.name!r} ({entry.value}) is not an XAIMethod subclass")
+            continue
+        for n in _names_of(cls, entry.name):
+            plugins.setdefault(n, cls)
+    return plugins
+
+
+def refresh_plugins() -> None:
+    """Forget the cached plug-ins, so the next lookup reads the entry points again."""
+    global _plugins
+    _plugins = None
+
+
+def available_methods() -> dict[str, type[XAIMethod]]:
+    """Every accepted name (canonical names and aliases, lower case) mapped to its class."""
+    global _plugins
+    if _plugins is None:
+        _plugins = _load_plugins()
+    methods: dict[str, type[XAIMethod]] = {}
+    for cls in BUILTIN_METHODS:
+        for n in _names_of(cls):
+            methods[n] = cls
+    for source in (_plugins, _registered):
+        for n, cls in source.items():
+            methods.setdefault(n, cls)
+    return methods
+
+
+def canonical_methods() -> dict[str, type[XAIMethod]]:
+    """One entry per method class, under its canonical (first) name."""
+    result: dict[str, type[XAIMethod]] = {}
+    for n, cls in available_methods().items():
+        if cls not in result.values():
+            result[n] = cls
+    return result
+
+
+def method_parameters(cls: type[XAIMethod]) -> dict[str, Any]:
+    """The method's own keyword parameters and their defaults (base options excluded)."""
+    params = {}
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name in ("self", "model") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        params[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return params
+
+
+def resolve_method(name: str) -> type[XAIMethod]:
+    """The class registered under ``name``; ValueError listing the known names otherwise."""
+    methods = available_methods()
+    key = normalize_name(name)
+    if key not in methods:
+        raise ValueError(f"unknown method {name!r} (known: {', '.join(sorted(methods))})")
+    return methods[key]
+
+
+def get_method(name: str, model: keras.Model, **params: Any) -> XAIMethod:
+    """Build a method by name: ``get_method("ig", model, steps=16)``."""
+    return resolve_method(name)(model, **params)

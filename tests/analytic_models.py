@@ -1,0 +1,54 @@
+"""Tiny Keras models whose attributions are known in closed form."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def linear_model(shape, n_classes=3, *, activation=None, seed=0):
+    """F(x) = W^T flatten(x) + c, optionally followed by softmax/sigmoid. Returns (model, W, c)."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    weights = rng.normal(size=(size, n_classes)).astype(np.float32)
+    bias = rng.normal(size=(n_classes,)).astype(np.float32)
+    inputs = keras.Input(shape)
+    dense = keras.layers.Dense(n_classes, activation=activation)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([weights, bias])
+    return model, weights, bias
+
+
+def power_model(shape, power, *, seed=0):
+    """F(x) = (v . flatten(x))^power, one output. Returns (model, v)."""
+    v = np.random.default_rng(seed).normal(size=(int(np.prod(shape)), 1)).astype(np.float32) / 4
+    inputs = keras.Input(shape)
+    dense = keras.layers.Dense(1, use_bias=False)
+    out = keras.layers.Lambda(lambda z: z**power)(dense(keras.layers.Flatten()(inputs)))
+    model = keras.Model(inputs, out)
+    dense.set_weights([v])
+    return model, v[:, 0]
+
+
+def exp_model(shape, *, seed=0):
+    """F(x) = exp(v . flatten(x)), one output. Returns (model, v)."""
+    v = np.random.default_rng(seed).normal(size=(int(np.prod(shape)), 1)).astype(np.float32) / 4
+    inputs = keras.Input(shape)
+    dense = keras.layers.Dense(1, use_bias=False)
+    out = keras.layers.Lambda(keras.ops.exp)(dense(keras.layers.Flatten()(inputs)))
+    model = keras.Model(inputs, out)
+    dense.set_weights([v])
+    return model, v[:, 0]
+
+
+def small_cnn(shape=(16, 16, 1), n_classes=2, *, seed=0):
+    """A small random ReLU CNN (2D or 3D by the rank of shape) ending in softmax."""
+    keras.utils.set_random_seed(seed)
+    conv = keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D
+    pool = keras.layers.GlobalAveragePooling2D if len(shape) == 3 else keras.layers.GlobalAveragePooling3D
+    inputs = keras.Input(shape)
+    x = conv(8, 3, padding="same", activation="relu")(inputs)
+    x = conv(8, 3, padding="same", activation="relu")(x)
+    x = pool()(x)
+    out = keras.layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, out)

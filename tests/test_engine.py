@@ -1,0 +1,83 @@
+"""The shared gradient engine: batch-size independence and bounded chunks."""
+
+import numpy as np
+import pytest
+from analytic_models import small_cnn
+
+from medxai import Gradient, GradientEngine, IntegratedGradients, SmoothGrad
+
+
+def rand(shape, seed=1):
+    return np.random.default_rng(seed).uniform(0, 1, size=shape).astype(np.float32)
+
+
+METHODS = {
+    "ig": lambda m, bs: IntegratedGradients(m, steps=9, baseline="uniform", n_baselines=2, batch_size=bs),
+    "gradient": lambda m, bs: Gradient(m, batch_size=bs),
+    "smoothgrad": lambda m, bs: SmoothGrad(m, samples=5, statistic="variance", batch_size=bs),
+    "smooth_ig": lambda m, bs: SmoothGrad(m, samples=2, base="ig", base_params={"steps": 5}, batch_size=bs),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_batch_size_never_changes_the_result(name):
+    model = small_cnn((8, 8, 1))
+    x = rand((3, 8, 8, 1))
+    results = [METHODS[name](model, bs).attribute(x, [0, 1, 1]) for bs in (1, 7, 64)]
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=2e-5, atol=1e-7)
+
+
+def test_chunks_are_bounded_by_batch_size_and_mix_images(monkeypatch):
+    model = small_cnn((8, 8, 1))
+    x = rand((3, 8, 8, 1))
+    ig = IntegratedGradients(model, steps=10, batch_size=7)
+    seen = []
+    original = ig.engine._chunk_fn
+
+    def spy(images, row_image, *args):
+        seen.append((len(row_image), len(images)))
+        return original(images, row_image, *args)
+
+    monkeypatch.setattr(ig.engine, "_chunk_fn", spy)
+    ig.attribute(x, 0)
+    assert sum(rows for rows, _ in seen) == 3 * 10  # every path point exactly once
+    assert max(rows for rows, _ in seen) <= 7
+    assert any(images > 1 for _, images in seen)  # several images share a chunk
+
+
+def test_engine_is_shared_per_model_and_output():
+    model = small_cnn((8, 8, 1))
+    assert GradientEngine.for_model(model) is GradientEngine.for_model(model, "logits")
+    assert GradientEngine.for_model(model) is not GradientEngine.for_model(model, "probabilities")
+    assert Gradient(model).engine is IntegratedGradients(model).engine
+
+
+def test_model_is_called_in_inference_mode():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    dropped = keras.layers.Dropout(0.9)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(dropped))
+    x = rand((2, 8, 8, 1))
+    a = Gradient(model, absolute=False).attribute(x, 0)
+    np.testing.assert_allclose(a.reshape(2, -1), np.tile(model.layers[-1].get_weights()[0][:, 0], (2, 1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "images,targets,match",
+    [
+        (np.zeros((2, 8, 8, 3)), 0, "shape"),
+        (np.zeros((2, 8, 8)), 0, "shape"),
+        (np.zeros((0, 8, 8, 1)), 0, "empty"),
+        (np.full((1, 8, 8, 1), np.nan), 0, "NaN"),
+        (np.zeros((2, 8, 8, 1)), [0], "one int or 2 ints"),
+        (np.zeros((1, 8, 8, 1)), 5, "out of range.*2 classes"),
+        (np.zeros((1, 8, 8, 1)), -1, "out of range"),
+        (np.array([["a"]]), 0, "numeric"),
+    ],
+)
+def test_bad_inputs_fail_clearly(images, targets, match):
+    model = small_cnn((8, 8, 1))
+    with pytest.raises(ValueError, match=match):
+        Gradient(model).attribute(images, targets)
