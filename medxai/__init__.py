@@ -4,31 +4,50 @@ The public API::
 
     from medxai import IntegratedGradients
     heatmap = IntegratedGradients(model, steps=32).compute_heatmap(image, class_index=1)
+
+Names are loaded on first use, so ``import medxai.config`` (or ``medxai --help``)
+does not start TensorFlow.
 """
 
-from medxai._version import __version__
-from medxai.engine import GradientEngine, PathPlan
-from medxai.heatmap import ClipSpec, HeatmapPolicy, normalize, to_heatmap
-from medxai.methods import Explanation, Gradient, IntegratedGradients, PathMethod, SmoothGrad, XAIMethod
-from medxai.model_output import explained_model
-from medxai.registry import available_methods, get_method, register_method
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "ClipSpec",
-    "Explanation",
-    "Gradient",
-    "GradientEngine",
-    "HeatmapPolicy",
-    "IntegratedGradients",
-    "PathMethod",
-    "PathPlan",
-    "SmoothGrad",
-    "XAIMethod",
-    "__version__",
-    "available_methods",
-    "explained_model",
-    "get_method",
-    "normalize",
-    "register_method",
-    "to_heatmap",
-]
+from medxai._version import __version__
+
+_EXPORTS = {
+    "ClipSpec": "medxai.heatmap",
+    "HeatmapPolicy": "medxai.heatmap",
+    "normalize": "medxai.heatmap",
+    "to_heatmap": "medxai.heatmap",
+    "GradientEngine": "medxai.engine",
+    "PathPlan": "medxai.engine",
+    "Explanation": "medxai.methods",
+    "Gradient": "medxai.methods",
+    "IntegratedGradients": "medxai.methods",
+    "PathMethod": "medxai.methods",
+    "SmoothGrad": "medxai.methods",
+    "XAIMethod": "medxai.methods",
+    "explained_model": "medxai.model_output",
+    "available_methods": "medxai.registry",
+    "get_method": "medxai.registry",
+    "register_method": "medxai.registry",
+    "Config": "medxai.config",
+    "ConfigError": "medxai.config",
+    "load_config": "medxai.config",
+    "RunSummary": "medxai.decoder",
+    "run": "medxai.decoder",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'medxai' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

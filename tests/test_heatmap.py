@@ -93,3 +93,18 @@ def test_nan_and_bad_shape_rejected():
         to_heatmap(np.full((2, 2, 1), np.nan))
     with pytest.raises(ValueError, match="spatial"):
         to_heatmap(np.zeros(3))
+
+
+def test_gaussian_blur_is_spatial_only_and_per_image():
+    from scipy import ndimage
+
+    from medxai.filters import gaussian_blur
+
+    images = np.zeros((2, 9, 9, 2), np.float32)
+    images[0, 4, 4, 0] = 1.0
+    images[1, ..., 1] = 5.0
+    blurred = gaussian_blur(images, 1.5, batch=True)
+    np.testing.assert_allclose(blurred[0, ..., 0], ndimage.gaussian_filter(images[0, ..., 0], 1.5, mode="nearest"), atol=1e-7)
+    assert blurred[1, ..., 0].max() == 0  # nothing leaks from image 0 into image 1
+    np.testing.assert_allclose(blurred[1, ..., 1], 5.0, rtol=1e-6)  # channels are not mixed
+    np.testing.assert_allclose(gaussian_blur(images[0], (1.5, 1.5)), blurred[0], atol=1e-7)

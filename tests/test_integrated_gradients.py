@@ -182,3 +182,13 @@ def test_bad_parameters_fail_clearly(kwargs, match):
         return
     with pytest.raises(ValueError, match=match):
         IntegratedGradients(model, **kwargs)
+
+
+def test_blur_baseline_is_the_blurred_input():
+    from medxai.filters import gaussian_blur
+    from medxai.methods.baselines import default_blur_sigma, make_baselines
+
+    x = rand((2, 16, 16, 1))
+    np.testing.assert_array_equal(make_baselines(x, "blur", blur_sigma=1.5)[:, 0], gaussian_blur(x, 1.5, batch=True))
+    assert default_blur_sigma((16, 24)) == 2.0
+    np.testing.assert_array_equal(make_baselines(x, "blur")[:, 0], gaussian_blur(x, 2.0, batch=True))

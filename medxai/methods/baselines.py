@@ -7,7 +7,8 @@ in Hounsfield units or raw pixel values.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from medxai.filters import gaussian_blur
 
 BASELINE_KINDS = ("zeros", "black", "white", "uniform", "blur")
 RANDOM_KINDS = ("uniform",)
@@ -19,12 +20,9 @@ def default_blur_sigma(spatial_shape: tuple[int, ...]) -> float:
 
 
 def blur(images: np.ndarray, sigma: float | None = None) -> np.ndarray:
-    """Gaussian blur over the spatial axes of ``(N, *spatial, C)`` images, never across channels."""
-    spatial = images.shape[1:-1]
-    sigma = default_blur_sigma(spatial) if sigma is None else float(sigma)
-    return ndimage.gaussian_filter(
-        images.astype(np.float32), sigma=(0.0, *([sigma] * len(spatial)), 0.0), mode="nearest"
-    )
+    """The ``blur`` baseline of ``(N, *spatial, C)`` images (default sigma: :func:`default_blur_sigma`)."""
+    sigma = default_blur_sigma(images.shape[1:-1]) if sigma is None else float(sigma)
+    return gaussian_blur(images, sigma, batch=True)
 
 
 def validate_baseline(baseline: object, n_baselines: int) -> None:

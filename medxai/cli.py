@@ -1,0 +1,166 @@
+"""The ``medxai`` command: ``run``, ``validate`` and ``methods``.
+
+Exit status: 0 success, 1 some images failed (the index says which), 2 invalid
+config or input that stops the whole run (model, manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+EXIT_OK, EXIT_IMAGES_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medxai",
+        description="Gradient attribution maps (Integrated Gradients, saliency, SmoothGrad) "
+        "for Keras medical-image classifiers.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("config", help="the study's YAML file")
+        sub.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set runtime.batch_size=8 --set methods.0.steps=16",
+        )
+        return sub
+
+    run = with_config("run", "compute every configured map and write maps, index.csv and run.json")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    with_config("validate", "check a config, its manifest and its model without computing maps")
+    commands.add_parser("methods", help="list the methods and their parameters", description="list the methods and their parameters")
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
+    """Validate the config, read the manifest and load the model.
+
+    Prints every problem (never a traceback) and returns None when the study cannot start.
+    """
+    from medxai.config import ConfigError, load_config
+    from medxai.decoder import Decoder, StudyError, study_rows
+    from medxai.io import ManifestError
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return None
+    problems = []
+    decoder = rows = None
+    try:
+        rows = study_rows(config)
+    except ManifestError as err:
+        problems.append(f"data.manifest: {err}")
+    try:
+        decoder = Decoder(config)
+    except StudyError as err:
+        problems.append(str(err))
+    if problems:
+        print("invalid study:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return None
+    return config, decoder, rows
+
+
+def _run(args: argparse.Namespace) -> int:
+    prepared = _prepare(args)
+    if prepared is None:
+        return EXIT_INVALID
+    _, decoder, rows = prepared
+    progress = False if args.no_progress else None
+    try:
+        summary = decoder.run(rows, progress=progress)
+    except KeyboardInterrupt:
+        print("\nmedxai: interrupted; run again with runtime.resume: true to continue", file=sys.stderr)
+        return 130
+    print(summary)
+    if summary.failed_ids:
+        shown = ", ".join(summary.failed_ids[:5]) + (" ..." if len(summary.failed_ids) > 5 else "")
+        print(f"medxai: failed images (see the index's error column): {shown}", file=sys.stderr)
+    return summary.exit_code
+
+
+def _validate(args: argparse.Namespace) -> int:
+    prepared = _prepare(args)
+    if prepared is None:
+        return EXIT_INVALID
+    config, decoder, rows = prepared
+    methods = ", ".join(m.name for m in decoder.methods)
+    print(
+        f"{args.config}: valid ({len(rows)} images; model input {tuple(decoder.scores.input_shape)}, "
+        f"{decoder.scores.n_outputs} classes; methods: {methods}; output: {config.output.dir})"
+    )
+    return EXIT_OK
+
+
+def _methods() -> int:
+    from medxai.registry import available_methods, canonical_methods, method_parameters
+
+    names = available_methods()
+    for name, cls in sorted(canonical_methods().items()):
+        aliases = sorted(n for n, c in names.items() if c is cls and n != name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name}" + (f" (aliases: {', '.join(aliases)})" if aliases else "") + f"\n    {summary}")
+        for param, default in method_parameters(cls).items():
+            print(f"    {param} = {default!r}")
+    print("every method also takes: output, batch_size, heatmap (set by the config's model, runtime and heatmap sections)")
+    return EXIT_OK
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up messages (CUDA probing on CPU machines) hidden.
+
+    They are written to file descriptor 2 before Python can filter them; set
+    ``MEDXAI_TF_LOGS=1`` to see them.
+    """
+    if os.environ.get("MEDXAI_TF_LOGS"):
+        import tensorflow  # noqa: F401
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.constant(0)  # device set-up also logs
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medxai`` console script."""
+    args = _parser().parse_args(argv)
+    if args.version:
+        from medxai._version import __version__
+
+        print(f"medxai {__version__}")
+        return EXIT_OK
+    if args.command in ("run", "validate", "methods"):
+        _import_tensorflow_quietly()
+    if args.command == "run":
+        return _run(args)
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "methods":
+        return _methods()
+    _parser().print_help()
+    return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

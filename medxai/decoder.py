@@ -1,0 +1,585 @@
+"""The decoder: every configured method x image x target class, written to disk.
+
+Output layout under ``output.dir``::
+
+    maps/<method>/<image id>_c<class>.npy          float32 map in [0, 1] at source geometry
+    maps/<method>/<image id>_c<class>.png          colour-mapped map (3D: a montage of slices)
+    maps/<method>/<image id>_c<class>.overlay.png  map over the windowed image
+    index.csv                                      one row per (image, method, class)
+    run.json                                       provenance: config, versions, checksums, counts
+
+Every file is written to a temporary name and renamed, so nothing is ever half
+written. Finished rows are appended to ``index.partial.csv`` as they complete; a
+run started again with ``runtime.resume`` skips images whose maps are complete
+and ends with the same ``index.csv`` as an uninterrupted run. One bad image never
+stops the run: its rows say ``error`` with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from medxai._version import __version__
+from medxai.config import Config, load_config
+from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
+from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
+from medxai.io.writers import write_npy, write_png, write_text
+from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
+from medxai.render import colorize, overlay
+
+INDEX_COLUMNS = (
+    "image_id",
+    "source_path",
+    "method",
+    "class_index",
+    "score",
+    "label",
+    "status",
+    "error",
+    "npy_path",
+    "png_path",
+    "overlay_path",
+    "delta",
+    "seconds",
+    "evaluations",
+    "reduce",
+    "polarity",
+    "clip",
+    "mask_path",
+)
+INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
+#: Accumulator values (per image and class) held at once; bounds memory for volumes.
+_VALUES_PER_STEP = 1 << 23
+
+
+class StudyError(ValueError):
+    """The study cannot start (model, preprocessing or methods); the message starts with the config key."""
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``exit_code`` is 0 when every image succeeded, else 1."""
+
+    output_dir: Path
+    images: int = 0
+    maps: int = 0
+    errors: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+    failed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.errors == 0 else 1
+
+    def __str__(self) -> str:
+        return (
+            f"medxai: {self.images} images ({self.resumed} resumed), {self.maps} maps, "
+            f"{self.errors} errors in {self.seconds:.1f} s -> {self.output_dir / INDEX_NAME}"
+        )
+
+
+@dataclass
+class _Item:
+    """One manifest row on its way through the decoder."""
+
+    row: ManifestRow
+    tensor: np.ndarray | None = None
+    geometry: Any = None
+    display: np.ndarray | None = None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------- helpers
+def preprocess_spec(config: Config) -> PreprocessSpec:
+    """The :class:`PreprocessSpec` of a validated config."""
+    section = config.preprocess
+    window = section.window
+    if window is not None and not isinstance(window, str):
+        window = (window.center, window.width)
+    scale = section.scale
+    if scale is not None and not isinstance(scale, (str, tuple)):
+        scale = {"mean": scale.mean, "std": scale.std}
+    return PreprocessSpec(size=section.size, channels=section.channels, window=window, scale=scale)
+
+
+def heatmap_policy(config: Config) -> HeatmapPolicy:
+    """The :class:`HeatmapPolicy` of a validated config."""
+    section = config.heatmap
+    clip = None if section.clip is None else ClipSpec(section.clip.mode, section.clip.low, section.clip.high)
+    return HeatmapPolicy(reduce=section.reduce, polarity=section.polarity, clip=clip)
+
+
+def _clip_text(policy: HeatmapPolicy) -> str:
+    clip = policy.clip
+    return "" if clip is None else f"{clip.mode}:{clip.low:g}-{clip.high:g}"
+
+
+def build_methods(config: Config, model: Any) -> list[Any]:
+    """The configured methods, built on ``model`` with the run's output, batch size, policy and seed."""
+    from medxai.registry import resolve_method
+
+    methods, seen = [], {}
+    for position, spec in enumerate(config.methods):
+        cls = resolve_method(spec.name)
+        if cls.name in seen:
+            raise ValueError(
+                f"methods[{position}]: {cls.name} is configured twice (also methods[{seen[cls.name]}]); "
+                "one run writes one map per method"
+            )
+        seen[cls.name] = position
+        params = dict(spec.params)
+        if "seed" in _parameter_names(cls) and "seed" not in params:
+            params["seed"] = config.runtime.seed
+        methods.append(
+            cls(
+                model,
+                output=config.model.output,
+                batch_size=config.runtime.batch_size,
+                heatmap=heatmap_policy(config),
+                **params,
+            )
+        )
+    return methods
+
+
+def _parameter_names(cls: type) -> set[str]:
+    from medxai.registry import method_parameters
+
+    return set(method_parameters(cls))
+
+
+def _fingerprint(config: Config, model_checksum: str) -> str:
+    """What decides the maps: a resumed run reuses rows only when this is unchanged."""
+    data = config.to_dict()
+    relevant = {
+        "model": {**data["model"], "checksum": model_checksum},
+        "preprocess": data["preprocess"],
+        "methods": data["methods"],
+        "targets": data["targets"],
+        "heatmap": data["heatmap"],
+        "output": {k: v for k, v in data["output"].items() if k != "dir"},
+        "seed": data["runtime"]["seed"],
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of an index or journal; a torn last line (a killed run) is dropped."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or list(reader.fieldnames) != list(INDEX_COLUMNS):
+        return []
+    return [row for row in reader if None not in row and None not in row.values()]
+
+
+def _rows_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in INDEX_COLUMNS})
+    return buffer.getvalue()
+
+
+def _format(value: float | None, digits: int = 6) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}g}"
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import pydicom
+    import tensorflow as tf
+
+    return {
+        "medxai": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pydicom": pydicom.__version__,
+    }
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        unit="img",
+        desc="medxai",
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=tty,
+        ascii=not tty,
+        mininterval=0.2 if tty else 10.0,
+    )
+
+
+# ---------------------------------------------------------------------- decoder
+class Decoder:
+    """Runs a validated config. Use :func:`run` unless you need the pieces.
+
+    Args:
+        config: A validated :class:`medxai.config.Config`.
+        model: An already loaded Keras model (default: load ``config.model.path``).
+    """
+
+    def __init__(self, config: Config, model: Any = None):
+        from medxai.engine import GradientEngine
+        from medxai.model_loader import ModelLoadError, file_checksum, load_model
+        from medxai.model_output import OutputSelectionError
+
+        self.config = config
+        try:
+            self.model = load_model(config.model.path) if model is None else model
+            self.scores = GradientEngine.for_model(self.model, "probabilities")
+        except (ModelLoadError, OutputSelectionError) as err:
+            raise StudyError(f"model.path: {err}") from err
+        try:
+            self.preprocessor = Preprocessor(preprocess_spec(config), self.scores.input_shape)
+        except ValueError as err:
+            raise StudyError(f"preprocess: {err}") from err
+        try:
+            self.methods = build_methods(config, self.model)
+        except OutputSelectionError as err:
+            raise StudyError(f"model.output: {err}") from err
+        except (ValueError, TypeError) as err:
+            raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
+        self.model_checksum = file_checksum(config.model.path)
+        self.policy = heatmap_policy(config)
+        self.out = Path(config.output.dir)
+        self.formats = set(config.output.formats)
+        self.fingerprint = _fingerprint(config, self.model_checksum)
+
+    # ---- resume
+    def _completed(self) -> dict[str, list[dict[str, str]]]:
+        """Rows of images whose every map is complete in a previous run of the same config."""
+        run_file = self.out / RUN_NAME
+        if not self.config.runtime.resume or not run_file.exists():
+            return {}
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != self.fingerprint:
+            print("medxai: the config or model changed since the last run; recomputing every map", file=sys.stderr)
+            return {}
+        by_image: dict[str, list[dict[str, str]]] = {}
+        for row in _read_rows(self.out / INDEX_NAME) + _read_rows(self.out / JOURNAL_NAME):
+            by_image.setdefault(row["image_id"], [])
+            by_image[row["image_id"]] = [r for r in by_image[row["image_id"]] if not _same_map(r, row)] + [row]
+        methods = {m.name for m in self.methods}
+        complete = {}
+        for image_id, rows in by_image.items():
+            ok = all(r["status"] == "ok" for r in rows) and {r["method"] for r in rows} == methods
+            files = [r[k] for r in rows for k in ("npy_path", "png_path", "overlay_path") if r[k]]
+            if ok and all((self.out / f).exists() for f in files):
+                complete[image_id] = rows
+        return complete
+
+    # ---- per-image work
+    def _load(self, row: ManifestRow) -> _Item:
+        item = _Item(row)
+        try:
+            image = read_image(row.path)
+            item.tensor, item.geometry = self.preprocessor(image)
+            if "overlay" in self.formats:
+                item.display = self.preprocessor.display(image)
+        except (ImageReadError, PreprocessError, ValueError) as err:
+            item.error = str(err) or type(err).__name__
+        return item
+
+    def _classes(self, item: _Item, scores: np.ndarray) -> list[int]:
+        targets, n_classes = self.config.targets, scores.shape[-1]
+        if targets == "predicted":
+            return [int(np.argmax(scores))]
+        if targets == "all":
+            return list(range(n_classes))
+        if targets == "label":
+            if item.row.label is None:
+                raise ValueError("targets: label, but this image has no label in the manifest")
+            classes = [item.row.label]
+        else:
+            classes = list(targets)
+        bad = [c for c in classes if not 0 <= c < n_classes]
+        if bad:
+            raise ValueError(f"class {bad[0]} is out of range: the model has {n_classes} classes")
+        return classes
+
+    def _error_rows(self, item: _Item, message: str, classes: Sequence[int | None] = (None,)) -> list[dict]:
+        return [
+            self._row(item, method.name, c, status="error", error=message)
+            for method in self.methods
+            for c in classes
+        ]
+
+    def _row(self, item: _Item, method: str, class_index: int | None, **values: Any) -> dict[str, Any]:
+        row = {
+            "image_id": item.row.image_id,
+            "source_path": item.row.path,
+            "method": method,
+            "class_index": "" if class_index is None else class_index,
+            "label": "" if item.row.label is None else item.row.label,
+            "status": "ok",
+            "reduce": self.policy.reduce,
+            "polarity": self.policy.polarity,
+            "clip": _clip_text(self.policy),
+            "mask_path": item.row.mask_path or "",
+        }
+        row.update(values)
+        return row
+
+    def _write_map(self, item: _Item, method: str, class_index: int, attributions: np.ndarray) -> dict[str, str]:
+        heatmap = self.preprocessor.to_source(to_heatmap(attributions, self.policy), item.geometry)
+        stem = Path("maps") / method / f"{safe_id(item.row.image_id)}_c{class_index}"
+        paths = {"npy_path": "", "png_path": "", "overlay_path": ""}
+        if "npy" in self.formats:
+            paths["npy_path"] = f"{stem}.npy"
+            write_npy(self.out / paths["npy_path"], heatmap.astype(np.float32))
+        if "png" in self.formats:
+            paths["png_path"] = f"{stem}.png"
+            write_png(self.out / paths["png_path"], colorize(heatmap, self.config.output.colormap))
+        if "overlay" in self.formats:
+            paths["overlay_path"] = f"{stem}.overlay.png"
+            picture = overlay(item.display, heatmap, colormap=self.config.output.colormap, alpha=self.config.output.alpha)
+            write_png(self.out / paths["overlay_path"], picture)
+        return {k: Path(v).as_posix() if v else "" for k, v in paths.items()}
+
+    def _explain(self, method: Any, items: list[_Item], classes: list[list[int]]):
+        """Explain every (image, class) pair of a group in one packed call."""
+        owners = [i for i, cs in enumerate(classes) for _ in cs]
+        images = np.stack([items[i].tensor for i in owners])
+        targets = [c for cs in classes for c in cs]
+        explain = getattr(method, "explain", None)
+        if explain is not None:
+            explanation = explain(images, targets)
+            return explanation.attributions, explanation.relative_delta, explanation.evaluations
+        return method.attribute(images, targets), None, None
+
+    def _process_group(self, items: list[_Item]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        good = [item for item in items if item.error is None]
+        for item in items:
+            if item.error is not None:
+                rows.extend(self._error_rows(item, item.error))
+        if not good:
+            return rows
+        scores = self.scores.predict(np.stack([item.tensor for item in good]), self.config.runtime.batch_size)
+        ready, classes, score_of = [], [], []
+        for item, score in zip(good, scores):
+            try:
+                chosen = self._classes(item, score)
+            except ValueError as err:
+                rows.extend(self._error_rows(item, str(err)))
+                continue
+            ready.append(item)
+            classes.append(chosen)
+            score_of.append(score)
+        for method in self.methods:
+            started = time.perf_counter()
+            try:
+                results = [self._explain(method, ready, classes)] if ready else []
+                groups = [(ready, classes, score_of)]
+            except Exception:  # isolate the image that fails instead of failing the group
+                results, groups = [], []
+                for item, cs, sc in zip(ready, classes, score_of):
+                    try:
+                        results.append(self._explain(method, [item], [cs]))
+                        groups.append(([item], [cs], [sc]))
+                    except Exception as err:
+                        rows.extend(
+                            self._row(item, method.name, c, status="error", error=f"{type(err).__name__}: {err}")
+                            for c in cs
+                        )
+            for (attributions, relative, evaluations), (group, group_classes, group_scores) in zip(results, groups):
+                n_maps = sum(len(cs) for cs in group_classes)
+                seconds = (time.perf_counter() - started) / max(1, n_maps)
+                k = 0
+                for item, cs, score in zip(group, group_classes, group_scores):
+                    for c in cs:
+                        try:
+                            paths = self._write_map(item, method.name, c, attributions[k])
+                            rows.append(
+                                self._row(
+                                    item,
+                                    method.name,
+                                    c,
+                                    score=_format(float(score[c])),
+                                    delta=_format(None if relative is None else float(relative[k])),
+                                    seconds=f"{seconds:.4f}",
+                                    evaluations="" if evaluations is None else evaluations,
+                                    **paths,
+                                )
+                            )
+                        except (OSError, ValueError) as err:
+                            rows.append(self._row(item, method.name, c, status="error", error=str(err)))
+                        k += 1
+        # an image with any failed map counts as failed: mark all its rows
+        failed = {r["image_id"]: r["error"] for r in rows if r["status"] == "error"}
+        for r in rows:
+            if r["image_id"] in failed and r["status"] == "ok":
+                r.update(status="error", error=f"another map of this image failed: {failed[r['image_id']]}")
+        return rows
+
+    # ---- the run
+    def run(self, rows: Sequence[ManifestRow], *, progress: bool | None = None) -> RunSummary:
+        """Process manifest rows; write maps, ``index.csv`` and ``run.json``."""
+        started_at, started = datetime.now(timezone.utc), time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        completed = self._completed()
+        journal = self.out / JOURNAL_NAME
+        if not completed:
+            journal.unlink(missing_ok=True)
+        else:
+            kept = [r for rs in completed.values() for r in rs]
+            write_text(journal, _rows_text(kept, header=True))
+        self._write_run_json(started_at, None, None)
+        todo = [row for row in rows if row.image_id not in completed]
+        per_step = max(1, min(self.config.runtime.batch_size, _VALUES_PER_STEP // self._values_per_image()))
+        summary = RunSummary(self.out, images=len(rows), resumed=len(rows) - len(todo))
+        new_rows: dict[str, list[dict[str, Any]]] = {}
+        show = self.config.runtime.progress if progress is None else progress
+        with _progress_bar(len(rows), show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
+            if log.tell() == 0:
+                log.write(_rows_text([], header=True))
+            bar.update(summary.resumed)
+            for start in range(0, len(todo), per_step):
+                items = [self._load(row) for row in todo[start : start + per_step]]
+                for group in _same_shape_groups(items):
+                    for row in self._process_group(group):
+                        new_rows.setdefault(row["image_id"], []).append(row)
+                for item in items:
+                    log.write(_rows_text(new_rows.get(item.row.image_id, []), header=False))
+                log.flush()
+                bar.update(len(items))
+        index = []
+        for row in rows:
+            image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
+            index.extend(image_rows)
+            if any(r["status"] == "error" for r in image_rows):
+                summary.errors += 1
+                summary.failed_ids.append(row.image_id)
+        summary.maps = sum(1 for r in index if r["status"] == "ok")
+        write_text(self.out / INDEX_NAME, _rows_text(index, header=True))
+        summary.seconds = time.perf_counter() - started
+        self._write_run_json(started_at, datetime.now(timezone.utc), summary)
+        journal.unlink(missing_ok=True)
+        return summary
+
+    def _values_per_image(self) -> int:
+        shape = [n for n in self.scores.input_shape if n is not None]
+        classes = self.scores.n_outputs if self.config.targets == "all" else 1
+        return max(1, int(np.prod(shape)) * classes)
+
+    def _write_run_json(self, started: datetime, ended: datetime | None, summary: RunSummary | None) -> None:
+        record = {
+            "medxai": "run",
+            "fingerprint": self.fingerprint,
+            "status": "finished" if summary is not None else "running",
+            "started": started.isoformat(),
+            "ended": None if ended is None else ended.isoformat(),
+            "config": self.config.to_dict(),
+            "methods": [{"name": m.name, "params": _jsonable(m.params())} for m in self.methods],
+            "heatmap": _jsonable(self.policy.to_dict()),
+            "model": {
+                "path": str(self.config.model.path),
+                "sha256": self.model_checksum,
+                "input_shape": list(self.scores.input_shape),
+                "classes": self.scores.n_outputs,
+            },
+            "versions": _versions(),
+            "host": platform.node(),
+            "counts": None
+            if summary is None
+            else {
+                "images": summary.images,
+                "maps": summary.maps,
+                "errors": summary.errors,
+                "resumed": summary.resumed,
+                "seconds": round(summary.seconds, 3),
+            },
+        }
+        write_text(self.out / RUN_NAME, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _same_map(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    return a["method"] == b["method"] and a["class_index"] == b["class_index"]
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _same_shape_groups(items: list[_Item]) -> list[list[_Item]]:
+    """Split a step into groups whose tensors share a shape (models with free input sizes)."""
+    groups: dict[Any, list[_Item]] = {}
+    for item in items:
+        key = None if item.tensor is None else item.tensor.shape
+        groups.setdefault(key, []).append(item)
+    return list(groups.values())
+
+
+def run(
+    config: Config | Mapping[str, Any] | str | os.PathLike,
+    *,
+    overrides: Sequence[str] = (),
+    model: Any = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run a study: the Python twin of ``medxai run CONFIG``.
+
+    Args:
+        config: A :class:`~medxai.config.Config`, a dict in the YAML's shape (relative
+            paths resolve against the current directory) or a YAML file path.
+        overrides: ``"key.sub=value"`` settings applied to a YAML file.
+        model: An already loaded Keras model (default: load ``model.path``).
+        progress: Show a progress bar (default: ``runtime.progress``).
+
+    Returns:
+        A :class:`RunSummary`; ``summary.exit_code`` is 1 when some images failed.
+
+    Raises:
+        medxai.config.ConfigError: the config is invalid.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config, overrides)
+    elif isinstance(config, Mapping):
+        config = Config.from_dict(dict(config))
+    decoder = Decoder(config, model=model)
+    return decoder.run(study_rows(config), progress=progress)
+
+
+def study_rows(config: Config) -> list[ManifestRow]:
+    """The manifest rows named by the config's ``data`` section."""
+    data = config.data
+    return read_manifest(
+        data.manifest,
+        path_column=data.path_column,
+        id_column=data.id_column,
+        label_column=data.label_column,
+        mask_column=data.mask_column,
+        root=data.root,
+    )

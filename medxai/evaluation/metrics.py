@@ -1,0 +1,287 @@
+"""Map-quality metrics: sparseness, localisation against a mask, agreement.
+
+Plain functions on numpy arrays of any spatial rank (2D slices, 3D volumes).
+A *map* is a float array (for medxai heatmaps: [0, 1], 1 = most important);
+a *mask* is a boolean array of the same shape (True = lesion). Localisation
+scores are NaN when the mask is empty, because there is nothing to find;
+:func:`summarise` skips NaN, so a study mixing positives and negatives can be
+summarised directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage as ndi
+from scipy import stats
+
+__all__ = [
+    "gini",
+    "pointing_game",
+    "relevance_mass",
+    "topk_iou",
+    "summarise",
+    "rank_correlation",
+]
+
+
+# --------------------------------------------------------------------------
+# argument checks (shared with faithfulness.py)
+# --------------------------------------------------------------------------
+def _as_map(values: ArrayLike, name: str = "map", *, non_negative: bool = False) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim == 0 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty array with at least one axis, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if non_negative and arr.min() < 0:
+        raise ValueError(
+            f"{name} has negative values (min {arr.min():g}); pass a non-negative map, "
+            "e.g. np.clip(attributions, 0, None) for the positive evidence only"
+        )
+    return arr
+
+
+def _as_mask(mask: ArrayLike, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.shape != shape:
+        raise ValueError(f"{name} shape {arr.shape} does not match the map's shape {shape}")
+    if arr.dtype == bool:
+        return arr
+    if np.issubdtype(arr.dtype, np.number) and np.all((arr == 0) | (arr == 1)):
+        return arr.astype(bool)
+    raise ValueError(
+        f"{name} must be boolean (or hold only 0 and 1), got dtype {arr.dtype}; "
+        "threshold it first, e.g. mask > 0"
+    )
+
+
+# --------------------------------------------------------------------------
+# sparseness
+# --------------------------------------------------------------------------
+def gini(map: ArrayLike) -> float:
+    """Gini index of a non-negative map: 0 = mass spread evenly, near 1 = concentrated.
+
+    With the values sorted ascending, ``c_1 <= ... <= c_n``,
+    ``G = 1 - 2 * sum_k (c_k / ||c||_1) * (n - k + 1/2) / n``.
+    A uniform map gives 0, a one-hot map ``(n - 1) / n``; an all-zero map
+    gives 0 (no mass to concentrate) rather than NaN.
+
+    Args:
+        map: Non-negative array of any shape.
+
+    Returns:
+        The Gini index in [0, 1).
+
+    Raises:
+        ValueError: On negative, NaN/inf or empty input.
+
+    References:
+        Hurley & Rickard (2009), "Comparing measures of sparsity", IEEE Trans.
+        Inf. Theory 55(10). Chalasani et al. (2020), "Concise explanations of
+        neural networks using adversarial training", ICML (Gini as the
+        sparseness of attribution maps).
+
+    Example:
+        >>> gini(np.array([[0.0, 0.0], [0.0, 1.0]]))
+        0.75
+    """
+    c = np.sort(_as_map(map, non_negative=True).ravel())
+    total = c.sum()
+    if total == 0:
+        return 0.0
+    n = c.size
+    k = np.arange(1, n + 1)
+    # max(): rounding can leave -1e-16 for a uniform map.
+    return max(0.0, float(1.0 - 2.0 * np.sum((c / total) * (n - k + 0.5) / n)))
+
+
+# --------------------------------------------------------------------------
+# localisation against a ground-truth mask
+# --------------------------------------------------------------------------
+def pointing_game(map: ArrayLike, mask: ArrayLike, *, tolerance: float = 0) -> float:
+    """1.0 if the map's maximum falls in the mask, 0.0 if not (a hit or a miss).
+
+    The mask is first grown by ``tolerance`` pixels (Euclidean distance, in
+    pixel units, on every axis). Ties: when several pixels share the maximum
+    value (exact equality), the map scores a hit if ANY of them lies in the
+    grown mask. A constant map therefore always hits a non-empty mask; screen
+    such maps out first (their :func:`gini` is 0) if that matters.
+
+    Args:
+        map: Array of any shape; signed values are fine.
+        mask: Boolean array of the same shape.
+        tolerance: Non-negative dilation radius in pixels (Zhang et al. use 15
+            pixels at 224 x 224).
+
+    Returns:
+        1.0 (hit), 0.0 (miss), or NaN when the mask is empty.
+
+    References:
+        Zhang et al. (2018), "Top-down neural attention by excitation
+        backprop", IJCV 126.
+
+    Example:
+        >>> pointing_game(np.array([[0.1, 0.9], [0.2, 0.3]]),
+        ...               np.array([[False, True], [False, False]]))
+        1.0
+    """
+    m = _as_map(map)
+    target = _as_mask(mask, m.shape)
+    if not np.isscalar(tolerance) or not np.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    if not target.any():
+        return float("nan")
+    if tolerance > 0:
+        # Distance of every pixel to the nearest mask pixel.
+        target = ndi.distance_transform_edt(~target) <= tolerance
+    return float(np.any(target[m == m.max()]))
+
+
+def relevance_mass(map: ArrayLike, mask: ArrayLike) -> float:
+    """Share of the map's total mass that lies inside the mask.
+
+    ``sum(map[mask]) / sum(map)``; 1.0 means all relevance is on the lesion.
+    An all-zero map gives 0.0 (no mass anywhere, none inside).
+
+    Args:
+        map: Non-negative array of any shape (clip signed attributions first;
+            Arras et al. count positive relevance only).
+        mask: Boolean array of the same shape.
+
+    Returns:
+        The share in [0, 1], or NaN when the mask is empty.
+
+    References:
+        Arras, Osman & Samek (2022), "CLEVR-XAI: A benchmark dataset for the
+        ground truth evaluation of neural network explanations", Information
+        Fusion 81 ("relevance mass accuracy").
+
+    Example:
+        >>> relevance_mass(np.array([[3.0, 1.0], [0.0, 0.0]]),
+        ...                np.array([[True, False], [False, False]]))
+        0.75
+    """
+    m = _as_map(map, non_negative=True)
+    target = _as_mask(mask, m.shape)
+    if not target.any():
+        return float("nan")
+    total = m.sum()
+    if total == 0:
+        return 0.0
+    return float(m[target].sum() / total)
+
+
+def _top_pixels(values: np.ndarray, k: int) -> np.ndarray:
+    """Flat indices of the ``k`` largest values; ties go to the lower flat (C-order) index."""
+    # A stable sort of the negated values keeps equal values in index order.
+    return np.argsort(-values.ravel(), kind="stable")[:k]
+
+
+def topk_iou(map: ArrayLike, mask: ArrayLike, *, percent: float = 5.0) -> float:
+    """Intersection over union of the map's top ``percent`` % pixels with the mask.
+
+    The top set holds ``ceil(n * percent / 100)`` pixels (at least one), the
+    largest values first; among equal values the pixel with the lower flat
+    (C-order) index is taken first, so the result is deterministic.
+
+    Args:
+        map: Array of any shape; signed values are fine (ranked by value).
+        mask: Boolean array of the same shape.
+        percent: Size of the top set, in (0, 100].
+
+    Returns:
+        IoU in [0, 1], or NaN when the mask is empty.
+
+    References:
+        The "energy/top-k localisation" protocol of saliency benchmarks, e.g.
+        Saporta et al. (2022), "Benchmarking saliency methods for chest X-ray
+        interpretation", Nature Machine Intelligence 4 (IoU of thresholded maps).
+
+    Example:
+        >>> topk_iou(np.array([[4.0, 3.0], [2.0, 1.0]]),
+        ...          np.array([[True, True], [False, False]]), percent=50)
+        1.0
+    """
+    m = _as_map(map)
+    target = _as_mask(mask, m.shape)
+    if not np.isscalar(percent) or not (0 < percent <= 100):
+        raise ValueError(f"percent must be in (0, 100], got {percent!r}")
+    if not target.any():
+        return float("nan")
+    n = m.size
+    # The small epsilon keeps e.g. 5 % of 20 pixels at exactly 1, not 2.
+    k = min(n, max(1, int(np.ceil(n * percent / 100.0 - 1e-9))))
+    top = np.zeros(n, dtype=bool)
+    top[_top_pixels(m, k)] = True
+    flat = target.ravel()
+    return float(np.sum(top & flat) / np.sum(top | flat))
+
+
+# --------------------------------------------------------------------------
+# summaries and agreement
+# --------------------------------------------------------------------------
+def summarise(values: ArrayLike) -> dict[str, float | int]:
+    """Mean, median and central 95 % range of the finite values (NaN/inf ignored).
+
+    ``ci_low``/``ci_high`` are the 2.5th and 97.5th percentiles of the values
+    themselves: the spread of the score over images, not a confidence
+    interval of the mean (bootstrap the mean for that).
+
+    Args:
+        values: Scores of any shape (e.g. one per image).
+
+    Returns:
+        ``{"mean", "median", "ci_low", "ci_high", "n"}``; ``n`` is the number of
+        finite values, and the others are NaN when it is 0.
+
+    Example:
+        >>> summarise([1.0, float("nan"), 3.0])["mean"]
+        2.0
+    """
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "median": nan, "ci_low": nan, "ci_high": nan, "n": 0}
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return {
+        "mean": float(finite.mean()),
+        "median": float(np.median(finite)),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "n": int(finite.size),
+    }
+
+
+def rank_correlation(a: ArrayLike, b: ArrayLike) -> float:
+    """Spearman rank correlation of two maps of the same shape, pixel by pixel.
+
+    Ties get average ranks (``scipy.stats.spearmanr``). A constant map has no
+    ranking, so the result is NaN (without scipy's warning).
+
+    Args:
+        a, b: Arrays of the same shape.
+
+    Returns:
+        The correlation in [-1, 1], or NaN when either map is constant.
+
+    References:
+        Adebayo et al. (2018), "Sanity checks for saliency maps", NeurIPS
+        (rank correlation between maps).
+
+    Example:
+        >>> rank_correlation(np.array([[1.0, 2.0], [3.0, 4.0]]),
+        ...                  np.array([[10.0, 20.0], [30.0, 40.0]]))
+        1.0
+    """
+    x = _as_map(a, "a")
+    y = _as_map(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x.ravel(), y.ravel()).statistic)

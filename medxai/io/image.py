@@ -1,0 +1,96 @@
+"""The in-memory image every reader returns, and the one error every reader raises."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ImageReadError", "LoadedImage", "KINDS"]
+
+#: The values ``LoadedImage.kind`` can take.
+KINDS: tuple[str, ...] = ("dicom", "png", "jpeg", "tiff", "npy", "nifti")
+
+
+class ImageReadError(Exception):
+    """A per-image problem: missing, unreadable, unsupported or without pixels.
+
+    The message is meant for the user and names the file. ``path`` holds the
+    file's path when the reader knew it.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)
+
+
+def read_error(problem: str, path: str | os.PathLike, detail: str | None = None) -> ImageReadError:
+    """Builds an :class:`ImageReadError` as ``"<problem>: <path> (<detail>)"``."""
+    message = f"{problem}: {os.fspath(path)}"
+    if detail:
+        message += f" ({detail})"
+    return ImageReadError(message, path)
+
+
+def describe(exc: BaseException) -> str:
+    """A short one-line description of a library exception, for messages."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class LoadedImage:
+    """An image as read from disk, before any preprocessing.
+
+    Attributes:
+        array: float32, shape ``(*spatial, C)``: 2D ``(H, W, C)`` or 3D
+            ``(D, H, W, C)``, ``C`` is 1 (grey) or 3 (RGB). Values are in the
+            modality's units (e.g. Hounsfield units after the DICOM modality
+            LUT), neither windowed nor inverted.
+        source_path: the file it was read from.
+        kind: one of ``KINDS``.
+        window: ``(center, width)`` of the file's VOI LUT window, else None.
+        invert: True when display must be inverted after windowing
+            (DICOM MONOCHROME1, TIFF min-is-white).
+        spacing: pixel/voxel spacing per spatial axis, in the same axis order
+            as ``array``, when the file records it.
+        meta: small facts about the source, e.g. ``{"modality": "CT",
+            "photometric": "MONOCHROME2", "frames": 1}``.
+    """
+
+    array: np.ndarray
+    source_path: str
+    kind: str
+    window: tuple[float, float] | None = None
+    invert: bool = False
+    spacing: tuple[float, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """The shape without the trailing channel axis."""
+        return tuple(int(n) for n in self.array.shape[:-1])
+
+    @property
+    def channels(self) -> int:
+        """The number of channels (last axis)."""
+        return int(self.array.shape[-1])
+
+
+def as_image_array(data: np.ndarray, path: str | os.PathLike, *, allow_3d: bool = True) -> np.ndarray:
+    """Checks a ``(*spatial, C)`` array and returns it as contiguous float32.
+
+    Raises:
+        ImageReadError: empty, non-numeric, or not 2D/3D with 1 or 3 channels.
+    """
+    if data.dtype.kind not in "biuf":
+        raise read_error("unsupported pixel data type", path, f"dtype {data.dtype}")
+    if data.size == 0:
+        raise read_error("image is empty", path, f"shape {data.shape}")
+    spatial = data.ndim - 1
+    if spatial not in ((2, 3) if allow_3d else (2,)) or data.shape[-1] not in (1, 3):
+        raise read_error("unsupported image shape", path, f"shape {data.shape}")
+    return np.ascontiguousarray(data, dtype=np.float32)

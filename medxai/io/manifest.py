@@ -1,0 +1,170 @@
+"""Dataset manifests (CSV/TSV, one image per row) and file-name-safe ids."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["ManifestError", "ManifestRow", "read_manifest", "safe_id", "MAX_ID_LENGTH"]
+
+#: The longest id :func:`safe_id` returns (well under the usual 255-byte file-name limit).
+MAX_ID_LENGTH = 120
+_HASH_CHARS = 10
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# Windows refuses these as file names whatever the extension.
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole cannot be used (missing column, duplicate ids, bad label...)."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One image listed in a manifest.
+
+    Attributes:
+        image_id: the id as written in the manifest (the row number as text when
+            there is no id column); not yet made safe, see :func:`safe_id`.
+        path: absolute image path, resolved against the manifest's root.
+        label: integer class label, or None when absent.
+        mask_path: absolute mask path, or None when absent/empty.
+        row: 0-based row number (the first row after the header is 0).
+    """
+
+    image_id: str
+    path: str
+    label: int | None
+    mask_path: str | None
+    row: int
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    *,
+    path_column: str = "path",
+    id_column: str | None = None,
+    label_column: str | None = None,
+    mask_column: str | None = None,
+    root: str | os.PathLike | None = None,
+) -> list[ManifestRow]:
+    """Reads a CSV (or ``.tsv``/``.tab``, tab-separated) manifest with a header row.
+
+    Args:
+        path: the manifest file.
+        path_column: column holding image paths.
+        id_column: column holding image ids; None uses the row numbers.
+        label_column: column holding integer labels ("1", "1.0" and empty accepted).
+        mask_column: column holding mask paths (empty cells mean no mask).
+        root: folder that relative paths resolve against; default: the manifest's folder.
+
+    Raises:
+        ManifestError: unreadable or empty manifest, a missing column, an empty
+            path or id, duplicate ids, or a label that is not an integer.
+    """
+    manifest = Path(os.fspath(path))
+    table = _read_table(manifest)
+    columns = [c for c in (path_column, id_column, label_column, mask_column) if c is not None]
+    missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
+    if missing:
+        raise ManifestError(
+            f"{manifest}: missing column(s) {', '.join(map(repr, missing))}; "
+            f"the manifest has: {', '.join(map(repr, table.columns))}"
+        )
+    base = Path(os.path.abspath(manifest.parent if root is None else os.fspath(root)))
+
+    rows: list[ManifestRow] = []
+    for i, record in enumerate(table.to_dict("records")):
+        image_path = record[path_column].strip()
+        if not image_path:
+            raise ManifestError(f"{manifest}: row {i}: empty {path_column!r}")
+        image_id = str(i) if id_column is None else record[id_column].strip()
+        if not image_id:
+            raise ManifestError(f"{manifest}: row {i}: empty {id_column!r}")
+        label = None if label_column is None else _label(record[label_column], manifest, i, label_column)
+        mask = record[mask_column].strip() if mask_column is not None else ""
+        rows.append(
+            ManifestRow(
+                image_id=image_id,
+                path=_resolve(base, image_path),
+                label=label,
+                mask_path=_resolve(base, mask) if mask else None,
+                row=i,
+            )
+        )
+    _check_unique(rows, manifest)
+    return rows
+
+
+def _read_table(manifest: Path) -> pd.DataFrame:
+    if not manifest.is_file():
+        raise ManifestError(f"manifest not found: {manifest}")
+    sep = "\t" if manifest.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        # Everything as text, nothing turned into NaN: the checks below decide.
+        table = pd.read_csv(manifest, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{manifest}: the manifest is empty") from None
+    except Exception as exc:
+        raise ManifestError(f"{manifest}: cannot read the manifest ({type(exc).__name__}: {exc})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    if len(table) == 0:
+        raise ManifestError(f"{manifest}: the manifest has a header but no rows")
+    return table
+
+
+def _label(value: str, manifest: Path, row: int, column: str) -> int | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number != int(number):
+        raise ManifestError(f"{manifest}: row {row}: label {value!r} in column {column!r} is not an integer")
+    return int(number)
+
+
+def _resolve(base: Path, value: str) -> str:
+    return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+
+
+def _check_unique(rows: list[ManifestRow], manifest: Path) -> None:
+    seen: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}
+    for r in rows:
+        if r.image_id in seen:
+            duplicates.setdefault(r.image_id, [seen[r.image_id]]).append(r.row)
+        else:
+            seen[r.image_id] = r.row
+    if duplicates:
+        shown = [f"{i!r} (rows {', '.join(map(str, rs))})" for i, rs in list(duplicates.items())[:10]]
+        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+        raise ManifestError(f"{manifest}: duplicate image ids: {'; '.join(shown)}{more}")
+
+
+def safe_id(image_id: str) -> str:
+    """A deterministic, file-name-safe version of an image id.
+
+    Keeps ``[A-Za-z0-9._-]``, replaces anything else by ``_``, strips leading
+    and trailing dots, caps the length at :data:`MAX_ID_LENGTH`. When anything
+    had to change, a short hash of the original id is appended, so distinct
+    ids stay distinct. The result never contains a path separator and is
+    never empty, ``.``, ``..`` or a reserved Windows device name. (Ids that
+    differ only by letter case still collide on case-insensitive file systems.)
+    """
+    image_id = str(image_id)
+    cleaned = _UNSAFE.sub("_", image_id).strip(".")
+    changed = cleaned != image_id or not cleaned or cleaned.split(".")[0].upper() in _RESERVED
+    if not changed and len(cleaned) <= MAX_ID_LENGTH:
+        return cleaned
+    digest = hashlib.sha256(image_id.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    stem = cleaned[: MAX_ID_LENGTH - _HASH_CHARS - 1].rstrip(".") or "id"
+    return f"{stem}_{digest}"

@@ -1,0 +1,107 @@
+"""PNG, JPEG and TIFF readers.
+
+The decoders are the ones ``skimage.io.imread`` uses underneath: imageio
+(Pillow) for PNG/JPEG and tifffile for TIFF. They are called directly so the
+decoder follows the file's content rather than its suffix, and so a TIFF's
+axes (pages, samples) are known instead of guessed from the shape.
+"""
+
+from __future__ import annotations
+
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
+
+__all__ = ["read_raster"]
+
+_EXTENSION = {"png": ".png", "jpeg": ".jpg"}
+_NAMES = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}
+
+
+def read_raster(path: str | os.PathLike, kind: str) -> LoadedImage:
+    """Reads a PNG, JPEG or TIFF file.
+
+    Grey becomes ``(H, W, 1)``, RGB ``(H, W, 3)``; an alpha channel is dropped
+    (RGBA -> RGB, grey+alpha -> grey); 16-bit and float values are kept as
+    they are. A multi-page grey or RGB TIFF becomes a volume ``(D, H, W, C)``;
+    a min-is-white TIFF sets ``invert``.
+
+    Args:
+        path: the file.
+        kind: ``"png"``, ``"jpeg"`` or ``"tiff"`` (what the content is).
+
+    Raises:
+        ImageReadError: the file cannot be decoded or has an unsupported layout.
+    """
+    path = os.fspath(path)
+    invert = False
+    meta: dict = {}
+    try:
+        if kind == "tiff":
+            data, invert, meta = _read_tiff(path)
+        else:
+            data = iio.imread(path, extension=_EXTENSION[kind], index=0)
+            if kind == "jpeg" and data.ndim == 3 and data.shape[-1] == 4:
+                # A 4-channel JPEG is CMYK, not RGBA: let Pillow convert it.
+                data = iio.imread(path, extension=".jpg", index=0, mode="RGB")
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise read_error(f"cannot decode {_NAMES[kind]} file", path, describe(exc)) from None
+    data = np.asarray(data)
+    meta["dtype"] = str(data.dtype)
+    spatial_dims = 3 if meta.get("pages", 1) > 1 else 2
+    array = as_image_array(_channels_last(data, spatial_dims, path), path)
+    return LoadedImage(array=array, source_path=path, kind=kind, invert=invert, meta=meta)
+
+
+def _channels_last(data: np.ndarray, spatial_dims: int, path: str) -> np.ndarray:
+    """Adds a grey channel axis, or drops an alpha channel."""
+    if data.ndim == spatial_dims:
+        return data[..., np.newaxis]
+    if data.ndim == spatial_dims + 1:
+        channels = data.shape[-1]
+        if channels in (1, 3):
+            return data
+        if channels == 2:  # grey + alpha
+            return data[..., :1]
+        if channels == 4:  # RGB + alpha
+            return data[..., :3]
+    raise read_error("unsupported image shape", path, f"shape {data.shape}")
+
+
+def _read_tiff(path: str) -> tuple[np.ndarray, bool, dict]:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        axes = series.axes
+        page = tif.pages[0]
+        photometric = int(page.photometric) if page.photometric is not None else None
+        colormap = page.colormap
+    if photometric == tifffile.PHOTOMETRIC.SEPARATED:
+        raise read_error("CMYK TIFF files are not supported", path)
+    if photometric == tifffile.PHOTOMETRIC.PALETTE and colormap is not None and "S" not in axes:
+        data = np.moveaxis(colormap[:, data], 0, -1)  # indices -> RGB
+        axes += "S"
+    if "S" in axes:
+        data = np.moveaxis(data, axes.index("S"), -1)
+        axes = axes.replace("S", "") + "S"
+    # Any axis other than Y, X, S (pages, Z, time...) may hold the slices of a volume.
+    extra = [i for i, a in enumerate(axes) if a not in "YXS"]
+    singles = tuple(i for i in extra if data.shape[i] == 1)
+    data = np.squeeze(data, axis=singles) if singles else data
+    axes = "".join(a for i, a in enumerate(axes) if i not in singles)
+    extra = [a for a in axes if a not in "YXS"]
+    if len(extra) > 1 or not axes.replace("S", "").endswith("YX"):
+        raise read_error("unsupported TIFF layout", path, f"axes {series.axes}, shape {series.shape}")
+    pages = data.shape[0] if extra else 1
+    invert = photometric == tifffile.PHOTOMETRIC.MINISWHITE
+    try:
+        name = tifffile.PHOTOMETRIC(photometric).name
+    except ValueError:
+        name = None if photometric is None else str(photometric)
+    return data, invert, {"pages": pages, "axes": series.axes, "photometric": name}

@@ -1,0 +1,127 @@
+"""``read_image``: one entry point for every supported image file."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+from medxai.io.arrays import read_npy
+from medxai.io.dicom import has_dicom_magic, looks_like_bare_dataset, read_dicom
+from medxai.io.image import ImageReadError, LoadedImage, describe, read_error
+from medxai.io.nifti import nifti_version, read_nifti
+from medxai.io.raster import read_raster
+
+__all__ = ["read_image", "supported_suffixes", "sniff_kind", "kind_from_suffix"]
+
+_SUFFIX_KIND = {
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".npy": "npy",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+}
+_NAMES = {"dicom": "DICOM", "png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "npy": "NPY", "nifti": "NIfTI"}
+_HEAD_BYTES = 1024
+
+
+def supported_suffixes() -> tuple[str, ...]:
+    """The file suffixes :func:`read_image` knows (lower case, with the dot).
+
+    Files without a suffix are read too when they are DICOM (``DICM`` marker).
+    """
+    return tuple(_SUFFIX_KIND)
+
+
+def kind_from_suffix(path: str | os.PathLike) -> str | None:
+    """The kind a file's suffix promises (case-insensitive), or None."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return "nifti"
+    return _SUFFIX_KIND.get(Path(name).suffix)
+
+
+def sniff_kind(head: bytes) -> str | None:
+    """The kind of file ``head`` (its first bytes) starts, by magic number, or None."""
+    # DICOM first: a PS3.10 preamble may itself hold a TIFF header (dual-format files).
+    if has_dicom_magic(head):
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if nifti_version(head):
+        return "nifti"
+    return None
+
+
+def _gzipped_kind(path: Path) -> str | None:
+    try:
+        with gzip.open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except Exception:
+        return None
+    return "nifti" if nifti_version(head) else None
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Reads any supported image file (see :func:`supported_suffixes`).
+
+    The kind comes from the file's content (magic numbers) when it is
+    recognisable, else from its suffix; a file whose content contradicts its
+    suffix and is not recognisable (e.g. text named ``.dcm``) is refused.
+
+    Raises:
+        ImageReadError: for every per-file problem; the message names the file.
+    """
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise ImageReadError(f"file not found: {p}", p)
+    if p.is_dir():
+        raise read_error("is a folder, not an image file", p)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise read_error("cannot open file", p, describe(exc)) from None
+
+    expected = kind_from_suffix(p)
+    kind = sniff_kind(head)
+    force_dicom = False
+    if kind is None and head[:2] == b"\x1f\x8b":
+        kind = _gzipped_kind(p)
+    if kind is None and expected in ("dicom", None) and looks_like_bare_dataset(head):
+        kind, force_dicom = "dicom", True
+    if kind is None:
+        if expected is None:
+            raise read_error("unsupported file type", p, f"supported: {', '.join(supported_suffixes())}")
+        raise read_error(f"not a {_NAMES[expected]} file", p, "its content is not recognised")
+
+    try:
+        image = _read(p, kind, force_dicom)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # a safety net: library errors never escape
+        raise read_error(f"cannot read {_NAMES[kind]} file", p, describe(exc)) from None
+    if expected is not None and expected != kind:
+        image.meta["suffix_mismatch"] = f"named as {_NAMES[expected]}, content is {_NAMES[kind]}"
+    return image
+
+
+def _read(path: Path, kind: str, force_dicom: bool) -> LoadedImage:
+    if kind == "dicom":
+        return read_dicom(path, force=force_dicom)
+    if kind in ("png", "jpeg", "tiff"):
+        return read_raster(path, kind)
+    if kind == "npy":
+        return read_npy(path)
+    return read_nifti(path)

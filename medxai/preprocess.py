@@ -1,0 +1,366 @@
+"""Preprocessing: a :class:`~medxai.io.LoadedImage` -> exactly the tensor the model was trained on, and back.
+
+``Preprocessor.__call__`` runs these steps, each also a public function (in
+the manner of MONAI's named transforms):
+
+1. finiteness check (NaN/inf -> :class:`PreprocessError`);
+2. :func:`apply_window`, the DICOM VOI window (PS3.3 C.11.2);
+3. inversion for MONOCHROME1 (:func:`invert_intensity`);
+4. :func:`resize_spatial` to the model's spatial size;
+5. :func:`match_channels` to the model's channel count;
+6. :func:`scale_intensity`.
+
+:meth:`Preprocessor.to_source` takes a map at model geometry back to the
+source image's geometry; :meth:`Preprocessor.display` gives the image as a
+person would look at it, for overlays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+from skimage.transform import resize
+
+from medxai.io.image import LoadedImage
+
+__all__ = [
+    "Geometry",
+    "PreprocessError",
+    "PreprocessSpec",
+    "Preprocessor",
+    "apply_window",
+    "check_finite",
+    "invert_intensity",
+    "match_channels",
+    "resize_spatial",
+    "scale_intensity",
+    "LUMA_BT601",
+]
+
+#: ITU-R BT.601 luma weights for R, G, B.
+LUMA_BT601 = (0.299, 0.587, 0.114)
+
+WindowSpec = Union[str, tuple[float, float], None]
+ScaleSpec = Union[str, tuple[float, float], dict, None]
+
+
+class PreprocessError(ValueError):
+    """A per-image problem: NaN/inf values, channels or spatial dims the model cannot take."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How to turn an image into model input.
+
+    Attributes:
+        size: target spatial size; None -> the model input's spatial shape.
+        channels: target channel count; None -> the model input's.
+        window: ``"auto"`` (the file's VOI window when it has one, else none),
+            ``(center, width)``, or None (no window).
+        scale: ``"minmax"`` (per image to [0, 1], a constant image -> zeros),
+            ``(low, high)`` (per image min-max to [low, high]),
+            ``{"mean": m, "std": s}`` (``(x - m) / s``, floats or per-channel
+            lists), or None (values as they are).
+    """
+
+    size: tuple[int, ...] | None = None
+    channels: int | None = None
+    window: WindowSpec = "auto"
+    scale: ScaleSpec = "minmax"
+
+    def __post_init__(self) -> None:
+        # Accept lists (as YAML gives them) and store tuples.
+        if self.size is not None:
+            size = tuple(self.size)
+            if not size or not all(_positive_int(n) for n in size):
+                raise ValueError(f"size must be positive integers, got {self.size!r}")
+            object.__setattr__(self, "size", tuple(int(n) for n in size))
+        if self.channels is not None and not _positive_int(self.channels):
+            raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
+        object.__setattr__(self, "window", _check_window(self.window))
+        object.__setattr__(self, "scale", _check_scale(self.scale))
+
+
+def _positive_int(n: Any) -> bool:
+    return isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
+
+
+def _check_window(window: Any) -> WindowSpec:
+    if window is None or (isinstance(window, str) and window == "auto"):
+        return window
+    if isinstance(window, str) or not isinstance(window, (Sequence, np.ndarray)) or len(window) != 2:
+        raise ValueError(f"window must be 'auto', None or (center, width), got {window!r}")
+    center, width = float(window[0]), float(window[1])
+    if not (np.isfinite(center) and np.isfinite(width) and width > 0):
+        raise ValueError(f"window width must be > 0 and values finite, got {window!r}")
+    return (center, width)
+
+
+def _check_scale(scale: Any) -> ScaleSpec:
+    if scale is None or (isinstance(scale, str) and scale == "minmax"):
+        return scale
+    if isinstance(scale, Mapping):
+        if set(scale) != {"mean", "std"}:
+            raise ValueError(f"scale dict needs exactly the keys 'mean' and 'std', got {sorted(scale)}")
+        std = np.atleast_1d(np.asarray(scale["std"], dtype=np.float64))
+        mean = np.atleast_1d(np.asarray(scale["mean"], dtype=np.float64))
+        if not (np.isfinite(std).all() and np.isfinite(mean).all() and (std > 0).all()):
+            raise ValueError(f"scale std must be > 0 and values finite, got {dict(scale)!r}")
+        if std.ndim != 1 or mean.ndim != 1:
+            raise ValueError(f"scale mean/std must be numbers or flat lists, got {dict(scale)!r}")
+        return dict(scale)
+    if isinstance(scale, str) or not isinstance(scale, (Sequence, np.ndarray)) or len(scale) != 2:
+        raise ValueError(f"scale must be 'minmax', (low, high), {{'mean': m, 'std': s}} or None, got {scale!r}")
+    low, high = float(scale[0]), float(scale[1])
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"scale range must have low < high, got {scale!r}")
+    return (low, high)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What is needed to send a map back to the source image's geometry."""
+
+    source_spatial_shape: tuple[int, ...]
+    model_spatial_shape: tuple[int, ...]
+
+
+# ----------------------------------------------------------------- transforms
+
+
+def check_finite(x: np.ndarray) -> None:
+    """Raises :class:`PreprocessError` when ``x`` holds NaN or infinite values."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        nan = int(np.isnan(x).sum())
+        inf = int(x.size - finite.sum()) - nan
+        raise PreprocessError(f"image contains {nan} NaN and {inf} infinite value(s)")
+
+
+def apply_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Applies a linear VOI window and maps it to [0, 1].
+
+    Values are clipped to ``[center - width/2, center + width/2]`` and mapped
+    linearly onto [0, 1]: the LINEAR_EXACT function of DICOM PS3.3
+    C.11.2.1.3.2 (C.11.2.1.2's LINEAR differs only by half-unit offsets meant
+    for integer stored values).
+
+    Raises:
+        ValueError: ``width`` is not positive.
+    """
+    if not width > 0:
+        raise ValueError(f"window width must be > 0, got {width}")
+    low = center - width / 2.0
+    out = (np.clip(np.asarray(x, dtype=np.float64), low, low + width) - low) / width
+    return out.astype(np.float32)
+
+
+def invert_intensity(x: np.ndarray, *, windowed: bool) -> np.ndarray:
+    """Inverts grey levels (MONOCHROME1): ``1 - v`` after a window, else ``(min + max) - v``."""
+    x = np.asarray(x, dtype=np.float32)
+    if windowed:
+        return (1.0 - x).astype(np.float32)
+    return (np.float32(x.min()) + np.float32(x.max()) - x).astype(np.float32)
+
+
+def resize_spatial(x: np.ndarray, shape: Sequence[int], *, anti_aliasing: bool | None = None) -> np.ndarray:
+    """Resizes the spatial axes of ``x`` (shape ``(*spatial, C)``) to ``shape``.
+
+    Linear interpolation (``skimage.transform.resize``, order 1, values kept
+    as they are), each channel separately. Anti-aliasing (a Gaussian
+    pre-filter) is on when any axis shrinks, unless ``anti_aliasing`` says.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != x.ndim - 1:
+        raise ValueError(f"target shape {shape} does not match the {x.ndim - 1} spatial axes of {x.shape}")
+    if shape == x.shape[:-1]:
+        return x.copy()
+    if anti_aliasing is None:
+        anti_aliasing = any(t < s for t, s in zip(shape, x.shape[:-1]))
+    out = np.empty(shape + (x.shape[-1],), dtype=np.float32)
+    for c in range(x.shape[-1]):
+        out[..., c] = resize(
+            x[..., c], shape, order=1, mode="edge", preserve_range=True, anti_aliasing=anti_aliasing
+        )
+    return out
+
+
+def match_channels(x: np.ndarray, channels: int | None) -> np.ndarray:
+    """Converts the last axis to ``channels``: 1 -> 3 replicates, 3 -> 1 is BT.601 luma.
+
+    Raises:
+        PreprocessError: any other conversion.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    have = x.shape[-1]
+    if channels is None or have == channels:
+        return x
+    if have == 1 and channels == 3:
+        return np.repeat(x, 3, axis=-1)
+    if have == 3 and channels == 1:
+        return (x @ np.asarray(LUMA_BT601, dtype=np.float32))[..., np.newaxis].astype(np.float32)
+    raise PreprocessError(f"cannot convert an image with {have} channel(s) to the model's {channels}")
+
+
+def scale_intensity(x: np.ndarray, scale: ScaleSpec) -> np.ndarray:
+    """Scales intensities (see :class:`PreprocessSpec` ``scale``).
+
+    Raises:
+        ValueError: an unknown mode.
+        PreprocessError: per-channel mean/std of the wrong length for ``x``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if scale is None:
+        return x
+    if isinstance(scale, Mapping):
+        mean = np.asarray(scale["mean"], dtype=np.float64)
+        std = np.asarray(scale["std"], dtype=np.float64)
+        for name, value in (("mean", mean), ("std", std)):
+            if value.ndim == 1 and value.size not in (1, x.shape[-1]):
+                raise PreprocessError(f"scale {name} has {value.size} values for {x.shape[-1]} channel(s)")
+        return ((x - mean) / std).astype(np.float32)
+    if isinstance(scale, str):
+        if scale != "minmax":
+            raise ValueError(f"unknown scale mode {scale!r}")
+        low, high = 0.0, 1.0
+    else:
+        low, high = float(scale[0]), float(scale[1])
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:  # a constant image has no range: map it to the low end
+        return np.full(x.shape, low, dtype=np.float32)
+    unit = (x.astype(np.float64) - lo) / (hi - lo)
+    return (low + unit * (high - low)).astype(np.float32)
+
+
+# --------------------------------------------------------------- preprocessor
+
+
+class Preprocessor:
+    """Turns images into model input (and maps back) for one model and one spec.
+
+    Args:
+        spec: the preprocessing settings.
+        input_shape: the model's input shape without the batch axis, e.g.
+            ``(64, 64, 1)`` or ``(16, 32, 32, 1)``; None entries are allowed
+            (then ``spec.size``/``spec.channels`` give them, else the source's
+            size/channels are kept).
+
+    Raises:
+        ValueError: the spec and the model input disagree, or the model is not 2D/3D.
+    """
+
+    def __init__(self, spec: PreprocessSpec, input_shape: Sequence[int | None]) -> None:
+        input_shape = tuple(None if n is None else int(n) for n in input_shape)
+        if len(input_shape) not in (3, 4):
+            raise ValueError(
+                f"model input shape {input_shape} is not (H, W, C) or (D, H, W, C) (without the batch axis)"
+            )
+        self.spec = spec
+        self.input_shape = input_shape
+        model_spatial = input_shape[:-1]
+        if spec.size is not None:
+            if len(spec.size) != len(model_spatial):
+                raise ValueError(f"size {spec.size} has {len(spec.size)} axes; the model takes {len(model_spatial)}")
+            clash = [(s, m) for s, m in zip(spec.size, model_spatial) if m is not None and s != m]
+            if clash:
+                raise ValueError(f"size {spec.size} disagrees with the model's input shape {input_shape}")
+            self.target_size: tuple[int | None, ...] = spec.size
+        else:
+            self.target_size = model_spatial
+        model_channels = input_shape[-1]
+        if spec.channels is not None and model_channels is not None and spec.channels != model_channels:
+            raise ValueError(f"channels {spec.channels} disagrees with the model's input shape {input_shape}")
+        self.channels: int | None = spec.channels if spec.channels is not None else model_channels
+        if isinstance(spec.scale, Mapping) and self.channels is not None:
+            for name in ("mean", "std"):
+                n = np.atleast_1d(np.asarray(spec.scale[name])).size
+                if n not in (1, self.channels):
+                    raise ValueError(f"scale {name} has {n} values but the model takes {self.channels} channel(s)")
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 for a 2D model, 3 for a 3D model."""
+        return len(self.input_shape) - 1
+
+    def __call__(self, image: LoadedImage) -> tuple[np.ndarray, Geometry]:
+        """Returns the model input, float32 ``(*model_spatial, C_model)``, and its geometry."""
+        x, windowed = self._window_and_invert(image)
+        source = x.shape[:-1]
+        target = tuple(s if t is None else t for t, s in zip(self.target_size, source))
+        x = resize_spatial(x, target)
+        x = match_channels(x, self.channels)
+        x = scale_intensity(x, self.spec.scale)
+        return np.ascontiguousarray(x, dtype=np.float32), Geometry(
+            source_spatial_shape=tuple(int(n) for n in source), model_spatial_shape=target
+        )
+
+    def display(self, image: LoadedImage) -> np.ndarray:
+        """The image as a person sees it, float32 in [0, 1] at source geometry, ``(*spatial, 1|3)``.
+
+        Windowed (same rule as ``__call__``) and inverted for MONOCHROME1;
+        without a window, min-max scaled.
+        """
+        x, windowed = self._window_and_invert(image)
+        if x.shape[-1] not in (1, 3):
+            raise PreprocessError(f"cannot display an image with {x.shape[-1]} channels")
+        if not windowed:
+            x = scale_intensity(x, "minmax")
+        return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+    def to_source(self, heatmap: np.ndarray, geometry: Geometry) -> np.ndarray:
+        """Resamples a ``(*model_spatial)`` map to ``(*source_spatial)``; linear, clipped to [0, 1].
+
+        A trailing channel axis of size 1 is accepted and dropped.
+
+        Raises:
+            ValueError: the map's shape is not the geometry's model shape, or it is not finite.
+        """
+        h = np.asarray(heatmap, dtype=np.float32)
+        model = tuple(geometry.model_spatial_shape)
+        if h.shape == model + (1,):
+            h = h[..., 0]
+        if h.shape != model:
+            raise ValueError(f"map shape {h.shape} is not the model's spatial shape {model}")
+        if not np.isfinite(h).all():
+            raise ValueError("map contains NaN or infinite values")
+        # Plain linear interpolation: no smoothing, so a peak keeps its value where it can.
+        out = resize_spatial(h[..., np.newaxis], geometry.source_spatial_shape, anti_aliasing=False)[..., 0]
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    # ------------------------------------------------------------------ steps
+
+    def _spatial(self, image: LoadedImage) -> np.ndarray:
+        x = np.asarray(image.array)
+        if x.ndim not in (3, 4):
+            raise PreprocessError(f"image array has shape {x.shape}; expected (H, W, C) or (D, H, W, C)")
+        dims = x.ndim - 1
+        if dims == 3 and self.spatial_dims == 2 and x.shape[0] == 1:
+            return x[0]  # a single-frame volume is a 2D image
+        if dims != self.spatial_dims:
+            shape = "x".join(map(str, x.shape[:-1]))
+            raise PreprocessError(
+                f"image is {dims}D ({shape}) but the model takes {self.spatial_dims}D input {self.input_shape}"
+            )
+        return x
+
+    def _window(self, image: LoadedImage) -> tuple[float, float] | None:
+        if isinstance(self.spec.window, str):  # "auto"
+            if image.window is not None and not (np.isfinite(image.window).all() and image.window[1] > 0):
+                raise PreprocessError(f"the image's window {image.window} is unusable (width must be > 0)")
+            return image.window
+        return self.spec.window  # type: ignore[return-value]
+
+    def _window_and_invert(self, image: LoadedImage) -> tuple[np.ndarray, bool]:
+        x = self._spatial(image)
+        check_finite(x)
+        x = np.asarray(x, dtype=np.float32)
+        window = self._window(image)
+        if window is not None:
+            x = apply_window(x, *window)
+        if image.invert:
+            x = invert_intensity(x, windowed=window is not None)
+        return x, window is not None

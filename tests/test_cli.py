@@ -1,0 +1,99 @@
+"""The ``medxai`` command: exit codes, messages (never a traceback), overrides."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import yaml
+from test_decoder import study, tiny_model, write_config  # noqa: F401  (study is a fixture)
+
+from medxai.cli import main
+
+
+def test_validate_ok(study, capsys):  # noqa: F811
+    assert main(["validate", str(write_config(study, "cli_ok"))]) == 0
+    out = capsys.readouterr().out
+    assert "valid (7 images" in out and "integrated_gradients, gradient, smoothgrad" in out
+
+
+def test_validate_reports_every_problem_without_traceback(study, capsys):  # noqa: F811
+    path = study / "broken.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"path": "nope.keras"},
+                "data": {"manifest": "manifest.csv", "pathcolumn": "x"},
+                "methods": [{"name": "smoothgard"}, {"name": "ig", "stepz": 3}],
+                "output": {"dir": "x"},
+                "runtime": {"batch_size": -3},
+            }
+        )
+    )
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for expected in ("model.path", "data.pathcolumn", "did you mean 'path_column'", "smoothgrad", "stepz", "runtime.batch_size"):
+        assert expected in err
+
+
+def test_validate_catches_a_broken_model_and_manifest(study, capsys):  # noqa: F811
+    (study / "broken.keras").write_text("not a model")
+    (study / "bad_manifest.csv").write_text("image_id,file\na,b.png\n")
+    path = write_config(study, "cli_bad_model", model={"path": "broken.keras"}, data={"manifest": "bad_manifest.csv"})
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "model.path: cannot load model" in err and "path" in err and "Traceback" not in err
+
+
+def test_run_exit_code_and_set_override(study, capsys):  # noqa: F811
+    path = write_config(study, "cli_run")
+    code = main(["run", str(path), "--set", "methods=[gradient]", "--set", f"output.dir={study / 'cli_set'}", "--no-progress"])
+    assert code == 1  # some images in the study are broken on purpose
+    captured = capsys.readouterr()
+    assert "7 images" in captured.out and "3 errors" in captured.out
+    assert "fake" in captured.err
+    with open(study / "cli_set" / "index.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["method"] for r in rows} == {"gradient"}
+
+
+def test_run_all_good_exits_zero(tmp_path, capsys):
+    tiny_model().save(tmp_path / "model.keras")
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((16, 16)).astype("float32"))
+    (tmp_path / "m.csv").write_text("path\na.npy\n")
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"model": {"path": "model.keras"}, "data": {"manifest": "m.csv"}, "methods": ["gradient"], "output": {"dir": "o"}})
+    )
+    assert main(["run", str(tmp_path / "c.yaml"), "--no-progress"]) == 0
+
+
+def test_bad_override_is_exit_2(study, capsys):  # noqa: F811
+    assert main(["run", str(write_config(study, "cli_bad_set")), "--set", "runtime.batchsize=3"]) == 2
+    assert "did you mean 'runtime.batch_size'" in capsys.readouterr().err
+
+
+def test_methods_lists_the_registry(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("integrated_gradients (aliases: ig)", "steps = 32", "rule = 'gauss_legendre'", "smoothgrad", "samples = 25", "saliency"):
+        assert expected in out
+
+
+def test_console_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "medxai", "run", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--set KEY=VALUE" in result.stdout
+    assert subprocess.run([sys.executable, "-m", "medxai"], capture_output=True, text=True, timeout=120).returncode == 2
+
+
+@pytest.mark.slow
+def test_console_script_runs_end_to_end(study):  # noqa: F811
+    path = write_config(study, "subprocess", methods=["gradient"])
+    result = subprocess.run([sys.executable, "-m", "medxai", "run", str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "3 errors" in result.stdout
+    assert "cuInit" not in result.stderr and "Traceback" not in result.stderr

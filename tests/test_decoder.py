@@ -1,0 +1,282 @@
+"""The pipeline end to end: real files in, maps + index + provenance out."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import skimage.io
+import yaml
+
+import medxai
+from medxai.decoder import INDEX_COLUMNS, Decoder
+from medxai.io import read_image
+from medxai.preprocess import Preprocessor, PreprocessSpec
+from medxai.synthetic import write_ct_dicom
+
+METHODS = [{"name": "ig", "steps": 8}, "gradient", {"name": "smoothgrad", "samples": 3}]
+
+
+def tiny_model(shape=(16, 16, 1), seed=0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    conv = keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D
+    pool = keras.layers.GlobalAveragePooling2D if len(shape) == 3 else keras.layers.GlobalAveragePooling3D
+    inputs = keras.Input(shape)
+    x = pool()(conv(4, 3, padding="same", activation="relu")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A small study of real files: PNG (other size), CT DICOM, NPY, plus a fake DICOM, a missing file and a NaN image."""
+    root = tmp_path_factory.mktemp("study")
+    tiny_model().save(root / "model.keras")
+    rng = np.random.default_rng(0)
+    skimage.io.imsave(root / "wide.png", (rng.random((20, 24)) * 255).astype(np.uint8), check_contrast=False)
+    write_ct_dicom(root / "ct.dcm", rng.normal(40, 200, size=(16, 16)).round(), uid_seed="test")
+    np.save(root / "same.npy", rng.random((16, 16)).astype(np.float32))
+    (root / "fake.dcm").write_text("this is not a DICOM file")
+    nan = rng.random((16, 16)).astype(np.float32)
+    nan[3, 3] = np.nan
+    np.save(root / "nan.npy", nan)
+    rows = [
+        ("wide", "wide.png", 0),
+        ("ct", "ct.dcm", 1),
+        ("same", "same.npy", 1),
+        ("fake", "fake.dcm", 0),
+        ("gone", "missing.png", 0),
+        ("nan", "nan.npy", 1),
+        ("../../escape", "same.npy", 0),
+    ]
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "path", "label"])
+        writer.writerows(rows)
+    return root
+
+
+def write_config(root: Path, out: str, **changes) -> Path:
+    config = {
+        "model": {"path": "model.keras"},
+        "data": {"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label"},
+        "methods": METHODS,
+        "output": {"dir": out},
+        "runtime": {"batch_size": 4, "progress": False},
+    }
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            config.setdefault(section, {})[name] = value
+        else:
+            config[section] = value
+    path = root / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_index(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def finished(study):
+    summary = medxai.run(write_config(study, "full"))
+    return summary, study / "full"
+
+
+def test_run_writes_every_map_and_an_index(finished, study):
+    summary, out = finished
+    assert summary.exit_code == 1 and summary.errors == 3 and summary.images == 7
+    assert sorted(summary.failed_ids) == ["fake", "gone", "nan"]
+    index = read_index(out / "index.csv")
+    assert list(index[0]) == list(INDEX_COLUMNS)
+    assert len(index) == 7 * 3
+    assert [r["image_id"] for r in index[::3]] == ["wide", "ct", "same", "fake", "gone", "nan", "../../escape"]
+    ok = [r for r in index if r["status"] == "ok"]
+    assert len(ok) == summary.maps == 4 * 3
+    for row in ok:
+        for column in ("npy_path", "png_path", "overlay_path"):
+            assert not Path(row[column]).is_absolute() and (out / row[column]).is_file()
+        heatmap = np.load(out / row["npy_path"])
+        source = read_image(row["source_path"]).spatial_shape
+        assert heatmap.shape == source and heatmap.dtype == np.float32
+        assert heatmap.min() >= 0 and heatmap.max() <= 1
+        assert skimage.io.imread(out / row["overlay_path"]).shape == (*source, 3)
+        assert 0 <= float(row["score"]) <= 1 and row["class_index"] in ("0", "1")
+        assert (row["delta"] != "") == (row["method"] == "integrated_gradients")
+        assert row["reduce"] == "abs_sum" and row["polarity"] == "absolute"
+    assert not list(out.rglob("*.tmp*")) and not (out / "index.partial.csv").exists()
+
+
+def test_bad_images_get_error_rows_with_reasons(finished):
+    _, out = finished
+    errors = {r["image_id"]: r["error"] for r in read_index(out / "index.csv") if r["status"] == "error"}
+    assert "not a DICOM file" in errors["fake"]
+    assert "file not found" in errors["gone"]
+    assert "NaN" in errors["nan"]
+
+
+def test_unsafe_ids_stay_inside_the_output_folder(finished):
+    _, out = finished
+    rows = [r for r in read_index(out / "index.csv") if r["image_id"] == "../../escape"]
+    for row in rows:
+        resolved = (out / row["npy_path"]).resolve()
+        assert resolved.is_relative_to(out.resolve()) and resolved.parent.name == row["method"]
+
+
+def test_maps_equal_the_python_api(finished, study):
+    _, out = finished
+    row = next(r for r in read_index(out / "index.csv") if r["image_id"] == "same" and r["method"] == "integrated_gradients")
+    model = keras.saving.load_model(study / "model.keras")
+    tensor, _ = Preprocessor(PreprocessSpec(), (16, 16, 1))(read_image(study / "same.npy"))
+    expected = medxai.IntegratedGradients(model, steps=8).compute_heatmap(tensor, int(row["class_index"]))
+    np.testing.assert_allclose(np.load(out / row["npy_path"]), expected, atol=1e-5)
+    assert np.load(out / row["npy_path"]).max() == 1.0  # same geometry: the peak is kept
+
+
+def test_predicted_class_and_score_are_the_models(finished, study):
+    _, out = finished
+    model = keras.saving.load_model(study / "model.keras")
+    tensor, _ = Preprocessor(PreprocessSpec(), (16, 16, 1))(read_image(study / "ct.dcm"))
+    probabilities = model(tensor[None]).numpy()[0]
+    row = next(r for r in read_index(out / "index.csv") if r["image_id"] == "ct")
+    assert int(row["class_index"]) == probabilities.argmax()
+    assert float(row["score"]) == pytest.approx(probabilities.max(), rel=1e-5)
+
+
+def test_run_json_records_provenance(finished, study):
+    _, out = finished
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "finished"
+    assert record["counts"] == {**record["counts"], "images": 7, "maps": 12, "errors": 3}
+    assert record["model"]["sha256"] == hashlib.sha256((study / "model.keras").read_bytes()).hexdigest()
+    assert {"medxai", "tensorflow", "keras", "numpy"} <= set(record["versions"])
+    assert [m["name"] for m in record["methods"]] == ["integrated_gradients", "gradient", "smoothgrad"]
+    assert record["methods"][0]["params"]["steps"] == 8
+    assert record["config"]["output"]["dir"] == str(out)
+
+
+@pytest.mark.parametrize("targets,expected", [("all", [0, 1]), ([1], [1]), ("label", None)])
+def test_targets(study, targets, expected):
+    summary = medxai.run(write_config(study, f"targets_{targets!s:.3}", targets=targets, methods=["gradient"]))
+    index = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
+    for image_id in ("wide", "ct", "same"):
+        classes = [int(r["class_index"]) for r in index if r["image_id"] == image_id]
+        if expected is None:
+            assert classes == [int(next(r["label"] for r in index if r["image_id"] == image_id))]
+        else:
+            assert classes == expected
+
+
+def test_out_of_range_target_is_a_per_image_error(study):
+    summary = medxai.run(write_config(study, "target_range", targets=[5], methods=["gradient"]))
+    rows = read_index(summary.output_dir / "index.csv")
+    assert all(r["status"] == "error" for r in rows)
+    assert "out of range" in rows[0]["error"]
+
+
+def _comparable(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch):
+    reference = medxai.run(write_config(study, "uninterrupted", runtime={"batch_size": 2, "progress": False}))
+    config = write_config(study, "interrupted", runtime={"batch_size": 2, "progress": False})
+    calls = {"n": 0}
+    original = Decoder._process_group
+
+    def crash_on_third(self, items):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, items)
+
+    monkeypatch.setattr(Decoder, "_process_group", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        medxai.run(config)
+    out = study / "interrupted"
+    assert not (out / "index.csv").exists() and (out / "index.partial.csv").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert not list(out.rglob("*.tmp*"))
+
+    processed = []
+
+    def count(self, items):
+        processed.extend(item.row.image_id for item in items)
+        return original(self, items)
+
+    monkeypatch.setattr(Decoder, "_process_group", count)
+    summary = medxai.run(config)
+    assert summary.resumed == 2  # "wide" and "ct" were complete; the failed ones are retried
+    assert "wide" not in processed and "ct" not in processed and "same" in processed
+    resumed_rows = read_index(out / "index.csv")
+    reference_rows = read_index(reference.output_dir / "index.csv")
+    assert _comparable(resumed_rows) == _comparable(reference_rows)
+    for row in (r for r in resumed_rows if r["npy_path"]):
+        np.testing.assert_array_equal(np.load(out / row["npy_path"]), np.load(reference.output_dir / row["npy_path"]))
+
+
+def test_changed_config_recomputes_everything(study, monkeypatch, capsys):
+    config = write_config(study, "changed", methods=["gradient"])
+    medxai.run(config)
+    processed = []
+    original = Decoder._process_group
+
+    def count(self, items):
+        processed.extend(item.row.image_id for item in items)
+        return original(self, items)
+
+    monkeypatch.setattr(Decoder, "_process_group", count)
+    medxai.run(config)  # unchanged: only the failed images are retried
+    assert sorted(processed) == ["fake", "gone", "nan"]
+    processed.clear()
+    summary = medxai.run(config, overrides=["heatmap.polarity=positive"])
+    assert "recomputing" in capsys.readouterr().err
+    assert summary.resumed == 0 and len(processed) == 7
+    assert {r["polarity"] for r in read_index(summary.output_dir / "index.csv")} == {"positive"}
+
+
+def test_resume_false_recomputes(study, monkeypatch):
+    config = write_config(study, "noresume", methods=["gradient"], runtime={"resume": False, "progress": False})
+    medxai.run(config)
+    assert medxai.run(config).resumed == 0
+
+
+def test_3d_volumes(tmp_path):
+    tiny_model((4, 8, 8, 1)).save(tmp_path / "model3d.keras")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "vol.npy", rng.random((6, 10, 10)).astype(np.float32))
+    (tmp_path / "manifest.csv").write_text("path\nvol.npy\n")
+    config = {
+        "model": {"path": "model3d.keras"},
+        "data": {"manifest": "manifest.csv"},
+        "methods": [{"name": "ig", "steps": 4}],
+        "output": {"dir": "out"},
+        "runtime": {"progress": False},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    summary = medxai.run(tmp_path / "c.yaml")
+    assert summary.exit_code == 0
+    row = read_index(tmp_path / "out" / "index.csv")[0]
+    assert row["image_id"] == "0"
+    assert np.load(tmp_path / "out" / row["npy_path"]).shape == (6, 10, 10)
+    montage = skimage.io.imread(tmp_path / "out" / row["png_path"])
+    assert montage.ndim == 3 and montage.shape[2] == 3 and montage.shape[0] >= 10
+
+
+def test_duplicate_method_is_a_study_error(study):
+    with pytest.raises(ValueError, match=r"methods\[1\]: integrated_gradients is configured twice"):
+        medxai.run(write_config(study, "dup", methods=["ig", {"name": "integrated_gradients", "steps": 4}]))
+
+
+def test_formats_subset(study):
+    summary = medxai.run(write_config(study, "npy_only", methods=["gradient"], output={"dir": "npy_only", "formats": ["npy"]}))
+    rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
+    assert rows and all(r["npy_path"] and not r["png_path"] and not r["overlay_path"] for r in rows)
+    assert not list(summary.output_dir.rglob("*.png"))

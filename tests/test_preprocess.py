@@ -1,0 +1,254 @@
+"""Preprocessing: window, invert, resize, channels, scale, geometry back to the source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _files import dicom_dataset, ramp, save
+
+from medxai.io import LoadedImage, read_image
+from medxai.preprocess import (
+    Geometry,
+    PreprocessError,
+    Preprocessor,
+    PreprocessSpec,
+    apply_window,
+    match_channels,
+    resize_spatial,
+    scale_intensity,
+)
+
+
+def image(array, **kw) -> LoadedImage:
+    return LoadedImage(array=np.asarray(array, np.float32), source_path="mem", kind="npy", **kw)
+
+
+def grey(values) -> LoadedImage:
+    return image(np.asarray(values, np.float32)[..., np.newaxis])
+
+
+# ------------------------------------------------------------------ steps
+
+
+def test_apply_window_exact():
+    x = np.array([-1000.0, -160.0, -60.0, 40.0, 140.0, 240.0, 3000.0])
+    out = apply_window(x, center=40, width=400)  # [-160, 240] -> [0, 1]
+    np.testing.assert_array_equal(out, np.float32([0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]))
+    assert out.dtype == np.float32
+    with pytest.raises(ValueError):
+        apply_window(x, 0, 0)
+
+
+def test_resize_spatial_shapes_and_channels_kept_apart():
+    x = np.zeros((8, 8, 3), np.float32)
+    x[..., 1] = 1.0
+    up = resize_spatial(x, (16, 12))
+    assert up.shape == (16, 12, 3) and up.dtype == np.float32
+    np.testing.assert_array_equal(up[..., 0], 0)
+    np.testing.assert_array_equal(up[..., 1], 1)
+    assert resize_spatial(np.ones((4, 8, 8, 1)), (2, 4, 4)).shape == (2, 4, 4, 1)
+
+
+def test_resize_spatial_is_linear_and_keeps_range():
+    x = np.array([[0.0, 100.0]], np.float32)[..., np.newaxis]  # 1 x 2
+    out = resize_spatial(x, (1, 4))[0, :, 0]
+    np.testing.assert_allclose(out, [0, 25, 75, 100])  # pixel-centre aligned linear interpolation
+
+
+def test_match_channels():
+    g = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
+    rgb = match_channels(g, 3)
+    assert rgb.shape == (2, 3, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], g[..., 0])
+    colour = np.zeros((1, 3, 3), np.float32)
+    colour[0, 0] = (1, 0, 0)
+    colour[0, 1] = (0, 1, 0)
+    colour[0, 2] = (0, 0, 1)
+    np.testing.assert_allclose(match_channels(colour, 1)[0, :, 0], [0.299, 0.587, 0.114], rtol=1e-6)
+    assert match_channels(g, None) is not None and match_channels(g, 1).shape == (2, 3, 1)
+    with pytest.raises(PreprocessError, match="2 channel"):
+        match_channels(np.zeros((2, 2, 2)), 3)
+    with pytest.raises(PreprocessError):
+        match_channels(g, 4)
+
+
+def test_scale_modes():
+    x = np.array([2.0, 4.0, 6.0, 10.0], np.float32)
+    np.testing.assert_allclose(scale_intensity(x, "minmax"), [0, 0.25, 0.5, 1])
+    np.testing.assert_allclose(scale_intensity(x, (-1, 1)), [-1, -0.5, 0, 1])
+    np.testing.assert_allclose(scale_intensity(x, {"mean": 4.0, "std": 2.0}), [-1, 0, 1, 3])
+    np.testing.assert_array_equal(scale_intensity(x, None), x)
+    np.testing.assert_array_equal(scale_intensity(np.full(4, 7.0), "minmax"), np.zeros(4))
+    np.testing.assert_array_equal(scale_intensity(np.full(4, 7.0), (-1, 1)), np.full(4, -1.0))
+    rgb = np.ones((2, 2, 3), np.float32) * np.float32([1, 2, 3])
+    out = scale_intensity(rgb, {"mean": [1, 1, 1], "std": [1, 2, 4]})
+    np.testing.assert_allclose(out[0, 0], [0, 0.5, 0.5])
+    with pytest.raises(PreprocessError):
+        scale_intensity(rgb, {"mean": [0, 0], "std": 1})
+    with pytest.raises(ValueError):
+        scale_intensity(x, "zscore")
+
+
+def test_spec_validation_and_lists():
+    spec = PreprocessSpec(size=[8, 8], window=[40, 400], scale=[0, 1])
+    assert spec.size == (8, 8) and spec.window == (40.0, 400.0) and spec.scale == (0.0, 1.0)
+    for bad in [
+        dict(window=(40, 0)),
+        dict(window="lung"),
+        dict(scale="zscore"),
+        dict(scale=(1, 0)),
+        dict(scale={"mean": 0}),
+        dict(scale={"mean": 0, "std": 0}),
+        dict(size=(0, 8)),
+        dict(channels=0),
+    ]:
+        with pytest.raises(ValueError):
+            PreprocessSpec(**bad)
+
+
+def test_spec_and_model_must_agree():
+    with pytest.raises(ValueError):
+        Preprocessor(PreprocessSpec(size=(8, 8)), (16, 16, 1))
+    with pytest.raises(ValueError):
+        Preprocessor(PreprocessSpec(size=(8, 8, 8)), (None, None, 1))
+    with pytest.raises(ValueError):
+        Preprocessor(PreprocessSpec(channels=3), (16, 16, 1))
+    with pytest.raises(ValueError):
+        Preprocessor(PreprocessSpec(), (16, 1))
+    with pytest.raises(ValueError):
+        Preprocessor(PreprocessSpec(scale={"mean": [0, 0], "std": 1}), (16, 16, 3))
+
+
+# ------------------------------------------------------------- the pipeline
+
+
+def test_pipeline_window_then_scale_exact():
+    hu = [[-1000.0, -160.0], [40.0, 240.0]]
+    pre = Preprocessor(PreprocessSpec(scale=None), (2, 2, 1))
+    x, geometry = pre(image(np.asarray(hu, np.float32)[..., None], window=(40.0, 400.0)))
+    np.testing.assert_array_equal(x[..., 0], [[0, 0], [0.5, 1]])
+    assert geometry == Geometry((2, 2), (2, 2))
+    # An explicit window wins over the file's; None means no window.
+    x, _ = Preprocessor(PreprocessSpec(window=(0, 2000), scale=None), (2, 2, 1))(
+        image(np.asarray(hu, np.float32)[..., None], window=(40.0, 400.0))
+    )
+    np.testing.assert_allclose(x[..., 0], [[0, 0.42], [0.52, 0.62]])
+    x, _ = Preprocessor(PreprocessSpec(window=None, scale=None), (2, 2, 1))(
+        image(np.asarray(hu, np.float32)[..., None], window=(40.0, 400.0))
+    )
+    np.testing.assert_array_equal(x[..., 0], hu)
+
+
+def test_pipeline_inversion_with_and_without_window():
+    values = np.asarray([[0.0, 100.0], [200.0, 400.0]], np.float32)[..., None]
+    pre = Preprocessor(PreprocessSpec(scale=None), (2, 2, 1))
+    x, _ = pre(image(values, window=(200.0, 400.0), invert=True))
+    np.testing.assert_allclose(x[..., 0], [[1.0, 0.75], [0.5, 0.0]])
+    x, _ = pre(image(values, invert=True))  # no window: (min + max) - v
+    np.testing.assert_array_equal(x[..., 0], [[400, 300], [200, 0]])
+
+
+def test_different_source_sizes_come_out_at_the_model_size():
+    pre = Preprocessor(PreprocessSpec(), (12, 10, 1))
+    for shape in [(16, 16), (7, 9), (12, 10), (40, 3)]:
+        x, geometry = pre(grey(ramp(shape, np.float32)))
+        assert x.shape == (12, 10, 1) and x.dtype == np.float32
+        assert geometry.source_spatial_shape == shape and geometry.model_spatial_shape == (12, 10)
+        assert x.min() == 0.0 and x.max() == 1.0  # minmax after resizing
+
+
+def test_channels_replicated_for_an_rgb_model_and_luma_for_a_grey_one():
+    pre = Preprocessor(PreprocessSpec(scale=None), (4, 4, 3))
+    x, _ = pre(grey(np.full((4, 4), 5.0)))
+    np.testing.assert_array_equal(x, np.full((4, 4, 3), 5.0))
+    rgb = image(np.ones((4, 4, 3), np.float32) * np.float32([100, 0, 0]))
+    x, _ = Preprocessor(PreprocessSpec(scale=None), (4, 4, 1))(rgb)
+    np.testing.assert_allclose(x, 29.9, rtol=1e-6)
+
+
+def test_none_dims_keep_the_source_size():
+    pre = Preprocessor(PreprocessSpec(), (None, None, None))
+    x, geometry = pre(image(np.ones((5, 7, 3), np.float32)))
+    assert x.shape == (5, 7, 3) and geometry.model_spatial_shape == (5, 7)
+    x, _ = Preprocessor(PreprocessSpec(size=(8, 8)), (None, None, 1))(grey(np.ones((5, 7))))
+    assert x.shape == (8, 8, 1)
+
+
+def test_nan_and_inf_are_preprocess_errors():
+    data = np.ones((4, 4), np.float32)
+    data[0, 0], data[1, 1], data[2, 2] = np.nan, np.inf, -np.inf
+    pre = Preprocessor(PreprocessSpec(), (4, 4, 1))
+    with pytest.raises(PreprocessError, match="1 NaN and 2 infinite"):
+        pre(grey(data))
+    with pytest.raises(PreprocessError):
+        pre.display(grey(data))
+
+
+def test_spatial_dims_must_match_the_model():
+    with pytest.raises(PreprocessError, match="2D .* 3D"):
+        Preprocessor(PreprocessSpec(), (4, 8, 8, 1))(grey(np.ones((8, 8))))
+    with pytest.raises(PreprocessError, match="3D .* 2D"):
+        Preprocessor(PreprocessSpec(), (8, 8, 1))(image(np.ones((3, 8, 8, 1))))
+    # A single-frame volume is a 2D image.
+    x, geometry = Preprocessor(PreprocessSpec(), (4, 4, 1))(image(ramp((1, 8, 8, 1), np.float32)))
+    assert x.shape == (4, 4, 1) and geometry.source_spatial_shape == (8, 8)
+
+
+def test_volume_path():
+    vol = image(ramp((6, 10, 12, 1), np.float32), window=(100.0, 200.0))
+    pre = Preprocessor(PreprocessSpec(), (4, 8, 8, 1))
+    x, geometry = pre(vol)
+    assert x.shape == (4, 8, 8, 1)
+    assert geometry == Geometry((6, 10, 12), (4, 8, 8))
+    heat = np.linspace(0, 1, 4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8)
+    back = pre.to_source(heat, geometry)
+    assert back.shape == (6, 10, 12) and back.dtype == np.float32
+    assert back.min() >= 0 and back.max() <= 1
+    assert pre.display(vol).shape == (6, 10, 12, 1)
+
+
+def test_to_source_shape_and_range():
+    pre = Preprocessor(PreprocessSpec(), (8, 8, 1))
+    _, geometry = pre(grey(np.ones((20, 13))))
+    heat = np.zeros((8, 8), np.float32)
+    heat[3, 4] = 1.0
+    back = pre.to_source(heat, geometry)
+    assert back.shape == (20, 13) and back.dtype == np.float32
+    assert back.min() >= 0.0 and back.max() <= 1.0 and back.max() > 0.5
+    assert pre.to_source(heat[..., None], geometry).shape == (20, 13)
+    same = Geometry((8, 8), (8, 8))
+    np.testing.assert_array_equal(pre.to_source(np.full((8, 8), 1.2), same), np.ones((8, 8)))
+    with pytest.raises(ValueError):
+        pre.to_source(np.zeros((4, 4)), geometry)
+    with pytest.raises(ValueError):
+        pre.to_source(np.full((8, 8), np.nan), geometry)
+
+
+def test_display_window_invert_and_source_geometry():
+    values = np.asarray([[0.0, 100.0], [200.0, 400.0]], np.float32)[..., None]
+    pre = Preprocessor(PreprocessSpec(scale={"mean": 0.0, "std": 9.0}), (8, 8, 3))
+    shown = pre.display(image(values, window=(200.0, 400.0), invert=True))
+    assert shown.shape == (2, 2, 1) and shown.dtype == np.float32
+    np.testing.assert_allclose(shown[..., 0], [[1.0, 0.75], [0.5, 0.0]])
+    shown = pre.display(image(values))  # no window: min-max
+    np.testing.assert_allclose(shown[..., 0], [[0, 0.25], [0.5, 1.0]])
+    assert pre.display(image(np.ones((3, 5, 3)))).shape == (3, 5, 3)
+
+
+def test_dicom_monochrome1_end_to_end(tmp_path):
+    stored = np.array([[0, 100], [200, 400]], np.uint16)
+    ds = dicom_dataset(stored, photometric="MONOCHROME1", Modality="CR", WindowCenter=200, WindowWidth=400)
+    loaded = read_image(save(ds, tmp_path / "cr.dcm"))
+    pre = Preprocessor(PreprocessSpec(scale=None), (2, 2, 1))
+    x, _ = pre(loaded)
+    np.testing.assert_allclose(x[..., 0], [[1.0, 0.75], [0.5, 0.0]])  # bright where stored values are low
+    np.testing.assert_allclose(pre.display(loaded)[..., 0], [[1.0, 0.75], [0.5, 0.0]])
+
+
+def test_input_image_is_never_modified():
+    arr = ramp((4, 4, 1), np.float32)
+    img = image(arr.copy())
+    x, _ = Preprocessor(PreprocessSpec(window=None, scale=None), (4, 4, 1))(img)
+    x += 1000
+    np.testing.assert_array_equal(img.array, arr)
