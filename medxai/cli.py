@@ -1,4 +1,4 @@
-"""The ``medxai`` command: ``run``, ``validate`` and ``methods``.
+"""The ``medxai`` command: ``run``, ``validate``, ``methods``, ``evaluate`` and ``report``.
 
 Exit status: 0 success, 1 some images failed (the index says which), 2 invalid
 config or input that stops the whole run (model, manifest).
@@ -40,6 +40,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     with_config("validate", "check a config, its manifest and its model without computing maps")
     commands.add_parser("methods", help="list the methods and their parameters", description="list the methods and their parameters")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="quality figures of a finished run: metrics.csv, summary.csv, sanity check",
+        description="compute completeness, sparseness, localisation against masks, deletion/insertion "
+        "areas and the model-randomisation sanity check for every map of a finished run",
+    )
+    evaluate.add_argument("run_dir", help="the run's output folder")
+    evaluate.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves")
+    evaluate.add_argument("--baseline", choices=("blur", "zeros"), default="blur", help="what deleted pixels become (default blur)")
+    evaluate.add_argument("--step-percent", type=float, default=5.0, help="pixels per curve step, in percent (default 5)")
+    evaluate.add_argument("--topk-percent", type=float, default=5.0, help="top-k region for IoU, in percent (default 5)")
+    evaluate.add_argument("--sanity-images", type=int, default=4, help="images in the randomisation check; 0 skips it (default 4)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained report.html and contact_sheet.png for a run",
+        description="write a self-contained report.html (opens from disk) and a contact_sheet.png for a run",
+    )
+    report.add_argument("run_dir", help="the run's output folder")
+    report.add_argument("--max-images", type=int, default=None, help="show at most this many images")
     return parser
 
 
@@ -85,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         print("\nmedxai: interrupted; run again with runtime.resume: true to continue", file=sys.stderr)
         return 130
     print(summary)
+    if summary.evaluation is not None:
+        print(summary.evaluation.table())
     if summary.failed_ids:
         shown = ", ".join(summary.failed_ids[:5]) + (" ..." if len(summary.failed_ids) > 5 else "")
         print(f"medxai: failed images (see the index's error column): {shown}", file=sys.stderr)
@@ -142,6 +164,38 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from medxai.evaluate import EvaluationError, EvaluationSpec, evaluate_run
+
+    try:
+        spec = EvaluationSpec(
+            faithfulness=not args.no_faithfulness,
+            baseline=args.baseline,
+            step_percent=args.step_percent,
+            topk_percent=args.topk_percent,
+            sanity_images=args.sanity_images,
+        )
+        result = evaluate_run(args.run_dir, spec, progress=not args.no_progress)
+    except (EvaluationError, ValueError) as err:
+        print(f"medxai evaluate: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    print(result.table())
+    print(f"medxai: {result.maps} maps evaluated -> {result.run_dir / 'metrics.csv'}, summary.csv, sanity.csv")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from medxai.report import write_report
+
+    try:
+        html, sheet = write_report(args.run_dir, max_images=args.max_images)
+    except ValueError as err:  # ReportError, or a bad --max-images
+        print(f"medxai report: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"medxai: wrote {html} and {sheet}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medxai`` console script."""
     args = _parser().parse_args(argv)
@@ -150,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"medxai {__version__}")
         return EXIT_OK
-    if args.command in ("run", "validate", "methods"):
+    if args.command in ("run", "validate", "methods", "evaluate"):
         _import_tensorflow_quietly()
     if args.command == "run":
         return _run(args)
@@ -158,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args)
     if args.command == "methods":
         return _methods()
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "report":
+        return _report(args)
     _parser().print_help()
     return EXIT_INVALID
 

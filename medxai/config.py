@@ -58,6 +58,7 @@ __all__ = [
     "OutputSection",
     "PreprocessSection",
     "RuntimeSection",
+    "EvaluateSection",
     "ScaleStats",
     "WindowSpec",
     "apply_overrides",
@@ -201,6 +202,13 @@ def _positive_number(value: Any) -> float:
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise _error(f"expected a positive number, got {_show(value)}")
     return float(value)
+
+
+def _percent(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 100:
+        raise _error(f"expected a percentage in (0, 100], got {_show(value)}")
+    return number
 
 
 def _unit_interval(value: Any) -> float:
@@ -595,10 +603,64 @@ class HeatmapSection(_Section):
 class OutputSection(_Section):
     """Where and how maps are written."""
 
+    class Outline(_Section):
+        """Outlines of a map's strongest regions on the overlays (``medxai.render.OutlineSpec``)."""
+
+        top_percent: float = Field(default=10.0, description="Outline the top X% of map values, 0 < X <= 100.")
+        cleanup: StrictBool = Field(default=True, description="Opening, closing, then drop small regions.")
+        radius: NonNegativeInt = Field(default=2, description="Clean-up disk radius in pixels; 0: none.")
+        min_size: NonNegativeInt = Field(default=32, description="Smallest region kept, in pixels.")
+        color: tuple[int, int, int] = Field(default=(0, 255, 0), description="RGB, ints 0..255.")
+        only: StrictBool = Field(default=False, description="Outlines on the plain image, no colour map.")
+
+        @field_validator("top_percent", mode="before")
+        @classmethod
+        def _check_top_percent(cls, value: Any) -> float:
+            if not _is_number(value) or not 0 < value <= 100:
+                raise _error(f"expected a number greater than 0 and at most 100, got {_show(value)}")
+            return float(value)
+
+        @field_validator("color", mode="before")
+        @classmethod
+        def _check_color(cls, value: Any) -> tuple[int, int, int]:
+            if (
+                not isinstance(value, (list, tuple))
+                or len(value) != 3
+                or not all(_is_int(v) and 0 <= v <= 255 for v in value)
+            ):
+                raise _error(f"expected [r, g, b], three integers from 0 to 255, got {_show(value)}")
+            return tuple(int(v) for v in value)  # type: ignore[return-value]
+
     dir: Path = Field(description="Output folder (created if missing).")
     formats: tuple[Literal["npy", "png", "overlay"], ...] = FORMATS
     colormap: Name = "inferno"
     alpha: Annotated[float, BeforeValidator(_unit_interval)] = 0.5
+    overlay_outline: Outline | None = Field(
+        default=None,
+        description="None: no outlines; a mapping (true: all defaults) outlines the strongest regions.",
+    )
+
+    @field_validator("overlay_outline", mode="before")
+    @classmethod
+    def _check_overlay_outline(cls, value: Any) -> Any:
+        if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        if value is True:
+            return {}
+        if not isinstance(value, (Mapping, OutputSection.Outline)):
+            raise _error(
+                "expected null, true or a mapping {top_percent: .., cleanup: .., radius: .., "
+                f"min_size: .., color: .., only: ..}}, got {_show(value)}"
+            )
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_no_outline(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        # Left out when off, so configs (and resume fingerprints) from before the key existed are unchanged.
+        data = handler(self)
+        if data.get("overlay_outline", ...) is None:
+            del data["overlay_outline"]
+        return data
 
     @field_validator("dir", mode="before")
     @classmethod
@@ -654,7 +716,18 @@ class RuntimeSection(_Section):
     progress: StrictBool = True
 
 
-_SECTIONS = ("model", "data", "preprocess", "methods", "targets", "heatmap", "output", "runtime")
+class EvaluateSection(_Section):
+    """Quality figures computed right after the run (see :class:`medxai.evaluate.EvaluationSpec`)."""
+
+    faithfulness: StrictBool = True
+    baseline: Annotated[Literal["blur", "zeros"], BeforeValidator(_choice("blur", "zeros"))] = "blur"
+    step_percent: Annotated[float, BeforeValidator(_percent)] = 5.0
+    topk_percent: Annotated[float, BeforeValidator(_percent)] = 5.0
+    sanity_images: NonNegativeInt = 4
+    sanity_threshold: Annotated[float, BeforeValidator(_unit_interval)] = 0.5
+
+
+_SECTIONS = ("model", "data", "preprocess", "methods", "targets", "heatmap", "output", "runtime", "evaluate")
 _REQUIRED_SECTIONS = ("model", "data", "output")
 
 
@@ -674,6 +747,20 @@ class Config(BaseModel):
     heatmap: HeatmapSection = Field(default_factory=HeatmapSection)
     output: OutputSection
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    evaluate: EvaluateSection | None = Field(
+        default=None, description="None: no evaluation; true or a mapping: run `medxai evaluate` after the run."
+    )
+
+    @field_validator("evaluate", mode="before")
+    @classmethod
+    def _check_evaluate(cls, value: Any) -> Any:
+        if value is None or value is False:
+            return None
+        if value is True:
+            return {}
+        if not isinstance(value, (Mapping, EvaluateSection)):
+            raise _error(f"expected null, true or a mapping of evaluation settings, got {_show(value)}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -39,6 +39,7 @@ from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
 from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
+from medxai.progress import progress_bar
 from medxai.render import colorize, overlay
 
 INDEX_COLUMNS = (
@@ -81,6 +82,7 @@ class RunSummary:
     resumed: int = 0
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
+    evaluation: Any = None  # a medxai.evaluate.EvaluationResult when the config has `evaluate:`
 
     @property
     def exit_code(self) -> int:
@@ -222,22 +224,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    tty = sys.stderr.isatty()
-    return tqdm(
-        total=total,
-        unit="img",
-        desc="medxai",
-        disable=not enabled,
-        file=sys.stderr,
-        dynamic_ncols=tty,
-        ascii=not tty,
-        mininterval=0.2 if tty else 10.0,
-    )
-
-
 # ---------------------------------------------------------------------- decoder
 class Decoder:
     """Runs a validated config. Use :func:`run` unless you need the pieces.
@@ -364,7 +350,14 @@ class Decoder:
             write_png(self.out / paths["png_path"], colorize(heatmap, self.config.output.colormap))
         if "overlay" in self.formats:
             paths["overlay_path"] = f"{stem}.overlay.png"
-            picture = overlay(item.display, heatmap, colormap=self.config.output.colormap, alpha=self.config.output.alpha)
+            outline = self.config.output.overlay_outline
+            picture = overlay(
+                item.display,
+                heatmap,
+                colormap=self.config.output.colormap,
+                alpha=self.config.output.alpha,
+                outline=None if outline is None else outline.model_dump(),
+            )
             write_png(self.out / paths["overlay_path"], picture)
         return {k: Path(v).as_posix() if v else "" for k, v in paths.items()}
 
@@ -462,7 +455,7 @@ class Decoder:
         summary = RunSummary(self.out, images=len(rows), resumed=len(rows) - len(todo))
         new_rows: dict[str, list[dict[str, Any]]] = {}
         show = self.config.runtime.progress if progress is None else progress
-        with _progress_bar(len(rows), show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
+        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
             if log.tell() == 0:
                 log.write(_rows_text([], header=True))
             bar.update(summary.resumed)
@@ -487,6 +480,11 @@ class Decoder:
         summary.seconds = time.perf_counter() - started
         self._write_run_json(started_at, datetime.now(timezone.utc), summary)
         journal.unlink(missing_ok=True)
+        if self.config.evaluate is not None:
+            from medxai.evaluate import EvaluationSpec, evaluate_run
+
+            spec = EvaluationSpec(**self.config.evaluate.model_dump(), seed=self.config.runtime.seed)
+            summary.evaluation = evaluate_run(self.out, spec, progress=show, decoder=self)
         return summary
 
     def _values_per_image(self) -> int:

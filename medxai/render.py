@@ -2,14 +2,37 @@
 
 Colormaps come from matplotlib (perceptually uniform ones such as ``inferno`` and
 ``viridis`` by default), so a map's brightness reads as its value.
+
+Overlays can also carry outlines of the map's strongest regions, as the outline
+view of the Keras Integrated Gradients example does: threshold the map at a value
+percentile, clean the region up morphologically, drop specks, then draw the
+region's boundary (:func:`strongest_regions`, :func:`outline`, :class:`OutlineSpec`).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import matplotlib
 import numpy as np
+from skimage.measure import label
+from skimage.morphology import closing, disk, opening
+from skimage.segmentation import find_boundaries
+
+__all__ = [
+    "OutlineSpec",
+    "check_colormap",
+    "colorize",
+    "montage",
+    "outline",
+    "overlay",
+    "strongest_regions",
+]
 
 
 def check_colormap(name: str) -> None:
@@ -49,8 +72,209 @@ def colorize(heatmap: np.ndarray, colormap: str = "inferno") -> np.ndarray:
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
+# ------------------------------------------------------------------------ outlines
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class OutlineSpec:
+    """How :func:`overlay` outlines the strongest regions of a map.
+
+    Attributes:
+        top_percent: Outline the pixels holding the top ``top_percent`` % of map
+            values (a value-percentile threshold), ``0 < top_percent <= 100``.
+        cleanup: Morphological clean-up of that region (see :func:`strongest_regions`).
+        radius: Radius in pixels of the clean-up's disk; 0 = no opening/closing.
+        min_size: Smallest connected region kept, in pixels (0 or 1 = keep all).
+        color: RGB outline colour, three ints in 0..255.
+        only: True: outlines on the grey image, without the colour-mapped map.
+
+    The clean-up defaults (radius 2, min_size 32) were chosen by looking at the demo
+    study's 128-pixel overlays: radius 1 / 16 pixels left several specks per map.
+    ``top_percent`` depends on how much of the image a finding covers (the demo's
+    lesions cover under 1%, and 2 suits them best); 10 is a generic start.
+
+    Raises:
+        ValueError: for an out-of-range or wrongly typed field, naming it.
+    """
+
+    top_percent: float = 10.0
+    cleanup: bool = True
+    radius: int = 2
+    min_size: int = 32
+    color: tuple[int, int, int] = (0, 255, 0)
+    only: bool = False
+
+    def __post_init__(self) -> None:
+        top = self.top_percent
+        if not isinstance(top, numbers.Real) or isinstance(top, bool) or not (0 < top <= 100):
+            raise ValueError(f"outline top_percent must be a number in (0, 100], got {top!r}")
+        for name in ("cleanup", "only"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"outline {name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("radius", "min_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"outline {name} must be a non-negative integer, got {value!r}")
+        color = self.color
+        if (
+            isinstance(color, (str, bytes))
+            or not hasattr(color, "__len__")
+            or len(color) != 3
+            or not all(_is_int(c) and 0 <= c <= 255 for c in color)
+        ):
+            raise ValueError(f"outline color must be three integers in 0..255 (RGB), got {color!r}")
+        object.__setattr__(self, "top_percent", float(top))
+        object.__setattr__(self, "cleanup", bool(self.cleanup))
+        object.__setattr__(self, "only", bool(self.only))
+        object.__setattr__(self, "radius", int(self.radius))
+        object.__setattr__(self, "min_size", int(self.min_size))
+        object.__setattr__(self, "color", tuple(int(c) for c in color))
+
+    @classmethod
+    def coerce(cls, value: OutlineSpec | Mapping[str, Any] | None) -> OutlineSpec | None:
+        """An OutlineSpec from a spec, a mapping of its fields (missing ones: defaults) or None.
+
+        Raises:
+            ValueError: unknown keys (with a suggestion) or invalid values.
+        """
+        if value is None or isinstance(value, OutlineSpec):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"outline must be None, an OutlineSpec or a mapping, got {value!r}")
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in value if k not in known]
+        if unknown:
+            hints = []
+            for key in unknown:
+                guess = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hints.append(f"{key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else ""))
+            raise ValueError(f"unknown outline option {', '.join(hints)}; known: {', '.join(known)}")
+        return cls(**value)
+
+
+def _slices(array: np.ndarray) -> list[np.ndarray]:
+    """2D planes to process one by one: the array itself, or each slice of a volume."""
+    return [array] if array.ndim == 2 else list(array)
+
+
+def _drop_small(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """Remove 8-connected components of a 2D mask with fewer than ``min_size`` pixels.
+
+    (``skimage.morphology.remove_small_objects`` changed its size argument's meaning
+    in 0.26, so the rule is written out here.)
+    """
+    if min_size <= 1 or not mask.any():
+        return mask
+    labels = label(mask, connectivity=2)
+    keep = np.bincount(labels.ravel()) >= min_size
+    keep[0] = False
+    return keep[labels]
+
+
+def strongest_regions(
+    heatmap: np.ndarray,
+    *,
+    top_percent: float = 10.0,
+    cleanup: bool = True,
+    radius: int = 2,
+    min_size: int = 32,
+) -> np.ndarray:
+    """The mask of a map's strongest regions, optionally cleaned up.
+
+    1. Threshold: keep the non-zero values at or above the value that holds the top
+       ``top_percent`` % of the map's values (the ``ceil(n * top_percent / 100)``-th
+       largest of its ``n`` values; ties at the threshold are all kept). Values,
+       not cumulative mass (unlike the Keras IG example's outline step).
+    2. Clean-up (``cleanup=True``): binary opening, then closing, with a disk of
+       ``radius`` (``skimage.morphology.opening``/``closing``, borders reflected),
+       which removes specks and fills pinholes; then connected components
+       (8-connected) smaller than ``min_size`` pixels are removed.
+
+    3D volumes ``(D, H, W)``: the threshold is taken over the whole volume, but
+    the clean-up runs slice by slice (in-plane disk, per-slice components,
+    ``min_size`` in pixels of a slice). Medical volumes are often anisotropic, and
+    a ball would erase a lesion thinner than ``2 * radius + 1`` slices.
+
+    Edge cases: an all-zero map has no region (an all-False mask); ``top_percent=100``
+    gives every non-zero pixel; a single hot pixel is removed by the clean-up
+    whenever ``min_size > 1`` (or ``radius >= 1``).
+
+    Args:
+        heatmap: ``(H, W)`` or ``(D, H, W)`` map, normally in [0, 1].
+        top_percent: Share of the values to keep, ``0 < top_percent <= 100``.
+        cleanup: Apply opening/closing and the small-region filter.
+        radius: Disk radius in pixels (>= 0; 0 = no opening/closing).
+        min_size: Smallest region kept, in pixels (>= 0).
+
+    Returns:
+        A bool array of the map's shape.
+
+    Raises:
+        ValueError: a map that is not 2D/3D or not finite, or bad parameters.
+    """
+    spec = OutlineSpec(top_percent=top_percent, cleanup=cleanup, radius=radius, min_size=min_size)
+    values = np.asarray(heatmap, dtype=np.float64)
+    if values.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D or 3D map, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("map contains NaN or infinite values")
+    if values.size == 0 or not (values > 0).any():
+        return np.zeros(values.shape, dtype=bool)
+    keep = math.ceil(values.size * spec.top_percent / 100)
+    threshold = np.partition(values.ravel(), values.size - keep)[values.size - keep]
+    mask = (values >= threshold) & (values > 0)
+    if not spec.cleanup:
+        return mask
+    if spec.radius > 0:
+        footprint = disk(spec.radius)
+        if mask.ndim == 3:
+            footprint = footprint[np.newaxis]  # in-plane only: slice by slice
+        mask = closing(opening(mask, footprint, mode="reflect"), footprint, mode="reflect")
+    return np.stack([_drop_small(plane, spec.min_size) for plane in _slices(mask)]).reshape(mask.shape)
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a mask's regions (``find_boundaries``, mode ``"inner"``).
+
+    ``"inner"`` marks the region's own pixels that touch the background
+    (4-neighbourhood): a 1-pixel line that never covers the image outside the
+    region, so what lies inside the outline is exactly the region. (``"thick"``
+    would be 2 pixels wide, half of it outside.) The mask is padded with
+    background first, so a region touching the image edge gets a closed outline.
+    Volumes ``(D, H, W)`` are outlined slice by slice, as they are shown in a montage.
+
+    Args:
+        mask: ``(H, W)`` or ``(D, H, W)`` bool mask.
+
+    Returns:
+        A bool array of the mask's shape.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D or 3D mask, got shape {mask.shape}")
+    if mask.size == 0:
+        return mask.copy()
+    planes = [
+        find_boundaries(np.pad(plane, 1), connectivity=1, mode="inner")[1:-1, 1:-1]
+        for plane in _slices(mask)
+    ]
+    return np.stack(planes).reshape(mask.shape)
+
+
+_outline_of = outline  # overlay()'s keyword argument `outline` shadows the function
+
+
 def overlay(
-    image: np.ndarray, heatmap: np.ndarray, *, colormap: str = "inferno", alpha: float = 0.5
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    colormap: str = "inferno",
+    alpha: float = 0.5,
+    outline: OutlineSpec | Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Blend a colour-mapped heatmap over the image a person sees.
 
@@ -61,6 +285,11 @@ def overlay(
         colormap: A matplotlib colormap name.
         alpha: Opacity of the map, scaled by the map value so unimportant places
             stay the image itself.
+        outline: None (no outlines), or an :class:`OutlineSpec` (or a mapping of
+            its fields): the boundaries of :func:`strongest_regions` are drawn in
+            ``color`` on top of the picture; with ``only=True`` on the plain image.
+            For volumes the regions are found on the volume and the outline mask
+            is tiled with the same :func:`montage` as the picture.
 
     Returns:
         RGB uint8 picture (3D inputs: a montage of slices).
@@ -70,12 +299,26 @@ def overlay(
     if image.shape[:-1] != heatmap.shape:
         raise ValueError(f"image {image.shape[:-1]} and heatmap {heatmap.shape} differ in shape")
     check_colormap(colormap)
+    spec = OutlineSpec.coerce(outline)
     rank = heatmap.ndim
     grey = np.clip(image, 0, 1)
     grey = np.repeat(grey, 3, axis=-1) if grey.shape[-1] == 1 else grey[..., :3]
     grey = _as_2d(grey, rank)
-    values = _as_2d(np.clip(heatmap, 0, 1), rank)
-    colour = matplotlib.colormaps[colormap](values)[..., :3]
-    weight = alpha * values[..., None]
-    blended = np.clip((1 - weight) * grey + weight * colour, 0, 1)
-    return (blended * 255).round().astype(np.uint8)
+    if spec is not None and spec.only:
+        blended = grey
+    else:
+        values = _as_2d(np.clip(heatmap, 0, 1), rank)
+        colour = matplotlib.colormaps[colormap](values)[..., :3]
+        weight = alpha * values[..., None]
+        blended = np.clip((1 - weight) * grey + weight * colour, 0, 1)
+    picture = (blended * 255).round().astype(np.uint8)
+    if spec is not None:
+        regions = strongest_regions(
+            np.clip(heatmap, 0, 1),
+            top_percent=spec.top_percent,
+            cleanup=spec.cleanup,
+            radius=spec.radius,
+            min_size=spec.min_size,
+        )
+        picture[_as_2d(_outline_of(regions), rank)] = spec.color
+    return picture

@@ -52,3 +52,13 @@ def small_cnn(shape=(16, 16, 1), n_classes=2, *, seed=0):
     x = pool()(x)
     out = keras.layers.Dense(n_classes, activation="softmax")(x)
     return keras.Model(inputs, out)
+
+
+def tiny_model(shape=(16, 16, 1), seed=0) -> keras.Model:
+    """The pipeline tests' model: one conv layer, global pooling, a softmax over 2 classes."""
+    keras.utils.set_random_seed(seed)
+    conv = keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D
+    pool = keras.layers.GlobalAveragePooling2D if len(shape) == 3 else keras.layers.GlobalAveragePooling3D
+    inputs = keras.Input(shape)
+    x = pool()(conv(4, 3, padding="same", activation="relu")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import yaml
-from test_decoder import study, tiny_model, write_config  # noqa: F401  (study is a fixture)
+from analytic_models import tiny_model
+from test_decoder import study, write_config  # noqa: F401  (study is a fixture)
 
 from medxai.cli import main
 

@@ -246,6 +246,7 @@ def test_minimal_config_fills_every_default(study):
             "alpha": 0.5,
         },
         "runtime": {"batch_size": 32, "seed": 0, "resume": True, "progress": True},
+        "evaluate": None,
     }
     assert Config.from_dict(cfg.to_dict(), method_registry=registry) == cfg
 
@@ -456,7 +457,7 @@ def test_apply_overrides_reports_every_bad_key():
         "output.dir.sub: unknown key (output.dir is a single value)",
         "methods[3]: index out of range (methods has 1 entries)",
         "targets[0].x: unknown key (targets[0] is a single value)",
-        "colormap: unknown key (known keys: model, data, preprocess, methods, targets, heatmap, output, runtime)",
+        "colormap: unknown key (known keys: model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate)",
     ]
 
 
@@ -556,7 +557,7 @@ def test_error_text_has_no_pydantic_noise(study):
     ("data", "problem"),
     [
         ({"modle": {}}, "modle: unknown key (did you mean 'model'?)"),
-        ({"output": {"dir": "out", "where": "x"}}, "output.where: unknown key (known keys: dir, formats, colormap, alpha)"),
+        ({"output": {"dir": "out", "where": "x"}}, "output.where: unknown key (known keys: dir, formats, colormap, alpha, overlay_outline)"),
         ({"output": {"dir": "out", "colour_map": "x"}}, "output.colour_map: unknown key (did you mean 'colormap'?)"),
         ({"data": {"manifest": "data/manifest.csv", "label_col": "y"}}, "data.label_col: unknown key (did you mean 'label_column'?)"),
         ({"heatmap": {"clip": {"mode": "value", "hihg": 99}}}, "heatmap.clip.hihg: unknown key (did you mean 'high'?)"),
@@ -730,9 +731,9 @@ def test_duplicate_keys_are_errors(study):
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("", "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, runtime (model, data, output are required)"),
-        ("# only comments\n", "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, runtime (model, data, output are required)"),
-        ("- model\n- data\n", "expected a mapping of sections (model, data, preprocess, methods, targets, heatmap, output, runtime) at the top level, got ['model', 'data']"),
+        ("", "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate (model, data, output are required)"),
+        ("# only comments\n", "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate (model, data, output are required)"),
+        ("- model\n- data\n", "expected a mapping of sections (model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate) at the top level, got ['model', 'data']"),
     ],
 )
 def test_empty_or_non_mapping_file(study, text, problem):
@@ -754,7 +755,7 @@ def test_from_dict_rejects_non_mapping():
         Config.from_dict(["model"], method_registry=registry)
     assert str(info.value) == (
         "invalid config:\n  - expected a mapping of sections (model, data, preprocess, methods, "
-        "targets, heatmap, output, runtime) at the top level, got ['model']"
+        "targets, heatmap, output, runtime, evaluate) at the top level, got ['model']"
     )
 
 
@@ -801,3 +802,111 @@ def test_example_config_shows_the_defaults(tmp_path, monkeypatch):
     )
     assert cfg.model_copy(update={"methods": defaults.methods}) == defaults
     assert cfg.methods == [MethodSpec(name="integrated_gradients", params={"steps": 32})]
+
+
+# ------------------------------------------------------------ overlay outlines
+
+
+def test_overlay_outline_is_off_by_default_and_left_out_of_to_dict(study):
+    cfg = load(write(study, MINIMAL))
+    assert cfg.output.overlay_outline is None
+    assert "overlay_outline" not in cfg.to_dict()["output"]  # unchanged dict, unchanged fingerprints
+
+
+@pytest.mark.parametrize("value", [{}, True, None, False, "none"])
+def test_overlay_outline_on_and_off_forms(study, value):
+    cfg = Config.from_dict(minimal(output={"dir": "out", "overlay_outline": value}), base_dir=study)
+    if value in ({}, True):
+        assert cfg.output.overlay_outline == OutputSection.Outline()
+    else:
+        assert cfg.output.overlay_outline is None
+
+
+def test_overlay_outline_defaults_match_render():
+    from medxai.render import OutlineSpec
+
+    assert OutlineSpec(**OutputSection.Outline().model_dump()) == OutlineSpec()
+
+
+def test_overlay_outline_keys_validate_and_round_trip(study):
+    path = write(
+        study,
+        MINIMAL
+        + """\
+  overlay_outline:
+    top_percent: 2.5
+    cleanup: false
+    radius: 0
+    min_size: 8
+    color: [255, 0, 128]
+    only: true
+""",
+    )
+    cfg = load(path)
+    assert cfg.output.overlay_outline == OutputSection.Outline(
+        top_percent=2.5, cleanup=False, radius=0, min_size=8, color=(255, 0, 128), only=True
+    )
+    data = cfg.to_dict()
+    assert data["output"]["overlay_outline"] == {
+        "top_percent": 2.5,
+        "cleanup": False,
+        "radius": 0,
+        "min_size": 8,
+        "color": [255, 0, 128],
+        "only": True,
+    }
+    assert json.loads(json.dumps(data)) == data
+    assert Config.from_dict(data, method_registry=registry) == cfg
+
+
+def test_overlay_outline_overrides(study):
+    path = write(study, MINIMAL)
+    cfg = load(path, ["output.overlay_outline={top_percent: 5}"])
+    assert cfg.output.overlay_outline == OutputSection.Outline(top_percent=5)
+    cfg = load(path, ["output.overlay_outline.min_size=4", "output.overlay_outline.color=[1, 2, 3]"])
+    assert cfg.output.overlay_outline == OutputSection.Outline(min_size=4, color=(1, 2, 3))
+    with pytest.raises(ConfigError) as info:
+        load(path, ["output.overlay_outline.radus=2"])
+    assert info.value.problems == [
+        "output.overlay_outline.radus: unknown key (did you mean 'output.overlay_outline.radius'?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("outline", "problems"),
+    [
+        ({"top_percent": 0}, ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got 0"]),
+        ({"top_percent": 150}, ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got 150"]),
+        ({"top_percent": "5"}, ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got '5'"]),
+        ({"top_pct": 5}, ["output.overlay_outline.top_pct: unknown key (did you mean 'top_percent'?)"]),
+        ({"colour": [0, 0, 0]}, ["output.overlay_outline.colour: unknown key (did you mean 'color'?)"]),
+        ({"radius": -1, "min_size": 2.5, "cleanup": "yes", "only": 1}, [
+            "output.overlay_outline.cleanup: expected true or false, got 'yes'",
+            "output.overlay_outline.radius: expected a non-negative integer, got -1",
+            "output.overlay_outline.min_size: expected a non-negative integer, got 2.5",
+            "output.overlay_outline.only: expected true or false, got 1",
+        ]),
+        ({"color": [0, 0, 300]}, ["output.overlay_outline.color: expected [r, g, b], three integers from 0 to 255, got [0, 0, 300]"]),
+        ({"color": "green"}, ["output.overlay_outline.color: expected [r, g, b], three integers from 0 to 255, got 'green'"]),
+        (5, ["output.overlay_outline: expected null, true or a mapping {top_percent: .., cleanup: .., radius: .., min_size: .., color: .., only: ..}, got 5"]),
+    ],
+)
+def test_overlay_outline_bad_values(study, outline, problems):
+    assert problems_of(minimal(output={"dir": "out", "overlay_outline": outline}), study) == problems
+
+
+def test_evaluate_section(study):
+    def build(**sections):
+        return Config.from_dict(minimal(**sections), base_dir=study, method_registry=registry)
+
+    assert build().evaluate is None
+    on = build(evaluate=True).evaluate
+    assert (on.faithfulness, on.baseline, on.step_percent, on.sanity_images, on.sanity_threshold) == (True, "blur", 5.0, 4, 0.5)
+    custom = build(evaluate={"baseline": "zeros", "sanity_images": 0})
+    assert Config.from_dict(custom.to_dict(), method_registry=registry) == custom
+    with pytest.raises(ConfigError) as err:
+        build(evaluate={"baseline": "noise", "step_pct": 3, "sanity_threshold": 2})
+    text = "\n".join(err.value.problems)
+    assert "evaluate.baseline: expected one of blur, zeros" in text
+    assert "evaluate.step_pct: unknown key (did you mean 'step_percent'?)" in text
+    assert "evaluate.sanity_threshold" in text

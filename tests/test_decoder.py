@@ -14,21 +14,13 @@ import skimage.io
 import yaml
 
 import medxai
+from analytic_models import tiny_model
 from medxai.decoder import INDEX_COLUMNS, Decoder
 from medxai.io import read_image
 from medxai.preprocess import Preprocessor, PreprocessSpec
 from medxai.synthetic import write_ct_dicom
 
 METHODS = [{"name": "ig", "steps": 8}, "gradient", {"name": "smoothgrad", "samples": 3}]
-
-
-def tiny_model(shape=(16, 16, 1), seed=0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    conv = keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D
-    pool = keras.layers.GlobalAveragePooling2D if len(shape) == 3 else keras.layers.GlobalAveragePooling3D
-    inputs = keras.Input(shape)
-    x = pool()(conv(4, 3, padding="same", activation="relu")(inputs))
-    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +272,13 @@ def test_formats_subset(study):
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
     assert rows and all(r["npy_path"] and not r["png_path"] and not r["overlay_path"] for r in rows)
     assert not list(summary.output_dir.rglob("*.png"))
+
+
+def test_overlay_outlines_reach_the_written_overlays(study):
+    outline = {"top_percent": 10, "cleanup": False, "color": [0, 255, 0]}
+    summary = medxai.run(write_config(study, "outlined", methods=["gradient"], output={"dir": "outlined", "overlay_outline": outline}))
+    plain = medxai.run(write_config(study, "not_outlined", methods=["gradient"]))
+    for rows_dir in (summary.output_dir, plain.output_dir):
+        rows = [r for r in read_index(rows_dir / "index.csv") if r["status"] == "ok"]
+        green = [np.all(skimage.io.imread(rows_dir / r["overlay_path"]) == (0, 255, 0), axis=-1).sum() for r in rows]
+        assert all(g > 0 for g in green) if rows_dir == summary.output_dir else all(g == 0 for g in green)
