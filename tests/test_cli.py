@@ -98,3 +98,12 @@ def test_console_script_runs_end_to_end(study):  # noqa: F811
     assert result.returncode == 1, result.stderr
     assert "3 errors" in result.stdout
     assert "cuInit" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_demo_config_validates(capsys):
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert main(["validate", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad" in out

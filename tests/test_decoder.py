@@ -282,3 +282,16 @@ def test_overlay_outlines_reach_the_written_overlays(study):
         rows = [r for r in read_index(rows_dir / "index.csv") if r["status"] == "ok"]
         green = [np.all(skimage.io.imread(rows_dir / r["overlay_path"]) == (0, 255, 0), axis=-1).sum() for r in rows]
         assert all(g > 0 for g in green) if rows_dir == summary.output_dir else all(g == 0 for g in green)
+
+
+def test_image_of_the_wrong_shape_is_a_per_image_error(tmp_path):
+    tiny_model().save(tmp_path / "model.keras")
+    np.save(tmp_path / "two_channels.npy", np.zeros((16, 16, 2), np.float32))
+    np.save(tmp_path / "good.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32))
+    (tmp_path / "m.csv").write_text("path\ntwo_channels.npy\ngood.npy\n")
+    config = {"model": {"path": "model.keras"}, "data": {"manifest": "m.csv"}, "methods": ["gradient"], "output": {"dir": "o"}, "runtime": {"progress": False}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    summary = medxai.run(tmp_path / "c.yaml")
+    rows = read_index(tmp_path / "o" / "index.csv")
+    assert summary.exit_code == 1 and [r["status"] for r in rows] == ["error", "ok"]
+    assert "image is 3D (16x16x2) but the model takes 2D input" in rows[0]["error"]
