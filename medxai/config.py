@@ -79,6 +79,7 @@ RESERVED_METHOD_PARAMS = {
     "model": "model.path",
     "output": "model.output",
     "batch_size": "runtime.batch_size",
+    "jit": "runtime.jit",
     "heatmap": "the heatmap section",
 }
 
@@ -714,6 +715,8 @@ class RuntimeSection(_Section):
     seed: NonNegativeInt = 0
     resume: StrictBool = True
     progress: StrictBool = True
+    overlap_io: StrictBool = True
+    jit: StrictBool = False
 
 
 class EvaluateSection(_Section):

@@ -26,6 +26,8 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +38,7 @@ import numpy as np
 from medxai._version import __version__
 from medxai.config import Config, load_config
 from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
+from medxai.methods.base import Explanation
 from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
@@ -55,6 +58,8 @@ INDEX_COLUMNS = (
     "png_path",
     "overlay_path",
     "delta",
+    "steps",
+    "warning",
     "seconds",
     "evaluations",
     "reduce",
@@ -63,6 +68,7 @@ INDEX_COLUMNS = (
     "mask_path",
 )
 INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
+_PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
 #: Accumulator values (per image and class) held at once; bounds memory for volumes.
 _VALUES_PER_STEP = 1 << 23
 
@@ -153,6 +159,7 @@ def build_methods(config: Config, model: Any) -> list[Any]:
                 output=config.model.output,
                 batch_size=config.runtime.batch_size,
                 heatmap=heatmap_policy(config),
+                jit=config.runtime.jit,
                 **params,
             )
         )
@@ -256,6 +263,7 @@ class Decoder:
             raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
         self.model_checksum = file_checksum(config.model.path)
         self.policy = heatmap_policy(config)
+        self._writer: ThreadPoolExecutor | None = None
         self.out = Path(config.output.dir)
         self.formats = set(config.output.formats)
         self.fingerprint = _fingerprint(config, self.model_checksum)
@@ -368,9 +376,8 @@ class Decoder:
         targets = [c for cs in classes for c in cs]
         explain = getattr(method, "explain", None)
         if explain is not None:
-            explanation = explain(images, targets)
-            return explanation.attributions, explanation.relative_delta, explanation.evaluations
-        return method.attribute(images, targets), None, None
+            return explain(images, targets)
+        return Explanation(method.attribute(images, targets))
 
     def _process_group(self, items: list[_Item]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -407,30 +414,51 @@ class Decoder:
                             self._row(item, method.name, c, status="error", error=f"{type(err).__name__}: {err}")
                             for c in cs
                         )
-            for (attributions, relative, evaluations), (group, group_classes, group_scores) in zip(results, groups):
+            for explanation, (group, group_classes, group_scores) in zip(results, groups):
+                relative = explanation.relative_delta
                 n_maps = sum(len(cs) for cs in group_classes)
                 seconds = (time.perf_counter() - started) / max(1, n_maps)
                 k = 0
                 for item, cs, score in zip(group, group_classes, group_scores):
                     for c in cs:
-                        try:
-                            paths = self._write_map(item, method.name, c, attributions[k])
-                            rows.append(
-                                self._row(
-                                    item,
-                                    method.name,
-                                    c,
-                                    score=_format(float(score[c])),
-                                    delta=_format(None if relative is None else float(relative[k])),
-                                    seconds=f"{seconds:.4f}",
-                                    evaluations="" if evaluations is None else evaluations,
-                                    **paths,
-                                )
-                            )
-                        except (OSError, ValueError) as err:
-                            rows.append(self._row(item, method.name, c, status="error", error=str(err)))
+                        row = self._row(
+                            item,
+                            method.name,
+                            c,
+                            score=_format(float(score[c])),
+                            delta=_format(None if relative is None else float(relative[k])),
+                            steps=_item(explanation.steps, k),
+                            warning=_item(explanation.warnings, k),
+                            seconds=f"{seconds:.4f}",
+                            evaluations=_item(explanation.evaluations, k),
+                        )
+                        row[_PENDING] = self._submit(self._write_map, item, method.name, c, explanation.attributions[k])
+                        rows.append(row)
                         k += 1
-        # an image with any failed map counts as failed: mark all its rows
+        return rows
+
+    def _submit(self, function: Any, *args: Any) -> Future:
+        """Run now, or on the writer threads when I/O overlaps the computation."""
+        if self._writer is not None:
+            return self._writer.submit(function, *args)
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as err:  # delivered by _settle, like a thread's failure
+            future.set_exception(err)
+        return future
+
+    @staticmethod
+    def _settle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Wait for the rows' map files; a failed write, or any failed map of an image, fails all its rows."""
+        for row in rows:
+            future = row.pop(_PENDING, None)
+            if future is None:
+                continue
+            try:
+                row.update(future.result())
+            except (OSError, ValueError) as err:
+                row.update(status="error", error=str(err))
         failed = {r["image_id"]: r["error"] for r in rows if r["status"] == "error"}
         for r in rows:
             if r["image_id"] in failed and r["status"] == "ok":
@@ -459,15 +487,35 @@ class Decoder:
             if log.tell() == 0:
                 log.write(_rows_text([], header=True))
             bar.update(summary.resumed)
-            for start in range(0, len(todo), per_step):
-                items = [self._load(row) for row in todo[start : start + per_step]]
-                for group in _same_shape_groups(items):
-                    for row in self._process_group(group):
-                        new_rows.setdefault(row["image_id"], []).append(row)
-                for item in items:
-                    log.write(_rows_text(new_rows.get(item.row.image_id, []), header=False))
-                log.flush()
-                bar.update(len(items))
+            chunks = [todo[i : i + per_step] for i in range(0, len(todo), per_step)]
+            overlap = self.config.runtime.overlap_io and len(chunks) > 1
+            with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, ThreadPoolExecutor(2) if overlap else nullcontext() as writer:
+                self._writer = writer
+                load = (lambda chunk: [loader.submit(self._load, r) for r in chunk]) if overlap else None
+                upcoming = load(chunks[0]) if overlap else None
+                unsettled: list[tuple[list[_Item], list[dict[str, Any]]]] = []
+
+                def settle(keep: int) -> None:
+                    while len(unsettled) > keep:
+                        done_items, done_rows = unsettled.pop(0)
+                        for row in self._settle(done_rows):
+                            new_rows.setdefault(row["image_id"], []).append(row)
+                        for item in done_items:
+                            log.write(_rows_text(new_rows.get(item.row.image_id, []), header=False))
+                        log.flush()
+                        bar.update(len(done_items))
+
+                try:
+                    for index, chunk in enumerate(chunks):
+                        items = [f.result() for f in upcoming] if overlap else [self._load(r) for r in chunk]
+                        if overlap and index + 1 < len(chunks):
+                            upcoming = load(chunks[index + 1])  # read the next images while this chunk computes
+                        pending = [row for group in _same_shape_groups(items) for row in self._process_group(group)]
+                        unsettled.append((items, pending))
+                        settle(keep=1)  # a chunk's writes finish while the next one computes
+                finally:
+                    settle(keep=0)  # also on Ctrl-C: every computed chunk reaches the journal
+                    self._writer = None
         index = []
         for row in rows:
             image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
@@ -521,6 +569,11 @@ class Decoder:
             },
         }
         write_text(self.out / RUN_NAME, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _item(values: np.ndarray | None, k: int) -> Any:
+    """Entry ``k`` of an optional per-map array, for the index ("" when absent)."""
+    return "" if values is None else values[k]
 
 
 def _same_map(a: Mapping[str, str], b: Mapping[str, str]) -> bool:

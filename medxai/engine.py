@@ -121,27 +121,30 @@ class GradientEngine:
     Args:
         model: A built Keras model with one input and one output.
         output: Which output is explained (see :func:`medxai.model_output.explained_model`).
+        jit: Compile the gradient routine with XLA (one compilation per chunk shape).
     """
 
-    def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS):
+    def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False):
         self.source_model = model
         self.output = output
+        self.jit = bool(jit)
         self.model = explained_model(model, output)
         self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
         self.n_outputs = int(self.model.outputs[0].shape[-1])
-        self._chunk_fn = tf.function(self._chunk, reduce_retracing=True)
-        self._predict_fn = tf.function(self._predict, reduce_retracing=True)
+        self._chunk_fn = tf.function(self._chunk, reduce_retracing=not jit, jit_compile=jit)
+        self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
 
     @classmethod
-    def for_model(cls, model: keras.Model, output: str = OUTPUT_LOGITS) -> "GradientEngine":
-        """The shared engine of ``(model, output)``: methods on one model share traces."""
+    def for_model(cls, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False) -> "GradientEngine":
+        """The shared engine of ``(model, output, jit)``: methods on one model share traces."""
         try:
             per_model = _ENGINES.setdefault(model, {})
         except TypeError:  # not weak-referenceable
-            return cls(model, output)
-        if output not in per_model:
-            per_model[output] = cls(model, output)
-        return per_model[output]
+            return cls(model, output, jit)
+        key = f"{output}|jit={bool(jit)}"
+        if key not in per_model:
+            per_model[key] = cls(model, output, jit)
+        return per_model[key]
 
     # ------------------------------------------------------------------ checks
     def check_inputs(

@@ -295,3 +295,25 @@ def test_image_of_the_wrong_shape_is_a_per_image_error(tmp_path):
     rows = read_index(tmp_path / "o" / "index.csv")
     assert summary.exit_code == 1 and [r["status"] for r in rows] == ["error", "ok"]
     assert "image is 3D (16x16x2) but the model takes 2D input" in rows[0]["error"]
+
+
+def test_overlapped_io_gives_the_same_index_and_maps(study):
+    runs = {}
+    for overlap in (True, False):
+        runtime = {"batch_size": 2, "progress": False, "overlap_io": overlap}
+        runs[overlap] = medxai.run(write_config(study, f"overlap_{overlap}", runtime=runtime)).output_dir
+    with_overlap, without = (read_index(runs[flag] / "index.csv") for flag in (True, False))
+    assert _comparable(with_overlap) == _comparable(without)
+    for row in (r for r in with_overlap if r["npy_path"]):
+        np.testing.assert_array_equal(np.load(runs[True] / row["npy_path"]), np.load(runs[False] / row["npy_path"]))
+        assert (runs[True] / row["overlay_path"]).read_bytes() == (runs[False] / row["overlay_path"]).read_bytes()
+
+
+def test_adaptive_steps_and_warnings_reach_the_index(study):
+    methods = [{"name": "ig", "steps": "auto", "rule": "trapezoid", "tolerance": 1e-12, "max_steps": 9}]
+    summary = medxai.run(write_config(study, "adaptive", methods=methods))
+    rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
+    assert rows and all(r["steps"] == "9" and "not met within max_steps=9" in r["warning"] for r in rows)
+    summary = medxai.run(write_config(study, "adaptive_ok", methods=[{"name": "ig", "steps": "auto", "max_steps": 512}]))
+    rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
+    assert all(r["warning"] == "" and float(r["delta"]) <= 0.01 and int(r["steps"]) >= 4 for r in rows)

@@ -81,3 +81,14 @@ def test_bad_inputs_fail_clearly(images, targets, match):
     model = small_cnn((8, 8, 1))
     with pytest.raises(ValueError, match=match):
         Gradient(model).attribute(images, targets)
+
+
+def test_xla_gives_the_same_attributions():
+    model = small_cnn((8, 8, 1))
+    x = rand((3, 8, 8, 1))
+    plain = IntegratedGradients(model, steps=6, batch_size=4).explain(x, [0, 1, 0])
+    compiled = IntegratedGradients(model, steps=6, batch_size=4, jit=True)
+    assert compiled.engine.jit and compiled.engine is not IntegratedGradients(model).engine
+    result = compiled.explain(x, [0, 1, 0])
+    np.testing.assert_allclose(result.attributions, plain.attributions, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.delta, plain.delta, atol=1e-4)

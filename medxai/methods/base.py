@@ -34,13 +34,18 @@ class Explanation:
         attributions: ``(N, *spatial, C)`` float32 signed attributions.
         delta: ``(N,)`` completeness delta ``sum(a_i) - (F(x_i) - F(b_i))``, or None.
         gap: ``(N,)`` ``F(x_i) - F(b_i)`` (mean over baselines), or None.
-        evaluations: Gradient evaluations used per image.
+        evaluations: ``(N,)`` gradient evaluations (model rows) used per image.
+        steps: ``(N,)`` path points per baseline used per image (path methods), or None.
+        warnings: ``(N,)`` strings, empty where all is well (e.g. an adaptive IG
+            that reached ``max_steps`` before its tolerance), or None.
     """
 
     attributions: np.ndarray
     delta: np.ndarray | None = None
     gap: np.ndarray | None = None
-    evaluations: int | None = None
+    evaluations: np.ndarray | None = None
+    steps: np.ndarray | None = None
+    warnings: np.ndarray | None = None
 
     @property
     def relative_delta(self) -> np.ndarray | None:
@@ -67,6 +72,8 @@ class XAIMethod(abc.ABC):
         batch_size: Rows per model call; bounds memory, never changes results.
         heatmap: The :class:`medxai.heatmap.HeatmapPolicy` (or a dict) used by
             :meth:`compute_heatmap`.
+        jit: Compile the gradient routine with XLA (measure first: it pays off
+            for large models on a GPU, rarely on a CPU).
     """
 
     name: ClassVar[str] = ""
@@ -80,10 +87,13 @@ class XAIMethod(abc.ABC):
         output: str = OUTPUT_LOGITS,
         batch_size: int = 32,
         heatmap: HeatmapPolicy | Mapping[str, Any] | None = None,
+        jit: bool = False,
     ):
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
-        self.engine = GradientEngine.for_model(model, output)
+        if not isinstance(jit, bool):
+            raise ValueError(f"jit must be true or false, got {jit!r}")
+        self.engine = GradientEngine.for_model(model, output, jit)
         self.model = model
         self.output = output
 
@@ -109,7 +119,7 @@ class XAIMethod(abc.ABC):
 
     def params(self) -> dict[str, Any]:
         """The method's settings, for provenance (``run.json``, the index)."""
-        return {"output": self.output, "batch_size": self.batch_size}
+        return {"output": self.output, "batch_size": self.batch_size, "jit": self.engine.jit}
 
     def as_batch(self, image: np.ndarray) -> np.ndarray:
         """One image ``(*spatial, C)``, ``(1, *spatial, C)`` or, for one channel, ``(*spatial)`` as a batch of one."""
@@ -160,7 +170,9 @@ class PathMethod(XAIMethod):
         if self.has_delta:
             gap = self._gap(images, targets, plan)
             delta = attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
-        return Explanation(attributions, delta, gap, plan.evaluations_per_image)
+        n = len(images)
+        steps = np.full(n, len(plan.alphas)) if plan.baselines is not None else None
+        return Explanation(attributions, delta, gap, np.full(n, plan.evaluations_per_image), steps)
 
     def _gap(self, images: np.ndarray, targets: np.ndarray, plan: PathPlan) -> np.ndarray:
         """``F(x) - mean_b F(b)`` per image, for the completeness delta."""

@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 
 from medxai.engine import PathPlan
-from medxai.methods.base import PathMethod
+from medxai.methods.adaptive import adaptive_integrated_gradients, first_points
+from medxai.methods.base import Explanation, PathMethod
 from medxai.methods.baselines import make_baselines, validate_baseline
-from medxai.methods.quadrature import integration_points
+from medxai.methods.quadrature import RULES, integration_points
+
+AUTO = "auto"
 
 
 class IntegratedGradients(PathMethod):
@@ -23,9 +26,15 @@ class IntegratedGradients(PathMethod):
 
     Args:
         model: A built Keras model.
-        steps: Gradient evaluations per path (per baseline).
+        steps: Gradient evaluations per path (per baseline), or ``"auto"``: per
+            image, add points until the relative completeness error
+            ``|delta| / |F(x) - F(b)|`` is at most ``tolerance`` (see
+            :mod:`medxai.methods.adaptive`).
         rule: ``"gauss_legendre"`` (default), ``"trapezoid"``, ``"riemann_left"``,
             ``"riemann_right"`` or ``"riemann_middle"``.
+        tolerance: Target relative completeness error of ``steps="auto"``.
+        max_steps: Most path points per image with ``steps="auto"``; an image that
+            reaches it keeps its best estimate and a warning.
         baseline: ``"zeros"``/``"black"``, ``"white"``, ``"uniform"`` (random),
             ``"blur"``, a float or an array, in the model's input space.
         n_baselines: Average the attributions over this many random baselines.
@@ -47,20 +56,32 @@ class IntegratedGradients(PathMethod):
         self,
         model,
         *,
-        steps: int = 32,
+        steps: int | str = 32,
         rule: str = "gauss_legendre",
         baseline: str | float | np.ndarray = "zeros",
         n_baselines: int = 1,
         seed: int = 0,
         blur_sigma: float | None = None,
+        tolerance: float = 0.01,
+        max_steps: int = 128,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        self.alphas, self.weights = integration_points(rule, steps)
+        if steps == AUTO:
+            if rule not in RULES:
+                raise ValueError(f"unknown integration rule {rule!r} (known: {', '.join(RULES)})")
+            if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
+                raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
+            if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < first_points(rule):
+                raise ValueError(f"max_steps must be an integer >= {first_points(rule)} for rule {rule!r}, got {max_steps!r}")
+            self.alphas = self.weights = None
+        else:
+            self.alphas, self.weights = integration_points(rule, steps)
+        self.tolerance, self.max_steps = float(tolerance), int(max_steps)
         validate_baseline(baseline, n_baselines)
         if blur_sigma is not None and not blur_sigma > 0:
             raise ValueError(f"blur_sigma must be positive, got {blur_sigma!r}")
-        self.steps, self.rule = int(steps), rule
+        self.steps, self.rule = steps if steps == AUTO else int(steps), rule
         self.baseline, self.n_baselines = baseline, int(n_baselines)
         self.seed, self.blur_sigma = int(seed), blur_sigma
 
@@ -74,10 +95,41 @@ class IntegratedGradients(PathMethod):
             "n_baselines": self.n_baselines,
             "seed": self.seed,
             "blur_sigma": self.blur_sigma,
+            **({"tolerance": self.tolerance, "max_steps": self.max_steps} if self.steps == AUTO else {}),
         }
 
-    def plan(self, images: np.ndarray) -> PathPlan:
-        baselines = make_baselines(
+    def _baselines(self, images: np.ndarray) -> np.ndarray:
+        return make_baselines(
             images, self.baseline, n_baselines=self.n_baselines, seed=self.seed, blur_sigma=self.blur_sigma
         )
-        return PathPlan(alphas=self.alphas, weights=self.weights, baselines=baselines)
+
+    def plan(self, images: np.ndarray) -> PathPlan:
+        if self.steps == AUTO:
+            raise ValueError("steps='auto' adapts per image and has no fixed plan; give a number of steps here")
+        return PathPlan(alphas=self.alphas, weights=self.weights, baselines=self._baselines(images))
+
+    def explain(self, images: np.ndarray, targets) -> Explanation:
+        if self.steps != AUTO:
+            return super().explain(images, targets)
+        images, targets = self.engine.check_inputs(images, targets)
+        baselines = self._baselines(images)
+        gap = self._gap(images, targets, PathPlan(alphas=np.ones(1), weights=np.ones(1), baselines=baselines))
+        result = adaptive_integrated_gradients(
+            self.engine,
+            images,
+            targets,
+            baselines,
+            gap,
+            rule=self.rule,
+            tolerance=self.tolerance,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+        )
+        warnings = np.where(
+            result.met,
+            "",
+            f"completeness tolerance {self.tolerance:g} not met within max_steps={self.max_steps}; kept the best estimate",
+        ).astype(object)
+        return Explanation(
+            result.attributions, result.delta, gap, result.steps * self.n_baselines, result.steps, warnings
+        )
