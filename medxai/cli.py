@@ -136,7 +136,7 @@ def _methods() -> int:
         print(f"{name}" + (f" (aliases: {', '.join(aliases)})" if aliases else "") + f"\n    {summary}")
         for param, default in method_parameters(cls).items():
             print(f"    {param} = {default!r}")
-    print("every method also takes: output, batch_size, heatmap, jit (set by the config's model, runtime and heatmap sections)")
+    print("every method also takes: output, batch_size, heatmap, jit, precision (set by the config's model, runtime and heatmap sections)")
     return EXIT_OK
 
 

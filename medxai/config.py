@@ -80,6 +80,7 @@ RESERVED_METHOD_PARAMS = {
     "output": "model.output",
     "batch_size": "runtime.batch_size",
     "jit": "runtime.jit",
+    "precision": "runtime.precision",
     "heatmap": "the heatmap section",
 }
 
@@ -717,6 +718,7 @@ class RuntimeSection(_Section):
     progress: StrictBool = True
     overlap_io: StrictBool = True
     jit: StrictBool = False
+    precision: Annotated[Literal["float32", "mixed"], BeforeValidator(_choice("float32", "mixed"))] = "float32"
 
 
 class EvaluateSection(_Section):

@@ -160,6 +160,7 @@ def build_methods(config: Config, model: Any) -> list[Any]:
                 batch_size=config.runtime.batch_size,
                 heatmap=heatmap_policy(config),
                 jit=config.runtime.jit,
+                precision=config.runtime.precision,
                 **params,
             )
         )

@@ -122,28 +122,38 @@ class GradientEngine:
         model: A built Keras model with one input and one output.
         output: Which output is explained (see :func:`medxai.model_output.explained_model`).
         jit: Compile the gradient routine with XLA (one compilation per chunk shape).
+        precision: ``"float32"`` or ``"mixed"`` (see :mod:`medxai.precision`).
     """
 
-    def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False):
+    def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"):
+        from medxai.precision import PRECISIONS, mixed_precision_copy
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.source_model = model
         self.output = output
         self.jit = bool(jit)
+        self.precision = precision
         self.model = explained_model(model, output)
+        if precision == "mixed":
+            self.model = mixed_precision_copy(self.model)
         self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
         self.n_outputs = int(self.model.outputs[0].shape[-1])
         self._chunk_fn = tf.function(self._chunk, reduce_retracing=not jit, jit_compile=jit)
         self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
 
     @classmethod
-    def for_model(cls, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False) -> "GradientEngine":
-        """The shared engine of ``(model, output, jit)``: methods on one model share traces."""
+    def for_model(
+        cls, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"
+    ) -> "GradientEngine":
+        """The shared engine of ``(model, output, jit, precision)``: methods on one model share traces."""
         try:
             per_model = _ENGINES.setdefault(model, {})
         except TypeError:  # not weak-referenceable
-            return cls(model, output, jit)
-        key = f"{output}|jit={bool(jit)}"
+            return cls(model, output, jit, precision)
+        key = f"{output}|jit={bool(jit)}|{precision}"
         if key not in per_model:
-            per_model[key] = cls(model, output, jit)
+            per_model[key] = cls(model, output, jit, precision)
         return per_model[key]
 
     # ------------------------------------------------------------------ checks
@@ -227,7 +237,7 @@ class GradientEngine:
             tape.watch(point)
             out = tf.cast(self.model(point, training=False), tf.float32)
             selected = tf.gather(out, target, axis=1, batch_dims=1)
-        gradient = tape.gradient(selected, point)
+        gradient = tf.cast(tape.gradient(selected, point), tf.float32)
         contribution = per_row(weight) * gradient
         if has_base:
             contribution = contribution * difference

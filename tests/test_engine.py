@@ -92,3 +92,19 @@ def test_xla_gives_the_same_attributions():
     result = compiled.explain(x, [0, 1, 0])
     np.testing.assert_allclose(result.attributions, plain.attributions, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result.delta, plain.delta, atol=1e-4)
+
+
+def test_mixed_precision_explains_a_half_precision_copy():
+    model = small_cnn((8, 8, 1))
+    x = rand((2, 8, 8, 1))
+    mixed = IntegratedGradients(model, steps=8, precision="mixed")
+    assert mixed.engine.precision == "mixed" and mixed.engine is not IntegratedGradients(model, steps=8).engine
+    assert {layer.dtype_policy.compute_dtype for layer in mixed.engine.model.layers[1:]} <= {"bfloat16", "float16"}
+    assert all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers[1:])  # the user's model is untouched
+    full = IntegratedGradients(model, steps=8).explain(x, [0, 1])
+    half = mixed.explain(x, [0, 1])
+    assert half.attributions.dtype == np.float32
+    # half precision keeps the picture (rank order) but not float32 accuracy
+    assert np.corrcoef(half.attributions.ravel(), full.attributions.ravel())[0, 1] > 0.95
+    with pytest.raises(ValueError, match="precision"):
+        IntegratedGradients(model, precision="half")

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import imageio.v3 as iio
 import numpy as np
+from PIL import Image
 
 __all__ = ["atomic_write_bytes", "atomic_open", "write_npy", "write_png", "write_text"]
 
@@ -96,7 +96,9 @@ def write_png(path: str | os.PathLike, rgb_or_grey: np.ndarray) -> None:
     elif arr.dtype != np.uint8:
         raise ValueError(f"PNG data must be uint8 or float in [0, 1], got {arr.dtype}")
     buffer = io.BytesIO()
-    iio.imwrite(buffer, np.ascontiguousarray(arr), extension=".png")
+    # zlib level 1: about 3x faster to encode than the default 6 for ~15 % larger files;
+    # PNGs are for looking at (the exact maps are the .npy files), and writing them is on the hot path.
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG", compress_level=1)
     atomic_write_bytes(path, buffer.getvalue())
 
 

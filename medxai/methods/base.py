@@ -74,6 +74,8 @@ class XAIMethod(abc.ABC):
             :meth:`compute_heatmap`.
         jit: Compile the gradient routine with XLA (measure first: it pays off
             for large models on a GPU, rarely on a CPU).
+        precision: ``"float32"`` (default) or ``"mixed"``: the model computes in
+            half precision (see :mod:`medxai.precision`; costs completeness).
     """
 
     name: ClassVar[str] = ""
@@ -88,12 +90,13 @@ class XAIMethod(abc.ABC):
         batch_size: int = 32,
         heatmap: HeatmapPolicy | Mapping[str, Any] | None = None,
         jit: bool = False,
+        precision: str = "float32",
     ):
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
         if not isinstance(jit, bool):
             raise ValueError(f"jit must be true or false, got {jit!r}")
-        self.engine = GradientEngine.for_model(model, output, jit)
+        self.engine = GradientEngine.for_model(model, output, jit, precision)
         self.model = model
         self.output = output
 
@@ -119,7 +122,7 @@ class XAIMethod(abc.ABC):
 
     def params(self) -> dict[str, Any]:
         """The method's settings, for provenance (``run.json``, the index)."""
-        return {"output": self.output, "batch_size": self.batch_size, "jit": self.engine.jit}
+        return {"output": self.output, "batch_size": self.batch_size, "jit": self.engine.jit, "precision": self.engine.precision}
 
     def as_batch(self, image: np.ndarray) -> np.ndarray:
         """One image ``(*spatial, C)``, ``(1, *spatial, C)`` or, for one channel, ``(*spatial)`` as a batch of one."""

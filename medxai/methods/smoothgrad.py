@@ -78,12 +78,19 @@ class SmoothGrad(PathMethod):
         base_params = dict(base_params or {})
         if key in ("gradient", "saliency"):
             base_params.setdefault("absolute", False)
-        self.base = _BASES[key](model, output=self.output, batch_size=self.batch_size, jit=self.engine.jit, **base_params)
+        self.base = _BASES[key](
+            model,
+            output=self.output,
+            batch_size=self.batch_size,
+            jit=self.engine.jit,
+            precision=self.engine.precision,
+            **base_params,
+        )
         self.samples, self.noise, self.noise_mode = int(samples), float(noise), noise_mode
         self.statistic, self.seed = statistic, int(seed)
 
     def params(self) -> dict[str, Any]:
-        base = {k: v for k, v in self.base.params().items() if k not in ("output", "batch_size", "jit")}
+        base = {k: v for k, v in self.base.params().items() if k not in ("output", "batch_size", "jit", "precision")}
         return {
             **super().params(),
             "samples": self.samples,

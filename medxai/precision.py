@@ -1,0 +1,36 @@
+"""Mixed precision for the explained model (``runtime.precision: mixed``).
+
+A copy of the model computes in float16 (on a GPU) or bfloat16 (elsewhere) with
+its weights kept in float32; inputs, outputs and attributions stay float32.
+It is faster only where the hardware has fast half-precision arithmetic (GPU
+tensor cores), and it costs accuracy: check the completeness error of IG
+(``medxai evaluate``) before relying on it.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+PRECISIONS = ("float32", "mixed")
+
+
+def mixed_policy_name() -> str:
+    """``mixed_float16`` where a GPU is visible, else ``mixed_bfloat16``."""
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def mixed_precision_copy(model: keras.Model, policy: str | None = None) -> keras.Model:
+    """A copy of ``model`` whose layers compute in half precision, with the same (float32) weights."""
+    policy = policy or mixed_policy_name()
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        config = layer.get_config()
+        config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
