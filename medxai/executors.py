@@ -20,21 +20,24 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import sys
 import threading
 import uuid
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from medxai.config import Config, DaskSection
-from medxai.decoder import Decoder, StudyError
 from medxai.io import ManifestRow
+
+if TYPE_CHECKING:  # this module starts no TensorFlow: a Dask worker imports it quietly first
+    from medxai.decoder import Decoder
 
 Done = Callable[[list[ManifestRow], list[dict[str, Any]]], None]
 Chunks = Sequence[Sequence[ManifestRow]]
 
 #: Decoders built by this process (each loads the model once); a Dask worker reports it.
 _LOADS = 0
-_CACHE: dict[str, tuple[Decoder, threading.Lock]] = {}
+_CACHE: dict[str, tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -42,7 +45,7 @@ def make_executor(config: Config) -> LocalExecutor | DaskExecutor:
     """The executor that ``runtime.executor`` names (connects to nothing yet).
 
     Raises:
-        StudyError: ``dask`` is asked for and dask/distributed is not installed.
+        medxai.decoder.StudyError: ``dask`` is asked for and dask/distributed is not installed.
     """
     if config.runtime.executor == "dask":
         return DaskExecutor(config.runtime.dask)
@@ -91,12 +94,14 @@ class DaskExecutor:
             ``workers`` processes, one thread each), ``partition_size`` and ``timeout``.
 
     Raises:
-        StudyError: dask/distributed is not installed.
+        medxai.decoder.StudyError: dask/distributed is not installed.
     """
 
     name = "dask"
 
     def __init__(self, settings: DaskSection):
+        from medxai.decoder import StudyError
+
         try:
             import distributed
         except ImportError as err:
@@ -113,12 +118,15 @@ class DaskExecutor:
         self.workers: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> DaskExecutor:
+        from medxai.decoder import StudyError
+
         settings, distributed = self.settings, self.distributed
         try:
             if settings.address == "local":
-                self.cluster = distributed.LocalCluster(
-                    n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-                )
+                with _children_ignore_ctrl_c():
+                    self.cluster = distributed.LocalCluster(
+                        n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                    )
                 self.address = self.cluster.scheduler_address
             self.client = distributed.Client(self.address, timeout=settings.timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as err:
@@ -186,6 +194,19 @@ class DaskExecutor:
         done([row for chunk in part for row in chunk], rows)
 
 
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started here ignore Ctrl-C: the client alone handles it, cancels and stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _scheduler_workers(client: Any) -> dict[str, dict[str, Any]]:
     try:
         info = client.scheduler_info(n_workers=-1)
@@ -206,6 +227,12 @@ def _worker_decoder(config: Config, fingerprint: str, run_key: str) -> tuple[Dec
     global _LOADS
     with _CACHE_LOCK:
         if run_key not in _CACHE:
+            if "tensorflow" not in sys.modules:
+                from medxai.cli import _import_tensorflow_quietly
+
+                _import_tensorflow_quietly()  # hide TensorFlow's C++ start-up messages, as `medxai run` does
+            from medxai.decoder import Decoder, StudyError
+
             _CACHE.clear()  # one run's model at a time
             try:
                 decoder = Decoder(config)
