@@ -7,6 +7,7 @@ config or input that stops the whole run (model, manifest).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Sequence
@@ -38,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
 
     run = with_config("run", "compute every configured map and write maps, index.csv and run.json")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--executor", choices=("local", "dask"), help="where the maps are computed (runtime.executor)")
+    run.add_argument(
+        "--dask-address",
+        metavar="ADDRESS",
+        help="'local' (a cluster on this machine) or a scheduler such as tcp://host:8786 "
+        "(runtime.dask.address; implies --executor dask)",
+    )
+    run.add_argument(
+        "--dask-workers", type=int, metavar="N", help="worker processes of a local cluster (runtime.dask.workers; implies --executor dask)"
+    )
     with_config("validate", "check a config, its manifest and its model without computing maps")
     commands.add_parser("methods", help="list the methods and their parameters", description="list the methods and their parameters")
     evaluate = commands.add_parser(
@@ -63,6 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _executor_overrides(args: argparse.Namespace) -> list[str]:
+    """``--executor``, ``--dask-address`` and ``--dask-workers`` as ``--set`` overrides."""
+    executor = getattr(args, "executor", None)
+    address, workers = getattr(args, "dask_address", None), getattr(args, "dask_workers", None)
+    if executor is None and (address is not None or workers is not None):
+        executor = "dask"
+    overrides = [] if executor is None else [f"runtime.executor={executor}"]
+    if address is not None:
+        overrides.append(f"runtime.dask.address={json.dumps(address)}")  # quoted: never read as a YAML number
+    if workers is not None:
+        overrides.append(f"runtime.dask.workers={workers}")
+    return overrides
+
+
 def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
     """Validate the config, read the manifest and load the model.
 
@@ -73,7 +98,7 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
     from medxai.io import ManifestError
 
     try:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, [*args.overrides, *_executor_overrides(args)])
     except ConfigError as err:
         print(err, file=sys.stderr)
         return None
@@ -85,6 +110,12 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
         problems.append(f"data.manifest: {err}")
     try:
         decoder = Decoder(config)
+    except StudyError as err:
+        problems.append(str(err))
+    try:
+        from medxai.executors import make_executor
+
+        make_executor(config)  # is dask installed, when asked for?
     except StudyError as err:
         problems.append(str(err))
     if problems:
@@ -99,8 +130,13 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     _, decoder, rows = prepared
     progress = False if args.no_progress else None
+    from medxai.decoder import StudyError
+
     try:
         summary = decoder.run(rows, progress=progress)
+    except StudyError as err:  # e.g. no Dask scheduler at runtime.dask.address
+        print(f"invalid study:\n  - {err}", file=sys.stderr)
+        return EXIT_INVALID
     except KeyboardInterrupt:
         print("\nmedxai: interrupted; run again with runtime.resume: true to continue", file=sys.stderr)
         return 130

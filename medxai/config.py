@@ -28,6 +28,7 @@ import inspect
 import math
 import numbers
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -50,6 +51,7 @@ __all__ = [
     "ClipSection",
     "Config",
     "ConfigError",
+    "DaskSection",
     "DataSection",
     "HeatmapSection",
     "MethodSpec",
@@ -709,6 +711,27 @@ class OutputSection(_Section):
         return name
 
 
+_SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(?::\d+)?$")
+
+
+def _dask_address(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() == "local":
+        return "local"
+    if isinstance(value, str) and _SCHEDULER_ADDRESS.match(value.strip()):
+        address = value.strip()
+        return address if "://" in address else f"tcp://{address}"
+    raise _error(f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {_show(value)}")
+
+
+class DaskSection(_Section):
+    """Where ``runtime.executor: dask`` computes (``medxai.executors.DaskExecutor``)."""
+
+    address: Annotated[str, BeforeValidator(_dask_address)] = "local"
+    workers: PositiveInt = 2
+    partition_size: PositiveInt = 32
+    timeout: Annotated[float, BeforeValidator(_positive_number)] = 30.0
+
+
 class RuntimeSection(_Section):
     """How the run is executed."""
 
@@ -719,6 +742,13 @@ class RuntimeSection(_Section):
     overlap_io: StrictBool = True
     jit: StrictBool = False
     precision: Annotated[Literal["float32", "mixed"], BeforeValidator(_choice("float32", "mixed"))] = "float32"
+    executor: Annotated[Literal["local", "dask"], BeforeValidator(_choice("local", "dask"))] = "local"
+    dask: DaskSection = Field(default_factory=DaskSection)
+
+    @field_validator("dask", mode="before")
+    @classmethod
+    def _empty_dask(cls, value: Any) -> Any:
+        return {} if value is None else value  # `dask:` with every key commented out: the defaults
 
 
 class EvaluateSection(_Section):

@@ -13,6 +13,10 @@ written. Finished rows are appended to ``index.partial.csv`` as they complete; a
 run started again with ``runtime.resume`` skips images whose maps are complete
 and ends with the same ``index.csv`` as an uninterrupted run. One bad image never
 stops the run: its rows say ``error`` with the reason.
+
+Where the chunks of images are computed is the executor's business
+(:mod:`medxai.executors`: this process, or the workers of a Dask cluster); the
+maps, the index and resuming are the same whichever computes them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Container, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -467,8 +471,74 @@ class Decoder:
         return rows
 
     # ---- the run
-    def run(self, rows: Sequence[ManifestRow], *, progress: bool | None = None) -> RunSummary:
-        """Process manifest rows; write maps, ``index.csv`` and ``run.json``."""
+    def process(
+        self, chunks: Sequence[Sequence[ManifestRow]], done: Callable[[list[ManifestRow], list[dict[str, Any]]], None]
+    ) -> None:
+        """Compute chunks of images in order; ``done(images, rows)`` gets each chunk once its maps are written.
+
+        The images of a chunk share model batches. Every executor runs this, so a
+        chunk gives the same maps wherever it runs. On an exception (Ctrl-C
+        included) every chunk already computed is still handed to ``done``.
+        """
+        overlap = self.config.runtime.overlap_io and len(chunks) > 1
+        with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, ThreadPoolExecutor(2) if overlap else nullcontext() as writer:
+            self._writer = writer
+            load = (lambda chunk: [loader.submit(self._load, r) for r in chunk]) if overlap else None
+            upcoming = load(chunks[0]) if overlap else None
+            unsettled: list[tuple[list[_Item], list[dict[str, Any]]]] = []
+
+            def settle(keep: int) -> None:
+                while len(unsettled) > keep:
+                    done_items, done_rows = unsettled.pop(0)
+                    done([item.row for item in done_items], self._settle(done_rows))
+
+            try:
+                for index, chunk in enumerate(chunks):
+                    items = [f.result() for f in upcoming] if overlap else [self._load(r) for r in chunk]
+                    if overlap and index + 1 < len(chunks):
+                        upcoming = load(chunks[index + 1])  # read the next images while this chunk computes
+                    pending = [row for group in _same_shape_groups(items) for row in self._process_group(group)]
+                    unsettled.append((items, pending))
+                    settle(keep=1)  # a chunk's writes finish while the next one computes
+            finally:
+                settle(keep=0)  # also on Ctrl-C: every computed chunk reaches ``done``
+                self._writer = None
+
+    def chunks(self, rows: Sequence[ManifestRow], skip: Container[str] = ()) -> list[list[ManifestRow]]:
+        """The images computed together: consecutive runs of the manifest, less the ``skip`` ids.
+
+        Chunks are cut from the whole manifest before resumed images are dropped, so an
+        image meets the same batch companions in a resumed run, and on any executor.
+        """
+        per_step = max(1, min(self.config.runtime.batch_size, _VALUES_PER_STEP // self._values_per_image()))
+        chunks = ([r for r in rows[i : i + per_step] if r.image_id not in skip] for i in range(0, len(rows), per_step))
+        return [chunk for chunk in chunks if chunk]
+
+    def run(self, rows: Sequence[ManifestRow], *, progress: bool | None = None, executor: Any = None) -> RunSummary:
+        """Process manifest rows; write maps, ``index.csv`` and ``run.json``.
+
+        Args:
+            rows: The manifest rows, in the order of the index.
+            progress: Show a progress bar (default: ``runtime.progress``).
+            executor: Where the chunks are computed (default: the one ``runtime.executor`` names).
+
+        Raises:
+            StudyError: the executor cannot start (e.g. no Dask scheduler at ``runtime.dask.address``).
+        """
+        from medxai.executors import make_executor
+
+        executor = make_executor(self.config) if executor is None else executor
+        show = self.config.runtime.progress if progress is None else progress
+        with executor:
+            summary = self._run(rows, show, executor)
+        if self.config.evaluate is not None:
+            from medxai.evaluate import EvaluationSpec, evaluate_run
+
+            spec = EvaluationSpec(**self.config.evaluate.model_dump(), seed=self.config.runtime.seed)
+            summary.evaluation = evaluate_run(self.out, spec, progress=show, decoder=self)
+        return summary
+
+    def _run(self, rows: Sequence[ManifestRow], show: bool, executor: Any) -> RunSummary:
         started_at, started = datetime.now(timezone.utc), time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         completed = self._completed()
@@ -478,45 +548,23 @@ class Decoder:
         else:
             kept = [r for rs in completed.values() for r in rs]
             write_text(journal, _rows_text(kept, header=True))
-        self._write_run_json(started_at, None, None)
-        todo = [row for row in rows if row.image_id not in completed]
-        per_step = max(1, min(self.config.runtime.batch_size, _VALUES_PER_STEP // self._values_per_image()))
-        summary = RunSummary(self.out, images=len(rows), resumed=len(rows) - len(todo))
+        self._write_run_json(started_at, None, None, executor.describe())
+        summary = RunSummary(self.out, images=len(rows), resumed=sum(1 for row in rows if row.image_id in completed))
         new_rows: dict[str, list[dict[str, Any]]] = {}
-        show = self.config.runtime.progress if progress is None else progress
         with progress_bar(len(rows), desc="medxai", unit="img", enabled=show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
             if log.tell() == 0:
                 log.write(_rows_text([], header=True))
             bar.update(summary.resumed)
-            chunks = [todo[i : i + per_step] for i in range(0, len(todo), per_step)]
-            overlap = self.config.runtime.overlap_io and len(chunks) > 1
-            with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, ThreadPoolExecutor(2) if overlap else nullcontext() as writer:
-                self._writer = writer
-                load = (lambda chunk: [loader.submit(self._load, r) for r in chunk]) if overlap else None
-                upcoming = load(chunks[0]) if overlap else None
-                unsettled: list[tuple[list[_Item], list[dict[str, Any]]]] = []
 
-                def settle(keep: int) -> None:
-                    while len(unsettled) > keep:
-                        done_items, done_rows = unsettled.pop(0)
-                        for row in self._settle(done_rows):
-                            new_rows.setdefault(row["image_id"], []).append(row)
-                        for item in done_items:
-                            log.write(_rows_text(new_rows.get(item.row.image_id, []), header=False))
-                        log.flush()
-                        bar.update(len(done_items))
+            def done(images: list[ManifestRow], image_rows: list[dict[str, Any]]) -> None:
+                for row in image_rows:
+                    new_rows.setdefault(row["image_id"], []).append(row)
+                for image in images:
+                    log.write(_rows_text(new_rows.get(image.image_id, []), header=False))
+                log.flush()
+                bar.update(len(images))
 
-                try:
-                    for index, chunk in enumerate(chunks):
-                        items = [f.result() for f in upcoming] if overlap else [self._load(r) for r in chunk]
-                        if overlap and index + 1 < len(chunks):
-                            upcoming = load(chunks[index + 1])  # read the next images while this chunk computes
-                        pending = [row for group in _same_shape_groups(items) for row in self._process_group(group)]
-                        unsettled.append((items, pending))
-                        settle(keep=1)  # a chunk's writes finish while the next one computes
-                finally:
-                    settle(keep=0)  # also on Ctrl-C: every computed chunk reaches the journal
-                    self._writer = None
+            executor.run(self, self.chunks(rows, skip=completed), done)
         index = []
         for row in rows:
             image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
@@ -527,13 +575,8 @@ class Decoder:
         summary.maps = sum(1 for r in index if r["status"] == "ok")
         write_text(self.out / INDEX_NAME, _rows_text(index, header=True))
         summary.seconds = time.perf_counter() - started
-        self._write_run_json(started_at, datetime.now(timezone.utc), summary)
+        self._write_run_json(started_at, datetime.now(timezone.utc), summary, executor.describe())
         journal.unlink(missing_ok=True)
-        if self.config.evaluate is not None:
-            from medxai.evaluate import EvaluationSpec, evaluate_run
-
-            spec = EvaluationSpec(**self.config.evaluate.model_dump(), seed=self.config.runtime.seed)
-            summary.evaluation = evaluate_run(self.out, spec, progress=show, decoder=self)
         return summary
 
     def _values_per_image(self) -> int:
@@ -541,7 +584,9 @@ class Decoder:
         classes = self.scores.n_outputs if self.config.targets == "all" else 1
         return max(1, int(np.prod(shape)) * classes)
 
-    def _write_run_json(self, started: datetime, ended: datetime | None, summary: RunSummary | None) -> None:
+    def _write_run_json(
+        self, started: datetime, ended: datetime | None, summary: RunSummary | None, executor: Mapping[str, Any]
+    ) -> None:
         record = {
             "medxai": "run",
             "fingerprint": self.fingerprint,
@@ -559,6 +604,7 @@ class Decoder:
             },
             "versions": _versions(),
             "host": platform.node(),
+            "executor": _jsonable(dict(executor)),
             "counts": None
             if summary is None
             else {
@@ -607,7 +653,8 @@ def run(
         config: A :class:`~medxai.config.Config`, a dict in the YAML's shape (relative
             paths resolve against the current directory) or a YAML file path.
         overrides: ``"key.sub=value"`` settings applied to a YAML file.
-        model: An already loaded Keras model (default: load ``model.path``).
+        model: An already loaded Keras model (default: load ``model.path``). Dask
+            workers always load ``model.path`` themselves.
         progress: Show a progress bar (default: ``runtime.progress``).
 
     Returns:

@@ -245,7 +245,17 @@ def test_minimal_config_fills_every_default(study):
             "colormap": "inferno",
             "alpha": 0.5,
         },
-        "runtime": {"batch_size": 32, "seed": 0, "resume": True, "progress": True, "overlap_io": True, "jit": False, "precision": "float32"},
+        "runtime": {
+            "batch_size": 32,
+            "seed": 0,
+            "resume": True,
+            "progress": True,
+            "overlap_io": True,
+            "jit": False,
+            "precision": "float32",
+            "executor": "local",
+            "dask": {"address": "local", "workers": 2, "partition_size": 32, "timeout": 30.0},
+        },
         "evaluate": None,
     }
     assert Config.from_dict(cfg.to_dict(), method_registry=registry) == cfg
