@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Sequence
+
+from medxai.quiet import import_tensorflow_quietly
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -176,30 +177,6 @@ def _methods() -> int:
     return EXIT_OK
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up messages (CUDA probing on CPU machines) hidden.
-
-    They are written to file descriptor 2 before Python can filter them; set
-    ``MEDXAI_TF_LOGS=1`` to see them.
-    """
-    if os.environ.get("MEDXAI_TF_LOGS"):
-        import tensorflow  # noqa: F401
-
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
-
-            tf.constant(0)  # device set-up also logs
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from medxai.evaluate import EvaluationError, EvaluationSpec, evaluate_run
 
@@ -241,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medxai {__version__}")
         return EXIT_OK
     if args.command in ("run", "validate", "methods", "evaluate"):
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
     if args.command == "run":
         return _run(args)
     if args.command == "validate":

@@ -228,9 +228,9 @@ def _worker_decoder(config: Config, fingerprint: str, run_key: str) -> tuple[Dec
     with _CACHE_LOCK:
         if run_key not in _CACHE:
             if "tensorflow" not in sys.modules:
-                from medxai.cli import _import_tensorflow_quietly
+                from medxai.quiet import import_tensorflow_quietly
 
-                _import_tensorflow_quietly()  # hide TensorFlow's C++ start-up messages, as `medxai run` does
+                import_tensorflow_quietly()  # hide TensorFlow's C++ start-up messages, as `medxai run` does
             from medxai.decoder import Decoder, StudyError
 
             _CACHE.clear()  # one run's model at a time

@@ -9,18 +9,18 @@ import sys
 import pytest
 import yaml
 from analytic_models import tiny_model
-from test_decoder import study, write_config  # noqa: F401  (study is a fixture)
+from test_decoder import write_config
 
 from medxai.cli import main
 
 
-def test_validate_ok(study, capsys):  # noqa: F811
+def test_validate_ok(study, capsys):
     assert main(["validate", str(write_config(study, "cli_ok"))]) == 0
     out = capsys.readouterr().out
     assert "valid (7 images" in out and "integrated_gradients, gradient, smoothgrad" in out
 
 
-def test_validate_reports_every_problem_without_traceback(study, capsys):  # noqa: F811
+def test_validate_reports_every_problem_without_traceback(study, capsys):
     path = study / "broken.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -40,7 +40,7 @@ def test_validate_reports_every_problem_without_traceback(study, capsys):  # noq
         assert expected in err
 
 
-def test_validate_catches_a_broken_model_and_manifest(study, capsys):  # noqa: F811
+def test_validate_catches_a_broken_model_and_manifest(study, capsys):
     (study / "broken.keras").write_text("not a model")
     (study / "bad_manifest.csv").write_text("image_id,file\na,b.png\n")
     path = write_config(study, "cli_bad_model", model={"path": "broken.keras"}, data={"manifest": "bad_manifest.csv"})
@@ -49,7 +49,7 @@ def test_validate_catches_a_broken_model_and_manifest(study, capsys):  # noqa: F
     assert "model.path: cannot load model" in err and "path" in err and "Traceback" not in err
 
 
-def test_run_exit_code_and_set_override(study, capsys):  # noqa: F811
+def test_run_exit_code_and_set_override(study, capsys):
     path = write_config(study, "cli_run")
     code = main(["run", str(path), "--set", "methods=[gradient]", "--set", f"output.dir={study / 'cli_set'}", "--no-progress"])
     assert code == 1  # some images in the study are broken on purpose
@@ -73,7 +73,7 @@ def test_run_all_good_exits_zero(tmp_path, capsys):
     assert main(["run", str(tmp_path / "c.yaml"), "--no-progress"]) == 0
 
 
-def test_bad_override_is_exit_2(study, capsys):  # noqa: F811
+def test_bad_override_is_exit_2(study, capsys):
     assert main(["run", str(write_config(study, "cli_bad_set")), "--set", "runtime.batchsize=3"]) == 2
     assert "did you mean 'runtime.batch_size'" in capsys.readouterr().err
 
@@ -92,7 +92,7 @@ def test_console_entry_point_help():
 
 
 @pytest.mark.slow
-def test_console_script_runs_end_to_end(study):  # noqa: F811
+def test_console_script_runs_end_to_end(study):
     path = write_config(study, "subprocess", methods=["gradient"])
     result = subprocess.run([sys.executable, "-m", "medxai", "run", str(path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr

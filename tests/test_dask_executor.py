@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_decoder import _comparable, read_index, study, write_config  # noqa: F401  (study is a fixture)
+from test_decoder import _comparable, read_index, write_config
 
 import medxai
 from medxai import executors

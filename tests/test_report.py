@@ -11,7 +11,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import imageio.v3 as iio
-import keras
 import numpy as np
 import pytest
 from analytic_models import tiny_model

@@ -1,0 +1,30 @@
+"""Starting TensorFlow without its C++ start-up chatter (for the command line and Dask workers)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up messages (CUDA probing on CPU machines) hidden.
+
+    They are written to file descriptor 2 before Python can filter them; set
+    ``MEDXAI_TF_LOGS=1`` to see them.
+    """
+    if os.environ.get("MEDXAI_TF_LOGS"):
+        import tensorflow  # noqa: F401
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.constant(0)  # device set-up also logs
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
