@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_decoder import _comparable, read_index, write_config
+from test_decoder import _comparable, interrupt_on_call, read_index, write_config
 
 import medxai
 from medxai import executors
 from medxai.cli import main
 from medxai.config import Config, ConfigError
-from medxai.decoder import Decoder
 from medxai.executors import partition_chunks
 
 distributed = pytest.importorskip("distributed")
@@ -146,15 +145,7 @@ def test_interrupted_dask_run_resumes(study, cluster, reference, monkeypatch, fi
 
 @pytest.mark.slow
 def test_a_run_started_locally_finishes_on_dask(study, cluster, reference, monkeypatch):
-    original, calls = Decoder._process_group, {"n": 0}
-
-    def crash_on_third(self, items):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, items)
-
-    monkeypatch.setattr(Decoder, "_process_group", crash_on_third)
+    interrupt_on_call(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         medxai.run(write_config(study, "local_then_dask", runtime=LOCAL))
     monkeypatch.undo()

@@ -147,19 +147,24 @@ def _comparable(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch):
-    reference = medxai.run(write_config(study, "uninterrupted", runtime={"batch_size": 2, "progress": False}))
-    config = write_config(study, "interrupted", runtime={"batch_size": 2, "progress": False})
-    calls = {"n": 0}
-    original = Decoder._process_group
+def interrupt_on_call(monkeypatch, n: int):
+    """Make the decoder's n-th image group raise KeyboardInterrupt (a simulated Ctrl-C); returns the original method."""
+    original, calls = Decoder._process_group, {"n": 0}
 
-    def crash_on_third(self, items):
+    def interrupting(self, items):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == n:
             raise KeyboardInterrupt
         return original(self, items)
 
-    monkeypatch.setattr(Decoder, "_process_group", crash_on_third)
+    monkeypatch.setattr(Decoder, "_process_group", interrupting)
+    return original
+
+
+def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch):
+    reference = medxai.run(write_config(study, "uninterrupted", runtime={"batch_size": 2, "progress": False}))
+    config = write_config(study, "interrupted", runtime={"batch_size": 2, "progress": False})
+    original = interrupt_on_call(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         medxai.run(config)
     out = study / "interrupted"
