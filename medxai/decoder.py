@@ -286,13 +286,14 @@ class Decoder:
         if previous != self.fingerprint:
             print("medxai: the config or model changed since the last run; recomputing every map", file=sys.stderr)
             return {}
-        by_image: dict[str, list[dict[str, str]]] = {}
+        by_image: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
         for row in _read_rows(self.out / INDEX_NAME) + _read_rows(self.out / JOURNAL_NAME):
-            by_image.setdefault(row["image_id"], [])
-            by_image[row["image_id"]] = [r for r in by_image[row["image_id"]] if not _same_map(r, row)] + [row]
+            # the journal is newer than the index: a later row of the same map replaces an earlier one
+            by_image.setdefault(row["image_id"], {})[(row["method"], row["class_index"])] = row
         methods = {m.name for m in self.methods}
         complete = {}
-        for image_id, rows in by_image.items():
+        for image_id, maps in by_image.items():
+            rows = list(maps.values())
             ok = all(r["status"] == "ok" for r in rows) and {r["method"] for r in rows} == methods
             files = [r[k] for r in rows for k in ("npy_path", "png_path", "overlay_path") if r[k]]
             if ok and all((self.out / f).exists() for f in files):
@@ -621,10 +622,6 @@ class Decoder:
 def _item(values: np.ndarray | None, k: int) -> Any:
     """Entry ``k`` of an optional per-map array, for the index ("" when absent)."""
     return "" if values is None else values[k]
-
-
-def _same_map(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
-    return a["method"] == b["method"] and a["class_index"] == b["class_index"]
 
 
 def _jsonable(value: Any) -> Any:

@@ -171,18 +171,18 @@ class PathMethod(XAIMethod):
         attributions = self.engine.integrate(images, targets, plan, batch_size=self.batch_size)
         delta = gap = None
         if self.has_delta:
-            gap = self._gap(images, targets, plan)
+            gap = self._gap(images, targets, plan.baselines)
             delta = attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
         n = len(images)
         steps = np.full(n, len(plan.alphas)) if plan.baselines is not None else None
         return Explanation(attributions, delta, gap, np.full(n, plan.evaluations_per_image), steps)
 
-    def _gap(self, images: np.ndarray, targets: np.ndarray, plan: PathPlan) -> np.ndarray:
-        """``F(x) - mean_b F(b)`` per image, for the completeness delta."""
+    def _gap(self, images: np.ndarray, targets: np.ndarray, baselines: np.ndarray) -> np.ndarray:
+        """``F(x) - mean_b F(b)`` per image (``baselines``: ``(N, B, *spatial, C)``), for the completeness delta."""
         rows = np.arange(len(images))
         at_input = self.engine.predict(images, self.batch_size)[rows, targets]
-        n_base = plan.n_baselines
-        bases = plan.baselines.reshape((-1, *images.shape[1:]))
+        n_base = baselines.shape[1]
+        bases = baselines.reshape((-1, *images.shape[1:]))
         at_base = self.engine.predict(bases, self.batch_size)
         at_base = at_base[np.arange(len(bases)), np.repeat(targets, n_base)].reshape(-1, n_base)
         return at_input.astype(np.float64) - at_base.mean(axis=1, dtype=np.float64)

@@ -113,7 +113,7 @@ class IntegratedGradients(PathMethod):
             return super().explain(images, targets)
         images, targets = self.engine.check_inputs(images, targets)
         baselines = self._baselines(images)
-        gap = self._gap(images, targets, PathPlan(alphas=np.ones(1), weights=np.ones(1), baselines=baselines))
+        gap = self._gap(images, targets, baselines)
         result = adaptive_integrated_gradients(
             self.engine,
             images,
