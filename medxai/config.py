@@ -760,6 +760,7 @@ class EvaluateSection(_Section):
     topk_percent: Annotated[float, BeforeValidator(_percent)] = 5.0
     sanity_images: NonNegativeInt = 4
     sanity_threshold: Annotated[float, BeforeValidator(_unit_interval)] = 0.5
+    sanity_seeds: PositiveInt = 3
 
 
 _SECTIONS = ("model", "data", "preprocess", "methods", "targets", "heatmap", "output", "runtime", "evaluate")
@@ -820,6 +821,23 @@ class Config(BaseModel):
         if not isinstance(value, (list, tuple)):
             raise _error(f"expected a list of methods, got {_show(value)}")
         return list(value)
+
+    @model_validator(mode="after")
+    def _check_polarity(self, info: ValidationInfo) -> Config:
+        """A heatmap polarity must mean something for every method (checked by the method class itself)."""
+        registry = (info.context or {}).get("methods") or {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, spec in enumerate(self.methods):
+            check = getattr(registry.get(spec.name), "check_polarity", None)
+            if check is None:
+                continue
+            try:
+                check(spec.params, self.heatmap.polarity)
+            except ValueError as err:
+                problems.append((("methods", i), str(err)))
+        if problems:
+            raise _errors(problems)
+        return self
 
     @field_validator("targets", mode="before")
     @classmethod

@@ -40,7 +40,7 @@ from typing import Any, Callable, Container, Iterable, Mapping, Sequence
 import numpy as np
 
 from medxai._version import __version__
-from medxai.config import Config, load_config
+from medxai.config import Config, ConfigError, apply_overrides, load_config
 from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
 from medxai.methods.base import Explanation
 from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
@@ -61,7 +61,7 @@ INDEX_COLUMNS = (
     "npy_path",
     "png_path",
     "overlay_path",
-    "delta",
+    "relative_delta",
     "steps",
     "warning",
     "seconds",
@@ -69,6 +69,7 @@ INDEX_COLUMNS = (
     "reduce",
     "polarity",
     "clip",
+    "explained",
     "mask_path",
 )
 INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
@@ -142,9 +143,16 @@ def _clip_text(policy: HeatmapPolicy) -> str:
 
 
 def build_methods(config: Config, model: Any) -> list[Any]:
-    """The configured methods, built on ``model`` with the run's output, batch size, policy and seed."""
+    """The configured methods, built on ``model`` with the run's output, batch size, policy and seed.
+
+    They share one gradient engine (and its compiled traces), owned by the methods:
+    dropping them frees the model.
+    """
+    from medxai.engine import GradientEngine
     from medxai.registry import resolve_method
 
+    runtime = config.runtime
+    engine = GradientEngine(model, config.model.output, runtime.jit, runtime.precision)
     methods, seen = [], {}
     for position, spec in enumerate(config.methods):
         cls = resolve_method(spec.name)
@@ -165,6 +173,7 @@ def build_methods(config: Config, model: Any) -> list[Any]:
                 heatmap=heatmap_policy(config),
                 jit=config.runtime.jit,
                 precision=config.runtime.precision,
+                engine=engine,
                 **params,
             )
         )
@@ -178,18 +187,23 @@ def _parameter_names(cls: type) -> set[str]:
 
 
 def _fingerprint(config: Config, model_checksum: str) -> str:
-    """What decides the maps: a resumed run reuses rows only when this is unchanged."""
+    """What decides the maps and their index rows: a resumed run reuses rows only when this is unchanged.
+
+    Every setting is in it except the few below that never change a map's values or files, so a
+    setting added later is covered until someone decides otherwise. The ``data`` section is in
+    because it decides which image an id names (ids are row numbers without ``data.id_column``).
+    """
     data = config.to_dict()
-    relevant = {
-        "model": {**data["model"], "checksum": model_checksum},
-        "preprocess": data["preprocess"],
-        "methods": data["methods"],
-        "targets": data["targets"],
-        "heatmap": data["heatmap"],
-        "output": {k: v for k, v in data["output"].items() if k != "dir"},
-        "seed": data["runtime"]["seed"],
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+    data["model"]["checksum"] = model_checksum
+    del data["output"]["dir"]  # where the run is, not what it holds
+    data.pop("evaluate", None)  # computed after the run from the finished maps; never changes them
+    runtime = data["runtime"]
+    for key in ("resume", "progress", "overlap_io", "executor", "dask"):
+        runtime.pop(key, None)  # how and where the maps are computed, not what they are
+    # batch_size bounds memory only: maps agree to float rounding at any batch size
+    # (tests/test_engine.py), and lowering it after running out of memory is the usual reason to resume.
+    runtime.pop("batch_size", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -253,7 +267,7 @@ class Decoder:
         self.config = config
         try:
             self.model = load_model(config.model.path) if model is None else model
-            self.scores = GradientEngine.for_model(self.model, "probabilities")
+            self.scores = GradientEngine(self.model, "probabilities")
         except (ModelLoadError, OutputSelectionError) as err:
             raise StudyError(f"model.path: {err}") from err
         try:
@@ -262,6 +276,7 @@ class Decoder:
             raise StudyError(f"preprocess: {err}") from err
         try:
             self.methods = build_methods(config, self.model)
+            self._explained = {m.name: getattr(getattr(m, "engine", None), "explained", "") for m in self.methods}
         except OutputSelectionError as err:
             raise StudyError(f"model.output: {err}") from err
         except (ValueError, TypeError) as err:
@@ -347,6 +362,7 @@ class Decoder:
             "reduce": self.policy.reduce,
             "polarity": self.policy.polarity,
             "clip": _clip_text(self.policy),
+            "explained": self._explained.get(method, ""),
             "mask_path": item.row.mask_path or "",
         }
         row.update(values)
@@ -432,7 +448,7 @@ class Decoder:
                             method.name,
                             c,
                             score=_format(float(score[c])),
-                            delta=_format(None if relative is None else float(relative[k])),
+                            relative_delta=_format(None if relative is None else float(relative[k])),
                             steps=_item(explanation.steps, k),
                             warning=_item(explanation.warnings, k),
                             seconds=f"{seconds:.4f}",
@@ -602,6 +618,7 @@ class Decoder:
                 "sha256": self.model_checksum,
                 "input_shape": list(self.scores.input_shape),
                 "classes": self.scores.n_outputs,
+                "explained": "; ".join(dict.fromkeys(v for v in self._explained.values() if v)),
             },
             "versions": _versions(),
             "host": platform.node(),
@@ -649,7 +666,8 @@ def run(
     Args:
         config: A :class:`~medxai.config.Config`, a dict in the YAML's shape (relative
             paths resolve against the current directory) or a YAML file path.
-        overrides: ``"key.sub=value"`` settings applied to a YAML file.
+        overrides: ``"key.sub=value"`` settings applied before validation, to any of the three
+            (relative paths in them resolve against the current directory).
         model: An already loaded Keras model (default: load ``model.path``). Dask
             workers always load ``model.path`` themselves.
         progress: Show a progress bar (default: ``runtime.progress``).
@@ -658,12 +676,21 @@ def run(
         A :class:`RunSummary`; ``summary.exit_code`` is 1 when some images failed.
 
     Raises:
-        medxai.config.ConfigError: the config is invalid.
+        medxai.config.ConfigError: the config is invalid, or an override names an unknown key.
     """
+    if isinstance(overrides, str):
+        overrides = [overrides]
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config, overrides)
+    elif isinstance(config, Config):
+        if overrides:
+            # python-mode dump: paths are absolute and method parameters keep their Python objects
+            config = Config.from_dict(apply_overrides(config.model_dump(), overrides, base_dir=Path.cwd()))
     elif isinstance(config, Mapping):
-        config = Config.from_dict(dict(config))
+        data = apply_overrides(config, overrides, base_dir=Path.cwd()) if overrides else dict(config)
+        config = Config.from_dict(data)
+    else:
+        raise ConfigError(f"expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
     decoder = Decoder(config, model=model)
     return decoder.run(study_rows(config), progress=progress)
 

@@ -19,15 +19,15 @@ last point is done: memory is bounded by ``batch_size``, never by ``steps`` or
 
 from __future__ import annotations
 
-import weakref
+import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from medxai.model_output import OUTPUT_LOGITS, explained_model
+from medxai.model_output import OUTPUT_LOGITS, explained_output
 
 STATISTICS = ("mean", "squared", "variance")
 TRANSFORMS = (None, "abs")
@@ -49,7 +49,7 @@ class PathPlan:
         seed: Seed of the noise; copy ``k`` of every image uses the noise drawn
             from ``(seed, k)``, so results never depend on batching or order.
         transform: None or ``"abs"``, applied to each sample's attribution
-            before the statistic.
+            (its mean over the baselines) before the statistic.
         statistic: ``"mean"``, ``"squared"`` (mean of squares) or ``"variance"``.
     """
 
@@ -110,17 +110,16 @@ class _Moments:
         return self.mean.astype(np.float32)
 
 
-_ENGINES: "weakref.WeakKeyDictionary[keras.Model, dict[str, GradientEngine]]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
 class GradientEngine:
     """Batched, compiled gradients of one explained output of a Keras model.
 
+    A method owns its engine; methods built on one model may share one engine
+    (and its traces) when the caller passes it to each (the decoder does). No
+    module-level cache holds a model: a dropped method frees its model.
+
     Args:
         model: A built Keras model with one input and one output.
-        output: Which output is explained (see :func:`medxai.model_output.explained_model`).
+        output: Which output is explained (see :func:`medxai.model_output.explained_output`).
         jit: Compile the gradient routine with XLA (one compilation per chunk shape).
         precision: ``"float32"`` or ``"mixed"`` (see :mod:`medxai.precision`).
     """
@@ -130,31 +129,30 @@ class GradientEngine:
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not isinstance(jit, bool):
+            raise ValueError(f"jit must be true or false, got {jit!r}")
         self.source_model = model
         self.output = output
-        self.jit = bool(jit)
+        self.jit = jit
         self.precision = precision
-        self.model = explained_model(model, output)
-        if precision == "mixed":
-            self.model = mixed_precision_copy(self.model)
+        # The half-precision copy holds copies of the weights: they are refreshed before every call.
+        self._half = mixed_precision_copy(model) if precision == "mixed" else None
+        view = explained_output(model if self._half is None else self._half, output)
+        self.model = view.model
+        self.explained = view.description
+        self.removed_activation = view.removed
         self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
         self.n_outputs = int(self.model.outputs[0].shape[-1])
-        self._chunk_fn = tf.function(self._chunk, reduce_retracing=not jit, jit_compile=jit)
+        self._compiled: dict[tuple[bool, bool], Any] = {}
         self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
 
-    @classmethod
-    def for_model(
-        cls, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"
-    ) -> "GradientEngine":
-        """The shared engine of ``(model, output, jit, precision)``: methods on one model share traces."""
-        try:
-            per_model = _ENGINES.setdefault(model, {})
-        except TypeError:  # not weak-referenceable
-            return cls(model, output, jit, precision)
-        key = f"{output}|jit={bool(jit)}|{precision}"
-        if key not in per_model:
-            per_model[key] = cls(model, output, jit, precision)
-        return per_model[key]
+    def matches(self, model: keras.Model, output: str, jit: bool, precision: str) -> bool:
+        """Whether this engine explains ``output`` of ``model`` with these settings."""
+        return (self.source_model is model, self.output, self.jit, self.precision) == (True, output, jit, precision)
+
+    def _sync_weights(self) -> None:
+        if self._half is not None:
+            self._half.set_weights(self.source_model.get_weights())
 
     # ------------------------------------------------------------------ checks
     def check_inputs(
@@ -243,9 +241,27 @@ class GradientEngine:
             contribution = contribution * difference
         return tf.math.unsorted_segment_sum(contribution, segment, n_segments)
 
+    def _chunk_fn(self, *args: Any) -> tf.Tensor:
+        """The compiled chunk routine; one ``tf.function`` per (baselines, noise) kind of plan.
+
+        Methods sharing an engine plan differently (gradient, IG, SmoothGrad): separate
+        functions keep each one's traces few instead of retracing one function per switch.
+        """
+        *tensors, has_base, has_noise = args
+        compiled = self._compiled.get((has_base, has_noise))
+        if compiled is None:
+            compiled = tf.function(
+                functools.partial(self._chunk, has_base=has_base, has_noise=has_noise),
+                reduce_retracing=not self.jit,
+                jit_compile=self.jit,
+            )
+            self._compiled[(has_base, has_noise)] = compiled
+        return compiled(*tensors)
+
     # ------------------------------------------------------------------ public
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Explained outputs ``(N, n_outputs)`` float32, in chunks of ``batch_size``."""
+        self._sync_weights()
         images = np.asarray(images, dtype=np.float32)
         parts = [
             self._predict_fn(tf.constant(images[i : i + batch_size])).numpy()
@@ -258,6 +274,10 @@ class GradientEngine:
     ) -> np.ndarray:
         """Run a plan: the statistic over samples of the weighted path sums.
 
+        Each sample's path sums are first averaged over its baselines; the
+        transform and the statistic apply to that mean (SmoothGrad-squared of IG
+        over several baselines is ``E_k[(mean_b IG_b(x_k))^2]``).
+
         Args:
             images: ``(N, *spatial, C)`` float32, already checked.
             targets: ``(N,)`` int32 class per image.
@@ -267,6 +287,7 @@ class GradientEngine:
         Returns:
             ``(N, *spatial, C)`` float32 attributions.
         """
+        self._sync_weights()
         n = len(images)
         shape = images.shape[1:]
         n_points = len(plan.alphas)
@@ -284,6 +305,7 @@ class GradientEngine:
 
         moments = _Moments(n, shape, plan.statistic, plan.transform)
         open_items: dict[int, np.ndarray] = {}
+        open_samples: dict[int, tuple[np.ndarray, int]] = {}  # (image, sample) -> (sum over baselines, count)
         for start in range(0, total_rows, batch_size):
             rows = np.arange(start, min(start + batch_size, total_rows))
             item = rows // n_points
@@ -329,5 +351,11 @@ class GradientEngine:
             finished_rows = rows[-1] + 1
             for key in sorted(open_items):
                 if (key + 1) * n_points <= finished_rows:
-                    moments.add(key // per_image, open_items.pop(key))
+                    sample_key = key // n_base
+                    total, count = open_samples.pop(sample_key, (0.0, 0))
+                    total, count = total + open_items.pop(key), count + 1
+                    if count == n_base:
+                        moments.add(sample_key // plan.samples, total / n_base)
+                    else:
+                        open_samples[sample_key] = (total, count)
         return moments.result()

@@ -29,7 +29,12 @@ def mixed_precision_copy(model: keras.Model, policy: str | None = None) -> keras
             return layer
         config = layer.get_config()
         config["dtype"] = policy
-        return layer.__class__.from_config(config)
+        if callable(getattr(layer, "activation", None)):
+            config["activation"] = layer.activation  # the function itself: tf.nn.softmax has no registered name
+        try:
+            return layer.__class__.from_config(config)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"precision 'mixed' cannot copy layer {layer.name!r}: {err}") from err
 
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())

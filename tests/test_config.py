@@ -920,3 +920,17 @@ def test_evaluate_section(study):
     assert "evaluate.baseline: expected one of blur, zeros" in text
     assert "evaluate.step_pct: unknown key (did you mean 'step_percent'?)" in text
     assert "evaluate.sanity_threshold" in text
+
+
+def test_polarity_that_means_nothing_for_a_method_is_a_config_error(study):
+    from medxai.registry import available_methods
+
+    methods = ["gradient", {"name": "smoothgrad", "statistic": "variance"}, "ig", {"name": "gradient", "absolute": False}]
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(minimal(methods=methods, heatmap={"polarity": "negative"}), base_dir=study, method_registry=available_methods)
+    problems = info.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith("methods[0]: heatmap polarity 'negative' with gradient") and "all zeros" in problems[0]
+    assert problems[1].startswith("methods[1]: heatmap polarity 'negative' with smoothgrad")
+    signed = Config.from_dict(minimal(methods=methods[2:], heatmap={"polarity": "negative"}), base_dir=study, method_registry=available_methods)
+    assert signed.heatmap.polarity == "negative"

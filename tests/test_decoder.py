@@ -71,7 +71,7 @@ def test_run_writes_every_map_and_an_index(finished, study):
         assert heatmap.min() >= 0 and heatmap.max() <= 1
         assert skimage.io.imread(out / row["overlay_path"]).shape == (*source, 3)
         assert 0 <= float(row["score"]) <= 1 and row["class_index"] in ("0", "1")
-        assert (row["delta"] != "") == (row["method"] == "integrated_gradients")
+        assert (row["relative_delta"] != "") == (row["method"] == "integrated_gradients")
         assert row["reduce"] == "abs_sum" and row["polarity"] == "absolute"
     assert not list(out.rglob("*.tmp*")) and not (out / "index.partial.csv").exists()
 
@@ -203,10 +203,10 @@ def test_changed_config_recomputes_everything(study, monkeypatch, capsys):
     medxai.run(config)  # unchanged: only the failed images are retried
     assert sorted(processed) == ["fake", "gone", "nan"]
     processed.clear()
-    summary = medxai.run(config, overrides=["heatmap.polarity=positive"])
+    summary = medxai.run(config, overrides=["heatmap.reduce=max_abs"])
     assert "recomputing" in capsys.readouterr().err
     assert summary.resumed == 0 and len(processed) == 7
-    assert {r["polarity"] for r in read_index(summary.output_dir / "index.csv")} == {"positive"}
+    assert {r["reduce"] for r in read_index(summary.output_dir / "index.csv")} == {"max_abs"}
 
 
 def test_resume_false_recomputes(study, monkeypatch):
@@ -291,4 +291,20 @@ def test_adaptive_steps_and_warnings_reach_the_index(study):
     assert rows and all(r["steps"] == "9" and "not met within max_steps=9" in r["warning"] for r in rows)
     summary = medxai.run(write_config(study, "adaptive_ok", methods=[{"name": "ig", "steps": "auto", "max_steps": 512}]))
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
-    assert all(r["warning"] == "" and float(r["delta"]) <= 0.01 and int(r["steps"]) >= 4 for r in rows)
+    assert all(r["warning"] == "" and r["relative_delta"] != "" and int(r["steps"]) >= 5 for r in rows)
+
+
+def test_what_was_explained_is_recorded_and_a_hidden_softmax_is_refused(study):
+    summary = medxai.run(write_config(study, "explained", methods=["gradient"]))
+    record = json.loads((summary.output_dir / "run.json").read_text())
+    assert "softmax removed" in record["model"]["explained"]
+    assert "softmax removed" in record["methods"][0]["params"]["explained"]
+    rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
+    assert rows and {r["explained"] for r in rows} == {record["model"]["explained"]}
+    inputs = keras.Input((16, 16, 1))
+    scores = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
+    hidden = keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.softmax(t))(scores))
+    with pytest.raises(medxai.decoder.StudyError, match="model.output: .*look like probabilities"):
+        medxai.run(write_config(study, "hidden", methods=["gradient"]), model=hidden)
+    summary = medxai.run(write_config(study, "hidden_p", methods=["gradient"], model={"path": "model.keras", "output": "probabilities"}), model=hidden)
+    assert summary.maps > 0

@@ -46,11 +46,17 @@ def test_chunks_are_bounded_by_batch_size_and_mix_images(monkeypatch):
     assert any(images > 1 for _, images in seen)  # several images share a chunk
 
 
-def test_engine_is_shared_per_model_and_output():
+def test_methods_own_their_engine_and_share_one_only_when_given():
     model = small_cnn((8, 8, 1))
-    assert GradientEngine.for_model(model) is GradientEngine.for_model(model, "logits")
-    assert GradientEngine.for_model(model) is not GradientEngine.for_model(model, "probabilities")
-    assert Gradient(model).engine is IntegratedGradients(model).engine
+    assert Gradient(model).engine is not IntegratedGradients(model).engine
+    engine = GradientEngine(model, "logits")
+    assert Gradient(model, engine=engine).engine is IntegratedGradients(model, engine=engine).engine is engine
+    smooth = SmoothGrad(model, samples=2, engine=engine)
+    assert smooth.base.engine is engine
+    with pytest.raises(ValueError, match="output='logits'.*output='probabilities'"):
+        Gradient(model, output="probabilities", engine=engine)
+    with pytest.raises(ValueError, match="another model"):
+        Gradient(small_cnn((8, 8, 1)), engine=engine)
 
 
 def test_model_is_called_in_inference_mode():

@@ -1,8 +1,10 @@
+import keras
 import numpy as np
 import pytest
 from analytic_models import exp_model, linear_model, small_cnn
 
 from medxai import Gradient, IntegratedGradients, SmoothGrad
+from medxai.methods.baselines import make_baselines
 
 SHAPE = (6, 6, 1)
 
@@ -110,3 +112,84 @@ def test_gradient_has_no_delta():
     model, _, _ = linear_model(SHAPE)
     with pytest.raises(ValueError, match="no completeness delta"):
         Gradient(model).attribute(rand((1, *SHAPE)), 0, return_delta=True)
+
+
+def square_model(v):
+    """F(x) = (v . flatten(x))^2 with its last layer named "square"."""
+    inputs = keras.Input((2, 2, 1))
+    dense = keras.layers.Dense(1, use_bias=False)
+    out = keras.layers.Lambda(keras.ops.square, name="square")(dense(keras.layers.Flatten()(inputs)))
+    model = keras.Model(inputs, out)
+    dense.set_weights([v[:, None]])
+    return model
+
+
+@pytest.mark.parametrize("statistic", ["mean", "squared"])
+def test_noisy_smoothgrad_matches_its_expectation(statistic):
+    # grad F(x + e) = 2 v (s + v.e) with v.e ~ N(0, tau^2), tau^2 = sigma^2 |v|^2:
+    # E[grad] = 2 s v and E[grad^2] = 4 v^2 (s^2 + tau^2); tolerance: 5 standard errors (central limit theorem).
+    v = np.array([0.5, -1.0, 0.25, 0.75], dtype=np.float32)
+    model = square_model(v)
+    x = np.array([[[0.2], [0.9]], [[0.4], [0.1]]], dtype=np.float32)[None]
+    sigma, samples = 0.3, 4000
+    s, tau2 = float(v @ x.ravel()), sigma**2 * float(v @ v)
+    smooth = SmoothGrad(model, output="square", samples=samples, noise=sigma, noise_mode="absolute", statistic=statistic, batch_size=1000)
+    result = smooth.attribute(x, 0)[0].ravel()
+    if statistic == "mean":
+        expected, spread = 2 * s * v, 2 * np.abs(v) * np.sqrt(tau2)
+    else:
+        expected, spread = 4 * v**2 * (s**2 + tau2), 4 * v**2 * np.sqrt(4 * s**2 * tau2 + 2 * tau2**2)
+    np.testing.assert_allclose(result, expected, atol=float(np.max(5 * spread / np.sqrt(samples))))
+
+
+def test_statistics_over_several_baselines_take_each_samples_mean_first():
+    model = small_cnn(SHAPE)
+    x = rand((2, *SHAPE))
+    ig = dict(steps=4, baseline="uniform", n_baselines=2)
+    mean_ig = IntegratedGradients(model, **ig).attribute(x, 1)  # the mean over the 2 baselines
+    squared = SmoothGrad(model, base="ig", base_params=ig, noise=0.0, samples=2, statistic="squared").attribute(x, 1)
+    np.testing.assert_allclose(squared, mean_ig**2, rtol=1e-4, atol=1e-12)
+    one, two = (IntegratedGradients(model, steps=4, baseline=b).attribute(x, 1) for b in make_baselines(x, "uniform", n_baselines=2).transpose(1, 0, 2, 3, 4))
+    assert not np.allclose(squared, (one**2 + two**2) / 2, rtol=1e-3)  # what used to be computed
+    variance = SmoothGrad(model, base="ig", base_params=ig, noise=0.0, samples=2, statistic="variance").attribute(x, 1)
+    np.testing.assert_allclose(variance, 0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m, p: Gradient(m, heatmap={"polarity": p}),
+        lambda m, p: SmoothGrad(m, statistic="squared", heatmap={"polarity": p}),
+        lambda m, p: SmoothGrad(m, statistic="variance", heatmap={"polarity": p}),
+        lambda m, p: SmoothGrad(m, base_params={"absolute": True}, heatmap={"polarity": p}),
+    ],
+)
+@pytest.mark.parametrize("polarity", ["positive", "negative"])
+def test_polarity_of_a_non_negative_method_is_refused(build, polarity):
+    model, _, _ = linear_model(SHAPE)
+    with pytest.raises(ValueError, match=f"polarity '{polarity}'.*never negative.*use polarity 'absolute'"):
+        build(model, polarity)
+
+
+def test_polarity_of_signed_methods_is_accepted():
+    model, weights, _ = linear_model(SHAPE)
+    x = rand((1, *SHAPE))
+    negative = Gradient(model, absolute=False, heatmap={"polarity": "negative"}).compute_heatmap(x[0], 0)
+    assert negative.max() == 1 and np.argmax(negative) == np.argmin(weights[:, 0])
+    SmoothGrad(model, heatmap={"polarity": "positive"})
+    IntegratedGradients(model, heatmap={"polarity": "negative"})
+
+
+@pytest.mark.parametrize(
+    "base_params,match",
+    [
+        ({"batch_size": 8}, "base_params cannot set 'batch_size'"),
+        ({"output": "probabilities"}, "base_params cannot set 'output'"),
+        ({"stepz": 8}, "base_params: .*stepz"),
+        ([("steps", 8)], "base_params must be a mapping"),
+    ],
+)
+def test_bad_base_params_are_named(base_params, match):
+    model, _, _ = linear_model(SHAPE)
+    with pytest.raises(ValueError, match=match):
+        SmoothGrad(model, base="ig", base_params=base_params)

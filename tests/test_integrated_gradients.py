@@ -192,3 +192,9 @@ def test_blur_baseline_is_the_blurred_input():
     np.testing.assert_array_equal(make_baselines(x, "blur", blur_sigma=1.5)[:, 0], gaussian_blur(x, 1.5, batch=True))
     assert default_blur_sigma((16, 24)) == 2.0
     np.testing.assert_array_equal(make_baselines(x, "blur")[:, 0], gaussian_blur(x, 2.0, batch=True))
+
+
+def test_array_baseline_with_several_baselines_is_a_clear_error():
+    model, _, _ = linear_model(SHAPE)
+    with pytest.raises(ValueError, match="n_baselines=2 only makes sense for a random baseline.*an array baseline"):
+        IntegratedGradients(model, baseline=np.zeros(SHAPE, np.float32), n_baselines=2)

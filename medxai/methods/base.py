@@ -76,6 +76,9 @@ class XAIMethod(abc.ABC):
             for large models on a GPU, rarely on a CPU).
         precision: ``"float32"`` (default) or ``"mixed"``: the model computes in
             half precision (see :mod:`medxai.precision`; costs completeness).
+        engine: A :class:`~medxai.engine.GradientEngine` of the same model and
+            settings to share (and its compiled traces) with other methods; by
+            default the method builds its own.
     """
 
     name: ClassVar[str] = ""
@@ -91,12 +94,19 @@ class XAIMethod(abc.ABC):
         heatmap: HeatmapPolicy | Mapping[str, Any] | None = None,
         jit: bool = False,
         precision: str = "float32",
+        engine: GradientEngine | None = None,
     ):
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
-        if not isinstance(jit, bool):
-            raise ValueError(f"jit must be true or false, got {jit!r}")
-        self.engine = GradientEngine.for_model(model, output, jit, precision)
+        if engine is None:
+            engine = GradientEngine(model, output, jit, precision)
+        elif not engine.matches(model, output, jit, precision):
+            raise ValueError(
+                "engine was built for another model or other settings "
+                f"(output={engine.output!r}, jit={engine.jit}, precision={engine.precision!r}); "
+                f"this method asks for output={output!r}, jit={jit}, precision={precision!r}"
+            )
+        self.engine = engine
         self.model = model
         self.output = output
 
@@ -120,9 +130,43 @@ class XAIMethod(abc.ABC):
             ``(N, *spatial, C)`` float32 attributions, or ``(attributions, delta)``.
         """
 
+    @classmethod
+    def non_negative(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the method's attributions are never negative with these parameters.
+
+        Such maps have no sign to choose: heatmap polarity ``positive`` would do
+        nothing and ``negative`` would give all zeros, so both are refused.
+        """
+        return False
+
+    @classmethod
+    def check_polarity(cls, params: Mapping[str, Any], polarity: str) -> None:
+        """Raise ValueError when ``polarity`` picks a sign of attributions that have none.
+
+        Called when a method is built and by ``medxai validate`` (with the
+        config's parameters, before any model is loaded).
+        """
+        if polarity != "absolute" and cls.non_negative(params):
+            effect = "the map would be all zeros" if polarity == "negative" else "polarity would change nothing"
+            raise ValueError(
+                f"heatmap polarity {polarity!r} with {cls.name or cls.__name__}: with these settings its "
+                f"attributions are never negative, so {effect}; use polarity 'absolute', or a signed setting "
+                "of the method (gradient absolute: false; smoothgrad statistic: mean)"
+            )
+
+    def _check_polarity(self) -> None:
+        """Refuse a heatmap polarity that means nothing for this method's attributions."""
+        self.check_polarity(self.params(), self.heatmap.polarity)
+
     def params(self) -> dict[str, Any]:
         """The method's settings, for provenance (``run.json``, the index)."""
-        return {"output": self.output, "batch_size": self.batch_size, "jit": self.engine.jit, "precision": self.engine.precision}
+        return {
+            "output": self.output,
+            "explained": self.engine.explained,
+            "batch_size": self.batch_size,
+            "jit": self.engine.jit,
+            "precision": self.engine.precision,
+        }
 
     def as_batch(self, image: np.ndarray) -> np.ndarray:
         """One image ``(*spatial, C)``, ``(1, *spatial, C)`` or, for one channel, ``(*spatial)`` as a batch of one."""

@@ -36,10 +36,11 @@ def validate_baseline(baseline: object, n_baselines: int) -> None:
         raise ValueError(f"baseline must be a name, a float or an array, got {type(baseline).__name__}")
     if isinstance(n_baselines, bool) or not isinstance(n_baselines, (int, np.integer)) or n_baselines < 1:
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
-    if n_baselines > 1 and baseline not in RANDOM_KINDS:
+    if n_baselines > 1 and not (isinstance(baseline, str) and baseline in RANDOM_KINDS):
+        shown = "an array baseline" if isinstance(baseline, np.ndarray) else repr(baseline)
         raise ValueError(
             f"n_baselines={n_baselines} only makes sense for a random baseline "
-            f"({', '.join(RANDOM_KINDS)}); {baseline!r} is the same every time"
+            f"({', '.join(RANDOM_KINDS)}); {shown} is the same every time"
         )
 
 

@@ -6,7 +6,7 @@ Visualising Image Classification Models and Saliency Maps", arXiv:1312.6034.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -35,6 +35,11 @@ class Gradient(PathMethod):
         if not isinstance(absolute, bool):
             raise ValueError(f"absolute must be true or false, got {absolute!r}")
         self.absolute = absolute
+        self._check_polarity()
+
+    @classmethod
+    def non_negative(cls, params: Mapping[str, Any]) -> bool:
+        return bool(params.get("absolute", True))
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "absolute": self.absolute}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from medxai.engine import PathPlan
-from medxai.methods.adaptive import adaptive_integrated_gradients, first_points
+from medxai.methods.adaptive import adaptive_integrated_gradients, smallest_max_steps
 from medxai.methods.base import Explanation, PathMethod
 from medxai.methods.baselines import make_baselines, validate_baseline
 from medxai.methods.quadrature import RULES, integration_points
@@ -27,14 +27,17 @@ class IntegratedGradients(PathMethod):
     Args:
         model: A built Keras model.
         steps: Gradient evaluations per path (per baseline), or ``"auto"``: per
-            image, add points until the relative completeness error
-            ``|delta| / |F(x) - F(b)|`` is at most ``tolerance`` (see
-            :mod:`medxai.methods.adaptive`).
-        rule: ``"gauss_legendre"`` (default), ``"trapezoid"``, ``"riemann_left"``,
-            ``"riemann_right"`` or ``"riemann_middle"``.
-        tolerance: Target relative completeness error of ``steps="auto"``.
-        max_steps: Most path points per image with ``steps="auto"``; an image that
-            reaches it keeps its best estimate and a warning.
+            image, refine the path until the map's relative L2 change between
+            two levels is at most ``tolerance`` (per-pixel accuracy, see
+            :mod:`medxai.methods.adaptive`; completeness is reported separately).
+        rule: ``"gauss_legendre"``, ``"trapezoid"``, ``"riemann_left"``,
+            ``"riemann_right"`` or ``"riemann_middle"``. Default: Gauss-Legendre
+            for a fixed number of steps; the trapezoid with ``steps="auto"``
+            (nested: each level reuses every earlier gradient, about half the
+            cost of restarting Gauss-Legendre at equal per-pixel accuracy).
+        tolerance: Target relative L2 change of the map with ``steps="auto"``.
+        max_steps: Most path points per baseline of a map with ``steps="auto"``;
+            an image that reaches it keeps its finest map and a warning.
         baseline: ``"zeros"``/``"black"``, ``"white"``, ``"uniform"`` (random),
             ``"blur"``, a float or an array, in the model's input space.
         n_baselines: Average the attributions over this many random baselines.
@@ -57,23 +60,26 @@ class IntegratedGradients(PathMethod):
         model,
         *,
         steps: int | str = 32,
-        rule: str = "gauss_legendre",
+        rule: str | None = None,
         baseline: str | float | np.ndarray = "zeros",
         n_baselines: int = 1,
         seed: int = 0,
         blur_sigma: float | None = None,
         tolerance: float = 0.01,
-        max_steps: int = 128,
+        max_steps: int = 257,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
+        if rule is None:
+            rule = "trapezoid" if steps == AUTO else "gauss_legendre"
         if steps == AUTO:
             if rule not in RULES:
                 raise ValueError(f"unknown integration rule {rule!r} (known: {', '.join(RULES)})")
             if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
                 raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
-            if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < first_points(rule):
-                raise ValueError(f"max_steps must be an integer >= {first_points(rule)} for rule {rule!r}, got {max_steps!r}")
+            least = smallest_max_steps(rule)
+            if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < least:
+                raise ValueError(f"max_steps must be an integer >= {least} for rule {rule!r}, got {max_steps!r}")
             self.alphas = self.weights = None
         else:
             self.alphas, self.weights = integration_points(rule, steps)
@@ -113,23 +119,28 @@ class IntegratedGradients(PathMethod):
             return super().explain(images, targets)
         images, targets = self.engine.check_inputs(images, targets)
         baselines = self._baselines(images)
-        gap = self._gap(images, targets, baselines)
         result = adaptive_integrated_gradients(
             self.engine,
             images,
             targets,
             baselines,
-            gap,
             rule=self.rule,
             tolerance=self.tolerance,
             max_steps=self.max_steps,
             batch_size=self.batch_size,
         )
-        warnings = np.where(
-            result.met,
-            "",
-            f"completeness tolerance {self.tolerance:g} not met within max_steps={self.max_steps}; kept the best estimate",
-        ).astype(object)
+        gap = self._gap(images, targets, baselines)
+        delta = result.attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
+        warnings = np.array(
+            [
+                ""
+                if met
+                else f"per-pixel tolerance {self.tolerance:g} not met within max_steps={self.max_steps} "
+                f"(last relative change {change:.3g}); kept the finest map"
+                for met, change in zip(result.met, result.change)
+            ],
+            dtype=object,
+        )
         return Explanation(
-            result.attributions, result.delta, gap, result.steps * self.n_baselines, result.steps, warnings
+            result.attributions, delta, gap, result.evaluations * self.n_baselines, result.steps, warnings
         )

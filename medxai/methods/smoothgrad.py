@@ -27,6 +27,31 @@ _BASES: dict[str, type[PathMethod]] = {
 }
 
 
+#: Settings SmoothGrad passes to its base method itself (``base_params`` cannot set them).
+_SHARED = ("output", "explained", "batch_size", "jit", "precision", "heatmap", "engine")
+
+
+def _check_base_params(base: str, base_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate ``base_params`` at construction, with errors that name the key."""
+    if base_params is not None and not isinstance(base_params, Mapping):
+        raise ValueError(f"base_params must be a mapping of the base method's settings, got {base_params!r}")
+    params = dict(base_params or {})
+    shared = sorted(set(params) & set(_SHARED))
+    if shared:
+        raise ValueError(
+            f"base_params cannot set {', '.join(map(repr, shared))}: SmoothGrad passes its own "
+            "to the base method; set them on SmoothGrad itself"
+        )
+    if params.get("steps") == "auto":
+        raise ValueError(
+            "base_params: steps 'auto' adapts the path per image and cannot be combined with "
+            "noise samples; give SmoothGrad's integrated_gradients base a fixed number of steps"
+        )
+    if base in ("gradient", "saliency"):
+        params.setdefault("absolute", False)
+    return params
+
+
 class SmoothGrad(PathMethod):
     """A statistic of a base method's attributions over noisy copies of the input.
 
@@ -75,22 +100,32 @@ class SmoothGrad(PathMethod):
         key = str(base).lower().replace("-", "_")
         if key not in _BASES:
             raise ValueError(f"base must be one of {', '.join(_BASES)}, got {base!r}")
-        base_params = dict(base_params or {})
-        if key in ("gradient", "saliency"):
-            base_params.setdefault("absolute", False)
-        self.base = _BASES[key](
-            model,
-            output=self.output,
-            batch_size=self.batch_size,
-            jit=self.engine.jit,
-            precision=self.engine.precision,
-            **base_params,
-        )
+        base_params = _check_base_params(key, base_params)
+        try:
+            self.base = _BASES[key](
+                model,
+                output=self.output,
+                batch_size=self.batch_size,
+                jit=self.engine.jit,
+                precision=self.engine.precision,
+                engine=self.engine,
+                **base_params,
+            )
+        except TypeError as err:
+            raise ValueError(f"base_params: {err}") from err
         self.samples, self.noise, self.noise_mode = int(samples), float(noise), noise_mode
         self.statistic, self.seed = statistic, int(seed)
+        self._check_polarity()
+
+    @classmethod
+    def non_negative(cls, params: Mapping[str, Any]) -> bool:
+        if params.get("statistic", "mean") in ("squared", "variance"):
+            return True
+        base = str(params.get("base", "gradient")).lower().replace("-", "_")
+        return base in ("gradient", "saliency") and bool((params.get("base_params") or {}).get("absolute", False))
 
     def params(self) -> dict[str, Any]:
-        base = {k: v for k, v in self.base.params().items() if k not in ("output", "batch_size", "jit", "precision")}
+        base = {k: v for k, v in self.base.params().items() if k not in _SHARED}
         return {
             **super().params(),
             "samples": self.samples,
