@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step-percent", type=float, default=5.0, help="pixels per curve step, in percent (default 5)")
     evaluate.add_argument("--topk-percent", type=float, default=5.0, help="top-k region for IoU, in percent (default 5)")
     evaluate.add_argument("--sanity-images", type=int, default=4, help="images in the randomisation check; 0 skips it (default 4)")
+    evaluate.add_argument("--sanity-seeds", type=int, default=3, help="random re-initialisations averaged in the randomisation check (default 3)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     report = commands.add_parser(
         "report",
@@ -187,6 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             step_percent=args.step_percent,
             topk_percent=args.topk_percent,
             sanity_images=args.sanity_images,
+            sanity_seeds=args.sanity_seeds,
         )
         result = evaluate_run(args.run_dir, spec, progress=not args.no_progress)
     except (EvaluationError, ValueError) as err:

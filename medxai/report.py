@@ -83,7 +83,11 @@ _METRICS: dict[str, tuple[str, str, str]] = {
         "IG only: relative completeness error |sum(attributions) - (F(x) - F(baseline))| / |F(x) - F(baseline)|",
     ),
     "gini": ("Gini", "", "sparseness: 0 = spread evenly, near 1 = concentrated"),
-    "pointing_game": ("pointing", "higher", "1 when the map's peak falls inside the mask (hit), 0 when not"),
+    "pointing_game": (
+        "pointing",
+        "higher",
+        "1 when the map's peak falls inside the mask (hit), 0 when not; with tied peaks, the share inside",
+    ),
     "relevance_mass": ("mass in mask", "higher", "share of the map's mass inside the mask"),
     "topk_iou": ("top-k IoU", "higher", "IoU of the map's top pixels with the mask"),
     "deletion_auc": ("deletion AUC", "lower", "score as the most important pixels are removed: lower is better"),
@@ -292,7 +296,7 @@ def _load_run(run_dir: Path) -> _Run:
                 status=(raw.get("status") or "").strip() or "error",
                 error=raw.get("error", ""),
                 paths={k: raw.get(k, "") or "" for k in ("npy_path", "png_path", "overlay_path")},
-                delta=_float(raw.get("delta")),
+                delta=_float(raw.get("relative_delta", raw.get("delta"))),
                 seconds=_float(raw.get("seconds")),
                 evaluations=raw.get("evaluations", ""),
             )
@@ -604,7 +608,7 @@ def _provenance(run: _Run) -> str:
         ("sha256", sha_html),
         ("input shape", model.get("input_shape")),
         ("classes", model.get("classes")),
-        ("explains", (config.get("model") or {}).get("output")),
+        ("explains", model.get("explained") or (config.get("model") or {}).get("output")),
         ("targets", config.get("targets")),
         ("manifest", (config.get("data") or {}).get("manifest")),
         ("preprocess", _settings(config.get("preprocess"))),
@@ -804,18 +808,24 @@ def _sanity(run: _Run) -> str:
         threshold = threshold if math.isfinite(threshold) else default_threshold
         thresholds.append(threshold)
         images = verdict.get("images", "") if isinstance(verdict, Mapping) else ""
-        own = [r for r in rows if r.get("method") == method]
+        own = [r for r in rows if r.get("method") == method and math.isfinite(_float(r.get("step")))]
         own.sort(key=lambda r: _float(r.get("step")))
         final = _float(verdict.get("final_spearman")) if isinstance(verdict, Mapping) else math.nan
         if not math.isfinite(final) and own:
             final = _float(own[-1].get("spearman"))
-        if isinstance(verdict, Mapping) and isinstance(verdict.get("passed"), bool):
+        state = verdict.get("verdict") if isinstance(verdict, Mapping) else None
+        if state in ("undefined", "error"):
+            why = verdict.get("error") or "a map is constant, so its rank correlation is undefined"
+            badge = f'<span class="badge warn">{state}</span> <span class="small">{_e(why)}</span>'
+        elif isinstance(verdict, Mapping) and isinstance(verdict.get("passed"), bool):
             passed = verdict["passed"]
             badge = f'<span class="badge {"pass" if passed else "fail"}">{"PASS" if passed else "FAIL"}</span>'
         else:
             badge = '<span class="badge warn">no verdict</span>'
+        final_abs = _float(verdict.get("final_spearman_abs")) if isinstance(verdict, Mapping) else math.nan
         body.append(
             f"<tr><td><b>{_e(method)}</b></td><td>{badge}</td><td class=\"num\">{_num(final)}</td>"
+            f"<td class=\"num\">{_num(final_abs)}</td>"
             f"<td class=\"num\">{_num(threshold)}</td><td class=\"num\">{len(own)}</td>"
             f"<td class=\"num\">{_e(images)}</td></tr>"
         )
@@ -824,8 +834,9 @@ def _sanity(run: _Run) -> str:
         '<p class="small muted">The model\'s layers are randomised from the top down and the maps computed again. '
         "A method that explains the model must then give different maps: the rank correlation with the "
         "original map should fall towards 0. PASS/FAIL is <code>medxai evaluate</code>'s verdict "
-        "(evaluation.json), which compares the final correlation with the threshold.</p>",
-        "<table><tr><th>method</th><th>verdict</th><th>final Spearman ρ</th><th>threshold</th>"
+        "(evaluation.json), which compares the final correlations (signed and of absolute values, mean over "
+        "seeds) with the threshold, medxai's convention (Adebayo et al. 2018 set none).</p>",
+        "<table><tr><th>method</th><th>verdict</th><th>final Spearman ρ</th><th>ρ of |attributions|</th><th>threshold</th>"
         "<th>steps</th><th>images</th></tr>",
         "".join(body),
         "</table>",
@@ -892,7 +903,7 @@ def _figures(row: _MapRow, run: _Run) -> str:
             if metric == "completeness":
                 shown = f"{value * 100:.2f} %"
             elif metric == "pointing_game":
-                shown = "hit" if value >= 0.5 else "miss"
+                shown = "hit" if value == 1 else "miss" if value == 0 else f"{value:.2f} of tied peaks"
             else:
                 shown = _num(value)
             items.append((labels.get(metric, metric), shown, _METRICS.get(metric, ("", "", ""))[2], ""))

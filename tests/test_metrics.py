@@ -77,13 +77,26 @@ def test_pointing_game_hit_miss_empty_tolerance():
     assert pointing_game(m, _mask((3, 3), (0, 0)), tolerance=1.5) == 1.0
 
 
-def test_pointing_game_ties_hit_if_any_maximum_is_in_the_mask():
+def test_pointing_game_tied_maxima_count_in_proportion():
     m = np.zeros((3, 3))
     m[0, 0] = m[2, 2] = 5.0
-    assert pointing_game(m, _mask((3, 3), (2, 2))) == 1.0
+    assert pointing_game(m, _mask((3, 3), (2, 2))) == 0.5
+    assert pointing_game(m, _mask((3, 3), (0, 0), (2, 2))) == 1.0
     assert pointing_game(m, _mask((3, 3), (1, 1))) == 0.0
     # Signed maps are fine: only the location of the maximum matters.
-    assert pointing_game(m - 10.0, _mask((3, 3), (0, 0))) == 1.0
+    assert pointing_game(m - 10.0, _mask((3, 3), (0, 0))) == 0.5
+    four = np.zeros((4, 4))
+    four[0, 0] = four[0, 3] = four[3, 0] = four[3, 3] = 1.0
+    assert pointing_game(four, _mask((4, 4), (3, 3), (1, 1))) == 0.25
+    # The tolerance grows the mask first: (1, 1) is sqrt(2) from (0, 0), 2 sqrt(2) from (3, 3).
+    assert pointing_game(four, _mask((4, 4), (1, 1)), tolerance=1.5) == 0.25
+    assert pointing_game(four, _mask((4, 4), (1, 1)), tolerance=3) == 1.0
+
+
+def test_pointing_game_of_a_constant_map_is_nan():
+    for value in (0.0, 0.7):
+        assert np.isnan(pointing_game(np.full((3, 3), value), _mask((3, 3), (1, 1))))
+        assert np.isnan(pointing_game(np.full((3, 3), value), np.ones((3, 3), bool), tolerance=2))
 
 
 def test_pointing_game_3d_and_errors():
@@ -110,7 +123,8 @@ def test_relevance_mass_exact_share():
     assert relevance_mass(m, _mask((2, 2), (0, 0), (0, 1))) == pytest.approx(3 / 10)
     assert relevance_mass(m, np.ones((2, 2), bool)) == pytest.approx(1.0)
     assert np.isnan(relevance_mass(m, np.zeros((2, 2), bool)))
-    assert relevance_mass(np.zeros((2, 2)), _mask((2, 2), (0, 0))) == 0.0
+    assert np.isnan(relevance_mass(np.zeros((2, 2)), _mask((2, 2), (0, 0))))
+    assert relevance_mass(np.full((2, 2), 0.5), _mask((2, 2), (0, 0))) == pytest.approx(1 / 4)  # chance level
     vol = np.ones((2, 2, 5))
     assert relevance_mass(vol, _mask(vol.shape, (0, 0, 0), (1, 1, 4))) == pytest.approx(2 / 20)
     with pytest.raises(ValueError, match="negative"):
@@ -134,12 +148,30 @@ def test_topk_iou_hand_computed_4x4():
     assert np.isnan(topk_iou(m, np.zeros((4, 4), bool)))
 
 
-def test_topk_iou_ties_are_broken_by_flat_index():
-    m = np.ones((4, 4))
+def test_topk_iou_of_a_constant_map_is_nan():
     first_row = np.zeros((4, 4), bool)
     first_row[0] = True
-    assert topk_iou(m, first_row, percent=25) == 1.0
-    assert topk_iou(m, ~first_row, percent=25) == 0.0
+    for value in (0.0, 1.0):
+        assert np.isnan(topk_iou(np.full((4, 4), value), first_row, percent=25))
+
+
+def test_topk_iou_ties_at_the_kth_value_share_the_set():
+    m = np.zeros((4, 4))
+    m[0, 0] = 2.0
+    m[1, :] = 1.0  # four pixels tie for the 2nd to 5th places
+    mask = _mask((4, 4), (0, 0))
+    # k = 2 (12.5 %): (0, 0) fully, each tied pixel 1/4; the mask holds (0, 0) only.
+    assert topk_iou(m, mask, percent=12.5) == pytest.approx(1 / (1 + 4 * 0.25))
+    # Wherever the mask sits in the tied row, the figure is the same.
+    values = set()
+    for col in range(4):
+        values.add(round(topk_iou(m, _mask((4, 4), (0, 0), (1, col)), percent=12.5), 12))
+    # intersection 1 + 1/4, union 2 + 3/4.
+    assert values == {round(1.25 / 2.75, 12)}
+    # The zero region also ties (k = 8 reaches into it): moving the mask inside it changes nothing.
+    assert topk_iou(m, _mask((4, 4), (2, 0)), percent=50) == topk_iou(m, _mask((4, 4), (3, 3)), percent=50)
+    # 8 places: 5 pixels above 0, the 11 zeros share 3: w = 3/11; IoU = (3/11) / (8 - 3/11 + 1).
+    assert topk_iou(m, _mask((4, 4), (3, 3)), percent=50) == pytest.approx((3 / 11) / (5 + 10 * 3 / 11 + 1))
 
 
 def test_topk_iou_3d_and_errors():

@@ -195,7 +195,7 @@ def _write_evaluation(run_dir: Path) -> None:
         for k, row in enumerate(ok):
             localised = row["image_id"] == "wide"
             writer.writerow(
-                [row["image_id"], row["method"], row["class_index"], row["delta"], f"0.{4242 + k}",
+                [row["image_id"], row["method"], row["class_index"], row["relative_delta"], f"0.{4242 + k}",
                  1.0 if localised else "", 0.5 if localised else "", 0.25 if localised else "", 0.123, 0.789]
             )
     with open(run_dir / "summary.csv", "w", newline="") as handle:
@@ -214,8 +214,10 @@ def _write_evaluation(run_dir: Path) -> None:
         json.dumps(
             {
                 "sanity": {
-                    "integrated_gradients": {"passed": False, "final_spearman": 0.95},
+                    "integrated_gradients": {"passed": False, "final_spearman": 0.95, "final_spearman_abs": 0.9713},
                     "gradient": {"passed": True, "final_spearman": 0.25},
+                    "flaky": {"verdict": "error", "passed": None, "error": "seed 0, step 1 (dense): out of memory"},
+                    "flat": {"verdict": "undefined", "passed": None, "final_spearman": None},
                 }
             }
         )
@@ -236,6 +238,11 @@ def test_quality_figures_and_sanity_verdicts_appear(run_dir, tmp_path):
     assert ig.index("FAIL") < ig.index("</tr>")
     grad = sanity[sanity.index("<b>gradient</b>") :]
     assert grad.index("PASS") < grad.index("</tr>")
+    assert "0.971" in ig[: ig.index("</tr>")]  # the correlation of absolute values
+    flaky = sanity[sanity.index("<b>flaky</b>") :]
+    assert flaky.index("error") < flaky.index("out of memory") < flaky.index("</tr>")
+    flat = sanity[sanity.index("<b>flat</b>") :]
+    assert flat.index("undefined") < flat.index("</tr>") and "PASS" not in flat[: flat.index("</tr>")]
     assert "medxai evaluate RUN_DIR</code>) for quality figures" not in text
     # the sanity chart is embedded too
     assert all(v.startswith("data:") or v.startswith("#") or v == "contact_sheet.png" for _, _, v in doc.links)

@@ -2,7 +2,7 @@
 
 Pure numpy/scipy (no TensorFlow import): usable on saved ``.npy`` maps in a
 notebook. Localisation scores need a ground-truth mask and are NaN for an
-empty one; :func:`summarise` ignores NaN.
+empty one or a constant map; :func:`summarise` ignores NaN.
 """
 
 from medxai.evaluation.faithfulness import curve_area, deletion_curve, insertion_curve

@@ -3,7 +3,8 @@
 Plain functions on numpy arrays of any spatial rank (2D slices, 3D volumes).
 A *map* is a float array (for medxai heatmaps: [0, 1], 1 = most important);
 a *mask* is a boolean array of the same shape (True = lesion). Localisation
-scores are NaN when the mask is empty, because there is nothing to find;
+scores are NaN when the mask is empty, because there is nothing to find, and
+when the map is constant (e.g. all zeros), because it points nowhere;
 :func:`summarise` skips NaN, so a study mixing positives and negatives can be
 summarised directly.
 """
@@ -107,9 +108,10 @@ def pointing_game(map: ArrayLike, mask: ArrayLike, *, tolerance: float = 0) -> f
 
     The mask is first grown by ``tolerance`` pixels (Euclidean distance, in
     pixel units, on every axis). Ties: when several pixels share the maximum
-    value (exact equality), the map scores a hit if ANY of them lies in the
-    grown mask. A constant map therefore always hits a non-empty mask; screen
-    such maps out first (their :func:`gini` is 0) if that matters.
+    value (exact equality), the score is the fraction of them inside the grown
+    mask (the hit rate of a random tie-break), so a map cannot score a hit by
+    tying its peak everywhere. A constant map (all values equal, e.g. all
+    zeros) has no peak and scores NaN.
 
     Args:
         map: Array of any shape; signed values are fine.
@@ -118,7 +120,8 @@ def pointing_game(map: ArrayLike, mask: ArrayLike, *, tolerance: float = 0) -> f
             pixels at 224 x 224).
 
     Returns:
-        1.0 (hit), 0.0 (miss), or NaN when the mask is empty.
+        1.0 (hit), 0.0 (miss), the fraction of tied maxima inside the mask, or
+        NaN when the mask is empty or the map constant.
 
     References:
         Zhang et al. (2018), "Top-down neural attention by excitation
@@ -133,19 +136,20 @@ def pointing_game(map: ArrayLike, mask: ArrayLike, *, tolerance: float = 0) -> f
     target = _as_mask(mask, m.shape)
     if not np.isscalar(tolerance) or not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
-    if not target.any():
+    if not target.any() or np.ptp(m) == 0:
         return float("nan")
     if tolerance > 0:
         # Distance of every pixel to the nearest mask pixel.
         target = ndi.distance_transform_edt(~target) <= tolerance
-    return float(np.any(target[m == m.max()]))
+    return float(np.mean(target[m == m.max()]))
 
 
 def relevance_mass(map: ArrayLike, mask: ArrayLike) -> float:
     """Share of the map's total mass that lies inside the mask.
 
     ``sum(map[mask]) / sum(map)``; 1.0 means all relevance is on the lesion.
-    An all-zero map gives 0.0 (no mass anywhere, none inside).
+    An all-zero map has no mass to share out, so the share is undefined: NaN.
+    A constant non-zero map gives the mask's share of the pixels (chance level).
 
     Args:
         map: Non-negative array of any shape (clip signed attributions first;
@@ -153,7 +157,7 @@ def relevance_mass(map: ArrayLike, mask: ArrayLike) -> float:
         mask: Boolean array of the same shape.
 
     Returns:
-        The share in [0, 1], or NaN when the mask is empty.
+        The share in [0, 1], or NaN when the mask is empty or the map all zeros.
 
     References:
         Arras, Osman & Samek (2022), "CLEVR-XAI: A benchmark dataset for the
@@ -171,7 +175,7 @@ def relevance_mass(map: ArrayLike, mask: ArrayLike) -> float:
         return float("nan")
     total = m.sum()
     if total == 0:
-        return 0.0
+        return float("nan")
     return float(m[target].sum() / total)
 
 
@@ -181,12 +185,31 @@ def _top_pixels(values: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-values.ravel(), kind="stable")[:k]
 
 
+def _top_weights(values: np.ndarray, k: int) -> np.ndarray:
+    """Membership in the top ``k`` per flat pixel: 1 above the k-th largest value, a share at it.
+
+    The pixels equal to the k-th largest value share the slots left over by the
+    larger ones equally, so the weights sum to ``k`` and no pixel order decides.
+    """
+    flat = values.ravel()
+    kth = np.partition(flat, flat.size - k)[flat.size - k]
+    above = flat > kth
+    tied = flat == kth
+    weights = above.astype(np.float64)
+    weights[tied] = (k - above.sum()) / tied.sum()
+    return weights
+
+
 def topk_iou(map: ArrayLike, mask: ArrayLike, *, percent: float = 5.0) -> float:
     """Intersection over union of the map's top ``percent`` % pixels with the mask.
 
-    The top set holds ``ceil(n * percent / 100)`` pixels (at least one), the
-    largest values first; among equal values the pixel with the lower flat
-    (C-order) index is taken first, so the result is deterministic.
+    The top set holds ``k = ceil(n * percent / 100)`` pixels (at least one),
+    the largest values first. When pixels tie at the k-th largest value, they
+    share the remaining places of the set equally (a fractional membership
+    ``w``), and the IoU is the weighted Jaccard index
+    ``sum(min(w, mask)) / sum(max(w, mask))``: the same for every placement of
+    the mask among tied pixels, and the plain IoU when nothing ties. A
+    constant map ranks nothing and scores NaN.
 
     Args:
         map: Array of any shape; signed values are fine (ranked by value).
@@ -194,7 +217,7 @@ def topk_iou(map: ArrayLike, mask: ArrayLike, *, percent: float = 5.0) -> float:
         percent: Size of the top set, in (0, 100].
 
     Returns:
-        IoU in [0, 1], or NaN when the mask is empty.
+        IoU in [0, 1], or NaN when the mask is empty or the map constant.
 
     References:
         The "energy/top-k localisation" protocol of saliency benchmarks, e.g.
@@ -210,15 +233,14 @@ def topk_iou(map: ArrayLike, mask: ArrayLike, *, percent: float = 5.0) -> float:
     target = _as_mask(mask, m.shape)
     if not np.isscalar(percent) or not (0 < percent <= 100):
         raise ValueError(f"percent must be in (0, 100], got {percent!r}")
-    if not target.any():
+    if not target.any() or np.ptp(m) == 0:
         return float("nan")
     n = m.size
     # The small epsilon keeps e.g. 5 % of 20 pixels at exactly 1, not 2.
     k = min(n, max(1, int(np.ceil(n * percent / 100.0 - 1e-9))))
-    top = np.zeros(n, dtype=bool)
-    top[_top_pixels(m, k)] = True
-    flat = target.ravel()
-    return float(np.sum(top & flat) / np.sum(top | flat))
+    weights = _top_weights(m, k)
+    inside = target.ravel()
+    return float(weights[inside].sum() / (inside.sum() + weights[~inside].sum()))
 
 
 # --------------------------------------------------------------------------
