@@ -8,12 +8,16 @@ Prints, on one machine in one run:
 1. the limit: per-image cost of one batched forward+backward pass at the best batch size;
 2. a per-step eager loop in the style of the AUCMEDI / Keras-example IG (written here as the
    baseline: 50 trapezoid steps, a batch of one, one GradientTape per step);
-3. medxai IG with 50 fixed steps and with ``steps: auto`` at 1 % tolerance: time per heatmap,
-   model evaluations per heatmap, completeness error;
+3. medxai IG with 50 fixed steps and with ``steps: auto`` at 1 % per-pixel tolerance: time per
+   heatmap, model evaluations per heatmap, completeness error;
 4. SmoothGrad (25 samples) and Gradient per heatmap;
 5. ``medxai run`` end to end over a few hundred images, with and without overlapped I/O,
    against compute-only throughput, and its peak memory;
-6. the peak memory of IG at 32 and at 1024 steps (each in a fresh process).
+6. the peak memory of IG at 32 and at 1024 steps (each in a fresh process);
+7. XLA and mixed precision;
+8. ``steps: auto`` at per-pixel accuracy: evaluations per map, per-pixel error against a
+   2048-point reference, and the per-step loop's cost at equal per-pixel error
+   (``--only adaptive``, about 10 min on 2 cores).
 
 Model weights are random (DenseNet121) or the shipped demo model: nothing is downloaded.
 """
@@ -117,7 +121,7 @@ def method_rows(model: keras.Model, images: np.ndarray, batch_size: int, limit: 
     cases = [
         ("medxai IG, 50 steps (Gauss-Legendre)", IntegratedGradients(model, steps=50, batch_size=batch_size)),
         ("medxai IG, 50 steps (trapezoid)", IntegratedGradients(model, steps=50, rule="trapezoid", batch_size=batch_size)),
-        ("medxai IG, steps: auto, 1 % (trapezoid)", IntegratedGradients(model, steps="auto", rule="trapezoid", batch_size=batch_size)),
+        ("medxai IG, steps: auto, 1 % per pixel (trapezoid)", IntegratedGradients(model, steps="auto", batch_size=batch_size)),
         ("medxai SmoothGrad, 25 samples", SmoothGrad(model, samples=25, batch_size=batch_size)),
         ("medxai Gradient", Gradient(model, batch_size=batch_size)),
     ]
@@ -136,6 +140,46 @@ def method_rows(model: keras.Model, images: np.ndarray, batch_size: int, limit: 
         row["vs loop"] = loop_seconds / row["s/heatmap"]
         row["vs limit"] = (limit * row["evals"]) / row["s/heatmap"]
     return rows
+
+
+def per_pixel_error(attributions: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``||A - A_ref|| / ||A_ref||`` per image."""
+    n = len(reference)
+    return np.linalg.norm((attributions - reference).reshape(n, -1), axis=1) / np.linalg.norm(reference.reshape(n, -1), axis=1)
+
+
+def adaptive_accuracy(model: keras.Model, images: np.ndarray, title: str, batch_size: int, tolerances=(0.05, 0.01)) -> None:
+    """8. ``steps: auto`` at per-pixel accuracy against a 2048-point reference, and the per-step loop at equal error."""
+    targets = model.predict(images, verbose=0).argmax(axis=1)
+    reference = IntegratedGradients(model, steps=2048, rule="riemann_middle", batch_size=batch_size).attribute(images, targets)
+    step_seconds = timed(lambda: per_step_loop(model, images[0], targets[0], steps=8)) / 9  # one eager tape per point
+    fixed = {}
+    for n in (8, 16, 32, 64, 128, 256, 512, 1024):
+        fixed[n] = float(np.median(per_pixel_error(IntegratedGradients(model, steps=n + 1, rule="trapezoid", batch_size=batch_size).attribute(images, targets), reference)))
+    print(f"\n8. {title}: steps: auto (trapezoid, nested) at per-pixel tolerance, {len(images)} images, "
+          "error = ||A - A_2048|| / ||A_2048|| per map")
+    print("   fixed trapezoid (the per-step loop's rule): " + ", ".join(f"{n + 1} pts {100 * e:.2f} %" for n, e in fixed.items()))
+    for tolerance in tolerances:
+        method = IntegratedGradients(model, steps="auto", tolerance=tolerance, max_steps=1025, batch_size=batch_size)
+        result = None
+
+        def call():
+            nonlocal result
+            result = method.explain(images, targets)
+
+        seconds = timed(call) / len(images)
+        errors = per_pixel_error(result.attributions, reference)
+        median = float(np.median(errors))
+        equal = next((n for n, e in fixed.items() if e <= median), None)
+        loop = None if equal is None else step_seconds * (equal + 1)
+        unmet = int(np.sum(result.warnings != ""))
+        print(f"   tolerance {100 * tolerance:4.1f} %: evaluations/map median {np.median(result.evaluations):.0f} "
+              f"(range {result.evaluations.min()}-{result.evaluations.max()}), per-pixel error median {100 * median:.2f} % "
+              f"p90 {100 * np.percentile(errors, 90):.2f} %, completeness error median {100 * np.median(result.relative_delta):.3f} %, "
+              f"{seconds:.4f} s/map, not met {unmet}")
+        if loop is not None:
+            print(f"      the per-step loop needs {equal + 1} points for that median error: {loop:.4f} s/map, "
+                  f"auto is {loop / seconds:.1f}x faster")
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -238,7 +282,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images and a 112x112 DenseNet")
     parser.add_argument("--memory-probe", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=("memory", "variants"), help="run one part only")
+    parser.add_argument("--only", choices=("memory", "variants", "adaptive"), help="run one part only")
     args = parser.parse_args()
     if args.memory_probe is not None:
         memory_probe(args.memory_probe, args.size)
@@ -246,6 +290,10 @@ def main() -> int:
     if args.only == "variants":
         variants(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1")
         variants(densenet(112), inputs_for(densenet(112), 2), "DenseNet121 112x112x3")
+        return 0
+    if args.only == "adaptive":
+        adaptive_accuracy(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1", 256)
+        adaptive_accuracy(densenet(112), inputs_for(densenet(112), 2), "DenseNet121 112x112x3", 32, tolerances=(0.05,))
         return 0
     if args.only == "memory":
         memory_report(112 if args.quick else 224, 256 if args.quick else 1024)
@@ -267,6 +315,7 @@ def main() -> int:
     memory_report(112 if args.quick else 224, 256 if args.quick else 1024)
     variants(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1")
     variants(densenet(112), inputs_for(densenet(112), 2), "DenseNet121 112x112x3")
+    adaptive_accuracy(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1", 256)
     return 0
 
 
