@@ -157,9 +157,11 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     config, decoder, rows = prepared
     methods = ", ".join(m.name for m in decoder.methods)
+    explained = "; ".join(dict.fromkeys(m.engine.explained for m in decoder.methods if hasattr(m, "engine")))
     print(
         f"{args.config}: valid ({len(rows)} images; model input {tuple(decoder.scores.input_shape)}, "
         f"{decoder.scores.n_outputs} classes; methods: {methods}; output: {config.output.dir})"
+        + (f"\n  explains {explained}" if explained else "")
     )
     return EXIT_OK
 

@@ -107,3 +107,4 @@ def test_the_demo_config_validates(capsys):
     assert main(["validate", str(demo)]) == 0
     out = capsys.readouterr().out
     assert "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad" in out
+    assert "explains logits: the pre-activation of Dense" in out and "(softmax removed)" in out
