@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 import medxai  # noqa: E402
 from medxai import Gradient, IntegratedGradients, SmoothGrad  # noqa: E402
-from medxai.model_output import explained_model  # noqa: E402
+from medxai.methods._engine.output import explained_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "data_samples" / "model.keras"
@@ -235,9 +235,9 @@ def peak_memory(steps: int, size: int) -> float:
 
 
 def end_to_end(n_images: int, model: keras.Model | None = None, steps: int = 16) -> None:
-    from medxai.decoder import Decoder, study_rows
+    from medxai.pipeline.decoder import Decoder, study_rows
     from medxai.io import read_image
-    from medxai.synthetic import write_study
+    from medxai.data.synthetic import write_study
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

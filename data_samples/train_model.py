@@ -1,6 +1,6 @@
 """Train the demo classifier shipped as ``data_samples/model.keras``.
 
-The training images are drawn from :mod:`medxai.synthetic` with seeds the demo
+The training images are drawn from :mod:`medxai.data.synthetic` with seeds the demo
 study never uses, written as real DICOM and PNG files exactly like the study,
 and read back through medxai's own readers and preprocessing
 (:func:`medxai.io.read_image`, :class:`medxai.preprocess.Preprocessor`): the
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from medxai.io import read_image, read_manifest, write_png  # noqa: E402
 from medxai.preprocess import Preprocessor, PreprocessSpec  # noqa: E402
-from medxai.synthetic import make_dataset, write_ct_dicom, write_xray_dicom  # noqa: E402
+from medxai.data.synthetic import make_dataset, write_ct_dicom, write_xray_dicom  # noqa: E402
 
 INPUT_SHAPE = (64, 64, 1)
 #: The demo config's preprocessing (configs/demo.yaml): VOI window from the file, per-image min-max.

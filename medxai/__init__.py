@@ -5,40 +5,93 @@ The public API::
     from medxai import IntegratedGradients
     heatmap = IntegratedGradients(model, steps=32).compute_heatmap(image, class_index=1)
 
-Names are loaded on first use, so ``import medxai.config`` (or ``medxai --help``)
+Names are loaded on first use, so ``import medxai.pipeline.config`` (or ``medxai --help``)
 does not start TensorFlow.
 """
 
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 from importlib import import_module
 from typing import Any
 
 from medxai._version import __version__
+
+#: Modules that moved in 0.1.0 (the one-way layout): the old path still imports, for one
+#: release, as the same module object under its new name, with a DeprecationWarning.
+MOVED_MODULES = {
+    "medxai.engine": "medxai.methods._engine.engine",
+    "medxai.model_output": "medxai.methods._engine.output",
+    "medxai.precision": "medxai.methods._engine.precision",
+    "medxai.methods.adaptive": "medxai.methods._engine.adaptive",
+    "medxai.methods.quadrature": "medxai.methods._engine.quadrature",
+    "medxai.methods.baselines": "medxai.methods._engine.baselines",
+    "medxai.registry": "medxai.methods.registry",
+    "medxai.model_loader": "medxai.io.model",
+    "medxai.evaluation": "medxai.metrics",
+    "medxai.evaluation.metrics": "medxai.metrics.scores",
+    "medxai.evaluation.faithfulness": "medxai.metrics.faithfulness",
+    "medxai.sanity_check": "medxai.metrics.randomisation",
+    "medxai.render": "medxai.viz.render",
+    "medxai.report": "medxai.viz.report",
+    "medxai.config": "medxai.pipeline.config",
+    "medxai.decoder": "medxai.pipeline.decoder",
+    "medxai.executors": "medxai.pipeline.executors",
+    "medxai.evaluate": "medxai.pipeline.evaluation",
+    "medxai.progress": "medxai.pipeline.progress",
+    "medxai.quiet": "medxai.pipeline.quiet",
+    "medxai.synthetic": "medxai.data.synthetic",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports an old module path as the moved module itself (so patches and ``isinstance`` agree)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(name, self) if name in MOVED_MODULES else None
+
+    def create_module(self, spec: Any) -> Any:
+        new = MOVED_MODULES[spec.name]
+        warnings.warn(
+            f"{spec.name} moved to {new}; the old path will be removed in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return import_module(new)
+
+    def exec_module(self, module: Any) -> None:
+        """The module is already executed under its new name."""
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 _EXPORTS = {
     "ClipSpec": "medxai.heatmap",
     "HeatmapPolicy": "medxai.heatmap",
     "normalize": "medxai.heatmap",
     "to_heatmap": "medxai.heatmap",
-    "GradientEngine": "medxai.engine",
-    "PathPlan": "medxai.engine",
+    "GradientEngine": "medxai.methods._engine.engine",
+    "PathPlan": "medxai.methods._engine.engine",
     "Explanation": "medxai.methods",
     "Gradient": "medxai.methods",
     "IntegratedGradients": "medxai.methods",
     "PathMethod": "medxai.methods",
     "SmoothGrad": "medxai.methods",
     "XAIMethod": "medxai.methods",
-    "ExplainedOutput": "medxai.model_output",
-    "OutputSelectionError": "medxai.model_output",
-    "explained_model": "medxai.model_output",
-    "explained_output": "medxai.model_output",
-    "available_methods": "medxai.registry",
-    "get_method": "medxai.registry",
-    "register_method": "medxai.registry",
-    "Config": "medxai.config",
-    "ConfigError": "medxai.config",
-    "load_config": "medxai.config",
-    "RunSummary": "medxai.decoder",
-    "run": "medxai.decoder",
+    "ExplainedOutput": "medxai.methods._engine.output",
+    "OutputSelectionError": "medxai.methods._engine.output",
+    "explained_model": "medxai.methods._engine.output",
+    "explained_output": "medxai.methods._engine.output",
+    "available_methods": "medxai.methods.registry",
+    "get_method": "medxai.methods.registry",
+    "register_method": "medxai.methods.registry",
+    "Config": "medxai.pipeline.config",
+    "ConfigError": "medxai.pipeline.config",
+    "load_config": "medxai.pipeline.config",
+    "RunSummary": "medxai.pipeline.decoder",
+    "run": "medxai.pipeline.decoder",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Sequence
 
-from medxai.quiet import import_tensorflow_quietly
+from medxai.pipeline.quiet import import_tensorflow_quietly
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -95,8 +95,8 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
 
     Prints every problem (never a traceback) and returns None when the study cannot start.
     """
-    from medxai.config import ConfigError, load_config
-    from medxai.decoder import Decoder, StudyError, study_rows
+    from medxai.pipeline.config import ConfigError, load_config
+    from medxai.pipeline.decoder import Decoder, StudyError, study_rows
     from medxai.io import ManifestError
 
     try:
@@ -115,7 +115,7 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
     except StudyError as err:
         problems.append(str(err))
     try:
-        from medxai.executors import make_executor
+        from medxai.pipeline.executors import make_executor
 
         make_executor(config)  # is dask installed, when asked for?
     except StudyError as err:
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     _, decoder, rows = prepared
     progress = False if args.no_progress else None
-    from medxai.decoder import StudyError
+    from medxai.pipeline.decoder import StudyError
 
     try:
         summary = decoder.run(rows, progress=progress)
@@ -167,7 +167,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _methods() -> int:
-    from medxai.registry import available_methods, canonical_methods, method_parameters
+    from medxai.methods.registry import available_methods, canonical_methods, method_parameters
 
     names = available_methods()
     for name, cls in sorted(canonical_methods().items()):
@@ -181,7 +181,7 @@ def _methods() -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from medxai.evaluate import EvaluationError, EvaluationSpec, evaluate_run
+    from medxai.pipeline.evaluation import EvaluationError, EvaluationSpec, evaluate_run
 
     try:
         spec = EvaluationSpec(
@@ -202,7 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from medxai.report import write_report
+    from medxai.viz.report import write_report
 
     try:
         html, sheet = write_report(args.run_dir, max_images=args.max_images)

@@ -9,7 +9,7 @@ A method is built on a model once and then explains any number of images:
 
 :class:`PathMethod` is the family of methods that the gradient engine runs
 directly (gradient, Integrated Gradients, SmoothGrad): they only say *what* to
-integrate, as a :class:`medxai.engine.PathPlan`.
+integrate, as a :class:`medxai.methods._engine.engine.PathPlan`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, ClassVar, Mapping, Sequence
 import keras
 import numpy as np
 
-from medxai.engine import GradientEngine, PathPlan
+from medxai.methods._engine.engine import GradientEngine, PathPlan
 from medxai.heatmap import HeatmapPolicy, to_heatmap
-from medxai.model_output import OUTPUT_LOGITS
+from medxai.methods._engine.output import OUTPUT_LOGITS
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ class XAIMethod(abc.ABC):
         jit: Compile the gradient routine with XLA (measure first: it pays off
             for large models on a GPU, rarely on a CPU).
         precision: ``"float32"`` (default) or ``"mixed"``: the model computes in
-            half precision (see :mod:`medxai.precision`; costs completeness).
-        engine: A :class:`~medxai.engine.GradientEngine` of the same model and
+            half precision (see :mod:`medxai.methods._engine.precision`; costs completeness).
+        engine: A :class:`~medxai.methods._engine.engine.GradientEngine` of the same model and
             settings to share (and its compiled traces) with other methods; by
             default the method builds its own.
     """
@@ -202,7 +202,7 @@ class XAIMethod(abc.ABC):
 
 
 class PathMethod(XAIMethod):
-    """Methods the gradient engine runs from a :class:`~medxai.engine.PathPlan`."""
+    """Methods the gradient engine runs from a :class:`~medxai.methods._engine.engine.PathPlan`."""
 
     @abc.abstractmethod
     def plan(self, images: np.ndarray) -> PathPlan:

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from medxai.engine import PathPlan
-from medxai.methods.adaptive import adaptive_integrated_gradients, smallest_max_steps
+from medxai.methods._engine.engine import PathPlan
+from medxai.methods._engine.adaptive import adaptive_integrated_gradients, smallest_max_steps
 from medxai.methods.base import Explanation, PathMethod
-from medxai.methods.baselines import make_baselines, validate_baseline
-from medxai.methods.quadrature import RULES, integration_points
+from medxai.methods._engine.baselines import make_baselines, validate_baseline
+from medxai.methods._engine.quadrature import RULES, integration_points
 
 AUTO = "auto"
 
@@ -29,7 +29,7 @@ class IntegratedGradients(PathMethod):
         steps: Gradient evaluations per path (per baseline), or ``"auto"``: per
             image, refine the path until the map's relative L2 change between
             two levels is at most ``tolerance`` (per-pixel accuracy, see
-            :mod:`medxai.methods.adaptive`; completeness is reported separately).
+            :mod:`medxai.methods._engine.adaptive`; completeness is reported separately).
         rule: ``"gauss_legendre"``, ``"trapezoid"``, ``"riemann_left"``,
             ``"riemann_right"`` or ``"riemann_middle"``. Default: Gauss-Legendre
             for a fixed number of steps; the trapezoid with ``steps="auto"``

@@ -1,0 +1,361 @@
+"""The one gradient engine every method runs on.
+
+Every built-in method is a statistic over *samples* of a weighted *path sum* of
+input gradients (a :class:`PathPlan`):
+
+* plain gradient: one sample, one point (the input itself);
+* Integrated Gradients: one sample per baseline, ``steps`` points on the straight
+  path, each gradient weighted by the quadrature weight and ``(x - baseline)``;
+* SmoothGrad: ``samples`` noisy copies of the input, each explained by its base
+  method, then a mean, a mean of squares or a variance.
+
+The engine flattens all (image, sample, baseline, point) rows into one stream and
+pushes it through one compiled ``tf.function`` in chunks of at most
+``batch_size`` rows, so several images and their path points share a chunk.
+Partial sums are folded into per-image running moments as soon as a sample's
+last point is done: memory is bounded by ``batch_size``, never by ``steps`` or
+``samples``, and the result does not depend on ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from medxai.methods._engine.output import OUTPUT_LOGITS, explained_output
+
+STATISTICS = ("mean", "squared", "variance")
+TRANSFORMS = (None, "abs")
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """What one attribution call integrates.
+
+    Attributes:
+        alphas: ``(P,)`` path positions in [0, 1] (``[1.0]`` for a plain gradient).
+        weights: ``(P,)`` quadrature weights.
+        baselines: ``(N, B, *spatial, C)`` baselines per image in the model's input
+            space, or None for gradients at the (noisy) input itself. With
+            baselines every gradient is multiplied by ``(x - baseline)``.
+        noise_sigma: ``(N,)`` standard deviation of the Gaussian noise added to
+            each image, or None for no noise.
+        samples: Noisy copies per image (1 without noise).
+        seed: Seed of the noise; copy ``k`` of every image uses the noise drawn
+            from ``(seed, k)``, so results never depend on batching or order.
+        transform: None or ``"abs"``, applied to each sample's attribution
+            (its mean over the baselines) before the statistic.
+        statistic: ``"mean"``, ``"squared"`` (mean of squares) or ``"variance"``.
+    """
+
+    alphas: np.ndarray
+    weights: np.ndarray
+    baselines: np.ndarray | None = None
+    noise_sigma: np.ndarray | None = None
+    samples: int = 1
+    seed: int = 0
+    transform: str | None = None
+    statistic: str = "mean"
+
+    def __post_init__(self) -> None:
+        if len(self.alphas) != len(self.weights) or len(self.alphas) == 0:
+            raise ValueError("alphas and weights must be non-empty and of equal length")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {STATISTICS}, got {self.statistic!r}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
+        if self.samples < 1:
+            raise ValueError("samples must be at least 1")
+
+    @property
+    def n_baselines(self) -> int:
+        return 1 if self.baselines is None else int(self.baselines.shape[1])
+
+    @property
+    def evaluations_per_image(self) -> int:
+        """Gradient evaluations (model forward+backward rows) per image."""
+        return self.samples * self.n_baselines * len(self.alphas)
+
+
+class _Moments:
+    """Running per-image mean (and M2 for the variance) in float64 (Welford)."""
+
+    def __init__(self, n: int, shape: tuple[int, ...], statistic: str, transform: str | None):
+        self.statistic = statistic
+        self.transform = transform
+        self.count = np.zeros(n, dtype=np.int64)
+        self.mean = np.zeros((n, *shape), dtype=np.float64)
+        self.m2 = np.zeros((n, *shape), dtype=np.float64) if statistic == "variance" else None
+
+    def add(self, index: int, value: np.ndarray) -> None:
+        if self.transform == "abs":
+            value = np.abs(value)
+        if self.statistic == "squared":
+            value = value * value
+        self.count[index] += 1
+        delta = value - self.mean[index]
+        self.mean[index] += delta / self.count[index]
+        if self.m2 is not None:
+            self.m2[index] += delta * (value - self.mean[index])
+
+    def result(self) -> np.ndarray:
+        if self.m2 is not None:
+            count = self.count.reshape((-1,) + (1,) * (self.mean.ndim - 1))
+            return (self.m2 / count).astype(np.float32)
+        return self.mean.astype(np.float32)
+
+
+class GradientEngine:
+    """Batched, compiled gradients of one explained output of a Keras model.
+
+    A method owns its engine; methods built on one model may share one engine
+    (and its traces) when the caller passes it to each (the decoder does). No
+    module-level cache holds a model: a dropped method frees its model.
+
+    Args:
+        model: A built Keras model with one input and one output.
+        output: Which output is explained (see :func:`medxai.methods._engine.output.explained_output`).
+        jit: Compile the gradient routine with XLA (one compilation per chunk shape).
+        precision: ``"float32"`` or ``"mixed"`` (see :mod:`medxai.methods._engine.precision`).
+    """
+
+    def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"):
+        from medxai.methods._engine.precision import PRECISIONS, mixed_precision_copy
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not isinstance(jit, bool):
+            raise ValueError(f"jit must be true or false, got {jit!r}")
+        self.source_model = model
+        self.output = output
+        self.jit = jit
+        self.precision = precision
+        # The half-precision copy holds copies of the weights: they are refreshed before every call.
+        self._half = mixed_precision_copy(model) if precision == "mixed" else None
+        view = explained_output(model if self._half is None else self._half, output)
+        self.model = view.model
+        self.explained = view.description
+        self.removed_activation = view.removed
+        self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
+        self.n_outputs = int(self.model.outputs[0].shape[-1])
+        self._compiled: dict[tuple[bool, bool], Any] = {}
+        self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
+
+    def matches(self, model: keras.Model, output: str, jit: bool, precision: str) -> bool:
+        """Whether this engine explains ``output`` of ``model`` with these settings."""
+        return (self.source_model is model, self.output, self.jit, self.precision) == (True, output, jit, precision)
+
+    def _sync_weights(self) -> None:
+        if self._half is not None:
+            self._half.set_weights(self.source_model.get_weights())
+
+    # ------------------------------------------------------------------ checks
+    def check_inputs(
+        self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Validate a batch and its targets; return float32 images and int32 targets."""
+        images = np.asarray(images)
+        if images.dtype == object or not np.issubdtype(images.dtype, np.number):
+            raise ValueError(f"images must be a numeric array, got dtype {images.dtype}")
+        images = images.astype(np.float32, copy=False)
+        expected = (None, *self.input_shape)
+        if images.ndim != len(expected) or any(
+            e is not None and e != s for e, s in zip(expected, images.shape)
+        ):
+            shown = tuple("N" if e is None else e for e in expected)
+            raise ValueError(f"images must have shape {shown} for this model, got {images.shape}")
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch")
+        if not np.all(np.isfinite(images)):
+            raise ValueError("images contain NaN or infinite values")
+        targets = np.asarray(targets)
+        if targets.ndim == 0:
+            targets = np.full(images.shape[0], targets)
+        if targets.shape != (images.shape[0],):
+            raise ValueError(
+                f"targets must be one int or {images.shape[0]} ints, got shape {targets.shape}"
+            )
+        if not np.issubdtype(targets.dtype, np.integer):
+            if not np.all(np.equal(np.mod(targets, 1), 0)):
+                raise ValueError(f"targets must be integers, got {targets.tolist()}")
+        targets = targets.astype(np.int32)
+        bad = targets[(targets < 0) | (targets >= self.n_outputs)]
+        if bad.size:
+            raise ValueError(
+                f"target class {int(bad[0])} is out of range: the explained output has "
+                f"{self.n_outputs} classes (0..{self.n_outputs - 1})"
+            )
+        return images, targets
+
+    # --------------------------------------------------------------- compiled
+    def _predict(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.model(x, training=False), tf.float32)
+
+    def _chunk(
+        self,
+        images: tf.Tensor,
+        row_image: tf.Tensor,
+        bases: tf.Tensor,
+        row_base: tf.Tensor,
+        noise_keys: tf.Tensor,
+        row_noise: tf.Tensor,
+        sigma: tf.Tensor,
+        seed: tf.Tensor,
+        alpha: tf.Tensor,
+        weight: tf.Tensor,
+        target: tf.Tensor,
+        segment: tf.Tensor,
+        n_segments: tf.Tensor,
+        has_base: bool,
+        has_noise: bool,
+    ) -> tf.Tensor:
+        rank = len(images.shape) - 1
+        per_row = lambda v: tf.reshape(v, [-1] + [1] * rank)  # noqa: E731
+        source = tf.gather(images, row_image)
+        if has_noise:
+            shape = tf.shape(images)[1:]
+            noise = tf.map_fn(
+                lambda k: tf.random.stateless_normal(shape, tf.stack([seed, k]), alg="philox"),
+                noise_keys,
+                fn_output_signature=tf.float32,
+            )
+            source = source + per_row(sigma) * tf.gather(noise, row_noise)
+        if has_base:
+            base = tf.gather(bases, row_base)
+            difference = source - base
+            point = base + per_row(alpha) * difference
+        else:
+            point = source
+        with tf.GradientTape() as tape:
+            tape.watch(point)
+            out = tf.cast(self.model(point, training=False), tf.float32)
+            selected = tf.gather(out, target, axis=1, batch_dims=1)
+        gradient = tf.cast(tape.gradient(selected, point), tf.float32)
+        contribution = per_row(weight) * gradient
+        if has_base:
+            contribution = contribution * difference
+        return tf.math.unsorted_segment_sum(contribution, segment, n_segments)
+
+    def _chunk_fn(self, *args: Any) -> tf.Tensor:
+        """The compiled chunk routine; one ``tf.function`` per (baselines, noise) kind of plan.
+
+        Methods sharing an engine plan differently (gradient, IG, SmoothGrad): separate
+        functions keep each one's traces few instead of retracing one function per switch.
+        """
+        *tensors, has_base, has_noise = args
+        compiled = self._compiled.get((has_base, has_noise))
+        if compiled is None:
+            compiled = tf.function(
+                functools.partial(self._chunk, has_base=has_base, has_noise=has_noise),
+                reduce_retracing=not self.jit,
+                jit_compile=self.jit,
+            )
+            self._compiled[(has_base, has_noise)] = compiled
+        return compiled(*tensors)
+
+    # ------------------------------------------------------------------ public
+    def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Explained outputs ``(N, n_outputs)`` float32, in chunks of ``batch_size``."""
+        self._sync_weights()
+        images = np.asarray(images, dtype=np.float32)
+        parts = [
+            self._predict_fn(tf.constant(images[i : i + batch_size])).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def integrate(
+        self, images: np.ndarray, targets: np.ndarray, plan: PathPlan, batch_size: int = 32
+    ) -> np.ndarray:
+        """Run a plan: the statistic over samples of the weighted path sums.
+
+        Each sample's path sums are first averaged over its baselines; the
+        transform and the statistic apply to that mean (SmoothGrad-squared of IG
+        over several baselines is ``E_k[(mean_b IG_b(x_k))^2]``).
+
+        Args:
+            images: ``(N, *spatial, C)`` float32, already checked.
+            targets: ``(N,)`` int32 class per image.
+            plan: What to integrate.
+            batch_size: Rows per model call (the memory bound).
+
+        Returns:
+            ``(N, *spatial, C)`` float32 attributions.
+        """
+        self._sync_weights()
+        n = len(images)
+        shape = images.shape[1:]
+        n_points = len(plan.alphas)
+        n_base = plan.n_baselines
+        per_image = plan.samples * n_base
+        total_rows = n * per_image * n_points
+        has_base = plan.baselines is not None
+        has_noise = plan.noise_sigma is not None
+        bases = plan.baselines.reshape((n * n_base, *shape)).astype(np.float32) if has_base else None
+        sigma = np.asarray(plan.noise_sigma, dtype=np.float32) if has_noise else None
+        alphas = np.asarray(plan.alphas, dtype=np.float32)
+        weights = np.asarray(plan.weights, dtype=np.float32)
+        seed = tf.constant(int(plan.seed), dtype=tf.int64)
+        empty_keys = tf.zeros([0], dtype=tf.int64)
+
+        moments = _Moments(n, shape, plan.statistic, plan.transform)
+        open_items: dict[int, np.ndarray] = {}
+        open_samples: dict[int, tuple[np.ndarray, int]] = {}  # (image, sample) -> (sum over baselines, count)
+        for start in range(0, total_rows, batch_size):
+            rows = np.arange(start, min(start + batch_size, total_rows))
+            item = rows // n_points
+            point = rows % n_points
+            image = item // per_image
+            sample = (item // n_base) % plan.samples
+            base = image * n_base + item % n_base
+            image_u, row_image = np.unique(image, return_inverse=True)
+            if has_base:
+                base_u, row_base = np.unique(base, return_inverse=True)
+                base_t = tf.constant(bases[base_u])
+            else:
+                row_base, base_t = row_image, None
+            if has_noise:
+                keys_u, row_noise = np.unique(sample, return_inverse=True)
+                keys_t, sigma_t = tf.constant(keys_u, tf.int64), tf.constant(sigma[image])
+            else:
+                row_noise, keys_t, sigma_t = row_image, empty_keys, tf.zeros([len(rows)])
+            images_t = tf.constant(images[image_u])
+            sums = self._chunk_fn(
+                images_t,
+                tf.constant(row_image, tf.int32),
+                images_t if base_t is None else base_t,
+                tf.constant(row_base, tf.int32),
+                keys_t,
+                tf.constant(row_noise, tf.int32),
+                sigma_t,
+                seed,
+                tf.constant(alphas[point]),
+                tf.constant(weights[point]),
+                tf.constant(targets[image], tf.int32),
+                tf.constant(item - item[0], tf.int32),
+                tf.constant(int(item[-1] - item[0] + 1), tf.int32),
+                has_base,
+                has_noise,
+            ).numpy()
+            for offset, partial in enumerate(sums):
+                key = int(item[0]) + offset
+                if key in open_items:
+                    open_items[key] += partial
+                else:
+                    open_items[key] = partial.astype(np.float64)
+            finished_rows = rows[-1] + 1
+            for key in sorted(open_items):
+                if (key + 1) * n_points <= finished_rows:
+                    sample_key = key // n_base
+                    total, count = open_samples.pop(sample_key, (0.0, 0))
+                    total, count = total + open_items.pop(key), count + 1
+                    if count == n_base:
+                        moments.add(sample_key // plan.samples, total / n_base)
+                    else:
+                        open_samples[sample_key] = (total, count)
+        return moments.result()

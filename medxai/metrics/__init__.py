@@ -1,0 +1,21 @@
+"""Map-quality metrics: localisation, sparseness, agreement and faithfulness.
+
+Pure numpy/scipy (no TensorFlow import): usable on saved ``.npy`` maps in a
+notebook. Localisation scores need a ground-truth mask and are NaN for an
+empty one or a constant map; :func:`summarise` ignores NaN.
+"""
+
+from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
+from medxai.metrics.scores import gini, pointing_game, rank_correlation, relevance_mass, summarise, topk_iou
+
+__all__ = [
+    "curve_area",
+    "deletion_curve",
+    "gini",
+    "insertion_curve",
+    "pointing_game",
+    "rank_correlation",
+    "relevance_mass",
+    "summarise",
+    "topk_iou",
+]

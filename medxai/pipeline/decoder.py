@@ -1,0 +1,708 @@
+"""The decoder: every configured method x image x target class, written to disk.
+
+Output layout under ``output.dir``::
+
+    maps/<method>/<image id>_c<class>.npy          float32 map in [0, 1] at source geometry
+    maps/<method>/<image id>_c<class>.png          colour-mapped map (3D: a montage of slices)
+    maps/<method>/<image id>_c<class>.overlay.png  map over the windowed image
+    index.csv                                      one row per (image, method, class)
+    run.json                                       provenance: config, versions, checksums, counts
+
+Every file is written to a temporary name and renamed, so nothing is ever half
+written. Finished rows are appended to ``index.partial.csv`` as they complete; a
+run started again with ``runtime.resume`` skips images whose maps are complete
+and ends with the same ``index.csv`` as an uninterrupted run. One bad image never
+stops the run: its rows say ``error`` with the reason.
+
+Where the chunks of images are computed is the executor's business
+(:mod:`medxai.pipeline.executors`: this process, or the workers of a Dask cluster); the
+maps, the index and resuming are the same whichever computes them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Container, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from medxai._version import __version__
+from medxai.pipeline.config import Config, ConfigError, apply_overrides, load_config
+from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
+from medxai.methods.base import Explanation
+from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
+from medxai.io.writers import write_npy, write_png, write_text
+from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
+from medxai.pipeline.progress import progress_bar
+from medxai.viz.render import colorize, overlay
+
+INDEX_COLUMNS = (
+    "image_id",
+    "source_path",
+    "method",
+    "class_index",
+    "score",
+    "label",
+    "status",
+    "error",
+    "npy_path",
+    "png_path",
+    "overlay_path",
+    "relative_delta",
+    "steps",
+    "warning",
+    "seconds",
+    "evaluations",
+    "reduce",
+    "polarity",
+    "clip",
+    "explained",
+    "mask_path",
+)
+INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
+_PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
+#: Accumulator values (per image and class) held at once; bounds memory for volumes.
+_VALUES_PER_STEP = 1 << 23
+
+
+class StudyError(ValueError):
+    """The study cannot start (model, preprocessing or methods); the message starts with the config key."""
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``exit_code`` is 0 when every image succeeded, else 1."""
+
+    output_dir: Path
+    images: int = 0
+    maps: int = 0
+    errors: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+    failed_ids: list[str] = field(default_factory=list)
+    evaluation: Any = None  # a medxai.pipeline.evaluation.EvaluationResult when the config has `evaluate:`
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.errors == 0 else 1
+
+    def __str__(self) -> str:
+        return (
+            f"medxai: {self.images} images ({self.resumed} resumed), {self.maps} maps, "
+            f"{self.errors} errors in {self.seconds:.1f} s -> {self.output_dir / INDEX_NAME}"
+        )
+
+
+@dataclass
+class _Item:
+    """One manifest row on its way through the decoder."""
+
+    row: ManifestRow
+    tensor: np.ndarray | None = None
+    geometry: Any = None
+    display: np.ndarray | None = None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------- helpers
+def preprocess_spec(config: Config) -> PreprocessSpec:
+    """The :class:`PreprocessSpec` of a validated config."""
+    section = config.preprocess
+    window = section.window
+    if window is not None and not isinstance(window, str):
+        window = (window.center, window.width)
+    scale = section.scale
+    if scale is not None and not isinstance(scale, (str, tuple)):
+        scale = {"mean": scale.mean, "std": scale.std}
+    return PreprocessSpec(size=section.size, channels=section.channels, window=window, scale=scale)
+
+
+def heatmap_policy(config: Config) -> HeatmapPolicy:
+    """The :class:`HeatmapPolicy` of a validated config."""
+    section = config.heatmap
+    clip = None if section.clip is None else ClipSpec(section.clip.mode, section.clip.low, section.clip.high)
+    return HeatmapPolicy(reduce=section.reduce, polarity=section.polarity, clip=clip)
+
+
+def _clip_text(policy: HeatmapPolicy) -> str:
+    clip = policy.clip
+    return "" if clip is None else f"{clip.mode}:{clip.low:g}-{clip.high:g}"
+
+
+def build_methods(config: Config, model: Any) -> list[Any]:
+    """The configured methods, built on ``model`` with the run's output, batch size, policy and seed.
+
+    They share one gradient engine (and its compiled traces), owned by the methods:
+    dropping them frees the model.
+    """
+    from medxai.methods._engine.engine import GradientEngine
+    from medxai.methods.registry import resolve_method
+
+    runtime = config.runtime
+    engine = GradientEngine(model, config.model.output, runtime.jit, runtime.precision)
+    methods, seen = [], {}
+    for position, spec in enumerate(config.methods):
+        cls = resolve_method(spec.name)
+        if cls.name in seen:
+            raise ValueError(
+                f"methods[{position}]: {cls.name} is configured twice (also methods[{seen[cls.name]}]); "
+                "one run writes one map per method"
+            )
+        seen[cls.name] = position
+        params = dict(spec.params)
+        if "seed" in _parameter_names(cls) and "seed" not in params:
+            params["seed"] = config.runtime.seed
+        methods.append(
+            cls(
+                model,
+                output=config.model.output,
+                batch_size=config.runtime.batch_size,
+                heatmap=heatmap_policy(config),
+                jit=config.runtime.jit,
+                precision=config.runtime.precision,
+                engine=engine,
+                **params,
+            )
+        )
+    return methods
+
+
+def _parameter_names(cls: type) -> set[str]:
+    from medxai.methods.registry import method_parameters
+
+    return set(method_parameters(cls))
+
+
+def _fingerprint(config: Config, model_checksum: str) -> str:
+    """What decides the maps and their index rows: a resumed run reuses rows only when this is unchanged.
+
+    Every setting is in it except the few below that never change a map's values or files, so a
+    setting added later is covered until someone decides otherwise. The ``data`` section is in
+    because it decides which image an id names (ids are row numbers without ``data.id_column``).
+    """
+    data = config.to_dict()
+    data["model"]["checksum"] = model_checksum
+    del data["output"]["dir"]  # where the run is, not what it holds
+    data.pop("evaluate", None)  # computed after the run from the finished maps; never changes them
+    runtime = data["runtime"]
+    for key in ("resume", "progress", "overlap_io", "executor", "dask"):
+        runtime.pop(key, None)  # how and where the maps are computed, not what they are
+    # batch_size bounds memory only: maps agree to float rounding at any batch size
+    # (tests/test_engine.py), and lowering it after running out of memory is the usual reason to resume.
+    runtime.pop("batch_size", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of an index or journal; a torn last line (a killed run) is dropped."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or list(reader.fieldnames) != list(INDEX_COLUMNS):
+        return []
+    return [row for row in reader if None not in row and None not in row.values()]
+
+
+def _rows_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in INDEX_COLUMNS})
+    return buffer.getvalue()
+
+
+def _format(value: float | None, digits: int = 6) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}g}"
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import pydicom
+    import tensorflow as tf
+
+    return {
+        "medxai": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pydicom": pydicom.__version__,
+    }
+
+
+# ---------------------------------------------------------------------- decoder
+class Decoder:
+    """Runs a validated config. Use :func:`run` unless you need the pieces.
+
+    Args:
+        config: A validated :class:`medxai.pipeline.config.Config`.
+        model: An already loaded Keras model (default: load ``config.model.path``).
+    """
+
+    def __init__(self, config: Config, model: Any = None):
+        from medxai.methods._engine.engine import GradientEngine
+        from medxai.io.model import ModelLoadError, file_checksum, load_model
+        from medxai.methods._engine.output import OutputSelectionError
+
+        self.config = config
+        try:
+            self.model = load_model(config.model.path) if model is None else model
+            self.scores = GradientEngine(self.model, "probabilities")
+        except (ModelLoadError, OutputSelectionError) as err:
+            raise StudyError(f"model.path: {err}") from err
+        try:
+            self.preprocessor = Preprocessor(preprocess_spec(config), self.scores.input_shape)
+        except ValueError as err:
+            raise StudyError(f"preprocess: {err}") from err
+        try:
+            self.methods = build_methods(config, self.model)
+            self._explained = {m.name: getattr(getattr(m, "engine", None), "explained", "") for m in self.methods}
+        except OutputSelectionError as err:
+            raise StudyError(f"model.output: {err}") from err
+        except (ValueError, TypeError) as err:
+            raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
+        self.model_checksum = file_checksum(config.model.path)
+        self.policy = heatmap_policy(config)
+        self._writer: ThreadPoolExecutor | None = None
+        self.out = Path(config.output.dir)
+        self.formats = set(config.output.formats)
+        self.fingerprint = _fingerprint(config, self.model_checksum)
+
+    # ---- resume
+    def _completed(self) -> dict[str, list[dict[str, str]]]:
+        """Rows of images whose every map is complete in a previous run of the same config."""
+        run_file = self.out / RUN_NAME
+        if not self.config.runtime.resume or not run_file.exists():
+            return {}
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != self.fingerprint:
+            print("medxai: the config or model changed since the last run; recomputing every map", file=sys.stderr)
+            return {}
+        by_image: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
+        for row in _read_rows(self.out / INDEX_NAME) + _read_rows(self.out / JOURNAL_NAME):
+            # the journal is newer than the index: a later row of the same map replaces an earlier one
+            by_image.setdefault(row["image_id"], {})[(row["method"], row["class_index"])] = row
+        methods = {m.name for m in self.methods}
+        complete = {}
+        for image_id, maps in by_image.items():
+            rows = list(maps.values())
+            ok = all(r["status"] == "ok" for r in rows) and {r["method"] for r in rows} == methods
+            files = [r[k] for r in rows for k in ("npy_path", "png_path", "overlay_path") if r[k]]
+            if ok and all((self.out / f).exists() for f in files):
+                complete[image_id] = rows
+        return complete
+
+    # ---- per-image work
+    def _load(self, row: ManifestRow) -> _Item:
+        item = _Item(row)
+        try:
+            image = read_image(row.path)
+            item.tensor, item.geometry = self.preprocessor(image)
+            if "overlay" in self.formats:
+                item.display = self.preprocessor.display(image)
+        except (ImageReadError, PreprocessError, ValueError) as err:
+            item.error = str(err) or type(err).__name__
+        return item
+
+    def _classes(self, item: _Item, scores: np.ndarray) -> list[int]:
+        targets, n_classes = self.config.targets, scores.shape[-1]
+        if targets == "predicted":
+            return [int(np.argmax(scores))]
+        if targets == "all":
+            return list(range(n_classes))
+        if targets == "label":
+            if item.row.label is None:
+                raise ValueError("targets: label, but this image has no label in the manifest")
+            classes = [item.row.label]
+        else:
+            classes = list(targets)
+        bad = [c for c in classes if not 0 <= c < n_classes]
+        if bad:
+            raise ValueError(f"class {bad[0]} is out of range: the model has {n_classes} classes")
+        return classes
+
+    def _error_rows(self, item: _Item, message: str, classes: Sequence[int | None] = (None,)) -> list[dict]:
+        return [
+            self._row(item, method.name, c, status="error", error=message)
+            for method in self.methods
+            for c in classes
+        ]
+
+    def _row(self, item: _Item, method: str, class_index: int | None, **values: Any) -> dict[str, Any]:
+        row = {
+            "image_id": item.row.image_id,
+            "source_path": item.row.path,
+            "method": method,
+            "class_index": "" if class_index is None else class_index,
+            "label": "" if item.row.label is None else item.row.label,
+            "status": "ok",
+            "reduce": self.policy.reduce,
+            "polarity": self.policy.polarity,
+            "clip": _clip_text(self.policy),
+            "explained": self._explained.get(method, ""),
+            "mask_path": item.row.mask_path or "",
+        }
+        row.update(values)
+        return row
+
+    def _write_map(self, item: _Item, method: str, class_index: int, attributions: np.ndarray) -> dict[str, str]:
+        heatmap = self.preprocessor.to_source(to_heatmap(attributions, self.policy), item.geometry)
+        stem = Path("maps") / method / f"{safe_id(item.row.image_id)}_c{class_index}"
+        paths = {"npy_path": "", "png_path": "", "overlay_path": ""}
+        if "npy" in self.formats:
+            paths["npy_path"] = f"{stem}.npy"
+            write_npy(self.out / paths["npy_path"], heatmap.astype(np.float32))
+        if "png" in self.formats:
+            paths["png_path"] = f"{stem}.png"
+            write_png(self.out / paths["png_path"], colorize(heatmap, self.config.output.colormap))
+        if "overlay" in self.formats:
+            paths["overlay_path"] = f"{stem}.overlay.png"
+            outline = self.config.output.overlay_outline
+            picture = overlay(
+                item.display,
+                heatmap,
+                colormap=self.config.output.colormap,
+                alpha=self.config.output.alpha,
+                outline=None if outline is None else outline.model_dump(),
+            )
+            write_png(self.out / paths["overlay_path"], picture)
+        return {k: Path(v).as_posix() if v else "" for k, v in paths.items()}
+
+    def _explain(self, method: Any, items: list[_Item], classes: list[list[int]]):
+        """Explain every (image, class) pair of a group in one packed call."""
+        owners = [i for i, cs in enumerate(classes) for _ in cs]
+        images = np.stack([items[i].tensor for i in owners])
+        targets = [c for cs in classes for c in cs]
+        explain = getattr(method, "explain", None)
+        if explain is not None:
+            return explain(images, targets)
+        return Explanation(method.attribute(images, targets))
+
+    def _process_group(self, items: list[_Item]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        good = [item for item in items if item.error is None]
+        for item in items:
+            if item.error is not None:
+                rows.extend(self._error_rows(item, item.error))
+        if not good:
+            return rows
+        scores = self.scores.predict(np.stack([item.tensor for item in good]), self.config.runtime.batch_size)
+        ready, classes, score_of = [], [], []
+        for item, score in zip(good, scores):
+            try:
+                chosen = self._classes(item, score)
+            except ValueError as err:
+                rows.extend(self._error_rows(item, str(err)))
+                continue
+            ready.append(item)
+            classes.append(chosen)
+            score_of.append(score)
+        for method in self.methods:
+            started = time.perf_counter()
+            try:
+                results = [self._explain(method, ready, classes)] if ready else []
+                groups = [(ready, classes, score_of)]
+            except Exception:  # isolate the image that fails instead of failing the group
+                results, groups = [], []
+                for item, cs, sc in zip(ready, classes, score_of):
+                    try:
+                        results.append(self._explain(method, [item], [cs]))
+                        groups.append(([item], [cs], [sc]))
+                    except Exception as err:
+                        rows.extend(
+                            self._row(item, method.name, c, status="error", error=f"{type(err).__name__}: {err}")
+                            for c in cs
+                        )
+            for explanation, (group, group_classes, group_scores) in zip(results, groups):
+                relative = explanation.relative_delta
+                n_maps = sum(len(cs) for cs in group_classes)
+                seconds = (time.perf_counter() - started) / max(1, n_maps)
+                k = 0
+                for item, cs, score in zip(group, group_classes, group_scores):
+                    for c in cs:
+                        row = self._row(
+                            item,
+                            method.name,
+                            c,
+                            score=_format(float(score[c])),
+                            relative_delta=_format(None if relative is None else float(relative[k])),
+                            steps=_item(explanation.steps, k),
+                            warning=_item(explanation.warnings, k),
+                            seconds=f"{seconds:.4f}",
+                            evaluations=_item(explanation.evaluations, k),
+                        )
+                        row[_PENDING] = self._submit(self._write_map, item, method.name, c, explanation.attributions[k])
+                        rows.append(row)
+                        k += 1
+        return rows
+
+    def _submit(self, function: Any, *args: Any) -> Future:
+        """Run now, or on the writer threads when I/O overlaps the computation."""
+        if self._writer is not None:
+            return self._writer.submit(function, *args)
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as err:  # delivered by _settle, like a thread's failure
+            future.set_exception(err)
+        return future
+
+    @staticmethod
+    def _settle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Wait for the rows' map files; a failed write, or any failed map of an image, fails all its rows."""
+        for row in rows:
+            future = row.pop(_PENDING, None)
+            if future is None:
+                continue
+            try:
+                row.update(future.result())
+            except (OSError, ValueError) as err:
+                row.update(status="error", error=str(err))
+        failed = {r["image_id"]: r["error"] for r in rows if r["status"] == "error"}
+        for r in rows:
+            if r["image_id"] in failed and r["status"] == "ok":
+                r.update(status="error", error=f"another map of this image failed: {failed[r['image_id']]}")
+        return rows
+
+    # ---- the run
+    def process(
+        self, chunks: Sequence[Sequence[ManifestRow]], done: Callable[[list[ManifestRow], list[dict[str, Any]]], None]
+    ) -> None:
+        """Compute chunks of images in order; ``done(images, rows)`` gets each chunk once its maps are written.
+
+        The images of a chunk share model batches. Every executor runs this, so a
+        chunk gives the same maps wherever it runs. On an exception (Ctrl-C
+        included) every chunk already computed is still handed to ``done``.
+        """
+        overlap = self.config.runtime.overlap_io and len(chunks) > 1
+        with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, ThreadPoolExecutor(2) if overlap else nullcontext() as writer:
+            self._writer = writer
+            load = (lambda chunk: [loader.submit(self._load, r) for r in chunk]) if overlap else None
+            upcoming = load(chunks[0]) if overlap else None
+            unsettled: list[tuple[list[_Item], list[dict[str, Any]]]] = []
+
+            def settle(keep: int) -> None:
+                while len(unsettled) > keep:
+                    done_items, done_rows = unsettled.pop(0)
+                    done([item.row for item in done_items], self._settle(done_rows))
+
+            try:
+                for index, chunk in enumerate(chunks):
+                    items = [f.result() for f in upcoming] if overlap else [self._load(r) for r in chunk]
+                    if overlap and index + 1 < len(chunks):
+                        upcoming = load(chunks[index + 1])  # read the next images while this chunk computes
+                    pending = [row for group in _same_shape_groups(items) for row in self._process_group(group)]
+                    unsettled.append((items, pending))
+                    settle(keep=1)  # a chunk's writes finish while the next one computes
+            finally:
+                settle(keep=0)  # also on Ctrl-C: every computed chunk reaches ``done``
+                self._writer = None
+
+    def chunks(self, rows: Sequence[ManifestRow], skip: Container[str] = ()) -> list[list[ManifestRow]]:
+        """The images computed together: consecutive runs of the manifest, less the ``skip`` ids.
+
+        Chunks are cut from the whole manifest before resumed images are dropped, so an
+        image meets the same batch companions in a resumed run, and on any executor.
+        """
+        per_step = max(1, min(self.config.runtime.batch_size, _VALUES_PER_STEP // self._values_per_image()))
+        chunks = ([r for r in rows[i : i + per_step] if r.image_id not in skip] for i in range(0, len(rows), per_step))
+        return [chunk for chunk in chunks if chunk]
+
+    def run(self, rows: Sequence[ManifestRow], *, progress: bool | None = None, executor: Any = None) -> RunSummary:
+        """Process manifest rows; write maps, ``index.csv`` and ``run.json``.
+
+        Args:
+            rows: The manifest rows, in the order of the index.
+            progress: Show a progress bar (default: ``runtime.progress``).
+            executor: Where the chunks are computed (default: the one ``runtime.executor`` names).
+
+        Raises:
+            StudyError: the executor cannot start (e.g. no Dask scheduler at ``runtime.dask.address``).
+        """
+        from medxai.pipeline.executors import make_executor
+
+        executor = make_executor(self.config) if executor is None else executor
+        show = self.config.runtime.progress if progress is None else progress
+        with executor:
+            summary = self._run(rows, show, executor)
+        if self.config.evaluate is not None:
+            from medxai.pipeline.evaluation import EvaluationSpec, evaluate_run
+
+            spec = EvaluationSpec(**self.config.evaluate.model_dump(), seed=self.config.runtime.seed)
+            summary.evaluation = evaluate_run(self.out, spec, progress=show, decoder=self)
+        return summary
+
+    def _run(self, rows: Sequence[ManifestRow], show: bool, executor: Any) -> RunSummary:
+        started_at, started = datetime.now(timezone.utc), time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        completed = self._completed()
+        journal = self.out / JOURNAL_NAME
+        if not completed:
+            journal.unlink(missing_ok=True)
+        else:
+            kept = [r for rs in completed.values() for r in rs]
+            write_text(journal, _rows_text(kept, header=True))
+        self._write_run_json(started_at, None, None, executor.describe())
+        summary = RunSummary(self.out, images=len(rows), resumed=sum(1 for row in rows if row.image_id in completed))
+        new_rows: dict[str, list[dict[str, Any]]] = {}
+        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
+            if log.tell() == 0:
+                log.write(_rows_text([], header=True))
+            bar.update(summary.resumed)
+
+            def done(images: list[ManifestRow], image_rows: list[dict[str, Any]]) -> None:
+                for row in image_rows:
+                    new_rows.setdefault(row["image_id"], []).append(row)
+                for image in images:
+                    log.write(_rows_text(new_rows.get(image.image_id, []), header=False))
+                log.flush()
+                bar.update(len(images))
+
+            executor.run(self, self.chunks(rows, skip=completed), done)
+        index = []
+        for row in rows:
+            image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
+            index.extend(image_rows)
+            if any(r["status"] == "error" for r in image_rows):
+                summary.errors += 1
+                summary.failed_ids.append(row.image_id)
+        summary.maps = sum(1 for r in index if r["status"] == "ok")
+        write_text(self.out / INDEX_NAME, _rows_text(index, header=True))
+        summary.seconds = time.perf_counter() - started
+        self._write_run_json(started_at, datetime.now(timezone.utc), summary, executor.describe())
+        journal.unlink(missing_ok=True)
+        return summary
+
+    def _values_per_image(self) -> int:
+        shape = [n for n in self.scores.input_shape if n is not None]
+        classes = self.scores.n_outputs if self.config.targets == "all" else 1
+        return max(1, int(np.prod(shape)) * classes)
+
+    def _write_run_json(
+        self, started: datetime, ended: datetime | None, summary: RunSummary | None, executor: Mapping[str, Any]
+    ) -> None:
+        record = {
+            "medxai": "run",
+            "fingerprint": self.fingerprint,
+            "status": "finished" if summary is not None else "running",
+            "started": started.isoformat(),
+            "ended": None if ended is None else ended.isoformat(),
+            "config": self.config.to_dict(),
+            "methods": [{"name": m.name, "params": _jsonable(m.params())} for m in self.methods],
+            "heatmap": _jsonable(self.policy.to_dict()),
+            "model": {
+                "path": str(self.config.model.path),
+                "sha256": self.model_checksum,
+                "input_shape": list(self.scores.input_shape),
+                "classes": self.scores.n_outputs,
+                "explained": "; ".join(dict.fromkeys(v for v in self._explained.values() if v)),
+            },
+            "versions": _versions(),
+            "host": platform.node(),
+            "executor": _jsonable(dict(executor)),
+            "counts": None
+            if summary is None
+            else {
+                "images": summary.images,
+                "maps": summary.maps,
+                "errors": summary.errors,
+                "resumed": summary.resumed,
+                "seconds": round(summary.seconds, 3),
+            },
+        }
+        write_text(self.out / RUN_NAME, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _item(values: np.ndarray | None, k: int) -> Any:
+    """Entry ``k`` of an optional per-map array, for the index ("" when absent)."""
+    return "" if values is None else values[k]
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _same_shape_groups(items: list[_Item]) -> list[list[_Item]]:
+    """Split a step into groups whose tensors share a shape (models with free input sizes)."""
+    groups: dict[Any, list[_Item]] = {}
+    for item in items:
+        key = None if item.tensor is None else item.tensor.shape
+        groups.setdefault(key, []).append(item)
+    return list(groups.values())
+
+
+def run(
+    config: Config | Mapping[str, Any] | str | os.PathLike,
+    *,
+    overrides: Sequence[str] = (),
+    model: Any = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run a study: the Python twin of ``medxai run CONFIG``.
+
+    Args:
+        config: A :class:`~medxai.pipeline.config.Config`, a dict in the YAML's shape (relative
+            paths resolve against the current directory) or a YAML file path.
+        overrides: ``"key.sub=value"`` settings applied before validation, to any of the three
+            (relative paths in them resolve against the current directory).
+        model: An already loaded Keras model (default: load ``model.path``). Dask
+            workers always load ``model.path`` themselves.
+        progress: Show a progress bar (default: ``runtime.progress``).
+
+    Returns:
+        A :class:`RunSummary`; ``summary.exit_code`` is 1 when some images failed.
+
+    Raises:
+        medxai.pipeline.config.ConfigError: the config is invalid, or an override names an unknown key.
+    """
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config, overrides)
+    elif isinstance(config, Config):
+        if overrides:
+            # python-mode dump: paths are absolute and method parameters keep their Python objects
+            config = Config.from_dict(apply_overrides(config.model_dump(), overrides, base_dir=Path.cwd()))
+    elif isinstance(config, Mapping):
+        data = apply_overrides(config, overrides, base_dir=Path.cwd()) if overrides else dict(config)
+        config = Config.from_dict(data)
+    else:
+        raise ConfigError(f"expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
+    decoder = Decoder(config, model=model)
+    return decoder.run(study_rows(config), progress=progress)
+
+
+def study_rows(config: Config) -> list[ManifestRow]:
+    """The manifest rows named by the config's ``data`` section."""
+    data = config.data
+    return read_manifest(
+        data.manifest,
+        path_column=data.path_column,
+        id_column=data.id_column,
+        label_column=data.label_column,
+        mask_column=data.mask_column,
+        root=data.root,
+    )

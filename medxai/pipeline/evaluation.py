@@ -1,0 +1,354 @@
+"""``medxai evaluate RUN_DIR``: quality figures for every map of a finished run.
+
+Writes beside the index:
+
+* ``metrics.csv``: one row per map: IG completeness error, Gini sparseness,
+  pointing game, relevance mass and top-k IoU (where a mask exists), deletion
+  and insertion areas;
+* ``summary.csv``: per method and metric, mean, median, 2.5/97.5 percentiles, n;
+* ``sanity.csv`` and ``evaluation.json``: the model-randomisation check
+  (Adebayo et al. 2018), per method and step, with a per-method verdict
+  (PASS, FAIL, undefined or error).
+
+Localisation figures use the saved maps at the source geometry against the
+masks. Faithfulness curves (Petsiuk et al. 2018) run the model on the
+preprocessed image and rank the pixels by the map the method produced in the
+model's geometry: the saved map when the geometries agree, else the method's
+map recomputed on the model input (never the saved map resampled back, which
+would blur its ranking). A constant map ranks nothing: its localisation and
+curve figures are NaN (an empty cell). metrics.csv and summary.csv are written
+before the sanity check, so a failure there cannot lose them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
+from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
+from medxai.io import ImageReadError, read_image
+from medxai.io.writers import write_text
+
+METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
+METRICS_COLUMNS = ("image_id", "method", "class_index", *METRICS, "error")
+SUMMARY_COLUMNS = ("method", "metric", "mean", "median", "ci_low", "ci_high", "n")
+SANITY_COLUMNS = (
+    "method", "step", "layer", "spearman", "spearman_sd", "spearman_abs", "spearman_abs_sd", "undefined", "error"
+)
+
+
+class EvaluationError(ValueError):
+    """The folder is not a finished medxai run, or its study cannot be reloaded."""
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """What ``medxai evaluate`` computes.
+
+    Attributes:
+        faithfulness: Compute deletion/insertion curves (one batched model pass per step).
+        baseline: What deleted pixels become: ``"blur"`` or ``"zeros"`` (model input space).
+        step_percent: Pixels removed or inserted per curve step, in percent.
+        topk_percent: The top-k region of the map for IoU with the mask, in percent.
+        sanity_images: Images in the randomisation check (0 skips it).
+        sanity_threshold: A method fails the check when a mean Spearman
+            correlation of its maps with the trained model's (signed or of
+            absolute values), after randomising every layer, is still at or
+            above this in magnitude. 0.5 is medxai's convention: Adebayo et
+            al. (2018) set no threshold.
+        sanity_seeds: Random re-initialisations the check averages over
+            (figures: mean and standard deviation over seeds).
+        seed: Seed of the first re-initialisation (then ``seed + 1``, ...).
+    """
+
+    faithfulness: bool = True
+    baseline: str = "blur"
+    step_percent: float = 5.0
+    topk_percent: float = 5.0
+    sanity_images: int = 4
+    sanity_threshold: float = 0.5
+    sanity_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.baseline not in ("blur", "zeros"):
+            raise ValueError(f"baseline must be 'blur' or 'zeros', got {self.baseline!r}")
+        if not 0 < self.step_percent <= 100 or not 0 < self.topk_percent <= 100:
+            raise ValueError("step_percent and topk_percent must be in (0, 100]")
+        if self.sanity_images < 0:
+            raise ValueError(f"sanity_images must be >= 0, got {self.sanity_images}")
+        if not 0 <= self.sanity_threshold <= 1:
+            raise ValueError(f"sanity_threshold must be in [0, 1], got {self.sanity_threshold}")
+        if isinstance(self.sanity_seeds, bool) or not isinstance(self.sanity_seeds, int) or self.sanity_seeds < 1:
+            raise ValueError(f"sanity_seeds must be an integer >= 1, got {self.sanity_seeds!r}")
+
+
+@dataclass
+class EvaluationResult:
+    """Where the figures went and the per-method verdicts."""
+
+    run_dir: Path
+    maps: int = 0
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    sanity: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The per-method means as a small text table (what the CLI prints)."""
+        methods = sorted({row["method"] for row in self.summary})
+        lines = ["method".ljust(22) + "".join(m[:14].rjust(15) for m in METRICS)]
+        for method in methods:
+            means = {row["metric"]: row["mean"] for row in self.summary if row["method"] == method}
+            lines.append(method.ljust(22) + "".join(_cell(means.get(m)).rjust(15) for m in METRICS))
+        for method, verdict in sorted(self.sanity.items()):
+            lines.append(f"sanity check {method}: {_verdict_text(verdict)}")
+        return "\n".join(lines)
+
+
+def _verdict_text(verdict: dict[str, Any]) -> str:
+    if verdict["verdict"] == "error":
+        return f"error ({verdict['error']})"
+
+    def figure(key: str) -> str:
+        mean, sd = verdict[key], verdict[f"{key}_sd"]
+        if mean is None or not math.isfinite(mean):
+            return "undefined"
+        return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None and math.isfinite(sd) else "")
+
+    return (
+        f"{verdict['verdict']} (Spearman after full randomisation {figure('final_spearman')}, "
+        f"of absolute values {figure('final_spearman_abs')}; over {verdict['seeds']} seed(s); "
+        f"fails at |ρ| >= {verdict['threshold']:g}, medxai's convention)"
+    )
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) if isinstance(v, float) else ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _load_run(run_dir: Path, decoder=None):
+    from medxai.pipeline.config import Config, ConfigError
+    from medxai.pipeline.decoder import INDEX_NAME, RUN_NAME, Decoder, StudyError
+
+    index_path, record_path = run_dir / INDEX_NAME, run_dir / RUN_NAME
+    if not index_path.is_file() or not record_path.is_file():
+        raise EvaluationError(f"{run_dir} is not a finished medxai run (no {INDEX_NAME} or {RUN_NAME})")
+    if decoder is None:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        try:
+            config = Config.from_dict(record["config"], base_dir=run_dir)
+            decoder = Decoder(config)
+        except (ConfigError, StudyError, KeyError) as err:
+            raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
+    with open(index_path, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
+    return decoder, rows
+
+
+def _mask(row: dict[str, str], shape: tuple[int, ...]) -> np.ndarray | None:
+    if not row["mask_path"]:
+        return None
+    mask = read_image(row["mask_path"]).array[..., 0] > 0
+    if mask.shape != shape:
+        raise ValueError(f"mask {row['mask_path']} is {mask.shape}, the map {shape}")
+    return mask
+
+
+def _model_maps(decoder, rows: list[dict[str, str]], tensor: np.ndarray, geometry) -> dict[tuple[str, str], Any]:
+    """The maps the methods produce on ``tensor`` (model geometry), per (method, class); an error text where one failed.
+
+    Empty when the source geometry is the model's: the saved maps are then those maps exactly.
+    """
+    from medxai.heatmap import to_heatmap
+
+    if tuple(geometry.source_spatial_shape) == tuple(geometry.model_spatial_shape):
+        return {}
+    methods = {method.name: method for method in decoder.methods}
+    maps: dict[tuple[str, str], Any] = {}
+    for name in dict.fromkeys(r["method"] for r in rows):
+        classes = [r["class_index"] for r in rows if r["method"] == name]
+        try:
+            if name not in methods:
+                raise ValueError(f"method {name!r} of the index is not among the run's methods ({', '.join(methods)})")
+            images = np.repeat(tensor[None], len(classes), axis=0)
+            attributions = methods[name].attribute(images, [int(c) for c in classes])
+            for c, a in zip(classes, attributions):
+                maps[(name, c)] = to_heatmap(a, decoder.policy)
+        except Exception as err:  # one method failing must not cost the other figures
+            for c in classes:
+                maps[(name, c)] = f"{type(err).__name__}: {err}"
+    return maps
+
+
+def _map_figures(decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, model_map: Any = None) -> dict[str, Any]:
+    out = decoder.out
+    figures: dict[str, Any] = {m: None for m in METRICS}
+    delta = row.get("relative_delta", row.get("delta"))
+    figures["completeness"] = float(delta) if delta else None
+    if not row["npy_path"]:
+        figures["error"] = "no .npy map written (output.formats)"
+        return figures
+    heatmap = np.load(out / row["npy_path"])
+    figures["gini"] = gini(heatmap)
+    mask = _mask(row, heatmap.shape)
+    if mask is not None:
+        figures["pointing_game"] = pointing_game(heatmap, mask)
+        figures["relevance_mass"] = relevance_mass(heatmap, mask)
+        figures["topk_iou"] = topk_iou(heatmap, mask, percent=spec.topk_percent)
+    if spec.faithfulness and tensor is not None:
+        if isinstance(model_map, str):
+            figures["error"] = f"faithfulness: {model_map}"
+            return figures
+        if model_map is None:
+            model_map = heatmap
+        if model_map.shape != tensor.shape[:-1]:
+            raise ValueError(f"map {row['npy_path']} is {model_map.shape}, the model input {tensor.shape[:-1]}")
+        if np.ptp(model_map) == 0:
+            figures["deletion_auc"] = figures["insertion_auc"] = float("nan")
+            return figures
+        class_index = int(row["class_index"])
+        batch = decoder.config.runtime.batch_size
+
+        def predict(images: np.ndarray) -> np.ndarray:
+            return decoder.scores.predict(images, batch)[:, class_index]
+
+        for name, curve in (("deletion_auc", deletion_curve), ("insertion_auc", insertion_curve)):
+            fractions, scores = curve(predict, tensor, model_map, baseline=spec.baseline, step_percent=spec.step_percent, batch_size=batch)
+            figures[name] = curve_area(fractions, scores)
+    return figures
+
+
+def _sanity(decoder, rows: list[dict[str, str]], spec: EvaluationSpec) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The sanity.csv rows and per-method verdicts; a failure is recorded per method, never raised."""
+    from medxai.pipeline.decoder import build_methods
+    from medxai.metrics.randomisation import SanityResult, cascading_randomisation
+
+    names = list(dict.fromkeys([m.name for m in decoder.methods] + [r["method"] for r in rows]))
+    try:
+        chosen: dict[str, tuple[np.ndarray, int]] = {}
+        for row in rows:
+            if row["image_id"] not in chosen and len(chosen) < spec.sanity_images:
+                tensor = decoder.preprocessor(read_image(row["source_path"]))[0]
+                chosen[row["image_id"]] = (tensor, int(row["class_index"]))
+        if not chosen:
+            return [], {}
+        images = np.stack([t for t, _ in chosen.values()])
+        classes = [c for _, c in chosen.values()]
+        built: list[Any] = [None, {}]  # the model the methods were last built on, and them
+
+        def explain(model, name: str) -> np.ndarray:
+            if built[0] is not model:
+                built[:] = [model, {m.name: m for m in build_methods(decoder.config, model)}]
+            if name not in built[1]:
+                raise ValueError(f"method {name!r} is not among the run's methods ({', '.join(built[1])})")
+            return built[1][name].attribute(images, classes)
+
+        seeds = [spec.seed + k for k in range(spec.sanity_seeds)]
+        result = cascading_randomisation(decoder.model, explain, names, seeds=seeds)
+    except Exception as err:  # the model cannot be copied, an image cannot be read: every method says so
+        result = SanityResult([], tuple(spec.seed + k for k in range(spec.sanity_seeds)))
+        result.errors = {name: f"{type(err).__name__}: {err}" for name in names}
+        chosen = {}
+    table: list[dict[str, Any]] = [asdict(s) for s in result.steps]
+    verdicts = {}
+    for method in names:
+        verdicts[method] = {**result.verdict(method, spec.sanity_threshold), "images": len(chosen)}
+        if method in result.errors:
+            table.append({"method": method, "step": None, "layer": None, "error": result.errors[method]})
+    return table, verdicts
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null, so evaluation.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike, spec: EvaluationSpec | None = None, *, progress: bool = True, decoder: Any = None
+) -> EvaluationResult:
+    """Compute every quality figure of a finished run and write them beside its index.
+
+    Args:
+        run_dir: The run's ``output.dir``.
+        spec: What to compute (defaults: everything).
+        progress: Show a progress bar.
+        decoder: The :class:`~medxai.pipeline.decoder.Decoder` that made the run (default:
+            rebuilt from ``run.json``).
+
+    Raises:
+        EvaluationError: not a finished run, or its study cannot be reloaded.
+    """
+    from medxai.pipeline.progress import progress_bar
+
+    spec = spec or EvaluationSpec()
+    run_dir = Path(run_dir).resolve()
+    decoder, rows = _load_run(run_dir, decoder)
+    by_image: dict[str, list[int]] = {}
+    for position, row in enumerate(rows):
+        by_image.setdefault(row["image_id"], []).append(position)
+    figures_of: list[dict[str, Any]] = [{} for _ in rows]
+    bar = progress_bar(len(rows), desc="evaluate", unit="map", enabled=progress)
+    for positions in by_image.values():
+        image_rows = [rows[p] for p in positions]
+        tensor, model_maps, failure = None, {}, None
+        if spec.faithfulness:
+            try:
+                tensor, geometry = decoder.preprocessor(read_image(image_rows[0]["source_path"]))
+                model_maps = _model_maps(decoder, image_rows, tensor, geometry)
+            except (ImageReadError, OSError, ValueError) as err:
+                failure = str(err)
+        for position, row in zip(positions, image_rows):
+            bar.update()
+            figures: dict[str, Any]
+            try:
+                if failure is not None:
+                    raise ValueError(failure)
+                figures = _map_figures(decoder, row, spec, tensor, model_maps.get((row["method"], row["class_index"])))
+            except (ImageReadError, OSError, ValueError) as err:
+                figures = {m: None for m in METRICS}
+                figures["error"] = str(err)
+            figures_of[position] = figures
+    bar.close()
+    metrics = [
+        {"image_id": row["image_id"], "method": row["method"], "class_index": row["class_index"], **figures}
+        for row, figures in zip(rows, figures_of)
+    ]
+    result = EvaluationResult(run_dir, maps=len(metrics))
+    for method in dict.fromkeys(r["method"] for r in metrics):
+        for metric in METRICS:
+            values = [r[metric] for r in metrics if r["method"] == method and r[metric] is not None]
+            if values:
+                stats = summarise(np.asarray(values, dtype=np.float64))
+                result.summary.append({"method": method, "metric": metric, **stats})
+    write_text(run_dir / "metrics.csv", _csv(metrics, METRICS_COLUMNS))
+    write_text(run_dir / "summary.csv", _csv(result.summary, SUMMARY_COLUMNS))
+    sanity_rows: list[dict[str, Any]] = []
+    if spec.sanity_images:
+        sanity_rows, result.sanity = _sanity(decoder, rows, spec)
+    write_text(run_dir / "sanity.csv", _csv(sanity_rows, SANITY_COLUMNS))
+    record = {"spec": asdict(spec), "maps": result.maps, "summary": result.summary, "sanity": result.sanity}
+    write_text(run_dir / "evaluation.json", json.dumps(_json_safe(record), indent=2, default=float) + "\n")
+    return result

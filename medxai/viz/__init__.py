@@ -1,0 +1,1 @@
+"""Pictures of maps: colour maps, overlays, outlines, montages, and the HTML report."""
