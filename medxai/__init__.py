@@ -68,6 +68,13 @@ if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
     sys.meta_path.append(_MovedModules())
 
 _EXPORTS = {
+    **{
+        name: "medxai.errors"
+        for name in (
+            "ConfigError", "StudyError", "ManifestError", "ImageReadError", "PreprocessError", "ModelLoadError",
+            "OutputSelectionError", "EvaluationError", "SanityCheckError", "ReportError",
+        )
+    },
     "ClipSpec": "medxai.heatmap",
     "HeatmapPolicy": "medxai.heatmap",
     "normalize": "medxai.heatmap",
@@ -81,14 +88,12 @@ _EXPORTS = {
     "SmoothGrad": "medxai.methods",
     "XAIMethod": "medxai.methods",
     "ExplainedOutput": "medxai.methods._engine.output",
-    "OutputSelectionError": "medxai.methods._engine.output",
     "explained_model": "medxai.methods._engine.output",
     "explained_output": "medxai.methods._engine.output",
     "available_methods": "medxai.methods.registry",
     "get_method": "medxai.methods.registry",
     "register_method": "medxai.methods.registry",
     "Config": "medxai.pipeline.config",
-    "ConfigError": "medxai.pipeline.config",
     "load_config": "medxai.pipeline.config",
     "RunSummary": "medxai.pipeline.decoder",
     "run": "medxai.pipeline.decoder",

@@ -24,6 +24,7 @@ from typing import Any, Union
 import numpy as np
 from skimage.transform import resize
 
+from medxai.errors import PreprocessError
 from medxai.io.image import LoadedImage
 
 __all__ = [
@@ -45,10 +46,6 @@ LUMA_BT601 = (0.299, 0.587, 0.114)
 
 WindowSpec = Union[str, tuple[float, float], None]
 ScaleSpec = Union[str, tuple[float, float], dict, None]
-
-
-class PreprocessError(ValueError):
-    """A per-image problem: NaN/inf values, channels or spatial dims the model cannot take."""
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medxai.errors import ImageReadError
+
 __all__ = ["ImageReadError", "LoadedImage", "KINDS"]
 
 #: The values ``LoadedImage.kind`` can take.
 KINDS: tuple[str, ...] = ("dicom", "png", "jpeg", "tiff", "npy", "nifti")
-
-
-class ImageReadError(Exception):
-    """A per-image problem: missing, unreadable, unsupported or without pixels.
-
-    The message is meant for the user and names the file. ``path`` holds the
-    file's path when the reader knew it.
-    """
-
-    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
-        super().__init__(message)
-        self.path = None if path is None else os.fspath(path)
 
 
 def read_error(problem: str, path: str | os.PathLike, detail: str | None = None) -> ImageReadError:

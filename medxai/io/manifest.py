@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from medxai.errors import ManifestError
+
 __all__ = ["ManifestError", "ManifestRow", "read_manifest", "safe_id", "MAX_ID_LENGTH"]
 
 #: The longest id :func:`safe_id` returns (well under the usual 255-byte file-name limit).
@@ -19,10 +21,6 @@ _HASH_CHARS = 10
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 # Windows refuses these as file names whatever the extension.
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-
-
-class ManifestError(ValueError):
-    """The manifest as a whole cannot be used (missing column, duplicate ids, bad label...)."""
 
 
 @dataclass(frozen=True)

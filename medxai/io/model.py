@@ -8,9 +8,7 @@ from pathlib import Path
 
 import keras
 
-
-class ModelLoadError(ValueError):
-    """The model file cannot be loaded as a one-input Keras classifier."""
+from medxai.errors import ModelLoadError
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
+from medxai.errors import SanityCheckError
 from medxai.metrics.scores import rank_correlation
 
 #: medxai's pass threshold on |Spearman| after full randomisation (a convention: the paper sets none).
@@ -31,10 +32,6 @@ DEFAULT_THRESHOLD = 0.5
 
 #: ``explain(model, method) -> (N, *spatial, C)`` signed attributions of the fixed images and classes.
 Explain = Callable[[keras.Model, str], np.ndarray]
-
-
-class SanityCheckError(ValueError):
-    """The model cannot be copied or randomised for the check."""
 
 
 @dataclass(frozen=True)

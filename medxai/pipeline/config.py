@@ -47,6 +47,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from medxai.errors import ConfigError
+
 __all__ = [
     "ClipSection",
     "Config",
@@ -91,26 +93,6 @@ _ERROR_TYPE = "medxai"
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class ConfigError(ValueError):
-    """An invalid config; ``problems`` lists every problem, each led by its dotted key."""
-
-    def __init__(self, problems: str | Sequence[str], source: str | os.PathLike[str] | None = None):
-        """Create the error.
-
-        Args:
-            problems: One problem or a list of problems ("key: what is wrong").
-            source: The config file the problems are in, if any.
-        """
-        problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__(problems, source)
-        self.problems: list[str] = problems
-        self.source: Path | None = Path(source) if source is not None else None
-
-    def __str__(self) -> str:
-        head = f"invalid config {self.source}:" if self.source is not None else "invalid config:"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
 
 
 def _error(message: str, *problems: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:

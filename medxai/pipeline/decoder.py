@@ -39,6 +39,7 @@ from typing import Any, Callable, Container, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from medxai.errors import StudyError
 from medxai._version import __version__
 from medxai.pipeline.config import Config, ConfigError, apply_overrides, load_config
 from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
@@ -76,10 +77,6 @@ INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json
 _PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
 #: Accumulator values (per image and class) held at once; bounds memory for volumes.
 _VALUES_PER_STEP = 1 << 23
-
-
-class StudyError(ValueError):
-    """The study cannot start (model, preprocessing or methods); the message starts with the config key."""
 
 
 @dataclass

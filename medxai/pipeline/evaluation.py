@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from medxai.errors import EvaluationError
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
 from medxai.io import ImageReadError, read_image
@@ -44,10 +45,6 @@ SUMMARY_COLUMNS = ("method", "metric", "mean", "median", "ci_low", "ci_high", "n
 SANITY_COLUMNS = (
     "method", "step", "layer", "spearman", "spearman_sd", "spearman_abs", "spearman_abs_sd", "undefined", "error"
 )
-
-
-class EvaluationError(ValueError):
-    """The folder is not a finished medxai run, or its study cannot be reloaded."""
 
 
 @dataclass(frozen=True)

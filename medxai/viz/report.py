@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from medxai.errors import ReportError
 from medxai.io.writers import write_png, write_text
 
 __all__ = [
@@ -145,10 +146,6 @@ img.chart { max-width: 100%; background: #fff; border: 1px solid var(--line); }
   vertical-align: middle; background: #222; }
 footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
 """
-
-
-class ReportError(ValueError):
-    """The folder is not a medxai run (no ``index.csv`` / ``run.json``), or they cannot be read."""
 
 
 # --------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from medxai.errors import OutputSelectionError
+
 OUTPUT_LOGITS = "logits"
 OUTPUT_PROBABILITIES = "probabilities"
 
@@ -47,10 +49,6 @@ _NOT_SQUASHING = {
     "softplus", "softsign", "celu", "glu", "exponential", "identity",
 }
 _PROBE_IMAGES = 8
-
-
-class OutputSelectionError(ValueError):
-    """The requested output cannot be built from the model, or would not be what was asked."""
 
 
 @dataclass(frozen=True)

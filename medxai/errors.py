@@ -1,0 +1,79 @@
+"""Every error type a user of medxai catches, in one place.
+
+This module imports nothing from medxai, so every layer may raise these. Each
+is also importable from the module that raises it (``medxai.io.ImageReadError``,
+``medxai.pipeline.config.ConfigError``, ...) and from ``medxai`` itself.
+
+Per-image problems (:class:`ImageReadError`, :class:`PreprocessError`) become an
+error row in the index and the run goes on; the others stop a run before it starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+
+class ConfigError(ValueError):
+    """An invalid config; ``problems`` lists every problem, each led by its dotted key."""
+
+    def __init__(self, problems: str | Sequence[str], source: str | os.PathLike[str] | None = None):
+        """Create the error.
+
+        Args:
+            problems: One problem or a list of problems ("key: what is wrong").
+            source: The config file the problems are in, if any.
+        """
+        problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(problems, source)
+        self.problems: list[str] = problems
+        self.source: Path | None = Path(source) if source is not None else None
+
+    def __str__(self) -> str:
+        head = f"invalid config {self.source}:" if self.source is not None else "invalid config:"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+class StudyError(ValueError):
+    """The study cannot start (model, preprocessing or methods); the message starts with the config key."""
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole cannot be used (missing column, duplicate ids, bad label...)."""
+
+
+class ImageReadError(Exception):
+    """A per-image problem: missing, unreadable, unsupported or without pixels.
+
+    The message is meant for the user and names the file. ``path`` holds the
+    file's path when the reader knew it.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)
+
+
+class PreprocessError(ValueError):
+    """A per-image problem: NaN/inf values, channels or spatial dims the model cannot take."""
+
+
+class ModelLoadError(ValueError):
+    """The model file cannot be loaded as a one-input Keras classifier."""
+
+
+class OutputSelectionError(ValueError):
+    """The requested output cannot be built from the model, or would not be what was asked."""
+
+
+class EvaluationError(ValueError):
+    """The folder is not a finished medxai run, or its study cannot be reloaded."""
+
+
+class SanityCheckError(ValueError):
+    """The model cannot be copied or randomised for the check."""
+
+
+class ReportError(ValueError):
+    """The folder is not a medxai run (no ``index.csv`` / ``run.json``), or they cannot be read."""
