@@ -21,9 +21,7 @@ maps, the index and resuming are the same whichever computes them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -35,7 +33,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Container, Iterable, Mapping, Sequence
+from typing import Any, Callable, Container, Mapping, Sequence
 
 import numpy as np
 
@@ -45,35 +43,12 @@ from medxai.pipeline.config import Config, ConfigError, apply_overrides, load_co
 from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
 from medxai.methods.base import Explanation
 from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
+from medxai.io.index import INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text, read_index
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
 from medxai.pipeline.progress import progress_bar
 from medxai.viz.render import colorize, overlay
 
-INDEX_COLUMNS = (
-    "image_id",
-    "source_path",
-    "method",
-    "class_index",
-    "score",
-    "label",
-    "status",
-    "error",
-    "npy_path",
-    "png_path",
-    "overlay_path",
-    "relative_delta",
-    "steps",
-    "warning",
-    "seconds",
-    "evaluations",
-    "reduce",
-    "polarity",
-    "clip",
-    "explained",
-    "mask_path",
-)
-INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
 _PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
 #: Accumulator values (per image and class) held at once; bounds memory for volumes.
 _VALUES_PER_STEP = 1 << 23
@@ -204,26 +179,9 @@ def _fingerprint(config: Config, model_checksum: str) -> str:
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of an index or journal; a torn last line (a killed run) is dropped."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or list(reader.fieldnames) != list(INDEX_COLUMNS):
-        return []
-    return [row for row in reader if None not in row and None not in row.values()]
-
-
-def _rows_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
-    if header:
-        writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in INDEX_COLUMNS})
-    return buffer.getvalue()
+    """Rows of an index or journal of this version of medxai; another header means none."""
+    header, rows = read_index(path)
+    return rows if header == list(INDEX_COLUMNS) else []
 
 
 def _format(value: float | None, digits: int = 6) -> str:
@@ -561,20 +519,20 @@ class Decoder:
             journal.unlink(missing_ok=True)
         else:
             kept = [r for rs in completed.values() for r in rs]
-            write_text(journal, _rows_text(kept, header=True))
+            write_text(journal, index_text(kept, header=True))
         self._write_run_json(started_at, None, None, executor.describe())
         summary = RunSummary(self.out, images=len(rows), resumed=sum(1 for row in rows if row.image_id in completed))
         new_rows: dict[str, list[dict[str, Any]]] = {}
         with progress_bar(len(rows), desc="medxai", unit="img", enabled=show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
             if log.tell() == 0:
-                log.write(_rows_text([], header=True))
+                log.write(index_text([], header=True))
             bar.update(summary.resumed)
 
             def done(images: list[ManifestRow], image_rows: list[dict[str, Any]]) -> None:
                 for row in image_rows:
                     new_rows.setdefault(row["image_id"], []).append(row)
                 for image in images:
-                    log.write(_rows_text(new_rows.get(image.image_id, []), header=False))
+                    log.write(index_text(new_rows.get(image.image_id, []), header=False))
                 log.flush()
                 bar.update(len(images))
 
@@ -587,7 +545,7 @@ class Decoder:
                 summary.errors += 1
                 summary.failed_ids.append(row.image_id)
         summary.maps = sum(1 for r in index if r["status"] == "ok")
-        write_text(self.out / INDEX_NAME, _rows_text(index, header=True))
+        write_text(self.out / INDEX_NAME, index_text(index, header=True))
         summary.seconds = time.perf_counter() - started
         self._write_run_json(started_at, datetime.now(timezone.utc), summary, executor.describe())
         journal.unlink(missing_ok=True)

@@ -37,6 +37,7 @@ from medxai.errors import EvaluationError
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
 from medxai.io import ImageReadError, read_image
+from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
 from medxai.io.writers import write_text
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
@@ -142,7 +143,7 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 def _load_run(run_dir: Path, decoder=None):
     from medxai.pipeline.config import Config, ConfigError
-    from medxai.pipeline.decoder import INDEX_NAME, RUN_NAME, Decoder, StudyError
+    from medxai.pipeline.decoder import Decoder, StudyError
 
     index_path, record_path = run_dir / INDEX_NAME, run_dir / RUN_NAME
     if not index_path.is_file() or not record_path.is_file():
@@ -154,8 +155,7 @@ def _load_run(run_dir: Path, decoder=None):
             decoder = Decoder(config)
         except (ConfigError, StudyError, KeyError) as err:
             raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
-    with open(index_path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
+    rows = [r for r in read_index(index_path)[1] if r.get("status") == "ok"]
     return decoder, rows
 
 

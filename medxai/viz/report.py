@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from medxai.errors import ReportError
+from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
 from medxai.io.writers import write_png, write_text
 
 __all__ = [
@@ -225,10 +226,7 @@ def _class(text: Any) -> int | None:
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of a CSV file as strings (nothing becomes NaN: an id "NA" stays "NA")."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        rows = [{k: (v if v is not None else "") for k, v in row.items() if k is not None} for row in reader]
-        return list(reader.fieldnames or []), rows
+    return read_index(path)
 
 
 def _read_optional_csv(path: Path, required: Sequence[str], notes: list[str]) -> list[dict[str, str]] | None:
@@ -250,7 +248,7 @@ def _read_optional_csv(path: Path, required: Sequence[str], notes: list[str]) ->
 def _load_run(run_dir: Path) -> _Run:
     if not run_dir.is_dir():
         raise ReportError(f"not a medxai run: {run_dir} is not a folder")
-    index_path, run_json = run_dir / "index.csv", run_dir / "run.json"
+    index_path, run_json = run_dir / INDEX_NAME, run_dir / RUN_NAME
     missing = [p.name for p in (index_path, run_json) if not p.is_file()]
     if missing:
         raise ReportError(

@@ -15,7 +15,8 @@ import yaml
 
 import medxai
 from analytic_models import tiny_model
-from medxai.pipeline.decoder import INDEX_COLUMNS, Decoder
+from medxai.io.index import INDEX_COLUMNS
+from medxai.pipeline.decoder import Decoder
 from medxai.io import read_image
 from medxai.preprocess import Preprocessor, PreprocessSpec
 

@@ -1,0 +1,77 @@
+"""The run folder's index: one CSV row per (image, method, class), read and written here only.
+
+Every reader of ``index.csv`` and of the journal ``index.partial.csv`` (resume,
+``medxai evaluate``, ``medxai report``) goes through :func:`read_index`, and
+every writer through :func:`index_text`, so the format has one definition.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+INDEX_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "source_path",
+    "method",
+    "class_index",
+    "score",
+    "label",
+    "status",
+    "error",
+    "npy_path",
+    "png_path",
+    "overlay_path",
+    "relative_delta",
+    "steps",
+    "warning",
+    "seconds",
+    "evaluations",
+    "reduce",
+    "polarity",
+    "clip",
+    "explained",
+    "mask_path",
+)
+INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
+
+
+def read_index(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of an index (or journal) file, every cell a string.
+
+    A torn last line (a run killed mid-write) is dropped, and so is any row
+    with more or fewer cells than the header. A missing file has no header
+    and no rows.
+
+    Raises:
+        OSError, UnicodeDecodeError, csv.Error: the file cannot be read as CSV.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "index.csv")
+        >>> _ = open(path, "w").write("image_id,method\\na,ig\\nb,i")
+        >>> read_index(path)
+        (['image_id', 'method'], [{'image_id': 'a', 'method': 'ig'}])
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    rows = [row for row in reader if None not in row and None not in row.values()]
+    return list(reader.fieldnames or []), rows
+
+
+def index_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
+    """Rows as index CSV text in :data:`INDEX_COLUMNS` order (None and absent cells empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in INDEX_COLUMNS})
+    return buffer.getvalue()
