@@ -80,7 +80,7 @@ _EXPORTS = {
     "normalize": "medxai.heatmap",
     "to_heatmap": "medxai.heatmap",
     "GradientEngine": "medxai.methods._engine.engine",
-    "PathPlan": "medxai.methods._engine.engine",
+    "PathPlan": "medxai.methods._engine.plan",
     "Explanation": "medxai.methods",
     "Gradient": "medxai.methods",
     "IntegratedGradients": "medxai.methods",

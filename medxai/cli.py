@@ -96,14 +96,16 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
     Prints every problem (never a traceback) and returns None when the study cannot start.
     """
     from medxai.pipeline.config import ConfigError, load_config
-    from medxai.pipeline.decoder import Decoder, StudyError, study_rows
-    from medxai.io import ManifestError
 
     try:
         config = load_config(args.config, [*args.overrides, *_executor_overrides(args)])
     except ConfigError as err:
-        print(err, file=sys.stderr)
+        print(err, file=sys.stderr)  # a config that does not validate never starts TensorFlow
         return None
+    import_tensorflow_quietly()
+    from medxai.io import ManifestError
+    from medxai.pipeline.decoder import Decoder, StudyError, study_rows
+
     problems = []
     decoder = rows = None
     try:
@@ -221,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"medxai {__version__}")
         return EXIT_OK
-    if args.command in ("run", "validate", "methods", "evaluate"):
+    if args.command == "evaluate":
         import_tensorflow_quietly()
     if args.command == "run":
         return _run(args)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 from analytic_models import tiny_model
-from test_decoder import write_config
+from study_helpers import write_config
 
 from medxai.cli import main
 

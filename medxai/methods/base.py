@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-import keras
 import numpy as np
 
-from medxai.methods._engine.engine import GradientEngine, PathPlan
 from medxai.heatmap import HeatmapPolicy, to_heatmap
-from medxai.methods._engine.output import OUTPUT_LOGITS
+from medxai.methods._engine import OUTPUT_LOGITS
+from medxai.methods._engine.plan import PathPlan
+
+if TYPE_CHECKING:  # importing a method class starts no TensorFlow; building one on a model does
+    import keras
+
+    from medxai.methods._engine.engine import GradientEngine
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class XAIMethod(abc.ABC):
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
         if engine is None:
+            from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
+
             engine = GradientEngine(model, output, jit, precision)
         elif not engine.matches(model, output, jit, precision):
             raise ValueError(

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from medxai.methods._engine.engine import PathPlan
+from medxai.methods._engine.plan import PathPlan
 from medxai.methods.base import PathMethod
 
 

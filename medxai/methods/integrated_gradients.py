@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medxai.methods._engine.engine import PathPlan
+from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.adaptive import adaptive_integrated_gradients, smallest_max_steps
 from medxai.methods.base import Explanation, PathMethod
 from medxai.methods._engine.baselines import make_baselines, validate_baseline

@@ -15,11 +15,12 @@ from __future__ import annotations
 import inspect
 import warnings
 from importlib import metadata
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from medxai.methods import Gradient, IntegratedGradients, SmoothGrad, XAIMethod
+
+if TYPE_CHECKING:
+    import keras
 
 ENTRY_POINT_GROUP = "medxai.methods"
 BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from medxai.methods._engine.engine import STATISTICS, PathPlan
+from medxai.methods._engine.plan import STATISTICS, PathPlan
 from medxai.methods.base import PathMethod
 from medxai.methods.gradient import Gradient
 from medxai.methods.integrated_gradients import IntegratedGradients

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_decoder import _comparable, interrupt_on_call, read_index, write_config
+from study_helpers import comparable, interrupt_on_call, read_index, write_config
 
 import medxai
 from medxai.pipeline import executors
@@ -43,7 +43,7 @@ def assert_same_run(out: Path, reference: Path, methods: set[str] | None = None)
     rows, expected = read_index(out / "index.csv"), read_index(reference / "index.csv")
     if methods is not None:
         expected = [r for r in expected if r["method"] in methods]
-    assert _comparable(rows) == _comparable(expected)
+    assert comparable(rows) == comparable(expected)
     assert any(r["npy_path"] for r in rows)
     for row in (r for r in rows if r["npy_path"]):
         assert np.array_equal(np.load(out / row["npy_path"]), np.load(reference / row["npy_path"]))

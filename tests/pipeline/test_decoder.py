@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from pathlib import Path
@@ -15,37 +14,11 @@ import yaml
 
 import medxai
 from analytic_models import tiny_model
+from study_helpers import comparable, interrupt_on_call, read_index, write_config
 from medxai.io.index import INDEX_COLUMNS
 from medxai.pipeline.decoder import Decoder
 from medxai.io import read_image
 from medxai.preprocess import Preprocessor, PreprocessSpec
-
-METHODS = [{"name": "ig", "steps": 8}, "gradient", {"name": "smoothgrad", "samples": 3}]
-
-
-def write_config(root: Path, out: str, **changes) -> Path:
-    config = {
-        "model": {"path": "model.keras"},
-        "data": {"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label"},
-        "methods": METHODS,
-        "output": {"dir": out},
-        "runtime": {"batch_size": 4, "progress": False},
-    }
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        if name:
-            config.setdefault(section, {})[name] = value
-        else:
-            config[section] = value
-    path = root / f"{out}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def read_index(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
 
 @pytest.fixture(scope="module")
 def finished(study):
@@ -144,24 +117,6 @@ def test_out_of_range_target_is_a_per_image_error(study):
     assert "out of range" in rows[0]["error"]
 
 
-def _comparable(rows):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
-
-def interrupt_on_call(monkeypatch, n: int):
-    """Make the decoder's n-th image group raise KeyboardInterrupt (a simulated Ctrl-C); returns the original method."""
-    original, calls = Decoder._process_group, {"n": 0}
-
-    def interrupting(self, items):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise KeyboardInterrupt
-        return original(self, items)
-
-    monkeypatch.setattr(Decoder, "_process_group", interrupting)
-    return original
-
-
 def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch):
     reference = medxai.run(write_config(study, "uninterrupted", runtime={"batch_size": 2, "progress": False}))
     config = write_config(study, "interrupted", runtime={"batch_size": 2, "progress": False})
@@ -185,7 +140,7 @@ def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch
     assert "wide" not in processed and "ct" not in processed and "same" in processed
     resumed_rows = read_index(out / "index.csv")
     reference_rows = read_index(reference.output_dir / "index.csv")
-    assert _comparable(resumed_rows) == _comparable(reference_rows)
+    assert comparable(resumed_rows) == comparable(reference_rows)
     for row in (r for r in resumed_rows if r["npy_path"]):
         np.testing.assert_array_equal(np.load(out / row["npy_path"]), np.load(reference.output_dir / row["npy_path"]))
 
@@ -279,7 +234,7 @@ def test_overlapped_io_gives_the_same_index_and_maps(study):
         runtime = {"batch_size": 2, "progress": False, "overlap_io": overlap}
         runs[overlap] = medxai.run(write_config(study, f"overlap_{overlap}", runtime=runtime)).output_dir
     with_overlap, without = (read_index(runs[flag] / "index.csv") for flag in (True, False))
-    assert _comparable(with_overlap) == _comparable(without)
+    assert comparable(with_overlap) == comparable(without)
     for row in (r for r in with_overlap if r["npy_path"]):
         np.testing.assert_array_equal(np.load(runs[True] / row["npy_path"]), np.load(runs[False] / row["npy_path"]))
         assert (runs[True] / row["overlay_path"]).read_bytes() == (runs[False] / row["overlay_path"]).read_bytes()

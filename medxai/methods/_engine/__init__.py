@@ -1,1 +1,9 @@
-"""The machinery every path method shares: the gradient engine, the explained output, precision, quadrature, adaptive steps, baselines."""
+"""The machinery every path method shares: the gradient engine, the explained output, precision, quadrature, adaptive steps, baselines.
+
+Only :mod:`~medxai.methods._engine.engine`, :mod:`~medxai.methods._engine.output` and
+:mod:`~medxai.methods._engine.precision` import TensorFlow/Keras; the rest is numpy.
+"""
+
+#: The explained outputs that are not a layer name.
+OUTPUT_LOGITS = "logits"
+OUTPUT_PROBABILITIES = "probabilities"

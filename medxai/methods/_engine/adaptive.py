@@ -25,11 +25,15 @@ Memory stays bounded by the engine's ``batch_size`` plus a few arrays per image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medxai.methods._engine.engine import GradientEngine, PathPlan
+from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.quadrature import integration_points
+
+if TYPE_CHECKING:
+    from medxai.methods._engine.engine import GradientEngine
 
 NESTED_RULES = ("trapezoid", "riemann_left", "riemann_right")
 RESTART_RULES = ("gauss_legendre", "riemann_middle")

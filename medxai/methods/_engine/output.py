@@ -30,9 +30,8 @@ import keras
 import numpy as np
 
 from medxai.errors import OutputSelectionError
+from medxai.methods._engine import OUTPUT_LOGITS, OUTPUT_PROBABILITIES
 
-OUTPUT_LOGITS = "logits"
-OUTPUT_PROBABILITIES = "probabilities"
 
 #: Activation names that squash logits (``*_v2`` are TensorFlow's spellings).
 SQUASHING = {

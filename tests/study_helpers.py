@@ -1,0 +1,55 @@
+"""Shared helpers of the pipeline tests: a study config writer, the index as rows, a simulated Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from medxai.io.index import read_index as _read_index
+from medxai.pipeline.decoder import Decoder
+
+METHODS = [{"name": "ig", "steps": 8}, "gradient", {"name": "smoothgrad", "samples": 3}]
+
+
+def write_config(root: Path, out: str, **changes) -> Path:
+    config = {
+        "model": {"path": "model.keras"},
+        "data": {"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label"},
+        "methods": METHODS,
+        "output": {"dir": out},
+        "runtime": {"batch_size": 4, "progress": False},
+    }
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            config.setdefault(section, {})[name] = value
+        else:
+            config[section] = value
+    path = root / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_index(path: Path) -> list[dict[str, str]]:
+    """The rows of an index file."""
+    return _read_index(path)[1]
+
+
+def comparable(rows):
+    """Index rows without their timing column."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def interrupt_on_call(monkeypatch, n: int):
+    """Make the decoder's n-th image group raise KeyboardInterrupt (a simulated Ctrl-C); returns the original method."""
+    original, calls = Decoder._process_group, {"n": 0}
+
+    def interrupting(self, items):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(self, items)
+
+    monkeypatch.setattr(Decoder, "_process_group", interrupting)
+    return original
