@@ -183,9 +183,10 @@ def _methods() -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from medxai.pipeline.config import ConfigError
     from medxai.pipeline.evaluation import EvaluationError, EvaluationSpec, evaluate_run
 
-    try:
+    try:  # checked by the config's `evaluate:` schema; each problem reads "key: message"
         spec = EvaluationSpec(
             faithfulness=not args.no_faithfulness,
             baseline=args.baseline,
@@ -194,6 +195,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             sanity_images=args.sanity_images,
             sanity_seeds=args.sanity_seeds,
         )
+    except ConfigError as err:
+        for key, _, message in (problem.partition(": ") for problem in err.problems):
+            print(f"medxai evaluate: --{key.replace('_', '-')}: {message}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
         result = evaluate_run(args.run_dir, spec, progress=not args.no_progress)
     except (EvaluationError, ValueError) as err:
         print(f"medxai evaluate: {err}", file=sys.stderr)

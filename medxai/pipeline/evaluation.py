@@ -39,6 +39,7 @@ from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise
 from medxai.io import ImageReadError, read_image
 from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
 from medxai.io.writers import write_text
+from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
 METRICS_COLUMNS = ("image_id", "method", "class_index", *METRICS, "error")
@@ -46,48 +47,6 @@ SUMMARY_COLUMNS = ("method", "metric", "mean", "median", "ci_low", "ci_high", "n
 SANITY_COLUMNS = (
     "method", "step", "layer", "spearman", "spearman_sd", "spearman_abs", "spearman_abs_sd", "undefined", "error"
 )
-
-
-@dataclass(frozen=True)
-class EvaluationSpec:
-    """What ``medxai evaluate`` computes.
-
-    Attributes:
-        faithfulness: Compute deletion/insertion curves (one batched model pass per step).
-        baseline: What deleted pixels become: ``"blur"`` or ``"zeros"`` (model input space).
-        step_percent: Pixels removed or inserted per curve step, in percent.
-        topk_percent: The top-k region of the map for IoU with the mask, in percent.
-        sanity_images: Images in the randomisation check (0 skips it).
-        sanity_threshold: A method fails the check when a mean Spearman
-            correlation of its maps with the trained model's (signed or of
-            absolute values), after randomising every layer, is still at or
-            above this in magnitude. 0.5 is medxai's convention: Adebayo et
-            al. (2018) set no threshold.
-        sanity_seeds: Random re-initialisations the check averages over
-            (figures: mean and standard deviation over seeds).
-        seed: Seed of the first re-initialisation (then ``seed + 1``, ...).
-    """
-
-    faithfulness: bool = True
-    baseline: str = "blur"
-    step_percent: float = 5.0
-    topk_percent: float = 5.0
-    sanity_images: int = 4
-    sanity_threshold: float = 0.5
-    sanity_seeds: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.baseline not in ("blur", "zeros"):
-            raise ValueError(f"baseline must be 'blur' or 'zeros', got {self.baseline!r}")
-        if not 0 < self.step_percent <= 100 or not 0 < self.topk_percent <= 100:
-            raise ValueError("step_percent and topk_percent must be in (0, 100]")
-        if self.sanity_images < 0:
-            raise ValueError(f"sanity_images must be >= 0, got {self.sanity_images}")
-        if not 0 <= self.sanity_threshold <= 1:
-            raise ValueError(f"sanity_threshold must be in [0, 1], got {self.sanity_threshold}")
-        if isinstance(self.sanity_seeds, bool) or not isinstance(self.sanity_seeds, int) or self.sanity_seeds < 1:
-            raise ValueError(f"sanity_seeds must be an integer >= 1, got {self.sanity_seeds!r}")
 
 
 @dataclass
@@ -300,7 +259,7 @@ def evaluate_run(
     """
     from medxai.pipeline.progress import progress_bar
 
-    spec = spec or EvaluationSpec()
+    spec = EvaluationSpec() if spec is None else spec
     run_dir = Path(run_dir).resolve()
     decoder, rows = _load_run(run_dir, decoder)
     by_image: dict[str, list[int]] = {}
@@ -346,6 +305,6 @@ def evaluate_run(
     if spec.sanity_images:
         sanity_rows, result.sanity = _sanity(decoder, rows, spec)
     write_text(run_dir / "sanity.csv", _csv(sanity_rows, SANITY_COLUMNS))
-    record = {"spec": asdict(spec), "maps": result.maps, "summary": result.summary, "sanity": result.sanity}
+    record = {"spec": spec.model_dump(), "maps": result.maps, "summary": result.summary, "sanity": result.sanity}
     write_text(run_dir / "evaluation.json", json.dumps(_json_safe(record), indent=2, default=float) + "\n")
     return result

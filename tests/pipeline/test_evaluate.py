@@ -167,7 +167,7 @@ def test_bad_spec():
     with pytest.raises(ValueError, match="step_percent"):
         EvaluationSpec(step_percent=0)
     for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="sanity_seeds must be an integer >= 1"):
+        with pytest.raises(ValueError, match="sanity_seeds: expected a positive integer"):
             EvaluationSpec(sanity_seeds=bad)
 
 

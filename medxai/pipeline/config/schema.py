@@ -1,0 +1,214 @@
+"""The :class:`Config` model (the whole study file) and the validation driver behind it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticUseDefault
+
+from medxai.errors import ConfigError
+from medxai.pipeline.config._errors import (
+    Problems,
+    _error,
+    _errors,
+    _problem_lines,
+    _show,
+)
+from medxai.pipeline.config._validators import (
+    _is_int,
+    _null_is_empty,
+    _optional_section,
+)
+from medxai.pipeline.config.method_spec import (
+    DEFAULT_METHOD,
+    MethodRegistry,
+    MethodSpec,
+)
+from medxai.pipeline.config.sections import (
+    DataSection,
+    EvaluateSection,
+    HeatmapSection,
+    ModelSection,
+    OutputSection,
+    PreprocessSection,
+    RuntimeSection,
+)
+
+_SECTIONS = ("model", "data", "preprocess", "methods", "targets", "heatmap", "output", "runtime", "evaluate")
+_REQUIRED_SECTIONS = ("model", "data", "output")
+
+
+class Config(BaseModel):
+    """A validated study config; every path is absolute.
+
+    Build one with :func:`load_config` (from YAML) or :meth:`from_dict`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSection
+    data: DataSection
+    preprocess: PreprocessSection = Field(default_factory=PreprocessSection)
+    methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec(name=DEFAULT_METHOD)])
+    targets: Literal["predicted", "label", "all"] | tuple[int, ...] = "predicted"
+    heatmap: HeatmapSection = Field(default_factory=HeatmapSection)
+    output: OutputSection
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    evaluate: EvaluateSection | None = Field(
+        default=None, description="None: no evaluation; true or a mapping: run `medxai evaluate` after the run."
+    )
+
+    _check_evaluate = field_validator("evaluate", mode="before")(
+        _optional_section(
+            EvaluateSection, "null, true or a mapping of evaluation settings", switch=True, none_word=False
+        )
+    )
+    # An empty section (`heatmap:` with every key commented out) means its defaults.
+    _empty_sections = field_validator("model", "data", "preprocess", "heatmap", "output", "runtime", mode="before")(
+        _null_is_empty
+    )
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _check_methods(cls, value: Any) -> Any:
+        if value is None:  # `methods:` with every entry commented out: the default method
+            raise PydanticUseDefault()
+        if isinstance(value, (str, Mapping)):
+            return [value]
+        if isinstance(value, (list, tuple)) and not value:
+            raise _error("expected at least one method")
+        if not isinstance(value, (list, tuple)):
+            raise _error(f"expected a list of methods, got {_show(value)}")
+        return list(value)
+
+    @model_validator(mode="after")
+    def _check_polarity(self, info: ValidationInfo) -> Config:
+        """A heatmap polarity must mean something for every method (checked by the method class itself)."""
+        registry = (info.context or {}).get("methods") or {}
+        problems: Problems = []
+        for i, spec in enumerate(self.methods):
+            check = getattr(registry.get(spec.name), "check_polarity", None)
+            if check is None:
+                continue
+            try:
+                check(spec.params, self.heatmap.polarity)
+            except ValueError as err:
+                problems.append((("methods", i), str(err)))
+        if problems:
+            raise _errors(problems)
+        return self
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _check_targets(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("predicted", "label", "all"):
+            value = value.strip().lower()
+            if value == "label" and _label_column(info) is None:
+                raise _error("'label' needs data.label_column")
+            return value
+        if _is_int(value):
+            value = [value]
+        if isinstance(value, (list, tuple)) and value:
+            problems: Problems = []
+            for i, item in enumerate(value):
+                if not _is_int(item) or item < 0:
+                    problems.append(((i,), f"expected a non-negative class index, got {_show(item)}"))
+                elif item in value[:i]:
+                    problems.append(((i,), f"duplicate class index {item}"))
+            if problems:
+                raise _errors(problems)
+            return tuple(int(v) for v in value)
+        raise _error(
+            f"expected 'predicted', 'label', 'all' or a list of class indices, got {_show(value)}"
+        )
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        method_registry: MethodRegistry | None = None,
+    ) -> Config:
+        """Validate a config given as a mapping (the YAML structure).
+
+        Args:
+            data: The config, shaped like the YAML file.
+            base_dir: Folder that relative paths resolve against (default: the current directory).
+            method_registry: Callable returning ``{method name: class}``; None tries
+                ``medxai.methods.registry.available_methods`` and skips method checks if it is missing.
+
+        Raises:
+            ConfigError: listing every problem.
+        """
+        config, problems = _validate(data, base_dir=base_dir, method_registry=method_registry)
+        if problems:
+            raise ConfigError(problems)
+        assert config is not None
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated config as plain JSON-able data, shaped like the YAML file."""
+        return self.model_dump(mode="json", fallback=_json_fallback)
+
+
+def _json_fallback(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    return tolist() if callable(tolist) else repr(value)
+
+
+def _label_column(info: ValidationInfo) -> Any:
+    data = info.data.get("data")
+    if data is not None:
+        return data.label_column
+    raw = (info.context or {}).get("raw") or {}
+    section = raw.get("data") if isinstance(raw, Mapping) else None
+    return section.get("label_column") if isinstance(section, Mapping) else None
+
+
+# -------------------------------------------------------------- validation driver
+
+
+def _not_sections(data: Any) -> str:
+    """The problem with a file or mapping whose top level is not a mapping of sections."""
+    return f"expected a mapping of sections ({', '.join(_SECTIONS)}) at the top level, got {_show(data)}"
+
+
+def _resolve_registry(method_registry: MethodRegistry | None) -> dict[str, Any] | None:
+    """``{name: class}`` from ``method_registry``; None: the medxai registry, imported only now (or None)."""
+    if method_registry is None:
+        try:
+            from medxai.methods.registry import available_methods  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        method_registry = available_methods
+    return {str(name).strip().lower(): cls for name, cls in method_registry().items()}
+
+
+def _validate(
+    data: Any,
+    *,
+    base_dir: str | os.PathLike[str] | None,
+    method_registry: MethodRegistry | None,
+) -> tuple[Config | None, list[str]]:
+    """Validate ``data``; return the config or the list of problems."""
+    if not isinstance(data, Mapping):
+        return None, [_not_sections(data)]
+    base = Path(base_dir).expanduser().resolve() if base_dir is not None else Path.cwd()
+    context = {"base_dir": base, "methods": _resolve_registry(method_registry), "raw": data}
+    try:
+        return Config.model_validate(dict(data), context=context), []
+    except ValidationError as exc:
+        return None, _problem_lines(exc, Config, _SECTIONS)

@@ -1,0 +1,432 @@
+"""The sections of a study config, one pydantic model each (the ``methods`` entries: ``method_spec.py``).
+
+Every section forbids unknown keys; a value that does not validate becomes a
+problem led by its dotted key (see ``_errors.py``). ``configs/study.yaml``
+documents every key with its default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from medxai.errors import ConfigError
+from medxai.pipeline.config._errors import (
+    _did_you_mean,
+    _error,
+    _errors,
+    _problem_lines,
+    _show,
+)
+from medxai.pipeline.config._validators import (
+    Name,
+    NonNegativeInt,
+    Number,
+    OptionalName,
+    Percent,
+    PositiveInt,
+    PositiveNumber,
+    StrictBool,
+    UnitInterval,
+    _choice,
+    _existing,
+    _int_tuple,
+    _int_where,
+    _is_number,
+    _is_word,
+    _name,
+    _null_is_empty,
+    _number,
+    _number_where,
+    _numbers,
+    _optional_section,
+    _positive_number,
+    _sub_validate,
+    _to_path,
+)
+
+FORMATS = ("npy", "png", "overlay")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Section):
+    """The classifier to explain."""
+
+    path: Path = Field(description="A .keras or .h5 file, or a SavedModel directory.")
+    output: Name = Field(
+        default="logits", description="'logits', 'probabilities' or the name of a layer to explain."
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _check_path(cls, value: Any, info: ValidationInfo) -> Path:
+        path = _to_path(value, info)
+        if not path.exists():
+            raise _error(f"file or directory not found: {path}")
+        if path.is_dir():
+            if not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
+                raise _error(f"directory is not a SavedModel (no saved_model.pb): {path}")
+        elif path.suffix.lower() not in MODEL_SUFFIXES:
+            raise _error(f"expected a .keras or .h5 file or a SavedModel directory, got {path.name!r}")
+        return path
+
+
+class DataSection(_Section):
+    """The dataset manifest and the columns to read from it."""
+
+    manifest: Path = Field(description="The manifest file listing one image per row.")
+    path_column: Name = "path"
+    id_column: OptionalName = Field(default=None, description="None: the row number is the id.")
+    label_column: OptionalName = None
+    mask_column: OptionalName = None
+    root: Path | None = Field(
+        default=None,
+        validate_default=True,
+        description="Folder that relative image paths resolve against; None: the manifest's folder.",
+    )
+
+    @field_validator("manifest", mode="before")
+    @classmethod
+    def _check_manifest(cls, value: Any, info: ValidationInfo) -> Path:
+        return _existing(value, info, "file")
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _check_root(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None:
+            manifest = info.data.get("manifest")
+            return manifest.parent if manifest is not None else None
+        return _existing(value, info, "directory")
+
+
+class WindowSpec(_Section):
+    """An intensity window (e.g. CT Hounsfield units): ``center`` +/- ``width`` / 2."""
+
+    center: Number
+    width: PositiveNumber
+
+
+class ScaleStats(_Section):
+    """Standardisation ``(x - mean) / std``; each a number or one number per channel."""
+
+    mean: Annotated[float | tuple[float, ...], BeforeValidator(lambda v: _numbers(v, _number))]
+    std: Annotated[float | tuple[float, ...], BeforeValidator(lambda v: _numbers(v, _positive_number))]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> ScaleStats:
+        if isinstance(self.mean, tuple) and isinstance(self.std, tuple) and len(self.mean) != len(self.std):
+            raise _error(
+                f"mean and std have different lengths ({len(self.mean)} and {len(self.std)})"
+            )
+        return self
+
+
+_size = _int_tuple("null or a list of 2 or 3 positive integers", (2, 3), lambda v: v > 0)
+_channels = _int_where("1, 3 or null", lambda v: v in (1, 3))
+
+
+class PreprocessSection(_Section):
+    """How a raw image becomes the model's input tensor."""
+
+    size: tuple[int, ...] | None = Field(
+        default=None, description="Spatial size (2 or 3 ints); None: the model's input size."
+    )
+    channels: Literal[1, 3] | None = Field(default=None, description="None: the model's input channels.")
+    window: Literal["auto"] | WindowSpec | None = Field(
+        default="auto", description="'auto' (from the file), {center, width}, or None (no windowing)."
+    )
+    scale: Literal["minmax"] | ScaleStats | tuple[float, float] | None = Field(
+        default="minmax",
+        description="'minmax' (per image to [0, 1]), {mean, std}, [low, high] (per image min-max "
+        "to [low, high]), or None (no scaling).",
+    )
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``medxai.preprocess.PreprocessSpec``.
+
+        The window becomes ``(center, width)`` and mean/std scaling ``{"mean": .., "std": ..}``.
+        """
+        window = self.window
+        if isinstance(window, WindowSpec):
+            window = (window.center, window.width)
+        scale = self.scale
+        if isinstance(scale, ScaleStats):
+            scale = {"mean": scale.mean, "std": scale.std}
+        return {"size": self.size, "channels": self.channels, "window": window, "scale": scale}
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _check_size(cls, value: Any) -> tuple[int, ...] | None:
+        return None if value is None else _size(value)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _check_channels(cls, value: Any) -> int | None:
+        return None if value is None else _channels(value)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _check_window(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, WindowSpec):
+            return value
+        if _is_word(value, "none"):
+            return None
+        if _is_word(value, "auto"):
+            return "auto"
+        if isinstance(value, Mapping):
+            return _sub_validate(WindowSpec, value, info)
+        raise _error(f"expected 'auto', none or {{center: .., width: ..}}, got {_show(value)}")
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _check_scale(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or _is_word(value, "none"):
+            return None
+        if _is_word(value, "minmax"):
+            return "minmax"
+        if isinstance(value, (list, tuple)):
+            if len(value) == 2 and all(_is_number(v) and math.isfinite(v) for v in value):
+                low, high = float(value[0]), float(value[1])
+                if low >= high:
+                    raise _error(f"expected [low, high] with low < high, got {_show(value)}")
+                return (low, high)
+            raise _error(f"expected [low, high] (two numbers), got {_show(value)}")
+        if isinstance(value, (Mapping, ScaleStats)):
+            stats = value if isinstance(value, ScaleStats) else _sub_validate(ScaleStats, value, info)
+            channels = info.data.get("channels")
+            problems = [
+                ((key,), f"expected 1 or {channels} values (one per channel), got {len(v)}")
+                for key in ("mean", "std")
+                if isinstance(v := getattr(stats, key), tuple) and channels and len(v) not in (1, channels)
+            ]
+            if problems:
+                raise _errors(problems)
+            return stats
+        raise _error(
+            f"expected 'minmax', {{mean: .., std: ..}}, [low, high] or none, got {_show(value)}"
+        )
+
+
+class ClipSection(_Section):
+    """Clipping before normalisation: by value percentile or by cumulative attribution mass."""
+
+    mode: Annotated[Literal["value", "mass"], BeforeValidator(_choice("value", "mass"))] = "value"
+    low: Number = 0.0
+    high: Number = 99.5
+
+    @model_validator(mode="after")
+    def _check_range(self) -> ClipSection:
+        if not 0 <= self.low < self.high <= 100:
+            raise _error(
+                f"expected 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}"
+            )
+        return self
+
+
+class HeatmapSection(_Section):
+    """The map policy: signed attributions -> a [0, 1] map."""
+
+    reduce: Annotated[
+        Literal["abs_sum", "sum", "max_abs", "l2"],
+        BeforeValidator(_choice("abs_sum", "sum", "max_abs", "l2")),
+    ] = "abs_sum"
+    polarity: Annotated[
+        Literal["absolute", "positive", "negative"],
+        BeforeValidator(_choice("absolute", "positive", "negative")),
+    ] = "absolute"
+    clip: ClipSection | None = None
+
+    _check_clip = field_validator("clip", mode="before")(
+        _optional_section(ClipSection, "null or {mode: value|mass, low: .., high: ..}", switch=False)
+    )
+
+
+class OutputSection(_Section):
+    """Where and how maps are written."""
+
+    class Outline(_Section):
+        """Outlines of a map's strongest regions on the overlays (``medxai.viz.render.OutlineSpec``)."""
+
+        top_percent: Annotated[
+            float, BeforeValidator(_number_where("a number greater than 0 and at most 100", lambda v: 0 < v <= 100))
+        ] = Field(default=10.0, description="Outline the top X% of map values, 0 < X <= 100.")
+        cleanup: StrictBool = Field(default=True, description="Opening, closing, then drop small regions.")
+        radius: NonNegativeInt = Field(default=2, description="Clean-up disk radius in pixels; 0: none.")
+        min_size: NonNegativeInt = Field(default=32, description="Smallest region kept, in pixels.")
+        color: Annotated[
+            tuple[int, int, int],
+            BeforeValidator(_int_tuple("[r, g, b], three integers from 0 to 255", (3,), lambda v: 0 <= v <= 255)),
+        ] = Field(default=(0, 255, 0), description="RGB, ints 0..255.")
+        only: StrictBool = Field(default=False, description="Outlines on the plain image, no colour map.")
+
+    dir: Path = Field(description="Output folder (created if missing).")
+    formats: tuple[Literal["npy", "png", "overlay"], ...] = FORMATS
+    colormap: Name = "inferno"
+    alpha: UnitInterval = 0.5
+    overlay_outline: Outline | None = Field(
+        default=None,
+        description="None: no outlines; a mapping (true: all defaults) outlines the strongest regions.",
+    )
+
+    _check_overlay_outline = field_validator("overlay_outline", mode="before")(
+        _optional_section(
+            Outline,
+            "null, true or a mapping {top_percent: .., cleanup: .., radius: .., min_size: .., color: .., only: ..}",
+            switch=True,
+        )
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_outline(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        # Left out when off, so configs (and resume fingerprints) from before the key existed are unchanged.
+        data = handler(self)
+        if data.get("overlay_outline", ...) is None:
+            del data["overlay_outline"]
+        return data
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _check_dir(cls, value: Any, info: ValidationInfo) -> Path:
+        path = _to_path(value, info)
+        if path.exists() and not path.is_dir():
+            raise _error(f"exists and is not a directory: {path}")
+        return path
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _check_formats(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _error(f"expected a non-empty list of {', '.join(FORMATS)}, got {_show(value)}")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: set[str] = set()
+        for i, fmt in enumerate(value):
+            key = fmt.strip().lower() if isinstance(fmt, str) else fmt
+            if key not in FORMATS:
+                hint = _did_you_mean(key, FORMATS, inside=True)
+                problems.append(((i,), f"unknown format {_show(fmt)} (known: {', '.join(FORMATS)}{hint})"))
+            elif key in seen:
+                problems.append(((i,), f"duplicate format '{key}'"))
+            seen.add(key)
+        if problems:
+            raise _errors(problems)
+        return tuple(f.strip().lower() for f in value)
+
+    @field_validator("colormap", mode="before")
+    @classmethod
+    def _check_colormap(cls, value: Any) -> str:
+        name = _name(value)
+        try:
+            from matplotlib import colormaps
+        except ImportError:  # pragma: no cover - matplotlib is a dependency
+            return name
+        if name not in colormaps:
+            raise _error(f"unknown matplotlib colormap '{name}'{_did_you_mean(name, sorted(colormaps))}")
+        return name
+
+
+_SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(?::\d+)?$")
+
+
+def _dask_address(value: Any) -> str:
+    if _is_word(value, "local"):
+        return "local"
+    if isinstance(value, str) and _SCHEDULER_ADDRESS.match(value.strip()):
+        address = value.strip()
+        return address if "://" in address else f"tcp://{address}"
+    raise _error(f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {_show(value)}")
+
+
+class DaskSection(_Section):
+    """Where ``runtime.executor: dask`` computes (``medxai.pipeline.executors.DaskExecutor``)."""
+
+    address: Annotated[str, BeforeValidator(_dask_address)] = "local"
+    workers: PositiveInt = 2
+    partition_size: PositiveInt = 32
+    timeout: PositiveNumber = 30.0
+
+
+class RuntimeSection(_Section):
+    """How the run is executed."""
+
+    batch_size: PositiveInt = 32
+    seed: NonNegativeInt = 0
+    resume: StrictBool = True
+    progress: StrictBool = True
+    overlap_io: StrictBool = True
+    jit: StrictBool = False
+    precision: Annotated[Literal["float32", "mixed"], BeforeValidator(_choice("float32", "mixed"))] = "float32"
+    executor: Annotated[Literal["local", "dask"], BeforeValidator(_choice("local", "dask"))] = "local"
+    dask: DaskSection = Field(default_factory=DaskSection)
+
+    _empty_dask = field_validator("dask", mode="before")(_null_is_empty)
+
+
+class EvaluateSection(_Section):
+    """Quality figures computed right after the run, the same as ``medxai evaluate RUN_DIR``.
+
+    Attributes:
+        faithfulness: Compute deletion/insertion curves (one batched model pass per step).
+        baseline: What deleted pixels become: ``"blur"`` or ``"zeros"`` (model input space).
+        step_percent: Pixels removed or inserted per curve step, in percent.
+        topk_percent: The top-k region of the map for IoU with the mask, in percent.
+        sanity_images: Images in the randomisation check (0 skips it).
+        sanity_threshold: A method fails the check when a mean Spearman
+            correlation of its maps with the trained model's (signed or of
+            absolute values), after randomising every layer, is still at or
+            above this in magnitude. 0.5 is medxai's convention: Adebayo et
+            al. (2018) set no threshold.
+        sanity_seeds: Random re-initialisations the check averages over
+            (figures: mean and standard deviation over seeds).
+    """
+
+    faithfulness: StrictBool = True
+    baseline: Annotated[Literal["blur", "zeros"], BeforeValidator(_choice("blur", "zeros"))] = "blur"
+    step_percent: Percent = 5.0
+    topk_percent: Percent = 5.0
+    sanity_images: NonNegativeInt = 4
+    sanity_threshold: UnitInterval = 0.5
+    sanity_seeds: PositiveInt = 3
+
+
+class EvaluationSpec(EvaluateSection):
+    """What :func:`medxai.pipeline.evaluation.evaluate_run` computes: the ``evaluate`` section plus a seed.
+
+    The one schema of an evaluation: built from keywords (``EvaluationSpec(step_percent=10)``)
+    it validates them as the config does, and a bad value raises :class:`ConfigError`
+    naming its key (``"step_percent: expected a percentage in (0, 100], got 0"``).
+
+    Attributes:
+        seed: Seed of the first re-initialisation of the sanity check (then ``seed + 1``, ...);
+            a run's evaluation uses ``runtime.seed``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    seed: NonNegativeInt = 0
+
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_problem_lines(exc, type(self))) from None
