@@ -1,0 +1,200 @@
+"""The run's pictures for the report: map PNGs and ``.npy`` maps, masks, thumbnails, data URIs, outlines."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medxai.viz.report.loading import MapRow, Run
+
+#: The largest side of an embedded thumbnail, in pixels (larger pictures are downscaled).
+THUMBNAIL_SIZE = 256
+#: The ground-truth mask outline colour (cyan: apart from every map colormap).
+OUTLINE_COLOUR = "#00e5ff"
+DISPLAY_BOX = 150  # CSS pixels of the longer side of a thumbnail on screen
+_MASK_CACHE = 64  # masks kept in memory (an image's rows and the contact sheet reuse them)
+
+_COLUMNS = {"overlay": "overlay_path", "heatmap": "png_path", "npy": "npy_path"}
+_KIND_NAMES = {"overlay": "overlay", "heatmap": "heatmap", "npy": "heatmap from .npy"}
+
+
+class OutsideRun(ValueError):
+    """An index path that leads out of the run folder."""
+
+
+def inside(root: Path, relative: str) -> Path | None:
+    """``root / relative`` if it is a file, None if it is missing.
+
+    Raises:
+        OutsideRun: the path leads out of the run folder (an index is never followed out of it).
+    """
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise OutsideRun(relative)
+    return path if path.is_file() else None
+
+
+def as_rgb(array: np.ndarray) -> np.ndarray:
+    """Any 2D picture (grey, grey+alpha, RGB, RGBA; uint8/uint16/float) as RGB uint8."""
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[-1] in (2, 4):
+        arr = arr[..., :-1]
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"not a picture: shape {np.asarray(array).shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float64) / 257.0).round().astype(np.uint8)
+    arr = np.nan_to_num(arr.astype(np.float64))
+    top = 255.0 if arr.max(initial=0) > 1.0 else 1.0
+    return np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def colourise_npy(path: Path, colormap: str) -> np.ndarray:
+    """A saved ``[0, 1]`` map as the RGB picture ``medxai run`` would have written."""
+    from medxai.viz.render import colorize
+
+    heatmap = np.load(path, allow_pickle=False)
+    heatmap = np.nan_to_num(heatmap.astype(np.float32))
+    if heatmap.ndim not in (2, 3):
+        raise ValueError(f"map of shape {heatmap.shape}")
+    try:
+        return colorize(heatmap, colormap)
+    except ValueError:
+        return colorize(heatmap, "inferno")
+
+
+@dataclass
+class Picture:
+    """A map picture for the report: pixels, where it came from, or why there is none."""
+
+    rgb: np.ndarray | None
+    kind: str  # "overlay", "heatmap", "heatmap from .npy" or ""
+    problem: str = ""  # why there is no picture, or why a fallback was used
+
+
+class Pictures:
+    """Reads (and caches) map pictures and masks of one run."""
+
+    def __init__(self, run: Run):
+        self.root = run.root
+        output = (run.info.get("config") or {}).get("output") or {}
+        self.colormap = str(output.get("colormap") or "inferno")
+        self._masks: dict[str, tuple[np.ndarray | None, str]] = {}
+
+    def _read(self, relative: str) -> np.ndarray | None:
+        path = inside(self.root, relative)
+        if path is None:
+            return None
+        import imageio.v3 as iio
+
+        return as_rgb(iio.imread(path, plugin="pillow"))
+
+    def picture(self, row: MapRow, prefer: Sequence[str]) -> Picture:
+        """The first picture that exists among ``prefer`` ("overlay", "heatmap", "npy")."""
+        problems = []
+        for kind in prefer:
+            relative = row.paths.get(_COLUMNS[kind], "")
+            if not relative:
+                continue
+            try:
+                if kind == "npy":
+                    path = inside(self.root, relative)
+                    rgb = None if path is None else colourise_npy(path, self.colormap)
+                else:
+                    rgb = self._read(relative)
+            except OutsideRun:
+                problems.append(f"{relative}: not shown (outside the run folder)")
+                continue
+            except Exception as err:  # a damaged file must not end the report
+                problems.append(f"{relative}: unreadable ({type(err).__name__})")
+                continue
+            if rgb is None:
+                problems.append(f"{relative}: file missing")
+                continue
+            return Picture(rgb, _KIND_NAMES[kind], "; ".join(problems))
+        return Picture(None, "", "; ".join(problems))
+
+    def mask(self, mask_path: str) -> tuple[np.ndarray | None, str]:
+        """The ground-truth mask as a 2D bool array laid out like the overlays (3D: a montage), or a problem."""
+        if not mask_path:
+            return None, ""
+        if mask_path not in self._masks:
+            if len(self._masks) >= _MASK_CACHE:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[mask_path] = self._load_mask(mask_path)
+        return self._masks[mask_path]
+
+    @staticmethod
+    def _load_mask(mask_path: str) -> tuple[np.ndarray | None, str]:
+        from medxai.io import read_image
+        from medxai.viz.render import montage
+
+        try:
+            image = read_image(mask_path)
+        except Exception as err:
+            return None, f"mask not shown: {err}"
+        mask = np.nan_to_num(image.array).astype(np.float64).max(axis=-1) > 0
+        if mask.ndim == 3:
+            mask = montage(mask)
+        if mask.ndim != 2:
+            return None, f"mask not shown: unexpected shape {image.array.shape}"
+        return mask, ""
+
+
+def thumbnail(rgb: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """Downscale so the longer side is at most ``size`` (smaller pictures are kept as they are)."""
+    height, width = rgb.shape[:2]
+    scale = size / max(height, width)
+    if scale >= 1:
+        return rgb
+    from skimage.transform import resize
+
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return resize(rgb, shape, order=1, anti_aliasing=True, preserve_range=True).round().astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB array encoded as PNG."""
+    import imageio.v3 as iio
+
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, np.ascontiguousarray(rgb), extension=".png", optimize=True)
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:`` URI (the report embeds every picture)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Outline polygons of a 2D bool mask as ``(N, 2)`` arrays of (x, y) in pixel-edge coordinates."""
+    from skimage.measure import approximate_polygon, find_contours
+
+    padded = np.pad(mask.astype(np.float32), 1)  # closes outlines that touch the border
+    outlines = []
+    for contour in find_contours(padded, 0.5):
+        contour = approximate_polygon(contour, tolerance=0.4) - 1.0
+        outlines.append(np.stack([contour[:, 1] + 0.5, contour[:, 0] + 0.5], axis=1))
+    return outlines
+
+
+def outline_points(mask: np.ndarray) -> list[str]:
+    """The mask's outlines as SVG ``points`` attributes (``"x,y x,y ..."``), one per polygon."""
+    return [" ".join(f"{x:.1f},{y:.1f}" for x, y in outline) for outline in mask_contours(mask)]
+
+
+def display_size(height: int, width: int, box: int = DISPLAY_BOX) -> tuple[int, int]:
+    """On-screen ``(width, height)`` in CSS pixels of a picture scaled to fit ``box``."""
+    scale = box / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
