@@ -96,7 +96,7 @@ _EXPORTS = {
     "Config": "medxai.pipeline.config",
     "load_config": "medxai.pipeline.config",
     "RunSummary": "medxai.pipeline.decoder",
-    "run": "medxai.pipeline.decoder",
+    "run": "medxai.pipeline.study",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -104,7 +104,8 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
         return None
     import_tensorflow_quietly()
     from medxai.io import ManifestError
-    from medxai.pipeline.decoder import Decoder, StudyError, study_rows
+    from medxai.pipeline.decoder import Decoder, StudyError
+    from medxai.pipeline.study import study_rows
 
     problems = []
     decoder = rows = None
@@ -134,10 +135,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     _, decoder, rows = prepared
     progress = False if args.no_progress else None
-    from medxai.pipeline.decoder import StudyError
+    from medxai.errors import StudyError
+    from medxai.pipeline.study import run_study
 
     try:
-        summary = decoder.run(rows, progress=progress)
+        summary = run_study(decoder, rows, progress=progress)
     except StudyError as err:  # e.g. no Dask scheduler at runtime.dask.address
         print(f"invalid study:\n  - {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -37,12 +36,13 @@ from typing import Any, Callable, Container, Mapping, Sequence
 
 import numpy as np
 
-from medxai.errors import StudyError
+from medxai.errors import ModelLoadError, OutputSelectionError, StudyError
 from medxai._version import __version__
-from medxai.pipeline.config import Config, ConfigError, apply_overrides, load_config
+from medxai.pipeline.config import Config
 from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
 from medxai.methods.base import Explanation
-from medxai.io import ImageReadError, ManifestRow, read_image, read_manifest, safe_id
+from medxai.methods.registry import method_parameters, resolve_method
+from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
 from medxai.io.index import INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text, read_index
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
@@ -120,8 +120,7 @@ def build_methods(config: Config, model: Any) -> list[Any]:
     They share one gradient engine (and its compiled traces), owned by the methods:
     dropping them frees the model.
     """
-    from medxai.methods._engine.engine import GradientEngine
-    from medxai.methods.registry import resolve_method
+    from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
 
     runtime = config.runtime
     engine = GradientEngine(model, config.model.output, runtime.jit, runtime.precision)
@@ -153,8 +152,6 @@ def build_methods(config: Config, model: Any) -> list[Any]:
 
 
 def _parameter_names(cls: type) -> set[str]:
-    from medxai.methods.registry import method_parameters
-
     return set(method_parameters(cls))
 
 
@@ -206,6 +203,26 @@ def _versions() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- decoder
+class LocalExecutor:
+    """Computes every chunk in this process, one after the other (the default executor)."""
+
+    name = "local"
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What ``run.json`` records under ``executor``."""
+        return {"name": self.name}
+
+    def run(self, decoder: Decoder, chunks: Sequence[Sequence[ManifestRow]], done: Callable[..., None]) -> None:
+        """Compute ``chunks`` in order; ``done`` gets each chunk as its maps are written."""
+        decoder.process(chunks, done)
+
+
 class Decoder:
     """Runs a validated config. Use :func:`run` unless you need the pieces.
 
@@ -215,9 +232,8 @@ class Decoder:
     """
 
     def __init__(self, config: Config, model: Any = None):
+        from medxai.io.model import file_checksum, load_model  # deferred: TensorFlow starts here
         from medxai.methods._engine.engine import GradientEngine
-        from medxai.io.model import ModelLoadError, file_checksum, load_model
-        from medxai.methods._engine.output import OutputSelectionError
 
         self.config = config
         try:
@@ -492,23 +508,16 @@ class Decoder:
         Args:
             rows: The manifest rows, in the order of the index.
             progress: Show a progress bar (default: ``runtime.progress``).
-            executor: Where the chunks are computed (default: the one ``runtime.executor`` names).
+            executor: Where the chunks are computed (default: here, one after the other;
+                :func:`medxai.pipeline.study.run_study` uses the one ``runtime.executor`` names).
 
         Raises:
             StudyError: the executor cannot start (e.g. no Dask scheduler at ``runtime.dask.address``).
         """
-        from medxai.pipeline.executors import make_executor
-
-        executor = make_executor(self.config) if executor is None else executor
+        executor = LocalExecutor() if executor is None else executor
         show = self.config.runtime.progress if progress is None else progress
         with executor:
-            summary = self._run(rows, show, executor)
-        if self.config.evaluate is not None:
-            from medxai.pipeline.evaluation import EvaluationSpec, evaluate_run
-
-            spec = EvaluationSpec(**self.config.evaluate.model_dump(), seed=self.config.runtime.seed)
-            summary.evaluation = evaluate_run(self.out, spec, progress=show, decoder=self)
-        return summary
+            return self._run(rows, show, executor)
 
     def _run(self, rows: Sequence[ManifestRow], show: bool, executor: Any) -> RunSummary:
         started_at, started = datetime.now(timezone.utc), time.perf_counter()
@@ -607,57 +616,3 @@ def _same_shape_groups(items: list[_Item]) -> list[list[_Item]]:
         key = None if item.tensor is None else item.tensor.shape
         groups.setdefault(key, []).append(item)
     return list(groups.values())
-
-
-def run(
-    config: Config | Mapping[str, Any] | str | os.PathLike,
-    *,
-    overrides: Sequence[str] = (),
-    model: Any = None,
-    progress: bool | None = None,
-) -> RunSummary:
-    """Run a study: the Python twin of ``medxai run CONFIG``.
-
-    Args:
-        config: A :class:`~medxai.pipeline.config.Config`, a dict in the YAML's shape (relative
-            paths resolve against the current directory) or a YAML file path.
-        overrides: ``"key.sub=value"`` settings applied before validation, to any of the three
-            (relative paths in them resolve against the current directory).
-        model: An already loaded Keras model (default: load ``model.path``). Dask
-            workers always load ``model.path`` themselves.
-        progress: Show a progress bar (default: ``runtime.progress``).
-
-    Returns:
-        A :class:`RunSummary`; ``summary.exit_code`` is 1 when some images failed.
-
-    Raises:
-        medxai.pipeline.config.ConfigError: the config is invalid, or an override names an unknown key.
-    """
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    if isinstance(config, (str, os.PathLike)):
-        config = load_config(config, overrides)
-    elif isinstance(config, Config):
-        if overrides:
-            # python-mode dump: paths are absolute and method parameters keep their Python objects
-            config = Config.from_dict(apply_overrides(config.model_dump(), overrides, base_dir=Path.cwd()))
-    elif isinstance(config, Mapping):
-        data = apply_overrides(config, overrides, base_dir=Path.cwd()) if overrides else dict(config)
-        config = Config.from_dict(data)
-    else:
-        raise ConfigError(f"expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
-    decoder = Decoder(config, model=model)
-    return decoder.run(study_rows(config), progress=progress)
-
-
-def study_rows(config: Config) -> list[ManifestRow]:
-    """The manifest rows named by the config's ``data`` section."""
-    data = config.data
-    return read_manifest(
-        data.manifest,
-        path_column=data.path_column,
-        id_column=data.id_column,
-        label_column=data.label_column,
-        mask_column=data.mask_column,
-        root=data.root,
-    )

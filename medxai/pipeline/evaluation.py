@@ -33,13 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from medxai.errors import EvaluationError
+from medxai.errors import ConfigError, EvaluationError, StudyError
+from medxai.heatmap import to_heatmap
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
 from medxai.io import ImageReadError, read_image
 from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
 from medxai.io.writers import write_text
+from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
+from medxai.pipeline.decoder import Decoder, build_methods
+from medxai.pipeline.progress import progress_bar
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
 METRICS_COLUMNS = ("image_id", "method", "class_index", *METRICS, "error")
@@ -101,8 +105,6 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 
 def _load_run(run_dir: Path, decoder=None):
-    from medxai.pipeline.config import Config, ConfigError
-    from medxai.pipeline.decoder import Decoder, StudyError
 
     index_path, record_path = run_dir / INDEX_NAME, run_dir / RUN_NAME
     if not index_path.is_file() or not record_path.is_file():
@@ -132,7 +134,6 @@ def _model_maps(decoder, rows: list[dict[str, str]], tensor: np.ndarray, geometr
 
     Empty when the source geometry is the model's: the saved maps are then those maps exactly.
     """
-    from medxai.heatmap import to_heatmap
 
     if tuple(geometry.source_spatial_shape) == tuple(geometry.model_spatial_shape):
         return {}
@@ -193,8 +194,7 @@ def _map_figures(decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, 
 
 def _sanity(decoder, rows: list[dict[str, str]], spec: EvaluationSpec) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """The sanity.csv rows and per-method verdicts; a failure is recorded per method, never raised."""
-    from medxai.pipeline.decoder import build_methods
-    from medxai.metrics.randomisation import SanityResult, cascading_randomisation
+    from medxai.metrics.randomisation import SanityResult, cascading_randomisation  # deferred: needs Keras
 
     names = list(dict.fromkeys([m.name for m in decoder.methods] + [r["method"] for r in rows]))
     try:
@@ -257,7 +257,6 @@ def evaluate_run(
     Raises:
         EvaluationError: not a finished run, or its study cannot be reloaded.
     """
-    from medxai.pipeline.progress import progress_bar
 
     spec = EvaluationSpec() if spec is None else spec
     run_dir = Path(run_dir).resolve()

@@ -24,13 +24,12 @@ import signal
 import sys
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from medxai.pipeline.config import Config, DaskSection
+from medxai.errors import StudyError
 from medxai.io import ManifestRow
-
-if TYPE_CHECKING:  # this module starts no TensorFlow: a Dask worker imports it quietly first
-    from medxai.pipeline.decoder import Decoder
+from medxai.pipeline.config import Config, DaskSection
+from medxai.pipeline.decoder import Decoder, LocalExecutor
 
 Done = Callable[[list[ManifestRow], list[dict[str, Any]]], None]
 Chunks = Sequence[Sequence[ManifestRow]]
@@ -50,26 +49,6 @@ def make_executor(config: Config) -> LocalExecutor | DaskExecutor:
     if config.runtime.executor == "dask":
         return DaskExecutor(config.runtime.dask)
     return LocalExecutor()
-
-
-class LocalExecutor:
-    """Computes every chunk in this process, one after the other."""
-
-    name = "local"
-
-    def __enter__(self) -> LocalExecutor:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        """What ``run.json`` records under ``executor``."""
-        return {"name": self.name}
-
-    def run(self, decoder: Decoder, chunks: Chunks, done: Done) -> None:
-        """Compute ``chunks`` in order; ``done`` gets each chunk as its maps are written."""
-        decoder.process(chunks, done)
 
 
 def partition_chunks(chunks: Chunks, size: int) -> list[list[Sequence[ManifestRow]]]:
@@ -100,8 +79,6 @@ class DaskExecutor:
     name = "dask"
 
     def __init__(self, settings: DaskSection):
-        from medxai.pipeline.decoder import StudyError
-
         try:
             import distributed
         except ImportError as err:
@@ -118,8 +95,6 @@ class DaskExecutor:
         self.workers: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> DaskExecutor:
-        from medxai.pipeline.decoder import StudyError
-
         settings, distributed = self.settings, self.distributed
         try:
             if settings.address == "local":
@@ -231,8 +206,6 @@ def _worker_decoder(config: Config, fingerprint: str, run_key: str) -> tuple[Dec
                 from medxai.pipeline.quiet import import_tensorflow_quietly
 
                 import_tensorflow_quietly()  # hide TensorFlow's C++ start-up messages, as `medxai run` does
-            from medxai.pipeline.decoder import Decoder, StudyError
-
             _CACHE.clear()  # one run's model at a time
             try:
                 decoder = Decoder(config)

@@ -20,7 +20,6 @@ last point is done: memory is bounded by ``batch_size``, never by ``steps`` or
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import keras
@@ -30,6 +29,7 @@ import tensorflow as tf
 from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.plan import PathPlan
+from medxai.methods._engine.precision import PRECISIONS, mixed_precision_copy
 
 class _Moments:
     """Running per-image mean (and M2 for the variance) in float64 (Welford)."""
@@ -74,8 +74,6 @@ class GradientEngine:
     """
 
     def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"):
-        from medxai.methods._engine.precision import PRECISIONS, mixed_precision_copy
-
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(jit, bool):
