@@ -21,7 +21,6 @@ maps, the index and resuming are the same whichever computes them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -37,15 +36,15 @@ from typing import Any, Callable, Container, Mapping, Sequence
 import numpy as np
 
 from medxai.errors import ModelLoadError, OutputSelectionError, StudyError
-from medxai._version import __version__
 from medxai.pipeline.config import Config
 from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
 from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
-from medxai.io.index import INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text, read_index
+from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
+from medxai.pipeline.journal import completed_rows, fingerprint, jsonable, previous_fingerprint, versions
 from medxai.pipeline.progress import progress_bar
 from medxai.viz.render import colorize, overlay
 
@@ -155,51 +154,10 @@ def _parameter_names(cls: type) -> set[str]:
     return set(method_parameters(cls))
 
 
-def _fingerprint(config: Config, model_checksum: str) -> str:
-    """What decides the maps and their index rows: a resumed run reuses rows only when this is unchanged.
-
-    Every setting is in it except the few below that never change a map's values or files, so a
-    setting added later is covered until someone decides otherwise. The ``data`` section is in
-    because it decides which image an id names (ids are row numbers without ``data.id_column``).
-    """
-    data = config.to_dict()
-    data["model"]["checksum"] = model_checksum
-    del data["output"]["dir"]  # where the run is, not what it holds
-    data.pop("evaluate", None)  # computed after the run from the finished maps; never changes them
-    runtime = data["runtime"]
-    for key in ("resume", "progress", "overlap_io", "executor", "dask"):
-        runtime.pop(key, None)  # how and where the maps are computed, not what they are
-    # batch_size bounds memory only: maps agree to float rounding at any batch size
-    # (tests/test_engine.py), and lowering it after running out of memory is the usual reason to resume.
-    runtime.pop("batch_size", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of an index or journal of this version of medxai; another header means none."""
-    header, rows = read_index(path)
-    return rows if header == list(INDEX_COLUMNS) else []
-
-
 def _format(value: float | None, digits: int = 6) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{value:.{digits}g}"
-
-
-def _versions() -> dict[str, str]:
-    import keras
-    import pydicom
-    import tensorflow as tf
-
-    return {
-        "medxai": __version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "pydicom": pydicom.__version__,
-    }
 
 
 # ---------------------------------------------------------------------- decoder
@@ -257,34 +215,17 @@ class Decoder:
         self._writer: ThreadPoolExecutor | None = None
         self.out = Path(config.output.dir)
         self.formats = set(config.output.formats)
-        self.fingerprint = _fingerprint(config, self.model_checksum)
+        self.fingerprint = fingerprint(config, self.model_checksum)
 
     # ---- resume
     def _completed(self) -> dict[str, list[dict[str, str]]]:
         """Rows of images whose every map is complete in a previous run of the same config."""
-        run_file = self.out / RUN_NAME
-        if not self.config.runtime.resume or not run_file.exists():
+        if not self.config.runtime.resume or not (self.out / RUN_NAME).exists():
             return {}
-        try:
-            previous = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, ValueError):
-            previous = None
-        if previous != self.fingerprint:
+        if previous_fingerprint(self.out) != self.fingerprint:
             print("medxai: the config or model changed since the last run; recomputing every map", file=sys.stderr)
             return {}
-        by_image: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
-        for row in _read_rows(self.out / INDEX_NAME) + _read_rows(self.out / JOURNAL_NAME):
-            # the journal is newer than the index: a later row of the same map replaces an earlier one
-            by_image.setdefault(row["image_id"], {})[(row["method"], row["class_index"])] = row
-        methods = {m.name for m in self.methods}
-        complete = {}
-        for image_id, maps in by_image.items():
-            rows = list(maps.values())
-            ok = all(r["status"] == "ok" for r in rows) and {r["method"] for r in rows} == methods
-            files = [r[k] for r in rows for k in ("npy_path", "png_path", "overlay_path") if r[k]]
-            if ok and all((self.out / f).exists() for f in files):
-                complete[image_id] = rows
-        return complete
+        return completed_rows(self.out, {m.name for m in self.methods})
 
     # ---- per-image work
     def _load(self, row: ManifestRow) -> _Item:
@@ -575,8 +516,8 @@ class Decoder:
             "started": started.isoformat(),
             "ended": None if ended is None else ended.isoformat(),
             "config": self.config.to_dict(),
-            "methods": [{"name": m.name, "params": _jsonable(m.params())} for m in self.methods],
-            "heatmap": _jsonable(self.policy.to_dict()),
+            "methods": [{"name": m.name, "params": jsonable(m.params())} for m in self.methods],
+            "heatmap": jsonable(self.policy.to_dict()),
             "model": {
                 "path": str(self.config.model.path),
                 "sha256": self.model_checksum,
@@ -584,9 +525,9 @@ class Decoder:
                 "classes": self.scores.n_outputs,
                 "explained": "; ".join(dict.fromkeys(v for v in self._explained.values() if v)),
             },
-            "versions": _versions(),
+            "versions": versions(),
             "host": platform.node(),
-            "executor": _jsonable(dict(executor)),
+            "executor": jsonable(dict(executor)),
             "counts": None
             if summary is None
             else {
@@ -603,10 +544,6 @@ class Decoder:
 def _item(values: np.ndarray | None, k: int) -> Any:
     """Entry ``k`` of an optional per-map array, for the index ("" when absent)."""
     return "" if values is None else values[k]
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def _same_shape_groups(items: list[_Item]) -> list[list[_Item]]:

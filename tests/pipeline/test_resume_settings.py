@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 import medxai
 from medxai.pipeline.config import Config, ConfigError, apply_overrides
-from medxai.pipeline.decoder import Decoder, _fingerprint
+from medxai.pipeline.decoder import Decoder
+from medxai.pipeline.journal import fingerprint as _fingerprint
 
 FAILING = ["fake", "gone", "nan"]  # the study's images that always fail, so are never resumed
 
