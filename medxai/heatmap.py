@@ -19,18 +19,37 @@ Steps, in this order:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from dataclasses import asdict
+from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
+from pydantic import BeforeValidator, ConfigDict, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+from medxai._validation import SpecMixin, _choice, _error, _number, _optional_section, _says, library_errors
 
 REDUCTIONS = ("abs_sum", "sum", "max_abs", "l2")
 POLARITIES = ("absolute", "positive", "negative")
 CLIP_MODES = ("value", "mass")
 
+# One schema for the library and the study config (whose ``heatmap:`` section *is* a
+# HeatmapPolicy): each check gives the config's message, and the library's own where it
+# differs, raised as a ValueError when a policy is built directly (medxai._validation).
+_SETTINGS = ConfigDict(extra="forbid")
 
-@dataclass(frozen=True)
-class ClipSpec:
+
+def _one_of(what: str, options: tuple[str, ...]) -> Any:
+    """Case-insensitive choice; built directly: ``"<what> must be one of (...), got 'x'"``."""
+    return BeforeValidator(_says(_choice(*options), lambda v: f"{what} must be one of {options}, got {v!r}"))
+
+
+def _percentile(value: Any) -> float:
+    return _says(_number, lambda v: f"clip low and high must be numbers, got {v!r}")(value)
+
+
+@library_errors
+@dataclass(frozen=True, config=_SETTINGS)
+class ClipSpec(SpecMixin):
     """Outlier clipping: keep values between the ``low`` and ``high`` percentiles.
 
     Attributes:
@@ -38,39 +57,52 @@ class ClipSpec:
             the cumulative attribution mass, smallest values first).
         low: Lower percentile in [0, 100); values below are raised to it.
         high: Upper percentile in (low, 100]; values above are lowered to it.
+
+    Also the study config's ``heatmap.clip:`` section (``medxai.pipeline.config.ClipSection``).
+
+    Raises:
+        ValueError: a mode that is not ``value`` or ``mass``, or not ``0 <= low < high <= 100``.
     """
 
-    mode: str = "value"
-    low: float = 0.0
-    high: float = 99.5
+    mode: Annotated[Literal["value", "mass"], _one_of("clip mode", CLIP_MODES)] = "value"
+    low: Annotated[float, BeforeValidator(_percentile)] = 0.0
+    high: Annotated[float, BeforeValidator(_percentile)] = 99.5
 
-    def __post_init__(self) -> None:
-        if self.mode not in CLIP_MODES:
-            raise ValueError(f"clip mode must be one of {CLIP_MODES}, got {self.mode!r}")
-        if not 0.0 <= self.low < self.high <= 100.0:
-            raise ValueError(f"clip needs 0 <= low < high <= 100, got low={self.low}, high={self.high}")
+    @model_validator(mode="after")
+    def _check_range(self) -> ClipSpec:
+        if not 0 <= self.low < self.high <= 100:
+            raise _error(
+                f"expected 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}",
+                library=f"clip needs 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}",
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class HeatmapPolicy:
-    """How signed attributions become a [0, 1] map (recorded with every map)."""
+@library_errors
+@dataclass(frozen=True, config=_SETTINGS)
+class HeatmapPolicy(SpecMixin):
+    """How signed attributions become a [0, 1] map (recorded with every map).
 
-    reduce: str = "abs_sum"
-    polarity: str = "absolute"
-    clip: ClipSpec | None = field(default=None)
+    Also the study config's ``heatmap:`` section (``medxai.pipeline.config.HeatmapSection``).
+    ``reduce``, ``polarity`` and ``clip.mode`` are read case-insensitively; ``clip`` may be
+    None, a :class:`ClipSpec` or a mapping of its fields.
+    """
 
-    def __post_init__(self) -> None:
-        if self.reduce not in REDUCTIONS:
-            raise ValueError(f"reduce must be one of {REDUCTIONS}, got {self.reduce!r}")
-        if self.polarity not in POLARITIES:
-            raise ValueError(f"polarity must be one of {POLARITIES}, got {self.polarity!r}")
-        if isinstance(self.clip, Mapping):
-            object.__setattr__(self, "clip", ClipSpec(**self.clip))
-        elif self.clip is not None and not isinstance(self.clip, ClipSpec):
-            raise ValueError(f"clip must be None, a dict or a ClipSpec, got {self.clip!r}")
+    reduce: Annotated[Literal["abs_sum", "sum", "max_abs", "l2"], _one_of("reduce", REDUCTIONS)] = "abs_sum"
+    polarity: Annotated[Literal["absolute", "positive", "negative"], _one_of("polarity", POLARITIES)] = "absolute"
+    clip: ClipSpec | None = None
+
+    _check_clip = field_validator("clip", mode="before")(
+        _optional_section(
+            ClipSpec,
+            "null or {mode: value|mass, low: .., high: ..}",
+            switch=False,
+            library="clip must be None, a dict or a ClipSpec, got ",
+        )
+    )
 
     @classmethod
-    def from_value(cls, value: "HeatmapPolicy | Mapping[str, Any] | None") -> "HeatmapPolicy":
+    def from_value(cls, value: HeatmapPolicy | Mapping[str, Any] | None) -> HeatmapPolicy:
         """Build a policy from None (defaults), a mapping or a policy."""
         if value is None:
             return cls()

@@ -17,21 +17,45 @@ person would look at it, for overlays.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Union
 
 import numpy as np
-from skimage.transform import resize
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_serializer, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
+from medxai._validation import (
+    Number,
+    PositiveNumber,
+    SpecMixin,
+    _error,
+    _int_tuple,
+    _int_where,
+    _is_number,
+    _is_word,
+    _number,
+    _numbers,
+    _positive_int,
+    _positive_number,
+    _says,
+    _show,
+    _sub_validate,
+    library_errors,
+)
 from medxai.errors import PreprocessError
-from medxai.io.image import LoadedImage
+
+if TYPE_CHECKING:  # the image readers (pydicom, Pillow, nibabel) load only where images are read
+    from medxai.io.image import LoadedImage
 
 __all__ = [
     "Geometry",
     "PreprocessError",
     "PreprocessSpec",
     "Preprocessor",
+    "ScaleStats",
+    "WindowSpec",
     "apply_window",
     "check_finite",
     "invert_intensity",
@@ -44,80 +68,244 @@ __all__ = [
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_BT601 = (0.299, 0.587, 0.114)
 
-WindowSpec = Union[str, tuple[float, float], None]
-ScaleSpec = Union[str, tuple[float, float], dict, None]
+# One schema for the library and the study config, whose ``preprocess:`` section is a
+# PreprocessSpec: each check gives the config's message (the config names the key) and,
+# built directly, the library's own as a ValueError (see medxai._validation). The config
+# (validated with a context) reads only its YAML forms; direct construction also takes the
+# Python forms it always took (a window as a (center, width) sequence, any channel count).
+_SETTINGS = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
-class PreprocessSpec:
+def _in_config(info: ValidationInfo) -> bool:
+    """Validated as part of a study config (which passes a context), not built directly."""
+    return info.context is not None
+
+
+class _Window(NamedTuple):
+    center: float
+    width: float
+
+
+class WindowSpec(_Window):
+    """An intensity window (e.g. CT Hounsfield units): ``center`` +/- ``width`` / 2.
+
+    A named tuple ``(center, width)``, equal to the plain tuple; the config writes it
+    as ``{center: .., width: ..}``.
+
+    Raises:
+        ValueError: a width that is not > 0, or values that are not finite numbers.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, center: float, width: float) -> WindowSpec:
+        if not (_is_number(center) and _is_number(width) and np.isfinite([center, width]).all() and width > 0):
+            raise ValueError(f"window width must be > 0 and values finite, got {(center, width)!r}")
+        return super().__new__(cls, float(center), float(width))
+
+
+@dataclass(frozen=True, config=_SETTINGS)
+class _WindowKeys:
+    """The config's ``{center: .., width: ..}`` form of a :class:`WindowSpec`."""
+
+    center: Number
+    width: PositiveNumber
+
+
+def _flat(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+@library_errors
+@dataclass(frozen=True, config=_SETTINGS)
+class ScaleStats(SpecMixin):
+    """Standardisation ``(x - mean) / std``; each a number or one number per channel.
+
+    Read like the mapping ``{"mean": .., "std": ..}`` (``stats["mean"]``, ``dict(stats)``).
+    """
+
+    mean: Annotated[
+        float | tuple[float, ...],
+        BeforeValidator(_says(lambda v: _numbers(_flat(v), _number), lambda v: f"scale mean must be finite numbers, got {v!r}")),
+    ]
+    std: Annotated[
+        float | tuple[float, ...],
+        BeforeValidator(
+            _says(lambda v: _numbers(_flat(v), _positive_number), lambda v: f"scale std must be > 0 and values finite, got {v!r}")
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> ScaleStats:
+        if isinstance(self.mean, tuple) and isinstance(self.std, tuple) and len(self.mean) != len(self.std):
+            raise _error(f"mean and std have different lengths ({len(self.mean)} and {len(self.std)})")
+        return self
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in ("mean", "std"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Any:
+        return iter(("mean", "std"))
+
+    def __len__(self) -> int:
+        return 2
+
+    def keys(self) -> tuple[str, str]:
+        return ("mean", "std")
+
+
+Mapping.register(ScaleStats)
+
+_size = _int_tuple("null or a list of 2 or 3 positive integers", (2, 3), lambda v: v > 0)
+_channels = _int_where("1, 3 or null", lambda v: v in (1, 3))
+
+
+def _with_library(exc: PydanticCustomError, message: str) -> PydanticCustomError:
+    return PydanticCustomError(exc.type, exc.message_template, {**(exc.context or {}), "library": message})
+
+
+@library_errors
+@dataclass(frozen=True, config=_SETTINGS)
+class PreprocessSpec(SpecMixin):
     """How to turn an image into model input.
 
     Attributes:
-        size: target spatial size; None -> the model input's spatial shape.
+        size: target spatial size (2 or 3 positive ints); None -> the model input's spatial shape.
         channels: target channel count; None -> the model input's.
         window: ``"auto"`` (the file's VOI window when it has one, else none),
-            ``(center, width)``, or None (no window).
+            ``(center, width)`` (stored as a :class:`WindowSpec`), or None (no window).
         scale: ``"minmax"`` (per image to [0, 1], a constant image -> zeros),
             ``(low, high)`` (per image min-max to [low, high]),
             ``{"mean": m, "std": s}`` (``(x - m) / s``, floats or per-channel
-            lists), or None (values as they are).
+            lists; stored as a :class:`ScaleStats`), or None (values as they are).
+
+    Also the study config's ``preprocess:`` section (``medxai.pipeline.config.PreprocessSection``),
+    where ``channels`` must be 1 or 3 and the window is written ``{center: .., width: ..}``.
+
+    Raises:
+        ValueError: a value of the wrong form, naming the setting.
     """
 
-    size: tuple[int, ...] | None = None
-    channels: int | None = None
-    window: WindowSpec = "auto"
-    scale: ScaleSpec = "minmax"
+    size: tuple[int, ...] | None = Field(
+        default=None, description="Spatial size (2 or 3 ints); None: the model's input size."
+    )
+    channels: int | None = Field(default=None, description="None: the model's input channels.")
+    window: Literal["auto"] | WindowSpec | None = Field(
+        default="auto", description="'auto' (from the file), {center, width}, or None (no windowing)."
+    )
+    scale: Literal["minmax"] | ScaleStats | tuple[float, float] | None = Field(
+        default="minmax",
+        description="'minmax' (per image to [0, 1]), {mean, std}, [low, high] (per image min-max "
+        "to [low, high]), or None (no scaling).",
+    )
 
-    def __post_init__(self) -> None:
-        # Accept lists (as YAML gives them) and store tuples.
-        if self.size is not None:
-            size = tuple(self.size)
-            if not size or not all(_positive_int(n) for n in size):
-                raise ValueError(f"size must be positive integers, got {self.size!r}")
-            object.__setattr__(self, "size", tuple(int(n) for n in size))
-        if self.channels is not None and not _positive_int(self.channels):
-            raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
-        object.__setattr__(self, "window", _check_window(self.window))
-        object.__setattr__(self, "scale", _check_scale(self.scale))
+    def spec_kwargs(self) -> dict[str, Any]:
+        """The settings as plain values: the window as ``(center, width)``, mean/std as ``{"mean": .., "std": ..}``."""
+        window = tuple(self.window) if isinstance(self.window, WindowSpec) else self.window
+        scale = {"mean": self.scale.mean, "std": self.scale.std} if isinstance(self.scale, ScaleStats) else self.scale
+        return {"size": self.size, "channels": self.channels, "window": window, "scale": scale}
+
+    @field_serializer("window")
+    def _window_as_mapping(self, window: Any) -> Any:
+        return {"center": window.center, "width": window.width} if isinstance(window, WindowSpec) else window
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _check_size(cls, value: Any) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        return _says(_size, lambda v: f"size must be 2 or 3 positive integers, got {v!r}")(_flat(value))
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _check_channels(cls, value: Any, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        if _in_config(info):
+            return _channels(value)
+        return _says(_positive_int, lambda v: f"channels must be a positive integer, got {v!r}")(value)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _check_window(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, WindowSpec):
+            return value
+        if _is_word(value, "none"):
+            return None
+        if _is_word(value, "auto"):
+            return "auto"
+        if isinstance(value, Mapping):
+            try:
+                keys = _sub_validate(_WindowKeys, value, info)
+            except PydanticCustomError as exc:
+                raise _with_library(exc, f"window must be 'auto', None or (center, width), got {value!r}") from None
+            return WindowSpec(keys.center, keys.width)
+        library = f"window must be 'auto', None or (center, width), got {value!r}"
+        if not _in_config(info) and not isinstance(value, str) and isinstance(value, (Sequence, np.ndarray)) and len(value) == 2:
+            try:
+                return WindowSpec(*value)
+            except (TypeError, ValueError) as err:
+                library = str(err)
+        raise _error(f"expected 'auto', none or {{center: .., width: ..}}, got {_show(value)}", library=library)
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _check_scale(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or _is_word(value, "none"):
+            return None
+        if _is_word(value, "minmax"):
+            return "minmax"
+        if isinstance(value, (list, tuple, np.ndarray)):
+            if len(value) == 2 and all(_is_number(v) and np.isfinite(v) for v in value):
+                low, high = float(value[0]), float(value[1])
+                if low >= high:
+                    raise _error(
+                        f"expected [low, high] with low < high, got {_show(_flat(value))}",
+                        library=f"scale range must have low < high, got {value!r}",
+                    )
+                return (low, high)
+            raise _error(
+                f"expected [low, high] (two numbers), got {_show(_flat(value))}",
+                library=f"scale must be 'minmax', (low, high), {{'mean': m, 'std': s}} or None, got {value!r}",
+            )
+        if isinstance(value, (Mapping, ScaleStats)):
+            if isinstance(value, ScaleStats):
+                stats = value
+            else:
+                try:
+                    stats = _sub_validate(ScaleStats, value, info)
+                except PydanticCustomError as exc:
+                    library = (
+                        f"scale std must be > 0 and values finite, got {dict(value)!r}"
+                        if set(value) == {"mean", "std"}
+                        else f"scale dict needs exactly the keys 'mean' and 'std', got {sorted(value)}"
+                    )
+                    raise _with_library(exc, library) from None
+            channels = info.data.get("channels")
+            problems = [
+                ((key,), f"expected 1 or {channels} values (one per channel), got {len(v)}")
+                for key in ("mean", "std")
+                if isinstance(v := getattr(stats, key), tuple) and channels and len(v) not in (1, channels)
+            ]
+            if problems:
+                raise _error(
+                    "",
+                    *problems,
+                    library=f"scale mean/std need 1 or {channels} values (one per channel), got {dict(value)!r}",
+                )
+            return stats
+        raise _error(
+            f"expected 'minmax', {{mean: .., std: ..}}, [low, high] or none, got {_show(value)}",
+            library=f"scale must be 'minmax', (low, high), {{'mean': m, 'std': s}} or None, got {value!r}",
+        )
 
 
-def _positive_int(n: Any) -> bool:
-    return isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
+ScaleSpec = Union[str, tuple[float, float], Mapping, None]
 
 
-def _check_window(window: Any) -> WindowSpec:
-    if window is None or (isinstance(window, str) and window == "auto"):
-        return window
-    if isinstance(window, str) or not isinstance(window, (Sequence, np.ndarray)) or len(window) != 2:
-        raise ValueError(f"window must be 'auto', None or (center, width), got {window!r}")
-    center, width = float(window[0]), float(window[1])
-    if not (np.isfinite(center) and np.isfinite(width) and width > 0):
-        raise ValueError(f"window width must be > 0 and values finite, got {window!r}")
-    return (center, width)
-
-
-def _check_scale(scale: Any) -> ScaleSpec:
-    if scale is None or (isinstance(scale, str) and scale == "minmax"):
-        return scale
-    if isinstance(scale, Mapping):
-        if set(scale) != {"mean", "std"}:
-            raise ValueError(f"scale dict needs exactly the keys 'mean' and 'std', got {sorted(scale)}")
-        std = np.atleast_1d(np.asarray(scale["std"], dtype=np.float64))
-        mean = np.atleast_1d(np.asarray(scale["mean"], dtype=np.float64))
-        if not (np.isfinite(std).all() and np.isfinite(mean).all() and (std > 0).all()):
-            raise ValueError(f"scale std must be > 0 and values finite, got {dict(scale)!r}")
-        if std.ndim != 1 or mean.ndim != 1:
-            raise ValueError(f"scale mean/std must be numbers or flat lists, got {dict(scale)!r}")
-        return dict(scale)
-    if isinstance(scale, str) or not isinstance(scale, (Sequence, np.ndarray)) or len(scale) != 2:
-        raise ValueError(f"scale must be 'minmax', (low, high), {{'mean': m, 'std': s}} or None, got {scale!r}")
-    low, high = float(scale[0]), float(scale[1])
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise ValueError(f"scale range must have low < high, got {scale!r}")
-    return (low, high)
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Geometry:
     """What is needed to send a map back to the source image's geometry."""
 
@@ -176,6 +364,8 @@ def resize_spatial(x: np.ndarray, shape: Sequence[int], *, anti_aliasing: bool |
         raise ValueError(f"target shape {shape} does not match the {x.ndim - 1} spatial axes of {x.shape}")
     if shape == x.shape[:-1]:
         return x.copy()
+    from skimage.transform import resize  # deferred: the spec (a config section) imports light
+
     if anti_aliasing is None:
         anti_aliasing = any(t < s for t, s in zip(shape, x.shape[:-1]))
     out = np.empty(shape + (x.shape[-1],), dtype=np.float32)

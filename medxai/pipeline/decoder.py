@@ -37,13 +37,13 @@ import numpy as np
 
 from medxai.errors import ModelLoadError, OutputSelectionError, StudyError
 from medxai.pipeline.config import Config
-from medxai.heatmap import ClipSpec, HeatmapPolicy, to_heatmap
+from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
 from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text
 from medxai.io.writers import write_npy, write_png, write_text
-from medxai.preprocess import PreprocessError, Preprocessor, PreprocessSpec
+from medxai.preprocess import PreprocessError, Preprocessor
 from medxai.pipeline.journal import completed_rows, fingerprint, jsonable, previous_fingerprint, versions
 from medxai.pipeline.progress import progress_bar
 from medxai.viz.render import colorize, overlay
@@ -89,25 +89,6 @@ class _Item:
 
 
 # --------------------------------------------------------------------- helpers
-def preprocess_spec(config: Config) -> PreprocessSpec:
-    """The :class:`PreprocessSpec` of a validated config."""
-    section = config.preprocess
-    window = section.window
-    if window is not None and not isinstance(window, str):
-        window = (window.center, window.width)
-    scale = section.scale
-    if scale is not None and not isinstance(scale, (str, tuple)):
-        scale = {"mean": scale.mean, "std": scale.std}
-    return PreprocessSpec(size=section.size, channels=section.channels, window=window, scale=scale)
-
-
-def heatmap_policy(config: Config) -> HeatmapPolicy:
-    """The :class:`HeatmapPolicy` of a validated config."""
-    section = config.heatmap
-    clip = None if section.clip is None else ClipSpec(section.clip.mode, section.clip.low, section.clip.high)
-    return HeatmapPolicy(reduce=section.reduce, polarity=section.polarity, clip=clip)
-
-
 def _clip_text(policy: HeatmapPolicy) -> str:
     clip = policy.clip
     return "" if clip is None else f"{clip.mode}:{clip.low:g}-{clip.high:g}"
@@ -140,7 +121,7 @@ def build_methods(config: Config, model: Any) -> list[Any]:
                 model,
                 output=config.model.output,
                 batch_size=config.runtime.batch_size,
-                heatmap=heatmap_policy(config),
+                heatmap=config.heatmap,
                 jit=config.runtime.jit,
                 precision=config.runtime.precision,
                 engine=engine,
@@ -200,7 +181,7 @@ class Decoder:
         except (ModelLoadError, OutputSelectionError) as err:
             raise StudyError(f"model.path: {err}") from err
         try:
-            self.preprocessor = Preprocessor(preprocess_spec(config), self.scores.input_shape)
+            self.preprocessor = Preprocessor(config.preprocess, self.scores.input_shape)
         except ValueError as err:
             raise StudyError(f"preprocess: {err}") from err
         try:
@@ -211,7 +192,7 @@ class Decoder:
         except (ValueError, TypeError) as err:
             raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
         self.model_checksum = file_checksum(config.model.path)
-        self.policy = heatmap_policy(config)
+        self.policy = config.heatmap
         self._writer: ThreadPoolExecutor | None = None
         self.out = Path(config.output.dir)
         self.formats = set(config.output.formats)
@@ -292,13 +273,12 @@ class Decoder:
             write_png(self.out / paths["png_path"], colorize(heatmap, self.config.output.colormap))
         if "overlay" in self.formats:
             paths["overlay_path"] = f"{stem}.overlay.png"
-            outline = self.config.output.overlay_outline
             picture = overlay(
                 item.display,
                 heatmap,
                 colormap=self.config.output.colormap,
                 alpha=self.config.output.alpha,
-                outline=None if outline is None else outline.model_dump(),
+                outline=self.config.output.overlay_outline,
             )
             write_png(self.out / paths["overlay_path"], picture)
         return {k: Path(v).as_posix() if v else "" for k, v in paths.items()}

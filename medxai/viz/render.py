@@ -11,11 +11,8 @@ region's boundary (:func:`strongest_regions`, :func:`outline`, :class:`OutlineSp
 
 from __future__ import annotations
 
-import difflib
 import math
-import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
 import matplotlib
@@ -23,6 +20,8 @@ import numpy as np
 from skimage.measure import label
 from skimage.morphology import closing, disk, opening
 from skimage.segmentation import find_boundaries
+
+from medxai.viz.outline_spec import OutlineSpec
 
 __all__ = [
     "OutlineSpec",
@@ -73,87 +72,6 @@ def colorize(heatmap: np.ndarray, colormap: str = "inferno") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ outlines
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class OutlineSpec:
-    """How :func:`overlay` outlines the strongest regions of a map.
-
-    Attributes:
-        top_percent: Outline the pixels holding the top ``top_percent`` % of map
-            values (a value-percentile threshold), ``0 < top_percent <= 100``.
-        cleanup: Morphological clean-up of that region (see :func:`strongest_regions`).
-        radius: Radius in pixels of the clean-up's disk; 0 = no opening/closing.
-        min_size: Smallest connected region kept, in pixels (0 or 1 = keep all).
-        color: RGB outline colour, three ints in 0..255.
-        only: True: outlines on the grey image, without the colour-mapped map.
-
-    The clean-up defaults (radius 2, min_size 32) were chosen by looking at the demo
-    study's 128-pixel overlays: radius 1 / 16 pixels left several specks per map.
-    ``top_percent`` depends on how much of the image a finding covers (the demo's
-    lesions cover under 1%, and 2 suits them best); 10 is a generic start.
-
-    Raises:
-        ValueError: for an out-of-range or wrongly typed field, naming it.
-    """
-
-    top_percent: float = 10.0
-    cleanup: bool = True
-    radius: int = 2
-    min_size: int = 32
-    color: tuple[int, int, int] = (0, 255, 0)
-    only: bool = False
-
-    def __post_init__(self) -> None:
-        top = self.top_percent
-        if not isinstance(top, numbers.Real) or isinstance(top, bool) or not (0 < top <= 100):
-            raise ValueError(f"outline top_percent must be a number in (0, 100], got {top!r}")
-        for name in ("cleanup", "only"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"outline {name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("radius", "min_size"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"outline {name} must be a non-negative integer, got {value!r}")
-        color = self.color
-        if (
-            isinstance(color, (str, bytes))
-            or not hasattr(color, "__len__")
-            or len(color) != 3
-            or not all(_is_int(c) and 0 <= c <= 255 for c in color)
-        ):
-            raise ValueError(f"outline color must be three integers in 0..255 (RGB), got {color!r}")
-        object.__setattr__(self, "top_percent", float(top))
-        object.__setattr__(self, "cleanup", bool(self.cleanup))
-        object.__setattr__(self, "only", bool(self.only))
-        object.__setattr__(self, "radius", int(self.radius))
-        object.__setattr__(self, "min_size", int(self.min_size))
-        object.__setattr__(self, "color", tuple(int(c) for c in color))
-
-    @classmethod
-    def coerce(cls, value: OutlineSpec | Mapping[str, Any] | None) -> OutlineSpec | None:
-        """An OutlineSpec from a spec, a mapping of its fields (missing ones: defaults) or None.
-
-        Raises:
-            ValueError: unknown keys (with a suggestion) or invalid values.
-        """
-        if value is None or isinstance(value, OutlineSpec):
-            return value
-        if not isinstance(value, Mapping):
-            raise ValueError(f"outline must be None, an OutlineSpec or a mapping, got {value!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = [k for k in value if k not in known]
-        if unknown:
-            hints = []
-            for key in unknown:
-                guess = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-                hints.append(f"{key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else ""))
-            raise ValueError(f"unknown outline option {', '.join(hints)}; known: {', '.join(known)}")
-        return cls(**value)
 
 
 def _slices(array: np.ndarray) -> list[np.ndarray]:

@@ -93,11 +93,18 @@ def fingerprint(study: Path, *overrides: str, checksum: str = "0" * 64) -> str:
     return _fingerprint(Config.from_dict(data), checksum)
 
 
+def _fields(section: type) -> dict:
+    """The fields of a pydantic model or a pydantic dataclass (the library's specs are the latter)."""
+    return getattr(section, "__pydantic_fields__", None) or section.model_fields
+
+
 def schema_keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[str]:
     """Every leaf key of the config schema, dotted."""
-    for name, field in model.model_fields.items():
+    for name, field in _fields(model).items():
         options = (field.annotation, *typing.get_args(field.annotation))
-        sections = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        sections = [
+            a for a in options if isinstance(a, type) and (issubclass(a, BaseModel) or hasattr(a, "__pydantic_fields__"))
+        ]
         if sections:
             yield from schema_keys(sections[0], f"{prefix}{name}.")
         else:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from medxai.errors import ConfigError
-from medxai.pipeline.config._errors import _dotted, _find_model, _unknown_key_message
+from medxai.pipeline.config._errors import _dotted, _find_model, _schema_fields, _unknown_key_message
 from medxai.pipeline.config.method_spec import MethodSpec
 from medxai.pipeline.config.schema import Config
 
@@ -99,11 +99,11 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
             if node is _AnyKeys:
                 child_node: Any = _AnyKeys
             else:
-                assert isinstance(node, type) and issubclass(node, BaseModel)
-                if part not in node.model_fields:
+                fields = _schema_fields(node)
+                if part not in fields:
                     prefix = f"{parent}." if parent else ""
-                    return f"{here}: {_unknown_key_message(part, list(node.model_fields), prefix)}"
-                child_node = _find_model(node.model_fields[part].annotation)
+                    return f"{here}: {_unknown_key_message(part, list(fields), prefix)}"
+                child_node = _find_model(fields[part])
                 if child_node is MethodSpec:
                     child_node = _AnyKeys
             if last:

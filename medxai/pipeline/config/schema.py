@@ -19,6 +19,8 @@ from pydantic import (
 from pydantic_core import PydanticUseDefault
 
 from medxai.errors import ConfigError
+from medxai.heatmap import HeatmapPolicy
+from medxai.preprocess import PreprocessSpec
 from medxai.pipeline.config._errors import (
     Problems,
     _error,
@@ -39,10 +41,8 @@ from medxai.pipeline.config.method_spec import (
 from medxai.pipeline.config.sections import (
     DataSection,
     EvaluateSection,
-    HeatmapSection,
     ModelSection,
     OutputSection,
-    PreprocessSection,
     RuntimeSection,
 )
 
@@ -60,10 +60,10 @@ class Config(BaseModel):
 
     model: ModelSection
     data: DataSection
-    preprocess: PreprocessSection = Field(default_factory=PreprocessSection)
+    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec(name=DEFAULT_METHOD)])
     targets: Literal["predicted", "label", "all"] | tuple[int, ...] = "predicted"
-    heatmap: HeatmapSection = Field(default_factory=HeatmapSection)
+    heatmap: HeatmapPolicy = Field(default_factory=HeatmapPolicy)
     output: OutputSection
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)
     evaluate: EvaluateSection | None = Field(

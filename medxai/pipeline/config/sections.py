@@ -7,11 +7,10 @@ documents every key with its default.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,10 +21,12 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
-    model_validator,
 )
 
 from medxai.errors import ConfigError
+from medxai.heatmap import ClipSpec, HeatmapPolicy
+from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
+from medxai.viz.outline_spec import OutlineSpec
 from medxai.pipeline.config._errors import (
     _did_you_mean,
     _error,
@@ -36,7 +37,6 @@ from medxai.pipeline.config._errors import (
 from medxai.pipeline.config._validators import (
     Name,
     NonNegativeInt,
-    Number,
     OptionalName,
     Percent,
     PositiveInt,
@@ -45,18 +45,10 @@ from medxai.pipeline.config._validators import (
     UnitInterval,
     _choice,
     _existing,
-    _int_tuple,
-    _int_where,
-    _is_number,
     _is_word,
     _name,
     _null_is_empty,
-    _number,
-    _number_where,
-    _numbers,
     _optional_section,
-    _positive_number,
-    _sub_validate,
     _to_path,
 )
 
@@ -118,178 +110,35 @@ class DataSection(_Section):
         return _existing(value, info, "directory")
 
 
-class WindowSpec(_Section):
-    """An intensity window (e.g. CT Hounsfield units): ``center`` +/- ``width`` / 2."""
-
-    center: Number
-    width: PositiveNumber
+# The preprocessing settings are the library's (one schema): the config's ``preprocess:``
+# section is a medxai.preprocess.PreprocessSpec (window: a WindowSpec, scale: a ScaleStats).
+PreprocessSection = PreprocessSpec
 
 
-class ScaleStats(_Section):
-    """Standardisation ``(x - mean) / std``; each a number or one number per channel."""
-
-    mean: Annotated[float | tuple[float, ...], BeforeValidator(lambda v: _numbers(v, _number))]
-    std: Annotated[float | tuple[float, ...], BeforeValidator(lambda v: _numbers(v, _positive_number))]
-
-    @model_validator(mode="after")
-    def _same_length(self) -> ScaleStats:
-        if isinstance(self.mean, tuple) and isinstance(self.std, tuple) and len(self.mean) != len(self.std):
-            raise _error(
-                f"mean and std have different lengths ({len(self.mean)} and {len(self.std)})"
-            )
-        return self
-
-
-_size = _int_tuple("null or a list of 2 or 3 positive integers", (2, 3), lambda v: v > 0)
-_channels = _int_where("1, 3 or null", lambda v: v in (1, 3))
-
-
-class PreprocessSection(_Section):
-    """How a raw image becomes the model's input tensor."""
-
-    size: tuple[int, ...] | None = Field(
-        default=None, description="Spatial size (2 or 3 ints); None: the model's input size."
-    )
-    channels: Literal[1, 3] | None = Field(default=None, description="None: the model's input channels.")
-    window: Literal["auto"] | WindowSpec | None = Field(
-        default="auto", description="'auto' (from the file), {center, width}, or None (no windowing)."
-    )
-    scale: Literal["minmax"] | ScaleStats | tuple[float, float] | None = Field(
-        default="minmax",
-        description="'minmax' (per image to [0, 1]), {mean, std}, [low, high] (per image min-max "
-        "to [low, high]), or None (no scaling).",
-    )
-
-    def spec_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``medxai.preprocess.PreprocessSpec``.
-
-        The window becomes ``(center, width)`` and mean/std scaling ``{"mean": .., "std": ..}``.
-        """
-        window = self.window
-        if isinstance(window, WindowSpec):
-            window = (window.center, window.width)
-        scale = self.scale
-        if isinstance(scale, ScaleStats):
-            scale = {"mean": scale.mean, "std": scale.std}
-        return {"size": self.size, "channels": self.channels, "window": window, "scale": scale}
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _check_size(cls, value: Any) -> tuple[int, ...] | None:
-        return None if value is None else _size(value)
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _check_channels(cls, value: Any) -> int | None:
-        return None if value is None else _channels(value)
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _check_window(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None or isinstance(value, WindowSpec):
-            return value
-        if _is_word(value, "none"):
-            return None
-        if _is_word(value, "auto"):
-            return "auto"
-        if isinstance(value, Mapping):
-            return _sub_validate(WindowSpec, value, info)
-        raise _error(f"expected 'auto', none or {{center: .., width: ..}}, got {_show(value)}")
-
-    @field_validator("scale", mode="before")
-    @classmethod
-    def _check_scale(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None or _is_word(value, "none"):
-            return None
-        if _is_word(value, "minmax"):
-            return "minmax"
-        if isinstance(value, (list, tuple)):
-            if len(value) == 2 and all(_is_number(v) and math.isfinite(v) for v in value):
-                low, high = float(value[0]), float(value[1])
-                if low >= high:
-                    raise _error(f"expected [low, high] with low < high, got {_show(value)}")
-                return (low, high)
-            raise _error(f"expected [low, high] (two numbers), got {_show(value)}")
-        if isinstance(value, (Mapping, ScaleStats)):
-            stats = value if isinstance(value, ScaleStats) else _sub_validate(ScaleStats, value, info)
-            channels = info.data.get("channels")
-            problems = [
-                ((key,), f"expected 1 or {channels} values (one per channel), got {len(v)}")
-                for key in ("mean", "std")
-                if isinstance(v := getattr(stats, key), tuple) and channels and len(v) not in (1, channels)
-            ]
-            if problems:
-                raise _errors(problems)
-            return stats
-        raise _error(
-            f"expected 'minmax', {{mean: .., std: ..}}, [low, high] or none, got {_show(value)}"
-        )
-
-
-class ClipSection(_Section):
-    """Clipping before normalisation: by value percentile or by cumulative attribution mass."""
-
-    mode: Annotated[Literal["value", "mass"], BeforeValidator(_choice("value", "mass"))] = "value"
-    low: Number = 0.0
-    high: Number = 99.5
-
-    @model_validator(mode="after")
-    def _check_range(self) -> ClipSection:
-        if not 0 <= self.low < self.high <= 100:
-            raise _error(
-                f"expected 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}"
-            )
-        return self
-
-
-class HeatmapSection(_Section):
-    """The map policy: signed attributions -> a [0, 1] map."""
-
-    reduce: Annotated[
-        Literal["abs_sum", "sum", "max_abs", "l2"],
-        BeforeValidator(_choice("abs_sum", "sum", "max_abs", "l2")),
-    ] = "abs_sum"
-    polarity: Annotated[
-        Literal["absolute", "positive", "negative"],
-        BeforeValidator(_choice("absolute", "positive", "negative")),
-    ] = "absolute"
-    clip: ClipSection | None = None
-
-    _check_clip = field_validator("clip", mode="before")(
-        _optional_section(ClipSection, "null or {mode: value|mass, low: .., high: ..}", switch=False)
-    )
+# The map policy is the library's (one schema): the config's ``heatmap:`` section is a
+# medxai.heatmap.HeatmapPolicy, its ``heatmap.clip:`` a medxai.heatmap.ClipSpec.
+ClipSection = ClipSpec
+HeatmapSection = HeatmapPolicy
 
 
 class OutputSection(_Section):
     """Where and how maps are written."""
 
-    class Outline(_Section):
-        """Outlines of a map's strongest regions on the overlays (``medxai.viz.render.OutlineSpec``)."""
-
-        top_percent: Annotated[
-            float, BeforeValidator(_number_where("a number greater than 0 and at most 100", lambda v: 0 < v <= 100))
-        ] = Field(default=10.0, description="Outline the top X% of map values, 0 < X <= 100.")
-        cleanup: StrictBool = Field(default=True, description="Opening, closing, then drop small regions.")
-        radius: NonNegativeInt = Field(default=2, description="Clean-up disk radius in pixels; 0: none.")
-        min_size: NonNegativeInt = Field(default=32, description="Smallest region kept, in pixels.")
-        color: Annotated[
-            tuple[int, int, int],
-            BeforeValidator(_int_tuple("[r, g, b], three integers from 0 to 255", (3,), lambda v: 0 <= v <= 255)),
-        ] = Field(default=(0, 255, 0), description="RGB, ints 0..255.")
-        only: StrictBool = Field(default=False, description="Outlines on the plain image, no colour map.")
+    #: The outline settings are the library's (one schema): ``medxai.viz.render.OutlineSpec``.
+    Outline: ClassVar[type[OutlineSpec]] = OutlineSpec
 
     dir: Path = Field(description="Output folder (created if missing).")
     formats: tuple[Literal["npy", "png", "overlay"], ...] = FORMATS
     colormap: Name = "inferno"
     alpha: UnitInterval = 0.5
-    overlay_outline: Outline | None = Field(
+    overlay_outline: OutlineSpec | None = Field(
         default=None,
         description="None: no outlines; a mapping (true: all defaults) outlines the strongest regions.",
     )
 
     _check_overlay_outline = field_validator("overlay_outline", mode="before")(
         _optional_section(
-            Outline,
+            OutlineSpec,
             "null, true or a mapping {top_percent: .., cleanup: .., radius: .., min_size: .., color: .., only: ..}",
             switch=True,
         )

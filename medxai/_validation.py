@@ -1,0 +1,405 @@
+"""Validation shared by the library's settings and the study config: one rule, one message.
+
+The library's settings (:class:`medxai.heatmap.HeatmapPolicy`, :class:`medxai.preprocess.PreprocessSpec`,
+:class:`medxai.viz.render.OutlineSpec`, ...) are pydantic dataclasses, and the study config
+(:mod:`medxai.pipeline.config`) uses them as its sections, so each setting has one schema.
+
+A check raises :func:`_error` with the message a config user reads ("expected a positive
+integer, got -3"; the config puts the dotted key in front) and, where the library words it
+differently, the library's own message (``library=``): :func:`library_errors` makes
+direct construction raise that as a plain ``ValueError``. :func:`_collect` turns a pydantic
+``ValidationError`` into ``(location, message)`` pairs and :func:`_problem_lines` into the lines
+of a :class:`~medxai.errors.ConfigError`.
+
+This module imports nothing from ``medxai.pipeline`` (imports point down, never up).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import numbers
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Annotated, Any, get_args
+
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, ValidationInfo
+from pydantic.dataclasses import is_pydantic_dataclass
+from pydantic_core import PydanticCustomError
+
+Problems = list[tuple[tuple[str | int, ...], str]]
+"""``(location relative to the value validated, message)`` pairs."""
+
+_ERROR_TYPE = "medxai"
+
+
+def _error(
+    message: str, *problems: tuple[tuple[str | int, ...], str], library: str | None = None
+) -> PydanticCustomError:
+    """A pydantic error carrying our own message(s); sub-keys extend the error's location.
+
+    ``library``: the message direct construction of a library setting raises instead
+    (:func:`library_errors`), where the library words the problem its own way.
+    """
+    items = list(problems) if problems else [((), message)]
+    context: dict[str, Any] = {"reason": "; ".join(m for _, m in items), "problems": items}
+    if library is not None:
+        context["library"] = library
+    return PydanticCustomError(_ERROR_TYPE, "{reason}", context)
+
+
+def _errors(problems: Problems) -> PydanticCustomError:
+    return _error("", *problems)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """Render a value the way a YAML user wrote it (for error messages)."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, Mapping):
+        text = "a mapping {" + ", ".join(f"{k}: {_show(v, 20)}" for k, v in value.items()) + "}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_show(v, 20) for v in value) + "]"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    """``("methods", 1, "name")`` -> ``"methods[1].name"``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _suggest(word: Any, choices: Sequence[str]) -> str | None:
+    if not isinstance(word, str):
+        return None
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _did_you_mean(word: Any, choices: Sequence[str], *, prefix: str = "", inside: bool = False) -> str:
+    """`` (did you mean '<prefix><guess>'?)``, or ``; did you mean ..?`` to go ``inside`` brackets; "" if no guess."""
+    guess = _suggest(word, choices)
+    if guess is None:
+        return ""
+    return f"; did you mean '{prefix}{guess}'?" if inside else f" (did you mean '{prefix}{guess}'?)"
+
+
+def _unknown_key_message(key: Any, known: Sequence[str], prefix: str = "") -> str:
+    """``unknown key (did you mean '<prefix><guess>'?)``, else the known keys (each with ``prefix``)."""
+    hint = _did_you_mean(key, known, prefix=prefix)
+    return f"unknown key{hint}" if hint else f"unknown key (known keys: {', '.join(prefix + k for k in known)})"
+
+
+def _is_schema(annotation: Any) -> bool:
+    """A pydantic model, a pydantic dataclass or a named tuple: something with named keys."""
+    return isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel)
+        or is_pydantic_dataclass(annotation)
+        or (issubclass(annotation, tuple) and hasattr(annotation, "_fields"))
+    )
+
+
+def _schema_fields(schema: type) -> dict[str, Any]:
+    """``{key: annotation}`` of a :func:`_is_schema` type, in declaration order."""
+    if issubclass(schema, BaseModel):
+        return {name: f.annotation for name, f in schema.model_fields.items()}
+    if is_pydantic_dataclass(schema):
+        return {name: f.annotation for name, f in schema.__pydantic_fields__.items()}
+    return {name: Any for name in schema._fields}
+
+
+def _find_model(annotation: Any) -> type | None:
+    """The schema (model, pydantic dataclass, named tuple) inside a field annotation
+    (``X``, ``X | None``, ``list[X]``...), if any."""
+    if _is_schema(annotation):
+        return annotation
+    for arg in get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(root: type, loc: Sequence[str | int]) -> type | None:
+    """The schema that validates the mapping at ``loc`` (list indices skipped)."""
+    model: type | None = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = _schema_fields(model) if model is not None else {}
+        if part not in fields:
+            return None
+        model = _find_model(fields[part])
+    return model
+
+
+def _collect(exc: ValidationError, root: type, sections: Collection[str] = ()) -> Problems:
+    """Turn pydantic's errors into ``(location, message)`` pairs in our own words.
+
+    Args:
+        exc: The error raised validating ``root``.
+        root: The model validated.
+        sections: Top-level keys whose absence reads "required section missing" (not "key").
+    """
+    out: Problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        if kind == _ERROR_TYPE:
+            out.extend((loc + tuple(sub), msg) for sub, msg in err["ctx"]["problems"])
+            continue
+        if kind in ("missing", "missing_argument"):
+            msg = "required section missing" if len(loc) == 1 and loc[0] in sections else "required key missing"
+        elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
+            model = _model_at(root, loc[:-1])
+            msg = _unknown_key_message(loc[-1], list(_schema_fields(model)) if model is not None else [])
+        elif kind in ("model_type", "model_attributes_type", "dict_type", "dataclass_type", "dataclass_args_type"):
+            msg = f"expected a mapping, got {_show(err.get('input'))}"
+        else:
+            text = err["msg"]
+            msg = f"{text[:1].lower()}{text[1:]}, got {_show(err.get('input'))}"
+        out.append((loc, msg))
+    return out
+
+
+def _problem_lines(exc: ValidationError, root: type, sections: Collection[str] = ()) -> list[str]:
+    """The ``"dotted.key: message"`` lines of a :class:`~medxai.errors.ConfigError`."""
+    return [f"{_dotted(loc) or '<top level>'}: {msg}" for loc, msg in _collect(exc, root, sections)]
+
+
+# ------------------------------------------------------------------------- scalars
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _int_where(expected: str, ok: Callable[[Any], bool]) -> Callable[[Any], int]:
+    """A validator accepting an integer (not a bool) for which ``ok`` holds."""
+
+    def check(value: Any) -> int:
+        if not _is_int(value) or not ok(value):
+            raise _error(f"expected {expected}, got {_show(value)}")
+        return int(value)
+
+    return check
+
+
+def _number_where(expected: str, ok: Callable[[Any], bool] = lambda v: True) -> Callable[[Any], float]:
+    """A validator accepting a finite real number (not a bool) for which ``ok`` holds."""
+
+    def check(value: Any) -> float:
+        if not _is_number(value) or not ok(value) or not math.isfinite(value):
+            raise _error(f"expected {expected}, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+def _int_tuple(expected: str, lengths: Collection[int], ok: Callable[[Any], bool]) -> Callable[[Any], tuple[int, ...]]:
+    """A validator accepting a list of ``lengths`` integers, each one for which ``ok`` holds."""
+
+    def check(value: Any) -> tuple[int, ...]:
+        if not isinstance(value, (list, tuple)) or len(value) not in lengths or not all(_is_int(v) and ok(v) for v in value):
+            raise _error(f"expected {expected}, got {_show(value)}")
+        return tuple(int(v) for v in value)
+
+    return check
+
+
+_positive_int = _int_where("a positive integer", lambda v: v > 0)
+_non_negative_int = _int_where("a non-negative integer", lambda v: v >= 0)
+_number = _number_where("a number")
+_positive_number = _number_where("a positive number", lambda v: v > 0)
+_unit_interval = _number_where("a number between 0 and 1", lambda v: 0 <= v <= 1)
+
+
+def _percent(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 100:
+        raise _error(f"expected a percentage in (0, 100], got {_show(value)}")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _error(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _error(f"expected a non-empty string, got {_show(value)}")
+    return value.strip()
+
+
+def _optional_name(value: Any) -> str | None:
+    return None if value is None else _name(value)
+
+
+def _is_word(value: Any, word: str) -> bool:
+    """``value`` is the string ``word`` (any case, surrounding blanks ignored)."""
+    return isinstance(value, str) and value.strip().lower() == word
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    """A validator accepting one of ``options`` (case-insensitive)."""
+
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in options:
+            return value.strip().lower()
+        message = f"expected one of {', '.join(options)}, got {_show(value)}"
+        raise _error(message + _did_you_mean(value.lower() if isinstance(value, str) else value, options))
+
+    return check
+
+
+def _numbers(value: Any, check: Callable[[Any], float]) -> float | tuple[float, ...]:
+    """A number, or a non-empty list of numbers (per channel), each checked by ``check``."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise _error("expected a number or a non-empty list of numbers, got []")
+        out, problems = [], []
+        for i, item in enumerate(value):
+            try:
+                out.append(check(item))
+            except PydanticCustomError as exc:
+                problems.extend(((i, *sub), msg) for sub, msg in exc.context["problems"])
+        if problems:
+            raise _errors(problems)
+        return tuple(out)
+    return check(value)
+
+
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
+StrictBool = Annotated[bool, BeforeValidator(_bool)]
+Name = Annotated[str, BeforeValidator(_name)]
+OptionalName = Annotated[str | None, BeforeValidator(_optional_name)]
+Number = Annotated[float, BeforeValidator(_number)]
+PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
+Percent = Annotated[float, BeforeValidator(_percent)]
+UnitInterval = Annotated[float, BeforeValidator(_unit_interval)]
+
+
+# -------------------------------------------------------------------- sub-sections
+
+
+def _sub_validate(model: type, value: Any, info: ValidationInfo) -> Any:
+    """Validate ``value`` as ``model`` (a model or pydantic dataclass), re-raising problems with keys
+    relative to the field."""
+    try:
+        if issubclass(model, BaseModel):
+            return model.model_validate(value, context=info.context)
+        return TypeAdapter(model).validate_python(value, context=info.context)
+    except ValidationError as exc:
+        raise _errors(_collect(exc, model)) from None
+
+
+def _null_is_empty(value: Any) -> Any:
+    """A section given as null (every key commented out) means its defaults."""
+    return {} if value is None else value
+
+
+def _optional_section(
+    model: type, expected: str, *, switch: bool, none_word: bool = True, library: str | None = None
+) -> Callable[[Any], Any]:
+    """A before-validator for a section that may be off (None).
+
+    Off: null, and the string 'none' if ``none_word``; with ``switch`` also false,
+    and true means the section with every default. Anything else must be a
+    mapping (or a ``model``); else the error says "expected <expected>" (and, built
+    directly, ``library`` followed by the value's repr).
+    """
+
+    def check(value: Any) -> Any:
+        if value is None or (none_word and _is_word(value, "none")) or (switch and value is False):
+            return None
+        if switch and value is True:
+            return {}
+        if not isinstance(value, (Mapping, model)):
+            raise _error(
+                f"expected {expected}, got {_show(value)}",
+                library=None if library is None else f"{library}{value!r}",
+            )
+        return value
+
+    return check
+
+
+# ------------------------------------------------------------ library construction
+
+
+def _says(check: Callable[[Any], Any], library: Callable[[Any], str]) -> Callable[[Any], Any]:
+    """``check``, whose failure reads ``library(value)`` when a library setting is built directly."""
+
+    @functools.wraps(check)
+    def wrapped(value: Any) -> Any:
+        try:
+            return check(value)
+        except PydanticCustomError as exc:
+            if exc.type != _ERROR_TYPE:
+                raise
+            raise PydanticCustomError(
+                _ERROR_TYPE, exc.message_template, {**(exc.context or {}), "library": library(value)}
+            ) from None
+
+    return wrapped
+
+
+def _library_message(err: Mapping[str, Any]) -> str:
+    if err["type"] == _ERROR_TYPE:
+        ctx = err["ctx"]
+        return ctx.get("library") or "; ".join(
+            f"{_dotted(sub) + ': ' if sub else ''}{m}" for sub, m in ctx["problems"]
+        )
+    where = _dotted(err["loc"])
+    return f"{where + ': ' if where else ''}{err['msg'][:1].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
+
+
+def library_errors(cls: type) -> type:
+    """Class decorator for a library setting (a pydantic dataclass): direct construction raises
+    ``ValueError`` with the library's message (``TypeError`` for an unknown or missing argument,
+    as a plain dataclass does), not pydantic's ``ValidationError``. Validation inside a
+    config (no ``__init__`` call) keeps the config's messages."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if any(
+                e["type"] in ("unexpected_keyword_argument", "unexpected_positional_argument", "missing_argument")
+                and len(e["loc"]) <= 1
+                for e in errors
+            ):
+                raise TypeError(f"{cls.__name__}: {exc}") from None
+            raise ValueError("; ".join(_library_message(e) for e in errors)) from None
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+class SpecMixin:
+    """What the library's settings (pydantic dataclasses) share with the config's pydantic models."""
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """The fields as a dict (``mode="json"``: JSON-able), as ``BaseModel.model_dump`` gives them."""
+        return TypeAdapter(type(self)).dump_python(self, **kwargs)
