@@ -1,8 +1,14 @@
 """Attribution methods: one module per method, all on the shared gradient engine."""
 
 from medxai.methods.base import Explanation, PathMethod, XAIMethod
+from medxai.methods.gradcam import GradCAM
+from medxai.methods.gradcam_plus_plus import GradCAMPlusPlus
 from medxai.methods.gradient import Gradient
+from medxai.methods.hirescam import HiResCAM
 from medxai.methods.integrated_gradients import IntegratedGradients
+from medxai.methods.layercam import LayerCAM
+from medxai.methods.occlusion import Occlusion
+from medxai.methods.rise import RISE
 from medxai.methods.smoothgrad import SmoothGrad
 
-__all__ = ["Explanation", "Gradient", "IntegratedGradients", "PathMethod", "SmoothGrad", "XAIMethod"]
+__all__ = ["Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "HiResCAM", "LayerCAM", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "SmoothGrad", "XAIMethod"]

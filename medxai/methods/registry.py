@@ -17,13 +17,24 @@ import warnings
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from medxai.methods import Gradient, IntegratedGradients, SmoothGrad, XAIMethod
+from medxai.methods import (
+    RISE,
+    GradCAM,
+    GradCAMPlusPlus,
+    Gradient,
+    HiResCAM,
+    IntegratedGradients,
+    LayerCAM,
+    Occlusion,
+    SmoothGrad,
+    XAIMethod,
+)
 
 if TYPE_CHECKING:
     import keras
 
 ENTRY_POINT_GROUP = "medxai.methods"
-BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad)
+BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, Occlusion, RISE)
 
 _registered: dict[str, type[XAIMethod]] = {}
 _plugins: dict[str, type[XAIMethod]] | None = None

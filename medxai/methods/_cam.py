@@ -1,0 +1,102 @@
+"""The activation-map (CAM) family: maps made from one layer's activations and their gradients.
+
+Zhou et al. (2016), "Learning Deep Features for Discriminative Localization" (CAM),
+arXiv:1512.04150, weighted the last convolutional feature maps by the classifier
+weights; the gradient-based members (Grad-CAM, Grad-CAM++, HiResCAM, LayerCAM) take
+the weights from ``dY/dA`` instead, so any architecture works. Each subclass only says
+how to :meth:`CAMMethod.combine` the activations ``A`` and gradients ``g`` into a map;
+the shared :class:`~medxai.methods._engine.activations.ActivationEngine` computes them
+(chunked by ``batch_size``), and the map is upsampled to the input's spatial shape
+with the pipeline's resizer :func:`medxai.preprocess.resize_spatial` (linear).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medxai.methods.base import XAIMethod
+from medxai.preprocess import resize_spatial
+
+if TYPE_CHECKING:
+    import keras
+
+
+class CAMMethod(XAIMethod):
+    """Base of the activation-map methods (2D and 3D).
+
+    Args:
+        model: A built Keras model (one input, one output).
+        layer: The layer whose activations are explained; default (None) is the last
+            layer with spatial outputs (rank 4 for 2D, rank 5 for 3D), found from the
+            graph by walking back from the output.
+        **kwargs: ``output``, ``batch_size``, ``heatmap``, ``jit``, ``precision``,
+            ``engine`` (see :class:`~medxai.methods.base.XAIMethod`).
+
+    :meth:`attribute` returns float32 ``(N, *spatial, C)``: the non-negative map,
+    upsampled to the input's spatial shape and repeated on every input channel (a CAM
+    has no per-channel values). The maps are never negative, so heatmap polarity must
+    be ``absolute``.
+
+    Raises:
+        ValueError: at construction, when the model has no such layer (the message
+            names ``layer`` and lists the candidate layers).
+    """
+
+    def __init__(self, model: keras.Model, *, layer: str | None = None, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        from medxai.methods._engine.activations import (
+            ActivationEngine,  # deferred: TensorFlow starts here
+        )
+
+        half = getattr(self.engine, "_half", None)  # precision "mixed": the engine's half-precision copy
+        self.activations = ActivationEngine(model, layer, self.output, self.engine.jit, source=half)
+        self.layer = self.activations.layer
+        self._check_polarity()
+
+    @classmethod
+    def non_negative(cls, params: Mapping[str, Any]) -> bool:
+        return True
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "layer": self.layer}
+
+    @abc.abstractmethod
+    def combine(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        """The maps from a chunk's activations and gradients.
+
+        Args:
+            activations: ``(n, *spatial, K)`` float32 ``A``.
+            gradients: ``(n, *spatial, K)`` float32 ``dY/dA``.
+
+        Returns:
+            ``(n, *spatial)`` non-negative maps at the layer's resolution.
+        """
+
+    def attribute(
+        self,
+        images: np.ndarray,
+        targets: int | Sequence[int] | np.ndarray,
+        *,
+        return_delta: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if return_delta:
+            raise ValueError(f"{self.name or type(self).__name__} defines no completeness delta")
+        images, targets = self.engine.check_inputs(images, targets)
+        self.engine._sync_weights()  # precision "mixed": copy the current weights into the half model
+        spatial = images.shape[1:-1]
+        result = np.empty(images.shape, dtype=np.float32)
+        for start, activations, gradients in self.activations.chunks(images, targets, self.batch_size):
+            maps = np.maximum(self.combine(activations.astype(np.float64), gradients.astype(np.float64)), 0.0)
+            for offset, cam in enumerate(maps.astype(np.float32)):
+                # linear interpolation of a non-negative map stays non-negative; broadcast to every channel
+                result[start + offset] = resize_spatial(cam[..., None], spatial)
+        return result
+
+
+def spatial_axes(x: np.ndarray) -> tuple[int, ...]:
+    """The spatial axes of a ``(n, *spatial, K)`` array."""
+    return tuple(range(1, x.ndim - 1))

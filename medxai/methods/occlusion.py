@@ -1,0 +1,192 @@
+"""Occlusion: the score lost when a window of the image is covered.
+
+Zeiler, Fergus (2014), "Visualizing and Understanding Convolutional Networks",
+arXiv:1311.2901.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Real
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medxai.methods.base import Explanation, XAIMethod
+
+if TYPE_CHECKING:  # importing the class starts no TensorFlow
+    import tensorflow as tf
+
+FILL_MEAN = "mean"
+
+
+def _ints(name: str, value: Any, rank: int | None) -> tuple[int, ...] | None:
+    """``value`` as one positive int per spatial axis (an int is repeated); None stays None."""
+    if value is None:
+        return None
+    values = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        values = list(values)
+    except TypeError:
+        values = [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"{name} must be a positive integer or one positive integer per spatial axis, got {value!r}")
+    if rank is not None and len(values) not in (1, rank):
+        raise ValueError(f"{name} must be one integer or {rank} (one per spatial axis), got {value!r}")
+    if rank is not None and len(values) == 1:
+        values = values * rank
+    return tuple(int(v) for v in values)
+
+
+def default_window(spatial: Sequence[int]) -> tuple[int, ...]:
+    """1/8 of each side, at least 1 pixel: 28 x 28 on a 224 x 224 image, 1 on an 8 x 8 one."""
+    return tuple(max(1, int(side) // 8) for side in spatial)
+
+
+def window_starts(size: int, window: int, stride: int) -> np.ndarray:
+    """Start indices along one axis: ``0, stride, 2 stride, ...`` and a last window flush with the border.
+
+    The last window is moved back to end at the border when the stride does not
+    land there, so ``stride <= window`` covers every pixel.
+    """
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window and stride <= window:
+        starts.append(size - window)
+    return np.asarray(starts, dtype=np.int32)
+
+
+class _Windows:
+    """The occlusion perturbation for the forward engine: a window start per row, a fill per image."""
+
+    key = "occlusion"
+
+    def __init__(self, spatial: Sequence[int], window: Sequence[int], stride: Sequence[int], fill: float | str):
+        self.window = np.asarray(window, dtype=np.int32)
+        self.starts = [window_starts(s, w, t) for s, w, t in zip(spatial, window, stride)]
+        self.grid = tuple(len(s) for s in self.starts)
+        self.rows_per_image = int(np.prod(self.grid))
+        self.fill = fill
+
+    def per_image(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        if self.fill == FILL_MEAN:  # each image's own mean, per channel
+            axes = tuple(range(1, images.ndim - 1))
+            fill = images.mean(axis=axes, dtype=np.float64)
+        else:
+            fill = np.full((len(images), images.shape[-1]), float(self.fill))
+        return {"fill": fill.astype(np.float32)}
+
+    def rows(self, copies: np.ndarray) -> dict[str, np.ndarray]:
+        index = np.unravel_index(copies, self.grid)
+        start = np.stack([s[i] for s, i in zip(self.starts, index)], axis=1).astype(np.int32)
+        return {"start": start, "window": np.broadcast_to(self.window, start.shape).copy()}
+
+    @staticmethod
+    def apply(images: tf.Tensor, per_image: dict[str, tf.Tensor], rows: dict[str, tf.Tensor]):
+        import tensorflow as tf
+
+        rank = len(images.shape) - 2
+        shape = tf.shape(images)
+        mask = None
+        for axis in range(rank):
+            index = tf.range(shape[axis + 1])[None, :]
+            start, width = rows["start"][:, axis : axis + 1], rows["window"][:, axis : axis + 1]
+            inside = tf.cast((index >= start) & (index < start + width), images.dtype)
+            inside = tf.reshape(inside, [-1] + [1] * axis + [shape[axis + 1]] + [1] * (rank - axis - 1))
+            mask = inside if mask is None else mask * inside
+        fill = tf.reshape(per_image["fill"], [-1] + [1] * rank + [images.shape[-1]])
+        return images + mask[..., None] * (fill - images), mask
+
+
+class Occlusion(XAIMethod):
+    """Occlusion (Zeiler & Fergus 2014, arXiv:1311.2901), batched on the forward engine.
+
+    A window slides over the image (2D or 3D) and is filled with ``fill``; the
+    attribution of a pixel is the mean, over the windows covering it, of
+    ``F(x) - F(x with the window filled)`` for the target (the logit by default).
+    Positive values are evidence for the class. Windows start at ``0, stride,
+    2 stride, ...`` along each axis, plus one flush with the far border when the
+    stride does not land there and ``stride <= window``, so such settings cover every
+    pixel; with ``stride > window`` pixels no window covers get 0. The map has the
+    same value on every channel (a window covers all channels).
+
+    Args:
+        model: A built Keras model.
+        window: Window size in pixels: one int, or one per spatial axis. Default
+            (None): 1/8 of each side, at least 1 (28 on a 224-pixel side).
+        stride: Step between windows (int or one per axis). Default (None): the
+            window, so windows tile the image without overlap.
+        fill: The value a window is filled with, in the model's input space
+            (after windowing and scaling): a float (default 0), or ``"mean"`` for
+            each image's own mean per channel.
+        **kwargs: ``output``, ``batch_size``, ``heatmap``, ``engine`` (see :class:`XAIMethod`).
+            ``batch_size`` bounds the occluded copies per model call and never changes the result.
+
+    Example:
+        >>> Occlusion(model, window=16, stride=8).compute_heatmap(image, class_index=1)  # doctest: +SKIP
+    """
+
+    name = "occlusion"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        window: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] | None = None,
+        fill: float | str = 0.0,
+        **kwargs: Any,
+    ):
+        super().__init__(model, **kwargs)
+        spatial = self.engine.input_shape[:-1]
+        rank = len(spatial)
+        self.window = _ints("window", window, rank)
+        self.stride = _ints("stride", stride, rank)
+        if isinstance(fill, str):
+            if fill != FILL_MEAN:
+                raise ValueError(f"fill must be a number (in the model's input space) or 'mean', got {fill!r}")
+        elif isinstance(fill, bool) or not isinstance(fill, Real) or not math.isfinite(fill):
+            raise ValueError(f"fill must be a finite number (in the model's input space) or 'mean', got {fill!r}")
+        self.fill = fill if isinstance(fill, str) else float(fill)
+        if all(s is not None for s in spatial):
+            self._geometry(tuple(int(s) for s in spatial))
+        self._check_polarity()
+
+    def _geometry(self, spatial: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The window and stride for images of this spatial shape; ValueError when the window does not fit."""
+        window = self.window or default_window(spatial)
+        stride = self.stride or window
+        if any(w > s for w, s in zip(window, spatial)):
+            raise ValueError(f"window {window} is larger than the image {spatial}: each side must be at most the image's")
+        return window, stride
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "window": self.window, "stride": self.stride, "fill": self.fill}
+
+    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+        """Attributions and the model evaluations they cost per image (windows + the image itself)."""
+        from medxai.methods._engine.forward import (
+            forward_engine,  # deferred: TensorFlow starts here
+        )
+
+        images, targets = self.engine.check_inputs(images, targets)
+        window, stride = self._geometry(images.shape[1:-1])
+        windows = _Windows(images.shape[1:-1], window, stride, self.fill)
+        scored, covered = forward_engine(self.engine).run(images, targets, windows, self.batch_size)
+        at_input = self.engine.predict(images, self.batch_size)[np.arange(len(images)), targets]
+        at_input = at_input.astype(np.float64).reshape((-1,) + (1,) * (images.ndim - 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_drop = np.where(covered > 0, at_input - scored / covered, 0.0)
+        attributions = np.repeat(mean_drop[..., None], images.shape[-1], axis=-1).astype(np.float32)
+        return Explanation(attributions, evaluations=np.full(len(images), windows.rows_per_image + 1))
+
+    def attribute(
+        self,
+        images: np.ndarray,
+        targets: int | Sequence[int] | np.ndarray,
+        *,
+        return_delta: bool = False,
+    ) -> np.ndarray:
+        if return_delta:
+            raise ValueError("occlusion defines no completeness delta")
+        return self.explain(images, targets).attributions
