@@ -106,28 +106,30 @@ def build_methods(config: Config, model: Any) -> list[Any]:
     engine = GradientEngine(model, config.model.output, runtime.jit, runtime.precision)
     methods, seen = [], {}
     for position, spec in enumerate(config.methods):
-        cls = resolve_method(spec.name)
-        if cls.name in seen:
+        cls = resolve_method(spec.registered)
+        name = spec.name if spec.method is not None else cls.name
+        if name in seen:
             raise ValueError(
-                f"methods[{position}]: {cls.name} is configured twice (also methods[{seen[cls.name]}]); "
-                "one run writes one map per method"
+                f"methods[{position}]: {name} is configured twice (also methods[{seen[name]}]); "
+                "one run writes one map per method: give each entry its own name "
+                "({name: <instance>, method: <method>, ...})"
             )
-        seen[cls.name] = position
+        seen[name] = position
         params = dict(spec.params)
         if "seed" in _parameter_names(cls) and "seed" not in params:
             params["seed"] = config.runtime.seed
-        methods.append(
-            cls(
-                model,
-                output=config.model.output,
-                batch_size=config.runtime.batch_size,
-                heatmap=config.heatmap,
-                jit=config.runtime.jit,
-                precision=config.runtime.precision,
-                engine=engine,
-                **params,
-            )
+        method = cls(
+            model,
+            output=config.model.output,
+            batch_size=config.runtime.batch_size,
+            heatmap=config.heatmap,
+            jit=config.runtime.jit,
+            precision=config.runtime.precision,
+            engine=engine,
+            **params,
         )
+        method.name = name  # a named instance: what the index, the folders and the report show
+        methods.append(method)
     return methods
 
 
@@ -496,7 +498,9 @@ class Decoder:
             "started": started.isoformat(),
             "ended": None if ended is None else ended.isoformat(),
             "config": self.config.to_dict(),
-            "methods": [{"name": m.name, "params": jsonable(m.params())} for m in self.methods],
+            "methods": [
+                {"name": m.name, "method": type(m).name, "params": jsonable(m.params())} for m in self.methods
+            ],
             "heatmap": jsonable(self.policy.to_dict()),
             "model": {
                 "path": str(self.config.model.path),

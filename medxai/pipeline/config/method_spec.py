@@ -8,6 +8,7 @@ looked up lazily by ``schema.py``, so validating a config never imports TensorFl
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,17 +48,31 @@ RESERVED_METHOD_PARAMS = {
 }
 
 
+#: A named instance's name becomes a folder and an index value: letters, digits and ``_`` only.
+_INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
 class MethodSpec(BaseModel):
     """One attribution method: its ``name`` and the keyword ``params`` for its constructor.
 
     In YAML an entry is ``{name: integrated_gradients, steps: 32}`` (or just the
-    name as a string); every key but ``name`` goes into ``params``.
+    name as a string); every key but ``name`` and ``method`` goes into ``params``.
+    A *named instance* gives the registered method in ``method`` and its own name
+    in ``name`` (``{name: ig_blur, method: integrated_gradients, baseline: blur}``),
+    so one method can run twice with different settings; the instance name is
+    what the index, the map folders and the report show.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    method: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def registered(self) -> str:
+        """The registered method name (``method`` for a named instance, else ``name``)."""
+        return self.method or self.name
 
     @model_validator(mode="before")
     @classmethod
@@ -67,45 +82,58 @@ class MethodSpec(BaseModel):
         if isinstance(value, str):
             return {"name": value}
         if isinstance(value, Mapping):
-            if set(value) <= {"name", "params"} and isinstance(value.get("params"), Mapping):
+            if set(value) <= {"name", "method", "params"} and isinstance(value.get("params"), Mapping):
                 return {**value, "params": dict(value["params"])}
             bad = [k for k in value if not isinstance(k, str)]
             if bad:
                 raise _error(f"parameter names must be strings, got {_show(bad)}")
             rest = dict(value)
             shaped: dict[str, Any] = {"params": rest}
-            if "name" in rest:
-                shaped["name"] = rest.pop("name")
+            for key in ("name", "method"):
+                if key in rest:
+                    shaped[key] = rest.pop(key)
             return shaped
         raise _error(f"expected a method name or a mapping {{name: .., <parameters>}}, got {_show(value)}")
 
-    @field_validator("name", mode="before")
+    @field_validator("name", "method", mode="before")
     @classmethod
-    def _check_name(cls, value: Any) -> str:
+    def _check_name(cls, value: Any) -> str | None:
+        if value is None:
+            return None
         return _name(value).lower().replace("-", "_").replace(" ", "_")
+
+    @model_validator(mode="after")
+    def _check_instance_name(self) -> MethodSpec:
+        if self.method is not None and not _INSTANCE_NAME.match(self.name):
+            raise _error(
+                "",
+                (("name",), f"an instance name is a folder name: letters, digits and '_' only, got {self.name!r}"),
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_against_registry(self, info: ValidationInfo) -> MethodSpec:
         registry = (info.context or {}).get("methods")
         if registry is None:
             return self
-        if self.name not in registry:
+        if self.registered not in registry:
             known = sorted(registry)
-            hint = _did_you_mean(self.name, known, inside=True)
-            raise _error("", (("name",), f"unknown method '{self.name}' (known: {', '.join(known)}{hint})"))
-        accepted, required = _method_parameters(registry[self.name])
+            hint = _did_you_mean(self.registered, known, inside=True)
+            key = "method" if self.method is not None else "name"
+            raise _error("", ((key,), f"unknown method '{self.registered}' (known: {', '.join(known)}{hint})"))
+        accepted, required = _method_parameters(registry[self.registered])
         problems: Problems = []
         for key in self.params:
-            if key in RESERVED_METHOD_PARAMS or key == "name":
+            if key in RESERVED_METHOD_PARAMS:
                 problems.append(
                     ((key,), f"not allowed in a method entry; it is set by {RESERVED_METHOD_PARAMS[key]}")
                 )
             elif key not in accepted:
                 known = f"known: {', '.join(accepted)}" if accepted else "it takes no parameters"
                 hint = _did_you_mean(key, accepted, inside=True)
-                problems.append(((key,), f"unknown parameter for {self.name} ({known}{hint})"))
+                problems.append(((key,), f"unknown parameter for {self.registered} ({known}{hint})"))
         problems.extend(
-            ((), f"missing required parameter '{key}' for {self.name}")
+            ((), f"missing required parameter '{key}' for {self.registered}")
             for key in required
             if key not in self.params
         )
@@ -116,7 +144,8 @@ class MethodSpec(BaseModel):
     @model_serializer(mode="wrap")
     def _flatten(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         data = handler(self)
-        return {"name": data["name"], **data["params"]}
+        method = {} if data.get("method") is None else {"method": data["method"]}
+        return {"name": data["name"], **method, **data["params"]}
 
 
 def _method_parameters(cls: Callable[..., Any]) -> tuple[list[str], list[str]]:

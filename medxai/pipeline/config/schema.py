@@ -99,7 +99,7 @@ class Config(BaseModel):
         registry = (info.context or {}).get("methods") or {}
         problems: Problems = []
         for i, spec in enumerate(self.methods):
-            check = getattr(registry.get(spec.name), "check_polarity", None)
+            check = getattr(registry.get(spec.registered), "check_polarity", None)
             if check is None:
                 continue
             try:
