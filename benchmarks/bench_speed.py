@@ -17,7 +17,9 @@ Prints, on one machine in one run:
 7. XLA and mixed precision;
 8. ``steps: auto`` at per-pixel accuracy: evaluations per map, per-pixel error against a
    2048-point reference, and the per-step loop's cost at equal per-pixel error
-   (``--only adaptive``, about 10 min on 2 cores).
+   (``--only adaptive``, about 10 min on 2 cores);
+9. every registered method with its defaults, seconds per map on the demo model and on
+   DenseNet121 224x224 (``--only methods``).
 
 Model weights are random (DenseNet121) or the shipped demo model: nothing is downloaded.
 """
@@ -182,6 +184,19 @@ def adaptive_accuracy(model: keras.Model, images: np.ndarray, title: str, batch_
                   f"auto is {loop / seconds:.1f}x faster")
 
 
+def per_method(model: keras.Model, images: np.ndarray, title: str, batch_size: int) -> None:
+    """9. Every registered method with its defaults: seconds per map, after one warm-up call."""
+    from medxai.methods.registry import canonical_methods
+
+    targets = model.predict(images, verbose=0).argmax(axis=1)
+    print(f"\n9. {title}: every method with its defaults, {len(images)} images, batch_size {batch_size}")
+    print(f"   {'method':22s} {'s/map':>9s}")
+    for name, cls in sorted(canonical_methods().items()):
+        method = cls(model, batch_size=batch_size)
+        seconds = timed(lambda: method.attribute(images, targets)) / len(images)
+        print(f"   {name:22s} {seconds:9.4f}")
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
     print(f"{'method':48s} {'s/heatmap':>10s} {'evals':>6s} {'rel. error':>10s} {'x loop':>7s} {'of limit':>8s}")
@@ -283,7 +298,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images and a 112x112 DenseNet")
     parser.add_argument("--memory-probe", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=("memory", "variants", "adaptive"), help="run one part only")
+    parser.add_argument("--only", choices=("memory", "variants", "adaptive", "methods"), help="run one part only")
     args = parser.parse_args()
     if args.memory_probe is not None:
         memory_probe(args.memory_probe, args.size)
@@ -291,6 +306,10 @@ def main() -> int:
     if args.only == "variants":
         variants(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1")
         variants(densenet(112), inputs_for(densenet(112), 2), "DenseNet121 112x112x3")
+        return 0
+    if args.only == "methods":
+        per_method(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1", 256)
+        per_method(densenet(224), inputs_for(densenet(224), 2), "DenseNet121 224x224x3", 32)
         return 0
     if args.only == "adaptive":
         adaptive_accuracy(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1", 256)
@@ -317,6 +336,8 @@ def main() -> int:
     variants(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1")
     variants(densenet(112), inputs_for(densenet(112), 2), "DenseNet121 112x112x3")
     adaptive_accuracy(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1", 256)
+    per_method(keras.saving.load_model(DEMO_MODEL), _demo_images(), "demo model 64x64x1", 256)
+    per_method(densenet(224), inputs_for(densenet(224), 2), "DenseNet121 224x224x3", 32)
     return 0
 
 

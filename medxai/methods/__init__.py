@@ -1,9 +1,14 @@
 """Attribution methods: one module per method, all on the shared gradient engine."""
 
 from medxai.methods.base import Explanation, PathMethod, XAIMethod
+from medxai.methods.blur_ig import BlurIG
 from medxai.methods.gradcam import GradCAM
 from medxai.methods.gradcam_plus_plus import GradCAMPlusPlus
 from medxai.methods.gradient import Gradient
+from medxai.methods.gradient_x_input import GradientXInput
+from medxai.methods.guided_backprop import GuidedBackprop
+from medxai.methods.guided_gradcam import GuidedGradCAM
+from medxai.methods.guided_ig import GuidedIG
 from medxai.methods.hirescam import HiResCAM
 from medxai.methods.integrated_gradients import IntegratedGradients
 from medxai.methods.layercam import LayerCAM
@@ -11,4 +16,4 @@ from medxai.methods.occlusion import Occlusion
 from medxai.methods.rise import RISE
 from medxai.methods.smoothgrad import SmoothGrad
 
-__all__ = ["Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "HiResCAM", "LayerCAM", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "SmoothGrad", "XAIMethod"]
+__all__ = ["BlurIG", "Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput", "GuidedBackprop", "GuidedGradCAM", "GuidedIG", "HiResCAM", "LayerCAM", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "SmoothGrad", "XAIMethod"]

@@ -103,7 +103,9 @@ class XAIMethod(abc.ABC):
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
         if engine is None:
-            from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
+            from medxai.methods._engine.engine import (
+                GradientEngine,  # deferred: TensorFlow starts here
+            )
 
             engine = GradientEngine(model, output, jit, precision)
         elif not engine.matches(model, output, jit, precision):

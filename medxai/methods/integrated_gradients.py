@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.adaptive import adaptive_integrated_gradients, smallest_max_steps
-from medxai.methods.base import Explanation, PathMethod
+from medxai.methods._engine.adaptive import (
+    adaptive_integrated_gradients,
+    smallest_max_steps,
+)
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
+from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.quadrature import RULES, integration_points
+from medxai.methods.base import Explanation, PathMethod
 
 AUTO = "auto"
 

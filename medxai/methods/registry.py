@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from medxai.methods import (
     RISE,
+    BlurIG,
     GradCAM,
     GradCAMPlusPlus,
     Gradient,
+    GradientXInput,
+    GuidedBackprop,
+    GuidedGradCAM,
+    GuidedIG,
     HiResCAM,
     IntegratedGradients,
     LayerCAM,
@@ -34,7 +39,7 @@ if TYPE_CHECKING:
     import keras
 
 ENTRY_POINT_GROUP = "medxai.methods"
-BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, Occlusion, RISE)
+BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, Occlusion, RISE, BlurIG, GradientXInput, GuidedBackprop, GuidedGradCAM, GuidedIG)
 
 _registered: dict[str, type[XAIMethod]] = {}
 _plugins: dict[str, type[XAIMethod]] | None = None

@@ -8,7 +8,7 @@ import medxai
 from medxai import XAIMethod
 from medxai.methods.registry import canonical_methods
 
-FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradient": {}, "gradcam": {}, "gradcam_plus_plus": {}, "hirescam": {}, "layercam": {}, "occlusion": {"window": 2}, "rise": {"n_masks": 16, "cells": 2}}
+FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradient": {}, "gradcam": {}, "gradcam_plus_plus": {}, "hirescam": {}, "layercam": {}, "occlusion": {"window": 2}, "rise": {"n_masks": 16, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 4}}
 SHAPES = [(8, 8, 1), (8, 8, 3), (4, 6, 6, 1)]
 
 
@@ -59,3 +59,15 @@ def test_heatmap_policy_is_a_method_option(models):
     g = positive.attribute(x[None], 0)[0, ..., 0]
     assert positive.compute_heatmap(x, 0)[g <= 0].max() == 0
     assert negative.compute_heatmap(x, 0)[g >= 0].max() == 0
+
+
+@pytest.mark.parametrize("name", sorted(canonical_methods()))
+def test_batch_size_and_repetition_never_change_a_result(models, name):
+    """Every method: deterministic for its seed, and batch_size bounds memory without changing a result."""
+    shape = (8, 8, 1)
+    x = np.random.default_rng(1).uniform(size=(3, *shape)).astype(np.float32)
+    big = medxai.get_method(name, models[shape], batch_size=64, **FAST.get(name, {})).attribute(x, [0, 1, 1])
+    again = medxai.get_method(name, models[shape], batch_size=64, **FAST.get(name, {})).attribute(x, [0, 1, 1])
+    small = medxai.get_method(name, models[shape], batch_size=2, **FAST.get(name, {})).attribute(x, [0, 1, 1])
+    np.testing.assert_array_equal(again, big)
+    np.testing.assert_allclose(small, big, rtol=2e-4, atol=1e-6)

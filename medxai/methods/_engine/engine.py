@@ -7,7 +7,10 @@ input gradients (a :class:`PathPlan`):
 * Integrated Gradients: one sample per baseline, ``steps`` points on the straight
   path, each gradient weighted by the quadrature weight and ``(x - baseline)``;
 * SmoothGrad: ``samples`` noisy copies of the input, each explained by its base
-  method, then a mean, a mean of squares or a variance.
+  method, then a mean, a mean of squares or a variance;
+* an explicit, curved path (Blur IG): the plan's ``path`` makes each chunk's points
+  and directions, and a row adds ``weight * grad * direction`` (its own compiled
+  routine, so the straight-path methods above run exactly as before).
 
 The engine flattens all (image, sample, baseline, point) rows into one stream and
 pushes it through one compiled ``tf.function`` in chunks of at most
@@ -30,6 +33,7 @@ from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.precision import PRECISIONS, mixed_precision_copy
+
 
 class _Moments:
     """Running per-image mean (and M2 for the variance) in float64 (Welford)."""
@@ -90,7 +94,7 @@ class GradientEngine:
         self.removed_activation = view.removed
         self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
         self.n_outputs = int(self.model.outputs[0].shape[-1])
-        self._compiled: dict[tuple[bool, bool], Any] = {}
+        self._compiled: dict[tuple[bool, bool] | str, Any] = {}
         self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
 
     def matches(self, model: keras.Model, output: str, jit: bool, precision: str) -> bool:
@@ -143,6 +147,18 @@ class GradientEngine:
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.model(x, training=False), tf.float32)
 
+    def _target_gradient(self, points: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        """``d(explained output[target]) / d(points)`` per row, float32 (compiled code only).
+
+        The one place the engine differentiates the model: an engine that changes how
+        gradients flow (guided backpropagation) overrides this method alone.
+        """
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            out = tf.cast(self.model(points, training=False), tf.float32)
+            selected = tf.gather(out, target, axis=1, batch_dims=1)
+        return tf.cast(tape.gradient(selected, points), tf.float32)
+
     def _chunk(
         self,
         images: tf.Tensor,
@@ -178,15 +194,34 @@ class GradientEngine:
             point = base + per_row(alpha) * difference
         else:
             point = source
-        with tf.GradientTape() as tape:
-            tape.watch(point)
-            out = tf.cast(self.model(point, training=False), tf.float32)
-            selected = tf.gather(out, target, axis=1, batch_dims=1)
-        gradient = tf.cast(tape.gradient(selected, point), tf.float32)
+        gradient = self._target_gradient(point, target)
         contribution = per_row(weight) * gradient
         if has_base:
             contribution = contribution * difference
         return tf.math.unsorted_segment_sum(contribution, segment, n_segments)
+
+    def _path_chunk(
+        self,
+        points: tf.Tensor,
+        directions: tf.Tensor,
+        weight: tf.Tensor,
+        target: tf.Tensor,
+        segment: tf.Tensor,
+        n_segments: tf.Tensor,
+    ) -> tf.Tensor:
+        """An explicit path's rows: ``weight * grad F(point) * direction``, summed per segment."""
+        rank = len(points.shape) - 1
+        gradient = self._target_gradient(points, target)
+        contribution = tf.reshape(weight, [-1] + [1] * rank) * gradient * directions
+        return tf.math.unsorted_segment_sum(contribution, segment, n_segments)
+
+    def _path_chunk_fn(self, *tensors: tf.Tensor) -> tf.Tensor:
+        """The compiled routine of plans with an explicit ``path`` (its own traces)."""
+        compiled = self._compiled.get("path")
+        if compiled is None:
+            compiled = tf.function(self._path_chunk, reduce_retracing=not self.jit, jit_compile=self.jit)
+            self._compiled["path"] = compiled
+        return compiled(*tensors)
 
     def _chunk_fn(self, *args: Any) -> tf.Tensor:
         """The compiled chunk routine; one ``tf.function`` per (baselines, noise) kind of plan.
@@ -260,6 +295,18 @@ class GradientEngine:
             image = item // per_image
             sample = (item // n_base) % plan.samples
             base = image * n_base + item % n_base
+            if plan.path is not None:
+                points, directions = plan.path(image, point)
+                sums = self._path_chunk_fn(
+                    tf.constant(np.asarray(points, dtype=np.float32)),
+                    tf.constant(np.asarray(directions, dtype=np.float32)),
+                    tf.constant(weights[point]),
+                    tf.constant(targets[image], tf.int32),
+                    tf.constant(item - item[0], tf.int32),
+                    tf.constant(int(item[-1] - item[0] + 1), tf.int32),
+                ).numpy()
+                self._fold(sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments)
+                continue
             image_u, row_image = np.unique(image, return_inverse=True)
             if has_base:
                 base_u, row_base = np.unique(base, return_inverse=True)
@@ -289,20 +336,35 @@ class GradientEngine:
                 has_base,
                 has_noise,
             ).numpy()
-            for offset, partial in enumerate(sums):
-                key = int(item[0]) + offset
-                if key in open_items:
-                    open_items[key] += partial
-                else:
-                    open_items[key] = partial.astype(np.float64)
-            finished_rows = rows[-1] + 1
-            for key in sorted(open_items):
-                if (key + 1) * n_points <= finished_rows:
-                    sample_key = key // n_base
-                    total, count = open_samples.pop(sample_key, (0.0, 0))
-                    total, count = total + open_items.pop(key), count + 1
-                    if count == n_base:
-                        moments.add(sample_key // plan.samples, total / n_base)
-                    else:
-                        open_samples[sample_key] = (total, count)
+            self._fold(sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments)
         return moments.result()
+
+    @staticmethod
+    def _fold(
+        sums: np.ndarray,
+        item: np.ndarray,
+        rows: np.ndarray,
+        n_points: int,
+        n_base: int,
+        samples: int,
+        open_items: dict[int, np.ndarray],
+        open_samples: dict[int, tuple[np.ndarray, int]],
+        moments: _Moments,
+    ) -> None:
+        """Add a chunk's per-item sums; fold finished items into their sample and image."""
+        for offset, partial in enumerate(sums):
+            key = int(item[0]) + offset
+            if key in open_items:
+                open_items[key] += partial
+            else:
+                open_items[key] = partial.astype(np.float64)
+        finished_rows = rows[-1] + 1
+        for key in sorted(open_items):
+            if (key + 1) * n_points <= finished_rows:
+                sample_key = key // n_base
+                total, count = open_samples.pop(sample_key, (0.0, 0))
+                total, count = total + open_items.pop(key), count + 1
+                if count == n_base:
+                    moments.add(sample_key // samples, total / n_base)
+                else:
+                    open_samples[sample_key] = (total, count)

@@ -32,7 +32,6 @@ import numpy as np
 from medxai.errors import OutputSelectionError
 from medxai.methods._engine import OUTPUT_LOGITS, OUTPUT_PROBABILITIES
 
-
 #: Activation names that squash logits (``*_v2`` are TensorFlow's spellings).
 SQUASHING = {
     "softmax": "softmax",

@@ -9,8 +9,13 @@ without starting TensorFlow.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+#: An explicit path: ``path(image_index, point_index) -> (points, directions)`` for the rows of
+#: one chunk (``(R,)`` int arrays in, two ``(R, *spatial, C)`` float32 arrays out).
+PathFunction = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 STATISTICS = ("mean", "squared", "variance")
 TRANSFORMS = (None, "abs")
@@ -34,6 +39,12 @@ class PathPlan:
         transform: None or ``"abs"``, applied to each sample's attribution
             (its mean over the baselines) before the statistic.
         statistic: ``"mean"``, ``"squared"`` (mean of squares) or ``"variance"``.
+        path: An explicit, possibly curved path instead of the straight one (Blur IG):
+            called per chunk with the rows' image and point indices, it returns each
+            row's point and direction, and the row adds ``weight * grad F(point) *
+            direction``. Points are made chunk by chunk, so memory stays bounded by
+            ``batch_size``. Needs ``baselines`` and ``noise_sigma`` None; ``alphas``
+            then only count (and locate, in [0, 1]) the points.
     """
 
     alphas: np.ndarray
@@ -44,6 +55,7 @@ class PathPlan:
     seed: int = 0
     transform: str | None = None
     statistic: str = "mean"
+    path: PathFunction | None = None
 
     def __post_init__(self) -> None:
         if len(self.alphas) != len(self.weights) or len(self.alphas) == 0:
@@ -54,6 +66,8 @@ class PathPlan:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
         if self.samples < 1:
             raise ValueError("samples must be at least 1")
+        if self.path is not None and (self.baselines is not None or self.noise_sigma is not None):
+            raise ValueError("an explicit path takes no baselines and no noise")
 
     @property
     def n_baselines(self) -> int:

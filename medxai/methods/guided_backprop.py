@@ -1,0 +1,60 @@
+"""Guided backpropagation.
+
+Springenberg, Dosovitskiy, Brox, Riedmiller (2015), "Striving for Simplicity: The All
+Convolutional Net", ICLR workshop, arXiv:1412.6806 (section 3.4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medxai.methods._engine.plan import PathPlan
+from medxai.methods.base import PathMethod
+
+
+class GuidedBackprop(PathMethod):
+    """The input gradient with every ReLU gated on both passes.
+
+    At each ReLU the backward signal ``R`` becomes ``R * [input > 0] * [R > 0]``
+    (the paper's eq. for "guided backpropagation"). The gating is a gradient override
+    inside the compiled gradient routine (:mod:`medxai.methods._engine.guided`): the
+    user's model, its layers and its outputs are left untouched.
+
+    Covered: every TensorFlow ``Relu`` op of the forward pass (``activation="relu"``,
+    ``Activation("relu")``, ``ReLU()`` with default arguments, ``keras.ops.relu``,
+    ``tf.nn.relu``), in nested models and custom layers too. Not covered (ordinary
+    gradients): other rectifiers (``relu6``, leaky ReLU, ELU, GELU, ``ReLU(max_value=...)``),
+    ``tf.maximum(x, 0)`` and ReLUs inside a SavedModel's compiled functions
+    (``TFSMLayer``). A network without ReLUs gets its plain (signed) gradient.
+
+    Attributions are signed: the gating keeps only positive signals *between* ReLUs,
+    but the first layer's weights can still turn them negative at the input. The
+    explained output is the logits by default, as for the other methods.
+
+    Args:
+        model: A built Keras model.
+        **kwargs: ``output``, ``batch_size``, ``heatmap``, ``jit``, ``precision``,
+            ``engine`` (see :class:`~medxai.methods.base.XAIMethod`; a shared engine is
+            checked, then this method runs its own guided engine of the same settings).
+
+    Example:
+        >>> GuidedBackprop(model).compute_heatmap(image, class_index=1)  # doctest: +SKIP
+    """
+
+    name = "guided_backprop"
+    aliases = ("guided_backpropagation", "guided_bp")
+
+    def __init__(self, model, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        from medxai.methods._engine.guided import (
+            GuidedGradientEngine,  # deferred: TensorFlow starts here
+        )
+
+        shared = self.engine
+        self.engine = GuidedGradientEngine(model, shared.output, shared.jit, shared.precision)
+        self._check_polarity()
+
+    def plan(self, images: np.ndarray) -> PathPlan:
+        return PathPlan(alphas=np.ones(1), weights=np.ones(1))
