@@ -12,8 +12,10 @@ from medxai.methods.guided_ig import GuidedIG
 from medxai.methods.hirescam import HiResCAM
 from medxai.methods.integrated_gradients import IntegratedGradients
 from medxai.methods.layercam import LayerCAM
+from medxai.methods.lime import LIME
 from medxai.methods.occlusion import Occlusion
 from medxai.methods.rise import RISE
+from medxai.methods.scorecam import ScoreCAM
 from medxai.methods.smoothgrad import SmoothGrad
 
-__all__ = ["BlurIG", "Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput", "GuidedBackprop", "GuidedGradCAM", "GuidedIG", "HiResCAM", "LayerCAM", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "SmoothGrad", "XAIMethod"]
+__all__ = ["BlurIG", "Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput", "GuidedBackprop", "GuidedGradCAM", "GuidedIG", "HiResCAM", "LayerCAM", "LIME", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "ScoreCAM", "SmoothGrad", "XAIMethod"]

@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from medxai.methods import (
+    LIME,
     RISE,
     BlurIG,
     GradCAM,
@@ -31,6 +32,7 @@ from medxai.methods import (
     IntegratedGradients,
     LayerCAM,
     Occlusion,
+    ScoreCAM,
     SmoothGrad,
     XAIMethod,
 )
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     import keras
 
 ENTRY_POINT_GROUP = "medxai.methods"
-BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, Occlusion, RISE, BlurIG, GradientXInput, GuidedBackprop, GuidedGradCAM, GuidedIG)
+BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, Occlusion, RISE, BlurIG, GradientXInput, GuidedBackprop, GuidedGradCAM, GuidedIG, ScoreCAM, LIME)
 
 _registered: dict[str, type[XAIMethod]] = {}
 _plugins: dict[str, type[XAIMethod]] | None = None

@@ -8,7 +8,7 @@ import medxai
 from medxai import XAIMethod
 from medxai.methods.registry import canonical_methods
 
-FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradient": {}, "gradcam": {}, "gradcam_plus_plus": {}, "hirescam": {}, "layercam": {}, "occlusion": {"window": 2}, "rise": {"n_masks": 16, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 4}}
+FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradient": {}, "gradcam": {}, "gradcam_plus_plus": {}, "hirescam": {}, "layercam": {}, "occlusion": {"window": 2}, "rise": {"n_masks": 16, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 4}, "lime": {"samples": 16}}
 SHAPES = [(8, 8, 1), (8, 8, 3), (4, 6, 6, 1)]
 
 
@@ -71,3 +71,20 @@ def test_batch_size_and_repetition_never_change_a_result(models, name):
     small = medxai.get_method(name, models[shape], batch_size=2, **FAST.get(name, {})).attribute(x, [0, 1, 1])
     np.testing.assert_array_equal(again, big)
     np.testing.assert_allclose(small, big, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(canonical_methods()))
+def test_a_method_that_cannot_apply_says_so(name):
+    """On a model without spatial layers every method either works or refuses with a ValueError."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(2).uniform(size=(2, 8, 8, 1)).astype(np.float32)
+    try:
+        attributions = medxai.get_method(name, model, **FAST.get(name, {})).attribute(x, [0, 1])
+    except ValueError as err:
+        assert "layer" in str(err)  # the CAM family: no layer with spatial axes, named in the message
+    else:
+        assert attributions.shape == x.shape and np.all(np.isfinite(attributions))

@@ -7,6 +7,7 @@ found from the graph). The routine runs on a Keras model from the input to
 ``[layer output, explained output]`` built on the user's own variables, so it always
 explains the model's current weights. Images are pushed through in chunks of
 ``batch_size``: memory is bounded by it, and each image's result does not depend on it.
+A second, forward-only routine returns the activations alone (Score-CAM needs no gradients).
 
 The layer is found from the graph, never from ``model.layers[-1]``: walking back from
 the output, the first layer whose output has spatial axes (rank 4 for 2D inputs,
@@ -141,8 +142,10 @@ class ActivationEngine:
         view = explained_output(source, output)
         self.explained = view.description
         self.model = keras.Model(source.inputs[0], [tensor, view.model.outputs[0]], name=f"{source.name}_cam")
+        self.features = keras.Model(source.inputs[0], tensor, name=f"{source.name}_features")
         self.jit = jit
         self._fn = tf.function(self._chunk, reduce_retracing=not jit, jit_compile=jit)
+        self._forward_fn = tf.function(self._forward, reduce_retracing=not jit, jit_compile=jit)
 
     @property
     def feature_shape(self) -> tuple[int | None, ...]:
@@ -156,6 +159,17 @@ class ActivationEngine:
             selected = tf.gather(tf.cast(out, tf.float32), targets, axis=1, batch_dims=1)
         gradients = tape.gradient(selected, activations)
         return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32)
+
+    def _forward(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.features(images, training=False), tf.float32)
+
+    def activations(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """The layer's activations ``(N, *spatial, K)`` float32: forward passes only, ``batch_size`` images per call."""
+        parts = [
+            self._forward_fn(tf.constant(images[start : start + batch_size])).numpy()
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(parts, axis=0)
 
     def chunks(
         self, images: np.ndarray, targets: np.ndarray, batch_size: int = 32

@@ -14,6 +14,10 @@ random mask). The forward engine runs them the way the gradient engine runs path
 * the host adds the chunk sums in float64 as they come: memory is bounded by
   ``batch_size`` and the result does not depend on it (random masks are seeded
   statelessly by (seed, copy index), so a copy is the same in whichever chunk it lands).
+
+:meth:`ForwardEngine.scores` runs the same chunks but returns every row's score instead of
+the weighted sums, for methods whose weights need all the scores of an image first
+(Score-CAM's softmax over channels); one ``(N, rows_per_image)`` array of floats comes back.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class ForwardEngine:
 
     def __init__(self, engine: GradientEngine):
         self.engine = engine
-        self._compiled: dict[str, Callable[..., Any]] = {}
+        self._compiled: dict[Any, Callable[..., Any]] = {}
 
     def _chunk(
         self,
@@ -94,17 +98,33 @@ class ForwardEngine:
             tf.math.unsorted_segment_sum(weight, segment, n_segments),
         )
 
-    def _function(self, perturbation: Perturbation) -> Callable[..., Any]:
+    def _score_chunk(
+        self,
+        perturbation: Perturbation,
+        images: tf.Tensor,
+        per_image: dict[str, tf.Tensor],
+        rows: dict[str, tf.Tensor],
+        row_image: tf.Tensor,
+        target: tf.Tensor,
+    ) -> tf.Tensor:
+        source = tf.gather(images, row_image)
+        gathered = {k: tf.gather(v, row_image) for k, v in per_image.items()}
+        copies, _ = perturbation.apply(source, gathered, rows)
+        out = tf.cast(self.engine.model(copies, training=False), tf.float32)
+        return tf.gather(out, target, axis=1, batch_dims=1)
+
+    def _function(self, perturbation: Perturbation, scores: bool = False) -> Callable[..., Any]:
         """The compiled chunk of this kind; ``key`` must name everything ``apply`` reads outside its tensors."""
-        compiled = self._compiled.get(perturbation.key)
+        name = ("scores", perturbation.key) if scores else perturbation.key
+        compiled = self._compiled.get(name)
         if compiled is None:
             jit = self.engine.jit
             compiled = tf.function(
-                functools.partial(self._chunk, perturbation),
+                functools.partial(self._score_chunk if scores else self._chunk, perturbation),
                 reduce_retracing=not jit,
                 jit_compile=jit,
             )
-            self._compiled[perturbation.key] = compiled
+            self._compiled[name] = compiled
         return compiled
 
     def run(
@@ -147,6 +167,39 @@ class ForwardEngine:
             scored[image_u] += s.numpy()
             weights[image_u] += w.numpy()
         return scored, weights
+
+    def scores(
+        self, images: np.ndarray, targets: np.ndarray, perturbation: Perturbation, batch_size: int = 32
+    ) -> np.ndarray:
+        """The explained output for the target of every copy of every image.
+
+        The same chunks as :meth:`run` (at most ``batch_size`` rows, several images per chunk),
+        but each row's score comes back instead of the weighted sums; ``apply``'s weight maps
+        are not used.
+
+        Returns:
+            ``(N, rows_per_image)`` float64: ``F(copy_k of image i)`` for ``targets[i]``.
+        """
+        self.engine._sync_weights()
+        n = len(images)
+        per_row = perturbation.rows_per_image
+        total = n * per_row
+        per_image = perturbation.per_image(images)
+        result = np.empty(total, dtype=np.float64)
+        fn = self._function(perturbation, scores=True)
+        for start in range(0, total, batch_size):
+            rows = np.arange(start, min(start + batch_size, total))
+            image = rows // per_row
+            image_u, row_image = np.unique(image, return_inverse=True)
+            described = {k: tf.constant(v) for k, v in perturbation.rows(rows % per_row).items()}
+            result[rows] = fn(
+                tf.constant(images[image_u]),
+                {k: tf.constant(v[image_u]) for k, v in per_image.items()},
+                described,
+                tf.constant(row_image, tf.int32),
+                tf.constant(targets[image], tf.int32),
+            ).numpy()
+        return result.reshape(n, per_row)
 
 
 def forward_engine(engine: GradientEngine) -> ForwardEngine:
