@@ -83,6 +83,7 @@ _EXPORTS = {
     "PathPlan": "medxai.methods._engine.plan",
     "BlurIG": "medxai.methods",
     "Explanation": "medxai.methods",
+    "ExplainingMethod": "medxai.methods",
     "GradCAM": "medxai.methods",
     "GradCAMPlusPlus": "medxai.methods",
     "Gradient": "medxai.methods",

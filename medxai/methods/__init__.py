@@ -1,6 +1,6 @@
 """Attribution methods: one module per method, all on the shared gradient engine."""
 
-from medxai.methods.base import Explanation, PathMethod, XAIMethod
+from medxai.methods.base import ExplainingMethod, Explanation, PathMethod, XAIMethod
 from medxai.methods.blur_ig import BlurIG
 from medxai.methods.gradcam import GradCAM
 from medxai.methods.gradcam_plus_plus import GradCAMPlusPlus
@@ -18,4 +18,4 @@ from medxai.methods.rise import RISE
 from medxai.methods.scorecam import ScoreCAM
 from medxai.methods.smoothgrad import SmoothGrad
 
-__all__ = ["BlurIG", "Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput", "GuidedBackprop", "GuidedGradCAM", "GuidedIG", "HiResCAM", "LayerCAM", "LIME", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "ScoreCAM", "SmoothGrad", "XAIMethod"]
+__all__ = ["BlurIG", "ExplainingMethod", "Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput", "GuidedBackprop", "GuidedGradCAM", "GuidedIG", "HiResCAM", "LayerCAM", "LIME", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "ScoreCAM", "SmoothGrad", "XAIMethod"]

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medxai.methods.base import XAIMethod
+from medxai.methods.base import ExplainingMethod, Explanation
 from medxai.preprocess import resize_spatial
 
 if TYPE_CHECKING:
     import keras
 
 
-class CAMMethod(XAIMethod):
+class CAMMethod(ExplainingMethod):
     """Base of the activation-map methods (2D and 3D).
 
     Args:
@@ -76,15 +76,8 @@ class CAMMethod(XAIMethod):
             ``(n, *spatial)`` non-negative maps at the layer's resolution.
         """
 
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        if return_delta:
-            raise ValueError(f"{self.name or type(self).__name__} defines no completeness delta")
+    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+        """The upsampled maps, the same on every channel (no completeness delta)."""
         images, targets = self.engine.check_inputs(images, targets)
         self.engine._sync_weights()  # precision "mixed": copy the current weights into the half model
         spatial = images.shape[1:-1]
@@ -94,7 +87,7 @@ class CAMMethod(XAIMethod):
             for offset, cam in enumerate(maps.astype(np.float32)):
                 # linear interpolation of a non-negative map stays non-negative; broadcast to every channel
                 result[start + offset] = resize_spatial(cam[..., None], spatial)
-        return result
+        return Explanation(result, evaluations=np.ones(len(images), dtype=np.int64))
 
 
 def spatial_axes(x: np.ndarray) -> tuple[int, ...]:

@@ -209,7 +209,34 @@ class XAIMethod(abc.ABC):
         return to_heatmap(attributions[0], self.heatmap)
 
 
-class PathMethod(XAIMethod):
+class ExplainingMethod(XAIMethod):
+    """Methods that compute an :class:`Explanation`; :meth:`attribute` is its attributions.
+
+    Subclasses implement :meth:`explain` only: the attributions with, where the
+    method defines them (``has_delta``), the completeness figures, and the
+    gradient evaluations it cost.
+    """
+
+    @abc.abstractmethod
+    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+        """Attributions of a batch with their figures (see :class:`Explanation`)."""
+
+    def attribute(
+        self,
+        images: np.ndarray,
+        targets: int | Sequence[int] | np.ndarray,
+        *,
+        return_delta: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if return_delta and not self.has_delta:
+            raise ValueError(f"{self.name or type(self).__name__} defines no completeness delta")
+        explanation = self.explain(images, targets)
+        if return_delta:
+            return explanation.attributions, explanation.delta
+        return explanation.attributions
+
+
+class PathMethod(ExplainingMethod):
     """Methods the gradient engine runs from a :class:`~medxai.methods._engine.engine.PathPlan`."""
 
     @abc.abstractmethod
@@ -238,17 +265,3 @@ class PathMethod(XAIMethod):
         at_base = self.engine.predict(bases, self.batch_size)
         at_base = at_base[np.arange(len(bases)), np.repeat(targets, n_base)].reshape(-1, n_base)
         return at_input.astype(np.float64) - at_base.mean(axis=1, dtype=np.float64)
-
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        if return_delta and not self.has_delta:
-            raise ValueError(f"{self.name or type(self).__name__} defines no completeness delta")
-        explanation = self.explain(images, targets)
-        if return_delta:
-            return explanation.attributions, explanation.delta
-        return explanation.attributions

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medxai.methods.base import XAIMethod
+from medxai.methods.base import ExplainingMethod, Explanation
 from medxai.methods.gradcam import GradCAM
 from medxai.methods.guided_backprop import GuidedBackprop
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import keras
 
 
-class GuidedGradCAM(XAIMethod):
+class GuidedGradCAM(ExplainingMethod):
     """Guided backpropagation times the (upsampled) Grad-CAM map, element by element.
 
     The paper fuses the two by pointwise multiplication after upsampling the Grad-CAM
@@ -59,15 +59,10 @@ class GuidedGradCAM(XAIMethod):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "layer": self.layer}
 
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        if return_delta:
-            raise ValueError(f"{self.name} defines no completeness delta")
+    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+        """Guided backprop times the upsampled Grad-CAM map (no completeness delta)."""
         images, targets = self.engine.check_inputs(images, targets)
-        cam = self.gradcam.attribute(images, targets)  # upsampled, on every channel
-        return (self.guided.attribute(images, targets) * cam).astype(np.float32)
+        cam = self.gradcam.explain(images, targets)  # upsampled, on every channel
+        guided = self.guided.explain(images, targets)
+        product = (guided.attributions * cam.attributions).astype(np.float32)
+        return Explanation(product, evaluations=cam.evaluations + guided.evaluations)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medxai.methods.base import Explanation, XAIMethod, _check_positive_int
+from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow (nor scikit-image)
     import tensorflow as tf
@@ -175,7 +175,7 @@ class _Superpixels:
         return copies, weight
 
 
-class LIME(XAIMethod):
+class LIME(ExplainingMethod):
     """LIME (Ribeiro et al. 2016, arXiv:1602.04938) over superpixels, batched on the forward engine.
 
     The image (2D or 3D) is cut into superpixels; ``samples`` on/off vectors over them
@@ -349,13 +349,3 @@ class LIME(XAIMethod):
         attributions = np.repeat(attributions[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), self.samples))
 
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray:
-        if return_delta:
-            raise ValueError("lime defines no completeness delta")
-        return self.explain(images, targets).attributions

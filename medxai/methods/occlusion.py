@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medxai.methods.base import Explanation, XAIMethod
+from medxai.methods.base import ExplainingMethod, Explanation
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import tensorflow as tf
@@ -98,7 +98,7 @@ class _Windows:
         return images + mask[..., None] * (fill - images), mask
 
 
-class Occlusion(XAIMethod):
+class Occlusion(ExplainingMethod):
     """Occlusion (Zeiler & Fergus 2014, arXiv:1311.2901), batched on the forward engine.
 
     A window slides over the image (2D or 3D) and is filled with ``fill``; the
@@ -180,13 +180,3 @@ class Occlusion(XAIMethod):
         attributions = np.repeat(mean_drop[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), windows.rows_per_image + 1))
 
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray:
-        if return_delta:
-            raise ValueError("occlusion defines no completeness delta")
-        return self.explain(images, targets).attributions

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medxai.methods.base import Explanation, XAIMethod, _check_positive_int
+from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import tensorflow as tf
@@ -76,7 +76,7 @@ class _Masks:
         return images * mask[..., None], mask
 
 
-class RISE(XAIMethod):
+class RISE(ExplainingMethod):
     """RISE (Petsiuk et al. 2018, arXiv:1806.07421), batched on the forward engine.
 
     ``n_masks`` random binary grids of ``cells`` per side (each cell kept with
@@ -127,13 +127,3 @@ class RISE(XAIMethod):
         attributions = np.repeat(saliency[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), self.n_masks))
 
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray:
-        if return_delta:
-            raise ValueError("rise defines no completeness delta")
-        return self.explain(images, targets).attributions

@@ -179,13 +179,3 @@ class ScoreCAM(CAMMethod):
         evaluations = 1 + activations.shape[-1] + (self.weights == "increase")  # A, the K copies, F(b)
         return Explanation(result, evaluations=np.full(len(images), evaluations))
 
-    def attribute(
-        self,
-        images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
-        *,
-        return_delta: bool = False,
-    ) -> np.ndarray:
-        if return_delta:
-            raise ValueError("scorecam defines no completeness delta")
-        return self.explain(images, targets).attributions
