@@ -23,6 +23,7 @@ import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Annotated, Any, get_args
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, ValidationInfo
 from pydantic.dataclasses import is_pydantic_dataclass
 from pydantic_core import PydanticCustomError
@@ -403,3 +404,26 @@ class SpecMixin:
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         """The fields as a dict (``mode="json"``: JSON-able), as ``BaseModel.model_dump`` gives them."""
         return TypeAdapter(type(self)).dump_python(self, **kwargs)
+
+
+def per_axis_ints(name: str, value: Any, rank: int | None) -> tuple[int, ...] | None:
+    """``value`` as one positive int per spatial axis (an int is repeated); None stays None.
+
+    Example:
+        >>> per_axis_ints("window", 4, 2), per_axis_ints("window", [2, 3], 2)
+        ((4, 4), (2, 3))
+    """
+    if value is None:
+        return None
+    values = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        values = list(values)
+    except TypeError:
+        values = [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"{name} must be a positive integer or one positive integer per spatial axis, got {value!r}")
+    if rank is not None and len(values) not in (1, rank):
+        raise ValueError(f"{name} must be one integer or {rank} (one per spatial axis), got {value!r}")
+    if rank is not None and len(values) == 1:
+        values = values * rank
+    return tuple(int(v) for v in values)

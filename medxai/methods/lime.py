@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medxai._validation import per_axis_ints
 from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow (nor scikit-image)
@@ -48,24 +49,6 @@ DEFAULT_SEGMENTATION_PARAMS: dict[str, dict[str, Any]] = {
 }
 _SET_BY_MEDXAI = {"image", "channel_axis", "start_label", "return_tree"}
 _2D_ONLY = ("quickshift", "felzenszwalb")
-
-
-def _grid_cell(cell: Any, rank: int) -> tuple[int, ...] | None:
-    """The grid's cell size: None, one positive int, or one per spatial axis."""
-    if cell is None:
-        return None
-    values = [cell] if isinstance(cell, (int, np.integer)) and not isinstance(cell, bool) else cell
-    try:
-        values = list(values)
-    except TypeError:
-        values = [cell]
-    if not values or len(values) not in (1, rank) or any(
-        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values
-    ):
-        raise ValueError(
-            f"segmentation_params: cell must be a positive integer or one per spatial axis ({rank}), got {cell!r}"
-        )
-    return tuple(int(v) for v in values) * (rank if len(values) == 1 else 1)
 
 
 def grid_segments(spatial: Sequence[int], cell: Sequence[int] | None = None) -> np.ndarray:
@@ -273,7 +256,7 @@ class LIME(ExplainingMethod):
             accepted = {"cell"}
             if set(params) - accepted:
                 raise ValueError(f"segmentation_params: unknown key(s) {sorted(set(params) - accepted)} for 'grid' (known: cell)")
-            _grid_cell(merged["cell"], rank)
+            per_axis_ints("segmentation_params: cell", merged["cell"], rank)
             return merged
         # deferred: only a built method needs scikit-image
         from skimage import segmentation as skseg
@@ -313,7 +296,7 @@ class LIME(ExplainingMethod):
                 )
             return consecutive(labels)[0]
         if self.segmentation == "grid":
-            return grid_segments(spatial, _grid_cell(self.segmentation_params["cell"], len(spatial)))
+            return grid_segments(spatial, per_axis_ints("segmentation_params: cell", self.segmentation_params["cell"], len(spatial)))
         # deferred: only a built method needs scikit-image
         from skimage import segmentation as skseg
 

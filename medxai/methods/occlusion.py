@@ -13,30 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medxai._validation import per_axis_ints
 from medxai.methods.base import ExplainingMethod, Explanation
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import tensorflow as tf
 
 FILL_MEAN = "mean"
-
-
-def _ints(name: str, value: Any, rank: int | None) -> tuple[int, ...] | None:
-    """``value`` as one positive int per spatial axis (an int is repeated); None stays None."""
-    if value is None:
-        return None
-    values = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    try:
-        values = list(values)
-    except TypeError:
-        values = [value]
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
-        raise ValueError(f"{name} must be a positive integer or one positive integer per spatial axis, got {value!r}")
-    if rank is not None and len(values) not in (1, rank):
-        raise ValueError(f"{name} must be one integer or {rank} (one per spatial axis), got {value!r}")
-    if rank is not None and len(values) == 1:
-        values = values * rank
-    return tuple(int(v) for v in values)
 
 
 def default_window(spatial: Sequence[int]) -> tuple[int, ...]:
@@ -140,8 +123,8 @@ class Occlusion(ExplainingMethod):
         super().__init__(model, **kwargs)
         spatial = self.engine.input_shape[:-1]
         rank = len(spatial)
-        self.window = _ints("window", window, rank)
-        self.stride = _ints("stride", stride, rank)
+        self.window = per_axis_ints("window", window, rank)
+        self.stride = per_axis_ints("stride", stride, rank)
         if isinstance(fill, str):
             if fill != FILL_MEAN:
                 raise ValueError(f"fill must be a number (in the model's input space) or 'mean', got {fill!r}")
