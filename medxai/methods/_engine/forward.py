@@ -86,11 +86,7 @@ class ForwardEngine:
         segment: tf.Tensor,
         n_segments: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        source = tf.gather(images, row_image)
-        gathered = {k: tf.gather(v, row_image) for k, v in per_image.items()}
-        copies, weight = perturbation.apply(source, gathered, rows)
-        out = tf.cast(self.engine.model(copies, training=False), tf.float32)
-        score = tf.gather(out, target, axis=1, batch_dims=1)
+        score, weight = self._score_copies(perturbation, images, per_image, rows, row_image, target)
         weight = tf.cast(weight, tf.float32)
         scored = tf.reshape(score, [-1] + [1] * (len(weight.shape) - 1)) * weight
         return (
@@ -107,11 +103,23 @@ class ForwardEngine:
         row_image: tf.Tensor,
         target: tf.Tensor,
     ) -> tf.Tensor:
+        return self._score_copies(perturbation, images, per_image, rows, row_image, target)[0]
+
+    def _score_copies(
+        self,
+        perturbation: Perturbation,
+        images: tf.Tensor,
+        per_image: dict[str, tf.Tensor],
+        rows: dict[str, tf.Tensor],
+        row_image: tf.Tensor,
+        target: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The explained output's target score of each row's perturbed copy, and the row's weight map."""
         source = tf.gather(images, row_image)
         gathered = {k: tf.gather(v, row_image) for k, v in per_image.items()}
-        copies, _ = perturbation.apply(source, gathered, rows)
+        copies, weight = perturbation.apply(source, gathered, rows)
         out = tf.cast(self.engine.model(copies, training=False), tf.float32)
-        return tf.gather(out, target, axis=1, batch_dims=1)
+        return tf.gather(out, target, axis=1, batch_dims=1), weight
 
     def _function(self, perturbation: Perturbation, scores: bool = False) -> Callable[..., Any]:
         """The compiled chunk of this kind; ``key`` must name everything ``apply`` reads outside its tensors."""
