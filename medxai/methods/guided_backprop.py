@@ -14,6 +14,35 @@ from medxai.methods._engine.plan import PathPlan
 from medxai.methods.base import PathMethod
 
 
+#: Rectifier-like activations that guided backprop does not gate.
+_UNGATED_ACTIVATIONS = {
+    "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "softplus", "celu", "hard_silu", "hard_swish",
+}
+
+
+def ungated_rectifiers(model: Any) -> list[tuple[str, str]]:
+    """Layers (also inside nested models) whose rectifier guided backprop would not gate: (name, kind)."""
+    found = []
+    for layer in getattr(model, "layers", ()):
+        kind = type(layer).__name__
+        if hasattr(layer, "layers") and layer is not model:
+            found += [(f"{layer.name}/{name}", what) for name, what in ungated_rectifiers(layer)]
+        elif kind in ("LeakyReLU", "ELU", "PReLU"):
+            found.append((layer.name, kind))
+        elif kind == "ReLU" and (
+            getattr(layer, "max_value", None) is not None
+            or getattr(layer, "negative_slope", 0) != 0
+            or getattr(layer, "threshold", 0) != 0
+        ):
+            found.append((layer.name, "ReLU with max_value/negative_slope/threshold"))
+        else:
+            activation = getattr(layer, "activation", None)
+            name = activation if isinstance(activation, str) else getattr(activation, "__name__", "")
+            if name in _UNGATED_ACTIVATIONS:
+                found.append((layer.name, name))
+    return found
+
+
 class GuidedBackprop(PathMethod):
     """The input gradient with every ReLU gated on both passes.
 
@@ -24,10 +53,11 @@ class GuidedBackprop(PathMethod):
 
     Covered: every TensorFlow ``Relu`` op of the forward pass (``activation="relu"``,
     ``Activation("relu")``, ``ReLU()`` with default arguments, ``keras.ops.relu``,
-    ``tf.nn.relu``), in nested models and custom layers too. Not covered (ordinary
-    gradients): other rectifiers (``relu6``, leaky ReLU, ELU, GELU, ``ReLU(max_value=...)``),
-    ``tf.maximum(x, 0)`` and ReLUs inside a SavedModel's compiled functions
-    (``TFSMLayer``). A network without ReLUs gets its plain (signed) gradient.
+    ``tf.nn.relu``), in nested models and custom layers too. A model whose layers use
+    other rectifiers (``relu6``, leaky ReLU, ELU, GELU, swish, ``ReLU(max_value=...)``) is
+    refused, since their gradients would pass ungated. Not detected: ``tf.maximum(x, 0)``
+    written by hand and activations inside a SavedModel's compiled functions
+    (``TFSMLayer``). A network without rectifiers gets its plain (signed) gradient.
 
     Attributions are signed: the gating keeps only positive signals *between* ReLUs,
     but the first layer's weights can still turn them negative at the input. The
@@ -52,6 +82,14 @@ class GuidedBackprop(PathMethod):
             GuidedGradientEngine,  # deferred: TensorFlow starts here
         )
 
+        ungated = ungated_rectifiers(model)
+        if ungated:
+            raise ValueError(
+                "guided_backprop gates ReLU only, and this model also has "
+                + ", ".join(f"{name} ({kind})" for name, kind in ungated)
+                + ": their gradients would pass ungated, so the map would silently mix guided and plain "
+                "gradients; use a method that explains any activation (gradient, integrated_gradients, gradcam)"
+            )
         shared = self.engine
         self.engine = GuidedGradientEngine(model, shared.output, shared.jit, shared.precision)
         self._check_polarity()

@@ -162,3 +162,21 @@ def test_registered_with_aliases():
     assert methods["guided_backpropagation"] is medxai.GuidedBackprop
     assert methods["guided_grad_cam"] is medxai.GuidedGradCAM
     assert medxai.get_method("Guided-Grad-CAM", small_cnn((6, 6, 1))).name == "guided_gradcam"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: keras.layers.Dense(4, activation="leaky_relu"),
+        lambda: keras.layers.Dense(4, activation="gelu"),
+        lambda: keras.layers.LeakyReLU(),
+        lambda: keras.layers.ReLU(max_value=6.0),
+    ],
+)
+def test_rectifiers_it_cannot_gate_are_refused(layer):
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = layer()(keras.layers.Dense(4)(x))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match="gates ReLU only.*silently mix"):
+        medxai.GuidedBackprop(model)
