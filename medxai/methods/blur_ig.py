@@ -23,7 +23,7 @@ import numpy as np
 
 from medxai.filters import gaussian_blur
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods.base import Explanation, PathMethod
+from medxai.methods.base import Explanation, PathMethod, _check_positive_int
 
 #: Default ``max_sigma`` as a fraction of the smallest spatial side (the authors use
 #: sigma 50 on 299-pixel InceptionV3 inputs, about 1/6).
@@ -56,8 +56,7 @@ class BlurIG(PathMethod):
     has_delta = True
 
     def __init__(self, model, *, steps: int = 32, max_sigma: float | None = None, **kwargs: Any):
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = _check_positive_int("steps", steps)
         if max_sigma is not None and (
             isinstance(max_sigma, bool)
             or not isinstance(max_sigma, (int, float, np.integer, np.floating))

@@ -32,7 +32,7 @@ import numpy as np
 
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods.base import Explanation, PathMethod
+from medxai.methods.base import Explanation, PathMethod, _check_positive_int
 
 _EPSILON = 1e-9  # the authors' tolerance for "reached the step's L1 target"
 
@@ -77,8 +77,7 @@ class GuidedIG(PathMethod):
         seed: int = 0,
         **kwargs: Any,
     ):
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = _check_positive_int("steps", steps)
         for key, value in (("fraction", fraction), ("max_dist", max_dist)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value <= 1:
                 raise ValueError(f"{key} must be a number in (0, 1], got {value!r}")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from medxai.methods._engine.plan import STATISTICS, PathPlan
-from medxai.methods.base import PathMethod
+from medxai.methods.base import PathMethod, _check_positive_int
 from medxai.methods.gradient import Gradient
 from medxai.methods.integrated_gradients import IntegratedGradients
 
@@ -89,8 +89,7 @@ class SmoothGrad(PathMethod):
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        samples = _check_positive_int("samples", samples)
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
             raise ValueError(f"noise must be a non-negative number, got {noise!r}")
         if noise_mode not in NOISE_MODES:
