@@ -307,10 +307,20 @@ ScaleSpec = Union[str, tuple[float, float], Mapping, None]
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
-    """What is needed to send a map back to the source image's geometry."""
+    """What is needed to send a map back to the source image's geometry.
+
+    Attributes:
+        source_spatial_shape: the image's spatial shape, where maps are written.
+        model_spatial_shape: the model input's spatial shape, where maps are computed.
+        affine: the source's 4x4 RAS+ affine in array order (:mod:`medxai.io.geometry`),
+            for maps at ``source_spatial_shape``; None when the image had none.
+        patient_geometry: True when ``affine`` places the image in the patient.
+    """
 
     source_spatial_shape: tuple[int, ...]
     model_spatial_shape: tuple[int, ...]
+    affine: np.ndarray | None = dataclasses.field(default=None, compare=False)
+    patient_geometry: bool = False
 
 
 # ----------------------------------------------------------------- transforms
@@ -481,8 +491,15 @@ class Preprocessor:
         x = resize_spatial(x, target)
         x = match_channels(x, self.channels)
         x = scale_intensity(x, self.spec.scale)
+        affine = getattr(image, "affine", None)
+        if affine is not None and len(source) < np.asarray(image.array).ndim - 1:
+            # a single-frame volume read as a 2D image: its slice axis becomes the normal column
+            affine = np.asarray(affine)[:, [1, 2, 0, 3]]
         return np.ascontiguousarray(x, dtype=np.float32), Geometry(
-            source_spatial_shape=tuple(int(n) for n in source), model_spatial_shape=target
+            source_spatial_shape=tuple(int(n) for n in source),
+            model_spatial_shape=target,
+            affine=affine,
+            patient_geometry=bool(getattr(image, "patient_geometry", False)),
         )
 
     def display(self, image: LoadedImage) -> np.ndarray:

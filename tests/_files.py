@@ -82,3 +82,86 @@ def ramp(shape: tuple[int, ...], dtype=np.uint16, step: int = 1) -> np.ndarray:
     if np.issubdtype(dtype, np.integer):
         values %= int(np.iinfo(dtype).max) + 1
     return values.reshape(shape).astype(dtype)
+
+
+def rotation(degrees_x: float, degrees_y: float, degrees_z: float) -> np.ndarray:
+    """A 3x3 rotation matrix (x, then y, then z, extrinsic)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("xyz", [degrees_x, degrees_y, degrees_z], degrees=True).as_matrix()
+
+
+def dicom_series(
+    folder: Path,
+    volume: np.ndarray,
+    *,
+    orientation: np.ndarray | None = None,
+    origin: tuple[float, float, float] = (-20.0, 15.0, 40.0),
+    pixel_spacing: tuple[float, float] = (0.8, 0.6),
+    slice_step: float = 2.5,
+    order: list[int] | None = None,
+    slopes: list[float] | None = None,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+) -> list[Path]:
+    """Writes ``volume`` (slices, rows, cols) of HU as one CT series, a file per slice (LPS+ geometry).
+
+    Slice k sits at ``origin + k * slice_step * normal`` where the normal is the
+    cross product of the two ``orientation`` rows (default: axial). Files are
+    named in ``order`` (a permutation: file i holds slice order[i]) so the names
+    say nothing of the geometry. ``slopes`` gives each slice its own RescaleSlope.
+    Returns the files in slice order.
+    """
+    volume = np.asarray(volume, dtype=np.float64)
+    n = volume.shape[0]
+    iop = np.asarray([[1, 0, 0], [0, 1, 0]], dtype=np.float64) if orientation is None else np.asarray(orientation)
+    normal = np.cross(iop[0], iop[1])
+    order = list(range(n)) if order is None else order
+    slopes = [1.0] * n if slopes is None else slopes
+    study_uid = study_uid or generate_uid()
+    series_uid = series_uid or generate_uid()
+    frame_uid = generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[int, Path] = {}
+    for name_index, k in enumerate(order):
+        stored = np.rint((volume[k] + 1024.0) / slopes[k]).astype(np.uint16)
+        ds = dicom_dataset(
+            stored,
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=series_uid,
+            FrameOfReferenceUID=frame_uid,
+            PatientID="SERIES-TEST",
+            PatientName="Series^Test",
+            StudyID="1",
+            SeriesNumber=3,
+            InstanceNumber=k + 1,
+            ImageOrientationPatient=[float(v) for v in iop.ravel()],
+            ImagePositionPatient=[float(v) for v in np.asarray(origin) + k * slice_step * normal],
+            PixelSpacing=list(pixel_spacing),
+            SliceThickness=7.0,  # deliberately not the step: the spacing must come from the positions
+            RescaleSlope=slopes[k],
+            RescaleIntercept=-1024.0,
+            WindowCenter=40,
+            WindowWidth=400,
+        )
+        paths[k] = save(ds, folder / f"im{name_index:03d}.dcm")
+    return [paths[k] for k in range(n)]
+
+
+def simpleitk_ras_affine(folder: Path) -> np.ndarray:
+    """SimpleITK's geometry of the DICOM series in ``folder`` (an independent reader) as a NIfTI-order RAS+ affine.
+
+    Skips the calling test when SimpleITK is not installed.
+    """
+    import os
+
+    import pytest
+
+    sitk = pytest.importorskip("SimpleITK")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(os.fspath(folder)))
+    image = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps

@@ -108,3 +108,25 @@ def test_the_demo_config_validates(capsys):
     out = capsys.readouterr().out
     assert "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad" in out
     assert "explains logits: the pre-activation of Dense" in out and "(softmax removed)" in out
+
+
+def test_the_demo_export_config_writes_nifti_and_dicom_maps_of_the_ct_slices(tmp_path, capsys):
+    import csv
+    from pathlib import Path
+
+    import nibabel as nib
+    import pydicom
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo_export.yaml"
+    assert main(["run", str(config), "--no-progress", "--set", f"output.dir={tmp_path}"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "index.csv", encoding="utf-8")))
+    assert len(rows) == 48 and {r["status"] for r in rows} == {"ok"}
+    for row in rows[:4]:
+        source = pydicom.dcmread(row["source_path"])
+        pm = pydicom.dcmread(tmp_path / row["dicom_map_path"])
+        sc = pydicom.dcmread(tmp_path / row["dicom_overlay_path"])
+        assert pm.StudyInstanceUID == sc.StudyInstanceUID == source.StudyInstanceUID
+        assert len({pm.SeriesInstanceUID, sc.SeriesInstanceUID, source.SeriesInstanceUID}) == 3
+        nifti = nib.load(tmp_path / row["nifti_path"])
+        assert nifti.shape == (int(source.Columns), int(source.Rows))
+        assert row["orientation"] == "PL" and row["source_shape"] == f"{source.Rows}x{source.Columns}"

@@ -557,6 +557,7 @@ medxai synthetic demo study (medxai.data.synthetic.write_study, seed {seed})
 Not patient data. Binary task: label 1 = lesion present.
 
 manifest.csv  image_id,path,label,mask  (paths relative to this folder)
+ct_manifest.csv  the CT rows only (for the NIfTI/DICOM export demo)
 ct/           {n_ct} CT-like axial slices, DICOM CT, MONOCHROME2, signed int16,
               RescaleSlope 1, RescaleIntercept -1024 (stored = HU + 1024),
               window center {wc:g} / width {ww:g} HU (soft tissue).
@@ -621,8 +622,9 @@ def write_study(
     1024), ``xray/*.dcm`` (CR, MONOCHROME1) and ``xray/*.png`` (8-bit, bright
     = dense), ``masks/*.png`` (0/255, one per image: an all-zero file for a
     negative, so the ``mask`` column is never empty), ``manifest.csv``
-    (``image_id,path,label,mask``, paths relative to ``out_dir``) and
-    ``README.txt``. See :func:`study_items` for the images. The same seed
+    (``image_id,path,label,mask``, paths relative to ``out_dir``),
+    ``ct_manifest.csv`` (the CT rows only: every image DICOM with a patient
+    position, for the NIfTI/DICOM export demo) and ``README.txt``. See :func:`study_items` for the images. The same seed
     gives byte-identical files.
 
     Args:
@@ -653,10 +655,11 @@ def write_study(
         write_mask_png(out / item.mask_path, item.mask)
 
     manifest = out / "manifest.csv"
-    with manifest.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["image_id", "path", "label", "mask"])
-        writer.writerows([item.image_id, item.path, item.label, item.mask_path] for item in items)
+    for path, kinds in ((manifest, ("ct", "xray")), (out / "ct_manifest.csv", ("ct",))):
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["image_id", "path", "label", "mask"])
+            writer.writerows([i.image_id, i.path, i.label, i.mask_path] for i in items if i.kind in kinds)
     (out / "README.txt").write_text(
         _README.format(
             seed=seed, n_ct=n_ct, n_xray=n_xray,

@@ -1,10 +1,13 @@
-"""The io layer: manifests, image readers (DICOM, PNG/JPEG/TIFF, NPY, NIfTI), atomic writers.
+"""The io layer: manifests, image readers (DICOM files and series, PNG/JPEG/TIFF, NPY, NIfTI), atomic writers.
 
-Light on purpose: nothing here imports TensorFlow.
+Light on purpose: nothing here imports TensorFlow. Image geometry (affines) is
+:mod:`medxai.io.geometry`; DICOM Parametric Map / Secondary Capture export is
+:mod:`medxai.io.dicom_export` (imported on use: it loads highdicom).
 """
 
 from medxai.io.image import ImageReadError, LoadedImage
 from medxai.io.manifest import ManifestError, ManifestRow, read_manifest, safe_id
+from medxai.io.nifti import write_nifti
 from medxai.io.readers import read_image, supported_suffixes
 from medxai.io.writers import atomic_write_bytes, write_npy, write_png, write_text
 
@@ -18,6 +21,7 @@ __all__ = [
     "read_manifest",
     "safe_id",
     "supported_suffixes",
+    "write_nifti",
     "write_npy",
     "write_png",
     "write_text",

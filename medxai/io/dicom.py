@@ -23,9 +23,10 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, convert_color_space, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from medxai.io.geometry import dicom_affine
 from medxai.io.image import LoadedImage, as_image_array, describe, read_error
 
-__all__ = ["read_dicom", "has_dicom_magic", "looks_like_bare_dataset"]
+__all__ = ["read_dicom", "has_dicom_magic", "looks_like_bare_dataset", "frame_placement"]
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -109,9 +110,16 @@ def read_dicom(path: str | os.PathLike, *, force: bool = False) -> LoadedImage:
         "transfer_syntax": _transfer_syntax(ds).name,
         "bits_stored": int(ds.get("BitsStored", 0)) or None,
     }
+    if info.get("decoder"):
+        meta["decoder"] = info["decoder"]
     voi_function = ds.get("VOILUTFunction")
     if voi_function:
         meta["voi_lut_function"] = str(voi_function)
+    meta["source_files"] = [path]
+    for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        if key in ds:
+            meta[key] = str(ds[key].value)
+    affine = _affine(ds, frames)
     return LoadedImage(
         array=array,
         source_path=path,
@@ -120,6 +128,8 @@ def read_dicom(path: str | os.PathLike, *, force: bool = False) -> LoadedImage:
         invert=invert,
         spacing=_spacing(ds, frames),
         meta=meta,
+        affine=affine,
+        patient_geometry=affine is not None,
     )
 
 
@@ -186,7 +196,58 @@ def _decode(ds: Dataset, path: str) -> tuple[np.ndarray, dict]:
     except Exception as exc:
         if "less than expected" in str(exc):
             raise read_error("truncated DICOM file", path, "pixel data is shorter than its size tags say") from None
+        if ts.is_compressed:
+            decoded = _decode_with_gdcm(path, ds)
+            if decoded is not None:
+                return decoded
         raise read_error("cannot decode DICOM pixel data", path, f"{ts.name}; {describe(exc)}") from None
+    return arr, info
+
+
+_GDCM_DTYPES = {
+    "UINT8": np.uint8, "INT8": np.int8, "UINT12": np.uint16, "INT12": np.int16, "UINT16": np.uint16,
+    "INT16": np.int16, "UINT32": np.uint32, "INT32": np.int32, "FLOAT32": np.float32, "FLOAT64": np.float64,
+}  # fmt: skip
+
+
+def _decode_with_gdcm(path: str, ds: Dataset) -> tuple[np.ndarray, dict] | None:
+    """Greyscale pixel data decoded by GDCM's own file reader, or None when it cannot.
+
+    pydicom's plugins (pylibjpeg, and pydicom's GDCM plugin, which refuses it
+    up front) cannot decode 12-bit JPEG Extended (process 2 & 4) codestreams,
+    nor ones with small conformance slips (e.g. pydicom's ``JPEG-lossy.dcm``,
+    whose scan header has the wrong spectral end); GDCM's reader, called on
+    the whole file, decodes both.
+    """
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None  # colour: GDCM may change the colour space without saying so
+    try:
+        import gdcm
+    except ImportError:
+        return None
+    try:
+        reader = gdcm.ImageReader()
+        reader.SetFileName(path)
+        if not reader.Read():
+            return None
+        image = reader.GetImage()
+        dtype = _GDCM_DTYPES.get(image.GetPixelFormat().GetScalarTypeAsString())
+        if dtype is None or image.GetPixelFormat().GetSamplesPerPixel() != 1:
+            return None
+        frames = int(image.GetDimension(2)) if image.GetNumberOfDimensions() == 3 else 1
+        rows, cols = int(image.GetDimension(1)), int(image.GetDimension(0))
+        raw = image.GetBuffer().encode("utf-8", "surrogateescape")  # GDCM hands char* back as str
+        if len(raw) != frames * rows * cols * np.dtype(dtype).itemsize:
+            return None
+        arr = np.frombuffer(raw, dtype=dtype).reshape((frames, rows, cols) if frames > 1 else (rows, cols)).copy()
+    except Exception:
+        return None
+    info = {
+        "number_of_frames": frames,
+        "samples_per_pixel": 1,
+        "photometric_interpretation": str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
+        "decoder": "gdcm",
+    }
     return arr, info
 
 
@@ -271,4 +332,53 @@ def _spacing(ds: Dataset, frames: int) -> tuple[float, ...] | None:
         )
         return None if between is None else (abs(float(between)), rows, cols)
     except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def frame_placement(ds: Dataset, frame: int = 0) -> tuple[list[float], list[float], list[float]] | None:
+    """ImageOrientationPatient, ImagePositionPatient and PixelSpacing of a frame (plain or functional groups).
+
+    None when any of the three is missing or malformed.
+    """
+    try:
+        sources = [
+            ds,
+            _functional_group(ds, "PlaneOrientationSequence", frame),
+            _functional_group(ds, "PlanePositionSequence", frame),
+            _functional_group(ds, "PixelMeasuresSequence", frame),
+        ]
+        found = {}
+        for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+            value = next((s.get(key) for s in sources if s is not None and s.get(key)), None)
+            if value is None:
+                return None
+            found[key] = [float(v) for v in value]
+        if (len(found["ImageOrientationPatient"]), len(found["ImagePositionPatient"]), len(found["PixelSpacing"])) != (6, 3, 2):
+            return None
+        if not np.isfinite([v for vs in found.values() for v in vs]).all():
+            return None
+        return found["ImageOrientationPatient"], found["ImagePositionPatient"], found["PixelSpacing"]
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _affine(ds: Dataset, frames: int) -> np.ndarray | None:
+    """The RAS+ affine of a single-frame image, or of a multi-frame one whose frames are evenly stacked."""
+    first = frame_placement(ds, 0)
+    if first is None:
+        return None
+    orientation, position, spacing = first
+    try:
+        if frames == 1:
+            return dicom_affine(orientation, position, spacing)
+        placements = [frame_placement(ds, f) for f in range(frames)]
+        if any(p is None or not np.allclose(p[0], orientation, atol=1e-4) for p in placements):
+            return None
+        positions = np.array([p[1] for p in placements])
+        steps = np.diff(positions, axis=0)
+        step = steps.mean(axis=0)
+        if np.linalg.norm(step) < 1e-6 or np.abs(steps - step).max() > 1e-2 * max(1.0, float(np.linalg.norm(step))):
+            return None  # frames that are not one evenly spaced stack (e.g. a time series) have no single affine
+        return dicom_affine(orientation, position, spacing, step)
+    except ValueError:
         return None

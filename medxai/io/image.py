@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medxai.errors import ImageReadError
+from medxai.io.geometry import default_affine
 
 __all__ = ["ImageReadError", "LoadedImage", "KINDS"]
 
@@ -47,6 +48,12 @@ class LoadedImage:
             (DICOM MONOCHROME1, TIFF min-is-white).
         spacing: pixel/voxel spacing per spatial axis, in the same axis order
             as ``array``, when the file records it.
+        affine: 4x4 RAS+ affine of the array's index (see
+            :mod:`medxai.io.geometry`); when the reader knows no position it is
+            :func:`~medxai.io.geometry.default_affine` of ``spacing`` (1 mm when
+            unknown) and ``patient_geometry`` is False.
+        patient_geometry: True when ``affine`` places the image in the patient
+            (DICOM ImagePositionPatient/ImageOrientationPatient, NIfTI sform/qform).
         meta: small facts about the source, e.g. ``{"modality": "CT",
             "photometric": "MONOCHROME2", "frames": 1}``.
     """
@@ -58,6 +65,21 @@ class LoadedImage:
     invert: bool = False
     spacing: tuple[float, ...] | None = None
     meta: dict = field(default_factory=dict)
+    affine: np.ndarray | None = None
+    patient_geometry: bool = False
+
+    def __post_init__(self) -> None:
+        ndim = self.array.ndim - 1
+        if self.affine is None:
+            if ndim not in (2, 3):  # not an image medxai can use; the preprocessor says so
+                return
+            spacing = self.spacing if self.spacing is not None and len(self.spacing) == ndim else None
+            self.affine = default_affine(spacing, ndim)
+            self.patient_geometry = False
+        else:
+            self.affine = np.asarray(self.affine, dtype=np.float64)
+            if self.affine.shape != (4, 4):
+                raise ValueError(f"an affine is a 4x4 matrix, got shape {self.affine.shape}")
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 INDEX_COLUMNS: tuple[str, ...] = (
     "image_id",
     "source_path",
+    "series_uid",
     "method",
     "class_index",
     "score",
@@ -24,6 +25,9 @@ INDEX_COLUMNS: tuple[str, ...] = (
     "npy_path",
     "png_path",
     "overlay_path",
+    "nifti_path",
+    "dicom_map_path",
+    "dicom_overlay_path",
     "relative_delta",
     "steps",
     "warning",
@@ -34,7 +38,14 @@ INDEX_COLUMNS: tuple[str, ...] = (
     "clip",
     "explained",
     "mask_path",
+    "source_shape",
+    "spacing",
+    "orientation",
 )
+#: The columns naming a row's map files (relative to the run folder; empty when not written).
+FILE_COLUMNS: tuple[str, ...] = (
+    "npy_path", "png_path", "overlay_path", "nifti_path", "dicom_map_path", "dicom_overlay_path"
+)  # fmt: skip
 INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
 
 

@@ -34,6 +34,8 @@ class ManifestRow:
         label: integer class label, or None when absent.
         mask_path: absolute mask path, or None when absent/empty.
         row: 0-based row number (the first row after the header is 0).
+        series_uid: the DICOM SeriesInstanceUID to read from ``path`` (a series
+            folder), or None when absent/empty.
     """
 
     image_id: str
@@ -41,6 +43,7 @@ class ManifestRow:
     label: int | None
     mask_path: str | None
     row: int
+    series_uid: str | None = None
 
 
 def read_manifest(
@@ -51,6 +54,7 @@ def read_manifest(
     label_column: str | None = None,
     mask_column: str | None = None,
     root: str | os.PathLike | None = None,
+    series_column: str | None = None,
 ) -> list[ManifestRow]:
     """Reads a CSV (or ``.tsv``/``.tab``, tab-separated) manifest with a header row.
 
@@ -61,6 +65,8 @@ def read_manifest(
         label_column: column holding integer labels ("1", "1.0" and empty accepted).
         mask_column: column holding mask paths (empty cells mean no mask).
         root: folder that relative paths resolve against; default: the manifest's folder.
+        series_column: column holding DICOM SeriesInstanceUIDs, for paths that are
+            folders of several series (empty cells: the folder's only series).
 
     Raises:
         ManifestError: unreadable or empty manifest, a missing column, an empty
@@ -68,7 +74,7 @@ def read_manifest(
     """
     manifest = Path(os.fspath(path))
     table = _read_table(manifest)
-    columns = [c for c in (path_column, id_column, label_column, mask_column) if c is not None]
+    columns = [c for c in (path_column, id_column, label_column, mask_column, series_column) if c is not None]
     missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
     if missing:
         raise ManifestError(
@@ -87,6 +93,7 @@ def read_manifest(
             raise ManifestError(f"{manifest}: row {i}: empty {id_column!r}")
         label = None if label_column is None else _label(record[label_column], manifest, i, label_column)
         mask = record[mask_column].strip() if mask_column is not None else ""
+        series = record[series_column].strip() if series_column is not None else ""
         rows.append(
             ManifestRow(
                 image_id=image_id,
@@ -94,6 +101,7 @@ def read_manifest(
                 label=label,
                 mask_path=_resolve(base, mask) if mask else None,
                 row=i,
+                series_uid=series or None,
             )
         )
     _check_unique(rows, manifest)

@@ -1,4 +1,4 @@
-"""NIfTI-1/NIfTI-2 reader (``.nii``, ``.nii.gz``) via nibabel."""
+"""NIfTI-1/NIfTI-2 reader and writer (``.nii``, ``.nii.gz``) via nibabel."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from medxai.io.geometry import array_to_nifti_affine, nifti_to_array_affine
 from medxai.io.image import LoadedImage, as_image_array, describe, read_error
+from medxai.io.writers import atomic_write_bytes
 
-__all__ = ["read_nifti", "nifti_version"]
+__all__ = ["read_nifti", "nifti_version", "write_nifti"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -31,7 +33,9 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
     The data (scaled by ``scl_slope``/``scl_inter``) is transposed so the
     slowest axis comes first: nibabel's ``(X, Y, Z)`` becomes ``(Z, Y, X, 1)``;
     ``(X, Y)`` and ``(X, Y, 1)`` become ``(Y, X, 1)``. Spacing comes from the
-    header's zooms, in the same order. No reorientation is done.
+    header's zooms, in the same order. No reorientation is done: the
+    image's affine is nibabel's (sform, else qform) with its columns put in
+    the same order (:func:`medxai.io.geometry.nifti_to_array_affine`).
 
     Raises:
         ImageReadError: not NIfTI, corrupt, or not a 2D/3D scalar image.
@@ -51,6 +55,8 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
         img = klass.from_bytes(raw)
         data = np.asarray(img.get_fdata(dtype=np.float32))
         zooms = tuple(float(z) for z in img.header.get_zooms())
+        sform, qform = int(img.header["sform_code"]), int(img.header["qform_code"])
+        affine = np.asarray(img.affine, dtype=np.float64)
     except Exception as exc:
         raise read_error("cannot decode NIfTI file", path, describe(exc)) from None
     shape_xyz = data.shape
@@ -62,5 +68,54 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
     data = data.T[..., np.newaxis]  # (X, Y[, Z]) -> ([Z,] Y, X, 1)
     spacing = tuple(reversed(zooms[: data.ndim - 1])) if len(zooms) >= data.ndim - 1 else None
     array = as_image_array(data, path)
-    meta = {"shape_xyz": tuple(int(n) for n in shape_xyz), "nifti_version": version}
-    return LoadedImage(array=array, source_path=path, kind="nifti", spacing=spacing, meta=meta)
+    meta = {"shape_xyz": tuple(int(n) for n in shape_xyz), "nifti_version": version, "xform_codes": (sform, qform)}
+    return LoadedImage(
+        array=array,
+        source_path=path,
+        kind="nifti",
+        spacing=spacing,
+        meta=meta,
+        affine=nifti_to_array_affine(affine, array.ndim - 1),
+        patient_geometry=sform > 0 or qform > 0,
+    )
+
+
+def write_nifti(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    affine: np.ndarray,
+    *,
+    shape_xyz: tuple[int, ...] | None = None,
+    xform_code: int = 1,
+) -> None:
+    """Writes a float32 map as NIfTI-1 (gzipped when ``path`` ends in ``.gz``), atomically.
+
+    Args:
+        path: the destination, ``.nii`` or ``.nii.gz``.
+        array: the map in medxai's array order, ``(rows, cols)`` or ``(slices, rows, cols)``.
+        affine: its array-order RAS+ affine (:mod:`medxai.io.geometry`); the file
+            gets the NIfTI ``(X, Y, Z)`` form as both sform and qform.
+        shape_xyz: the source file's own shape (e.g. ``(X, Y, Z, 1)``), to write the
+            map with exactly that shape when it differs only by trailing singleton axes.
+        xform_code: the sform/qform code (1: scanner coordinates, 2: aligned to another file).
+
+    Raises:
+        ValueError: not a 2D/3D array, or not finite.
+    """
+    data = np.asarray(array, dtype=np.float32)
+    if data.ndim not in (2, 3):
+        raise ValueError(f"a NIfTI map needs 2 or 3 axes, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise ValueError("the map contains NaN or infinite values")
+    nifti_affine = array_to_nifti_affine(affine, data.ndim)
+    xyz = data.T  # array order -> nibabel's (X, Y, Z)
+    if shape_xyz is not None and tuple(shape_xyz[: xyz.ndim]) == xyz.shape and all(n == 1 for n in shape_xyz[xyz.ndim :]):
+        xyz = xyz.reshape(tuple(shape_xyz))  # give back the source's trailing singleton axes
+    image = nib.Nifti1Image(np.asfortranarray(xyz), nifti_affine)
+    image.header.set_data_dtype(np.float32)
+    image.set_sform(nifti_affine, code=xform_code)
+    image.set_qform(nifti_affine, code=xform_code)
+    image.header["descrip"] = b"medxai attribution map"
+    raw = image.to_bytes()
+    # Level 1: maps compress well enough at a fraction of the time of the default 9.
+    atomic_write_bytes(path, gzip.compress(raw, compresslevel=1, mtime=0) if os.fspath(path).endswith(".gz") else raw)

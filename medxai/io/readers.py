@@ -8,6 +8,7 @@ from pathlib import Path
 
 from medxai.io.arrays import read_npy
 from medxai.io.dicom import has_dicom_magic, looks_like_bare_dataset, read_dicom
+from medxai.io.dicom_series import read_dicom_series
 from medxai.io.image import ImageReadError, LoadedImage, describe, read_error
 from medxai.io.nifti import nifti_version, read_nifti
 from medxai.io.raster import read_raster
@@ -73,12 +74,19 @@ def _gzipped_kind(path: Path) -> str | None:
     return "nifti" if nifti_version(head) else None
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Reads any supported image file (see :func:`supported_suffixes`).
+def read_image(path: str | os.PathLike, *, series_uid: str | None = None) -> LoadedImage:
+    """Reads any supported image file (see :func:`supported_suffixes`), or a DICOM series folder.
 
     The kind comes from the file's content (magic numbers) when it is
     recognisable, else from its suffix; a file whose content contradicts its
-    suffix and is not recognisable (e.g. text named ``.dcm``) is refused.
+    suffix and is not recognisable (e.g. text named ``.dcm``) is refused. A
+    folder is read as one DICOM series volume
+    (:func:`medxai.io.dicom_series.read_dicom_series`).
+
+    Args:
+        path: an image file or a DICOM series folder.
+        series_uid: the SeriesInstanceUID to read from a folder of several series;
+            for a file, the series it must belong to.
 
     Raises:
         ImageReadError: for every per-file problem; the message names the file.
@@ -87,7 +95,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     if not p.exists():
         raise ImageReadError(f"file not found: {p}", p)
     if p.is_dir():
-        raise read_error("is a folder, not an image file", p)
+        return read_dicom_series(p, series_uid)
     try:
         with open(p, "rb") as f:
             head = f.read(_HEAD_BYTES)
@@ -114,6 +122,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise read_error(f"cannot read {_NAMES[kind]} file", p, describe(exc)) from None
     if expected is not None and expected != kind:
         image.meta["suffix_mismatch"] = f"named as {_NAMES[expected]}, content is {_NAMES[kind]}"
+    if series_uid is not None and image.meta.get("SeriesInstanceUID") != series_uid:
+        found = image.meta.get("SeriesInstanceUID") or f"none (a {_NAMES[kind]} file)"
+        raise read_error(f"the file is not in series {series_uid}", p, f"its series: {found}")
     return image
 
 

@@ -5,6 +5,9 @@ Output layout under ``output.dir``::
     maps/<method>/<image id>_c<class>.npy          float32 map in [0, 1] at source geometry
     maps/<method>/<image id>_c<class>.png          colour-mapped map (3D: a montage of slices)
     maps/<method>/<image id>_c<class>.overlay.png  map over the windowed image
+    maps/<method>/<image id>_c<class>.nii.gz       (nifti) the .npy map with the source's affine
+    maps/<method>/<image id>_c<class>.pm.dcm       (dicom) Parametric Map in a new series of the source study
+    maps/<method>/<image id>_c<class>.sc.dcm       (dicom) Secondary Capture of the overlay (volumes: a .sc folder)
     index.csv                                      one row per (image, method, class)
     run.json                                       provenance: config, versions, checksums, counts
 
@@ -41,7 +44,9 @@ from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
+from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
 from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text
+from medxai.io.nifti import write_nifti
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor
 from medxai.pipeline.journal import completed_rows, fingerprint, jsonable, previous_fingerprint, versions
@@ -86,6 +91,9 @@ class _Item:
     geometry: Any = None
     display: np.ndarray | None = None
     error: str | None = None
+    source_files: list[str] = field(default_factory=list)
+    nifti_shape: tuple[int, ...] | None = None  # a NIfTI source's own (X, Y, Z[, 1]) shape
+    placement: dict[str, str] = field(default_factory=dict)  # the index's geometry columns
 
 
 # --------------------------------------------------------------------- helpers
@@ -199,6 +207,7 @@ class Decoder:
         self.out = Path(config.output.dir)
         self.formats = set(config.output.formats)
         self.fingerprint = fingerprint(config, self.model_checksum)
+        self._geometry: dict[str, dict[str, str]] = {}
 
     # ---- resume
     def _completed(self) -> dict[str, list[dict[str, str]]]:
@@ -214,12 +223,21 @@ class Decoder:
     def _load(self, row: ManifestRow) -> _Item:
         item = _Item(row)
         try:
-            image = read_image(row.path)
+            image = read_image(row.path, series_uid=row.series_uid)
+            if "dicom" in self.formats and image.kind != "dicom":
+                raise ValueError(
+                    f"output.formats: dicom needs a DICOM source, and {row.path} is {image.kind.upper()}; "
+                    "leave 'dicom' out of output.formats for runs with other images"
+                )
             item.tensor, item.geometry = self.preprocessor(image)
-            if "overlay" in self.formats:
+            if self.formats & {"overlay", "dicom"}:
                 item.display = self.preprocessor.display(image)
         except (ImageReadError, PreprocessError, ValueError) as err:
             item.error = str(err) or type(err).__name__
+            return item
+        item.source_files = list(image.meta.get("source_files", []))
+        item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
+        item.placement = _placement(item.geometry)
         return item
 
     def _classes(self, item: _Item, scores: np.ndarray) -> list[int]:
@@ -250,6 +268,7 @@ class Decoder:
         row = {
             "image_id": item.row.image_id,
             "source_path": item.row.path,
+            "series_uid": item.row.series_uid or "",
             "method": method,
             "class_index": "" if class_index is None else class_index,
             "label": "" if item.row.label is None else item.row.label,
@@ -259,6 +278,7 @@ class Decoder:
             "clip": _clip_text(self.policy),
             "explained": self._explained.get(method, ""),
             "mask_path": item.row.mask_path or "",
+            **item.placement,
         }
         row.update(values)
         return row
@@ -266,7 +286,7 @@ class Decoder:
     def _write_map(self, item: _Item, method: str, class_index: int, attributions: np.ndarray) -> dict[str, str]:
         heatmap = self.preprocessor.to_source(to_heatmap(attributions, self.policy), item.geometry)
         stem = Path("maps") / method / f"{safe_id(item.row.image_id)}_c{class_index}"
-        paths = {"npy_path": "", "png_path": "", "overlay_path": ""}
+        paths = {k: "" for k in ("npy_path", "png_path", "overlay_path", "nifti_path", "dicom_map_path", "dicom_overlay_path")}
         if "npy" in self.formats:
             paths["npy_path"] = f"{stem}.npy"
             write_npy(self.out / paths["npy_path"], heatmap.astype(np.float32))
@@ -283,7 +303,36 @@ class Decoder:
                 outline=self.config.output.overlay_outline,
             )
             write_png(self.out / paths["overlay_path"], picture)
+        if "nifti" in self.formats:
+            paths["nifti_path"] = f"{stem}.nii.gz"
+            affine = item.geometry.affine if item.geometry.affine is not None else default_affine(None, heatmap.ndim)
+            write_nifti(self.out / paths["nifti_path"], heatmap, affine, shape_xyz=item.nifti_shape)
+        if "dicom" in self.formats:
+            paths.update(self._write_dicom(item, method, class_index, heatmap, stem))
         return {k: Path(v).as_posix() if v else "" for k, v in paths.items()}
+
+    def _write_dicom(self, item: _Item, method: str, class_index: int, heatmap: np.ndarray, stem: Path) -> dict[str, str]:
+        """The Parametric Map and the overlay's Secondary Capture(s), in new series of the source study."""
+        from medxai.io.dicom_export import write_dicom_outputs  # deferred: highdicom loads only when asked for
+
+        output = self.config.output
+        if heatmap.ndim == 2:
+            pictures = overlay(item.display, heatmap, colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline)
+        else:  # one picture per slice, not the montage of the overlay PNG
+            pictures = np.stack([
+                overlay(d, h, colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline)
+                for d, h in zip(item.display, heatmap)
+            ])  # fmt: skip
+        written = write_dicom_outputs(
+            heatmap,
+            pictures,
+            item.source_files,
+            self.out / stem,
+            method=method,
+            class_index=class_index,
+            run_id=self.fingerprint[:16],
+        )
+        return {k: Path(v).relative_to(self.out).as_posix() for k, v in written.items()}
 
     def _explain(self, method: Any, items: list[_Item], classes: list[list[int]]):
         """Explain every (image, class) pair of a group in one packed call."""
@@ -477,6 +526,11 @@ class Decoder:
                 summary.errors += 1
                 summary.failed_ids.append(row.image_id)
         summary.maps = sum(1 for r in index if r["status"] == "ok")
+        self._geometry = {
+            r["image_id"]: {k: r.get(k, "") for k in ("source_shape", "spacing", "orientation")}
+            for r in reversed(index)
+            if r.get("source_shape")
+        }
         write_text(self.out / INDEX_NAME, index_text(index, header=True))
         summary.seconds = time.perf_counter() - started
         self._write_run_json(started_at, datetime.now(timezone.utc), summary, executor.describe())
@@ -509,6 +563,14 @@ class Decoder:
                 "classes": self.scores.n_outputs,
                 "explained": "; ".join(dict.fromkeys(v for v in self._explained.values() if v)),
             },
+            "geometry": {
+                "axes": "maps (.npy, .png) are in the source array's order: (rows, cols) for 2D, "
+                "(slices, rows, cols) for 3D; for NIfTI sources (Z, Y, X), the transpose of nibabel's (X, Y, Z). "
+                "The NIfTI maps are in the file's (X, Y, Z) order with the source's affine.",
+                "orientation": "per .npy axis, the RAS letter it increases towards (nibabel's aff2axcodes); "
+                "empty when the source has no position in the patient",
+                "images": dict(sorted(self._geometry.items())) if summary is not None else {},
+            },
             "versions": versions(),
             "host": platform.node(),
             "executor": jsonable(dict(executor)),
@@ -523,6 +585,22 @@ class Decoder:
             },
         }
         write_text(self.out / RUN_NAME, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _placement(geometry: Any) -> dict[str, str]:
+    """The index's geometry columns: the source shape, spacing (mm) and orientation code of the maps' axes.
+
+    The orientation code is left empty when the file gave no position in the patient (PNG, NPY, radiographs).
+    """
+    shape = tuple(geometry.source_spatial_shape)
+    affine = geometry.affine
+    if affine is None:
+        return {"source_shape": "x".join(map(str, shape)), "spacing": "", "orientation": ""}
+    return {
+        "source_shape": "x".join(map(str, shape)),
+        "spacing": "x".join(f"{v:.6g}" for v in voxel_spacing(affine, len(shape))),
+        "orientation": orientation_code(affine, len(shape)) if geometry.patient_geometry else "",
+    }
 
 
 def _item(values: np.ndarray | None, k: int) -> Any:

@@ -201,7 +201,7 @@ def _sanity(decoder, rows: list[dict[str, str]], spec: EvaluationSpec) -> tuple[
         chosen: dict[str, tuple[np.ndarray, int]] = {}
         for row in rows:
             if row["image_id"] not in chosen and len(chosen) < spec.sanity_images:
-                tensor = decoder.preprocessor(read_image(row["source_path"]))[0]
+                tensor = decoder.preprocessor(read_image(row["source_path"], series_uid=row.get("series_uid") or None))[0]
                 chosen[row["image_id"]] = (tensor, int(row["class_index"]))
         if not chosen:
             return [], {}
@@ -271,7 +271,9 @@ def evaluate_run(
         tensor, model_maps, failure = None, {}, None
         if spec.faithfulness:
             try:
-                tensor, geometry = decoder.preprocessor(read_image(image_rows[0]["source_path"]))
+                tensor, geometry = decoder.preprocessor(
+                    read_image(image_rows[0]["source_path"], series_uid=image_rows[0].get("series_uid") or None)
+                )
                 model_maps = _model_maps(decoder, image_rows, tensor, geometry)
             except (ImageReadError, OSError, ValueError) as err:
                 failure = str(err)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medxai._version import __version__
-from medxai.io.index import INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, read_index
+from medxai.io.index import FILE_COLUMNS, INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, read_index
 from medxai.pipeline.config import Config
 
 
@@ -66,7 +66,7 @@ def completed_rows(out: Path, methods: set[str]) -> dict[str, list[dict[str, str
     for image_id, maps in by_image.items():
         rows = list(maps.values())
         ok = all(r["status"] == "ok" for r in rows) and {r["method"] for r in rows} == methods
-        files = [r[k] for r in rows for k in ("npy_path", "png_path", "overlay_path") if r[k]]
+        files = [r[k] for r in rows for k in FILE_COLUMNS if r[k]]
         if ok and all((out / f).exists() for f in files):
             complete[image_id] = rows
     return complete

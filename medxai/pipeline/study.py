@@ -94,4 +94,5 @@ def study_rows(config: Config) -> list[ManifestRow]:
         label_column=data.label_column,
         mask_column=data.mask_column,
         root=data.root,
+        series_column=data.series_column,
     )

@@ -450,3 +450,19 @@ def test_io_and_preprocess_do_not_import_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert result.returncode == 0, result.stderr
+
+
+def test_12_bit_jpeg_extended_is_decoded_by_gdcm_where_pylibjpeg_fails():
+    from pydicom.data import get_testdata_file
+
+    broken = get_testdata_file("JPEG-lossy.dcm", download=False)  # a 12-bit codestream with a bad scan header
+    fixed = get_testdata_file("JPGExtended.dcm", download=False)  # the same image, repaired (pylibjpeg reads it)
+    if broken is None or fixed is None:
+        pytest.skip("pydicom's test files are not installed")
+    image = read_image(broken)
+    reference = read_image(fixed)
+    assert image.meta["decoder"] == "gdcm" and "decoder" not in reference.meta
+    assert image.array.shape == reference.array.shape == (1024, 256, 1)
+    # two lossy decoders (GDCM's IJG and libjpeg) agree to one grey level
+    assert np.abs(image.array - reference.array).max() <= 1.0
+    assert image.array.max() > 100

@@ -233,6 +233,7 @@ def test_minimal_config_fills_every_default(study):
             "id_column": None,
             "label_column": None,
             "mask_column": None,
+            "series_column": None,
             "root": str(study / "data"),  # the manifest's folder
         },
         "preprocess": {"size": None, "channels": None, "window": "auto", "scale": "minmax"},
@@ -689,9 +690,9 @@ def test_base_options_are_not_allowed_in_a_method_entry(study):
         ({"heatmap": {"clip": {"mode": "mas"}}}, ["heatmap.clip.mode: expected one of value, mass, got 'mas' (did you mean 'mass'?)"]),
         ({"heatmap": {"clip": {"low": 50, "high": 10}}}, ["heatmap.clip: expected 0 <= low < high <= 100, got low=50, high=10"]),
         ({"heatmap": {"clip": {"high": 101}}}, ["heatmap.clip: expected 0 <= low < high <= 100, got low=0, high=101"]),
-        ({"output": {"dir": "out", "formats": []}}, ["output.formats: expected a non-empty list of npy, png, overlay, got []"]),
+        ({"output": {"dir": "out", "formats": []}}, ["output.formats: expected a non-empty list of npy, png, overlay, nifti, dicom, got []"]),
         ({"output": {"dir": "out", "formats": ["png", "jpg", "png"]}}, [
-            "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay; did you mean 'png'?)",
+            "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay, nifti, dicom; did you mean 'png'?)",
             "output.formats[2]: duplicate format 'png'",
         ]),
         ({"targets": "top"}, ["targets: expected 'predicted', 'label', 'all' or a list of class indices, got 'top'"]),

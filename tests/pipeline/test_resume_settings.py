@@ -27,6 +27,7 @@ MAP_SETTINGS = [
     "data.id_column=null",
     "data.label_column=null",
     "data.mask_column=label",
+    "data.series_column=label",
     "data.root={study}/sub",
     "preprocess.size=[8, 8]",
     "preprocess.channels=1",

@@ -53,6 +53,8 @@ from medxai.pipeline.config._validators import (
 )
 
 FORMATS = ("npy", "png", "overlay")
+#: Every format a run can write (``FORMATS`` are the default ones).
+ALL_FORMATS = ("npy", "png", "overlay", "nifti", "dicom")
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -90,6 +92,9 @@ class DataSection(_Section):
     id_column: OptionalName = Field(default=None, description="None: the row number is the id.")
     label_column: OptionalName = None
     mask_column: OptionalName = None
+    series_column: OptionalName = Field(
+        default=None, description="Column of DICOM SeriesInstanceUIDs, for paths that are folders of several series."
+    )
     root: Path | None = Field(
         default=None,
         validate_default=True,
@@ -128,7 +133,7 @@ class OutputSection(_Section):
     Outline: ClassVar[type[OutlineSpec]] = OutlineSpec
 
     dir: Path = Field(description="Output folder (created if missing).")
-    formats: tuple[Literal["npy", "png", "overlay"], ...] = FORMATS
+    formats: tuple[Literal["npy", "png", "overlay", "nifti", "dicom"], ...] = FORMATS
     colormap: Name = "inferno"
     alpha: UnitInterval = 0.5
     overlay_outline: OutlineSpec | None = Field(
@@ -166,14 +171,14 @@ class OutputSection(_Section):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not value:
-            raise _error(f"expected a non-empty list of {', '.join(FORMATS)}, got {_show(value)}")
+            raise _error(f"expected a non-empty list of {', '.join(ALL_FORMATS)}, got {_show(value)}")
         problems: list[tuple[tuple[str | int, ...], str]] = []
         seen: set[str] = set()
         for i, fmt in enumerate(value):
             key = fmt.strip().lower() if isinstance(fmt, str) else fmt
-            if key not in FORMATS:
-                hint = _did_you_mean(key, FORMATS, inside=True)
-                problems.append(((i,), f"unknown format {_show(fmt)} (known: {', '.join(FORMATS)}{hint})"))
+            if key not in ALL_FORMATS:
+                hint = _did_you_mean(key, ALL_FORMATS, inside=True)
+                problems.append(((i,), f"unknown format {_show(fmt)} (known: {', '.join(ALL_FORMATS)}{hint})"))
             elif key in seen:
                 problems.append(((i,), f"duplicate format '{key}'"))
             seen.add(key)
