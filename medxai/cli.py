@@ -68,11 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     report = commands.add_parser(
         "report",
-        help="write a self-contained report.html and contact_sheet.png for a run",
-        description="write a self-contained report.html (opens from disk) and a contact_sheet.png for a run",
+        help="write report.html (thumbnails, filters; full-size pictures linked) and contact sheets for a run",
+        description="write report.html (opens from disk: thumbnails embedded, full-size pictures linked from the "
+        "run folder, filter and sort in the page) and contact_sheet*.png for a run",
     )
     report.add_argument("run_dir", help="the run's output folder")
     report.add_argument("--max-images", type=int, default=None, help="show at most this many images")
+    report.add_argument(
+        "--thumbnail-size", type=int, default=160, help="longest side of the embedded thumbnails, in pixels (default 160)"
+    )
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -215,7 +220,9 @@ def _report(args: argparse.Namespace) -> int:
     from medxai.viz.report import write_report
 
     try:
-        html, sheet = write_report(args.run_dir, max_images=args.max_images)
+        html, sheet = write_report(
+            args.run_dir, max_images=args.max_images, thumbnail_size=args.thumbnail_size, progress=not args.no_progress
+        )
     except ValueError as err:  # ReportError, or a bad --max-images
         print(f"medxai report: {err}", file=sys.stderr)
         return EXIT_INVALID

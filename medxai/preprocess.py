@@ -8,17 +8,21 @@ the manner of MONAI's named transforms):
 3. inversion for MONOCHROME1 (:func:`invert_intensity`);
 4. :func:`resize_spatial` to the model's spatial size;
 5. :func:`match_channels` to the model's channel count;
-6. :func:`scale_intensity`.
+6. :func:`scale_intensity` (``scale: stored_range`` maps the file's stored range,
+   ``LoadedImage.meta["stored_range"]``, to [0, 1]);
+7. with a ``preset``, the values are taken to [0, 255] and :func:`apply_preset` gives
+   what ``keras.applications.<family>.preprocess_input`` gives.
 
 :meth:`Preprocessor.to_source` takes a map at model geometry back to the
 source image's geometry; :meth:`Preprocessor.display` gives the image as a
-person would look at it, for overlays.
+person would look at it, for overlays (no scale, no preset).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Union
 
 import numpy as np
@@ -30,6 +34,7 @@ from medxai._validation import (
     Number,
     PositiveNumber,
     SpecMixin,
+    _did_you_mean,
     _error,
     _int_tuple,
     _int_where,
@@ -50,12 +55,17 @@ if TYPE_CHECKING:  # the image readers (pydicom, Pillow, nibabel) load only wher
     from medxai.io.image import LoadedImage
 
 __all__ = [
+    "CAFFE_MEAN_BGR",
     "Geometry",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PRESETS",
     "PreprocessError",
     "PreprocessSpec",
     "Preprocessor",
     "ScaleStats",
     "WindowSpec",
+    "apply_preset",
     "apply_window",
     "check_finite",
     "invert_intensity",
@@ -67,6 +77,44 @@ __all__ = [
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_BT601 = (0.299, 0.587, 0.114)
+
+#: ImageNet per-channel mean and std of RGB values in [0, 1] (Keras's ``torch`` mode).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ImageNet per-channel mean of BGR values in [0, 255] (Keras's ``caffe`` mode).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+#: ``preset`` -> the mode of ``keras.src.applications.imagenet_utils.preprocess_input`` that
+#: ``keras.applications.<preset>.preprocess_input`` applies (Keras 3.15; see
+#: https://keras.io/api/applications/): ``"torch"`` (x / 255, then ImageNet mean/std per channel),
+#: ``"tf"`` (x / 127.5 - 1), ``"caffe"`` (RGB -> BGR, minus the ImageNet BGR mean, no scaling),
+#: or None: the family's models rescale inside themselves and take [0, 255] as it is.
+#: The modes themselves are presets too. Written out so the config imports no TensorFlow.
+PRESETS: Mapping[str, str | None] = MappingProxyType(
+    {
+        "convnext": None,
+        "densenet": "torch",
+        "efficientnet": None,
+        "efficientnet_v2": None,
+        "inception_resnet_v2": "tf",
+        "inception_v3": "tf",
+        "mobilenet": "tf",
+        "mobilenet_v2": "tf",
+        "mobilenet_v3": None,
+        "nasnet": "tf",
+        "resnet": "caffe",
+        "resnet50": "caffe",
+        "resnet_v2": "tf",
+        "vgg16": "caffe",
+        "vgg19": "caffe",
+        "xception": "tf",
+        "caffe": "caffe",
+        "tf": "tf",
+        "torch": "torch",
+    }
+)
+# The modes that work on each channel as R, G, B.
+_RGB_MODES = ("torch", "caffe")
 
 # One schema for the library and the study config, whose ``preprocess:`` section is a
 # PreprocessSpec: each check gives the config's message (the config names the key) and,
@@ -162,6 +210,10 @@ _size = _int_tuple("null or a list of 2 or 3 positive integers", (2, 3), lambda 
 _channels = _int_where("1, 3 or null", lambda v: v in (1, 3))
 
 
+_SCALE_WORDS = ("minmax", "stored_range", "bit_depth", "none")
+_SCALE_FORMS = "'minmax', 'stored_range', (low, high), {'mean': m, 'std': s} or None"
+
+
 def _with_library(exc: PydanticCustomError, message: str) -> PydanticCustomError:
     return PydanticCustomError(exc.type, exc.message_template, {**(exc.context or {}), "library": message})
 
@@ -177,15 +229,31 @@ class PreprocessSpec(SpecMixin):
         window: ``"auto"`` (the file's VOI window when it has one, else none),
             ``(center, width)`` (stored as a :class:`WindowSpec`), or None (no window).
         scale: ``"minmax"`` (per image to [0, 1], a constant image -> zeros),
+            ``"stored_range"`` (alias ``"bit_depth"``: the range the file's storage can
+            hold, ``LoadedImage.meta["stored_range"]``, linearly to [0, 1]: 8-bit / 255,
+            16-bit / 65535, a 12-bit CT by its BitsStored through the rescale; float
+            data has no stored range and is refused; after a window, whose values are
+            already in [0, 1], it changes nothing; without a window an inverted
+            (MONOCHROME1) image is inverted about the stored range, not the image's own),
             ``(low, high)`` (per image min-max to [low, high]),
             ``{"mean": m, "std": s}`` (``(x - m) / s``, floats or per-channel
             lists; stored as a :class:`ScaleStats`), or None (values as they are).
+        preset: a ``keras.applications`` family whose ``preprocess_input`` the model was
+            trained with (one of :data:`PRESETS`, e.g. ``"densenet"``, ``"resnet50"``,
+            ``"efficientnet"``, or the plain modes ``"torch"``, ``"tf"``, ``"caffe"``), or
+            None. The image is brought to [0, 1] by ``scale`` (which must then be
+            ``"minmax"`` or ``"stored_range"``; the latter gives an 8-bit picture
+            exactly the values Keras's pipeline gives it), times 255, then the family's
+            mode is applied (:func:`apply_preset`); ``torch`` and ``caffe`` families
+            need 3 channels. ``efficientnet``, ``efficientnet_v2``, ``convnext`` and
+            ``mobilenet_v3`` models rescale inside themselves: they get [0, 255].
 
     Also the study config's ``preprocess:`` section (``medxai.pipeline.config.PreprocessSection``),
     where ``channels`` must be 1 or 3 and the window is written ``{center: .., width: ..}``.
 
     Raises:
-        ValueError: a value of the wrong form, naming the setting.
+        ValueError: a value of the wrong form, or a preset with a scale or channel
+            count it cannot take, naming the setting.
     """
 
     size: tuple[int, ...] | None = Field(
@@ -195,17 +263,23 @@ class PreprocessSpec(SpecMixin):
     window: Literal["auto"] | WindowSpec | None = Field(
         default="auto", description="'auto' (from the file), {center, width}, or None (no windowing)."
     )
-    scale: Literal["minmax"] | ScaleStats | tuple[float, float] | None = Field(
+    scale: Literal["minmax", "stored_range"] | ScaleStats | tuple[float, float] | None = Field(
         default="minmax",
-        description="'minmax' (per image to [0, 1]), {mean, std}, [low, high] (per image min-max "
-        "to [low, high]), or None (no scaling).",
+        description="'minmax' (per image to [0, 1]), 'stored_range' (alias 'bit_depth': the file's "
+        "stored range, e.g. 0..255 for 8 bits, to [0, 1]), {mean, std}, [low, high] (per image "
+        "min-max to [low, high]), or None (no scaling).",
+    )
+    preset: str | None = Field(
+        default=None,
+        description="A keras.applications family (densenet, resnet50, efficientnet, ...) or mode "
+        "(torch, tf, caffe) whose preprocess_input the model expects; None: no preset.",
     )
 
     def spec_kwargs(self) -> dict[str, Any]:
         """The settings as plain values: the window as ``(center, width)``, mean/std as ``{"mean": .., "std": ..}``."""
         window = tuple(self.window) if isinstance(self.window, WindowSpec) else self.window
         scale = {"mean": self.scale.mean, "std": self.scale.std} if isinstance(self.scale, ScaleStats) else self.scale
-        return {"size": self.size, "channels": self.channels, "window": window, "scale": scale}
+        return {"size": self.size, "channels": self.channels, "window": window, "scale": scale, "preset": self.preset}
 
     @field_serializer("window")
     def _window_as_mapping(self, window: Any) -> Any:
@@ -257,6 +331,8 @@ class PreprocessSpec(SpecMixin):
             return None
         if _is_word(value, "minmax"):
             return "minmax"
+        if _is_word(value, "stored_range") or _is_word(value, "bit_depth"):
+            return "stored_range"
         if isinstance(value, (list, tuple, np.ndarray)):
             if len(value) == 2 and all(_is_number(v) and np.isfinite(v) for v in value):
                 low, high = float(value[0]), float(value[1])
@@ -268,7 +344,7 @@ class PreprocessSpec(SpecMixin):
                 return (low, high)
             raise _error(
                 f"expected [low, high] (two numbers), got {_show(_flat(value))}",
-                library=f"scale must be 'minmax', (low, high), {{'mean': m, 'std': s}} or None, got {value!r}",
+                library=f"scale must be {_SCALE_FORMS}, got {value!r}",
             )
         if isinstance(value, (Mapping, ScaleStats)):
             if isinstance(value, ScaleStats):
@@ -296,10 +372,49 @@ class PreprocessSpec(SpecMixin):
                     library=f"scale mean/std need 1 or {channels} values (one per channel), got {dict(value)!r}",
                 )
             return stats
+        hint = _did_you_mean(value.strip().lower() if isinstance(value, str) else None, _SCALE_WORDS)
         raise _error(
-            f"expected 'minmax', {{mean: .., std: ..}}, [low, high] or none, got {_show(value)}",
-            library=f"scale must be 'minmax', (low, high), {{'mean': m, 'std': s}} or None, got {value!r}",
+            f"expected 'minmax', 'stored_range', {{mean: .., std: ..}}, [low, high] or none, got {_show(value)}{hint}",
+            library=f"scale must be {_SCALE_FORMS}, got {value!r}{hint}",
         )
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _check_preset(cls, value: Any) -> str | None:
+        if value is None or _is_word(value, "none"):
+            return None
+        if isinstance(value, str) and value.strip().lower() in PRESETS:
+            return value.strip().lower()
+        hint = _did_you_mean(value.strip().lower() if isinstance(value, str) else None, list(PRESETS))
+        raise _error(
+            f"expected one of {', '.join(PRESETS)} or none, got {_show(value)}{hint}",
+            library=f"preset must be one of {', '.join(PRESETS)} or None, got {value!r}{hint}",
+        )
+
+    @model_validator(mode="after")
+    def _preset_fits(self) -> PreprocessSpec:
+        """A preset takes RGB-like values in [0, 255]: ``scale`` must say how they get there."""
+        if self.preset is None:
+            return self
+        problems, library = [], []
+        if self.scale not in ("minmax", "stored_range"):
+            scale = self.spec_kwargs()["scale"]
+            problems.append((
+                ("scale",),
+                f"with preset {self.preset!r} scale must be 'minmax' or 'stored_range' (how the image "
+                f"reaches 0..255 for the preset), got {_show(scale)}",
+            ))
+            library.append(f"preset {self.preset!r} needs scale 'minmax' or 'stored_range', got {scale!r}")
+        mode = PRESETS[self.preset]
+        if mode in _RGB_MODES and self.channels is not None and self.channels != 3:
+            problems.append((
+                ("channels",),
+                f"preset {self.preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), got {self.channels}",
+            ))
+            library.append(f"preset {self.preset!r} (Keras mode {mode!r}) needs 3 channels, got {self.channels}")
+        if problems:
+            raise _error("", *problems, library="; ".join(library))
+        return self
 
 
 ScaleSpec = Union[str, tuple[float, float], Mapping, None]
@@ -353,12 +468,19 @@ def apply_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def invert_intensity(x: np.ndarray, *, windowed: bool) -> np.ndarray:
-    """Inverts grey levels (MONOCHROME1): ``1 - v`` after a window, else ``(min + max) - v``."""
+def invert_intensity(
+    x: np.ndarray, *, windowed: bool, stored_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Inverts grey levels (MONOCHROME1).
+
+    ``1 - v`` after a window; else ``(low + high) - v`` about ``stored_range`` when
+    given (the file's range, for ``scale: stored_range``), else ``(min + max) - v``.
+    """
     x = np.asarray(x, dtype=np.float32)
     if windowed:
         return (1.0 - x).astype(np.float32)
-    return (np.float32(x.min()) + np.float32(x.max()) - x).astype(np.float32)
+    low, high = (x.min(), x.max()) if stored_range is None else stored_range
+    return (np.float32(low) + np.float32(high) - x).astype(np.float32)
 
 
 def resize_spatial(x: np.ndarray, shape: Sequence[int], *, anti_aliasing: bool | None = None) -> np.ndarray:
@@ -403,16 +525,35 @@ def match_channels(x: np.ndarray, channels: int | None) -> np.ndarray:
     raise PreprocessError(f"cannot convert an image with {have} channel(s) to the model's {channels}")
 
 
-def scale_intensity(x: np.ndarray, scale: ScaleSpec) -> np.ndarray:
+def scale_intensity(
+    x: np.ndarray, scale: ScaleSpec, *, stored_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """Scales intensities (see :class:`PreprocessSpec` ``scale``).
+
+    Args:
+        x: the values.
+        scale: the mode.
+        stored_range: ``(low, high)`` mapped to [0, 1] by ``"stored_range"`` (the
+            image's ``meta["stored_range"]``; ``(0, 1)`` after a window).
 
     Raises:
         ValueError: an unknown mode.
-        PreprocessError: per-channel mean/std of the wrong length for ``x``.
+        PreprocessError: per-channel mean/std of the wrong length for ``x``, or
+            ``"stored_range"`` without a usable ``stored_range``.
     """
     x = np.asarray(x, dtype=np.float32)
     if scale is None:
         return x
+    if isinstance(scale, str) and scale == "stored_range":
+        if stored_range is None:
+            raise PreprocessError(
+                "scale 'stored_range' needs the range the file's storage can hold, and float data has none: "
+                "use scale 'minmax', [low, high] or {mean, std} instead"
+            )
+        lo, hi = float(stored_range[0]), float(stored_range[1])
+        if not (np.isfinite([lo, hi]).all() and hi > lo):
+            raise PreprocessError(f"scale 'stored_range': unusable stored range {tuple(stored_range)!r}")
+        return ((x.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
     if isinstance(scale, Mapping):
         mean = np.asarray(scale["mean"], dtype=np.float64)
         std = np.asarray(scale["std"], dtype=np.float64)
@@ -433,6 +574,41 @@ def scale_intensity(x: np.ndarray, scale: ScaleSpec) -> np.ndarray:
     return (low + unit * (high - low)).astype(np.float32)
 
 
+def apply_preset(x: np.ndarray, preset: str) -> np.ndarray:
+    """``keras.applications.<preset>.preprocess_input`` in NumPy, for RGB values in [0, 255].
+
+    The modes of ``keras.applications.imagenet_utils.preprocess_input``
+    (https://keras.io/api/applications/), channels last: ``torch``: ``x / 255``,
+    then minus :data:`IMAGENET_MEAN` and over :data:`IMAGENET_STD` per channel;
+    ``tf``: ``x / 127.5 - 1``; ``caffe``: RGB -> BGR, then minus
+    :data:`CAFFE_MEAN_BGR`; a family whose models rescale themselves (:data:`PRESETS`
+    maps it to None) leaves ``x`` as it is.
+
+    Args:
+        x: float values, ``(..., C)``, RGB in [0, 255].
+        preset: a key of :data:`PRESETS`.
+
+    Raises:
+        ValueError: an unknown preset.
+        PreprocessError: ``torch``/``caffe`` on anything but 3 channels.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    mode = PRESETS[preset]
+    x = np.array(x, dtype=np.float32)  # a copy: the caller's array is never changed
+    if mode is None:
+        return x
+    if mode == "tf":
+        return x / np.float32(127.5) - np.float32(1.0)
+    if x.shape[-1] != 3:
+        raise PreprocessError(
+            f"preset {preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), the image has {x.shape[-1]}"
+        )
+    if mode == "torch":
+        return (x / np.float32(255.0) - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return x[..., ::-1] - np.float32(CAFFE_MEAN_BGR)
+
+
 # --------------------------------------------------------------- preprocessor
 
 
@@ -447,7 +623,8 @@ class Preprocessor:
             size/channels are kept).
 
     Raises:
-        ValueError: the spec and the model input disagree, or the model is not 2D/3D.
+        ValueError: the spec and the model input disagree (a ``torch``/``caffe`` preset
+            for a model that does not take 3 channels included), or the model is not 2D/3D.
     """
 
     def __init__(self, spec: PreprocessSpec, input_shape: Sequence[int | None]) -> None:
@@ -477,6 +654,12 @@ class Preprocessor:
                 n = np.atleast_1d(np.asarray(spec.scale[name])).size
                 if n not in (1, self.channels):
                     raise ValueError(f"scale {name} has {n} values but the model takes {self.channels} channel(s)")
+        mode = PRESETS.get(spec.preset) if spec.preset is not None else None
+        if mode in _RGB_MODES and self.channels is not None and self.channels != 3:
+            raise ValueError(
+                f"preset {spec.preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), "
+                f"but the model takes {self.channels}"
+            )
 
     @property
     def spatial_dims(self) -> int:
@@ -484,13 +667,22 @@ class Preprocessor:
         return len(self.input_shape) - 1
 
     def __call__(self, image: LoadedImage) -> tuple[np.ndarray, Geometry]:
-        """Returns the model input, float32 ``(*model_spatial, C_model)``, and its geometry."""
-        x, windowed = self._window_and_invert(image)
+        """Returns the model input, float32 ``(*model_spatial, C_model)``, and its geometry.
+
+        Raises:
+            PreprocessError: NaN/inf values, dims or channels the model cannot take, or
+                ``scale: stored_range`` for an unwindowed image without a stored range.
+        """
+        stored = self._stored_range(image) if self.spec.scale == "stored_range" else None
+        x, windowed = self._window_and_invert(image, stored)
         source = x.shape[:-1]
         target = tuple(s if t is None else t for t, s in zip(self.target_size, source))
         x = resize_spatial(x, target)
         x = match_channels(x, self.channels)
-        x = scale_intensity(x, self.spec.scale)
+        # Windowed values are in [0, 1] already: their "stored range" is (0, 1).
+        x = scale_intensity(x, self.spec.scale, stored_range=(0.0, 1.0) if windowed else stored)
+        if self.spec.preset is not None:
+            x = apply_preset(x * np.float32(255.0), self.spec.preset)
         affine = getattr(image, "affine", None)
         if affine is not None and len(source) < np.asarray(image.array).ndim - 1:
             # a single-frame volume read as a 2D image: its slice axis becomes the normal column
@@ -558,7 +750,27 @@ class Preprocessor:
             return image.window
         return self.spec.window  # type: ignore[return-value]
 
-    def _window_and_invert(self, image: LoadedImage) -> tuple[np.ndarray, bool]:
+    def _stored_range(self, image: LoadedImage) -> tuple[float, float] | None:
+        """The image's stored range for ``scale: stored_range``; None (not needed) when it is windowed."""
+        if self._window(image) is not None:
+            return None
+        meta = image.meta or {}
+        stored = meta.get("stored_range")
+        if stored is None:
+            if "stored_range" in meta:
+                what = f"float data ({meta['dtype']})" if meta.get("dtype") else "float data"
+                what += ", which has no stored range"
+            else:
+                what = "no meta['stored_range'] (an image not made by medxai's readers)"
+            raise PreprocessError(
+                f"scale 'stored_range' needs the range the file's storage can hold, but {image.source_path} "
+                f"has {what}: use scale 'minmax', [low, high] or {{mean, std}}, or a window, instead"
+            )
+        return (float(stored[0]), float(stored[1]))
+
+    def _window_and_invert(
+        self, image: LoadedImage, stored_range: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, bool]:
         x = self._spatial(image)
         check_finite(x)
         x = np.asarray(x, dtype=np.float32)
@@ -566,5 +778,5 @@ class Preprocessor:
         if window is not None:
             x = apply_window(x, *window)
         if image.invert:
-            x = invert_intensity(x, windowed=window is not None)
+            x = invert_intensity(x, windowed=window is not None, stored_range=stored_range)
         return x, window is not None

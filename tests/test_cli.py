@@ -49,6 +49,16 @@ def test_validate_catches_a_broken_model_and_manifest(study, capsys):
     assert "model.path: cannot load model" in err and "path" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [([5], "targets: class 5 is out of range: the model has 2 classes (0..1)"), ({"top_k": 3}, "targets: top_k is 3")],
+)
+def test_validate_checks_targets_against_the_model(study, capsys, targets, message):
+    assert main(["validate", str(write_config(study, "cli_targets", targets=targets))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_run_exit_code_and_set_override(study, capsys):
     path = write_config(study, "cli_run")
     code = main(["run", str(path), "--set", "methods=[gradient]", "--set", f"output.dir={study / 'cli_set'}", "--no-progress"])

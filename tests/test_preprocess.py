@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _files import dicom_dataset, ramp, save
+from PIL import Image
 
 from medxai.io import LoadedImage, read_image
 from medxai.preprocess import (
@@ -13,6 +14,7 @@ from medxai.preprocess import (
     Preprocessor,
     PreprocessSpec,
     apply_window,
+    invert_intensity,
     match_channels,
     resize_spatial,
     scale_intensity,
@@ -252,3 +254,96 @@ def test_input_image_is_never_modified():
     x, _ = Preprocessor(PreprocessSpec(window=None, scale=None), (4, 4, 1))(img)
     x += 1000
     np.testing.assert_array_equal(img.array, arr)
+
+
+# ------------------------------------------------------------ stored range
+
+
+def picture(shape=(20, 24)) -> np.ndarray:
+    """An 8-bit picture that does not fill 0..255 (so min-max would stretch it)."""
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    return (30 + (y * 7 + x * 5) % 180).astype(np.uint8)
+
+
+def test_8_and_16_bit_files_of_one_picture_give_one_model_input(tmp_path):
+    eight = picture()
+    Image.fromarray(eight).save(tmp_path / "p8.png")
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "p16.png")  # a real 16-bit (I;16) PNG
+    with Image.open(tmp_path / "p16.png") as opened:
+        assert opened.mode == "I;16"
+    pre = Preprocessor(PreprocessSpec(scale="stored_range"), (16, 16, 1))
+    x8, _ = pre(read_image(tmp_path / "p8.png"))
+    x16, _ = pre(read_image(tmp_path / "p16.png"))
+    np.testing.assert_allclose(x16, x8, atol=1e-6)
+    # the values keep their place in 0..255: no per-image stretching
+    same_size, _ = Preprocessor(PreprocessSpec(scale="stored_range"), (20, 24, 1))(read_image(tmp_path / "p16.png"))
+    np.testing.assert_allclose(same_size[..., 0], eight / 255.0, atol=1e-6)
+    # min-max, by contrast, stretches each image to [0, 1]
+    stretched, _ = Preprocessor(PreprocessSpec(), (20, 24, 1))(read_image(tmp_path / "p8.png"))
+    assert stretched.min() == 0.0 and stretched.max() == 1.0
+
+
+def test_12_bit_dicom_maps_its_stored_ends_to_0_and_1(tmp_path):
+    stored = np.array([[0, 4095, 1024], [2048, 100, 3000]], np.uint16)
+    ds = dicom_dataset(stored, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024)
+    loaded = read_image(save(ds, tmp_path / "ct12.dcm"))
+    assert loaded.meta["stored_range"] == (-1024, 3071)
+    x, _ = Preprocessor(PreprocessSpec(window=None, scale="stored_range"), (2, 3, 1))(loaded)
+    np.testing.assert_allclose(x[..., 0], stored / 4095.0, atol=1e-6)
+    assert x.min() == 0.0 and x.max() == 1.0
+    # an image that uses part of the range stays where it is (min-max would give 0 and 1)
+    narrow = read_image(save(dicom_dataset(np.array([[1000, 2000]], np.uint16), bits_stored=12), tmp_path / "n.dcm"))
+    x, _ = Preprocessor(PreprocessSpec(window=None, scale="bit_depth"), (1, 2, 1))(narrow)
+    np.testing.assert_allclose(x[..., 0], [[1000 / 4095, 2000 / 4095]], atol=1e-6)
+
+
+def test_stored_range_after_a_window_changes_nothing():
+    hu = np.asarray([[-1000.0, -160.0], [40.0, 240.0]], np.float32)[..., None]
+    windowed = image(hu, window=(40.0, 400.0), meta={"stored_range": (-1024, 3071)})
+    plain, _ = Preprocessor(PreprocessSpec(scale=None), (2, 2, 1))(windowed)
+    stored, _ = Preprocessor(PreprocessSpec(scale="stored_range"), (2, 2, 1))(windowed)
+    np.testing.assert_array_equal(stored, plain)
+    np.testing.assert_array_equal(stored[..., 0], [[0, 0], [0.5, 1]])
+    # float data with a window needs no stored range either
+    float_ct = image(hu, meta={"dtype": "float32", "stored_range": None})
+    x, _ = Preprocessor(PreprocessSpec(window=(40, 400), scale="stored_range"), (2, 2, 1))(float_ct)
+    np.testing.assert_array_equal(x, plain)
+
+
+def test_stored_range_refuses_float_data_and_says_what_to_use(tmp_path):
+    np.save(tmp_path / "f.npy", np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4))
+    pre = Preprocessor(PreprocessSpec(scale="stored_range"), (4, 4, 1))
+    with pytest.raises(PreprocessError, match=r"stored_range.*float data \(float32\).*use scale 'minmax'"):
+        pre(read_image(tmp_path / "f.npy"))
+    with pytest.raises(PreprocessError, match=r"meta\['stored_range'\]"):
+        pre(grey(np.ones((4, 4))))  # built in memory: no stored range
+    np.save(tmp_path / "i.npy", np.arange(16, dtype=np.uint8).reshape(4, 4))
+    x, _ = pre(read_image(tmp_path / "i.npy"))
+    np.testing.assert_allclose(x[..., 0], np.arange(16).reshape(4, 4) / 255.0, atol=1e-7)
+
+
+def test_stored_range_inverts_monochrome1_about_the_stored_range(tmp_path):
+    stored = np.array([[0, 100], [200, 400]], np.uint16)
+    ds = dicom_dataset(stored, photometric="MONOCHROME1", Modality="CR", bits_stored=10)
+    loaded = read_image(save(ds, tmp_path / "cr.dcm"))
+    x, _ = Preprocessor(PreprocessSpec(scale="stored_range"), (2, 2, 1))(loaded)
+    np.testing.assert_allclose(x[..., 0], 1.0 - stored / 1023.0, atol=1e-6)
+    np.testing.assert_array_equal(invert_intensity(np.float32([0, 100]), windowed=False, stored_range=(0, 1023)), [1023, 923])
+
+
+def test_scale_intensity_stored_range():
+    x = np.array([0.0, 2048.0, 4095.0], np.float32)
+    np.testing.assert_allclose(scale_intensity(x, "stored_range", stored_range=(0, 4095)), [0, 2048 / 4095, 1])
+    np.testing.assert_allclose(scale_intensity(x - 1024, "stored_range", stored_range=(-1024, 3071)), [0, 2048 / 4095, 1])
+    with pytest.raises(PreprocessError, match="float data has none"):
+        scale_intensity(x, "stored_range")
+    with pytest.raises(PreprocessError, match="unusable"):
+        scale_intensity(x, "stored_range", stored_range=(5, 5))
+
+
+def test_spec_stored_range_and_its_bit_depth_alias():
+    assert PreprocessSpec(scale="stored_range").scale == "stored_range"
+    assert PreprocessSpec(scale=" Bit_Depth ").scale == "stored_range"
+    assert PreprocessSpec(scale="bit_depth").model_dump()["scale"] == "stored_range"
+    with pytest.raises(ValueError, match="did you mean 'stored_range'"):
+        PreprocessSpec(scale="stored range")

@@ -5,6 +5,8 @@ Rescale Slope/Intercept, also from enhanced multi-frame functional groups);
 the VOI window (PS3.3 C.11.2) is kept aside, never applied here; MONOCHROME1
 sets ``invert``. Colour photometrics (RGB, YBR_FULL, YBR_FULL_422, YBR_ICT,
 YBR_RCT, PALETTE COLOR) become RGB. Multi-frame files become volumes.
+``meta["stored_range"]`` is the range BitsStored/PixelRepresentation can hold,
+taken through the same modality LUT.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, convert_color_space, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from medxai.io.arrays import mapped_range, range_meta
 from medxai.io.geometry import dicom_affine
 from medxai.io.image import LoadedImage, as_image_array, describe, read_error
 
@@ -109,6 +112,7 @@ def read_dicom(path: str | os.PathLike, *, force: bool = False) -> LoadedImage:
         "frames": frames,
         "transfer_syntax": _transfer_syntax(ds).name,
         "bits_stored": int(ds.get("BitsStored", 0)) or None,
+        **_stored_range(ds, frames, samples == 1 and photometric in ("MONOCHROME1", "MONOCHROME2"), arr),
     }
     if info.get("decoder"):
         meta["decoder"] = info["decoder"]
@@ -290,6 +294,37 @@ def _modality_lut(arr: np.ndarray, ds: Dataset, frames: int) -> np.ndarray:
         if item is not None:
             out[f] = _rescale(arr[f], item)
     return out
+
+
+def _stored_range(ds: Dataset, frames: int, grey: bool, arr: np.ndarray) -> dict[str, Any]:
+    """``stored_range``/``bit_depth`` meta: what BitsStored and PixelRepresentation can hold, in output units.
+
+    Grey images take the ends through the modality LUT (the lowest and highest value
+    a LUT sequence can give, or the rescale of each frame); colour images are as stored
+    (a palette: its LUT's entries). Float pixel data has none.
+    """
+    if "PixelData" not in ds:  # (Double)FloatPixelData
+        return range_meta(np.float32)
+    if not grey and arr.dtype.kind in "iu" and str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
+        return range_meta(arr.dtype)
+    bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 0) or 8)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    meta = range_meta(np.int64 if signed else np.uint64, bits)
+    if not grey:
+        return meta
+    low, high = meta["stored_range"]
+    if ds.get("ModalityLUTSequence"):
+        # A LUT need not be monotonic: map every stored value where there are few enough.
+        values = np.arange(low, high + 1) if high - low < 2**17 else np.array([low, high])
+        meta["stored_range"] = mapped_range(apply_modality_lut(values, ds))
+        return meta
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        meta["stored_range"] = mapped_range(_rescale(np.array([low, high]), ds))
+        return meta
+    items = [_functional_group(ds, "PixelValueTransformationSequence", f) for f in range(frames)]
+    ends = [_rescale(np.array([low, high]), item) if item is not None else np.array([low, high]) for item in items]
+    meta["stored_range"] = mapped_range(np.concatenate(ends))
+    return meta
 
 
 def _first(value: Any) -> float | None:

@@ -67,8 +67,11 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
     if any(s.channels != 1 for s in slices):
         raise read_error("a DICOM series must be greyscale to be read as a volume", root)
     array = np.stack([s.array[..., 0] for s in slices])[..., np.newaxis]
+    ranges = [s.meta.get("stored_range") for s in slices]
     meta = {
         **{k: v for k, v in first.meta.items() if k not in ("source_files", "SOPInstanceUID")},
+        # each slice has its own rescale: the volume can hold the union of their ranges
+        "stored_range": None if None in ranges else (min(r[0] for r in ranges), max(r[1] for r in ranges)),
         "frames": len(slices),
         "files": len(slices),
         "source_files": [path for path, _ in ordered],

@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +32,13 @@ class ManifestRow:
         image_id: the id as written in the manifest (the row number as text when
             there is no id column); not yet made safe, see :func:`safe_id`.
         path: absolute image path, resolved against the manifest's root.
-        label: integer class label, or None when absent.
+        label: the integer class label when the row has exactly one, else None.
         mask_path: absolute mask path, or None when absent/empty.
         row: 0-based row number (the first row after the header is 0).
         series_uid: the DICOM SeriesInstanceUID to read from ``path`` (a series
             folder), or None when absent/empty.
+        labels: every class label of the row (several for multi-label data,
+            written ``2;3;11``), in the order given; empty when absent.
     """
 
     image_id: str
@@ -44,6 +47,11 @@ class ManifestRow:
     mask_path: str | None
     row: int
     series_uid: str | None = None
+    labels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.label is not None and not self.labels:
+            object.__setattr__(self, "labels", (self.label,))
 
 
 def read_manifest(
@@ -55,6 +63,7 @@ def read_manifest(
     mask_column: str | None = None,
     root: str | os.PathLike | None = None,
     series_column: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[ManifestRow]:
     """Reads a CSV (or ``.tsv``/``.tab``, tab-separated) manifest with a header row.
 
@@ -62,11 +71,14 @@ def read_manifest(
         path: the manifest file.
         path_column: column holding image paths.
         id_column: column holding image ids; None uses the row numbers.
-        label_column: column holding integer labels ("1", "1.0" and empty accepted).
+        label_column: column holding class labels: an integer ("1", "1.0"), several
+            separated by ``;`` (multi-label, "2;3;11"), class names from ``class_names``,
+            or empty.
         mask_column: column holding mask paths (empty cells mean no mask).
         root: folder that relative paths resolve against; default: the manifest's folder.
         series_column: column holding DICOM SeriesInstanceUIDs, for paths that are
             folders of several series (empty cells: the folder's only series).
+        class_names: the model's class names, which labels may use instead of numbers.
 
     Raises:
         ManifestError: unreadable or empty manifest, a missing column, an empty
@@ -91,17 +103,18 @@ def read_manifest(
         image_id = str(i) if id_column is None else record[id_column].strip()
         if not image_id:
             raise ManifestError(f"{manifest}: row {i}: empty {id_column!r}")
-        label = None if label_column is None else _label(record[label_column], manifest, i, label_column)
+        labels = () if label_column is None else _labels(record[label_column], manifest, i, label_column, class_names)
         mask = record[mask_column].strip() if mask_column is not None else ""
         series = record[series_column].strip() if series_column is not None else ""
         rows.append(
             ManifestRow(
                 image_id=image_id,
                 path=_resolve(base, image_path),
-                label=label,
+                label=labels[0] if len(labels) == 1 else None,
                 mask_path=_resolve(base, mask) if mask else None,
                 row=i,
                 series_uid=series or None,
+                labels=labels,
             )
         )
     _check_unique(rows, manifest)
@@ -125,17 +138,32 @@ def _read_table(manifest: Path) -> pd.DataFrame:
     return table
 
 
-def _label(value: str, manifest: Path, row: int, column: str) -> int | None:
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or number != int(number):
-        raise ManifestError(f"{manifest}: row {row}: label {value!r} in column {column!r} is not an integer")
-    return int(number)
+def _labels(
+    value: str, manifest: Path, row: int, column: str, class_names: Sequence[str] | None
+) -> tuple[int, ...]:
+    parts = [p.strip() for p in value.split(";")]
+    if not any(parts):
+        return ()
+    labels: list[int] = []
+    for part in parts:
+        if not part:
+            raise ManifestError(f"{manifest}: row {row}: empty label in {value!r} (column {column!r})")
+        if class_names is not None and part in class_names:
+            labels.append(list(class_names).index(part))
+            continue
+        try:
+            number = float(part)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number != int(number):
+            known = f" or a class name ({', '.join(class_names)})" if class_names else ""
+            raise ManifestError(
+                f"{manifest}: row {row}: label {part!r} in column {column!r} is not an integer{known}"
+            )
+        if int(number) in labels:
+            raise ManifestError(f"{manifest}: row {row}: label {part!r} appears twice in {value!r}")
+        labels.append(int(number))
+    return tuple(labels)
 
 
 def _resolve(base: Path, value: str) -> str:

@@ -3,37 +3,133 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Union
 
 import keras
 
 from medxai.errors import ModelLoadError
 
+__all__ = ["CustomObjects", "file_checksum", "load_model", "resolve_custom_objects"]
 
-def load_model(path: str | os.PathLike) -> keras.Model:
+CustomObjects = Union[str, Sequence[str], Mapping[str, Any], None]
+"""``"package.module:NAME"``, a list of them, or a ``{name: object}`` mapping."""
+
+# Keras 3 (.keras): "Could not locate class 'Scale'"; legacy .h5: "Unknown layer: 'Scale'".
+_UNKNOWN_OBJECT = re.compile(
+    r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|[a-z]+ function): '?([\w>.]+)'?"
+)
+
+
+def load_model(path: str | os.PathLike, *, custom_objects: CustomObjects = None) -> keras.Model:
     """Load a model for inference (never compiled, never from the network).
+
+    Keras's safe mode stays on: a ``Lambda`` layer holding Python bytecode is refused,
+    while custom classes named in ``custom_objects`` (or registered with
+    ``keras.saving.register_keras_serializable``) load.
 
     Args:
         path: A ``.keras`` or ``.h5`` file, or a SavedModel directory (wrapped with
-            ``keras.layers.TFSMLayer`` on its ``serving_default`` signature).
+            ``keras.layers.TFSMLayer`` on its ``serving_default`` signature, which
+            needs no custom objects).
+        custom_objects: The custom layers, losses, activations... the model was built
+            with: ``"package.module:NAME"`` or a list of them, each imported with
+            :mod:`importlib` (see :func:`resolve_custom_objects`), or a ``{name: object}``
+            mapping. Importing a module runs its code: name only modules you trust.
 
     Raises:
-        ModelLoadError: missing file, unknown format or a load failure, with the cause.
+        ModelLoadError: missing file, unknown format, a custom object that cannot be
+            imported (naming its spec), or a load failure with the cause; a model whose
+            custom class Keras cannot find says to name it in ``model.custom_objects``.
     """
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model not found: {path}")
+    objects = resolve_custom_objects(custom_objects)
     try:
         if path.is_dir():
             return _load_saved_model(path)
         if path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
             raise ModelLoadError(f"unknown model format {path.suffix!r}: use .keras, .h5 or a SavedModel folder")
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return keras.saving.load_model(path, custom_objects=objects or None, compile=False, safe_mode=True)
     except ModelLoadError:
         raise
     except Exception as err:
-        raise ModelLoadError(f"cannot load model {path}: {type(err).__name__}: {err}") from err
+        raise ModelLoadError(_load_failure(path, err, objects)) from err
+
+
+def resolve_custom_objects(custom_objects: CustomObjects) -> dict[str, Any]:
+    """The ``{name: object}`` mapping Keras's ``custom_objects`` takes.
+
+    Each ``"package.module:NAME"`` spec imports ``package.module`` (running its code)
+    and takes its attribute ``NAME`` (``Outer.Inner`` for a nested one), stored under
+    ``NAME``'s last part and, where it differs, the name Keras registered it under.
+
+    Raises:
+        ModelLoadError: a spec that is not ``"package.module:NAME"``, a module that cannot
+            be imported, or a module without ``NAME``; the message names the spec.
+    """
+    if custom_objects is None:
+        return {}
+    if isinstance(custom_objects, Mapping):
+        return dict(custom_objects)
+    single = isinstance(custom_objects, str) or not isinstance(custom_objects, Iterable)
+    specs = [custom_objects] if single else list(custom_objects)
+    objects: dict[str, Any] = {}
+    for spec in specs:
+        obj = _import_object(spec)
+        name = spec.rsplit(":", 1)[1].strip().rsplit(".", 1)[-1]
+        objects[name] = obj
+        try:
+            registered = keras.saving.get_registered_name(obj)
+        except Exception:  # anything Keras cannot name keeps the spec's name
+            registered = name
+        objects.setdefault(registered, obj)
+    return objects
+
+
+def _import_object(spec: Any) -> Any:
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ModelLoadError(f"custom_objects: {spec!r} is not 'package.module:NAME'")
+    module_name, name = (part.strip() for part in spec.split(":"))
+    if not module_name or not name:
+        raise ModelLoadError(f"custom_objects: {spec!r} is not 'package.module:NAME'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # the user's module may fail in any way
+        hint = " (is it installed, or on PYTHONPATH?)" if isinstance(err, ModuleNotFoundError) else ""
+        raise ModelLoadError(
+            f"custom_objects: cannot import module {module_name!r} for {spec!r}{hint}: {type(err).__name__}: {err}"
+        ) from err
+    obj: Any = module
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise ModelLoadError(f"custom_objects: module {module_name!r} has no {name!r} (for {spec!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _load_failure(path: Path, err: Exception, objects: Mapping[str, Any]) -> str:
+    """The message of a failed load; a custom class Keras cannot find gets the config key that fixes it."""
+    text = str(err)
+    found = _UNKNOWN_OBJECT.search(text)
+    if found is None:
+        return f"cannot load model {path}: {type(err).__name__}: {text}"
+    name = found.group(1) or found.group(2)
+    short = name.rsplit(">", 1)[-1]
+    # Keras's full config names the module the class was saved from: the likeliest spec.
+    module = re.search(rf"'module': '([\w.]+)', 'class_name': '{re.escape(short)}'", text)
+    saved_from = module.group(1) if module and not module.group(1).startswith("keras") else "my_package.layers"
+    given = f" (custom_objects holds {sorted(objects)})" if objects else ""
+    return (
+        f"cannot load model {path}: it uses the custom object {name!r}, which Keras cannot find{given}; "
+        f"name it in model.custom_objects (load_model's custom_objects), e.g. custom_objects: "
+        f"['{saved_from}:{short}'] (Keras: {found.group(0)})"
+    )
 
 
 def _load_saved_model(path: Path) -> keras.Model:

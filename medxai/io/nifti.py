@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from medxai.io.arrays import range_meta
 from medxai.io.geometry import array_to_nifti_affine, nifti_to_array_affine
 from medxai.io.image import LoadedImage, as_image_array, describe, read_error
 from medxai.io.writers import atomic_write_bytes
@@ -36,6 +37,9 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
     header's zooms, in the same order. No reorientation is done: the
     image's affine is nibabel's (sform, else qform) with its columns put in
     the same order (:func:`medxai.io.geometry.nifti_to_array_affine`).
+    ``meta["stored_range"]``/``meta["bit_depth"]``: the on-disk integer type's
+    range through ``scl_slope``/``scl_inter`` (:func:`~medxai.io.arrays.range_meta`),
+    None for float data.
 
     Raises:
         ImageReadError: not NIfTI, corrupt, or not a 2D/3D scalar image.
@@ -57,6 +61,7 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
         zooms = tuple(float(z) for z in img.header.get_zooms())
         sform, qform = int(img.header["sform_code"]), int(img.header["qform_code"])
         affine = np.asarray(img.affine, dtype=np.float64)
+        stored = range_meta(img.get_data_dtype(), slope=img.dataobj.slope, intercept=img.dataobj.inter)
     except Exception as exc:
         raise read_error("cannot decode NIfTI file", path, describe(exc)) from None
     shape_xyz = data.shape
@@ -68,7 +73,12 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
     data = data.T[..., np.newaxis]  # (X, Y[, Z]) -> ([Z,] Y, X, 1)
     spacing = tuple(reversed(zooms[: data.ndim - 1])) if len(zooms) >= data.ndim - 1 else None
     array = as_image_array(data, path)
-    meta = {"shape_xyz": tuple(int(n) for n in shape_xyz), "nifti_version": version, "xform_codes": (sform, qform)}
+    meta = {
+        "shape_xyz": tuple(int(n) for n in shape_xyz),
+        "nifti_version": version,
+        "xform_codes": (sform, qform),
+        **stored,
+    }
     return LoadedImage(
         array=array,
         source_path=path,

@@ -14,6 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
+from medxai.io.arrays import range_meta
 from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
 
 __all__ = ["read_raster"]
@@ -28,7 +29,10 @@ def read_raster(path: str | os.PathLike, kind: str) -> LoadedImage:
     Grey becomes ``(H, W, 1)``, RGB ``(H, W, 3)``; an alpha channel is dropped
     (RGBA -> RGB, grey+alpha -> grey); 16-bit and float values are kept as
     they are. A multi-page grey or RGB TIFF becomes a volume ``(D, H, W, C)``;
-    a min-is-white TIFF sets ``invert``.
+    a min-is-white TIFF sets ``invert``. ``meta["stored_range"]`` and
+    ``meta["bit_depth"]`` say what the file's samples can hold: (0, 255) and 8
+    for 8-bit files, (0, 65535) and 16 for 16-bit ones, a TIFF's BitsPerSample
+    (e.g. 12) for other integer samples, None for float TIFFs.
 
     Args:
         path: the file.
@@ -54,6 +58,7 @@ def read_raster(path: str | os.PathLike, kind: str) -> LoadedImage:
         raise read_error(f"cannot decode {_NAMES[kind]} file", path, describe(exc)) from None
     data = np.asarray(data)
     meta["dtype"] = str(data.dtype)
+    meta.update(range_meta(data.dtype, meta.pop("bits_per_sample", None)))
     spatial_dims = 3 if meta.get("pages", 1) > 1 else 2
     array = as_image_array(_channels_last(data, spatial_dims, path), path)
     return LoadedImage(array=array, source_path=path, kind=kind, invert=invert, meta=meta)
@@ -82,11 +87,13 @@ def _read_tiff(path: str) -> tuple[np.ndarray, bool, dict]:
         page = tif.pages[0]
         photometric = int(page.photometric) if page.photometric is not None else None
         colormap = page.colormap
+        bits = page.bitspersample
     if photometric == tifffile.PHOTOMETRIC.SEPARATED:
         raise read_error("CMYK TIFF files are not supported", path)
     if photometric == tifffile.PHOTOMETRIC.PALETTE and colormap is not None and "S" not in axes:
         data = np.moveaxis(colormap[:, data], 0, -1)  # indices -> RGB
         axes += "S"
+        bits = None  # the colour map's 16-bit entries, not the indices' bits
     if "S" in axes:
         data = np.moveaxis(data, axes.index("S"), -1)
         axes = axes.replace("S", "") + "S"
@@ -104,4 +111,4 @@ def _read_tiff(path: str) -> tuple[np.ndarray, bool, dict]:
         name = tifffile.PHOTOMETRIC(photometric).name
     except ValueError:
         name = None if photometric is None else str(photometric)
-    return data, invert, {"pages": pages, "axes": series.axes, "photometric": name}
+    return data, invert, {"pages": pages, "axes": series.axes, "photometric": name, "bits_per_sample": bits}

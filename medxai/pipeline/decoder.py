@@ -50,10 +50,12 @@ from medxai.io.nifti import write_nifti
 from medxai.io.writers import write_npy, write_png, write_text
 from medxai.preprocess import PreprocessError, Preprocessor
 from medxai.pipeline.journal import completed_rows, fingerprint, jsonable, previous_fingerprint, versions
-from medxai.pipeline.progress import progress_bar
+from medxai._progress import progress_bar
+from medxai.pipeline.targets import predicted_classes, target_rule
 from medxai.viz.render import colorize, overlay
 
 _PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
+_STORED = "_stored_range"  # a row's image's stored value range (not an index column)
 #: Accumulator values (per image and class) held at once; bounds memory for volumes.
 _VALUES_PER_STEP = 1 << 23
 
@@ -69,6 +71,7 @@ class RunSummary:
     resumed: int = 0
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     evaluation: Any = None  # a medxai.pipeline.evaluation.EvaluationResult when the config has `evaluate:`
 
     @property
@@ -94,6 +97,7 @@ class _Item:
     source_files: list[str] = field(default_factory=list)
     nifti_shape: tuple[int, ...] | None = None  # a NIfTI source's own (X, Y, Z[, 1]) shape
     placement: dict[str, str] = field(default_factory=dict)  # the index's geometry columns
+    stored_range: tuple[float, float] | None = None  # the values the file can store, in the image's units
 
 
 # --------------------------------------------------------------------- helpers
@@ -186,10 +190,13 @@ class Decoder:
 
         self.config = config
         try:
-            self.model = load_model(config.model.path) if model is None else model
+            if model is None:
+                model = load_model(config.model.path, custom_objects=config.model.custom_objects)
+            self.model = model
             self.scores = GradientEngine(self.model, "probabilities")
         except (ModelLoadError, OutputSelectionError) as err:
-            raise StudyError(f"model.path: {err}") from err
+            key = "model" if str(err).startswith("custom_objects") else "model.path"
+            raise StudyError(f"{key}: {err}") from err
         try:
             self.preprocessor = Preprocessor(config.preprocess, self.scores.input_shape)
         except ValueError as err:
@@ -201,6 +208,15 @@ class Decoder:
             raise StudyError(f"model.output: {err}") from err
         except (ValueError, TypeError) as err:
             raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
+        from medxai.methods._engine.output import head_activation
+
+        outputs = int(self.model.outputs[0].shape[-1])
+        self.multi_label = outputs > 1 and head_activation(self.model) in ("sigmoid", "hard_sigmoid")
+        self.class_names = config.model.class_names
+        try:
+            self.targets = target_rule(config.targets, self.scores.n_outputs, self.class_names, multi_label=self.multi_label)
+        except ValueError as err:
+            raise StudyError(str(err) if str(err).startswith(("targets", "model.")) else f"targets: {err}") from err
         self.model_checksum = file_checksum(config.model.path)
         self.policy = config.heatmap
         self._writer: ThreadPoolExecutor | None = None
@@ -208,6 +224,7 @@ class Decoder:
         self.formats = set(config.output.formats)
         self.fingerprint = fingerprint(config, self.model_checksum)
         self._geometry: dict[str, dict[str, str]] = {}
+        self._tick: Callable[[float], Any] | None = None  # progress within a chunk (local runs)
 
     # ---- resume
     def _completed(self) -> dict[str, list[dict[str, str]]]:
@@ -236,26 +253,14 @@ class Decoder:
             item.error = str(err) or type(err).__name__
             return item
         item.source_files = list(image.meta.get("source_files", []))
+        stored = image.meta.get("stored_range")
+        item.stored_range = None if stored is None else (float(stored[0]), float(stored[1]))
         item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
         item.placement = _placement(item.geometry)
         return item
 
     def _classes(self, item: _Item, scores: np.ndarray) -> list[int]:
-        targets, n_classes = self.config.targets, scores.shape[-1]
-        if targets == "predicted":
-            return [int(np.argmax(scores))]
-        if targets == "all":
-            return list(range(n_classes))
-        if targets == "label":
-            if item.row.label is None:
-                raise ValueError("targets: label, but this image has no label in the manifest")
-            classes = [item.row.label]
-        else:
-            classes = list(targets)
-        bad = [c for c in classes if not 0 <= c < n_classes]
-        if bad:
-            raise ValueError(f"class {bad[0]} is out of range: the model has {n_classes} classes")
-        return classes
+        return self.targets.select(scores, item.row.labels)
 
     def _error_rows(self, item: _Item, message: str, classes: Sequence[int | None] = (None,)) -> list[dict]:
         return [
@@ -271,7 +276,8 @@ class Decoder:
             "series_uid": item.row.series_uid or "",
             "method": method,
             "class_index": "" if class_index is None else class_index,
-            "label": "" if item.row.label is None else item.row.label,
+            "class_name": "" if class_index is None or self.class_names is None else self.class_names[class_index],
+            "label": ";".join(map(str, item.row.labels)),
             "status": "ok",
             "reduce": self.policy.reduce,
             "polarity": self.policy.polarity,
@@ -279,6 +285,7 @@ class Decoder:
             "explained": self._explained.get(method, ""),
             "mask_path": item.row.mask_path or "",
             **item.placement,
+            _STORED: item.stored_range,
         }
         row.update(values)
         return row
@@ -351,14 +358,20 @@ class Decoder:
             if item.error is not None:
                 rows.extend(self._error_rows(item, item.error))
         if not good:
+            self._progress(len(items))
             return rows
         scores = self.scores.predict(np.stack([item.tensor for item in good]), self.config.runtime.batch_size)
         ready, classes, score_of = [], [], []
         for item, score in zip(good, scores):
+            item.placement = {**item.placement, "predicted": ";".join(map(str, predicted_classes(score, self.multi_label)))}
             try:
                 chosen = self._classes(item, score)
             except ValueError as err:
                 rows.extend(self._error_rows(item, str(err)))
+                continue
+            if not chosen:
+                reason = f"no class to explain: none scored at or over {self.targets.threshold:g}"
+                rows.extend(self._row(item, method.name, None, status="skipped", warning=reason) for method in self.methods)
                 continue
             ready.append(item)
             classes.append(chosen)
@@ -400,7 +413,12 @@ class Decoder:
                         row[_PENDING] = self._submit(self._write_map, item, method.name, c, explanation.attributions[k])
                         rows.append(row)
                         k += 1
+            self._progress(len(items) / len(self.methods))
         return rows
+
+    def _progress(self, images: float) -> None:
+        if self._tick is not None:
+            self._tick(images)
 
     def _submit(self, function: Any, *args: Any) -> Future:
         """Run now, or on the writer threads when I/O overlaps the computation."""
@@ -504,10 +522,13 @@ class Decoder:
         self._write_run_json(started_at, None, None, executor.describe())
         summary = RunSummary(self.out, images=len(rows), resumed=sum(1 for row in rows if row.image_id in completed))
         new_rows: dict[str, list[dict[str, Any]]] = {}
-        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
+        bar_format = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
             if log.tell() == 0:
                 log.write(index_text([], header=True))
             bar.update(summary.resumed)
+            finished = {"images": summary.resumed, "maps": 0}
+            computing_since = time.perf_counter()
 
             def done(images: list[ManifestRow], image_rows: list[dict[str, Any]]) -> None:
                 for row in image_rows:
@@ -515,9 +536,18 @@ class Decoder:
                 for image in images:
                     log.write(index_text(new_rows.get(image.image_id, []), header=False))
                 log.flush()
-                bar.update(len(images))
+                finished["images"] += len(images)
+                finished["maps"] += sum(1 for r in image_rows if r["status"] == "ok")
+                rate = finished["maps"] / max(time.perf_counter() - computing_since, 1e-9)
+                bar.set_postfix_str(f"{rate:.1f} maps/s", refresh=False)
+                bar.update(max(0.0, finished["images"] - bar.n))  # what the ticks have not shown yet
 
-            executor.run(self, self.chunks(rows, skip=completed), done)
+            # Here the bar also moves as each method finishes a group of images, not once per chunk.
+            self._tick = bar.update if isinstance(executor, LocalExecutor) else None
+            try:
+                executor.run(self, self.chunks(rows, skip=completed), done)
+            finally:
+                self._tick = None
         index = []
         for row in rows:
             image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
@@ -526,6 +556,9 @@ class Decoder:
                 summary.errors += 1
                 summary.failed_ids.append(row.image_id)
         summary.maps = sum(1 for r in index if r["status"] == "ok")
+        summary.warnings = self._study_warnings(new_rows)
+        for warning in summary.warnings:
+            print(f"medxai: warning: {warning}", file=sys.stderr)
         self._geometry = {
             r["image_id"]: {k: r.get(k, "") for k in ("source_shape", "spacing", "orientation")}
             for r in reversed(index)
@@ -537,9 +570,31 @@ class Decoder:
         journal.unlink(missing_ok=True)
         return summary
 
+    def _study_warnings(self, rows: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+        """Study-wide problems no single image shows: images stored on different scales fed to the model unscaled."""
+        if self.config.preprocess.scale is not None:
+            return []
+        counts: dict[tuple[float, float], int] = {}
+        for image_rows in rows.values():
+            stored = next((r.get(_STORED) for r in image_rows if r.get(_STORED) is not None), None)
+            if stored is not None:
+                counts[tuple(stored)] = counts.get(tuple(stored), 0) + 1
+        if len(counts) < 2:
+            return []
+        listed = ", ".join(f"{lo:g}..{hi:g} in {n} image(s)" for (lo, hi), n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        return [
+            f"the images differ in stored value range ({listed}) and preprocess.scale is none, so the model "
+            "sees them on different scales; set preprocess.scale: stored_range (or minmax) unless the model "
+            "was trained on raw values"
+        ]
+
     def _values_per_image(self) -> int:
         shape = [n for n in self.scores.input_shape if n is not None]
-        classes = self.scores.n_outputs if self.config.targets == "all" else 1
+        kind = self.targets.kind
+        if kind == "all" or (kind in ("threshold", "label") or (kind == "predicted" and self.multi_label)):
+            classes = self.scores.n_outputs  # as many as every class
+        else:
+            classes = self.targets.top_k if kind == "top_k" else len(self.targets.classes) if kind == "list" else 1
         return max(1, int(np.prod(shape)) * classes)
 
     def _write_run_json(
@@ -561,6 +616,8 @@ class Decoder:
                 "sha256": self.model_checksum,
                 "input_shape": list(self.scores.input_shape),
                 "classes": self.scores.n_outputs,
+                "class_names": None if self.class_names is None else list(self.class_names),
+                "multi_label": self.multi_label,
                 "explained": "; ".join(dict.fromkeys(v for v in self._explained.values() if v)),
             },
             "geometry": {
@@ -574,6 +631,7 @@ class Decoder:
             "versions": versions(),
             "host": platform.node(),
             "executor": jsonable(dict(executor)),
+            "warnings": [] if summary is None else summary.warnings,
             "counts": None
             if summary is None
             else {

@@ -43,7 +43,7 @@ from medxai.io.writers import write_text
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
 from medxai.pipeline.decoder import Decoder, build_methods
-from medxai.pipeline.progress import progress_bar
+from medxai._progress import progress_bar
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
 METRICS_COLUMNS = ("image_id", "method", "class_index", *METRICS, "error")

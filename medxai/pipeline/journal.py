@@ -65,7 +65,7 @@ def completed_rows(out: Path, methods: set[str]) -> dict[str, list[dict[str, str
     complete = {}
     for image_id, maps in by_image.items():
         rows = list(maps.values())
-        ok = all(r["status"] == "ok" for r in rows) and {r["method"] for r in rows} == methods
+        ok = all(r["status"] in ("ok", "skipped") for r in rows) and {r["method"] for r in rows} == methods
         files = [r[k] for r in rows for k in FILE_COLUMNS if r[k]]
         if ok and all((out / f).exists() for f in files):
             complete[image_id] = rows

@@ -1,22 +1,7 @@
-"""The progress bar of long commands (tqdm): animated on a terminal, one line otherwise."""
+"""The run's progress bar: :func:`medxai._progress.progress_bar` (kept here for ``medxai.progress`` users)."""
 
 from __future__ import annotations
 
-import sys
+from medxai._progress import progress_bar
 
-from tqdm import tqdm
-
-
-def progress_bar(total: int, *, desc: str, unit: str, enabled: bool = True) -> tqdm:
-    """A tqdm bar on stderr; when stderr is not a terminal it updates rarely and in ASCII."""
-    tty = sys.stderr.isatty()
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit=unit,
-        disable=not enabled,
-        file=sys.stderr,
-        dynamic_ncols=tty,
-        ascii=not tty,
-        mininterval=0.2 if tty else 10.0,
-    )
+__all__ = ["progress_bar"]

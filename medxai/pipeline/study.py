@@ -95,4 +95,5 @@ def study_rows(config: Config) -> list[ManifestRow]:
         mask_column=data.mask_column,
         root=data.root,
         series_column=data.series_column,
+        class_names=config.model.class_names,
     )

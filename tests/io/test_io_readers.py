@@ -466,3 +466,121 @@ def test_12_bit_jpeg_extended_is_decoded_by_gdcm_where_pylibjpeg_fails():
     # two lossy decoders (GDCM's IJG and libjpeg) agree to one grey level
     assert np.abs(image.array - reference.array).max() <= 1.0
     assert image.array.max() > 100
+
+
+# ---------------------------------------------------- stored range / bit depth
+
+
+def _stored(image: LoadedImage) -> tuple:
+    return image.meta["stored_range"], image.meta["bit_depth"]
+
+
+def test_raster_stored_range_follows_the_file_bit_depth(tmp_path):
+    grey8 = ramp((6, 7), np.uint8, step=40)
+    skimage.io.imsave(tmp_path / "g8.png", grey8, check_contrast=False)
+    skimage.io.imsave(tmp_path / "g16.png", grey8.astype(np.uint16) * 257, check_contrast=False)
+    skimage.io.imsave(tmp_path / "rgb.jpg", np.stack([grey8] * 3, -1), check_contrast=False)
+    tifffile.imwrite(tmp_path / "g16.tif", grey8.astype(np.uint16) * 257)
+    tifffile.imwrite(tmp_path / "s16.tif", grey8.astype(np.int16) - 100)
+    tifffile.imwrite(tmp_path / "rgb8.tif", np.stack([grey8] * 3, -1), photometric="rgb")
+    tifffile.imwrite(tmp_path / "f32.tif", grey8.astype(np.float32))
+    assert _stored(read_image(tmp_path / "g8.png")) == ((0, 255), 8)
+    assert _stored(read_image(tmp_path / "g16.png")) == ((0, 65535), 16)
+    assert _stored(read_image(tmp_path / "rgb.jpg")) == ((0, 255), 8)
+    assert _stored(read_image(tmp_path / "g16.tif")) == ((0, 65535), 16)
+    assert _stored(read_image(tmp_path / "s16.tif")) == ((-32768, 32767), 16)
+    assert _stored(read_image(tmp_path / "rgb8.tif")) == ((0, 255), 8)
+    assert _stored(read_image(tmp_path / "f32.tif")) == (None, None)
+
+
+def test_range_meta_of_fewer_bits_than_the_dtype():
+    from medxai.io.arrays import range_meta
+
+    assert range_meta(np.uint16, 12) == {"stored_range": (0, 4095), "bit_depth": 12}
+    assert range_meta(np.int16, 12) == {"stored_range": (-2048, 2047), "bit_depth": 12}
+    assert range_meta(np.uint8, 99) == {"stored_range": (0, 255), "bit_depth": 8}  # impossible bits: the dtype's
+    assert range_meta(np.uint8, slope=0.5, intercept=1) == {"stored_range": (1, 128.5), "bit_depth": 8}
+
+
+def test_tiff_stored_range_uses_bits_per_sample(tmp_path):
+    pytest.importorskip("imagecodecs")  # tifffile packs and unpacks 12-bit samples with it
+    data = np.array([[0, 4095], [100, 2000]], np.uint16)
+    tifffile.imwrite(tmp_path / "g12.tif", data, bitspersample=12)
+    image = read_image(tmp_path / "g12.tif")
+    np.testing.assert_array_equal(image.array[..., 0], data)
+    assert _stored(image) == ((0, 4095), 12)  # decoded into uint16, but the file holds 12 bits
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        (np.uint8, ((0, 255), 8)),
+        (np.uint16, ((0, 65535), 16)),
+        (np.int16, ((-32768, 32767), 16)),
+        (np.int8, ((-128, 127), 8)),
+        (np.bool_, ((0, 1), 1)),
+        (np.float32, (None, None)),
+        (np.float64, (None, None)),
+    ],
+)
+def test_npy_stored_range_is_the_dtype_range(tmp_path, dtype, expected):
+    np.save(tmp_path / "a.npy", np.ones((4, 5), dtype=dtype))
+    assert _stored(read_image(tmp_path / "a.npy")) == expected
+
+
+def test_nifti_stored_range_through_scl_slope_and_inter(tmp_path):
+    img = nib.Nifti1Image(ramp((4, 5, 3), np.int16), np.eye(4))
+    img.header.set_slope_inter(-2.0, 10.0)
+    nib.save(img, tmp_path / "scaled.nii")
+    image = read_image(tmp_path / "scaled.nii")
+    assert _stored(image) == ((-65524, 65546), 16)  # int16 ends * -2 + 10, swapped
+    assert image.meta["stored_range"][0] <= image.array.min() and image.array.max() <= image.meta["stored_range"][1]
+    nib.save(nib.Nifti1Image(ramp((4, 5), np.uint8), np.eye(4)), tmp_path / "plain.nii.gz")
+    assert _stored(read_image(tmp_path / "plain.nii.gz")) == ((0, 255), 8)
+    nib.save(nib.Nifti1Image(np.ones((4, 5), np.float32), np.eye(4)), tmp_path / "float.nii")
+    assert _stored(read_image(tmp_path / "float.nii")) == (None, None)
+
+
+def test_dicom_stored_range_from_bits_stored_through_the_rescale(tmp_path):
+    stored = np.array([[0, 4095], [1000, 2000]], np.uint16)
+    ct = dicom_dataset(stored, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024)
+    assert _stored(read_image(save(ct, tmp_path / "ct.dcm"))) == ((-1024, 3071), 12)
+    plain = dicom_dataset(stored, bits_stored=12)
+    assert _stored(read_image(save(plain, tmp_path / "plain.dcm"))) == ((0, 4095), 12)
+    signed = dicom_dataset(np.array([[-2048, 2047]], np.int16), bits_stored=12, RescaleSlope=-0.5, RescaleIntercept=0)
+    image = read_image(save(signed, tmp_path / "signed.dcm"))
+    assert _stored(image) == ((-1023.5, 1024), 12)  # a negative slope swaps the ends
+    np.testing.assert_array_equal(image.array[..., 0], [[1024, -1023.5]])
+
+
+def test_dicom_stored_range_with_a_modality_lut_sequence(tmp_path):
+    ds = dicom_dataset(np.array([[0, 15], [3, 8]], np.uint16), bits_stored=4)
+    item = pydicom.Dataset()
+    item.add_new(0x00283002, "US", [8, 2, 16])  # LUTDescriptor: 8 entries from stored value 2, 16 bits
+    item.add_new(0x00283006, "US", [100, 90, 80, 1000, 5, 6, 7, 8])  # LUTData: not monotonic
+    item.ModalityLUTType = "US"
+    ds.ModalityLUTSequence = [item]
+    image = read_image(save(ds, tmp_path / "lut.dcm"))
+    np.testing.assert_array_equal(image.array[..., 0], [[100, 8], [90, 7]])
+    assert _stored(image) == ((5, 1000), 4)  # the lowest and highest values the LUT can give
+
+
+def test_dicom_stored_range_with_per_frame_rescales(tmp_path):
+    stored = ramp((2, 4, 4), np.uint16)
+    ds = dicom_dataset(stored, frames=2, bits_stored=10)
+    frames = []
+    for slope, intercept in ((1, -100), (3, 50)):
+        group, transform = pydicom.Dataset(), pydicom.Dataset()
+        transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = slope, intercept, "US"
+        group.PixelValueTransformationSequence = [transform]
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    image = read_image(save(ds, tmp_path / "frames.dcm"))
+    np.testing.assert_array_equal(image.array[1, ..., 0], stored[1] * 3.0 + 50)
+    assert _stored(image) == ((-100, 1023 * 3 + 50), 10)
+
+
+def test_dicom_colour_stored_range(tmp_path):
+    rgb = ramp((4, 4, 3), np.uint8, step=9)
+    ds = dicom_dataset(rgb, photometric="RGB", sop_class=SECONDARY_CAPTURE, Modality="OT")
+    assert _stored(read_image(save(ds, tmp_path / "rgb.dcm"))) == ((0, 255), 8)

@@ -88,8 +88,12 @@ def logit_gap(dense, images, target):
 @pytest.mark.parametrize("build", REACHABLE, ids=lambda f: f.__name__)
 def test_ig_sums_to_the_logit_gap_for_every_spelling_of_softmax(build):
     model, dense = build()
-    attributions, delta = IntegratedGradients(model, steps=8).attribute(x, 0, return_delta=True)
+    target = 1 if dense.units == 1 else 0  # one sigmoid unit reads as two classes: 1 is the unit
+    attributions, delta = IntegratedGradients(model, steps=8).attribute(x, target, return_delta=True)
     np.testing.assert_allclose(attributions.reshape(4, -1).sum(1), logit_gap(dense, x, 0), rtol=1e-4, atol=1e-5)
+    if dense.units == 1:  # class 0 is the negative logit
+        negative = IntegratedGradients(model, steps=8).attribute(x, 0)
+        np.testing.assert_allclose(negative, -attributions, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(delta, 0, atol=1e-4)
     view = explained_output(model)
     assert view.removed in ("softmax", "sigmoid") and "removed" in view.description

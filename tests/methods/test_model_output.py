@@ -39,7 +39,13 @@ def test_ig_on_softmax_model_explains_logits_by_default_and_probabilities_on_req
 
 def test_sigmoid_and_separate_activation_layers():
     sig_model, weights, bias = linear_model(SHAPE, n_classes=1, activation="sigmoid")
-    np.testing.assert_allclose(explained_model(sig_model)(x).numpy(), logits_of(weights, bias, x), rtol=1e-5, atol=1e-6)
+    z = logits_of(weights, bias, x)
+    # one sigmoid unit reads as two classes: 0 = the negative logit, 1 = the logit
+    np.testing.assert_allclose(explained_model(sig_model)(x).numpy(), np.concatenate([-z, z], axis=1), rtol=1e-5, atol=1e-6)
+    p = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(
+        explained_model(sig_model, "probabilities")(x).numpy(), np.concatenate([1 - p, p], axis=1), rtol=1e-5, atol=1e-6
+    )
     inputs = keras.Input(SHAPE)
     dense = keras.layers.Dense(2)
     out = keras.layers.Softmax()(dense(keras.layers.Flatten()(inputs)))

@@ -226,7 +226,12 @@ def test_full_config_round_trip(study):
 def test_minimal_config_fills_every_default(study):
     cfg = load(write(study, MINIMAL))
     assert cfg.to_dict() == {
-        "model": {"path": str(study / "models" / "clf.keras"), "output": "logits"},
+        "model": {
+            "path": str(study / "models" / "clf.keras"),
+            "output": "logits",
+            "class_names": None,
+            "custom_objects": None,
+        },
         "data": {
             "manifest": str(study / "data" / "manifest.csv"),
             "path_column": "path",
@@ -236,7 +241,7 @@ def test_minimal_config_fills_every_default(study):
             "series_column": None,
             "root": str(study / "data"),  # the manifest's folder
         },
-        "preprocess": {"size": None, "channels": None, "window": "auto", "scale": "minmax"},
+        "preprocess": {"size": None, "channels": None, "window": "auto", "scale": "minmax", "preset": None},
         "methods": [{"name": "integrated_gradients"}],
         "targets": "predicted",
         "heatmap": {"reduce": "abs_sum", "polarity": "absolute", "clip": None},
@@ -359,15 +364,20 @@ def test_target_forms(study, targets, expected):
 
 def test_preprocess_spec_kwargs(study):
     section = PreprocessSection(size=(64, 64), channels=1, window=WindowSpec(center=40, width=400), scale=(-1.0, 1.0))
-    assert section.spec_kwargs() == {"size": (64, 64), "channels": 1, "window": (40.0, 400.0), "scale": (-1.0, 1.0)}
+    assert section.spec_kwargs() == {
+        "size": (64, 64), "channels": 1, "window": (40.0, 400.0), "scale": (-1.0, 1.0), "preset": None
+    }
     section = PreprocessSection(window=None, scale=ScaleStats(mean=(0.5, 0.4, 0.3), std=0.2))
     assert section.spec_kwargs() == {
         "size": None,
         "channels": None,
         "window": None,
         "scale": {"mean": (0.5, 0.4, 0.3), "std": 0.2},
+        "preset": None,
     }
-    assert PreprocessSection().spec_kwargs() == {"size": None, "channels": None, "window": "auto", "scale": "minmax"}
+    assert PreprocessSection().spec_kwargs() == {
+        "size": None, "channels": None, "window": "auto", "scale": "minmax", "preset": None
+    }
 
 
 def test_targets_label_with_label_column(study):
@@ -677,7 +687,7 @@ def test_base_options_are_not_allowed_in_a_method_entry(study):
             "preprocess.window.width: expected a positive number, got -1",
             "preprocess.window.level: unknown key (known keys: center, width)",
         ]),
-        ({"preprocess": {"scale": "zscore"}}, ["preprocess.scale: expected 'minmax', {mean: .., std: ..}, [low, high] or none, got 'zscore'"]),
+        ({"preprocess": {"scale": "zscore"}}, ["preprocess.scale: expected 'minmax', 'stored_range', {mean: .., std: ..}, [low, high] or none, got 'zscore'"]),
         ({"preprocess": {"scale": [1, 0]}}, ["preprocess.scale: expected [low, high] with low < high, got [1, 0]"]),
         ({"preprocess": {"scale": [0, 1, 2]}}, ["preprocess.scale: expected [low, high] (two numbers), got [0, 1, 2]"]),
         ({"preprocess": {"scale": {"mean": 0, "std": [1, 0, -1]}}}, [
@@ -695,12 +705,18 @@ def test_base_options_are_not_allowed_in_a_method_entry(study):
             "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay, nifti, dicom; did you mean 'png'?)",
             "output.formats[2]: duplicate format 'png'",
         ]),
-        ({"targets": "top"}, ["targets: expected 'predicted', 'label', 'all' or a list of class indices, got 'top'"]),
-        ({"targets": []}, ["targets: expected 'predicted', 'label', 'all' or a list of class indices, got []"]),
-        ({"targets": [0, -1, "a", 0]}, [
-            "targets[1]: expected a non-negative class index, got -1",
-            "targets[2]: expected a non-negative class index, got 'a'",
-            "targets[3]: duplicate class index 0",
+        ({"targets": []}, [
+            "targets: expected 'predicted', 'label', 'all', {top_k: K}, {threshold: T} or a list of class "
+            "indices or names, got []"
+        ]),
+        ({"targets": {"top": 3}}, ["targets: expected {top_k: K} or {threshold: T}, got a mapping {top: 3}"]),
+        ({"targets": {"top_k": 0}}, ["targets.top_k: expected a positive integer, got 0"]),
+        ({"targets": {"threshold": 1.5}}, ["targets.threshold: expected a number between 0 and 1, got 1.5"]),
+        ({"targets": [0, -1, "", 0, "Mass", "Mass"]}, [
+            "targets[1]: expected a non-negative class index or a class name, got -1",
+            "targets[2]: expected a non-negative class index or a class name, got ''",
+            "targets[3]: duplicate class 0",
+            "targets[5]: duplicate class 'Mass'",
         ]),
         ({"targets": "label"}, ["targets: 'label' needs data.label_column"]),
     ],

@@ -16,6 +16,7 @@ import medxai
 from analytic_models import tiny_model
 from study_helpers import comparable, interrupt_on_call, read_index, write_config
 from medxai.io.index import INDEX_COLUMNS
+from medxai.errors import StudyError
 from medxai.pipeline.decoder import Decoder
 from medxai.io import read_image
 from medxai.preprocess import Preprocessor, PreprocessSpec
@@ -110,11 +111,10 @@ def test_targets(study, targets, expected):
             assert classes == expected
 
 
-def test_out_of_range_target_is_a_per_image_error(study):
-    summary = medxai.run(write_config(study, "target_range", targets=[5], methods=["gradient"]))
-    rows = read_index(summary.output_dir / "index.csv")
-    assert all(r["status"] == "error" for r in rows)
-    assert "out of range" in rows[0]["error"]
+def test_an_out_of_range_target_stops_the_run_before_any_image(study):
+    with pytest.raises(StudyError, match=r"targets: class 5 is out of range: the model has 2 classes \(0\.\.1\)"):
+        medxai.run(write_config(study, "target_range", targets=[5], methods=["gradient"]))
+    assert not (study / "target_range" / "index.csv").exists()
 
 
 def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import imageio.v3 as iio
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import skimage.io
 import yaml
 from analytic_models import tiny_model
+from test_report_scale import page_json
 
 import medxai
 from medxai.data.synthetic import write_ct_dicom
@@ -26,16 +28,20 @@ METHODS = [{"name": "ig", "steps": 4}, "gradient"]
 
 
 class _Collector(HTMLParser):
-    """Every src/href, every id and every tag of a document."""
+    """Every src/href, every id, every tag and each script's type of a document."""
 
     def __init__(self) -> None:
         super().__init__()
         self.links: list[tuple[str, str, str]] = []
         self.ids: set[str] = set()
         self.tags: set[str] = set()
+        self.scripts: list[str | None] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
+        if tag == "script":
+            assert "src" not in dict(attrs), "scripts are inline"
+            self.scripts.append(dict(attrs).get("type"))
         for name, value in attrs:
             if name in ("src", "href", "srcset", "poster", "data", "action", "xlink:href"):
                 self.links.append((tag, name, value or ""))
@@ -107,43 +113,60 @@ def _index(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_report_is_self_contained(report, run_dir):
+def _thumbs(html: str) -> list[dict]:
+    """Every thumbnail of the page's image cards."""
+    return [t for image in page_json(html)["images"] for m in image["maps"] for t in m["thumbs"] if t["src"]]
+
+
+def _check_link(run_dir: Path, value: str, ids: set[str]) -> None:
+    """A link of the page: an embedded picture, an in-page anchor or a file of the run folder (relative)."""
+    assert not value.lower().startswith(("http:", "https:", "//", "file:", "ftp:", "javascript:")), value
+    if value.startswith("data:"):
+        return
+    if value.startswith("#"):
+        assert value[1:] in ids, f"dangling in-page link {value}"
+        return
+    target = (run_dir / unquote(value)).resolve()
+    assert not Path(value).is_absolute() and target.is_relative_to(run_dir.resolve()) and target.is_file(), value
+
+
+def test_report_opens_from_disk_with_embedded_thumbnails_and_relative_links(report, run_dir):
+    # was test_report_is_self_contained: the page now has its own inline script, and its
+    # thumbnails (in the cards' JSON) link to the full-size pictures in the run folder
     html_path, sheet_path = report
     assert html_path == run_dir / "report.html" and sheet_path == run_dir / "contact_sheet.png"
     text, doc = _parse(html_path)
-    assert {"script", "link", "iframe", "object", "embed"}.isdisjoint(doc.tags)
-    assert doc.links, "expected embedded pictures"
-    images = [value for tag, name, value in doc.links if tag == "img"]
-    assert images and all(v.startswith("data:image/png;base64,") for v in images)
-    for tag, name, value in doc.links:
-        assert not value.lower().startswith(("http:", "https:", "//", "file:", "ftp:")), value
-        if value.startswith("data:"):
-            continue
-        if value.startswith("#"):
-            assert value[1:] in doc.ids, f"dangling in-page link {value}"
-            continue
-        target = (run_dir / value).resolve()
-        assert not Path(value).is_absolute() and target.is_relative_to(run_dir.resolve()) and target.is_file(), value
-    lowered = text.lower()
+    assert {"link", "iframe", "object", "embed"}.isdisjoint(doc.tags)
+    assert doc.scripts == ["application/json", None]  # the cards' data, then the page's own code
+    thumbs = _thumbs(text)
+    assert thumbs and all(t["src"].startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for t in thumbs)
+    assert all(t["href"] for t in thumbs)  # every map here has its PNG files
+    for tag, name, value in doc.links + [("a", "href", t["href"]) for t in thumbs]:
+        _check_link(run_dir, value, doc.ids)
+    assert "contact_sheet.png" in [v for _, _, v in doc.links]
+    lowered = text.lower().replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
     assert "http://" not in lowered and "https://" not in lowered and "url(" not in lowered and "@import" not in lowered
     assert not list(run_dir.glob(".*.tmp"))
 
 
 def test_every_map_and_provenance_is_shown(report, run_dir):
-    text, doc = _parse(report[0])
+    text, _ = _parse(report[0])
     ok = [r for r in _index(run_dir) if r["status"] == "ok"]
-    # one overlay and one heatmap thumbnail per map (no other pictures without metrics)
-    assert sum(1 for tag, _, _ in doc.links if tag == "img") == 2 * len(ok)
+    # one overlay and one heatmap thumbnail per map, linking to them
+    thumbs = _thumbs(text)
+    assert len(thumbs) == 2 * len(ok)
+    assert {t["href"] for t in thumbs} == {r[c] for r in ok for c in ("overlay_path", "png_path")}
     info = json.loads((run_dir / "run.json").read_text())
     assert info["model"]["sha256"][:12] in text
     assert "integrated_gradients" in text and "gradient" in text and "steps=4" in text
     assert info["versions"]["medxai"] in text
     assert "medxai evaluate" in text  # no metrics yet: the report says how to get them
-    for image_id in ("wide", "ct"):
-        assert f"<h3>{image_id}</h3>" in text
-    assert "<svg" in text and "polyline" in text  # the mask of "wide" drawn as an outline
-    # manifest order
-    assert text.index("<h3>wide</h3>") < text.index("<h3>ct</h3>") < text.index("&lt;b&gt;&amp;x")
+    images = page_json(text)["images"]
+    assert [i["id"] for i in images] == ["wide", "ct", NASTY_ID, "fake"]  # manifest order, failed one included
+    wide = images[0]
+    assert wide["outline"] and wide["outline"]["lines"]  # the mask of "wide" drawn as an outline...
+    assert all(t["outline"] for m in wide["maps"] for t in m["thumbs"])  # ...over each of its pictures
+    assert images[3]["status"] == "error" and all(m["status"] == "error" for m in images[3]["maps"])
 
 
 def test_failed_images_have_their_own_section(report, run_dir):
@@ -162,9 +185,11 @@ def _escaped(value: str) -> str:
 
 
 def test_user_text_is_escaped(report):
+    # the id is no longer in the page's HTML but in the cards' JSON, with < > & as \u escapes
     text, _ = _parse(report[0])
     assert NASTY_ID not in text
-    assert "&lt;b&gt;&amp;x" in text
+    assert "\\u003cb\\u003e\\u0026x" in text
+    assert NASTY_ID in [i["id"] for i in page_json(text)["images"]]
 
 
 def test_contact_sheet_is_rgb_and_grows_with_images(report, run_dir, tmp_path):
@@ -178,7 +203,7 @@ def test_contact_sheet_is_rgb_and_grows_with_images(report, run_dir, tmp_path):
     assert one.shape[1] == sheet.shape[1] and one.shape[0] < sheet.shape[0]
     text, _ = _parse(html_one)
     assert "Showing the first 1 of 3 images" in text
-    assert "&lt;b&gt;&amp;x</h3>" not in text
+    assert [i["id"] for i in page_json(text)["images"]] == ["wide"]
     with pytest.raises(ValueError, match="max_images"):
         write_report(copy, max_images=0)
     assert CONTACT_SHEET_LIMIT >= 1
@@ -251,11 +276,11 @@ def test_quality_figures_and_sanity_verdicts_appear(run_dir, tmp_path):
 def test_npy_only_run_says_no_overlay_written(study):
     out = _run(study, "npy_only", formats=["npy"])
     html_path, sheet_path = write_report(out)
-    text, doc = _parse(html_path)
+    text, _ = _parse(html_path)
     assert "no overlay written" in text and "rendered from the .npy map" in text
-    assert sum(1 for tag, _, _ in doc.links if tag == "img") == sum(
-        1 for r in _index(out) if r["status"] == "ok"
-    )
+    thumbs = _thumbs(text)
+    assert len(thumbs) == sum(1 for r in _index(out) if r["status"] == "ok")
+    assert not any(t["href"] for t in thumbs)  # a .npy map has no picture to link to
     assert iio.imread(sheet_path).shape[2] == 3
 
 

@@ -18,6 +18,12 @@ does nothing is xplique's ``output_layer`` defect):
   outputs that look like probabilities (every value in [0, 1]) are refused with
   an error that says what to do, never explained as if they were logits.
 
+A binary model with one sigmoid output unit is read as two classes: class 1 is
+the unit (its logit ``z``, or ``p`` with ``output: probabilities``) and class 0
+its opposite (``-z``, the logit of ``1 - p``; or ``1 - p``), so ordinary 0/1
+labels and ``predicted`` mean what they say. A one-unit model without a sigmoid
+(a single score) keeps class 0 = the score.
+
 What was explained is recorded in :attr:`ExplainedOutput.description`.
 """
 
@@ -47,6 +53,7 @@ _NOT_SQUASHING = {
     "softplus", "softsign", "celu", "glu", "exponential", "identity",
 }
 _PROBE_IMAGES = 8
+_SIGMOIDS = ("sigmoid", "hard_sigmoid")
 
 
 @dataclass(frozen=True)
@@ -290,7 +297,42 @@ def explained_output(model: keras.Model, output: str = OUTPUT_LOGITS) -> Explain
         raise OutputSelectionError(
             f"the explained output must be (batch, classes); got shape {result.model.outputs[0].shape}"
         )
-    return result
+    return _two_classes(result) if _binary_sigmoid(model, result) else result
+
+
+def _binary_sigmoid(model: keras.Model, result: ExplainedOutput) -> bool:
+    """One output unit squashed by a sigmoid (found in the graph, or probed when asked for probabilities)."""
+    if result.model.outputs[0].shape[-1] != 1 or result.requested not in (OUTPUT_LOGITS, OUTPUT_PROBABILITIES):
+        return False
+    if head_activation(model) in _SIGMOIDS:
+        return True
+    return result.requested == OUTPUT_PROBABILITIES and looks_like_probabilities(
+        np.asarray(model(_probe_inputs(model), training=False))
+    )
+
+
+def _two_classes(result: ExplainedOutput) -> ExplainedOutput:
+    """One output unit as two classes: ``[-z, z]`` for a logit, ``[1 - p, p]`` for a probability."""
+    unit = result.model.outputs[0]
+    probability = result.requested == OUTPUT_PROBABILITIES
+    other = keras.ops.subtract(1.0, unit) if probability else keras.ops.negative(unit)
+    both = keras.ops.concatenate([other, unit], axis=-1)
+    model = keras.Model(result.model.inputs[0], both, name=f"{result.model.name}_two_classes")
+    note = "1 - p" if probability else "its negative"
+    description = f"{result.description}; one output unit read as two classes (1: the unit, 0: {note})"
+    return ExplainedOutput(model, result.requested, description, result.removed)
+
+
+def head_activation(model: keras.Model) -> str | None:
+    """The squashing activation at the end of ``model`` found from its graph (``"softmax"``, ``"sigmoid"``, ...), or None.
+
+    None when the output is not squashed, or when the graph hides it (a Lambda, a SavedModel).
+    """
+    try:
+        found = _find_pre_activation(model.outputs[0])
+    except (AttributeError, ValueError, IndexError):
+        return None
+    return found.removed if found.status == "removed" else None
 
 
 def explained_model(model: keras.Model, output: str = OUTPUT_LOGITS) -> keras.Model:

@@ -88,10 +88,8 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
             child_node = node
             if isinstance(child, str) and node is _AnyKeys:
                 child = {"name": child}  # bare method name -> entry
-            elif not isinstance(child, dict):
-                if node is None:
-                    return f"{_dotted(path[: i + 2])}: unknown key ({here} is a single value)"
-                child = {}
+            elif not isinstance(child, dict):  # an entry that is a value cannot take keys
+                return f"{_dotted(path[: i + 2])}: unknown key ({here} is a single value)"
             container[part] = child
         else:
             if node is None:

@@ -30,6 +30,7 @@ from medxai.pipeline.config._errors import (
 )
 from medxai.pipeline.config._validators import (
     _is_int,
+    _sub_validate,
     _null_is_empty,
     _optional_section,
 )
@@ -44,6 +45,8 @@ from medxai.pipeline.config.sections import (
     ModelSection,
     OutputSection,
     RuntimeSection,
+    ThresholdTargets,
+    TopKTargets,
 )
 
 _SECTIONS = ("model", "data", "preprocess", "methods", "targets", "heatmap", "output", "runtime", "evaluate")
@@ -62,7 +65,10 @@ class Config(BaseModel):
     data: DataSection
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec(name=DEFAULT_METHOD)])
-    targets: Literal["predicted", "label", "all"] | tuple[int, ...] = "predicted"
+    targets: Literal["predicted", "label", "all"] | TopKTargets | ThresholdTargets | tuple[int | str, ...] = Field(
+        default="predicted",
+        description="'predicted', 'label', 'all', {top_k: K}, {threshold: T}, or a list of class indices or names.",
+    )
     heatmap: HeatmapPolicy = Field(default_factory=HeatmapPolicy)
     output: OutputSection
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)
@@ -118,20 +124,33 @@ class Config(BaseModel):
             if value == "label" and _label_column(info) is None:
                 raise _error("'label' needs data.label_column")
             return value
-        if _is_int(value):
+        if isinstance(value, Mapping):
+            keys = set(value)
+            if keys == {"top_k"}:
+                return _sub_validate(TopKTargets, value, info)
+            if keys == {"threshold"}:
+                return _sub_validate(ThresholdTargets, value, info)
+            raise _error(f"expected {{top_k: K}} or {{threshold: T}}, got {_show(value)}")
+        if _is_int(value) or isinstance(value, str):
             value = [value]
         if isinstance(value, (list, tuple)) and value:
             problems: Problems = []
+            seen: list[Any] = []
             for i, item in enumerate(value):
-                if not _is_int(item) or item < 0:
-                    problems.append(((i,), f"expected a non-negative class index, got {_show(item)}"))
-                elif item in value[:i]:
-                    problems.append(((i,), f"duplicate class index {item}"))
+                if isinstance(item, str) and item.strip():
+                    item = item.strip()
+                elif not _is_int(item) or item < 0:
+                    problems.append(((i,), f"expected a non-negative class index or a class name, got {_show(item)}"))
+                    continue
+                if item in seen:
+                    problems.append(((i,), f"duplicate class {item!r}"))
+                seen.append(item if isinstance(item, str) else int(item))
             if problems:
                 raise _errors(problems)
-            return tuple(int(v) for v in value)
+            return tuple(seen)
         raise _error(
-            f"expected 'predicted', 'label', 'all' or a list of class indices, got {_show(value)}"
+            "expected 'predicted', 'label', 'all', {top_k: K}, {threshold: T} or a list of class indices "
+            f"or names, got {_show(value)}"
         )
 
     @classmethod

@@ -7,6 +7,8 @@ documents every key with its default.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +71,57 @@ class ModelSection(_Section):
     output: Name = Field(
         default="logits", description="'logits', 'probabilities' or the name of a layer to explain."
     )
+    class_names: tuple[str, ...] | None = Field(
+        default=None,
+        description="One name per class (a list, or a .txt file with one per line / a .json list); "
+        "None: classes are numbers.",
+    )
+    custom_objects: tuple[str, ...] | None = Field(
+        default=None,
+        description="'package.module:NAME' (or a list): custom layers/objects the model needs to load. "
+        "Runs that code.",
+    )
+
+    @field_validator("class_names", mode="before")
+    @classmethod
+    def _check_class_names(cls, value: Any, info: ValidationInfo) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, (str, os.PathLike)):
+            value = _names_file(_existing(value, info, "file"))
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _error(f"expected a non-empty list of names or a file of names, got {_show(value)}")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        names: list[str] = []
+        for i, name in enumerate(value):
+            text = str(name).strip() if isinstance(name, (str, int)) and not isinstance(name, bool) else ""
+            if not text:
+                problems.append(((i,), f"expected a non-empty name, got {_show(name)}"))
+            elif text in names:
+                problems.append(((i,), f"duplicate class name {text!r} (also at {names.index(text)})"))
+            elif ";" in text:
+                problems.append(((i,), f"a class name cannot hold ';' (it separates labels), got {text!r}"))
+            names.append(text)
+        if problems:
+            raise _errors(problems)
+        return tuple(names)
+
+    @field_validator("custom_objects", mode="before")
+    @classmethod
+    def _check_custom_objects(cls, value: Any) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise _error(f"expected 'package.module:NAME' or a list of them, got {_show(value)}")
+        problems = [
+            ((i,), f"expected 'package.module:NAME', got {_show(item)}")
+            for i, item in enumerate(items)
+            if not (isinstance(item, str) and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", item.strip()))
+        ]
+        if problems:
+            raise _errors(problems)
+        return tuple(item.strip() for item in items)
 
     @field_validator("path", mode="before")
     @classmethod
@@ -82,6 +135,35 @@ class ModelSection(_Section):
         elif path.suffix.lower() not in MODEL_SUFFIXES:
             raise _error(f"expected a .keras or .h5 file or a SavedModel directory, got {path.name!r}")
         return path
+
+
+def _names_file(path: Path) -> list[Any]:
+    """Class names from a file: a JSON list (``.json``) or one name per line (blank lines skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise _error(f"cannot read {path}: {err}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            names = json.loads(text)
+        except ValueError as err:
+            raise _error(f"{path} is not valid JSON: {err}") from None
+        if not isinstance(names, list):
+            raise _error(f"{path} must hold a JSON list of names, got {type(names).__name__}")
+        return names
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class TopKTargets(_Section):
+    """``targets: {top_k: K}``: the K classes the model scores highest, per image."""
+
+    top_k: PositiveInt
+
+
+class ThresholdTargets(_Section):
+    """``targets: {threshold: T}``: every class whose probability is at least T, per image."""
+
+    threshold: UnitInterval
 
 
 class DataSection(_Section):

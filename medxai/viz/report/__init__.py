@@ -1,30 +1,33 @@
-"""``medxai report RUN_DIR``: a self-contained HTML report and a PNG contact sheet of a run.
+"""``medxai report RUN_DIR``: an HTML report and PNG contact sheets of a run, for runs of any size.
 
 :func:`write_report` reads a run folder written by ``medxai run`` (``index.csv``,
 ``run.json``, the maps) and, when ``medxai evaluate`` has been run, its quality
 figures (``metrics.csv``, ``summary.csv``, ``sanity.csv``, ``evaluation.json``).
-It writes two files into the run folder:
+It writes into the run folder:
 
-- ``report.html``: one file that opens from disk anywhere, with no network.
-  Every picture is **embedded** as a base64 ``data:`` PNG thumbnail (at most
-  :data:`THUMBNAIL_SIZE` pixels a side): each method's overlay and plain
-  heatmap, with the ground-truth mask drawn over them as an inline SVG outline.
-  The only other link is a relative one to ``contact_sheet.png`` beside it. CSS
-  is inline; there are no scripts, web fonts or remote URLs. Every piece of
-  text from the run (image ids, paths, errors) is HTML-escaped.
-- ``contact_sheet.png``: one row per image and explained class, one column per
-  method (the overlay, else the heatmap PNG, else the ``.npy`` map colour-mapped),
-  at most :data:`CONTACT_SHEET_LIMIT` images.
+- ``report.html``: one file that opens from disk, with no network. Each map's
+  overlay and plain heatmap is **embedded** as a small thumbnail (at most
+  :data:`THUMBNAIL_SIZE` pixels a side, JPEG or PNG, whichever is smaller), with
+  the ground-truth mask drawn over it as an inline SVG outline, and **links**
+  (relative) to its full-size PNG in the run folder. The image cards are held as
+  JSON and rendered by an inline script a page at a time, with filters (method,
+  class, mispredicted or correct, ok or failed) and a sort by any per-map figure.
+  The run's provenance, quality figures, sanity check and failed images are plain
+  HTML. CSS and script are inline; there are no web fonts or remote URLs. Every
+  piece of text from the run is HTML-escaped, or set as text by the script.
+- ``contact_sheet.png`` (and ``contact_sheet_2.png``, ... for longer runs): one
+  row per image and explained class, one column per method, at most
+  :data:`CONTACT_SHEET_LIMIT` rows a sheet, every image of the report.
 
-Both are written atomically. Only numpy, imageio, scikit-image, matplotlib and
-Jinja2 are used: TensorFlow is never imported.
+Every picture is read once. Files are written atomically. TensorFlow is never imported.
 
 The package, read top to bottom: ``loading`` (the run folder as a :class:`~.loading.Run`),
-``pictures`` (map pictures, masks, thumbnails), ``figures`` (the contact sheet and
-the sanity chart), ``formatting`` (numbers and names as text), ``sections`` and
-``cards`` (view models of the page, plain text only), ``render`` with
-``templates/`` (the page itself: Jinja2 with autoescaping). Only the names in
-``__all__`` are public.
+``outcomes`` (labels against predictions), ``pictures`` (map pictures, masks, thumbnails),
+``figures`` (the contact sheet and the sanity chart drawn), ``sheets`` (contact sheet
+pages), ``formatting`` (numbers and names as text), ``sections`` and ``cards`` (view
+models of the page, plain text only), ``page_data`` (the cards as the page's JSON),
+``progress`` (the bar), ``render`` with ``templates/`` (the page itself: Jinja2 with
+autoescaping, and ``report.js``). Only the names in ``__all__`` are public.
 
 Example:
     >>> from medxai.viz.report import write_report
@@ -40,14 +43,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from medxai.errors import ReportError
-from medxai.io.writers import write_png, write_text
+from medxai.io.writers import write_text
 from medxai.viz.report.cards import image_block
-from medxai.viz.report.figures import CONTACT_SHEET_LIMIT, SHEET_MAX_ROWS, contact_sheet
+from medxai.viz.report.figures import CONTACT_SHEET_LIMIT
 from medxai.viz.report.formatting import METRIC_COLUMNS
-from medxai.viz.report.loading import Run, load_run
+from medxai.viz.report.loading import ImageEntry, Run, load_run
+from medxai.viz.report.outcomes import class_names
+from medxai.viz.report.page_data import PAGE_SIZE, page_data, script_json
 from medxai.viz.report.pictures import THUMBNAIL_SIZE, Pictures
+from medxai._progress import progress_bar
 from medxai.viz.report.render import render_page
 from medxai.viz.report.sections import failures, provenance, quality, sanity
+from medxai.viz.report.sheets import SHEET_NAME, ContactSheets
 
 __all__ = [
     "CONTACT_SHEET_LIMIT",
@@ -58,54 +65,84 @@ __all__ = [
 ]
 
 
-def _notes(run: Run, shown: int, with_maps: int, on_sheet: int, dropped_rows: int, max_images: int | None) -> list[str]:
-    """The run's reading notes, then what the page and the contact sheet left off."""
-    notes = list(run.notes)
-    if shown < with_maps:
-        notes.append(f"Showing the first {shown} of {with_maps} images with maps (max_images={max_images}).")
-    if on_sheet < shown:
-        notes.append(f"The contact sheet shows the first {on_sheet} of {shown} images (at most {CONTACT_SHEET_LIMIT}).")
-    if dropped_rows:
-        notes.append(f"The contact sheet left off its last {dropped_rows} image/class rows (at most {SHEET_MAX_ROWS}).")
-    return notes
+def _check_positive(name: str, value: int | None, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, got {value!r}")
 
 
-def write_report(run_dir: str | os.PathLike, *, max_images: int | None = None) -> tuple[Path, Path]:
-    """Write ``run_dir/report.html`` and ``run_dir/contact_sheet.png``; return their paths.
+def _first_images(run: Run, max_images: int | None) -> list[ImageEntry]:
+    """The images shown: all, or those up to the ``max_images``-th with maps (failed ones on the way included)."""
+    if max_images is None:
+        return list(run.images)
+    shown, with_maps = [], 0
+    for image in run.images:
+        if image.ok_rows:
+            if with_maps == max_images:
+                break
+            with_maps += 1
+        shown.append(image)
+    return shown
 
-    The HTML embeds every picture as a base64 PNG thumbnail (``data:`` URI), so it
-    opens from disk anywhere without network access; its only link is the relative
-    one to ``contact_sheet.png``. See the module docstring for what it shows.
+
+def write_report(
+    run_dir: str | os.PathLike,
+    *,
+    max_images: int | None = None,
+    thumbnail_size: int = THUMBNAIL_SIZE,
+    page_size: int = PAGE_SIZE,
+    progress: bool = True,
+) -> tuple[Path, Path]:
+    """Write ``run_dir/report.html`` and the contact sheets; return the page's and the first sheet's paths.
+
+    See the module docstring for what they show. A report of 500 images and 3
+    methods is about 10 to 20 MB (the thumbnails), whatever the size of the maps.
 
     Args:
         run_dir: A folder written by ``medxai run`` (with ``index.csv`` and ``run.json``).
-        max_images: Show at most this many images with maps, in manifest order
-            (default: all of them). The contact sheet shows at most
-            :data:`CONTACT_SHEET_LIMIT`; the HTML says when images were left off.
-            Failed images are always all listed.
+        max_images: Show at most this many images with maps, in manifest order (default: all).
+            Failed images are always all listed in the "Failed images" section.
+        thumbnail_size: The longest side of an embedded thumbnail in pixels (default
+            :data:`THUMBNAIL_SIZE`); the page's size grows with its square.
+        page_size: Images per page of the "Images" section when it opens (the reader can change it).
+        progress: Show a progress bar on stderr (images, images per second).
 
     Returns:
-        ``(report_html_path, contact_sheet_path)``.
+        ``(report_html_path, contact_sheet_path)``; later sheets are ``contact_sheet_2.png``, ...
 
     Raises:
         ReportError: ``run_dir`` is not a medxai run, or its index or run.json is unreadable.
-        ValueError: ``max_images`` is not a positive integer.
+        ValueError: ``max_images``, ``thumbnail_size`` or ``page_size`` is not a positive integer.
     """
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
+    _check_positive("max_images", max_images, optional=True)
+    _check_positive("thumbnail_size", thumbnail_size)
+    _check_positive("page_size", page_size)
     root = Path(os.fspath(run_dir)).absolute()
     run = load_run(root)
-    pictures = Pictures(run)
+    shown = _first_images(run, max_images)
     with_maps = [image for image in run.images if image.ok_rows]
-    shown = with_maps if max_images is None else with_maps[:max_images]
-    sheet_images = shown[:CONTACT_SHEET_LIMIT]
-
-    html_path, sheet_path = root / "report.html", root / "contact_sheet.png"
-    sheet, dropped_rows = contact_sheet(run, sheet_images, pictures)
-    write_png(sheet_path, sheet)
+    shown_with_maps = [image for image in shown if image.ok_rows]
+    methods = [m for m in run.methods if any(r.method == m for image in shown for r in image.ok_rows)]
+    names = class_names(run)
+    pictures = Pictures(run)
+    sheets = ContactSheets(root, root.name, methods)
+    blocks = []
+    with progress_bar(len(shown), desc="report", unit="img", enabled=progress, log_interval=2.0) as bar:
+        for number, image in enumerate(shown, start=1):
+            block, sheet_rows = image_block(number, image, run, pictures, names, methods, thumbnail_size)
+            blocks.append(block)
+            sheets.add(number, sheet_rows)
+            bar.update(1)
+        written_sheets = sheets.close()
 
     from medxai._version import __version__
 
+    notes = list(run.notes)
+    if len(shown_with_maps) < len(with_maps):
+        notes.append(
+            f"Showing the first {len(shown_with_maps)} of {len(with_maps)} images with maps (max_images={max_images})."
+        )
     failed_count, failure_rows = failures(run)
     page = render_page(
         title=f"medxai report: {root.name}",
@@ -115,34 +152,44 @@ def write_report(run_dir: str | os.PathLike, *, max_images: int | None = None) -
             f"methods: {', '.join(run.methods) or '—'}"
         ),
         sanity_link=bool(run.sanity or run.evaluation),
-        notes=_notes(run, len(shown), len(with_maps), len(sheet_images), dropped_rows, max_images),
+        notes=notes,
         provenance=provenance(run),
         quality=quality(run),
         sanity=sanity(run),
-        has_mask=any(image.mask_path for image in shown),
-        blocks=[image_block(n, image, run, pictures) for n, image in enumerate(shown, start=1)],
+        has_mask=any(block.mask == "outline" for block in blocks),
+        image_count=len(blocks),
+        data=script_json(page_data(blocks, run.methods, names, run.evaluation_spec, page_size)),
+        sheets=written_sheets,
         failed_count=failed_count,
         failures=failure_rows,
         version=__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         root=str(root),
     )
+    html_path = root / "report.html"
     write_text(html_path, page)
-    return html_path, sheet_path
+    return html_path, root / SHEET_NAME
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m medxai.viz.report RUN_DIR [--max-images N]``: write the report, print its paths."""
+    """``python -m medxai.viz.report RUN_DIR [--max-images N] [--thumbnail-size PX] [--no-progress]``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="medxai report", description="write report.html and contact_sheet.png")
+    parser = argparse.ArgumentParser(prog="medxai report", description="write report.html and contact sheets")
     parser.add_argument("run_dir", help="a folder written by `medxai run`")
     parser.add_argument("--max-images", type=int, default=None, help="show at most N images (default: all)")
+    parser.add_argument(
+        "--thumbnail-size", type=int, default=THUMBNAIL_SIZE,
+        help=f"longest side of the embedded thumbnails in pixels (default {THUMBNAIL_SIZE})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        html_path, sheet_path = write_report(args.run_dir, max_images=args.max_images)
+        html_path, sheet_path = write_report(
+            args.run_dir, max_images=args.max_images, thumbnail_size=args.thumbnail_size, progress=not args.no_progress
+        )
     except (ReportError, ValueError) as err:
         print(f"medxai report: {err}", file=sys.stderr)
         return 2
-    print(f"medxai: report -> {html_path}\nmedxai: contact sheet -> {sheet_path}")
+    print(f"medxai: report -> {html_path}\nmedxai: contact sheets -> {sheet_path.parent / 'contact_sheet*.png'}")
     return 0

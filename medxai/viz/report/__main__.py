@@ -1,4 +1,4 @@
-"""``python -m medxai.viz.report RUN_DIR [--max-images N]``."""
+"""``python -m medxai.viz.report RUN_DIR [--max-images N] [--thumbnail-size PX] [--no-progress]``."""
 
 import sys
 

@@ -1,4 +1,8 @@
-"""View models of the "Images" section: per image, per explained class, one card per method."""
+"""View models of the "Images" section: per image a block, per map (method and class) a card with its thumbnails.
+
+Each picture is read once: :func:`image_block` makes the card's embedded thumbnails and,
+from the same pixels, the image's rows of the contact sheet.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medxai.viz.report.formatting import METRIC_COLUMNS, METRICS, metric_labels, num, percent, score, text
-from medxai.viz.report.loading import ImageEntry, MapRow, Run, to_class
+from medxai.viz.report.figures import SheetCell, SheetRow, fit_cell
+from medxai.viz.report.formatting import (
+    METRIC_COLUMNS,
+    METRICS,
+    metric_labels,
+    num,
+    percent,
+    score,
+)
+from medxai.viz.report.loading import ImageEntry, MapRow, Run
+from medxai.viz.report.outcomes import class_set, class_text, classes_text, outcome
 from medxai.viz.report.pictures import (
+    THUMBNAIL_SIZE,
     Picture,
     Pictures,
-    data_uri,
     display_size,
+    encoded_thumbnail,
+    file_link,
+    mask_contours,
     outline_points,
-    png_bytes,
-    thumbnail,
+    shrink,
 )
 
 DELTA_WARN = 0.05  # relative IG completeness error shown as a warning above this
@@ -24,7 +39,7 @@ DELTA_WARN = 0.05  # relative IG completeness error shown as a warning above thi
 
 @dataclass
 class Outline:
-    """The mask outline drawn over a thumbnail, in mask pixels."""
+    """The mask outline drawn over an image's thumbnails, in mask pixels."""
 
     width: int
     height: int
@@ -33,14 +48,15 @@ class Outline:
 
 @dataclass
 class Thumb:
-    """One picture box: an embedded thumbnail (``src``), or ``problem`` saying why there is none."""
+    """One picture box: an embedded thumbnail (``src``) linking to its full-size file (``href``), or a ``problem``."""
 
     width: int
     height: int
     src: str = ""
+    href: str = ""
     alt: str = ""
     pixelated: bool = False
-    outline: Outline | None = None
+    outline: bool = False  # draw the image's mask outline over it
     problem: str = ""
 
 
@@ -56,68 +72,108 @@ class Figure:
 
 @dataclass
 class Card:
-    """One map: its thumbnails, what was not written, and its quality figures."""
+    """One map (or one failed map, ``status`` "error"): thumbnails, what was not written, quality figures.
+
+    ``values`` holds the raw figures the page sorts by (finite ones only).
+    """
 
     method: str
-    class_index: str
-    score: str
-    thumbs: list[Thumb]
-    written: list[str]
-    figures: list[Figure]
+    class_index: int | None
+    status: str
+    score: str = ""
+    thumbs: list[Thumb] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
     no_metrics_row: bool = False
     metric_error: str = ""
+    error: str = ""
 
 
 @dataclass
 class ImageBlock:
-    """One image: its header, a row of cards per explained class, its failed methods and notes."""
+    """One image: its header, every map's card (computed and failed), notes, and its filter facts."""
 
     number: int
     image_id: str
-    label: str
+    label: str  # as shown, with class names
+    labels: list[int] | None  # the label's classes; None when the label is not class indices
+    predicted: list[int] | None  # the classes the model called positive; None when unknown
+    outcome: str  # "correct", "mispredicted" or "" (unknown)
+    status: str  # "ok", or "error" when a map failed
     explained: str
+    classes: list[int | None]  # the explained classes, in index order
     mask: str  # "outline", "empty" or ""
-    mismatch: bool
+    outline: Outline | None
     source_path: str
-    class_rows: list[list[Card]] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # method, error
+    cards: list[Card] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def _thumb(picture: Picture, mask: np.ndarray | None, alt: str) -> tuple[Thumb, str]:
-    """One thumbnail box (image + mask outline) and a note when the outline could not be drawn."""
-    if picture.rgb is None:
-        width, height = display_size(1, 1)
-        return Thumb(width, height, problem=picture.problem or "no picture written"), ""
-    rgb = picture.rgb
-    small = thumbnail(rgb)
+@dataclass
+class _Mask:
+    """An image's mask, read once: the array, its outline for the page and its contours for the contact sheet."""
+
+    array: np.ndarray | None
+    state: str
+    outline: Outline | None
+    contours: list[np.ndarray]
+    problem: str
+
+    def fits(self, rgb: np.ndarray) -> bool:
+        """Whether the mask has the picture's aspect ratio (so its outline can be drawn over it)."""
+        if self.array is None:
+            return False
+        mask = self.array
+        return abs(mask.shape[0] / mask.shape[1] - rgb.shape[0] / rgb.shape[1]) < 0.02
+
+    def mismatch_note(self, rgb: np.ndarray) -> str:
+        """Why the outline is not drawn over ``rgb`` ("" when it is, or there is no mask)."""
+        if self.array is None or self.fits(rgb):
+            return ""
+        mask = self.array
+        return (
+            f"mask {mask.shape[1]}x{mask.shape[0]} does not match the map "
+            f"{rgb.shape[1]}x{rgb.shape[0]}; outline not drawn"
+        )
+
+
+def _read_mask(image: ImageEntry, pictures: Pictures) -> _Mask:
+    mask, problem = pictures.mask(image.mask_path)
+    if mask is None:
+        return _Mask(None, "", None, [], problem)
+    if not mask.any():
+        return _Mask(None, "empty", None, [], problem)
+    polylines = outline_points(mask)
+    outline = Outline(mask.shape[1], mask.shape[0], polylines) if polylines else None
+    return _Mask(mask, "outline", outline, mask_contours(mask), problem)
+
+
+def _thumb(rgb: np.ndarray, href: str, mask: _Mask, alt: str, size: int) -> Thumb:
+    """One thumbnail box of a picture that was read, linking to ``href``."""
+    small = shrink(rgb, size)
     width, height = display_size(*small.shape[:2])
-    outline, note = None, ""
-    if mask is not None:
-        if abs(mask.shape[0] / mask.shape[1] - rgb.shape[0] / rgb.shape[1]) < 0.02:
-            polylines = outline_points(mask)
-            outline = Outline(mask.shape[1], mask.shape[0], polylines) if polylines else None
-        else:
-            note = (
-                f"mask {mask.shape[1]}x{mask.shape[0]} does not match the map "
-                f"{rgb.shape[1]}x{rgb.shape[0]}; outline not drawn"
-            )
     pixelated = width >= 2 * small.shape[1]  # show small maps' pixels, not a blur
-    return Thumb(width, height, data_uri(png_bytes(small)), alt, pixelated, outline), note
+    outline = mask.outline is not None and mask.fits(rgb)
+    return Thumb(width, height, encoded_thumbnail(small), href, alt, pixelated, outline)
 
 
-def _figures(row: MapRow, run: Run) -> list[Figure]:
-    """The quality figures of one map: IG's completeness error from the index, then metrics.csv."""
-    items = []
+def _figures(row: MapRow, run: Run) -> tuple[list[Figure], dict[str, float]]:
+    """The quality figures of one map (IG's completeness error from the index, then metrics.csv) and their values."""
+    items, values = [], {}
+    if math.isfinite(row.score):
+        values["score"] = row.score
     if math.isfinite(row.delta):
         css = "warn" if row.delta > DELTA_WARN else ""
         items.append(Figure(METRICS["completeness"][0], percent(row.delta), METRICS["completeness"][2], css))
+        values["completeness"] = row.delta
     figures = (run.metrics or {}).get((row.image_id, row.method, row.class_index)) or {}
     labels = metric_labels(run.evaluation_spec)
     for metric in [m for m in METRIC_COLUMNS if m in figures] + sorted(set(figures) - set(METRIC_COLUMNS)):
         value = figures[metric]
         if not math.isfinite(value) or (metric == "completeness" and math.isfinite(row.delta)):
             continue  # the index's delta is the same figure
+        values[metric] = value
         if metric == "completeness":
             shown = percent(value)
         elif metric == "pointing_game":
@@ -125,24 +181,26 @@ def _figures(row: MapRow, run: Run) -> list[Figure]:
         else:
             shown = num(value)
         items.append(Figure(labels.get(metric, metric), shown, METRICS.get(metric, ("", "", ""))[2]))
-    return items
+    return items, values
 
 
 def _card(
-    row: MapRow, image: ImageEntry, mask: np.ndarray | None, run: Run, pictures: Pictures
-) -> tuple[Card, list[str]]:
-    """One map's card and the notes it raised about the mask outline."""
+    row: MapRow, image: ImageEntry, mask: _Mask, run: Run, pictures: Pictures, size: int
+) -> tuple[Card, Picture, list[str]]:
+    """One map's card, the picture for its contact sheet cell, and notes about the mask outline."""
     overlay = pictures.picture(row, ("overlay",))
     heatmap = pictures.picture(row, ("heatmap", "npy"))
     thumbs, notes = [], []
     for picture, what in ((overlay, "overlay"), (heatmap, "heatmap")):
         if picture.rgb is not None:
-            thumb, note = _thumb(picture, mask, f"{image.image_id} {row.method} {what}")
-            thumbs.append(thumb)
-            notes.append(note)
+            # a heatmap drawn from the .npy has no file a browser can show
+            href = file_link(run.root, picture.source) if picture.kind in ("overlay", "heatmap") else ""
+            thumbs.append(_thumb(picture.rgb, href, mask, f"{image.image_id} {row.method} {what}", size))
+            notes.append(mask.mismatch_note(picture.rgb))
     if not thumbs:
         problem = "; ".join(p for p in (overlay.problem, heatmap.problem) if p) or "no picture written"
-        thumbs.append(_thumb(Picture(None, "", problem), None, "")[0])
+        width, height = display_size(1, 1)
+        thumbs.append(Thumb(width, height, problem=problem))
     written = []
     if overlay.rgb is None:
         written.append(overlay.problem if row.paths["overlay_path"] else "no overlay written")
@@ -151,47 +209,79 @@ def _card(
     if heatmap.kind == "heatmap from .npy":
         written.append("heatmap rendered from the .npy map")
     key = (row.image_id, row.method, row.class_index)
+    figures, values = _figures(row, run)
     card = Card(
         method=row.method,
-        class_index=text(row.class_index),
+        class_index=row.class_index,
+        status="ok",
         score=score(row.score),
         thumbs=thumbs,
         written=[w for w in written if w],
-        figures=_figures(row, run),
+        figures=figures,
+        values=values,
         no_metrics_row=run.metrics is not None and key not in run.metrics,
         metric_error=run.metric_errors.get(key, ""),
     )
-    return card, notes
+    return card, overlay if overlay.rgb is not None else heatmap, notes
 
 
-def image_block(number: int, image: ImageEntry, run: Run, pictures: Pictures) -> ImageBlock:
-    """One image: its header, then per explained class one card per method."""
-    mask, mask_problem = pictures.mask(image.mask_path)
-    notes = [mask_problem] if mask_problem else []
-    if mask is not None and not mask.any():
-        mask_state, mask = "empty", None
-    else:
-        mask_state = "outline" if mask is not None else ""
+def _sheet_cell(picture: Picture, mask: _Mask) -> SheetCell:
+    """A contact sheet cell from a picture already read (no second read of the file)."""
+    if picture.rgb is None:
+        return SheetCell(None, "no picture")
+    cell = fit_cell(picture.rgb)
+    outlines = []
+    if mask.fits(cell):
+        sy, sx = cell.shape[0] / mask.array.shape[0], cell.shape[1] / mask.array.shape[1]
+        outlines = [np.stack([c[:, 0] * sx, c[:, 1] * sy], axis=1) for c in mask.contours]
+    return SheetCell(cell, "", outlines)
+
+
+def image_block(
+    number: int,
+    image: ImageEntry,
+    run: Run,
+    pictures: Pictures,
+    names: dict[int, str],
+    methods: list[str],
+    size: int = THUMBNAIL_SIZE,
+) -> tuple[ImageBlock, list[SheetRow]]:
+    """One image's block, and its contact sheet rows (one per explained class, one cell per method in ``methods``)."""
+    mask = _read_mask(image, pictures)
+    notes = [mask.problem] if mask.problem else []
     scores: dict[int | None, float] = {}
     for row in image.ok_rows:
         scores.setdefault(row.class_index, row.score)
-    label = to_class(image.label)
+    labels, predicted = class_set(image.label), class_set(image.predicted) if image.predicted else None
+    shown_label = classes_text(labels, names) if labels else image.label
     block = ImageBlock(
         number=number,
         image_id=image.image_id,
-        label=image.label,
-        explained=", ".join(f"class {text(c)} (p = {score(scores[c])})" for c in image.classes),
-        mask=mask_state,
-        mismatch=bool(run.predicted_targets and label is not None and image.classes and label != image.classes[0]),
+        label=shown_label,
+        labels=sorted(labels) if labels is not None else None,
+        predicted=sorted(predicted) if predicted is not None else None,
+        outcome=outcome(image, run),
+        status="error" if image.error_rows else "ok",
+        explained=", ".join(f"class {class_text(c, names)} (p = {score(scores[c])})" for c in image.classes),
+        classes=image.classes,
+        mask=mask.state,
+        outline=mask.outline,
         source_path=image.source_path,
     )
+    sheet_rows = []
+    label_text = f"label {shown_label}" if image.label != "" else "no label"
     for class_index in image.classes:
-        cards = []
+        cells: dict[str, SheetCell] = {}
         for row in [r for r in image.ok_rows if r.class_index == class_index]:
-            card, card_notes = _card(row, image, mask, run, pictures)
-            cards.append(card)
+            card, picture, card_notes = _card(row, image, mask, run, pictures, size)
+            block.cards.append(card)
             notes.extend(card_notes)
-        block.class_rows.append(cards)
-    block.errors = [(row.method, row.error) for row in image.error_rows]
+            cells.setdefault(row.method, _sheet_cell(picture, mask))
+        caption = f"{label_text}\nclass {class_text(class_index, names)} · p={score(scores[class_index])}"
+        sheet_rows.append(
+            SheetRow(image.image_id, caption, [cells.get(m, SheetCell(None, "no map")) for m in methods])
+        )
+    for row in image.error_rows:
+        block.cards.append(Card(method=row.method, class_index=row.class_index, status="error", error=row.error))
     block.notes = sorted({n for n in notes if n})
-    return block
+    return block, sheet_rows

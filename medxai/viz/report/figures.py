@@ -1,109 +1,118 @@
-"""What the report draws itself with matplotlib (Agg canvas, no pyplot): the contact sheet and the sanity chart."""
+"""What the report draws itself: the contact sheet (Pillow) and the sanity chart (matplotlib, Agg canvas, no pyplot)."""
 
 from __future__ import annotations
 
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from medxai.viz.report.formatting import score, shorten
-from medxai.viz.report.loading import ImageEntry, Run, to_float
-from medxai.viz.report.pictures import OUTLINE_COLOUR, Picture, Pictures, data_uri, mask_contours
+from medxai.viz.report.formatting import shorten
+from medxai.viz.report.loading import to_float
+from medxai.viz.report.pictures import OUTLINE_COLOUR, data_uri, shrink
 
-#: The most images the contact sheet shows (the HTML says when more were left off).
-CONTACT_SHEET_LIMIT = 40
-SHEET_MAX_ROWS = 200  # image/class rows of the contact sheet (27,000 px tall at most)
-_SHEET_CELL = 128  # pixels of a contact sheet cell
+#: The most image/class rows on one contact sheet; a run with more gets several sheets.
+CONTACT_SHEET_LIMIT = 50
+SHEET_CELL = 128  # pixels of a contact sheet cell
 
 
-def _fit_cell(rgb: np.ndarray, cell: int) -> np.ndarray:
+@dataclass
+class SheetCell:
+    """One cell of the contact sheet: a picture fitted to :data:`SHEET_CELL` with mask outlines, or a text."""
+
+    rgb: np.ndarray | None
+    text: str = ""
+    outlines: list[np.ndarray] = field(default_factory=list)  # (N, 2) x, y in cell pixels
+
+
+@dataclass
+class SheetRow:
+    """One image and explained class: its id, caption lines ("\\n"-separated) and one cell per method."""
+
+    image_id: str
+    caption: str
+    cells: list[SheetCell]
+
+
+def fit_cell(rgb: np.ndarray, cell: int = SHEET_CELL) -> np.ndarray:
     """Scale a picture so its longer side is ``cell`` (nearest when enlarging, smooth when shrinking)."""
-    from skimage.transform import resize
+    from PIL import Image
 
     height, width = rgb.shape[:2]
     scale = cell / max(height, width)
     shape = (max(1, round(height * scale)), max(1, round(width * scale)))
     if shape == (height, width):
         return rgb
-    order, smooth = (0, False) if scale > 1 else (1, True)
-    return resize(rgb, shape, order=order, anti_aliasing=smooth, preserve_range=True).round().astype(np.uint8)
+    if scale < 1:
+        return shrink(rgb, cell)
+    picture = Image.fromarray(np.ascontiguousarray(rgb))
+    return np.asarray(picture.resize((shape[1], shape[0]), Image.Resampling.NEAREST))
 
 
-def contact_sheet(run: Run, images: Sequence[ImageEntry], pictures: Pictures) -> tuple[np.ndarray, int]:
-    """The contact sheet as an RGB uint8 array: one row per image and class, one column per method.
+@cache
+def _font(size: int, bold: bool = False) -> Any:
+    """DejaVu Sans (shipped with matplotlib) at ``size`` pixels, else Pillow's own font."""
+    from PIL import ImageFont
 
-    Returns:
-        The picture and the number of (image, class) rows left off to stay within
-        :data:`SHEET_MAX_ROWS` (many classes per image).
+    try:
+        import matplotlib
+
+        name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def contact_sheet(title: str, methods: Sequence[str], rows: Sequence[SheetRow]) -> np.ndarray:
+    """One contact sheet as an RGB uint8 array: one row per image and class, one column per method.
+
+    ``title`` has up to two lines ("\\n"-separated), drawn above the image ids.
+
+    Drawn with Pillow: a sheet of 50 rows is a large canvas, and matplotlib would resample it.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from PIL import Image, ImageDraw
 
-    cell, pad, label_width, header = _SHEET_CELL, 6, 220, 34
-    methods = [m for m in run.methods if any(r.method == m for image in images for r in image.ok_rows)]
-    lines = [(image, c) for image in images for c in image.classes]
-    dropped = max(0, len(lines) - SHEET_MAX_ROWS)
-    lines = lines[:SHEET_MAX_ROWS]
+    cell, pad, label_width, header = SHEET_CELL, 6, 220, 40
     columns = max(len(methods), 1)
     width = label_width + columns * (cell + pad) + 2 * pad
-    height = header + max(len(lines), 1) * (cell + pad) + 2 * pad
+    height = header + max(len(rows), 1) * (cell + pad) + 2 * pad
     canvas = np.full((height, width, 3), 255, np.uint8)
-    text: list[tuple[float, float, str, dict]] = []
-    outlines: list[np.ndarray] = []
-    title = f"medxai · {run.root.name} · {len(images)} image{'s' if len(images) != 1 else ''}"
-    text.append((10, header / 2, shorten(title, 30), {"ha": "left", "va": "center", "fontsize": 9, "color": "#555"}))
+    for r in range(0, len(rows), 2):
+        y = header + pad + r * (cell + pad)
+        canvas[y - pad // 2 : y + cell + pad // 2, :] = 244
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for k, line in enumerate(title.split("\n")[:2]):
+        draw.text((10, 4 + 14 * k), shorten(line, 30), fill="#555555", font=_font(11), anchor="lt")
     for c, method in enumerate(methods):
         x = label_width + pad + c * (cell + pad)
-        style = {"ha": "center", "va": "baseline", "fontsize": 9, "weight": "bold"}
-        text.append((x + cell / 2, header - 10, shorten(method, 20), style))
-    for r, (image, class_index) in enumerate(lines):
+        draw.text((x + cell / 2, header - 10), shorten(method, 20), fill="#000000", font=_font(12, True), anchor="ms")
+    for r, row in enumerate(rows):
         y = header + pad + r * (cell + pad)
-        if r % 2 == 0:
-            canvas[y - pad // 2 : y + cell + pad // 2, :] = 244
-        image_id = shorten(image.image_id, 30)
-        value = next((row.score for row in image.ok_rows if row.class_index == class_index), math.nan)
-        label = f"label {image.label}" if image.label != "" else "no label"
-        text.append((10, y + cell / 2 - 9, image_id, {"ha": "left", "va": "center", "fontsize": 9.5, "weight": "bold"}))
-        text.append((10, y + cell / 2 + 9, f"{label} · class {class_index} · p={score(value)}",
-                     {"ha": "left", "va": "center", "fontsize": 8.5, "color": "#444"}))
-        mask, _ = pictures.mask(image.mask_path)
-        for c, method in enumerate(methods):
+        lines = row.caption.split("\n")
+        top = y + cell / 2 - 8 * len(lines)
+        draw.text((10, top), shorten(row.image_id, 26), fill="#000000", font=_font(13, True), anchor="lm")
+        for k, line in enumerate(lines, start=1):
+            draw.text((10, top + 16 * k), shorten(line, 32), fill="#444444", font=_font(11), anchor="lm")
+        for c, item in enumerate(row.cells):
             x = label_width + pad + c * (cell + pad)
-            row = next((q for q in image.ok_rows if q.method == method and q.class_index == class_index), None)
-            picture = pictures.picture(row, ("overlay", "heatmap", "npy")) if row else Picture(None, "", "no map")
-            if picture.rgb is None:
-                canvas[y : y + cell, x : x + cell] = 225
-                text.append((x + cell / 2, y + cell / 2, "no picture" if row else "no map",
-                             {"ha": "center", "va": "center", "fontsize": 8, "color": "#666"}))
+            if item.rgb is None:
+                draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(225, 225, 225))
+                draw.text((x + cell / 2, y + cell / 2), item.text, fill="#666666", font=_font(11), anchor="mm")
                 continue
-            fitted = _fit_cell(picture.rgb, cell)
-            h, w = fitted.shape[:2]
+            h, w = item.rgb.shape[:2]
             oy, ox = y + (cell - h) // 2, x + (cell - w) // 2
-            canvas[oy : oy + h, ox : ox + w] = fitted
-            if mask is not None and abs(mask.shape[0] / mask.shape[1] - h / w) < 0.02:
-                sy, sx = h / mask.shape[0], w / mask.shape[1]
-                for outline in mask_contours(mask):
-                    outlines.append(np.stack([ox + outline[:, 0] * sx, oy + outline[:, 1] * sy], axis=1))
-    if not lines:
-        text.append((width / 2, header + cell / 2, "no maps to show", {"ha": "center", "va": "center", "fontsize": 11}))
-
-    dpi = 100
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    agg = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(canvas, interpolation="nearest", extent=(0, width, height, 0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.axis("off")
-    for outline in outlines:
-        ax.plot(outline[:, 0], outline[:, 1], color=OUTLINE_COLOUR, lw=0.9)
-    for x, y, words, style in text:
-        ax.text(x, y, words, parse_math=False, **style)
-    agg.draw()
-    rgba = np.asarray(agg.buffer_rgba())
-    return np.ascontiguousarray(rgba[..., :3]), dropped
+            picture.paste(Image.fromarray(np.ascontiguousarray(item.rgb)), (ox, oy))
+            for outline in item.outlines:
+                draw.line([(float(px) + ox, float(py) + oy) for px, py in outline], fill=OUTLINE_COLOUR, width=1)
+    if not rows:
+        draw.text((width / 2, header + cell / 2), "no maps to show", fill="#000000", font=_font(14), anchor="mm")
+    return np.asarray(picture)
 
 
 def sanity_chart(rows: list[dict[str, str]], methods: Sequence[str], threshold: float = math.nan) -> str:

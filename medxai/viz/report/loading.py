@@ -33,6 +33,7 @@ class MapRow:
     delta: float
     seconds: float
     evaluations: str
+    class_name: str = ""
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ImageEntry:
     source_path: str
     mask_path: str
     rows: list[MapRow] = field(default_factory=list)
+    predicted: str = ""  # the classes the model called positive, ";"-joined ("" when the index lacks them)
 
     @property
     def ok_rows(self) -> list[MapRow]:
@@ -153,6 +155,8 @@ def _read_images(index_path: Path, methods: dict[str, None]) -> list[ImageEntry]
                 image_id, raw.get("label", ""), raw.get("source_path", ""), raw.get("mask_path", "")
             )
         methods.setdefault(raw["method"], None)
+        if not image.predicted:
+            image.predicted = (raw.get("predicted") or "").strip()
         image.rows.append(
             MapRow(
                 image_id=image_id,
@@ -165,6 +169,7 @@ def _read_images(index_path: Path, methods: dict[str, None]) -> list[ImageEntry]
                 delta=to_float(raw.get("relative_delta", raw.get("delta"))),
                 seconds=to_float(raw.get("seconds")),
                 evaluations=raw.get("evaluations", ""),
+                class_name=(raw.get("class_name") or "").strip(),
             )
         )
     return list(images.values())

@@ -1,0 +1,122 @@
+"""Which classes of an image are explained: the config's ``targets`` against the model's scores.
+
+``predicted`` is what the model calls positive: the top class of a softmax
+(or single-label) model, every class at or over 0.5 for a multi-label sigmoid
+model. ``{top_k: K}`` and ``{threshold: T}`` say it explicitly; ``label`` takes the
+manifest's labels (one, or several as ``2;3;11``); ``all`` every class; a list
+names classes by index or by ``model.class_names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TargetRule", "target_rule", "predicted_classes", "MULTI_LABEL_THRESHOLD"]
+
+#: The probability at which a multi-label (sigmoid) model calls a class positive.
+MULTI_LABEL_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """A validated ``targets`` setting for one model.
+
+    Attributes:
+        kind: ``"predicted"``, ``"label"``, ``"all"``, ``"top_k"``, ``"threshold"`` or ``"list"``.
+        classes: the listed classes (``kind == "list"``).
+        top_k: K of ``{top_k: K}``.
+        threshold: T of ``{threshold: T}``.
+        multi_label: the model scores classes independently (sigmoid outputs), so
+            ``predicted`` means every class over :data:`MULTI_LABEL_THRESHOLD`.
+    """
+
+    kind: str
+    classes: tuple[int, ...] = ()
+    top_k: int = 1
+    threshold: float = MULTI_LABEL_THRESHOLD
+    multi_label: bool = False
+
+    def select(self, scores: np.ndarray, labels: Sequence[int]) -> list[int]:
+        """The classes to explain for one image (its probabilities ``scores`` and manifest ``labels``).
+
+        Raises:
+            ValueError: ``label`` with an image that has no label, or a label out of range.
+        """
+        n = scores.shape[-1]
+        if self.kind == "predicted":
+            return predicted_classes(scores, self.multi_label)
+        if self.kind == "all":
+            return list(range(n))
+        if self.kind == "top_k":
+            order = np.argsort(-scores, kind="stable")
+            return [int(c) for c in order[: self.top_k]]
+        if self.kind == "threshold":
+            return [int(c) for c in np.flatnonzero(scores >= self.threshold)]
+        if self.kind == "label":
+            if not labels:
+                raise ValueError("targets: label, but this image has no label in the manifest")
+            bad = [c for c in labels if not 0 <= c < n]
+            if bad:
+                raise ValueError(f"label {bad[0]} is out of range: the model has {n} classes (0..{n - 1})")
+            return list(labels)
+        return list(self.classes)
+
+
+def predicted_classes(scores: np.ndarray, multi_label: bool) -> list[int]:
+    """What the model calls positive: every class at or over 0.5 (multi-label), else the top class."""
+    if multi_label:
+        return [int(c) for c in np.flatnonzero(scores >= MULTI_LABEL_THRESHOLD)]
+    return [int(np.argmax(scores))]
+
+
+def target_rule(
+    targets: Any, n_classes: int, class_names: Sequence[str] | None = None, *, multi_label: bool = False
+) -> TargetRule:
+    """Checks a config's ``targets`` against the model and returns its rule.
+
+    Args:
+        targets: the validated setting: a word, a ``TopKTargets``/``ThresholdTargets``
+            (anything with ``top_k``/``threshold``) or a tuple of indices and names.
+        n_classes: the model's class count (2 for a one-unit sigmoid model).
+        class_names: ``model.class_names``, which list entries may name.
+        multi_label: the model's head is a sigmoid over several outputs.
+
+    Raises:
+        ValueError: an index out of range, an unknown name, ``top_k`` above the class
+            count, or class names that do not match the model; the message names the setting.
+    """
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(
+            f"model.class_names has {len(class_names)} names but the model has {n_classes} classes"
+            + (" (a one-unit sigmoid model has 2: the negative, then the positive)" if n_classes == 2 else "")
+        )
+    if isinstance(targets, str):
+        return TargetRule(targets, multi_label=multi_label)
+    if hasattr(targets, "top_k"):
+        if targets.top_k > n_classes:
+            raise ValueError(f"targets: top_k is {targets.top_k} but the model has {n_classes} classes")
+        return TargetRule("top_k", top_k=int(targets.top_k), multi_label=multi_label)
+    if hasattr(targets, "threshold"):
+        return TargetRule("threshold", threshold=float(targets.threshold), multi_label=multi_label)
+    return TargetRule("list", classes=tuple(class_index(c, n_classes, class_names, "targets") for c in targets))
+
+
+def class_index(value: int | str, n_classes: int, class_names: Sequence[str] | None, key: str) -> int:
+    """A class given by index or name, as an index.
+
+    Raises:
+        ValueError: out of range, or a name that is not in ``class_names`` (naming ``key``).
+    """
+    if isinstance(value, str):
+        if class_names is None:
+            raise ValueError(f"{key}: {value!r} is a class name, but model.class_names is not set")
+        if value not in class_names:
+            raise ValueError(f"{key}: unknown class name {value!r} (known: {', '.join(class_names)})")
+        return list(class_names).index(value)
+    if not 0 <= int(value) < n_classes:
+        raise ValueError(f"{key}: class {value} is out of range: the model has {n_classes} classes (0..{n_classes - 1})")
+    return int(value)
