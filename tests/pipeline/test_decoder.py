@@ -264,3 +264,37 @@ def test_what_was_explained_is_recorded_and_a_hidden_softmax_is_refused(study):
         medxai.run(write_config(study, "hidden", methods=["gradient"]), model=hidden)
     summary = medxai.run(write_config(study, "hidden_p", methods=["gradient"], model={"path": "model.keras", "output": "probabilities"}), model=hidden)
     assert summary.maps > 0
+
+
+def test_the_progress_bar_moves_as_each_method_finishes_not_once_per_chunk(study, monkeypatch):
+    import medxai.pipeline.decoder as decoder_module
+
+    updates: list[float] = []
+    postfix: list[str] = []
+
+    class Bar:
+        n = 0.0
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def update(self, amount):
+            updates.append(amount)
+            self.n += amount
+
+        def set_postfix_str(self, text, refresh=True):
+            postfix.append(text)
+
+    monkeypatch.setattr(decoder_module, "progress_bar", Bar)
+    # 7 images in one chunk (batch_size 32), three methods
+    medxai.run(write_config(study, "progress", runtime={"batch_size": 32, "progress": True}))
+    moving = [u for u in updates if u > 0]
+    assert len(moving) >= 3  # at least once per method within the single chunk
+    assert sum(updates) == pytest.approx(7)
+    assert postfix and postfix[-1].endswith("maps/s")
