@@ -231,6 +231,7 @@ def test_minimal_config_fills_every_default(study):
             "output": "logits",
             "class_names": None,
             "custom_objects": None,
+            "trust_saved_model": False,
         },
         "data": {
             "manifest": str(study / "data" / "manifest.csv"),
@@ -239,6 +240,9 @@ def test_minimal_config_fills_every_default(study):
             "label_column": None,
             "mask_column": None,
             "series_column": None,
+            "delimiter": None,
+            "encoding": "utf-8",
+            "max_pixels": 1 << 27,
             "root": str(study / "data"),  # the manifest's folder
         },
         "preprocess": {"size": None, "channels": None, "window": "auto", "scale": "minmax", "preset": None},
@@ -250,6 +254,7 @@ def test_minimal_config_fills_every_default(study):
             "formats": ["npy", "png", "overlay"],
             "colormap": "inferno",
             "alpha": 0.5,
+            "max_size": 2048,
         },
         "runtime": {
             "batch_size": 32,
@@ -259,6 +264,7 @@ def test_minimal_config_fills_every_default(study):
             "overlap_io": True,
             "jit": False,
             "precision": "float32",
+            "read_timeout": 120.0,
             "executor": "local",
             "dask": {"address": "local", "workers": 2, "partition_size": 32, "timeout": 30.0},
         },
@@ -578,7 +584,7 @@ def test_error_text_has_no_pydantic_noise(study):
     ("data", "problem"),
     [
         ({"modle": {}}, "modle: unknown key (did you mean 'model'?)"),
-        ({"output": {"dir": "out", "where": "x"}}, "output.where: unknown key (known keys: dir, formats, colormap, alpha, overlay_outline)"),
+        ({"output": {"dir": "out", "where": "x"}}, "output.where: unknown key (known keys: dir, formats, colormap, alpha, max_size, overlay_outline)"),
         ({"output": {"dir": "out", "colour_map": "x"}}, "output.colour_map: unknown key (did you mean 'colormap'?)"),
         ({"data": {"manifest": "data/manifest.csv", "label_col": "y"}}, "data.label_col: unknown key (did you mean 'label_column'?)"),
         ({"heatmap": {"clip": {"mode": "value", "hihg": 99}}}, "heatmap.clip.hihg: unknown key (did you mean 'high'?)"),

@@ -81,6 +81,11 @@ class ModelSection(_Section):
         description="'package.module:NAME' (or a list): custom layers/objects the model needs to load. "
         "Runs that code.",
     )
+    trust_saved_model: StrictBool = Field(
+        default=False,
+        description="Load a TensorFlow SavedModel folder. A SavedModel is code (its graph can run any "
+        "TensorFlow op, e.g. write files): only set true for models you trust.",
+    )
 
     @field_validator("class_names", mode="before")
     @classmethod
@@ -154,6 +159,20 @@ def _names_file(path: Path) -> list[Any]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+#: The default ``data.max_pixels``: 2**27 values (512 MiB as float32), e.g. a 512^3 CT volume or an 11585^2 image.
+MAX_PIXELS = 1 << 27
+
+
+def _delimiter(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in ("tab", "\\t"):
+        return "\t"
+    if not isinstance(value, str) or len(value) != 1 or value in "\r\n\"":
+        raise _error(f"expected one character (e.g. ',', ';', tab) or null to sniff it, got {_show(value)}")
+    return value
+
+
 class TopKTargets(_Section):
     """``targets: {top_k: K}``: the K classes the model scores highest, per image."""
 
@@ -176,6 +195,15 @@ class DataSection(_Section):
     mask_column: OptionalName = None
     series_column: OptionalName = Field(
         default=None, description="Column of DICOM SeriesInstanceUIDs, for paths that are folders of several series."
+    )
+    delimiter: Annotated[str | None, BeforeValidator(_delimiter)] = Field(
+        default=None, description="The manifest's column separator (one character); None: sniffed from the file."
+    )
+    encoding: Name = Field(default="utf-8", description="The manifest's text encoding, e.g. utf-8, latin-1, utf-16.")
+    max_pixels: PositiveInt = Field(
+        default=MAX_PIXELS,
+        description="The largest image read (rows x columns x frames, from the file's header, before "
+        "decoding); bigger images are error rows. Bounds a run's memory.",
     )
     root: Path | None = Field(
         default=None,
@@ -218,6 +246,11 @@ class OutputSection(_Section):
     formats: tuple[Literal["npy", "png", "overlay", "nifti", "dicom"], ...] = FORMATS
     colormap: Name = "inferno"
     alpha: UnitInterval = 0.5
+    max_size: PositiveInt = Field(
+        default=2048,
+        description="Longest side of the PNG and overlay pictures in pixels (bigger maps are shrunk for "
+        "pictures only; npy, nifti and dicom stay exact).",
+    )
     overlay_outline: OutlineSpec | None = Field(
         default=None,
         description="None: no outlines; a mapping (true: all defaults) outlines the strongest regions.",
@@ -314,6 +347,9 @@ class RuntimeSection(_Section):
     precision: Annotated[Literal["float32", "mixed"], BeforeValidator(_choice("float32", "mixed"))] = "float32"
     executor: Annotated[Literal["local", "dask"], BeforeValidator(_choice("local", "dask"))] = "local"
     dask: DaskSection = Field(default_factory=DaskSection)
+    read_timeout: PositiveNumber = Field(
+        default=120.0, description="Seconds one image may take to read and decode before it is an error row."
+    )
 
     _empty_dask = field_validator("dask", mode="before")(_null_is_empty)
 
