@@ -23,6 +23,7 @@ import numpy as np
 from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.plan import PathPlan
+from medxai.methods._engine.quadrature import MAX_POINTS
 
 if TYPE_CHECKING:  # importing a method class starts no TensorFlow; building one on a model does
     import keras
@@ -61,10 +62,62 @@ class Explanation:
             return np.where(delta == 0, 0.0, delta / gap).astype(np.float64)
 
 
-def _check_positive_int(name: str, value: Any) -> int:
+#: Upper bounds of the counts whose cost grows with them: a typo such as ``steps: 1000000000`` is
+#: refused by ``medxai validate`` instead of exhausting memory or time.
+MAX_COUNTS: dict[str, int] = {
+    "steps": MAX_POINTS, "max_steps": MAX_POINTS, "samples": 100_000, "n_masks": 100_000, "n_baselines": 1024,
+    "cells": 4096,
+}  # fmt: skip
+
+
+def _check_positive_int(name: str, value: Any, maximum: int | None = None) -> int:
+    maximum = MAX_COUNTS.get(name) if maximum is None else maximum
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
     return int(value)
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
+
+
+#: Parameters several methods share, with the range ``medxai validate`` checks before any model is loaded
+#: (each method checks its own parameters again, fully, when it is built).
+_NUMBER_RULES: dict[str, tuple[str, Any]] = {
+    "noise": ("a number >= 0", lambda v: _finite(v) and v >= 0),
+    "tolerance": ("a number in (0, 1)", lambda v: _finite(v) and 0 < v < 1),
+    "fraction": ("a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
+    "max_dist": ("a number > 0", lambda v: _finite(v) and v > 0),
+    "max_sigma": ("a number > 0 or null", lambda v: v is None or (_finite(v) and v > 0)),
+    "blur_sigma": ("a number > 0 or null", lambda v: v is None or (_finite(v) and v > 0)),
+    "kernel_width": ("a number > 0", lambda v: _finite(v) and v > 0),
+    "ridge": ("a number >= 0", lambda v: _finite(v) and v >= 0),
+    "seed": ("an integer >= 0", lambda v: not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 0),
+}
+
+
+def check_shared_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The problems of the shared parameters in ``params``: ``[(key, message), ...]``, every one at once.
+
+    Counts (``steps``, ``samples``, ...) must be positive integers up to :data:`MAX_COUNTS`
+    (``steps: auto`` is left to the method); numbers must be in range. Nothing is built.
+
+    Example:
+        >>> check_shared_params({"steps": 0, "noise": -1, "samples": 5})
+        [('steps', 'steps must be a positive integer, got 0'), ('noise', 'expected a number >= 0, got -1')]
+    """
+    problems = []
+    for key, value in params.items():
+        if key in MAX_COUNTS and not (key == "steps" and isinstance(value, str)):
+            try:
+                _check_positive_int(key, value)
+            except ValueError as err:
+                problems.append((key, str(err)))
+        elif key in _NUMBER_RULES and not _NUMBER_RULES[key][1](value):
+            problems.append((key, f"expected {_NUMBER_RULES[key][0]}, got {value!r}"))
+    return problems
 
 
 class XAIMethod(abc.ABC):
@@ -146,6 +199,15 @@ class XAIMethod(abc.ABC):
         nothing and ``negative`` would give all zeros, so both are refused.
         """
         return False
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Problems of the config's parameters found without a model: ``[(key, message), ...]``.
+
+        Called by ``medxai validate`` before any model is loaded; the shared ranges are
+        :func:`check_shared_params`'s.
+        """
+        return check_shared_params(params)
 
     @classmethod
     def check_polarity(cls, params: Mapping[str, Any], polarity: str) -> None:

@@ -18,7 +18,7 @@ from medxai.methods._engine.adaptive import (
 )
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.quadrature import RULES, integration_points
+from medxai.methods._engine.quadrature import MAX_POINTS, RULES, integration_points
 from medxai.methods.base import Explanation, PathMethod
 
 AUTO = "auto"
@@ -83,6 +83,8 @@ class IntegratedGradients(PathMethod):
             least = smallest_max_steps(rule)
             if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < least:
                 raise ValueError(f"max_steps must be an integer >= {least} for rule {rule!r}, got {max_steps!r}")
+            if max_steps > MAX_POINTS:
+                raise ValueError(f"max_steps must be at most {MAX_POINTS}, got {max_steps!r}")
             self.alphas = self.weights = None
         else:
             self.alphas, self.weights = integration_points(rule, steps)

@@ -957,3 +957,42 @@ def test_polarity_that_means_nothing_for_a_method_is_a_config_error(study):
     assert problems[1].startswith("methods[1]: heatmap polarity 'negative' with smoothgrad")
     signed = Config.from_dict(minimal(methods=methods[2:], heatmap={"polarity": "negative"}), base_dir=study, method_registry=available_methods)
     assert signed.heatmap.polarity == "negative"
+
+
+def test_method_parameters_are_checked_per_key_with_bounds_and_without_building_anything(study):
+    import tracemalloc
+
+    from medxai.methods.registry import available_methods
+
+    data = minimal(
+        methods=[
+            {"name": "integrated_gradients", "steps": 1_000_000_000, "max_steps": 0},
+            {"name": "smoothgrad", "samples": 0, "noise": -1},
+            {"name": "ig_fine", "method": "integrated_gradients", "steps": "auto", "tolerance": 2},
+            {"name": "rise", "n_masks": 10**9, "seed": -1},
+        ]
+    )
+    tracemalloc.start()
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(data, base_dir=study, method_registry=available_methods)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert info.value.problems == [
+        "methods[0].steps: steps must be at most 4096, got 1000000000",
+        "methods[0].max_steps: max_steps must be a positive integer, got 0",
+        "methods[1].samples: samples must be a positive integer, got 0",
+        "methods[1].noise: expected a number >= 0, got -1",
+        "methods[2].tolerance: expected a number in (0, 1), got 2",
+        "methods[3].n_masks: n_masks must be at most 100000, got 1000000000",
+        "methods[3].seed: expected an integer >= 0, got -1",
+    ]
+    assert peak < 50 * 2**20  # nothing in proportion to steps
+
+
+def test_gauss_legendre_points_stay_cheap_up_to_the_limit():
+    from medxai.methods._engine.quadrature import MAX_POINTS, integration_points
+
+    alphas, weights = integration_points("gauss_legendre", MAX_POINTS)
+    assert len(alphas) == MAX_POINTS and weights.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=f"steps must be at most {MAX_POINTS}"):
+        integration_points("trapezoid", MAX_POINTS + 1)

@@ -45,9 +45,14 @@ def trapezoid(steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 def gauss_legendre(steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre quadrature: exact for polynomials of degree ``2*steps - 1``."""
-    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    from scipy.special import roots_legendre  # O(steps) memory; numpy's leggauss builds a steps^2 matrix
+
+    nodes, weights = roots_legendre(steps)
     return (nodes + 1.0) / 2.0, weights / 2.0
 
+
+#: The most points a rule gives (``medxai.methods.base.MAX_COUNTS["steps"]``).
+MAX_POINTS = 4096
 
 RULES: dict[str, Rule] = {
     "gauss_legendre": gauss_legendre,
@@ -77,4 +82,6 @@ def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"unknown integration rule {rule!r} (known: {', '.join(RULES)})")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if steps > MAX_POINTS:
+        raise ValueError(f"steps must be at most {MAX_POINTS}, got {steps!r}")
     return RULES[rule](int(steps))

@@ -137,6 +137,9 @@ class MethodSpec(BaseModel):
             for key in required
             if key not in self.params
         )
+        check = getattr(registry[self.registered], "check_params", None)
+        if check is not None and not problems:
+            problems.extend(((key,), message) for key, message in check(self.params))
         if problems:
             raise _errors(problems)
         return self
