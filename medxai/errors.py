@@ -77,3 +77,11 @@ class SanityCheckError(ValueError):
 
 class ReportError(ValueError):
     """The folder is not a medxai run (no ``index.csv`` / ``run.json``), or they cannot be read."""
+
+
+#: Why a SavedModel folder is refused unless trusted (``{path}`` is filled in).
+SAVED_MODEL_IS_CODE = (
+    "{path} is a TensorFlow SavedModel, and a SavedModel is code: its graph runs any TensorFlow op "
+    "(it can write files) when medxai calls it, and Keras's safe mode does not cover it. Load only "
+    "models you trust: set model.trust_saved_model: true (or save the model as .keras, which safe mode checks)"
+)

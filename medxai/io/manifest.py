@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
 import os
 import re
@@ -64,8 +66,10 @@ def read_manifest(
     root: str | os.PathLike | None = None,
     series_column: str | None = None,
     class_names: Sequence[str] | None = None,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
 ) -> list[ManifestRow]:
-    """Reads a CSV (or ``.tsv``/``.tab``, tab-separated) manifest with a header row.
+    """Reads a CSV manifest with a header row (the delimiter sniffed, or ``delimiter``).
 
     Args:
         path: the manifest file.
@@ -79,31 +83,46 @@ def read_manifest(
         series_column: column holding DICOM SeriesInstanceUIDs, for paths that are
             folders of several series (empty cells: the folder's only series).
         class_names: the model's class names, which labels may use instead of numbers.
+        delimiter: the column separator; None sniffs it among ``, ; tab |`` (``.tsv``/``.tab``: tab).
+        encoding: the text encoding (a UTF-8 or UTF-16 byte-order mark is always honoured).
 
     Raises:
-        ManifestError: unreadable or empty manifest, a missing column, an empty
-            path or id, duplicate ids, or a label that is not an integer.
+        ManifestError: unreadable or empty manifest, text that is not in ``encoding``
+            (naming the line), a missing column, or rows with problems: an empty path
+            or id, a label that is not a class, duplicate ids, ids that become the same
+            file name. Row problems are all listed, by line number (the header is line 1).
     """
     manifest = Path(os.fspath(path))
-    table = _read_table(manifest)
+    table = _read_table(manifest, delimiter, encoding)
     columns = [c for c in (path_column, id_column, label_column, mask_column, series_column) if c is not None]
     missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
     if missing:
+        hint = ""
+        if len(table.columns) == 1 and any(ch in table.columns[0] for ch in ",;\t|"):
+            hint = " (one column only: is the delimiter right? set data.delimiter)"
         raise ManifestError(
             f"{manifest}: missing column(s) {', '.join(map(repr, missing))}; "
-            f"the manifest has: {', '.join(map(repr, table.columns))}"
+            f"the manifest has: {', '.join(map(repr, table.columns))}{hint}"
         )
     base = Path(os.path.abspath(manifest.parent if root is None else os.fspath(root)))
 
     rows: list[ManifestRow] = []
+    problems: list[str] = []
     for i, record in enumerate(table.to_dict("records")):
+        line = f"line {i + 2}"
         image_path = record[path_column].strip()
-        if not image_path:
-            raise ManifestError(f"{manifest}: row {i}: empty {path_column!r}")
         image_id = str(i) if id_column is None else record[id_column].strip()
+        if not image_path:
+            problems.append(f"{line}: empty {path_column!r}")
         if not image_id:
-            raise ManifestError(f"{manifest}: row {i}: empty {id_column!r}")
-        labels = () if label_column is None else _labels(record[label_column], manifest, i, label_column, class_names)
+            problems.append(f"{line}: empty {id_column!r}")
+        try:
+            labels = () if label_column is None else _labels(record[label_column], line, label_column, class_names)
+        except ValueError as err:
+            problems.append(str(err))
+            labels = ()
+        if not image_path or not image_id:
+            continue
         mask = record[mask_column].strip() if mask_column is not None else ""
         series = record[series_column].strip() if series_column is not None else ""
         rows.append(
@@ -117,17 +136,62 @@ def read_manifest(
                 labels=labels,
             )
         )
-    _check_unique(rows, manifest)
+    problems.extend(_id_problems(rows))
+    if problems:
+        shown = problems[:_SHOWN_PROBLEMS]
+        more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        raise ManifestError(f"{manifest}: {len(problems)} problem(s):\n  " + "\n  ".join(shown) + more)
     return rows
 
 
-def _read_table(manifest: Path) -> pd.DataFrame:
+_SHOWN_PROBLEMS = 20
+_DELIMITERS = ",;\t|"
+
+
+def _decode(manifest: Path, raw: bytes, encoding: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # a BOM from a spreadsheet is not part of the first column's name
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise ManifestError(f"{manifest}: unknown encoding {encoding!r} (data.encoding)") from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{manifest}: line {line} is not valid {encoding} (byte 0x{raw[exc.start]:02x}); "
+            "set data.encoding to the file's encoding, e.g. latin-1, cp1252 or utf-16"
+        ) from None
+
+
+def _sniff(text: str, manifest: Path) -> str:
+    if manifest.suffix.lower() in (".tsv", ".tab"):
+        return "\t"
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        header = text.splitlines()[0] if text else ""
+        counts = {d: header.count(d) for d in _DELIMITERS}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _read_table(manifest: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
     if not manifest.is_file():
         raise ManifestError(f"manifest not found: {manifest}")
-    sep = "\t" if manifest.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        raw = manifest.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{manifest}: cannot read the manifest ({exc.strerror or exc})") from None
+    text = _decode(manifest, raw, encoding)
+    if not text.strip():
+        raise ManifestError(f"{manifest}: the manifest is empty")
+    sep = delimiter or _sniff(text, manifest)
     try:
         # Everything as text, nothing turned into NaN: the checks below decide.
-        table = pd.read_csv(manifest, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise ManifestError(f"{manifest}: the manifest is empty") from None
     except Exception as exc:
@@ -138,16 +202,15 @@ def _read_table(manifest: Path) -> pd.DataFrame:
     return table
 
 
-def _labels(
-    value: str, manifest: Path, row: int, column: str, class_names: Sequence[str] | None
-) -> tuple[int, ...]:
+def _labels(value: str, line: str, column: str, class_names: Sequence[str] | None) -> tuple[int, ...]:
+    """The class labels of one cell; ValueError (the message names the line) for one that is not a class."""
     parts = [p.strip() for p in value.split(";")]
     if not any(parts):
         return ()
     labels: list[int] = []
     for part in parts:
         if not part:
-            raise ManifestError(f"{manifest}: row {row}: empty label in {value!r} (column {column!r})")
+            raise ValueError(f"{line}: empty label in {value!r} (column {column!r})")
         if class_names is not None and part in class_names:
             labels.append(list(class_names).index(part))
             continue
@@ -157,11 +220,9 @@ def _labels(
             number = math.nan
         if not math.isfinite(number) or number != int(number):
             known = f" or a class name ({', '.join(class_names)})" if class_names else ""
-            raise ManifestError(
-                f"{manifest}: row {row}: label {part!r} in column {column!r} is not an integer{known}"
-            )
+            raise ValueError(f"{line}: label {part!r} in column {column!r} is not an integer{known}")
         if int(number) in labels:
-            raise ManifestError(f"{manifest}: row {row}: label {part!r} appears twice in {value!r}")
+            raise ValueError(f"{line}: label {part!r} appears twice in {value!r}")
         labels.append(int(number))
     return tuple(labels)
 
@@ -170,18 +231,23 @@ def _resolve(base: Path, value: str) -> str:
     return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
 
 
-def _check_unique(rows: list[ManifestRow], manifest: Path) -> None:
-    seen: dict[str, int] = {}
-    duplicates: dict[str, list[int]] = {}
+def _id_problems(rows: list[ManifestRow]) -> list[str]:
+    """Duplicate ids, and distinct ids that :func:`safe_id` turns into the same file name."""
+    lines: dict[str, list[int]] = {}
     for r in rows:
-        if r.image_id in seen:
-            duplicates.setdefault(r.image_id, [seen[r.image_id]]).append(r.row)
-        else:
-            seen[r.image_id] = r.row
-    if duplicates:
-        shown = [f"{i!r} (rows {', '.join(map(str, rs))})" for i, rs in list(duplicates.items())[:10]]
-        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
-        raise ManifestError(f"{manifest}: duplicate image ids: {'; '.join(shown)}{more}")
+        lines.setdefault(r.image_id, []).append(r.row + 2)
+    problems = [
+        f"duplicate image id {image_id!r} (lines {', '.join(map(str, at))})" for image_id, at in lines.items() if len(at) > 1
+    ]
+    by_file: dict[str, list[str]] = {}
+    for image_id in lines:
+        by_file.setdefault(safe_id(image_id), []).append(image_id)
+    problems.extend(
+        f"image ids {' and '.join(map(repr, ids))} would share the file name {name!r}; rename one"
+        for name, ids in by_file.items()
+        if len(ids) > 1
+    )
+    return problems
 
 
 def safe_id(image_id: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import keras
 
-from medxai.errors import ModelLoadError
+from medxai.errors import SAVED_MODEL_IS_CODE, ModelLoadError
 
 __all__ = ["CustomObjects", "file_checksum", "load_model", "resolve_custom_objects"]
 
@@ -25,7 +25,9 @@ _UNKNOWN_OBJECT = re.compile(
 )
 
 
-def load_model(path: str | os.PathLike, *, custom_objects: CustomObjects = None) -> keras.Model:
+def load_model(
+    path: str | os.PathLike, *, custom_objects: CustomObjects = None, trust_saved_model: bool = False
+) -> keras.Model:
     """Load a model for inference (never compiled, never from the network).
 
     Keras's safe mode stays on: a ``Lambda`` layer holding Python bytecode is refused,
@@ -40,15 +42,20 @@ def load_model(path: str | os.PathLike, *, custom_objects: CustomObjects = None)
             with: ``"package.module:NAME"`` or a list of them, each imported with
             :mod:`importlib` (see :func:`resolve_custom_objects`), or a ``{name: object}``
             mapping. Importing a module runs its code: name only modules you trust.
+        trust_saved_model: load a SavedModel folder. A SavedModel is a TensorFlow graph,
+            that is code: its serving function can run any TensorFlow op (write or read
+            files, for instance) while medxai calls it. Keras's safe mode does not cover it.
 
     Raises:
-        ModelLoadError: missing file, unknown format, a custom object that cannot be
+        ModelLoadError: missing file, unknown format, an untrusted SavedModel, a custom object that cannot be
             imported (naming its spec), or a load failure with the cause; a model whose
             custom class Keras cannot find says to name it in ``model.custom_objects``.
     """
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model not found: {path}")
+    if path.is_dir() and not trust_saved_model:
+        raise ModelLoadError(SAVED_MODEL_IS_CODE.format(path=path))
     objects = resolve_custom_objects(custom_objects)
     try:
         if path.is_dir():

@@ -96,4 +96,6 @@ def study_rows(config: Config) -> list[ManifestRow]:
         root=data.root,
         series_column=data.series_column,
         class_names=config.model.class_names,
+        delimiter=data.delimiter,
+        encoding=data.encoding,
     )

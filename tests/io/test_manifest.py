@@ -58,7 +58,7 @@ def test_integer_labels(tmp_path, text, expected):
 @pytest.mark.parametrize("bad", ["1.5", "cat", "nan", "inf"])
 def test_bad_label_names_the_row(tmp_path, bad):
     manifest = write(tmp_path / "m.csv", f"path,label\na.png,0\nb.png,{bad}\n")
-    with pytest.raises(ManifestError, match=r"row 1.*" + re.escape(repr(bad))):
+    with pytest.raises(ManifestError, match=r"line 3: label " + re.escape(repr(bad))):
         read_manifest(manifest, label_column="label")
 
 
@@ -74,10 +74,10 @@ def test_missing_column_lists_the_columns(tmp_path):
 
 def test_duplicate_ids_are_named(tmp_path):
     manifest = write(tmp_path / "m.csv", "id,path\na,1.png\nb,2.png\na,3.png\nc,4.png\nb,5.png\n")
-    with pytest.raises(ManifestError, match="duplicate image ids") as info:
+    with pytest.raises(ManifestError, match="2 problem") as info:
         read_manifest(manifest, id_column="id")
-    assert "'a' (rows 0, 2)" in str(info.value)
-    assert "'b' (rows 1, 4)" in str(info.value)
+    assert "duplicate image id 'a' (lines 2, 4)" in str(info.value)
+    assert "duplicate image id 'b' (lines 3, 6)" in str(info.value)
     assert "'c'" not in str(info.value)
 
 
@@ -90,7 +90,7 @@ def test_empty_manifest(tmp_path, text):
 def test_missing_manifest_and_empty_path_cell(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         read_manifest(tmp_path / "none.csv")
-    with pytest.raises(ManifestError, match="row 1: empty 'path'"):
+    with pytest.raises(ManifestError, match="line 3: empty 'path'"):
         read_manifest(write(tmp_path / "m.csv", "path,x\na.png,1\n,2\n"))
 
 
@@ -149,3 +149,54 @@ def test_safe_id_is_deterministic_and_marks_changes():
     long = safe_id("a" * 500)
     assert len(long) == MAX_ID_LENGTH
     assert safe_id("a" * MAX_ID_LENGTH) == "a" * MAX_ID_LENGTH
+
+
+def test_every_row_problem_is_listed_by_line_number(tmp_path):
+    text = "id,path,label\na,1.png,0\n,2.png,1\nc,,x\nd,4.png,1.5\na,5.png,0\n"
+    with pytest.raises(ManifestError) as info:
+        read_manifest(write(tmp_path / "m.csv", text), id_column="id", label_column="label")
+    lines = str(info.value).splitlines()
+    assert lines[0].endswith("5 problem(s):")
+    assert [line.strip() for line in lines[1:]] == [
+        "line 3: empty 'id'",
+        "line 4: empty 'path'",
+        "line 4: label 'x' in column 'label' is not an integer",
+        "line 5: label '1.5' in column 'label' is not an integer",
+        "duplicate image id 'a' (lines 2, 6)",
+    ]
+
+
+def test_ids_that_would_share_a_file_name_are_refused(tmp_path):
+    manifest = write(tmp_path / "m.csv", f"id,path\na b,1.png\n{safe_id('a b')},2.png\n")
+    with pytest.raises(ManifestError, match=r"image ids 'a b' and 'a_b_[0-9a-f]+' would share the file name"):
+        read_manifest(manifest, id_column="id")
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_the_delimiter_is_sniffed(tmp_path, sep):
+    manifest = write(tmp_path / "m.csv", f"id{sep}path{sep}label\na{sep}x,1.png{sep}1\n")
+    rows = read_manifest(manifest, id_column="id", label_column="label")
+    assert [(r.image_id, os.path.basename(r.path), r.label) for r in rows] == [("a", "x,1.png", 1)]
+
+
+def test_a_given_delimiter_and_a_wrong_one_with_a_hint(tmp_path):
+    manifest = write(tmp_path / "m.csv", "id;path\na;1.png\n")
+    assert read_manifest(manifest, id_column="id", delimiter=";")[0].image_id == "a"
+    with pytest.raises(ManifestError, match=r"missing column.*one column only: is the delimiter right\? set data.delimiter"):
+        read_manifest(manifest, id_column="id", delimiter=",")
+
+
+def test_encodings_latin1_utf16_and_a_bom(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,path\nk\xf6rper,1.png\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"line 2 is not valid utf-8.*set data.encoding.*latin-1"):
+        read_manifest(latin, id_column="id")
+    assert read_manifest(latin, id_column="id", encoding="latin-1")[0].image_id == "k\xf6rper"
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("id,path\n\u00e9,1.png\n".encode("utf-16"))  # with its byte-order mark
+    assert read_manifest(wide, id_column="id")[0].image_id == "\u00e9"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfid,path\na,1.png\n")  # as spreadsheets save it
+    assert read_manifest(bom, id_column="id")[0].image_id == "a"
+    with pytest.raises(ManifestError, match="unknown encoding 'klingon'"):
+        read_manifest(bom, id_column="id", encoding="klingon")

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from medxai import Gradient, IntegratedGradients, SmoothGrad
+from medxai.errors import ModelLoadError
 from medxai.io.model import load_model
 from medxai.methods._engine.output import OutputSelectionError, explained_output
 
@@ -136,7 +137,9 @@ def _saved_model(tmp_path, activation):
     inputs, flat = _features()
     model = keras.Model(inputs, keras.layers.Dense(3, activation=activation)(flat))
     model.export(str(tmp_path / "saved"), verbose=False)
-    return model, load_model(tmp_path / "saved")
+    with pytest.raises(ModelLoadError, match="a SavedModel is code.*model.trust_saved_model: true"):
+        load_model(tmp_path / "saved")  # code, so only when trusted
+    return model, load_model(tmp_path / "saved", trust_saved_model=True)
 
 
 def test_saved_model_with_softmax_is_refused(tmp_path):

@@ -310,7 +310,13 @@ def test_saved_model_directory_and_h5_are_accepted(study):
     saved.mkdir()
     (saved / "saved_model.pb").write_bytes(b"")
     (study / "models" / "old.h5").write_bytes(b"")
-    cfg = Config.from_dict(minimal(model={"path": "saved"}), base_dir=study, method_registry=registry)
+    assert problems_of(minimal(model={"path": "saved"}), study) == [
+        f"model.path: {saved} is a TensorFlow SavedModel, and a SavedModel is code: its graph runs any TensorFlow "
+        "op (it can write files) when medxai calls it, and Keras's safe mode does not cover it. Load only models "
+        "you trust: set model.trust_saved_model: true (or save the model as .keras, which safe mode checks)"
+    ]
+    trusted = minimal(model={"path": "saved", "trust_saved_model": True})
+    cfg = Config.from_dict(trusted, base_dir=study, method_registry=registry)
     assert cfg.model.path == saved
     cfg = Config.from_dict(minimal(model={"path": "models/old.h5"}), base_dir=study, method_registry=registry)
     assert cfg.model.path == study / "models" / "old.h5"

@@ -22,10 +22,11 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
     model_serializer,
 )
 
-from medxai.errors import ConfigError
+from medxai.errors import SAVED_MODEL_IS_CODE, ConfigError
 from medxai.heatmap import ClipSpec, HeatmapPolicy
 from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
 from medxai.viz.outline_spec import OutlineSpec
@@ -87,6 +88,12 @@ class ModelSection(_Section):
         "TensorFlow op, e.g. write files): only set true for models you trust.",
     )
 
+    @model_validator(mode="after")
+    def _check_trust(self) -> ModelSection:
+        if self.path.is_dir() and not self.trust_saved_model:
+            raise _error("", (("path",), SAVED_MODEL_IS_CODE.format(path=self.path)))
+        return self
+
     @field_validator("class_names", mode="before")
     @classmethod
     def _check_class_names(cls, value: Any, info: ValidationInfo) -> tuple[str, ...] | None:
@@ -137,6 +144,7 @@ class ModelSection(_Section):
         if path.is_dir():
             if not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
                 raise _error(f"directory is not a SavedModel (no saved_model.pb): {path}")
+
         elif path.suffix.lower() not in MODEL_SUFFIXES:
             raise _error(f"expected a .keras or .h5 file or a SavedModel directory, got {path.name!r}")
         return path
