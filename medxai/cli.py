@@ -1,15 +1,24 @@
 """The ``medxai`` command: ``run``, ``validate``, ``methods``, ``evaluate`` and ``report``.
 
-Exit status: 0 success, 1 some images failed (the index says which), 2 invalid
-config or input that stops the whole run (model, manifest).
+Exit status: 0 success, 1 some images failed (the index says which), 2 a run that
+cannot start or cannot finish: an invalid config or input (model, manifest), an
+``output.dir`` that cannot be written or holds the manifest or model, an output
+folder in use by another medxai command, or a run stopped by a full disk (its
+finished images are kept: the same command resumes), 130 interrupted (Ctrl-C).
+
+``run``, ``evaluate`` and ``report`` hold the run folder's lock while they write
+(:mod:`medxai.pipeline.lock`): while one of them works on a folder, the others refuse
+at once (exit 2) with a message naming the holder; they never wait.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Iterator, Sequence
 
 from medxai.pipeline.quiet import import_tensorflow_quietly
 
@@ -141,10 +150,15 @@ def _run(args: argparse.Namespace) -> int:
     _, decoder, rows = prepared
     progress = False if args.no_progress else None
     from medxai.errors import StudyError
+    from medxai.pipeline.decoder import RunStoppedError
+    from medxai.pipeline.lock import RunFolderBusy
     from medxai.pipeline.study import run_study
 
     try:
         summary = run_study(decoder, rows, progress=progress)
+    except (RunFolderBusy, RunStoppedError) as err:  # another run on the folder; a full disk
+        print(f"medxai: {err}", file=sys.stderr)
+        return EXIT_INVALID
     except StudyError as err:  # e.g. no Dask scheduler at runtime.dask.address
         print(f"invalid study:\n  - {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -154,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     print(summary)
     if summary.evaluation is not None:
         print(summary.evaluation.table())
+    if summary.warned:
+        print(f"medxai: {summary.warned} image(s) with warnings (see the index's warning column)", file=sys.stderr)
     if summary.failed_ids:
         shown = ", ".join(summary.failed_ids[:5]) + (" ..." if len(summary.failed_ids) > 5 else "")
         print(f"medxai: failed images (see the index's error column): {shown}", file=sys.stderr)
@@ -172,7 +188,56 @@ def _validate(args: argparse.Namespace) -> int:
         f"{decoder.scores.n_outputs} classes; methods: {methods}; output: {config.output.dir})"
         + (f"\n  explains {explained}" if explained else "")
     )
+    from medxai.pipeline.lock import describe_holder, lock_holder
+
+    holder = lock_holder(config.output.dir)
+    if holder is not None:  # valid, but `run` would refuse now
+        print(
+            f"medxai: note: output.dir {config.output.dir} is in use by another medxai command "
+            f"({describe_holder(holder)}); `medxai run` refuses to start until it ends",
+            file=sys.stderr,
+        )
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _folder_lock(run_dir: str, command: str) -> Iterator[None]:
+    """Hold the run folder's lock while ``evaluate``/``report`` write into it.
+
+    A folder that does not exist or cannot be written is left to the command's own
+    error; only a folder in use raises (:class:`~medxai.pipeline.lock.RunFolderBusy`).
+    """
+    from medxai.pipeline.lock import RunLock
+
+    lock = RunLock(run_dir, command, create=False, key=None)
+    try:
+        lock.acquire()
+    except OSError:
+        lock = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _damaged_maps(run_dir: str) -> list[str]:
+    """The ``.npy`` maps of a run's ok rows that are missing or damaged (truncated, not NPY)."""
+    from medxai.io.index import INDEX_NAME, read_index
+    from medxai.io.writers import npy_problem
+
+    try:
+        _, rows = read_index(Path(run_dir) / INDEX_NAME)
+    except (OSError, ValueError):
+        return []  # the evaluation says what is wrong with the index
+    problems = []
+    for row in rows:
+        if row.get("status") == "ok" and row.get("npy_path"):
+            size = row.get("npy_bytes", "")
+            problem = npy_problem(Path(run_dir) / row["npy_path"], int(size) if size.isdigit() else None)
+            if problem is not None:
+                problems.append(problem)
+    return problems
 
 
 def _methods() -> int:
@@ -206,8 +271,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         for key, _, message in (problem.partition(": ") for problem in err.problems):
             print(f"medxai evaluate: --{key.replace('_', '-')}: {message}", file=sys.stderr)
         return EXIT_INVALID
+    from medxai.pipeline.lock import RunFolderBusy
+
     try:
-        result = evaluate_run(args.run_dir, spec, progress=not args.no_progress)
+        with _folder_lock(args.run_dir, "medxai evaluate " + args.run_dir):
+            damaged = _damaged_maps(args.run_dir)
+            if damaged:
+                shown = "; ".join(damaged[:3]) + (f"; and {len(damaged) - 3} more" if len(damaged) > 3 else "")
+                print(
+                    f"medxai evaluate: {len(damaged)} map file(s) of {args.run_dir} are missing or damaged ({shown}); "
+                    "run the study again (runtime.resume: true computes just those maps again), then evaluate",
+                    file=sys.stderr,
+                )
+                return EXIT_INVALID
+            result = evaluate_run(args.run_dir, spec, progress=not args.no_progress)
+    except RunFolderBusy as err:
+        print(f"medxai evaluate: {err}", file=sys.stderr)
+        return EXIT_INVALID
     except (EvaluationError, ValueError) as err:
         print(f"medxai evaluate: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -220,10 +300,11 @@ def _report(args: argparse.Namespace) -> int:
     from medxai.viz.report import write_report
 
     try:
-        html, sheet = write_report(
-            args.run_dir, max_images=args.max_images, thumbnail_size=args.thumbnail_size, progress=not args.no_progress
-        )
-    except ValueError as err:  # ReportError, or a bad --max-images
+        with _folder_lock(args.run_dir, "medxai report " + args.run_dir):
+            html, sheet = write_report(
+                args.run_dir, max_images=args.max_images, thumbnail_size=args.thumbnail_size, progress=not args.no_progress
+            )
+    except ValueError as err:  # ReportError, a bad --max-images, or the folder in use (RunFolderBusy)
         print(f"medxai report: {err}", file=sys.stderr)
         return EXIT_INVALID
     print(f"medxai: wrote {html} and {sheet}")

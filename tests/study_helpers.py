@@ -12,8 +12,9 @@ from medxai.pipeline.decoder import Decoder
 METHODS = [{"name": "ig", "steps": 8}, "gradient", {"name": "smoothgrad", "samples": 3}]
 
 
-def write_config(root: Path, out: str, **changes) -> Path:
-    config = {
+def write_config(root: Path, out: str, base: dict | None = None, **changes) -> Path:
+    """Writes a study config (``base``, or the pipeline tests' default) with ``section__key=value`` changes."""
+    config = base or {
         "model": {"path": "model.keras"},
         "data": {"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label"},
         "methods": METHODS,
@@ -26,9 +27,22 @@ def write_config(root: Path, out: str, **changes) -> Path:
             config.setdefault(section, {})[name] = value
         else:
             config[section] = value
-    path = root / f"{out}.yaml"
+    path = root / f"{out.replace('/', '_')}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def count_processed(monkeypatch) -> list[str]:
+    """The ids of the images the decoder computes from now on."""
+    processed: list[str] = []
+    original = Decoder._process_group
+
+    def counting(self, items):
+        processed.extend(item.row.image_id for item in items)
+        return original(self, items)
+
+    monkeypatch.setattr(Decoder, "_process_group", counting)
+    return processed
 
 
 def read_index(path: Path) -> list[dict[str, str]]:

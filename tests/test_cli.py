@@ -140,3 +140,22 @@ def test_the_demo_export_config_writes_nifti_and_dicom_maps_of_the_ct_slices(tmp
         nifti = nib.load(tmp_path / row["nifti_path"])
         assert nifti.shape == (int(source.Columns), int(source.Rows))
         assert row["orientation"] == "PL" and row["source_shape"] == f"{source.Rows}x{source.Columns}"
+
+
+def test_evaluate_refuses_a_run_with_a_truncated_map_naming_it(tmp_path, capsys):
+    import numpy as np
+
+    tiny_model().save(tmp_path / "model.keras")
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((16, 16)).astype("float32"))
+    (tmp_path / "m.csv").write_text("path\na.npy\n")
+    config = {"model": {"path": "model.keras"}, "data": {"manifest": "m.csv"}, "methods": ["gradient"], "output": {"dir": "o"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "c.yaml"), "--no-progress"]) == 0
+    npy = next((tmp_path / "o" / "maps" / "gradient").glob("*.npy"))
+    npy.write_bytes(npy.read_bytes()[:-100])  # e.g. a copy cut short
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "o"), "--no-progress", "--sanity-images", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"medxai evaluate: 1 map file(s) of {tmp_path / 'o'} are missing or damaged ({npy} is truncated or damaged" in err
+    assert "runtime.resume: true computes just those maps again" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "metrics.csv").exists()

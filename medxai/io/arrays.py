@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from medxai.io.image import LoadedImage, as_image_array, describe, read_error
+from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
+from medxai.io.limits import check_declared_size
 
-__all__ = ["read_npy", "range_meta", "mapped_range"]
+__all__ = ["read_npy", "range_meta", "mapped_range", "value_range_of"]
 
 
 def range_meta(
@@ -41,7 +43,31 @@ def mapped_range(values: Sequence[float], slope: float = 1.0, intercept: float =
     return tuple(int(v) if v.is_integer() else v for v in ends)  # type: ignore[return-value]
 
 
-def read_npy(path: str | os.PathLike) -> LoadedImage:
+def value_range_of(array: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of ``array`` as floats; NaN when it holds a NaN."""
+    flat = array.reshape(-1)
+    return float(flat.min()), float(flat.max())
+
+
+def _npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int, int]:
+    """Shape, dtype, data offset and file size from a ``.npy`` header, without reading the data."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:  # 3.0 exists only for structured dtypes with non-Latin-1 field names
+                raise read_error("unsupported NPY format version", path, f"{version[0]}.{version[1]}")
+            return tuple(int(n) for n in shape), np.dtype(dtype), f.tell(), os.fstat(f.fileno()).st_size
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise read_error("cannot read NPY file", path, describe(exc)) from None
+
+
+def read_npy(path: str | os.PathLike, *, max_pixels: int | None = None) -> LoadedImage:
     """Reads a ``.npy`` array as an image.
 
     Shapes: ``(H, W)`` -> ``(H, W, 1)``; ``(H, W, 1|3)`` kept; ``(D, H, W)``
@@ -49,10 +75,23 @@ def read_npy(path: str | os.PathLike) -> LoadedImage:
     axis is 1 or 3 is read as a 2D image with channels. ``meta`` records the
     dtype's range (:func:`range_meta`; None for float arrays).
 
+    Args:
+        path: the file.
+        max_pixels: the most values the header may declare (``data.max_pixels``); None: no limit.
+
     Raises:
-        ImageReadError: unreadable, pickled objects, non-numeric, or another shape.
+        ImageReadError: unreadable, truncated, too large, pickled objects,
+            non-numeric, or another shape.
     """
     path = os.fspath(path)
+    shape, dtype, offset, size = _npy_header(path)
+    if dtype.hasobject:
+        raise read_error("NPY file holds Python objects (pickles are never loaded)", path)
+    check_declared_size(shape, path, max_pixels)
+    needed = math.prod(shape) * dtype.itemsize
+    if size - offset < needed:
+        detail = f"its header declares {needed} bytes of data, it holds {size - offset}"
+        raise read_error("truncated NPY file", path, detail)
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:

@@ -17,9 +17,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from medxai.io.dicom import frame_placement, read_dicom
+from medxai.io.dicom import declared_size, frame_placement, read_dicom
 from medxai.io.geometry import dicom_affine
 from medxai.io.image import LoadedImage, describe, read_error
+from medxai.io.limits import check_declared_size, is_regular_file
 
 __all__ = ["read_dicom_series"]
 
@@ -27,21 +28,33 @@ __all__ = ["read_dicom_series"]
 _SAME_POSITION_MM = 1e-3
 #: A slice-to-slice step may differ from the median step by this fraction before it is a gap.
 _STEP_TOLERANCE = 0.01
+#: Header elements longer than this are not loaded while the folder is scanned.
+_DEFER_SIZE = "1 MB"
 
 
-def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> LoadedImage:
+def read_dicom_series(
+    folder: str | os.PathLike,
+    series_uid: str | None = None,
+    *,
+    max_pixels: int | None = None,
+    timeout: float | None = None,
+) -> LoadedImage:
     """Reads the single-frame DICOM files of one series in ``folder`` as a ``(slices, rows, cols, 1)`` volume.
 
     Args:
-        folder: a folder holding the series' files (others, e.g. a DICOMDIR or
-            a text file, are skipped; sub-folders are not read).
+        folder: a folder holding the series' files (others, e.g. a DICOMDIR, a
+            text file, a FIFO, are skipped; sub-folders are not read).
         series_uid: the SeriesInstanceUID to read when the folder holds several series.
+        max_pixels: the most values the series' headers may declare in all
+            (``data.max_pixels``), checked before any pixel is decoded; None: no limit.
+        timeout: passed to :func:`~medxai.io.dicom.read_dicom` for each slice.
 
     Returns:
         A :class:`LoadedImage` of kind ``"dicom"`` whose slices run along the
         slice normal, with ``spacing`` ``(slice step, row, column)`` in mm, the
-        RAS+ ``affine`` of the stack, and ``meta["source_files"]`` the files in
-        slice order.
+        RAS+ ``affine`` of the stack, ``meta["source_files"]`` the files in
+        slice order, and ``meta["warnings"]`` the slices' warnings (each once,
+        saying how many files have it when not all do).
 
     Raises:
         ImageReadError: no DICOM image in the folder, several series and no
@@ -60,21 +73,40 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
     elif series_uid not in series:
         raise read_error(f"series {series_uid} is not in the folder", root, f"it holds: {', '.join(series)}")
     headers = series[series_uid]
+    _check_series_size(root, headers, max_pixels)
     ordered, affine, spacing = _stack_geometry(root, headers)
 
-    slices = [read_dicom(path) for path, _ in ordered]
-    first = slices[0]
-    if any(s.channels != 1 for s in slices):
-        raise read_error("a DICOM series must be greyscale to be read as a volume", root)
-    array = np.stack([s.array[..., 0] for s in slices])[..., np.newaxis]
-    ranges = [s.meta.get("stored_range") for s in slices]
+    # Slices go straight into the volume: peak memory is one volume plus one slice.
+    array: np.ndarray | None = None
+    first: LoadedImage | None = None
+    ranges, value_ranges, notes = [], [], {}
+    for k, (path, _) in enumerate(ordered):
+        image = read_dicom(path, max_pixels=max_pixels, timeout=timeout)
+        if image.channels != 1:
+            raise read_error("a DICOM series must be greyscale to be read as a volume", root)
+        if array is None:
+            first = image
+            array = np.empty((len(ordered), *image.array.shape), dtype=np.float32)
+        elif image.array.shape != array.shape[1:]:
+            raise read_error("the series mixes image sizes", root, f"{Path(ordered[0][0]).name} and {Path(path).name}")
+        array[k] = image.array
+        ranges.append(image.meta.get("stored_range"))
+        value_ranges.append(image.meta["value_range"])
+        for note in image.meta.get("warnings", []):
+            notes.setdefault(note, []).append(Path(path).name)
+    assert array is not None and first is not None
     meta = {
         **{k: v for k, v in first.meta.items() if k not in ("source_files", "SOPInstanceUID")},
         # each slice has its own rescale: the volume can hold the union of their ranges
         "stored_range": None if None in ranges else (min(r[0] for r in ranges), max(r[1] for r in ranges)),
-        "frames": len(slices),
-        "files": len(slices),
+        "value_range": (min(r[0] for r in value_ranges), max(r[1] for r in value_ranges)),
+        "frames": len(ordered),
+        "files": len(ordered),
         "source_files": [path for path, _ in ordered],
+        "warnings": [
+            note if len(names) == len(ordered) else f"{note} (in {len(names)} of {len(ordered)} files, e.g. {names[0]})"
+            for note, names in notes.items()
+        ],
     }
     return LoadedImage(
         array=array,
@@ -92,9 +124,15 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
 def _headers_by_series(root: Path) -> dict[str, list[tuple[str, Dataset]]]:
     """The image files' headers (no pixel data), grouped by SeriesInstanceUID, in file-name order."""
     series: dict[str, list[tuple[str, Dataset]]] = {}
-    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
+    try:
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise read_error("cannot list the folder", root, describe(exc)) from None
+    for path in entries:
+        if not is_regular_file(path):  # sub-folders; FIFOs, sockets, devices would block or never end
+            continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE)
         except Exception:  # not DICOM: skipped, like any other file beside a series
             continue
         if "DirectoryRecordSequence" in ds or "Rows" not in ds:
@@ -102,6 +140,20 @@ def _headers_by_series(root: Path) -> dict[str, list[tuple[str, Dataset]]]:
         uid = str(ds.get("SeriesInstanceUID", "")) or "(no SeriesInstanceUID)"
         series.setdefault(uid, []).append((os.fspath(path), ds))
     return series
+
+
+def _check_series_size(root: Path, headers: list[tuple[str, Dataset]], max_pixels: int | None) -> None:
+    """Refuses a series whose files declare more than ``max_pixels`` values in all."""
+    if max_pixels is None:
+        return
+    sizes = [declared_size(ds) or (1, 0, 0, 1) for _, ds in headers]
+    total = sum(f * r * c * s for f, r, c, s in sizes if min(f, r, c, s) >= 0)
+    if total <= max_pixels:
+        return
+    if len(set(sizes)) == 1:
+        frames, rows, cols, samples = sizes[0]
+        check_declared_size((len(headers) * frames, rows, cols), root, max_pixels, channels=samples, files=len(headers))
+    check_declared_size((total,), root, max_pixels, files=len(headers))
 
 
 def _stack_geometry(

@@ -55,7 +55,11 @@ class LoadedImage:
         patient_geometry: True when ``affine`` places the image in the patient
             (DICOM ImagePositionPatient/ImageOrientationPatient, NIfTI sform/qform).
         meta: small facts about the source, e.g. ``{"modality": "CT",
-            "photometric": "MONOCHROME2", "frames": 1}``.
+            "photometric": "MONOCHROME2", "frames": 1}``. From
+            :func:`medxai.io.read_image` always ``"warnings"`` (a list of
+            sentences for the user: a constant image, an invalid DICOM window
+            that was dropped, a tiny RescaleSlope, a lying suffix...) and
+            ``"value_range"`` (the array's ``(min, max)``, NaN when it holds NaN).
     """
 
     array: np.ndarray
@@ -105,4 +109,5 @@ def as_image_array(data: np.ndarray, path: str | os.PathLike, *, allow_3d: bool 
     spatial = data.ndim - 1
     if spatial not in ((2, 3) if allow_3d else (2,)) or data.shape[-1] not in (1, 3):
         raise read_error("unsupported image shape", path, f"shape {data.shape}")
-    return np.ascontiguousarray(data, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: the callers say so
+        return np.ascontiguousarray(data, dtype=np.float32)

@@ -1,5 +1,10 @@
 """The run folder's index: one CSV row per (image, method, class), read and written here only.
 
+Two columns exist for resuming: ``source_key`` (a short hash of what decides the
+image's maps: its id, path, label(s), mask path, series UID and the source file's
+size and modification time, see :func:`medxai.pipeline.journal.source_key`) and
+``npy_bytes`` (the size of the ``.npy`` map as written).
+
 Every reader of ``index.csv`` and of the journal ``index.partial.csv`` (resume,
 ``medxai evaluate``, ``medxai report``) goes through :func:`read_index`, and
 every writer through :func:`index_text`, so the format has one definition.
@@ -43,12 +48,22 @@ INDEX_COLUMNS: tuple[str, ...] = (
     "source_shape",
     "spacing",
     "orientation",
+    "source_key",
+    "npy_bytes",
 )
 #: The columns naming a row's map files (relative to the run folder; empty when not written).
 FILE_COLUMNS: tuple[str, ...] = (
     "npy_path", "png_path", "overlay_path", "nifti_path", "dicom_map_path", "dicom_overlay_path"
 )  # fmt: skip
 INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
+#: Files that the run, ``medxai evaluate`` and ``medxai report`` write at the top of a run folder.
+RUN_FILES: tuple[str, ...] = (
+    INDEX_NAME, JOURNAL_NAME, RUN_NAME, "metrics.csv", "summary.csv", "sanity.csv", "evaluation.json",
+    "report.html", ".medxai.lock",
+)  # fmt: skip
+#: Folders of a run folder whose whole content the run writes, and name patterns of other files it writes.
+RUN_FOLDERS: tuple[str, ...] = ("maps",)
+RUN_PATTERNS: tuple[str, ...] = ("contact_sheet*.png",)
 
 
 def read_index(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from medxai.io.arrays import range_meta
 from medxai.io.geometry import array_to_nifti_affine, nifti_to_array_affine
-from medxai.io.image import LoadedImage, as_image_array, describe, read_error
+from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
+from medxai.io.limits import check_declared_size
 from medxai.io.writers import atomic_write_bytes
 
 __all__ = ["read_nifti", "nifti_version", "write_nifti"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_NIFTI2_HEADER_BYTES = 540
+_CHUNK = 1 << 20
 
 
 def nifti_version(head: bytes) -> int | None:
@@ -28,7 +32,7 @@ def nifti_version(head: bytes) -> int | None:
     return None
 
 
-def read_nifti(path: str | os.PathLike) -> LoadedImage:
+def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> LoadedImage:
     """Reads a single-file NIfTI image, gzipped or not (decided by content).
 
     The data (scaled by ``scl_slope``/``scl_inter``) is transposed so the
@@ -41,19 +45,19 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
     range through ``scl_slope``/``scl_inter`` (:func:`~medxai.io.arrays.range_meta`),
     None for float data.
 
+    The header is read first: an image declaring more than ``max_pixels``
+    voxels is refused, and no more than the header says is read or
+    decompressed (a gzip bomb stops there).
+
+    Args:
+        path: the file.
+        max_pixels: the most voxels the header may declare (``data.max_pixels``); None: no limit.
+
     Raises:
-        ImageReadError: not NIfTI, corrupt, or not a 2D/3D scalar image.
+        ImageReadError: not NIfTI, corrupt, truncated, too large, or not a 2D/3D scalar image.
     """
     path = os.fspath(path)
-    try:
-        raw = Path(path).read_bytes()
-        if raw[:2] == _GZIP_MAGIC:
-            raw = gzip.decompress(raw)
-    except Exception as exc:
-        raise read_error("cannot read NIfTI file", path, describe(exc)) from None
-    version = nifti_version(raw[:552])
-    if version is None:
-        raise read_error("not a NIfTI file", path)
+    raw, version = _read_declared_bytes(path, max_pixels)
     try:
         klass = nib.Nifti1Image if version == 1 else nib.Nifti2Image
         img = klass.from_bytes(raw)
@@ -88,6 +92,42 @@ def read_nifti(path: str | os.PathLike) -> LoadedImage:
         affine=nifti_to_array_affine(affine, array.ndim - 1),
         patient_geometry=sform > 0 or qform > 0,
     )
+
+
+def _read_declared_bytes(path: str, max_pixels: int | None) -> tuple[bytearray, int]:
+    """The header, extensions and data (no more) of a NIfTI file, decompressed, and its version.
+
+    Raises:
+        ImageReadError: not NIfTI, an invalid or too large shape, or fewer bytes than the header declares.
+    """
+    try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == _GZIP_MAGIC
+        with (gzip.open if gzipped else open)(path, "rb") as f:
+            head = f.read(_NIFTI2_HEADER_BYTES)
+            version = nifti_version(head)
+            if version is None:
+                raise read_error("not a NIfTI file", path)
+            header_class = nib.Nifti1Header if version == 1 else nib.Nifti2Header
+            header = header_class.from_fileobj(io.BytesIO(head))
+            shape = tuple(int(n) for n in header.get_data_shape())
+            if any(n < 0 for n in shape):
+                raise read_error("invalid NIfTI header", path, f"negative size in shape {shape}")
+            check_declared_size(shape, path, max_pixels)
+            needed = max(int(header.get_data_offset()) + math.prod(shape) * header.get_data_dtype().itemsize, len(head))
+            size = os.fstat(f.fileno()).st_size
+            if not gzipped and size < needed:
+                raise read_error("truncated NIfTI file", path, f"its header declares {needed} bytes, it holds {size}")
+            raw = bytearray(head)
+            while len(raw) < needed and (chunk := f.read(min(needed - len(raw), _CHUNK))):
+                raw += chunk  # in pieces: what a truncated gzip stream holds, not what its header claims
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise read_error("cannot read NIfTI file", path, describe(exc)) from None
+    if len(raw) < needed:
+        raise read_error("truncated NIfTI file", path, f"its header declares {needed} bytes, it holds {len(raw)}")
+    return raw, version
 
 
 def write_nifti(

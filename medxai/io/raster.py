@@ -9,21 +9,29 @@ axes (pages, samples) are known instead of guessed from the shape.
 from __future__ import annotations
 
 import os
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from medxai.io.arrays import range_meta
 from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
+from medxai.io.limits import check_declared_size
 
 __all__ = ["read_raster"]
 
 _EXTENSION = {"png": ".png", "jpeg": ".jpg"}
 _NAMES = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}
+# Opened through the format's own class, Pillow reads the header only and skips its
+# decompression-bomb check, so an oversized image gets medxai's message with its size.
+_PILLOW_CLASS = {"png": PngImagePlugin.PngImageFile, "jpeg": JpegImagePlugin.JpegImageFile}
+# Pillow modes read as one channel (the rest become RGB; alpha is dropped).
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F")
 
 
-def read_raster(path: str | os.PathLike, kind: str) -> LoadedImage:
+def read_raster(path: str | os.PathLike, kind: str, *, max_pixels: int | None = None) -> LoadedImage:
     """Reads a PNG, JPEG or TIFF file.
 
     Grey becomes ``(H, W, 1)``, RGB ``(H, W, 3)``; an alpha channel is dropped
@@ -37,23 +45,34 @@ def read_raster(path: str | os.PathLike, kind: str) -> LoadedImage:
     Args:
         path: the file.
         kind: ``"png"``, ``"jpeg"`` or ``"tiff"`` (what the content is).
+        max_pixels: the most values (pixels x channels x pages) the header may
+            declare (``data.max_pixels``), checked before decoding; None: no limit.
+            Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``)
+            applies too, and is left as it is.
 
     Raises:
-        ImageReadError: the file cannot be decoded or has an unsupported layout.
+        ImageReadError: the file cannot be decoded, is too large, or has an unsupported layout.
     """
     path = os.fspath(path)
     invert = False
     meta: dict = {}
     try:
         if kind == "tiff":
-            data, invert, meta = _read_tiff(path)
+            data, invert, meta = _read_tiff(path, max_pixels)
         else:
-            data = iio.imread(path, extension=_EXTENSION[kind], index=0)
-            if kind == "jpeg" and data.ndim == 3 and data.shape[-1] == 4:
-                # A 4-channel JPEG is CMYK, not RGBA: let Pillow convert it.
-                data = iio.imread(path, extension=".jpg", index=0, mode="RGB")
+            _check_pillow_size(path, kind, max_pixels)
+            with warnings.catch_warnings():
+                # Under max_pixels (checked above), Pillow's bomb *warning* says nothing new.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                data = iio.imread(path, extension=_EXTENSION[kind], index=0)
+                if kind == "jpeg" and data.ndim == 3 and data.shape[-1] == 4:
+                    # A 4-channel JPEG is CMYK, not RGBA: let Pillow convert it.
+                    data = iio.imread(path, extension=".jpg", index=0, mode="RGB")
     except ImageReadError:
         raise
+    except Image.DecompressionBombError as exc:
+        limit = f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}"
+        raise read_error(f"image too large for Pillow's decompression-bomb limit ({limit})", path, describe(exc)) from None
     except Exception as exc:
         raise read_error(f"cannot decode {_NAMES[kind]} file", path, describe(exc)) from None
     data = np.asarray(data)
@@ -62,6 +81,20 @@ def read_raster(path: str | os.PathLike, kind: str) -> LoadedImage:
     spatial_dims = 3 if meta.get("pages", 1) > 1 else 2
     array = as_image_array(_channels_last(data, spatial_dims, path), path)
     return LoadedImage(array=array, source_path=path, kind=kind, invert=invert, meta=meta)
+
+
+def _check_pillow_size(path: str, kind: str, max_pixels: int | None) -> None:
+    """Refuses a PNG/JPEG whose header declares more than ``max_pixels`` values (nothing decoded)."""
+    if max_pixels is None:
+        return
+    try:
+        with _PILLOW_CLASS[kind](path) as im:
+            width, height = im.size  # of the first frame, the one read (APNG, MPO)
+            mode = im.mode
+    except Exception as exc:
+        raise read_error(f"cannot decode {_NAMES[kind]} file", path, describe(exc)) from None
+    channels = 1 if mode in _GREY_MODES or mode.startswith("I;") else 3
+    check_declared_size((height, width), path, max_pixels, channels=channels)
 
 
 def _channels_last(data: np.ndarray, spatial_dims: int, path: str) -> np.ndarray:
@@ -79,9 +112,16 @@ def _channels_last(data: np.ndarray, spatial_dims: int, path: str) -> np.ndarray
     raise read_error("unsupported image shape", path, f"shape {data.shape}")
 
 
-def _read_tiff(path: str) -> tuple[np.ndarray, bool, dict]:
+def _read_tiff(path: str, max_pixels: int | None) -> tuple[np.ndarray, bool, dict]:
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        if max_pixels is not None:
+            shape, channels = list(series.shape), 1
+            if "S" in series.axes:
+                channels = shape.pop(series.axes.index("S"))
+            elif tif.pages[0].photometric == tifffile.PHOTOMETRIC.PALETTE:
+                channels = 3  # indices become RGB
+            check_declared_size(shape, path, max_pixels, channels=channels)
         data = series.asarray()
         axes = series.axes
         page = tif.pages[0]

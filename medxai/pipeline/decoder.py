@@ -14,8 +14,18 @@ Output layout under ``output.dir``::
 Every file is written to a temporary name and renamed, so nothing is ever half
 written. Finished rows are appended to ``index.partial.csv`` as they complete; a
 run started again with ``runtime.resume`` skips images whose maps are complete
-and ends with the same ``index.csv`` as an uninterrupted run. One bad image never
-stops the run: its rows say ``error`` with the reason.
+and ends with the same ``index.csv`` as an uninterrupted run. "Complete" means: the
+same settings (the fingerprint), the same manifest row and source file (the index's
+``source_key``), and every map file there and whole (``npy_bytes``); anything else is
+computed again. One bad image never stops the run: its rows say ``error`` with the
+reason, and name no file.
+
+A run holds the folder's lock (:mod:`medxai.pipeline.lock`) from start to end, so a
+second run on the same folder refuses to start; it removes the temporary files a
+killed run left. A full disk stops the run early with :class:`RunStoppedError`: the
+journal keeps every image finished so far, and the same command resumes once there
+is space. PNG and overlay pictures are at most ``output.max_size`` pixels on their
+longest side; the ``.npy``, NIfTI and DICOM maps are always at full size.
 
 Where the chunks of images are computed is the executor's business
 (:mod:`medxai.pipeline.executors`: this process, or the workers of a Dask cluster); the
@@ -24,9 +34,16 @@ maps, the index and resuming are the same whichever computes them.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fnmatch
+import functools
+import inspect
 import json
 import math
+import os
 import platform
+import shutil
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +51,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Container, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Container, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -45,30 +62,53 @@ from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
 from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
-from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text
+from medxai.io.index import (
+    FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FILES, RUN_FOLDERS, RUN_NAME, RUN_PATTERNS, index_text,
+)  # fmt: skip
 from medxai.io.nifti import write_nifti
-from medxai.io.writers import write_npy, write_png, write_text
-from medxai.preprocess import PreprocessError, Preprocessor
-from medxai.pipeline.journal import completed_rows, fingerprint, jsonable, previous_fingerprint, versions
+from medxai.io.writers import (
+    STALE_TEMP, DiskFullError, human_bytes, is_disk_full, probe_writable, remove_stale_temps, write_npy, write_png, write_text,
+)  # fmt: skip
+from medxai.preprocess import PreprocessError, Preprocessor, resize_spatial
+from medxai.pipeline.journal import (
+    completed_rows, fingerprint, jsonable, previous_fingerprint, source_key, stale_reason, versions,
+)  # fmt: skip
+from medxai.pipeline.lock import RunLock
 from medxai._progress import progress_bar
 from medxai.pipeline.targets import predicted_classes, target_rule
-from medxai.viz.render import colorize, overlay
+from medxai.viz.render import colorize, montage, overlay
 
 _PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
 _STORED = "_stored_range"  # a row's image's stored value range (not an index column)
 #: Accumulator values (per image and class) held at once; bounds memory for volumes.
 _VALUES_PER_STEP = 1 << 23
+#: The index columns a failed map must not keep (it names no file).
+_FILE_CELLS = (*FILE_COLUMNS, "npy_bytes")
+
+
+class RunStoppedError(StudyError):
+    """The run stopped before its end (a full disk, an index that cannot be written).
+
+    Every image finished before is kept in the journal (``index.partial.csv``): the
+    message says what to fix, and running the same command again resumes.
+    """
 
 
 @dataclass
 class RunSummary:
-    """What a run did. ``exit_code`` is 0 when every image succeeded, else 1."""
+    """What a run did. ``exit_code`` is 0 when every image succeeded, else 1.
+
+    ``warned`` counts the images with a warning in the index (a reader's note, an
+    adaptive map short of its tolerance, no class to explain); ``warnings`` are the
+    study-wide warnings.
+    """
 
     output_dir: Path
     images: int = 0
     maps: int = 0
     errors: int = 0
     resumed: int = 0
+    warned: int = 0
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -79,8 +119,9 @@ class RunSummary:
         return 0 if self.errors == 0 else 1
 
     def __str__(self) -> str:
+        warned = f", {self.warned} with warnings" if self.warned else ""
         return (
-            f"medxai: {self.images} images ({self.resumed} resumed), {self.maps} maps, "
+            f"medxai: {self.images} images ({self.resumed} resumed{warned}), {self.maps} maps, "
             f"{self.errors} errors in {self.seconds:.1f} s -> {self.output_dir / INDEX_NAME}"
         )
 
@@ -98,6 +139,8 @@ class _Item:
     nifti_shape: tuple[int, ...] | None = None  # a NIfTI source's own (X, Y, Z[, 1]) shape
     placement: dict[str, str] = field(default_factory=dict)  # the index's geometry columns
     stored_range: tuple[float, float] | None = None  # the values the file can store, in the image's units
+    source_key: str = ""  # what decides the maps, taken before the read (journal.source_key)
+    warnings: list[str] = field(default_factory=list)  # the reader's notes (image.meta["warnings"])
 
 
 # --------------------------------------------------------------------- helpers
@@ -182,16 +225,32 @@ class Decoder:
     Args:
         config: A validated :class:`medxai.pipeline.config.Config`.
         model: An already loaded Keras model (default: load ``config.model.path``).
+        check_output: Check ``output.dir`` first (see Raises); False for a decoder that
+            only reads a finished run (e.g. to evaluate a run folder that was moved).
+
+    Raises:
+        StudyError: the message starts with the config key: ``output.dir`` cannot be created
+            or written (it, or a parent, is a file; no permission; a read-only file system),
+            ``data.manifest`` or ``model.path`` is a file the run would overwrite (inside
+            ``output.dir``, named like index.csv, run.json, maps/...), or the model,
+            preprocessing, methods or targets do not fit.
     """
 
-    def __init__(self, config: Config, model: Any = None):
+    def __init__(self, config: Config, model: Any = None, *, check_output: bool = True):
         from medxai.io.model import file_checksum, load_model  # deferred: TensorFlow starts here
         from medxai.methods._engine.engine import GradientEngine
 
         self.config = config
+        self.out = Path(config.output.dir)
+        if check_output:
+            self._check_output()
         try:
             if model is None:
-                model = load_model(config.model.path, custom_objects=config.model.custom_objects)
+                model = load_model(
+                    config.model.path,
+                    custom_objects=config.model.custom_objects,
+                    trust_saved_model=config.model.trust_saved_model,
+                )
             self.model = model
             self.scores = GradientEngine(self.model, "probabilities")
         except (ModelLoadError, OutputSelectionError) as err:
@@ -220,27 +279,120 @@ class Decoder:
         self.model_checksum = file_checksum(config.model.path)
         self.policy = config.heatmap
         self._writer: ThreadPoolExecutor | None = None
-        self.out = Path(config.output.dir)
         self.formats = set(config.output.formats)
         self.fingerprint = fingerprint(config, self.model_checksum)
         self._geometry: dict[str, dict[str, str]] = {}
         self._tick: Callable[[float], Any] | None = None  # progress within a chunk (local runs)
+        self._lock: RunLock | None = None
+
+    # ---- the output folder
+    def _check_output(self) -> None:
+        """Refuse inputs the run would overwrite, and an output folder that cannot be written."""
+        clashes = []
+        for key, path in (("data.manifest", self.config.data.manifest), ("model.path", self.config.model.path)):
+            written = None if path is None else _run_output(self.out, Path(path))
+            if written is not None:
+                clashes.append(
+                    f"{key}: {path} is inside output.dir ({self.out}) where the run writes {written}; "
+                    "move it out of the folder, or choose another output.dir"
+                )
+        if clashes:
+            raise StudyError("\n".join(clashes))
+        try:
+            probe_writable(self.out)
+        except OSError as err:
+            raise StudyError(f"output.dir: cannot create or write {self.out}: {err}") from err
+
+    @contextlib.contextmanager
+    def locked(self, command: str | None = None) -> Iterator[RunLock]:
+        """Hold the output folder's lock (:mod:`medxai.pipeline.lock`) for the ``with`` body.
+
+        :meth:`run` takes it itself; hold it around more (``run`` then an evaluation) to
+        keep other commands out in between. Re-entering on the same decoder is a no-op.
+
+        Raises:
+            medxai.pipeline.lock.RunFolderBusy: another command holds it (the message names it).
+            StudyError: the lock file cannot be created in ``output.dir``.
+        """
+        if self._lock is not None:
+            yield self._lock
+            return
+        lock = RunLock(self.out, command)
+        try:
+            lock.acquire()
+        except OSError as err:
+            raise StudyError(f"output.dir: cannot create the lock file in {self.out}: {err}") from err
+        self._lock = lock
+        try:
+            yield lock
+        finally:
+            self._lock = None
+            lock.release()
+
+    def _remove_stale_temps(self) -> None:
+        """Remove the temporary files a killed run left (called holding the lock)."""
+        removed = remove_stale_temps(self.out)
+        if removed:
+            shown = ", ".join(removed[:3]) + (" ..." if len(removed) > 3 else "")
+            print(f"medxai: removed {len(removed)} temporary file(s) left by an interrupted run: {shown}", file=sys.stderr)
 
     # ---- resume
-    def _completed(self) -> dict[str, list[dict[str, str]]]:
-        """Rows of images whose every map is complete in a previous run of the same config."""
+    def _completed(self, rows: Sequence[ManifestRow] = ()) -> dict[str, list[dict[str, str]]]:
+        """Rows of images whose every map is complete in a previous run of the same config.
+
+        An image is reused only when its manifest row and source file are unchanged
+        (:func:`~medxai.pipeline.journal.stale_reason`) and its map files are whole;
+        the others are computed again, and a line on stderr says which and why.
+        """
         if not self.config.runtime.resume or not (self.out / RUN_NAME).exists():
             return {}
         if previous_fingerprint(self.out) != self.fingerprint:
             print("medxai: the config or model changed since the last run; recomputing every map", file=sys.stderr)
             return {}
-        return completed_rows(self.out, {m.name for m in self.methods})
+        damaged: dict[str, str] = {}
+        finished = completed_rows(self.out, {m.name for m in self.methods}, damaged)
+        manifest = {row.image_id: row for row in rows}
+        reused: dict[str, list[dict[str, str]]] = {}
+        changed: dict[str, list[str]] = {}
+        for image_id, image_rows in finished.items():
+            row = manifest.get(image_id)
+            if row is None:
+                continue  # no longer in the manifest: not in the index either
+            reason = stale_reason(image_rows, row, source_key(row))
+            if reason is None:
+                reused[image_id] = image_rows
+            else:
+                changed.setdefault(reason, []).append(image_id)
+        damaged = {k: v for k, v in damaged.items() if k in manifest}
+        if changed:
+            what = "; ".join(f"{reason}: {_some(ids)}" for reason, ids in changed.items())
+            n = sum(map(len, changed.values()))
+            print(f"medxai: {n} image(s) changed since the last run ({what}); computing them again", file=sys.stderr)
+        if damaged:
+            what = "; ".join(f"{image_id}: {problem}" for image_id, problem in list(damaged.items())[:3])
+            more = " ..." if len(damaged) > 3 else ""
+            print(
+                f"medxai: {len(damaged)} image(s) have missing or damaged map files ({what}{more}); computing them again",
+                file=sys.stderr,
+            )
+        return reused
 
     # ---- per-image work
+    def _read_options(self, row: ManifestRow) -> dict[str, Any]:
+        """``read_image``'s keyword arguments: the limits it knows of (``max_pixels``, ``timeout``)."""
+        options: dict[str, Any] = {"series_uid": row.series_uid}
+        wanted = {"max_pixels": self.config.data.max_pixels, "timeout": self.config.runtime.read_timeout}
+        accepted = _keywords(read_image)
+        options.update({k: v for k, v in wanted.items() if accepted is None or k in accepted})
+        return options
+
     def _load(self, row: ManifestRow) -> _Item:
+        """Read and preprocess one image; any failure (but Ctrl-C) is the item's error, naming the file."""
         item = _Item(row)
+        item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
         try:
-            image = read_image(row.path, series_uid=row.series_uid)
+            image = read_image(row.path, **self._read_options(row))
+            item.warnings = [str(w) for w in (image.meta.get("warnings") or [])]
             if "dicom" in self.formats and image.kind != "dicom":
                 raise ValueError(
                     f"output.formats: dicom needs a DICOM source, and {row.path} is {image.kind.upper()}; "
@@ -249,8 +401,11 @@ class Decoder:
             item.tensor, item.geometry = self.preprocessor(image)
             if self.formats & {"overlay", "dicom"}:
                 item.display = self.preprocessor.display(image)
-        except (ImageReadError, PreprocessError, ValueError) as err:
-            item.error = str(err) or type(err).__name__
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # noqa: BLE001 - a reader's panic (pyo3 PanicException) is a BaseException
+            item.error = _image_error(err, row.path)
+            item.tensor = item.display = None
             return item
         item.source_files = list(image.meta.get("source_files", []))
         stored = image.meta.get("stored_range")
@@ -285,26 +440,48 @@ class Decoder:
             "explained": self._explained.get(method, ""),
             "mask_path": item.row.mask_path or "",
             **item.placement,
+            "source_key": item.source_key,
             _STORED: item.stored_range,
         }
         row.update(values)
+        if item.warnings:
+            row["warning"] = "; ".join([*item.warnings, *([str(row["warning"])] if row.get("warning") else [])])
         return row
 
     def _write_map(self, item: _Item, method: str, class_index: int, attributions: np.ndarray) -> dict[str, str]:
+        """Write one map in every format; on any failure remove what this call wrote, then raise."""
         heatmap = self.preprocessor.to_source(to_heatmap(attributions, self.policy), item.geometry)
         stem = Path("maps") / method / f"{safe_id(item.row.image_id)}_c{class_index}"
-        paths = {k: "" for k in ("npy_path", "png_path", "overlay_path", "nifti_path", "dicom_map_path", "dicom_overlay_path")}
+        paths = {k: "" for k in FILE_COLUMNS}
+        try:
+            self._write_formats(item, method, class_index, heatmap, stem, paths)
+        except BaseException:
+            candidates = [v for v in paths.values() if v]
+            if "dicom" in self.formats:
+                candidates += [f"{stem}.pm.dcm", f"{stem}.sc.dcm", f"{stem}.sc"]
+            _remove(self.out, candidates)
+            raise
+        written = {k: Path(v).as_posix() if v else "" for k, v in paths.items()}
+        written["npy_bytes"] = str(os.path.getsize(self.out / paths["npy_path"])) if paths["npy_path"] else ""
+        return written
+
+    def _write_formats(
+        self, item: _Item, method: str, class_index: int, heatmap: np.ndarray, stem: Path, paths: dict[str, str]
+    ) -> None:
+        """The files of one map; ``paths`` gets each one's name before it is written."""
         if "npy" in self.formats:
             paths["npy_path"] = f"{stem}.npy"
             write_npy(self.out / paths["npy_path"], heatmap.astype(np.float32))
+        if self.formats & {"png", "overlay"}:
+            small, display = self._picture_size(heatmap, item.display if "overlay" in self.formats else None)
         if "png" in self.formats:
             paths["png_path"] = f"{stem}.png"
-            write_png(self.out / paths["png_path"], colorize(heatmap, self.config.output.colormap))
+            write_png(self.out / paths["png_path"], colorize(small, self.config.output.colormap))
         if "overlay" in self.formats:
             paths["overlay_path"] = f"{stem}.overlay.png"
             picture = overlay(
-                item.display,
-                heatmap,
+                display,
+                small,
                 colormap=self.config.output.colormap,
                 alpha=self.config.output.alpha,
                 outline=self.config.output.overlay_outline,
@@ -316,7 +493,26 @@ class Decoder:
             write_nifti(self.out / paths["nifti_path"], heatmap, affine, shape_xyz=item.nifti_shape)
         if "dicom" in self.formats:
             paths.update(self._write_dicom(item, method, class_index, heatmap, stem))
-        return {k: Path(v).as_posix() if v else "" for k, v in paths.items()}
+
+    def _picture_size(self, heatmap: np.ndarray, display: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The map (and display image) shrunk so that its picture is at most ``output.max_size`` on its longest side.
+
+        A volume's picture is a montage of slices, so the slices shrink until the montage fits.
+        """
+        limit = self.config.output.max_size
+        if heatmap.ndim == 3:
+            grid = montage(np.zeros((heatmap.shape[0], 1, 1), np.uint8)).shape  # (rows, columns) of slices
+            extent = (grid[0] * heatmap.shape[1], grid[1] * heatmap.shape[2])
+        else:
+            extent = heatmap.shape
+        scale = limit / max(extent)
+        if scale >= 1:
+            return heatmap, display
+        shape = (*heatmap.shape[:-2], *(max(1, int(n * scale)) for n in heatmap.shape[-2:]))
+        small = np.clip(resize_spatial(heatmap[..., np.newaxis], shape)[..., 0], 0.0, 1.0)
+        if display is not None:
+            display = np.clip(resize_spatial(display, shape), 0.0, 1.0)
+        return small, display
 
     def _write_dicom(self, item: _Item, method: str, class_index: int, heatmap: np.ndarray, stem: Path) -> dict[str, str]:
         """The Parametric Map and the overlay's Secondary Capture(s), in new series of the source study."""
@@ -431,22 +627,33 @@ class Decoder:
             future.set_exception(err)
         return future
 
-    @staticmethod
-    def _settle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Wait for the rows' map files; a failed write, or any failed map of an image, fails all its rows."""
+    def _settle(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, OSError]]:
+        """Wait for the rows' map files; a failed write, or any failed map of an image, fails all its rows.
+
+        Error rows name no file: the files of an image's other maps are removed.
+
+        Returns:
+            The rows, and the images whose writes found the disk full (with the first such error).
+        """
+        full: dict[str, OSError] = {}
         for row in rows:
             future = row.pop(_PENDING, None)
             if future is None:
                 continue
             try:
                 row.update(future.result())
-            except (OSError, ValueError) as err:
-                row.update(status="error", error=str(err))
+            except Exception as err:  # noqa: BLE001 - one map's failure is its rows' error, never the run's
+                if is_disk_full(err):
+                    full.setdefault(row["image_id"], err)  # type: ignore[arg-type]
+                row.update(status="error", error=str(err) if isinstance(err, (OSError, ValueError)) else f"{type(err).__name__}: {err}")
         failed = {r["image_id"]: r["error"] for r in rows if r["status"] == "error"}
         for r in rows:
             if r["image_id"] in failed and r["status"] == "ok":
                 r.update(status="error", error=f"another map of this image failed: {failed[r['image_id']]}")
-        return rows
+            if r["status"] == "error":
+                _remove(self.out, [r[k] for k in FILE_COLUMNS if r.get(k)])
+                r.update({k: "" for k in _FILE_CELLS})
+        return rows, full
 
     # ---- the run
     def process(
@@ -457,8 +664,14 @@ class Decoder:
         The images of a chunk share model batches. Every executor runs this, so a
         chunk gives the same maps wherever it runs. On an exception (Ctrl-C
         included) every chunk already computed is still handed to ``done``.
+
+        Raises:
+            medxai.io.writers.DiskFullError: a map write found the disk full. No further
+                chunk is computed; ``done`` has had every image written whole before
+                (never the images whose writes failed, which are left for a resumed run).
         """
         overlap = self.config.runtime.overlap_io and len(chunks) > 1
+        full: list[OSError] = []
         with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, ThreadPoolExecutor(2) if overlap else nullcontext() as writer:
             self._writer = writer
             load = (lambda chunk: [loader.submit(self._load, r) for r in chunk]) if overlap else None
@@ -468,7 +681,12 @@ class Decoder:
             def settle(keep: int) -> None:
                 while len(unsettled) > keep:
                     done_items, done_rows = unsettled.pop(0)
-                    done([item.row for item in done_items], self._settle(done_rows))
+                    settled, stopped = self._settle(done_rows)
+                    if stopped:
+                        full.append(next(iter(stopped.values())))
+                        done_items = [item for item in done_items if item.row.image_id not in stopped]
+                        settled = [row for row in settled if row["image_id"] not in stopped]
+                    done([item.row for item in done_items], settled)
 
             try:
                 for index, chunk in enumerate(chunks):
@@ -478,9 +696,16 @@ class Decoder:
                     pending = [row for group in _same_shape_groups(items) for row in self._process_group(group)]
                     unsettled.append((items, pending))
                     settle(keep=1)  # a chunk's writes finish while the next one computes
+                    if full:
+                        break  # the disk is full: computing more would only fail to write it
             finally:
                 settle(keep=0)  # also on Ctrl-C: every computed chunk reaches ``done``
                 self._writer = None
+                if overlap and upcoming is not None:
+                    for future in upcoming:
+                        future.cancel()
+        if full:
+            raise full[0]
 
     def chunks(self, rows: Sequence[ManifestRow], skip: Container[str] = ()) -> list[list[ManifestRow]]:
         """The images computed together: consecutive runs of the manifest, less the ``skip`` ids.
@@ -495,6 +720,8 @@ class Decoder:
     def run(self, rows: Sequence[ManifestRow], *, progress: bool | None = None, executor: Any = None) -> RunSummary:
         """Process manifest rows; write maps, ``index.csv`` and ``run.json``.
 
+        Holds the output folder's lock from start to end (see :meth:`locked`).
+
         Args:
             rows: The manifest rows, in the order of the index.
             progress: Show a progress bar (default: ``runtime.progress``).
@@ -502,30 +729,90 @@ class Decoder:
                 :func:`medxai.pipeline.study.run_study` uses the one ``runtime.executor`` names).
 
         Raises:
+            medxai.pipeline.lock.RunFolderBusy: another run (or ``medxai evaluate``/``report``) holds ``output.dir``.
+            RunStoppedError: the disk filled up (the run stopped early), or ``index.csv`` could not
+                be written; the journal keeps every finished image and the message says how to resume.
             StudyError: the executor cannot start (e.g. no Dask scheduler at ``runtime.dask.address``).
         """
         executor = LocalExecutor() if executor is None else executor
         show = self.config.runtime.progress if progress is None else progress
-        with executor:
+        with self.locked(), executor:
             return self._run(rows, show, executor)
 
     def _run(self, rows: Sequence[ManifestRow], show: bool, executor: Any) -> RunSummary:
         started_at, started = datetime.now(timezone.utc), time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
-        completed = self._completed()
+        self._remove_stale_temps()
+        completed = self._completed(rows)
         journal = self.out / JOURNAL_NAME
-        if not completed:
-            journal.unlink(missing_ok=True)
-        else:
-            kept = [r for rs in completed.values() for r in rs]
-            write_text(journal, index_text(kept, header=True))
-        self._write_run_json(started_at, None, None, executor.describe())
         summary = RunSummary(self.out, images=len(rows), resumed=sum(1 for row in rows if row.image_id in completed))
         new_rows: dict[str, list[dict[str, Any]]] = {}
+        try:
+            if not completed:
+                journal.unlink(missing_ok=True)
+            else:
+                kept = [r for rs in completed.values() for r in rs]
+                write_text(journal, index_text(kept, header=True))
+            self._write_run_json(started_at, None, None, executor.describe())
+            self._compute(rows, completed, new_rows, summary, show, executor, journal)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            raise RunStoppedError(self._full_message(err, rows, completed, new_rows)) from err
+        index = []
+        for row in rows:
+            image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
+            index.extend(image_rows)
+            if any(r["status"] == "error" for r in image_rows):
+                summary.errors += 1
+                summary.failed_ids.append(row.image_id)
+        summary.maps = sum(1 for r in index if r["status"] == "ok")
+        summary.warned = len({r["image_id"] for r in index if r.get("warning")})
+        summary.warnings = self._study_warnings(new_rows)
+        for warning in summary.warnings:
+            print(f"medxai: warning: {warning}", file=sys.stderr)
+        self._geometry = {
+            r["image_id"]: {k: r.get(k, "") for k in ("source_shape", "spacing", "orientation")}
+            for r in reversed(index)
+            if r.get("source_shape")
+        }
+        resume = (
+            f"every finished map is recorded in {journal}: run the same command again (runtime.resume: true) "
+            "to write it without computing the maps again"
+        )
+        try:
+            write_text(self.out / INDEX_NAME, index_text(index, header=True))
+        except OSError as err:
+            fix = "free some space" if is_disk_full(err) else "make the folder writable"
+            raise RunStoppedError(f"output.dir: cannot write the index: {err}. Nothing is lost: {resume}, once you {fix}") from err
+        summary.seconds = time.perf_counter() - started
+        try:
+            self._write_run_json(started_at, datetime.now(timezone.utc), summary, executor.describe())
+        except OSError as err:
+            raise RunStoppedError(
+                f"output.dir: {INDEX_NAME} is written but the provenance is not: {err}. "
+                f"Nothing is lost: {resume.replace('to write it', 'to write run.json')}"
+            ) from err
+        journal.unlink(missing_ok=True)
+        self._remove_stale_temps()  # e.g. left by a Dask worker that died mid-write
+        return summary
+
+    def _compute(
+        self,
+        rows: Sequence[ManifestRow],
+        completed: Mapping[str, list[dict[str, str]]],
+        new_rows: dict[str, list[dict[str, Any]]],
+        summary: RunSummary,
+        show: bool,
+        executor: Any,
+        journal: Path,
+    ) -> None:
+        """Run the executor over the images not ``completed``; journal each chunk's rows as it is done."""
         bar_format = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
-        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format) as bar, open(journal, "a", encoding="utf-8", newline="") as log:
+        # Unbuffered: a write that fails (a full disk) fails here, not later in close().
+        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format) as bar, open(journal, "ab", buffering=0) as log:
             if log.tell() == 0:
-                log.write(index_text([], header=True))
+                _append(log, journal, index_text([], header=True))
             bar.update(summary.resumed)
             finished = {"images": summary.resumed, "maps": 0}
             computing_since = time.perf_counter()
@@ -533,9 +820,8 @@ class Decoder:
             def done(images: list[ManifestRow], image_rows: list[dict[str, Any]]) -> None:
                 for row in image_rows:
                     new_rows.setdefault(row["image_id"], []).append(row)
-                for image in images:
-                    log.write(index_text(new_rows.get(image.image_id, []), header=False))
-                log.flush()
+                # one write per chunk: a torn write loses whole images at most (read_index drops the torn line)
+                _append(log, journal, "".join(index_text(new_rows.get(image.image_id, []), header=False) for image in images))
                 finished["images"] += len(images)
                 finished["maps"] += sum(1 for r in image_rows if r["status"] == "ok")
                 rate = finished["maps"] / max(time.perf_counter() - computing_since, 1e-9)
@@ -548,27 +834,42 @@ class Decoder:
                 executor.run(self, self.chunks(rows, skip=completed), done)
             finally:
                 self._tick = None
-        index = []
-        for row in rows:
-            image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
-            index.extend(image_rows)
-            if any(r["status"] == "error" for r in image_rows):
-                summary.errors += 1
-                summary.failed_ids.append(row.image_id)
-        summary.maps = sum(1 for r in index if r["status"] == "ok")
-        summary.warnings = self._study_warnings(new_rows)
-        for warning in summary.warnings:
-            print(f"medxai: warning: {warning}", file=sys.stderr)
-        self._geometry = {
-            r["image_id"]: {k: r.get(k, "") for k in ("source_shape", "spacing", "orientation")}
-            for r in reversed(index)
-            if r.get("source_shape")
-        }
-        write_text(self.out / INDEX_NAME, index_text(index, header=True))
-        summary.seconds = time.perf_counter() - started
-        self._write_run_json(started_at, datetime.now(timezone.utc), summary, executor.describe())
-        journal.unlink(missing_ok=True)
-        return summary
+
+    def _full_message(
+        self,
+        err: OSError,
+        rows: Sequence[ManifestRow],
+        completed: Mapping[str, list[dict[str, str]]],
+        new_rows: Mapping[str, list[dict[str, Any]]],
+    ) -> str:
+        """What a user reads when the disk fills up: where, how much more is needed, how to go on."""
+        finished = [rs for rs in new_rows.values() if rs and all(r["status"] != "error" for r in rs)]
+        written = 0
+        for image_rows in finished:
+            for row in image_rows:
+                for column in FILE_COLUMNS:
+                    with contextlib.suppress(OSError):
+                        if row.get(column):
+                            written += _size(self.out / row[column])
+        left = max(0, len(rows) - len(completed) - len(finished))
+        needed = getattr(err, "needed", None)
+        if finished and written:
+            estimate = max(needed or 0, int(written / len(finished) * left))
+            space = f"about {human_bytes(estimate)} more is needed for the {left} image(s) left"
+        else:
+            space = f"at least {human_bytes(needed)} more is needed (the write that failed)"
+        free = ""
+        if getattr(err, "free", None) is None:  # (a DiskFullError's own text says it)
+            with contextlib.suppress(OSError):
+                free = f" ({human_bytes(shutil.disk_usage(self.out).free)} free now)"
+        cause = err.strerror or str(err)
+        kept = len(completed) + len(finished)
+        return (
+            f"output.dir: the disk holding {self.out} is full; the run stopped early: {cause}. "
+            f"{space[0].upper()}{space[1:]}{free}. "
+            + (f"The {kept} image(s) finished so far are kept in {self.out / JOURNAL_NAME}: " if kept else "")
+            + "free some space and run the same command again (runtime.resume: true) to go on"
+        )
 
     def _study_warnings(self, rows: Mapping[str, list[dict[str, Any]]]) -> list[str]:
         """Study-wide problems no single image shows: images stored on different scales fed to the model unscaled."""
@@ -639,6 +940,7 @@ class Decoder:
                 "maps": summary.maps,
                 "errors": summary.errors,
                 "resumed": summary.resumed,
+                "warned": summary.warned,
                 "seconds": round(summary.seconds, 3),
             },
         }
@@ -673,3 +975,80 @@ def _same_shape_groups(items: list[_Item]) -> list[list[_Item]]:
         key = None if item.tensor is None else item.tensor.shape
         groups.setdefault(key, []).append(item)
     return list(groups.values())
+
+
+def _run_output(out: Path, path: Path) -> str | None:
+    """What the run (or ``evaluate``/``report``) writes at ``path`` when it lies in the run folder ``out``; else None."""
+    try:
+        relative = path.resolve().relative_to(out.resolve())
+    except (OSError, ValueError):
+        return None
+    parts = relative.parts
+    if not parts:
+        return "index.csv, run.json and maps/ (the path is output.dir itself)"
+    if parts[0] in RUN_FOLDERS:
+        return f"{parts[0]}/"
+    name = parts[0]
+    if len(parts) == 1 and (name in RUN_FILES or STALE_TEMP.match(name) or any(fnmatch.fnmatch(name, p) for p in RUN_PATTERNS)):
+        return name
+    return None
+
+
+def _some(ids: Sequence[str], limit: int = 5) -> str:
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+@functools.lru_cache(maxsize=8)
+def _keywords(function: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword arguments ``function`` takes; None when it takes any (``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _image_error(err: BaseException, path: str) -> str:
+    """An image's error text: the reader's own message (which names the file), or the error naming the file."""
+    if isinstance(err, (ImageReadError, PreprocessError, ValueError)):
+        message = str(err) or type(err).__name__
+    else:
+        message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return message if path in message else f"{path}: {message}"
+
+
+def _remove(out: Path, names: Sequence[str]) -> None:
+    """Delete files (or a volume's ``.sc`` folder) of the run folder, where they exist."""
+    for name in names:
+        path = out / name
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder (a volume's ``.sc`` Secondary Captures)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size
+
+
+def _append(log: BinaryIO, path: Path, text: str) -> None:
+    """Append ``text`` to the journal: all of it, or an OSError that names ``path``."""
+    data = memoryview(text.encode("utf-8"))
+    try:
+        while data:
+            written = log.write(data)
+            if not written:
+                raise OSError(errno.ENOSPC, "0 bytes written")
+            data = data[written:]
+    except OSError as err:
+        if is_disk_full(err):
+            full = DiskFullError(err.errno if err.errno is not None else errno.ENOSPC, f"no space left on the device writing {path}")
+            full.path, full.needed = str(path), len(data)
+            raise full from err
+        raise OSError(*([err.errno] if err.errno is not None else []), f"cannot write {path}: {err.strerror or err}") from err

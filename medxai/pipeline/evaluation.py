@@ -38,6 +38,7 @@ from medxai.heatmap import to_heatmap
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
 from medxai.io import ImageReadError, read_image
+from medxai.io.writers import read_npy
 from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
 from medxai.io.writers import write_text
 from medxai.pipeline.config import Config
@@ -113,7 +114,7 @@ def _load_run(run_dir: Path, decoder=None):
         record = json.loads(record_path.read_text(encoding="utf-8"))
         try:
             config = Config.from_dict(record["config"], base_dir=run_dir)
-            decoder = Decoder(config)
+            decoder = Decoder(config, check_output=False)  # the run folder may have moved since
         except (ConfigError, StudyError, KeyError) as err:
             raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
     rows = [r for r in read_index(index_path)[1] if r.get("status") == "ok"]
@@ -162,7 +163,7 @@ def _map_figures(decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, 
     if not row["npy_path"]:
         figures["error"] = "no .npy map written (output.formats)"
         return figures
-    heatmap = np.load(out / row["npy_path"])
+    heatmap = read_npy(out / row["npy_path"])  # a damaged map is a ValueError naming the file
     figures["gini"] = gini(heatmap)
     mask = _mask(row, heatmap.shape)
     if mask is not None:

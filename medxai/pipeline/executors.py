@@ -11,11 +11,19 @@ the index rows, journals them and writes ``index.csv``.
 An executor is a context manager with ``describe() -> dict`` (for ``run.json``) and
 ``run(decoder, chunks, done)``, which calls ``done(images, rows)`` once per finished
 group of chunks, in any order.
+
+A Dask worker that dies (killed, out of memory, a pre-empted node) has its task run
+again by the scheduler on another worker (up to ``distributed.scheduler.allowed-failures``
+times); the client gets one result per task, so no row is journaled twice. A partition
+whose tasks kept killing workers becomes error rows, and the run goes on. A worker
+whose map writes find the disk full returns the images it finished; the client
+journals them and stops the run (:class:`~medxai.pipeline.decoder.RunStoppedError`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -28,8 +36,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from medxai.errors import StudyError
 from medxai.io import ManifestRow
+from medxai.io.writers import DiskFullError, is_disk_full
 from medxai.pipeline.config import Config, DaskSection
-from medxai.pipeline.decoder import Decoder, LocalExecutor
+from medxai.pipeline.decoder import Decoder, LocalExecutor, _Item
 
 Done = Callable[[list[ManifestRow], list[dict[str, Any]]], None]
 Chunks = Sequence[Sequence[ManifestRow]]
@@ -93,6 +102,7 @@ class DaskExecutor:
         self.address = settings.address
         self.partitions = 0
         self.workers: dict[str, dict[str, Any]] = {}
+        self._decoder: Decoder | None = None
 
     def __enter__(self) -> DaskExecutor:
         settings, distributed = self.settings, self.distributed
@@ -145,6 +155,7 @@ class DaskExecutor:
         self.partitions = len(parts)
         if not parts:
             return
+        self._decoder = decoder
         run_key = _run_key(decoder.config, decoder.fingerprint)
         token = uuid.uuid4().hex[:12]
         futures, part_of = [], {}
@@ -162,11 +173,42 @@ class DaskExecutor:
             raise
 
     def _deliver(self, future: Any, part: Chunks, done: Done) -> None:
-        rows, record = future.result()
+        """Hand a finished task's rows to ``done``; a partition that killed its workers becomes error rows."""
+        images = [row for chunk in part for row in chunk]
+        try:
+            rows, record = future.result()
+        except self._killed_worker as err:
+            try:
+                detail = str(err)
+            except Exception:  # noqa: BLE001 - the text is a courtesy; never fail on it
+                detail = type(err).__name__
+            message = (
+                f"the Dask workers computing this image's partition died ({detail}); "
+                "see the workers' logs (out of memory?), then run again to retry it"
+            )
+            assert self._decoder is not None
+            done(images, [r for image in images for r in self._decoder._error_rows(_Item(image), message)])
+            return
         worker = self.workers.setdefault(str(record["address"]), {"address": record["address"], "partitions": 0})
         worker.update(host=record["host"], pid=record["pid"], model_loads=record["model_loads"])
         worker["partitions"] += 1
-        done([row for chunk in part for row in chunk], rows)
+        stopped = record.get("stopped")
+        if stopped is None:
+            done(images, rows)
+            return
+        finished = {row["image_id"] for row in rows}
+        done([image for image in images if image.image_id in finished], rows)
+        full = DiskFullError(stopped["errno"], stopped["message"])
+        full.path, full.needed, full.free = stopped["path"], stopped["needed"], stopped["free"]
+        raise full
+
+    @property
+    def _killed_worker(self) -> type[BaseException]:
+        try:
+            from distributed.scheduler import KilledWorker
+        except ImportError:  # pragma: no cover - every supported distributed has it
+            return _Never
+        return KilledWorker
 
 
 @contextlib.contextmanager
@@ -231,9 +273,27 @@ def _compute_partition(
     """
     decoder, lock = _worker_decoder(config, fingerprint, run_key)
     rows: list[dict[str, Any]] = []
+    stopped = None
     with lock:  # a worker with several threads computes one partition at a time
-        decoder.process(chunks, lambda _images, image_rows: rows.extend(image_rows))
-    return rows, _worker_record()
+        try:
+            decoder.process(chunks, lambda _images, image_rows: rows.extend(image_rows))
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            # the images finished before still reach the client's journal
+            stopped = {
+                "errno": err.errno if err.errno is not None else errno.ENOSPC, "message": err.strerror or str(err),
+                "path": getattr(err, "path", None) or err.filename or "", "needed": getattr(err, "needed", None),
+                "free": getattr(err, "free", None),
+            }  # fmt: skip
+    record = _worker_record()
+    if stopped is not None:
+        record["stopped"] = stopped
+    return rows, record
+
+
+class _Never(Exception):
+    """An exception nothing raises."""
 
 
 def _worker_record() -> dict[str, Any]:

@@ -3,7 +3,9 @@
 A run writes ``index.partial.csv`` (the journal) as images finish, ``index.csv``
 at the end and ``run.json`` (with the fingerprint) at the start and the end. A
 resumed run reuses the finished rows of the index and the journal only when the
-fingerprint of the settings that decide a map is unchanged. Rows are read with
+fingerprint of the settings that decide a map is unchanged, and then only the rows
+of images whose inputs are unchanged (:func:`source_key`, :func:`stale_reason`) and
+whose files are all there and whole (:func:`completed_rows`). Rows are read with
 :func:`medxai.io.index.read_index`, the one reader of the index.
 """
 
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, MutableMapping
 
 import numpy as np
 
 from medxai._version import __version__
 from medxai.io.index import FILE_COLUMNS, INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, read_index
+from medxai.io.manifest import ManifestRow
+from medxai.io.writers import npy_problem
 from medxai.pipeline.config import Config
 
 
@@ -56,20 +61,112 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return rows if header == list(INDEX_COLUMNS) else []
 
 
-def completed_rows(out: Path, methods: set[str]) -> dict[str, list[dict[str, str]]]:
-    """Rows of the images whose every map (one per method and class) is finished, with its files on disk."""
-    by_image: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
-    for row in _rows(out / INDEX_NAME) + _rows(out / JOURNAL_NAME):
-        # the journal is newer than the index: a later row of the same map replaces an earlier one
-        by_image.setdefault(row["image_id"], {})[(row["method"], row["class_index"])] = row
+def _file_state(path: str) -> Any:
+    """What a source's content is judged by: size and modification time (of every file, for a folder)."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        return ["unreadable", err.errno]
+    if not os.path.isdir(path):
+        return [info.st_size, info.st_mtime_ns]
+    files = []
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue  # the series reader skips hidden files too
+                try:
+                    if entry.is_file():
+                        stat = entry.stat()
+                        files.append([entry.name, stat.st_size, stat.st_mtime_ns])
+                except OSError:
+                    files.append([entry.name, "unreadable"])
+    except OSError as err:
+        return ["unreadable", err.errno]
+    return ["folder", hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()]
+
+
+def source_key(row: ManifestRow) -> str:
+    """A short hash of what decides an image's maps and index rows, besides the run's settings.
+
+    The image id, path, label(s), mask path and series UID from the manifest, and the
+    source's size and modification time (for a DICOM series folder: of every file in it).
+    A resumed run reuses an image's rows only when this is unchanged.
+    """
+    state = [row.image_id, row.path, list(row.labels), row.mask_path or "", row.series_uid or "", _file_state(row.path)]
+    return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()[:16]
+
+
+def stale_reason(rows: list[dict[str, str]], row: ManifestRow, key: str) -> str | None:
+    """Why an image's finished ``rows`` no longer describe its manifest ``row``; None when they do.
+
+    Args:
+        rows: the image's rows in the previous index or journal.
+        row: the image's row in the manifest now.
+        key: :func:`source_key` of ``row`` now.
+    """
+    first = rows[0]
+    if first["source_path"] != row.path:
+        return "path"
+    if first["label"] != ";".join(map(str, row.labels)):
+        return "label"
+    if first["mask_path"] != (row.mask_path or ""):
+        return "mask"
+    if first["series_uid"] != (row.series_uid or ""):
+        return "series_uid"
+    if any(r["source_key"] != key for r in rows):
+        return "file"  # its size or modification time
+    return None
+
+
+def completed_rows(
+    out: Path, methods: set[str], damaged: MutableMapping[str, str] | None = None
+) -> dict[str, list[dict[str, str]]]:
+    """Rows of the images whose every map (one per method and class) is finished, with its files whole on disk.
+
+    Every file a row names must exist, and its ``.npy`` map must hold the bytes its
+    header announces and the index recorded (``npy_bytes``): a truncated map is not finished.
+
+    Args:
+        out: the run folder.
+        methods: the run's method names: an image needs rows of each.
+        damaged: if given, receives ``image_id -> reason`` for images whose rows are
+            finished but whose files are missing or damaged.
+    """
+    by_image: dict[str, list[dict[str, str]]] = {}
+    for source in (_rows(out / INDEX_NAME), _rows(out / JOURNAL_NAME)):
+        fresh: dict[str, list[dict[str, str]]] = {}
+        for row in source:
+            fresh.setdefault(row["image_id"], []).append(row)
+        # the journal is newer than the index, and an image's rows are journaled together:
+        # its rows there replace the index's
+        by_image.update(fresh)
     complete = {}
-    for image_id, maps in by_image.items():
-        rows = list(maps.values())
+    for image_id, rows in by_image.items():
+        keys = [(r["method"], r["class_index"]) for r in rows]
         ok = all(r["status"] in ("ok", "skipped") for r in rows) and {r["method"] for r in rows} == methods
-        files = [r[k] for r in rows for k in FILE_COLUMNS if r[k]]
-        if ok and all((out / f).exists() for f in files):
+        if not ok or len(set(keys)) != len(keys):
+            continue
+        problem = _file_problem(out, rows)
+        if problem is None:
             complete[image_id] = rows
+        elif damaged is not None:
+            damaged[image_id] = problem
     return complete
+
+
+def _file_problem(out: Path, rows: list[dict[str, str]]) -> str | None:
+    for row in rows:
+        for column in FILE_COLUMNS:
+            name = row[column]
+            if name and not (out / name).exists():
+                return f"{name} is missing"
+        if row["npy_path"]:
+            recorded = row["npy_bytes"]
+            problem = npy_problem(out / row["npy_path"], int(recorded) if recorded.isdigit() else None)
+            if problem is not None or not recorded.isdigit():
+                return problem or f"{row['npy_path']}: no recorded size"
+    return None
 
 
 def versions() -> dict[str, str]:

@@ -37,10 +37,11 @@ def run_study(
     config = decoder.config
     executor = make_executor(config) if executor is None else executor
     show = config.runtime.progress if progress is None else progress
-    summary = decoder.run(rows, progress=show, executor=executor)
-    if config.evaluate is not None:
-        spec = EvaluationSpec(**config.evaluate.model_dump(), seed=config.runtime.seed)
-        summary.evaluation = evaluate_run(decoder.out, spec, progress=show, decoder=decoder)
+    with decoder.locked():  # the run and its evaluation hold the output folder together
+        summary = decoder.run(rows, progress=show, executor=executor)
+        if config.evaluate is not None:
+            spec = EvaluationSpec(**config.evaluate.model_dump(), seed=config.runtime.seed)
+            summary.evaluation = evaluate_run(decoder.out, spec, progress=show, decoder=decoder)
     return summary
 
 

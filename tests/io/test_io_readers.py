@@ -346,6 +346,7 @@ def test_content_wins_over_a_lying_suffix(tmp_path):
     image = read_image(liar)
     assert image.kind == "png"
     assert "suffix_mismatch" in image.meta
+    assert image.meta["warnings"] == ["the file is named as TIFF but its content is PNG"]
     np.testing.assert_array_equal(image.array[..., 0], grey)
     dcm = save(dicom_dataset(ramp((16, 16), np.uint16)), tmp_path / "x.dcm")
     shutil.copy(dcm, tmp_path / "really_dicom.png")
@@ -584,3 +585,50 @@ def test_dicom_colour_stored_range(tmp_path):
     rgb = ramp((4, 4, 3), np.uint8, step=9)
     ds = dicom_dataset(rgb, photometric="RGB", sop_class=SECONDARY_CAPTURE, Modality="OT")
     assert _stored(read_image(save(ds, tmp_path / "rgb.dcm"))) == ((0, 255), 8)
+
+
+# ------------------------------------------------- warnings and value range (issue 14)
+
+
+def test_every_reader_gives_warnings_and_the_value_range(tmp_path):
+    grey = ramp((16, 16), np.uint8)
+    np.save(tmp_path / "a.npy", grey.astype(np.float32) - 5)
+    nib.save(nib.Nifti1Image(grey.astype(np.int16), np.eye(4)), tmp_path / "a.nii.gz")
+    tifffile.imwrite(tmp_path / "a.tif", grey)
+    paths = [
+        imsave(tmp_path / "a.png", grey),
+        tmp_path / "a.npy",
+        tmp_path / "a.nii.gz",
+        tmp_path / "a.tif",
+        save(dicom_dataset(grey.astype(np.uint16), RescaleSlope=2, RescaleIntercept=-10), tmp_path / "a.dcm"),
+    ]
+    for path in paths:
+        image = read_image(path, max_pixels=256, timeout=60)
+        assert image.meta["warnings"] == [], path
+        assert image.meta["value_range"] == (float(image.array.min()), float(image.array.max())), path
+    assert read_image(paths[-1]).meta["value_range"] == (-10.0, 255 * 2 - 10.0)
+
+
+def test_a_series_volume_has_the_union_of_its_value_ranges(tmp_path):
+    from _files import dicom_series
+
+    dicom_series(tmp_path / "s", np.stack([np.full((4, 4), -100.0), np.full((4, 4), 50.0)]))
+    image = read_image(tmp_path / "s")
+    assert image.meta["value_range"] == (-100.0, 50.0) and image.meta["warnings"] == []
+
+
+def test_lossy_jpeg_reads_as_when_gdcm_decoded_it():
+    """GDCM no longer decodes in-process (it can abort the process); Pillow gives the same pixels."""
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import get_decoder
+
+    pytest.importorskip("gdcm")
+    name = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)
+    if name is None:
+        pytest.skip("pydicom's test files are not installed")
+    ds = pydicom.dcmread(name)
+    decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+    if "gdcm" not in decoder.available_plugins:
+        pytest.skip("pydicom's GDCM plugin is not available")
+    reference, _ = decoder.as_array(ds, decoding_plugin="gdcm")
+    np.testing.assert_array_equal(read_image(name).array, reference.astype(np.float32))

@@ -150,3 +150,115 @@ def test_failed_png_write_leaves_the_old_file(tmp_path, monkeypatch):
     monkeypatch.setattr(writers, "atomic_open", real_write)
     assert path.read_bytes() == before
     assert listing(tmp_path) == ["h.png"]
+
+
+# ------------------------------------------------------------ errors name the path; a full disk says so
+def test_an_oserror_names_the_file_it_could_not_write(tmp_path, monkeypatch):
+    import errno
+
+    real_open = writers.os.open
+
+    def refuse(path, *args):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, *args)
+
+    monkeypatch.setattr(writers.os, "open", refuse)
+    with pytest.raises(PermissionError) as caught:
+        write_text(tmp_path / "index.csv", "a\n")
+    assert str(tmp_path / "index.csv") in str(caught.value) and "Permission denied" in str(caught.value)
+    assert caught.value.errno == errno.EACCES
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(28, "No space left on device"),
+        OSError(122, "Disk quota exceeded"),  # EDQUOT on Linux
+        OSError("16384 requested and 10208 written"),  # numpy's short write, without errno
+    ],
+)
+def test_a_full_disk_is_a_disk_full_error_naming_the_path_and_the_bytes(tmp_path, monkeypatch, failure):
+    def full_save(f, array, allow_pickle):
+        f.write(b"\x93NUMPY")
+        raise failure
+
+    monkeypatch.setattr(writers.np, "save", full_save)
+    path = tmp_path / "maps" / "x.npy"
+    with pytest.raises(writers.DiskFullError) as caught:
+        write_npy(path, np.zeros((64, 64), np.float32))
+    err = caught.value
+    assert writers.is_disk_full(err) and err.path == str(path) and str(path) in str(err)
+    assert err.needed == 64 * 64 * 4 + 128 and err.free is not None and "free there" in str(err)
+    assert ("quota" in str(err)) == (failure.errno == 122)
+    assert listing(path.parent) == []
+
+
+def test_is_disk_full():
+    import errno
+
+    assert writers.is_disk_full(OSError(errno.ENOSPC, "x"))
+    assert writers.is_disk_full(OSError("4096 requested and 0 written"))
+    assert not writers.is_disk_full(OSError(errno.EACCES, "x")) and not writers.is_disk_full(ValueError("x"))
+
+
+def test_probe_writable_leaves_nothing_behind_and_names_the_folder(tmp_path):
+    writers.probe_writable(tmp_path / "a" / "b")
+    assert listing(tmp_path) == []  # the folders it made for the check are gone again
+    writers.probe_writable(tmp_path)
+    assert listing(tmp_path) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match=f"{tmp_path / 'file'} is a file, not a folder"):
+        writers.probe_writable(tmp_path / "file" / "out")
+    with pytest.raises(OSError, match=str(tmp_path / "file")):
+        writers.probe_writable(tmp_path / "file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root writes anywhere")
+def test_probe_writable_refuses_a_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=str(folder)):
+            writers.probe_writable(folder / "out")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_remove_stale_temps_only_removes_the_writers_temporary_names(tmp_path):
+    maps = tmp_path / "maps" / "ig"
+    maps.mkdir(parents=True)
+    stale = [
+        tmp_path / ".index.csv.0123456789ab.tmp",
+        maps / ".a_c0.npy.abcdef012345.tmp",
+        maps / ".a_c0.sc.abcdef012345.old",
+        maps / ".a_c0.sc.fedcba987654.tmp",
+    ]
+    for path in stale[:2]:
+        path.write_bytes(b"half")
+    for path in stale[2:]:
+        path.mkdir()
+        (path / "0001.dcm").write_bytes(b"x")
+    kept = [maps / "a_c0.npy", tmp_path / ".notes.tmp", tmp_path / "x.0123456789ab.tmp", maps / ".a.npy.0123.tmp"]
+    for path in kept:
+        path.write_bytes(b"keep")
+    removed = writers.remove_stale_temps(tmp_path)
+    assert removed == sorted(p.relative_to(tmp_path).as_posix() for p in stale)
+    assert all(not p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+def test_npy_problem_and_read_npy(tmp_path):
+    path = tmp_path / "m.npy"
+    write_npy(path, np.arange(12, dtype=np.float32).reshape(3, 4))
+    size = path.stat().st_size
+    assert writers.npy_problem(path) is None and writers.npy_problem(path, size) is None
+    assert "the index recorded" in writers.npy_problem(path, size + 1)
+    np.testing.assert_array_equal(writers.read_npy(path), np.arange(12, dtype=np.float32).reshape(3, 4))
+    path.write_bytes(path.read_bytes()[:-5])
+    assert "truncated or damaged" in writers.npy_problem(path)
+    with pytest.raises(ValueError, match=f"{path} is truncated"):
+        writers.read_npy(path)
+    path.write_bytes(b"not numpy")
+    assert "not a readable .npy file" in writers.npy_problem(path)
+    assert writers.npy_problem(tmp_path / "gone.npy") == f"{tmp_path / 'gone.npy'} is missing"

@@ -1,5 +1,5 @@
 """The Dask executor: the local executor's index and maps (bit for bit), one model load
-per worker, bad images, Ctrl-C and resume across executors, config errors.
+per worker, bad images, Ctrl-C and resume across executors, a worker killed mid-run, config errors.
 
 One LocalCluster (2 worker processes, 1 thread each) serves the whole module.
 """
@@ -7,6 +7,8 @@ One LocalCluster (2 worker processes, 1 thread each) serves the whole module.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -235,3 +237,66 @@ def test_cli_flags_map_onto_runtime_keys():
         "runtime.executor=local",
         'runtime.dask.address="10.0.0.1:8786"',
     ]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_has_its_partition_computed_again(study, cluster, reference, monkeypatch):
+    """kill -9 of a busy worker once the first partition is in: Dask runs its task again, no row twice.
+
+    Last in the module: the killed worker's nanny starts a fresh one, which loads the model again.
+    """
+    client = cluster[1]
+    wait_until_idle(client)
+    pids = client.run(os.getpid)
+    original = executors.DaskExecutor._deliver
+    killed: list[str] = []
+
+    def deliver_then_kill_a_busy_worker(self, future, part, done):
+        original(self, future, part, done)
+        if killed:
+            return
+        busy: list[str] = []
+        deadline = time.monotonic() + 20
+        while not busy and time.monotonic() < deadline:
+            busy = [worker for worker, stack in client.call_stack().items() if stack and worker in pids]
+            time.sleep(0.01)
+        victim = busy[0] if busy else next(iter(pids))
+        os.kill(pids[victim], signal.SIGKILL)
+        killed.append(victim)
+
+    monkeypatch.setattr(executors.DaskExecutor, "_deliver", deliver_then_kill_a_busy_worker)
+    started = time.monotonic()
+    summary = medxai.run(write_config(study, "dask_killed", runtime=on_dask(cluster)))
+    assert killed and time.monotonic() - started < 60
+    assert summary.images == 7 and summary.errors == 3 and summary.maps == 12
+    rows = read_index(summary.output_dir / "index.csv")
+    keys = [(r["image_id"], r["method"], r["class_index"]) for r in rows]
+    assert len(keys) == len(set(keys))  # nothing twice
+    assert_same_run(summary.output_dir, reference)
+    assert json.loads((summary.output_dir / "run.json").read_text())["executor"]["partitions"] == 4
+
+
+def test_a_partition_that_keeps_killing_workers_becomes_error_rows(study):
+    from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
+
+    from medxai.pipeline.config import load_config
+    from medxai.pipeline.decoder import Decoder
+    from medxai.pipeline.study import study_rows
+
+    config = load_config(write_config(study, "dask_killed_rows", methods=["gradient"], runtime=LOCAL))
+    executor = executors.DaskExecutor(config.runtime.dask)
+    executor._decoder = Decoder(config)
+    images = study_rows(config)[:2]
+
+    class Lost:
+        def result(self):
+            raise KilledWorker("medxai-partition-x-0", SimpleNamespace(address="tcp://10.0.0.9:4000"), 3)
+
+    delivered = []
+    executor._deliver(Lost(), [images], lambda imgs, rows: delivered.append((imgs, rows)))
+    (imgs, rows), = delivered
+    assert imgs == images and [r["image_id"] for r in rows] == ["wide", "ct"]
+    assert all(r["status"] == "error" and "the Dask workers computing this image's partition died" in r["error"] for r in rows)
+    assert "tcp://10.0.0.9:4000" in rows[0]["error"] and not any(r.get("npy_path") for r in rows)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 import medxai
 from medxai.pipeline.config import Config, ConfigError, apply_overrides
-from medxai.pipeline.decoder import Decoder
+from study_helpers import count_processed
 from medxai.pipeline.journal import fingerprint as _fingerprint
 
 FAILING = ["fake", "gone", "nan"]  # the study's images that always fail, so are never resumed
@@ -139,19 +139,6 @@ def test_a_setting_that_never_changes_maps_keeps_the_fingerprint(copies, overrid
 
 def test_a_changed_model_file_changes_the_fingerprint(study):
     assert fingerprint(study, checksum="1" * 64) != fingerprint(study)
-
-
-def count_processed(monkeypatch) -> list[str]:
-    """Record the ids of the images the decoder computes."""
-    processed: list[str] = []
-    original = Decoder._process_group
-
-    def count(self, items):
-        processed.extend(item.row.image_id for item in items)
-        return original(self, items)
-
-    monkeypatch.setattr(Decoder, "_process_group", count)
-    return processed
 
 
 @pytest.mark.parametrize(("key", "value"), [("precision", "mixed"), ("jit", True)])
