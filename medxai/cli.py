@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from medxai.pipeline.quiet import import_tensorflow_quietly
+from medxai.pipeline.quiet import import_tensorflow_quietly, quiet_reader_logs
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -321,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "evaluate":
         import_tensorflow_quietly()
+    quiet_reader_logs()
     if args.command == "run":
         return _run(args)
     if args.command == "validate":

@@ -29,7 +29,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from medxai.heatmap import to_heatmap
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
 from medxai.io import ImageReadError, read_image
+from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
 from medxai.io.writers import read_npy
 from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
 from medxai.io.writers import write_text
@@ -74,6 +75,17 @@ class EvaluationResult:
             lines.append(f"sanity check {method}: {_verdict_text(verdict)}")
         return "\n".join(lines)
 
+
+
+def _source(decoder: Any, row: Mapping[str, str]) -> Any:
+    """A row's source image, read with the run's size and time limits."""
+    config = decoder.config
+    return read_image(
+        row["source_path"],
+        series_uid=row.get("series_uid") or None,
+        max_pixels=config.data.max_pixels,
+        timeout=config.runtime.read_timeout,
+    )
 
 def _verdict_text(verdict: dict[str, Any]) -> str:
     if verdict["verdict"] == "error":
@@ -124,7 +136,7 @@ def _load_run(run_dir: Path, decoder=None):
 def _mask(row: dict[str, str], shape: tuple[int, ...]) -> np.ndarray | None:
     if not row["mask_path"]:
         return None
-    mask = read_image(row["mask_path"]).array[..., 0] > 0
+    mask = read_image(row["mask_path"], max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT).array[..., 0] > 0
     if mask.shape != shape:
         raise ValueError(f"mask {row['mask_path']} is {mask.shape}, the map {shape}")
     return mask
@@ -202,7 +214,7 @@ def _sanity(decoder, rows: list[dict[str, str]], spec: EvaluationSpec) -> tuple[
         chosen: dict[str, tuple[np.ndarray, int]] = {}
         for row in rows:
             if row["image_id"] not in chosen and len(chosen) < spec.sanity_images:
-                tensor = decoder.preprocessor(read_image(row["source_path"], series_uid=row.get("series_uid") or None))[0]
+                tensor = decoder.preprocessor(_source(decoder, row))[0]
                 chosen[row["image_id"]] = (tensor, int(row["class_index"]))
         if not chosen:
             return [], {}
@@ -272,9 +284,7 @@ def evaluate_run(
         tensor, model_maps, failure = None, {}, None
         if spec.faithfulness:
             try:
-                tensor, geometry = decoder.preprocessor(
-                    read_image(image_rows[0]["source_path"], series_uid=image_rows[0].get("series_uid") or None)
-                )
+                tensor, geometry = decoder.preprocessor(_source(decoder, image_rows[0]))
                 model_maps = _model_maps(decoder, image_rows, tensor, geometry)
             except (ImageReadError, OSError, ValueError) as err:
                 failure = str(err)

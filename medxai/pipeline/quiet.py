@@ -28,3 +28,18 @@ def import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+#: Libraries that log each failed decoding attempt; medxai reports every failed image itself
+#: (an error row naming the file), so on the command line their per-file logs are noise.
+NOISY_LOGGERS = ("pydicom", "tifffile")
+
+
+def quiet_reader_logs() -> None:
+    """Silence the per-file error logs of the image libraries (``MEDXAI_READER_LOGS=1`` keeps them)."""
+    import logging
+
+    if os.environ.get("MEDXAI_READER_LOGS"):
+        return
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -1002,3 +1002,10 @@ def test_gauss_legendre_points_stay_cheap_up_to_the_limit():
     assert len(alphas) == MAX_POINTS and weights.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match=f"steps must be at most {MAX_POINTS}"):
         integration_points("trapezoid", MAX_POINTS + 1)
+
+
+def test_the_config_default_image_limit_is_the_readers():
+    from medxai.io.limits import DEFAULT_MAX_PIXELS
+    from medxai.pipeline.config.sections import MAX_PIXELS
+
+    assert MAX_PIXELS == DEFAULT_MAX_PIXELS  # one number, kept in two places so the config imports no reader

@@ -168,7 +168,7 @@ def _names_file(path: Path) -> list[Any]:
 
 
 #: The default ``data.max_pixels``: 2**27 values (512 MiB as float32), e.g. a 512^3 CT volume or an 11585^2 image.
-MAX_PIXELS = 1 << 27
+MAX_PIXELS = 1 << 27  # = medxai.io.limits.DEFAULT_MAX_PIXELS (the config imports no reader)
 
 
 def _delimiter(value: Any) -> str | None:
@@ -210,8 +210,8 @@ class DataSection(_Section):
     encoding: Name = Field(default="utf-8", description="The manifest's text encoding, e.g. utf-8, latin-1, utf-16.")
     max_pixels: PositiveInt = Field(
         default=MAX_PIXELS,
-        description="The largest image read (rows x columns x frames, from the file's header, before "
-        "decoding); bigger images are error rows. Bounds a run's memory.",
+        description="The largest image read, in values (rows x columns x frames x samples per pixel, from "
+        "the file's header, before decoding); bigger images are error rows. Bounds a run's memory.",
     )
     root: Path | None = Field(
         default=None,
@@ -356,7 +356,9 @@ class RuntimeSection(_Section):
     executor: Annotated[Literal["local", "dask"], BeforeValidator(_choice("local", "dask"))] = "local"
     dask: DaskSection = Field(default_factory=DaskSection)
     read_timeout: PositiveNumber = Field(
-        default=120.0, description="Seconds one image may take to read and decode before it is an error row."
+        default=120.0,
+        description="Seconds one image may take to read and decode before it is an error row (the read "
+        "itself finishes in the background).",
     )
 
     _empty_dask = field_validator("dask", mode="before")(_null_is_empty)

@@ -140,10 +140,11 @@ class Pictures:
     @staticmethod
     def _load_mask(mask_path: str) -> tuple[np.ndarray | None, str]:
         from medxai.io import read_image
+        from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
         from medxai.viz.render import montage
 
         try:
-            image = read_image(mask_path)
+            image = read_image(mask_path, max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT)
         except Exception as err:
             return None, f"mask not shown: {err}"
         mask = np.nan_to_num(image.array).astype(np.float64).max(axis=-1) > 0
