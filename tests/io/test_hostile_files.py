@@ -144,7 +144,7 @@ def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
                     escaped.append(f"{path.name}: not a float32 LoadedImage")
                 elif not np.isfinite(image.array).all():
                     escaped.append(f"{path.name}: non-finite values")
-            if time.perf_counter() - start > 5:
+            if time.perf_counter() - start > 60:  # a hang guard, not a speed test
                 slow.append(f"{path.name}: {time.perf_counter() - start:.1f} s")
     assert not escaped, "\n".join(escaped)
     assert not slow, "\n".join(slow)
@@ -270,7 +270,7 @@ def test_gdcm_runs_apart_a_crash_or_a_hang_there_is_an_error(monkeypatch):
     start = time.perf_counter()
     with pytest.raises(ImageReadError, match=r"gdcm: took longer than 0.5 s \(runtime.read_timeout\); stopped"):
         dicom_module.read_dicom(path, timeout=0.5)  # the child is killed
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 30  # long before the child's 60 s
 
 
 # ----------------------------------------------------------------- size limits
@@ -528,15 +528,15 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
     path = save(dicom_dataset(np.zeros((4, 4), np.uint16)), tmp_path / "slow.dcm")
 
     def slow(*args, **kwargs):
-        time.sleep(1.5)
+        time.sleep(6)
         raise AssertionError("never seen: the read was abandoned")
 
     monkeypatch.setattr(readers_module, "read_dicom", slow)
     start = time.perf_counter()
     expect_error(path, "reading took longer than 0.3 s (runtime.read_timeout)", timeout=0.3)
-    assert time.perf_counter() - start < 1.3
+    assert time.perf_counter() - start < 5  # returned long before the reader would have
     assert abandoned_reads() >= 1
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while abandoned_reads() and time.monotonic() < deadline:  # the abandoned read finishes in the background
         time.sleep(0.05)
     assert abandoned_reads() == 0
