@@ -37,8 +37,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
-import functools
-import inspect
 import json
 import math
 import os
@@ -378,20 +376,17 @@ class Decoder:
         return reused
 
     # ---- per-image work
-    def _read_options(self, row: ManifestRow) -> dict[str, Any]:
-        """``read_image``'s keyword arguments: the limits it knows of (``max_pixels``, ``timeout``)."""
-        options: dict[str, Any] = {"series_uid": row.series_uid}
-        wanted = {"max_pixels": self.config.data.max_pixels, "timeout": self.config.runtime.read_timeout}
-        accepted = _keywords(read_image)
-        options.update({k: v for k, v in wanted.items() if accepted is None or k in accepted})
-        return options
-
     def _load(self, row: ManifestRow) -> _Item:
         """Read and preprocess one image; any failure (but Ctrl-C) is the item's error, naming the file."""
         item = _Item(row)
         item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
         try:
-            image = read_image(row.path, **self._read_options(row))
+            image = read_image(
+                row.path,
+                series_uid=row.series_uid,
+                max_pixels=self.config.data.max_pixels,
+                timeout=self.config.runtime.read_timeout,
+            )
             item.warnings = [str(w) for w in (image.meta.get("warnings") or [])]
             if "dicom" in self.formats and image.kind != "dicom":
                 raise ValueError(
@@ -996,18 +991,6 @@ def _run_output(out: Path, path: Path) -> str | None:
 
 def _some(ids: Sequence[str], limit: int = 5) -> str:
     return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-@functools.lru_cache(maxsize=8)
-def _keywords(function: Callable[..., Any]) -> frozenset[str] | None:
-    """The keyword arguments ``function`` takes; None when it takes any (``**kwargs``)."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return frozenset()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return frozenset(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def _image_error(err: BaseException, path: str) -> str:

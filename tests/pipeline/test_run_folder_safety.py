@@ -493,17 +493,6 @@ def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_pa
     assert set(warned) == {"img1"} and warned["img1"] == "the file is named as PNG but its content is NPY"
 
 
-def test_a_reader_without_the_new_keywords_still_works(tmp_path, model_file, monkeypatch):
-    make_study(tmp_path, model_file)
-    real_read = decoder_module.read_image
-
-    def old_reader(path, *, series_uid=None):
-        return real_read(path, series_uid=series_uid)
-
-    monkeypatch.setattr(decoder_module, "read_image", old_reader)
-    assert medxai.run(config(tmp_path)).exit_code == 0
-
-
 def test_any_reader_failure_is_an_error_row_naming_the_file_but_ctrl_c_stops(tmp_path, model_file, monkeypatch):
     make_study(tmp_path, model_file)
     real_read = decoder_module.read_image
