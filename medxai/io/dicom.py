@@ -63,7 +63,7 @@ from medxai.io.geometry import dicom_affine
 from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
 from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, check_declared_size, must_propagate
 
-__all__ = ["read_dicom", "has_dicom_magic", "looks_like_bare_dataset", "frame_placement", "declared_size"]
+__all__ = ["read_dicom", "has_dicom_magic", "looks_like_bare_dataset", "frame_geometry", "frame_placement", "declared_size"]
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -721,31 +721,37 @@ def _spacing(ds: Dataset, frames: int) -> tuple[float, ...] | None:
         return None
 
 
-def frame_placement(ds: Dataset, frame: int = 0) -> tuple[list[float], list[float], list[float]] | None:
-    """ImageOrientationPatient, ImagePositionPatient and PixelSpacing of a frame (plain or functional groups).
+_PLACEMENT = {  # attribute: (its functional group, its length)
+    "ImageOrientationPatient": ("PlaneOrientationSequence", 6),
+    "ImagePositionPatient": ("PlanePositionSequence", 3),
+    "PixelSpacing": ("PixelMeasuresSequence", 2),
+}
 
-    None when any of the three is missing or malformed.
+
+def frame_geometry(ds: Dataset, frame: int = 0) -> dict[str, list[float] | None]:
+    """ImageOrientationPatient, ImagePositionPatient and PixelSpacing of a frame, each None when absent or malformed.
+
+    Read from the data set itself or its functional groups (per-frame, then shared).
     """
-    try:
-        sources = [
-            ds,
-            _functional_group(ds, "PlaneOrientationSequence", frame),
-            _functional_group(ds, "PlanePositionSequence", frame),
-            _functional_group(ds, "PixelMeasuresSequence", frame),
-        ]
-        found = {}
-        for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+    found: dict[str, list[float] | None] = {}
+    for key, (sequence, length) in _PLACEMENT.items():
+        try:
+            sources = [ds, _functional_group(ds, sequence, frame)]
             value = next((s.get(key) for s in sources if s is not None and s.get(key)), None)
-            if value is None:
-                return None
-            found[key] = [float(v) for v in value]
-        if (len(found["ImageOrientationPatient"]), len(found["ImagePositionPatient"]), len(found["PixelSpacing"])) != (6, 3, 2):
-            return None
-        if not np.isfinite([v for vs in found.values() for v in vs]).all():
-            return None
-        return found["ImageOrientationPatient"], found["ImagePositionPatient"], found["PixelSpacing"]
-    except (TypeError, ValueError, AttributeError):
+            numbers = None if value is None else [float(v) for v in value]
+        except (TypeError, ValueError, AttributeError):
+            numbers = None
+        ok = numbers is not None and len(numbers) == length and bool(np.isfinite(numbers).all())
+        found[key] = numbers if ok else None
+    return found
+
+
+def frame_placement(ds: Dataset, frame: int = 0) -> tuple[list[float], list[float], list[float]] | None:
+    """ImageOrientationPatient, ImagePositionPatient and PixelSpacing of a frame; None when any is missing or malformed."""
+    found = frame_geometry(ds, frame)
+    if any(v is None for v in found.values()):
         return None
+    return found["ImageOrientationPatient"], found["ImagePositionPatient"], found["PixelSpacing"]  # type: ignore[return-value]
 
 
 def _affine(ds: Dataset, frames: int) -> np.ndarray | None:

@@ -51,6 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("DICOM export needs highdicom: pip install 'highdicom>=0.28'") from exc
 
 from medxai._version import __version__
+from medxai.io.dicom import frame_geometry
 from medxai.io.writers import atomic_write_bytes
 
 __all__ = ["DicomExportError", "write_dicom_outputs"]
@@ -255,18 +256,8 @@ def _check_arrays(
 
 
 def _frame_geometry(ds: Dataset, frame: int | None) -> tuple[Any, Any, Any]:
-    """(ImageOrientationPatient, ImagePositionPatient, PixelSpacing) of a frame, None where absent."""
-    if frame is None and "PerFrameFunctionalGroupsSequence" not in ds:
-        return ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient"), ds.get("PixelSpacing")
-    groups = []
-    if "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) > (frame or 0):
-        groups.append(ds.PerFrameFunctionalGroupsSequence[frame or 0])
-    groups += list(ds.get("SharedFunctionalGroupsSequence", []))
-    found = {}
-    for seq, kw in (("PlaneOrientationSequence", "ImageOrientationPatient"),
-                    ("PlanePositionSequence", "ImagePositionPatient"),
-                    ("PixelMeasuresSequence", "PixelSpacing")):
-        found[kw] = next((g.get(seq)[0].get(kw) for g in groups if g.get(seq)), None)
+    """(ImageOrientationPatient, ImagePositionPatient, PixelSpacing) of a frame, None where absent or malformed."""
+    found = frame_geometry(ds, frame or 0)
     return found["ImageOrientationPatient"], found["ImagePositionPatient"], found["PixelSpacing"]
 
 
