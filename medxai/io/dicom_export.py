@@ -101,7 +101,8 @@ def write_dicom_outputs(
         heatmap: float map in [0, 1] at source geometry, ``(rows, cols)`` or
             ``(frames, rows, cols)`` (frame k belongs to ``sources[k]``, or to
             frame k+1 of a single multi-frame source); stored as float32.
-        overlay_rgb: uint8 RGB picture, ``heatmap.shape + (3,)``.
+        overlay_rgb: uint8 RGB picture, ``heatmap.shape + (3,)``, or with fewer rows and
+            columns (a picture bounded in size); its PixelSpacing is scaled to match.
         sources: the source DICOM files, one per frame, or one multi-frame file.
         stem: output path stem; ``.pm.dcm`` and ``.sc.dcm`` (2D) or ``.sc/``
             (a folder of ``0001.dcm``... for a 3D heatmap) are appended.
@@ -248,9 +249,17 @@ def _check_arrays(
         raise DicomExportError(
             f"heatmap for {where} must be in [0, 1], got [{heatmap.min():g}, {heatmap.max():g}]"
         )
-    if overlay.shape != heatmap.shape + (3,) or overlay.dtype != np.uint8:
+    # The overlay may be smaller than the map (pictures are bounded by output.max_size), never larger.
+    fits = (
+        overlay.ndim == heatmap.ndim + 1
+        and overlay.shape[-1] == 3
+        and overlay.shape[:-3] == heatmap.shape[:-2]
+        and all(0 < o <= h for o, h in zip(overlay.shape[-3:-1], heatmap.shape[-2:]))
+    )
+    if not fits or overlay.dtype != np.uint8:
         raise DicomExportError(
-            f"overlay_rgb must be uint8 of shape {heatmap.shape + (3,)}, got {overlay.dtype} {overlay.shape}"
+            f"overlay_rgb must be uint8 of shape {heatmap.shape + (3,)} (or smaller rows and columns), "
+            f"got {overlay.dtype} {overlay.shape}"
         )
     return heatmap.astype(np.float32, copy=False), overlay
 
@@ -335,7 +344,9 @@ def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text:
             sop_instance_uid=sop_uid,
             instance_number=instance_number,
             manufacturer="medxai",
-            pixel_spacing=tuple(float(v) for v in spacing) if spacing is not None else None,
+            pixel_spacing=None if spacing is None else (
+                float(spacing[0]) * int(ds.Rows) / rgb.shape[0], float(spacing[1]) * int(ds.Columns) / rgb.shape[1]
+            ),  # a shrunk picture has coarser pixels over the same field of view
             patient_orientation=orientation or ("L", "P"),
             transfer_syntax_uid=ExplicitVRLittleEndian,
             manufacturer_model_name="medxai",

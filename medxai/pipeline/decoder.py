@@ -489,13 +489,16 @@ class Decoder:
         if "dicom" in self.formats:
             paths.update(self._write_dicom(item, method, class_index, heatmap, stem))
 
-    def _picture_size(self, heatmap: np.ndarray, display: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _picture_size(
+        self, heatmap: np.ndarray, display: np.ndarray | None, *, montage_of_slices: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """The map (and display image) shrunk so that its picture is at most ``output.max_size`` on its longest side.
 
-        A volume's picture is a montage of slices, so the slices shrink until the montage fits.
+        A volume's picture is a montage of slices, so the slices shrink until the montage fits;
+        with ``montage_of_slices=False`` (one picture per slice) each slice must fit.
         """
         limit = self.config.output.max_size
-        if heatmap.ndim == 3:
+        if heatmap.ndim == 3 and montage_of_slices:
             grid = montage(np.zeros((heatmap.shape[0], 1, 1), np.uint8)).shape  # (rows, columns) of slices
             extent = (grid[0] * heatmap.shape[1], grid[1] * heatmap.shape[2])
         else:
@@ -514,12 +517,13 @@ class Decoder:
         from medxai.io.dicom_export import write_dicom_outputs  # deferred: highdicom loads only when asked for
 
         output = self.config.output
+        small, display = self._picture_size(heatmap, item.display, montage_of_slices=False)
         if heatmap.ndim == 2:
-            pictures = overlay(item.display, heatmap, colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline)
+            pictures = overlay(display, small, colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline)
         else:  # one picture per slice, not the montage of the overlay PNG
             pictures = np.stack([
                 overlay(d, h, colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline)
-                for d, h in zip(item.display, heatmap)
+                for d, h in zip(display, small)
             ])  # fmt: skip
         written = write_dicom_outputs(
             heatmap,

@@ -174,3 +174,24 @@ def test_pydicoms_12_bit_jpeg_lossy_file_is_explained(tmp_path):
     heatmap = np.load(tmp_path / "run" / rows[0]["npy_path"])
     assert heatmap.shape == (1024, 256) and heatmap.max() > 0.9
     assert nib.load(tmp_path / "run" / rows[0]["nifti_path"]).shape == (256, 1024)
+
+
+def test_the_secondary_capture_is_bounded_by_output_max_size_and_the_map_is_not(tmp_path):
+    source = write_ct_dicom(tmp_path / "ct.dcm", np.random.default_rng(0).normal(40, 200, (16, 16)).round(), uid_seed="s")
+    model = tiny_model()
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "manifest.csv").write_text("image_id,path\nct,ct.dcm\n")
+    config = {
+        "model": {"path": str(tmp_path / "model.keras")},
+        "data": {"manifest": str(tmp_path / "manifest.csv"), "id_column": "image_id"},
+        "methods": ["gradient"],
+        "output": {"dir": str(tmp_path / "run"), "formats": ["npy", "dicom"], "max_size": 8},
+        "runtime": {"progress": False},
+    }
+    assert medxai.run(config, model=model).exit_code == 0
+    row = read_index(tmp_path / "run" / "index.csv")[0]
+    sc = pydicom.dcmread(tmp_path / "run" / row["dicom_overlay_path"])
+    pm = pydicom.dcmread(tmp_path / "run" / row["dicom_map_path"])
+    spacing = [float(v) for v in pydicom.dcmread(source).PixelSpacing]
+    assert (sc.Rows, sc.Columns) == (8, 8) and [float(v) for v in sc.PixelSpacing] == pytest.approx([2 * s for s in spacing])
+    assert (pm.Rows, pm.Columns) == (16, 16)  # the map itself stays exact
