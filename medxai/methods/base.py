@@ -62,6 +62,9 @@ class Explanation:
             return np.where(delta == 0, 0.0, delta / gap).astype(np.float64)
 
 
+#: ``fill`` of the perturbation methods: each image's own mean value.
+FILL_MEAN = "mean"
+
 #: Upper bounds of the counts whose cost grows with them: a typo such as ``steps: 1000000000`` is
 #: refused by ``medxai validate`` instead of exhausting memory or time.
 MAX_COUNTS: dict[str, int] = {
@@ -89,24 +92,54 @@ _NUMBER_RULES: dict[str, tuple[str, Any]] = {
     "noise": ("a number >= 0", lambda v: _finite(v) and v >= 0),
     "tolerance": ("a number in (0, 1)", lambda v: _finite(v) and 0 < v < 1),
     "fraction": ("a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
-    "max_dist": ("a number > 0", lambda v: _finite(v) and v > 0),
+    "max_dist": ("a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
     "max_sigma": ("a number > 0 or null", lambda v: v is None or (_finite(v) and v > 0)),
     "blur_sigma": ("a number > 0 or null", lambda v: v is None or (_finite(v) and v > 0)),
     "kernel_width": ("a number > 0", lambda v: _finite(v) and v > 0),
-    "ridge": ("a number >= 0", lambda v: _finite(v) and v >= 0),
+    "ridge": ("a number > 0", lambda v: _finite(v) and v > 0),
     "seed": ("an integer >= 0", lambda v: not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 0),
 }
+
+
+def check_number(name: str, value: Any) -> Any:
+    """``value`` when it is in the range of the shared parameter ``name`` (:data:`_NUMBER_RULES`).
+
+    The one rule for the parameter: the method that takes it and ``medxai validate`` both call this.
+
+    Raises:
+        ValueError: out of range, naming the parameter and the range.
+    """
+    expected, ok = _NUMBER_RULES[name]
+    if not ok(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_fill(fill: Any) -> float | str:
+    """What occluded or switched-off pixels become: a finite number (model input space) or ``"mean"``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(fill, str):
+        if fill != FILL_MEAN:
+            raise ValueError(f"fill must be a number (in the model's input space) or 'mean', got {fill!r}")
+        return fill
+    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)) or not np.isfinite(fill):
+        raise ValueError(f"fill must be a finite number (in the model's input space) or 'mean', got {fill!r}")
+    return float(fill)
 
 
 def check_shared_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The problems of the shared parameters in ``params``: ``[(key, message), ...]``, every one at once.
 
     Counts (``steps``, ``samples``, ...) must be positive integers up to :data:`MAX_COUNTS`
-    (``steps: auto`` is left to the method); numbers must be in range. Nothing is built.
+    (``steps: auto`` is left to the method); numbers must be in range (:func:`check_number`),
+    ``fill`` a number or ``"mean"`` (:func:`check_fill`). Nothing is built.
 
     Example:
         >>> check_shared_params({"steps": 0, "noise": -1, "samples": 5})
-        [('steps', 'steps must be a positive integer, got 0'), ('noise', 'expected a number >= 0, got -1')]
+        [('steps', 'steps must be a positive integer, got 0'), ('noise', 'noise must be a number >= 0, got -1')]
     """
     problems = []
     for key, value in params.items():
@@ -115,8 +148,11 @@ def check_shared_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
                 _check_positive_int(key, value)
             except ValueError as err:
                 problems.append((key, str(err)))
-        elif key in _NUMBER_RULES and not _NUMBER_RULES[key][1](value):
-            problems.append((key, f"expected {_NUMBER_RULES[key][0]}, got {value!r}"))
+        elif key in _NUMBER_RULES or key == "fill":
+            try:
+                check_fill(value) if key == "fill" else check_number(key, value)
+            except ValueError as err:
+                problems.append((key, str(err)))
     return problems
 
 

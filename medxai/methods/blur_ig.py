@@ -23,7 +23,7 @@ import numpy as np
 
 from medxai.filters import gaussian_blur
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods.base import Explanation, PathMethod, _check_positive_int
+from medxai.methods.base import Explanation, PathMethod, _check_positive_int, check_number
 
 #: Default ``max_sigma`` as a fraction of the smallest spatial side (the authors use
 #: sigma 50 on 299-pixel InceptionV3 inputs, about 1/6).
@@ -57,13 +57,7 @@ class BlurIG(PathMethod):
 
     def __init__(self, model, *, steps: int = 32, max_sigma: float | None = None, **kwargs: Any):
         steps = _check_positive_int("steps", steps)
-        if max_sigma is not None and (
-            isinstance(max_sigma, bool)
-            or not isinstance(max_sigma, (int, float, np.integer, np.floating))
-            or not np.isfinite(max_sigma)
-            or not max_sigma > 0
-        ):
-            raise ValueError(f"max_sigma must be a positive number of pixels or None (default), got {max_sigma!r}")
+        check_number("max_sigma", max_sigma)
         super().__init__(model, **kwargs)
         self.steps = int(steps)
         self.max_sigma = None if max_sigma is None else float(max_sigma)

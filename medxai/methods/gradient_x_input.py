@@ -14,7 +14,7 @@ import numpy as np
 
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods.base import PathMethod
+from medxai.methods.base import PathMethod, check_number
 
 
 class GradientXInput(PathMethod):
@@ -51,8 +51,7 @@ class GradientXInput(PathMethod):
     ):
         super().__init__(model, **kwargs)
         validate_baseline(baseline, 1)
-        if blur_sigma is not None and (isinstance(blur_sigma, bool) or not blur_sigma > 0):
-            raise ValueError(f"blur_sigma must be a positive number or null, got {blur_sigma!r}")
+        check_number("blur_sigma", blur_sigma)
         self.baseline, self.blur_sigma = baseline, blur_sigma
         self._check_polarity()
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods.base import Explanation, PathMethod, _check_positive_int
+from medxai.methods.base import Explanation, PathMethod, _check_positive_int, check_number
 
 _EPSILON = 1e-9  # the authors' tolerance for "reached the step's L1 target"
 
@@ -78,9 +78,8 @@ class GuidedIG(PathMethod):
         **kwargs: Any,
     ):
         steps = _check_positive_int("steps", steps)
-        for key, value in (("fraction", fraction), ("max_dist", max_dist)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value <= 1:
-                raise ValueError(f"{key} must be a number in (0, 1], got {value!r}")
+        check_number("fraction", fraction)
+        check_number("max_dist", max_dist)
         validate_baseline(baseline, 1)
         super().__init__(model, **kwargs)
         self.steps, self.fraction, self.max_dist = int(steps), float(fraction), float(max_dist)

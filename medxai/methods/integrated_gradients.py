@@ -19,7 +19,7 @@ from medxai.methods._engine.adaptive import (
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.quadrature import MAX_POINTS, RULES, integration_points
-from medxai.methods.base import Explanation, PathMethod
+from medxai.methods.base import Explanation, PathMethod, check_number
 
 AUTO = "auto"
 
@@ -78,8 +78,7 @@ class IntegratedGradients(PathMethod):
         if steps == AUTO:
             if rule not in RULES:
                 raise ValueError(f"unknown integration rule {rule!r} (known: {', '.join(RULES)})")
-            if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
-                raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
+            check_number("tolerance", tolerance)
             least = smallest_max_steps(rule)
             if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < least:
                 raise ValueError(f"max_steps must be an integer >= {least} for rule {rule!r}, got {max_steps!r}")
@@ -90,8 +89,7 @@ class IntegratedGradients(PathMethod):
             self.alphas, self.weights = integration_points(rule, steps)
         self.tolerance, self.max_steps = float(tolerance), int(max_steps)
         validate_baseline(baseline, n_baselines)
-        if blur_sigma is not None and not blur_sigma > 0:
-            raise ValueError(f"blur_sigma must be positive, got {blur_sigma!r}")
+        check_number("blur_sigma", blur_sigma)
         self.steps, self.rule = steps if steps == AUTO else int(steps), rule
         self.baseline, self.n_baselines = baseline, int(n_baselines)
         self.seed, self.blur_sigma = int(seed), blur_sigma

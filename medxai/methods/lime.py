@@ -23,20 +23,17 @@ kept and memory is bounded by ``batch_size``.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Mapping, Sequence
-from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medxai._validation import per_axis_ints
-from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int
+from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, _check_positive_int, check_fill, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow (nor scikit-image)
     import tensorflow as tf
 
-FILL_MEAN = "mean"
 SEGMENTATIONS = ("slic", "quickshift", "felzenszwalb", "grid")
 """Named segmentations: scikit-image's three superpixel algorithms, and a regular grid."""
 
@@ -220,18 +217,10 @@ class LIME(ExplainingMethod):
         rank = len(self.engine.input_shape) - 1
         self.segmentation = segmentation
         self.segmentation_params = self._check_segmentation(segmentation, segmentation_params, rank)
-        for name, value in (("kernel_width", kernel_width), ("ridge", ridge)):
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        self.kernel_width, self.ridge = float(kernel_width), float(ridge)
-        if isinstance(fill, str):
-            if fill != FILL_MEAN:
-                raise ValueError(f"fill must be a number (in the model's input space) or 'mean', got {fill!r}")
-        elif isinstance(fill, bool) or not isinstance(fill, Real) or not math.isfinite(fill):
-            raise ValueError(f"fill must be a finite number (in the model's input space) or 'mean', got {fill!r}")
-        self.fill = fill if isinstance(fill, str) else float(fill)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")  # noqa: TRY004 (config errors are ValueErrors)
+        self.kernel_width = float(check_number("kernel_width", kernel_width))
+        self.ridge = float(check_number("ridge", ridge))
+        self.fill = check_fill(fill)
+        check_number("seed", seed)
         self.seed = int(seed)
         self._check_polarity()
 

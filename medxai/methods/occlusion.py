@@ -6,20 +6,17 @@ arXiv:1311.2901.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medxai._validation import per_axis_ints
-from medxai.methods.base import ExplainingMethod, Explanation
+from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, check_fill
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import tensorflow as tf
 
-FILL_MEAN = "mean"
 
 
 def default_window(spatial: Sequence[int]) -> tuple[int, ...]:
@@ -125,12 +122,7 @@ class Occlusion(ExplainingMethod):
         rank = len(spatial)
         self.window = per_axis_ints("window", window, rank)
         self.stride = per_axis_ints("stride", stride, rank)
-        if isinstance(fill, str):
-            if fill != FILL_MEAN:
-                raise ValueError(f"fill must be a number (in the model's input space) or 'mean', got {fill!r}")
-        elif isinstance(fill, bool) or not isinstance(fill, Real) or not math.isfinite(fill):
-            raise ValueError(f"fill must be a finite number (in the model's input space) or 'mean', got {fill!r}")
-        self.fill = fill if isinstance(fill, str) else float(fill)
+        self.fill = check_fill(fill)
         if all(s is not None for s in spatial):
             self._geometry(tuple(int(s) for s in spatial))
         self._check_polarity()

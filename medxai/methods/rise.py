@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int
+from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import tensorflow as tf
@@ -106,9 +106,7 @@ class RISE(ExplainingMethod):
         if isinstance(p, bool) or not isinstance(p, Real) or not (0.0 < p <= 1.0) or not math.isfinite(p):
             raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
         self.p = float(p)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")  # noqa: TRY004 (config errors are ValueErrors)
-        self.seed = int(seed)
+        self.seed = int(check_number("seed", seed))
         self._check_polarity()
 
     def params(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from medxai.methods._engine.plan import STATISTICS, PathPlan
-from medxai.methods.base import PathMethod, _check_positive_int
+from medxai.methods.base import PathMethod, _check_positive_int, check_number
 from medxai.methods.gradient import Gradient
 from medxai.methods.integrated_gradients import IntegratedGradients
 
@@ -90,8 +90,7 @@ class SmoothGrad(PathMethod):
     ):
         super().__init__(model, **kwargs)
         samples = _check_positive_int("samples", samples)
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-            raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+        check_number("noise", noise)
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if statistic not in STATISTICS:

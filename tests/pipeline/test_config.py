@@ -987,10 +987,10 @@ def test_method_parameters_are_checked_per_key_with_bounds_and_without_building_
         "methods[0].steps: steps must be at most 4096, got 1000000000",
         "methods[0].max_steps: max_steps must be a positive integer, got 0",
         "methods[1].samples: samples must be a positive integer, got 0",
-        "methods[1].noise: expected a number >= 0, got -1",
-        "methods[2].tolerance: expected a number in (0, 1), got 2",
+        "methods[1].noise: noise must be a number >= 0, got -1",
+        "methods[2].tolerance: tolerance must be a number in (0, 1), got 2",
         "methods[3].n_masks: n_masks must be at most 100000, got 1000000000",
-        "methods[3].seed: expected an integer >= 0, got -1",
+        "methods[3].seed: seed must be an integer >= 0, got -1",
     ]
     assert peak < 50 * 2**20  # nothing in proportion to steps
 
@@ -1009,3 +1009,28 @@ def test_the_config_default_image_limit_is_the_readers():
     from medxai.pipeline.config.sections import MAX_PIXELS
 
     assert MAX_PIXELS == DEFAULT_MAX_PIXELS  # one number, kept in two places so the config imports no reader
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("integrated_gradients", {"steps": "auto", "tolerance": 2}),
+        ("smoothgrad", {"noise": -1}),
+        ("guided_ig", {"max_dist": 2}),
+        ("lime", {"ridge": 0}),
+        ("rise", {"seed": -1}),
+        ("occlusion", {"fill": "median"}),
+    ],
+)
+def test_a_method_refuses_what_validate_refuses_with_the_same_message(study, method, params):
+    from analytic_models import tiny_model
+
+    from medxai.methods.registry import available_methods, resolve_method
+
+    data = minimal(methods=[{"name": method, **params}])
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(data, base_dir=study, method_registry=available_methods)
+    problems = [p.split(": ", 1)[1] for p in info.value.problems]
+    with pytest.raises(ValueError) as built:
+        resolve_method(method)(tiny_model(), **params)
+    assert str(built.value) in problems
