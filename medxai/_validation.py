@@ -258,10 +258,12 @@ def _is_word(value: Any, word: str) -> bool:
     return isinstance(value, str) and value.strip().lower() == word
 
 
-def _choice(*options: str) -> Callable[[Any], str]:
-    """A validator accepting one of ``options`` (case-insensitive)."""
+def _choice(*options: str, none: bool = False) -> Callable[[Any], str | None]:
+    """A validator accepting one of ``options`` (case-insensitive), and None (YAML null) when ``none``."""
 
-    def check(value: Any) -> str:
+    def check(value: Any) -> str | None:
+        if none and value is None:
+            return None
         if isinstance(value, str) and value.strip().lower() in options:
             return value.strip().lower()
         message = f"expected one of {', '.join(options)}, got {_show(value)}"

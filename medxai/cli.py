@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sanity-images", type=int, default=4, help="images in the randomisation check; 0 skips it (default 4)")
     evaluate.add_argument("--sanity-seeds", type=int, default=3, help="random re-initialisations averaged in the randomisation check (default 3)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--model",
+        metavar="PATH",
+        help="evaluate with this model instead of the run's (on purpose: recorded in evaluation.json); by default "
+        "the run's model, which must be the file that made the maps (its SHA-256 is checked against run.json)",
+    )
     report = commands.add_parser(
         "report",
         help="write report.html (thumbnails, filters; full-size pictures linked) and contact sheets for a run",
@@ -284,7 +290,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_INVALID
-            result = evaluate_run(args.run_dir, spec, progress=not args.no_progress)
+            result = evaluate_run(args.run_dir, spec, progress=not args.no_progress, model=args.model)
     except RunFolderBusy as err:
         print(f"medxai evaluate: {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -19,6 +19,10 @@ def linear_model(shape, n_classes=3, *, activation=None, seed=0):
     return model, weights, bias
 
 
+#: The class of a one-unit model's own output: one unit reads as two classes (0: its negative, 1: the unit).
+UNIT = 1
+
+
 def power_model(shape, power, *, seed=0):
     """F(x) = (v . flatten(x))^power, one output. Returns (model, v)."""
     v = np.random.default_rng(seed).normal(size=(int(np.prod(shape)), 1)).astype(np.float32) / 4

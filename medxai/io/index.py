@@ -44,6 +44,8 @@ INDEX_COLUMNS: tuple[str, ...] = (
     "polarity",
     "clip",
     "explained",
+    "output_kind",
+    "activation",
     "mask_path",
     "source_shape",
     "spacing",

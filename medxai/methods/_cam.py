@@ -53,7 +53,7 @@ class CAMMethod(ExplainingMethod):
         )
 
         half = getattr(self.engine, "_half", None)  # precision "mixed": the engine's half-precision copy
-        self.activations = ActivationEngine(model, layer, self.output, self.engine.jit, source=half)
+        self.activations = ActivationEngine(model, layer, self.output_spec, self.engine.jit, source=half)
         self.layer = self.activations.layer
         self._check_polarity()
 

@@ -23,6 +23,7 @@ import numpy as np
 from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.plan import PathPlan
+from medxai.methods._engine.spec import OutputSpec
 from medxai.methods._engine.quadrature import MAX_POINTS
 
 if TYPE_CHECKING:  # importing a method class starts no TensorFlow; building one on a model does
@@ -161,7 +162,13 @@ class XAIMethod(abc.ABC):
 
     Args:
         model: A built Keras model (one input, one output).
-        output: ``"logits"`` (default), ``"probabilities"`` or a layer name.
+        output: ``"logits"`` (default), ``"probabilities"`` or a layer name, or an
+            :class:`~medxai.methods._engine.spec.OutputSpec` (then ``output_kind`` and
+            ``activation`` are its own).
+        output_kind: What the model's final output is: ``"auto"`` (proved from the graph,
+            else witnessed by its values), ``"logits"`` or ``"probabilities"``.
+        activation: ``"softmax"`` or ``"sigmoid"``: how the logits of a model without a
+            head become probabilities (None: sigmoid for one unit, softmax for several).
         batch_size: Rows per model call; bounds memory, never changes results.
         heatmap: The :class:`medxai.heatmap.HeatmapPolicy` (or a dict) used by
             :meth:`compute_heatmap`.
@@ -182,7 +189,9 @@ class XAIMethod(abc.ABC):
         self,
         model: keras.Model,
         *,
-        output: str = OUTPUT_LOGITS,
+        output: str | OutputSpec = OUTPUT_LOGITS,
+        output_kind: str = "auto",
+        activation: str | None = None,
         batch_size: int = 32,
         heatmap: HeatmapPolicy | Mapping[str, Any] | None = None,
         jit: bool = False,
@@ -191,21 +200,23 @@ class XAIMethod(abc.ABC):
     ):
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
+        spec = output if isinstance(output, OutputSpec) else OutputSpec(output, output_kind, activation)
         if engine is None:
             from medxai.methods._engine.engine import (
                 GradientEngine,  # deferred: TensorFlow starts here
             )
 
-            engine = GradientEngine(model, output, jit, precision)
-        elif not engine.matches(model, output, jit, precision):
+            engine = GradientEngine(model, spec, jit, precision)
+        elif not engine.matches(model, spec, jit, precision):
             raise ValueError(
                 "engine was built for another model or other settings "
-                f"(output={engine.output!r}, jit={engine.jit}, precision={engine.precision!r}); "
-                f"this method asks for output={output!r}, jit={jit}, precision={precision!r}"
+                f"({engine.spec}, jit={engine.jit}, precision={engine.precision!r}); "
+                f"this method asks for {spec}, jit={jit}, precision={precision!r}"
             )
         self.engine = engine
         self.model = model
-        self.output = output
+        self.output_spec = spec
+        self.output = spec.explain
 
     @abc.abstractmethod
     def attribute(
@@ -271,7 +282,7 @@ class XAIMethod(abc.ABC):
             "explained": self.engine.explained,
             "batch_size": self.batch_size,
             "jit": self.engine.jit,
-            "precision": self.engine.precision,
+            "precision": self.engine.computes_in,
         }
 
     def as_batch(self, image: np.ndarray) -> np.ndarray:

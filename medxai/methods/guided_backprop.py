@@ -91,7 +91,7 @@ class GuidedBackprop(PathMethod):
                 "gradients; use a method that explains any activation (gradient, integrated_gradients, gradcam)"
             )
         shared = self.engine
-        self.engine = GuidedGradientEngine(model, shared.output, shared.jit, shared.precision)
+        self.engine = GuidedGradientEngine(model, shared.spec, shared.jit, shared.precision)
         self._check_polarity()
 
     def plan(self, images: np.ndarray) -> PathPlan:

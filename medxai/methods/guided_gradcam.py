@@ -45,7 +45,7 @@ class GuidedGradCAM(ExplainingMethod):
     def __init__(self, model: keras.Model, *, layer: str | None = None, **kwargs: Any):
         super().__init__(model, **kwargs)
         shared = {
-            "output": self.output,
+            "output": self.output_spec,
             "batch_size": self.batch_size,
             "jit": self.engine.jit,
             "precision": self.engine.precision,

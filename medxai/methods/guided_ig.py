@@ -83,7 +83,7 @@ class GuidedIG(PathMethod):
         validate_baseline(baseline, 1)
         super().__init__(model, **kwargs)
         self.steps, self.fraction, self.max_dist = int(steps), float(fraction), float(max_dist)
-        self.baseline, self.seed = baseline, int(seed)
+        self.baseline, self.seed = baseline, int(check_number("seed", seed))
 
     def params(self) -> dict[str, Any]:
         baseline = "array" if isinstance(self.baseline, np.ndarray) else self.baseline

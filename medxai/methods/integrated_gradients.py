@@ -92,7 +92,7 @@ class IntegratedGradients(PathMethod):
         check_number("blur_sigma", blur_sigma)
         self.steps, self.rule = steps if steps == AUTO else int(steps), rule
         self.baseline, self.n_baselines = baseline, int(n_baselines)
-        self.seed, self.blur_sigma = int(seed), blur_sigma
+        self.seed, self.blur_sigma = int(check_number("seed", seed)), blur_sigma
 
     def params(self) -> dict[str, Any]:
         baseline = "array" if isinstance(self.baseline, np.ndarray) else self.baseline

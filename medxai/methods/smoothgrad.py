@@ -102,7 +102,7 @@ class SmoothGrad(PathMethod):
         try:
             self.base = _BASES[key](
                 model,
-                output=self.output,
+                output=self.output_spec,
                 batch_size=self.batch_size,
                 jit=self.engine.jit,
                 precision=self.engine.precision,
@@ -112,7 +112,7 @@ class SmoothGrad(PathMethod):
         except TypeError as err:
             raise ValueError(f"base_params: {err}") from err
         self.samples, self.noise, self.noise_mode = int(samples), float(noise), noise_mode
-        self.statistic, self.seed = statistic, int(seed)
+        self.statistic, self.seed = statistic, int(check_number("seed", seed))
         self._check_polarity()
 
     @classmethod

@@ -56,6 +56,8 @@ import numpy as np
 from medxai.errors import ModelLoadError, OutputSelectionError, StudyError
 from medxai.pipeline.config import Config
 from medxai.heatmap import HeatmapPolicy, to_heatmap
+from medxai.methods._engine import OUTPUT_PROBABILITIES
+from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
@@ -156,7 +158,8 @@ def build_methods(config: Config, model: Any) -> list[Any]:
     from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
 
     runtime = config.runtime
-    engine = GradientEngine(model, config.model.output, runtime.jit, runtime.precision)
+    explained = output_spec(config)
+    engine = GradientEngine(model, explained, runtime.jit, runtime.precision)
     methods, seen = [], {}
     for position, spec in enumerate(config.methods):
         cls = resolve_method(spec.registered)
@@ -173,7 +176,7 @@ def build_methods(config: Config, model: Any) -> list[Any]:
             params["seed"] = config.runtime.seed
         method = cls(
             model,
-            output=config.model.output,
+            output=explained,
             batch_size=config.runtime.batch_size,
             heatmap=config.heatmap,
             jit=config.runtime.jit,
@@ -184,6 +187,12 @@ def build_methods(config: Config, model: Any) -> list[Any]:
         method.name = name  # a named instance: what the index, the folders and the report show
         methods.append(method)
     return methods
+
+
+def output_spec(config: Config, explain: str | None = None) -> OutputSpec:
+    """The config's ``model.output`` (or ``explain``), ``model.output_kind`` and ``model.activation``."""
+    model = config.model
+    return OutputSpec(model.output if explain is None else explain, model.output_kind, model.activation)
 
 
 def _parameter_names(cls: type) -> set[str]:
@@ -250,10 +259,15 @@ class Decoder:
                     trust_saved_model=config.model.trust_saved_model,
                 )
             self.model = model
-            self.scores = GradientEngine(self.model, "probabilities")
-        except (ModelLoadError, OutputSelectionError) as err:
+        except ModelLoadError as err:
             key = "model" if str(err).startswith("custom_objects") else "model.path"
             raise StudyError(f"{key}: {err}") from err
+        try:
+            self.scores = GradientEngine(self.model, output_spec(config, OUTPUT_PROBABILITIES))  # scores are probabilities
+        except OutputSelectionError as err:
+            raise StudyError(f"model: the scores (probabilities) cannot be computed: {err}") from err
+        self.head = self.scores.head
+        self._witnessed = False  # the study's first batch has not yet confirmed what the output is
         try:
             self.preprocessor = Preprocessor(config.preprocess, self.scores.input_shape)
         except ValueError as err:
@@ -265,10 +279,7 @@ class Decoder:
             raise StudyError(f"model.output: {err}") from err
         except (ValueError, TypeError) as err:
             raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
-        from medxai.methods._engine.output import head_activation
-
-        outputs = int(self.model.outputs[0].shape[-1])
-        self.multi_label = outputs > 1 and head_activation(self.model) in ("sigmoid", "hard_sigmoid")
+        self.multi_label = self.head.multi_label
         self.class_names = config.model.class_names
         try:
             self.targets = target_rule(config.targets, self.scores.n_outputs, self.class_names, multi_label=self.multi_label)
@@ -433,6 +444,8 @@ class Decoder:
             "polarity": self.policy.polarity,
             "clip": _clip_text(self.policy),
             "explained": self._explained.get(method, ""),
+            "output_kind": self.head.kind,
+            "activation": self.head.activation,
             "mask_path": item.row.mask_path or "",
             **item.placement,
             "source_key": item.source_key,
@@ -555,7 +568,9 @@ class Decoder:
         if not good:
             self._progress(len(items))
             return rows
-        scores = self.scores.predict(np.stack([item.tensor for item in good]), self.config.runtime.batch_size)
+        images = np.stack([item.tensor for item in good])
+        self._witness(images)
+        scores = self.scores.predict(images, self.config.runtime.batch_size)
         ready, classes, score_of = [], [], []
         for item, score in zip(good, scores):
             item.placement = {**item.placement, "predicted": ";".join(map(str, predicted_classes(score, self.multi_label)))}
@@ -610,6 +625,23 @@ class Decoder:
                         k += 1
             self._progress(len(items) / len(self.methods))
         return rows
+
+    def _witness(self, images: np.ndarray) -> None:
+        """The study's first batch as a second witness of what the model outputs (where only probes said).
+
+        Raises:
+            StudyError: the study's outputs look unlike the probe images' (see
+                :meth:`medxai.methods._engine.output.Head.check_values`).
+        """
+        if self._witnessed:
+            return
+        if self.head.witness == "values":
+            values = np.asarray(self.model(images[: self.config.runtime.batch_size], training=False))
+            try:
+                self.head.check_values(values)
+            except OutputSelectionError as err:
+                raise StudyError(f"model.output_kind: {err}") from err
+        self._witnessed = True
 
     def _progress(self, images: float) -> None:
         if self._tick is not None:
@@ -918,6 +950,10 @@ class Decoder:
                 "classes": self.scores.n_outputs,
                 "class_names": None if self.class_names is None else list(self.class_names),
                 "multi_label": self.multi_label,
+                "output_kind": self.head.kind,
+                "output_kind_witness": self.head.witness,
+                "activation": self.head.activation,
+                "scores": self.scores.explained,
                 "explained": "; ".join(dict.fromkeys(v for v in self._explained.values() if v)),
             },
             "geometry": {

@@ -117,20 +117,48 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return buffer.getvalue()
 
 
-def _load_run(run_dir: Path, decoder=None):
+def _load_run(run_dir: Path, decoder=None, model: str | os.PathLike | None = None):
+    """The run's decoder (rebuilt from ``run.json``) and its finished rows, and the model's provenance.
+
+    The model file must be the one the maps were made with (its SHA-256 is in
+    ``run.json``), unless ``model`` names another one on purpose.
+    """
+    from medxai.io.model import file_checksum  # deferred: TensorFlow starts here
 
     index_path, record_path = run_dir / INDEX_NAME, run_dir / RUN_NAME
     if not index_path.is_file() or not record_path.is_file():
         raise EvaluationError(f"{run_dir} is not a finished medxai run (no {INDEX_NAME} or {RUN_NAME})")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    run_sha = (record.get("model") or {}).get("sha256")
     if decoder is None:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
         try:
-            config = Config.from_dict(record["config"], base_dir=run_dir)
-            decoder = Decoder(config, check_output=False)  # the run folder may have moved since
-        except (ConfigError, StudyError, KeyError) as err:
+            settings = dict(record["config"])
+            if model is not None:
+                settings["model"] = {**settings["model"], "path": str(Path(model).resolve())}
+            config = Config.from_dict(settings, base_dir=run_dir)
+        except (ConfigError, KeyError) as err:
             raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
+        path = Path(config.model.path)
+        try:
+            sha = file_checksum(path)
+        except OSError as err:
+            raise EvaluationError(f"cannot read the model {path}: {err}") from err
+        if model is None and run_sha and sha != run_sha:
+            raise EvaluationError(
+                f"the model at {path} is not the one that made the maps of {run_dir}: its SHA-256 is {sha}, "
+                f"run.json records {run_sha}. Scoring the old maps with another model would give wrong figures; "
+                "run the study again with this model, or pass --model PATH to evaluate with another model on "
+                "purpose (it is recorded in evaluation.json)"
+            )
+        try:
+            decoder = Decoder(config, check_output=False)  # the run folder may have moved since
+        except StudyError as err:
+            raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
+    else:
+        sha, path = decoder.model_checksum, Path(decoder.config.model.path)
+    provenance = {"path": str(path), "sha256": sha, "run_sha256": run_sha, "same_as_run": sha == run_sha}
     rows = [r for r in read_index(index_path)[1] if r.get("status") == "ok"]
-    return decoder, rows
+    return decoder, rows, provenance
 
 
 def _mask(row: dict[str, str], shape: tuple[int, ...]) -> np.ndarray | None:
@@ -256,7 +284,12 @@ def _json_safe(value: Any) -> Any:
 
 
 def evaluate_run(
-    run_dir: str | os.PathLike, spec: EvaluationSpec | None = None, *, progress: bool = True, decoder: Any = None
+    run_dir: str | os.PathLike,
+    spec: EvaluationSpec | None = None,
+    *,
+    progress: bool = True,
+    decoder: Any = None,
+    model: str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Compute every quality figure of a finished run and write them beside its index.
 
@@ -266,14 +299,18 @@ def evaluate_run(
         progress: Show a progress bar.
         decoder: The :class:`~medxai.pipeline.decoder.Decoder` that made the run (default:
             rebuilt from ``run.json``).
+        model: Evaluate with this model file instead of the run's, on purpose (recorded in
+            ``evaluation.json``); by default the run's model, which must be unchanged.
 
     Raises:
-        EvaluationError: not a finished run, or its study cannot be reloaded.
+        EvaluationError: not a finished run, its study cannot be reloaded, or the model file
+            is not the one that made the maps (its SHA-256 differs from ``run.json``'s; the
+            message names both).
     """
 
     spec = EvaluationSpec() if spec is None else spec
     run_dir = Path(run_dir).resolve()
-    decoder, rows = _load_run(run_dir, decoder)
+    decoder, rows, provenance = _load_run(run_dir, decoder, model)
     by_image: dict[str, list[int]] = {}
     for position, row in enumerate(rows):
         by_image.setdefault(row["image_id"], []).append(position)
@@ -317,6 +354,12 @@ def evaluate_run(
     if spec.sanity_images:
         sanity_rows, result.sanity = _sanity(decoder, rows, spec)
     write_text(run_dir / "sanity.csv", _csv(sanity_rows, SANITY_COLUMNS))
-    record = {"spec": spec.model_dump(), "maps": result.maps, "summary": result.summary, "sanity": result.sanity}
+    record = {
+        "spec": spec.model_dump(),
+        "model": provenance,
+        "maps": result.maps,
+        "summary": result.summary,
+        "sanity": result.sanity,
+    }
     write_text(run_dir / "evaluation.json", json.dumps(_json_safe(record), indent=2, default=float) + "\n")
     return result

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from analytic_models import exp_model, linear_model, small_cnn
+from analytic_models import UNIT, exp_model, linear_model, small_cnn
 
 from medxai import IntegratedGradients, SmoothGrad
 from medxai.methods._engine.adaptive import relative_change
@@ -69,8 +69,8 @@ def test_fewer_points_on_an_easy_model_than_on_a_hard_one():
     easy, _, _ = linear_model(shape, n_classes=1)
     hard, _ = exp_model(shape)
     x = rand((3, *shape), high=6.0)  # a long, curved path for the exponential model
-    easy_steps = IntegratedGradients(easy, steps="auto").explain(x, 0).steps
-    hard_steps = IntegratedGradients(hard, steps="auto").explain(x, 0).steps
+    easy_steps = IntegratedGradients(easy, steps="auto").explain(x, UNIT).steps
+    hard_steps = IntegratedGradients(hard, steps="auto").explain(x, UNIT).steps
     assert easy_steps.tolist() == [5, 5, 5]  # trapezoid 3 then 5 points: no change, done
     assert np.all(hard_steps > easy_steps)
 
@@ -90,7 +90,7 @@ def test_smooth_model_converges_to_the_closed_form():
     x = rand((1, 3, 3, 1), high=4.0)
     s = float(v @ x[0].ravel())
     exact = v * x[0].ravel() * np.expm1(s) / s
-    attributions = IntegratedGradients(model, steps="auto", rule="trapezoid", tolerance=1e-4, max_steps=1025).attribute(x, 0)
+    attributions = IntegratedGradients(model, steps="auto", rule="trapezoid", tolerance=1e-4, max_steps=1025).attribute(x, UNIT)
     np.testing.assert_allclose(attributions[0].ravel(), exact, rtol=1e-3)
 
 
@@ -106,7 +106,7 @@ def test_nested_rule_evaluates_each_point_once(monkeypatch):
         return original(images, row_image, *args)
 
     monkeypatch.setattr(ig.engine, "_chunk_fn", spy)
-    explanation = ig.explain(x, 0)
+    explanation = ig.explain(x, UNIT)
     assert explanation.steps.tolist() == [33] and explanation.evaluations.tolist() == [33]
     assert sum(rows) == 33  # 3 + 2 + 4 + 8 + 16 new points: nothing recomputed
 
@@ -114,11 +114,11 @@ def test_nested_rule_evaluates_each_point_once(monkeypatch):
 def test_max_steps_keeps_the_finest_map_and_warns():
     model, _ = exp_model((3, 3, 1))
     x = rand((2, 3, 3, 1), high=8.0)
-    explanation = IntegratedGradients(model, steps="auto", rule="gauss_legendre", tolerance=1e-9, max_steps=12).explain(x, 0)
+    explanation = IntegratedGradients(model, steps="auto", rule="gauss_legendre", tolerance=1e-9, max_steps=12).explain(x, UNIT)
     assert explanation.steps.tolist() == [8, 8]  # orders 4 then 8; 16 would pass max_steps
     assert explanation.evaluations.tolist() == [12, 12]
     assert all("not met within max_steps=12" in w and "last relative change" in w for w in explanation.warnings)
-    np.testing.assert_allclose(explanation.attributions, IntegratedGradients(model, steps=8).attribute(x, 0), rtol=1e-5)
+    np.testing.assert_allclose(explanation.attributions, IntegratedGradients(model, steps=8).attribute(x, UNIT), rtol=1e-5)
 
 
 def test_batch_size_and_batch_composition_do_not_change_adaptive_results():

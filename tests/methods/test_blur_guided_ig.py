@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from analytic_models import exp_model, linear_model, small_cnn
+from analytic_models import UNIT, exp_model, linear_model, small_cnn
 
 from medxai import BlurIG, GuidedIG
 from medxai.filters import gaussian_blur
@@ -145,7 +145,7 @@ def test_guided_ig_follows_algorithm_1_of_the_paper(max_dist):
         return (v * np.exp(np.float32(v @ point.astype(np.float32)))).astype(np.float64)
 
     method = GuidedIG(model, steps=9, fraction=0.1, max_dist=max_dist)
-    attributions = method.attribute(x, 0)
+    attributions = method.attribute(x, UNIT)
     for i in range(2):
         expected = _reference_guided_ig(x[i], np.zeros(SHAPE), grad, 9, 0.1, max_dist)
         np.testing.assert_allclose(attributions[i], expected, rtol=1e-4, atol=1e-6)

@@ -53,7 +53,7 @@ def test_methods_own_their_engine_and_share_one_only_when_given():
     assert Gradient(model, engine=engine).engine is IntegratedGradients(model, engine=engine).engine is engine
     smooth = SmoothGrad(model, samples=2, engine=engine)
     assert smooth.base.engine is engine
-    with pytest.raises(ValueError, match="output='logits'.*output='probabilities'"):
+    with pytest.raises(ValueError, match="explain='logits'.*explain='probabilities'"):
         Gradient(model, output="probabilities", engine=engine)
     with pytest.raises(ValueError, match="another model"):
         Gradient(small_cnn((8, 8, 1)), engine=engine)

@@ -69,6 +69,12 @@ def sequential_with_sigmoid_activation_function():
     return keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), dense]), dense
 
 
+def softmax_then_reshape():
+    inputs, flat = _features()
+    dense = keras.layers.Dense(3, activation="softmax")
+    return keras.Model(inputs, keras.layers.Reshape((3,))(dense(flat))), dense
+
+
 REACHABLE = [
     activation_layer_with_tf_softmax,
     dense_with_tf_softmax,
@@ -77,6 +83,7 @@ REACHABLE = [
     nested_sequential_head,
     nested_functional_head,
     sequential_with_sigmoid_activation_function,
+    softmax_then_reshape,
 ]
 
 
@@ -110,15 +117,10 @@ def dense_with_lambda_activation():
     return keras.Model(inputs, keras.layers.Dense(3, activation=lambda t: tf.nn.softmax(t))(flat))
 
 
-def softmax_then_reshape():
-    inputs, flat = _features()
-    return keras.Model(inputs, keras.layers.Reshape((3,))(keras.layers.Dense(3, activation="softmax")(flat)))
-
-
-@pytest.mark.parametrize("build", [lambda_softmax, dense_with_lambda_activation, softmax_then_reshape], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("build", [lambda_softmax, dense_with_lambda_activation], ids=lambda f: f.__name__)
 def test_hidden_softmax_is_refused_with_what_to_do(build):
     model = build()
-    with pytest.raises(OutputSelectionError, match="look like probabilities.*output: probabilities.*output: <layer name>"):
+    with pytest.raises(OutputSelectionError, match="look like .*probabilities.*output: probabilities.*output: <layer name>"):
         IntegratedGradients(model, steps=4)
     explained = IntegratedGradients(model, steps=4, output="probabilities")  # what the message offers works
     assert explained.engine.explained.startswith("probabilities")
@@ -144,7 +146,7 @@ def _saved_model(tmp_path, activation):
 
 def test_saved_model_with_softmax_is_refused(tmp_path):
     _, loaded = _saved_model(tmp_path, "softmax")
-    with pytest.raises(OutputSelectionError, match="TFSMLayer.*look like probabilities"):
+    with pytest.raises(OutputSelectionError, match="TFSMLayer.*look like .*probabilities"):
         Gradient(loaded)
 
 

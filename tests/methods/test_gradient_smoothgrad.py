@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from analytic_models import exp_model, linear_model, small_cnn
+from analytic_models import UNIT, exp_model, linear_model, small_cnn
 
 from medxai import Gradient, IntegratedGradients, SmoothGrad
 from medxai.methods._engine.baselines import make_baselines
@@ -16,10 +16,10 @@ def rand(shape, seed=1):
 def test_gradient_of_exp_model_is_analytic():
     model, v = exp_model(SHAPE)
     x = rand((2, *SHAPE))
-    signed = Gradient(model, absolute=False).attribute(x, 0)
+    signed = Gradient(model, absolute=False).attribute(x, UNIT)
     for i in range(2):
         np.testing.assert_allclose(signed[i].ravel(), np.exp(v @ x[i].ravel()) * v, rtol=1e-5)
-    np.testing.assert_allclose(Gradient(model).attribute(x, 0), np.abs(signed))
+    np.testing.assert_allclose(Gradient(model).attribute(x, UNIT), np.abs(signed))
 
 
 def test_smoothgrad_with_zero_noise_equals_gradient():

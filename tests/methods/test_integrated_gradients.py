@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from analytic_models import exp_model, linear_model, power_model, small_cnn
+from analytic_models import UNIT, exp_model, linear_model, power_model, small_cnn
 
 from medxai import IntegratedGradients
 from medxai.methods._engine.quadrature import RULES
@@ -36,7 +36,7 @@ def _closed_form_exp(v, x):
 def test_exp_model_matches_closed_form_integral():
     model, v = exp_model(SHAPE)
     x = rand((1, *SHAPE))
-    attributions = IntegratedGradients(model, steps=16).attribute(x, 0)
+    attributions = IntegratedGradients(model, steps=16).attribute(x, UNIT)
     np.testing.assert_allclose(attributions[0].ravel(), _closed_form_exp(v, x[0]), rtol=1e-5, atol=1e-7)
 
 
@@ -46,7 +46,7 @@ def test_riemann_rules_converge_at_their_order(rule, order):
     x = 2 * rand((1, *SHAPE))
     exact = _closed_form_exp(v, x[0])
     errors = [
-        np.abs(IntegratedGradients(model, steps=s, rule=rule).attribute(x, 0)[0].ravel() - exact).max()
+        np.abs(IntegratedGradients(model, steps=s, rule=rule).attribute(x, UNIT)[0].ravel() - exact).max()
         for s in (4, 16, 64)
     ]
     assert errors[0] > errors[1] > errors[2]
@@ -60,9 +60,9 @@ def test_gauss_legendre_exact_for_low_degree_polynomial_paths():
     x = rand((1, *SHAPE))
     s = float(v @ x[0].ravel())
     expected = s**3 * v * x[0].ravel()  # closed form with a zero baseline
-    gl = IntegratedGradients(model, steps=2, rule="gauss_legendre").attribute(x, 0)[0].ravel()
+    gl = IntegratedGradients(model, steps=2, rule="gauss_legendre").attribute(x, UNIT)[0].ravel()
     np.testing.assert_allclose(gl, expected, rtol=1e-5)
-    trapezoid = IntegratedGradients(model, steps=2, rule="trapezoid").attribute(x, 0)[0].ravel()
+    trapezoid = IntegratedGradients(model, steps=2, rule="trapezoid").attribute(x, UNIT)[0].ravel()
     assert np.abs(trapezoid - expected).max() > 0.1 * np.abs(expected).max()
 
 
@@ -82,7 +82,7 @@ def test_sensitivity_a_single_differing_feature_gets_the_whole_difference():
     x = baseline.copy()
     x[2, 3, 0] += 1.0
     attributions, delta = IntegratedGradients(model, steps=32, baseline=baseline).attribute(
-        x[None], 0, return_delta=True
+        x[None], UNIT, return_delta=True
     )
     others = np.delete(attributions[0].ravel(), np.ravel_multi_index((2, 3, 0), SHAPE))
     assert np.all(others == 0)
@@ -139,9 +139,9 @@ def test_completeness_holds_for_every_baseline_on_linear_model(baseline):
 def test_white_and_black_baselines_are_what_they_say():
     model, weights, _ = linear_model(SHAPE, n_classes=1)
     x = rand((1, *SHAPE))
-    white = IntegratedGradients(model, steps=2, baseline="white").attribute(x, 0)
+    white = IntegratedGradients(model, steps=2, baseline="white").attribute(x, UNIT)
     np.testing.assert_allclose(white[0].ravel(), weights[:, 0] * (x[0] - x[0].max()).ravel(), rtol=1e-5, atol=1e-6)
-    black = IntegratedGradients(model, steps=2, baseline="black").attribute(x, 0)
+    black = IntegratedGradients(model, steps=2, baseline="black").attribute(x, UNIT)
     np.testing.assert_allclose(black[0].ravel(), weights[:, 0] * x[0].ravel(), rtol=1e-5, atol=1e-6)
 
 

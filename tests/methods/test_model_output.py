@@ -7,6 +7,7 @@ from analytic_models import linear_model
 
 from medxai import Gradient, IntegratedGradients, explained_model
 from medxai.methods._engine.output import OutputSelectionError
+from medxai.methods._engine.spec import OutputSpec
 
 SHAPE = (3, 3, 1)
 x = np.random.default_rng(0).uniform(size=(4, *SHAPE)).astype(np.float32)
@@ -60,7 +61,12 @@ def test_sigmoid_and_separate_activation_layers():
 def test_linear_model_is_its_own_logits():
     model, _, _ = linear_model(SHAPE)
     assert explained_model(model, "logits") is model
-    assert explained_model(model, "probabilities") is model
+    # a model without a head: its probabilities are the softmax of its logits (sigmoid with model.activation)
+    z = model(x).numpy()
+    softmax = np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    np.testing.assert_allclose(explained_model(model, "probabilities")(x).numpy(), softmax, rtol=1e-5, atol=1e-7)
+    sigmoid = explained_model(model, OutputSpec("probabilities", activation="sigmoid"))(x).numpy()
+    np.testing.assert_allclose(sigmoid, 1 / (1 + np.exp(-z)), rtol=1e-5, atol=1e-7)
 
 
 def test_named_layer_output():

@@ -229,6 +229,8 @@ def test_minimal_config_fills_every_default(study):
         "model": {
             "path": str(study / "models" / "clf.keras"),
             "output": "logits",
+            "output_kind": "auto",
+            "activation": None,
             "class_names": None,
             "custom_objects": None,
             "trust_saved_model": False,

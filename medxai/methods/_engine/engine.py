@@ -30,9 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from medxai.methods._engine import OUTPUT_LOGITS
-from medxai.methods._engine.output import explained_output
+from medxai.methods._engine.output import OutputSpec, explained_output
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.precision import PRECISIONS, mixed_precision_copy
+from medxai.methods._engine.precision import PRECISIONS, computed_precision, mixed_precision_copy
 
 
 class _Moments:
@@ -77,29 +77,36 @@ class GradientEngine:
         precision: ``"float32"`` or ``"mixed"`` (see :mod:`medxai.methods._engine.precision`).
     """
 
-    def __init__(self, model: keras.Model, output: str = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"):
+    def __init__(
+        self, model: keras.Model, output: str | OutputSpec = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"
+    ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(jit, bool):
             raise ValueError(f"jit must be true or false, got {jit!r}")
         self.source_model = model
-        self.output = output
+        self.spec = OutputSpec.of(output)
+        self.output = self.spec.explain
         self.jit = jit
         self.precision = precision
         # The half-precision copy holds copies of the weights: they are refreshed before every call.
         self._half = mixed_precision_copy(model) if precision == "mixed" else None
-        view = explained_output(model if self._half is None else self._half, output)
+        view = explained_output(model if self._half is None else self._half, self.spec)
         self.model = view.model
         self.explained = view.description
         self.removed_activation = view.removed
+        self.head = view.head
+        #: The precision the model really computes in (``precision`` asks; a model's own policy may differ).
+        self.computes_in = computed_precision(self.model, precision)
         self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
         self.n_outputs = int(self.model.outputs[0].shape[-1])
         self._compiled: dict[tuple[bool, bool] | str, Any] = {}
         self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
 
-    def matches(self, model: keras.Model, output: str, jit: bool, precision: str) -> bool:
+    def matches(self, model: keras.Model, output: str | OutputSpec, jit: bool, precision: str) -> bool:
         """Whether this engine explains ``output`` of ``model`` with these settings."""
-        return (self.source_model is model, self.output, self.jit, self.precision) == (True, output, jit, precision)
+        spec = OutputSpec.of(output)
+        return (self.source_model is model, self.spec, self.jit, self.precision) == (True, spec, jit, precision)
 
     def _sync_weights(self) -> None:
         if self._half is not None:
@@ -131,17 +138,21 @@ class GradientEngine:
             raise ValueError(
                 f"targets must be one int or {images.shape[0]} ints, got shape {targets.shape}"
             )
-        if not np.issubdtype(targets.dtype, np.integer):
-            if not np.all(np.equal(np.mod(targets, 1), 0)):
-                raise ValueError(f"targets must be integers, got {targets.tolist()}")
-        targets = targets.astype(np.int32)
-        bad = targets[(targets < 0) | (targets >= self.n_outputs)]
-        if bad.size:
+        if targets.dtype == bool or not (
+            np.issubdtype(targets.dtype, np.integer) or np.issubdtype(targets.dtype, np.floating)
+        ):
+            raise ValueError(f"targets must be integer class indices, got {targets.tolist()!r} ({targets.dtype})")
+        if not np.issubdtype(targets.dtype, np.integer) and not np.all(np.equal(np.mod(targets, 1), 0)):
+            raise ValueError(f"targets must be integers, got {targets.tolist()}")
+        # the range is checked before any narrowing cast: 2**32 + 1 must not become class 1
+        bad = [t for t in targets.tolist() if not 0 <= t < self.n_outputs]
+        if bad:
+            shown = int(bad[0]) if np.isfinite(bad[0]) else bad[0]
             raise ValueError(
-                f"target class {int(bad[0])} is out of range: the explained output has "
+                f"target class {shown} is out of range: the explained output has "
                 f"{self.n_outputs} classes (0..{self.n_outputs - 1})"
             )
-        return images, targets
+        return images, targets.astype(np.int32)
 
     # --------------------------------------------------------------- compiled
     def _predict(self, x: tf.Tensor) -> tf.Tensor:

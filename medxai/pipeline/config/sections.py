@@ -72,6 +72,21 @@ class ModelSection(_Section):
     output: Name = Field(
         default="logits", description="'logits', 'probabilities' or the name of a layer to explain."
     )
+    output_kind: Annotated[
+        Literal["auto", "logits", "probabilities"], BeforeValidator(_choice("auto", "logits", "probabilities"))
+    ] = Field(
+        default="auto",
+        description="What the model's final output is: 'auto' (proved from the graph, else witnessed by its "
+        "values on the study), 'logits' (e.g. trained with from_logits=True) or 'probabilities'.",
+    )
+    activation: Annotated[
+        Literal["softmax", "sigmoid"] | None, BeforeValidator(_choice("softmax", "sigmoid", none=True))
+    ] = Field(
+        default=None,
+        description="How the logits of a model without a softmax/sigmoid head become the probabilities of "
+        "scores, thresholds and 'predicted': 'softmax' or 'sigmoid' (multi-label); None: sigmoid for one "
+        "output unit, softmax for several.",
+    )
     class_names: tuple[str, ...] | None = Field(
         default=None,
         description="One name per class (a list, or a .txt file with one per line / a .json list); "
