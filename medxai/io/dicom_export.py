@@ -370,11 +370,19 @@ def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text:
     ref = Dataset()
     ref.ReferencedSOPClassUID = ds.SOPClassUID
     ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
-    if frame is not None:
+    if frame is not None and _multiframe_class(ds):
         ref.ReferencedFrameNumber = frame + 1
     sc.SourceImageSequence = [ref]
     _copy_series_anatomy(ds, sc)
     return sc
+
+
+def _multiframe_class(ds: Dataset) -> bool:
+    """Whether the source's SOP class allows frames (a frame number may only reference those); unknown classes do."""
+    try:
+        return bool(hd.utils.is_multiframe_image(ds))
+    except KeyError:  # a SOP class highdicom does not know (private, retired)
+        return True
 
 
 def _copy_series_anatomy(source: Dataset, target: Dataset) -> None:

@@ -357,10 +357,11 @@ def _pydicom_sources(tmp_path) -> dict[str, object]:
     """A handful of sources, by name: pydicom's own and two made here.
 
     CT_small and MR_small (Laterality empty), an MR of the abdomen (not paired),
-    an ultrasound without geometry or body part, an enhanced CT made of
+    an ultrasound without geometry or body part, two frames in a
+    single-frame SOP class (Secondary Capture), an enhanced CT made of
     CT_small with a Frame Laterality, and a CR with ImagerPixelSpacing only.
     """
-    names = ["CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm", "examples_rgb_color.dcm"]
+    names = ["CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm", "examples_rgb_color.dcm", "SC_rgb_rle_2frame.dcm"]
     sources = {name: get_testdata_file(name, download=False) for name in names}
     if not all(sources.values()):
         pytest.skip("pydicom's test files are not installed")
