@@ -185,7 +185,7 @@ def test_a_nifti_map_of_a_projection_image_lands_on_its_pixels_in_simpleitk(tmp_
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(tmp_path / "map.nii.gz")), heat)
 
 
-@pytest.mark.parametrize("codes", [(2, 1), (1, 0), (0, 1), (4, 2)])
+@pytest.mark.parametrize("codes", [(2, 1), (1, 0), (0, 1), (4, 2), (0, 0)])
 def test_a_nifti_map_keeps_both_transforms_of_a_source_whose_sform_and_qform_differ(tmp_path, codes):
     qform = np.eye(4)
     qform[:3, :3] = rotation(10, -5, 20) @ np.diag([0.8, 0.9, 2.0])
