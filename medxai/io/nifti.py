@@ -29,8 +29,9 @@ class NiftiXforms:
     """Where a NIfTI file puts its voxels, as its header says, in the file's own ``(X, Y, Z)`` order.
 
     A file may hold two transforms that disagree (common after a registration
-    that updates only the sform); readers pick differently (nibabel the sform,
-    ITK the qform when its code says so), so a map on the same grid carries both.
+    that updates only the sform), and readers pick differently: nibabel takes
+    the sform, ITK may take the qform (SimpleITK does for sform code 2, qform
+    code 1). So a map on the same grid carries both, with their codes.
 
     Attributes:
         sform: the 4x4 sform matrix (``srow_x/y/z``).
@@ -188,10 +189,10 @@ def write_nifti(
             map with exactly that shape when it differs only by trailing singleton axes.
         xform_code: the sform/qform code (1: scanner coordinates, 2: aligned to another file).
         xforms: a NIfTI source's own transforms (``meta["nifti_xforms"]`` of
-            :func:`read_nifti`) for a map on its grid: written as they are, both
-            matrices (the qform sets the zooms), both codes and the unit, instead of ``affine``
-            and ``xform_code``, so that every reader places the map where it
-            places the source.
+            :func:`read_nifti`) for a map on its grid: both matrices (the qform
+            sets the zooms), both codes and the unit are written as they are,
+            instead of ``affine`` and ``xform_code``, so that every reader
+            places the map where it places the source.
 
     Raises:
         ValueError: not a 2D/3D array, or not finite.
@@ -211,15 +212,10 @@ def write_nifti(
         image.set_sform(nifti_affine, code=xform_code)
         image.set_qform(nifti_affine, code=xform_code)
     else:
-        _set_xforms(image, xforms)
+        image.set_qform(xforms.qform, code=xforms.qform_code)
+        image.set_sform(xforms.sform, code=xforms.sform_code)
+        image.header.set_xyzt_units(xyz=xforms.xyz_units)
     image.header["descrip"] = b"medxai attribution map"
     raw = image.to_bytes()
     # Level 1: maps compress well enough at a fraction of the time of the default 9.
     atomic_write_bytes(path, gzip.compress(raw, compresslevel=1, mtime=0) if os.fspath(path).endswith(".gz") else raw)
-
-
-def _set_xforms(image: nib.Nifti1Image, xforms: NiftiXforms) -> None:
-    """Gives ``image`` the source's transforms, codes and spatial unit exactly."""
-    image.set_qform(xforms.qform, code=xforms.qform_code)
-    image.set_sform(xforms.sform, code=xforms.sform_code)
-    image.header.set_xyzt_units(xyz=xforms.xyz_units)
