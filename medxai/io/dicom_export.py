@@ -9,8 +9,11 @@ by hand:
   positions, and references to the source instances;
 * **Secondary Capture** images (PS3.3 A.8.1) of the RGB overlay, one per frame.
 
-Both copy patient and study from the source, live in a new series of the
-source study and say they are derived research output, not for diagnosis.
+Both copy patient and study from the source, and its body part and side
+(Laterality, from Image or Frame Laterality where the source has only those),
+live in a new series of the source study and say they are derived research
+output, not for diagnosis. A radiograph's ImagerPixelSpacing becomes the
+overlay's PixelSpacing when the source has no PixelSpacing.
 
 UIDs are deterministic (:func:`pydicom.uid.generate_uid` with entropy from the
 run, the source series, the method, the class and the kind of object): the 2D
@@ -331,7 +334,9 @@ def _build_pm(datasets: list[Dataset], paths: list[Path], frames: np.ndarray, te
 def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text: _Texts,
               series_uid: str, sop_uid: str, instance_number: int) -> Dataset:
     iop, _, spacing = _frame_geometry(ds, frame)
+    spacing = spacing or _imager_pixel_spacing(ds)
     orientation = _orientation_letters(iop) if iop is not None else _source_orientation(ds)
+    laterality = _laterality(ds)
     try:
         sc = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=ds,
@@ -348,6 +353,7 @@ def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text:
                 float(spacing[0]) * int(ds.Rows) / rgb.shape[0], float(spacing[1]) * int(ds.Columns) / rgb.shape[1]
             ),  # a shrunk picture has coarser pixels over the same field of view
             patient_orientation=orientation or ("L", "P"),
+            laterality=laterality or None,  # highdicom takes R or L; the empty value is set below
             transfer_syntax_uid=ExplicitVRLittleEndian,
             manufacturer_model_name="medxai",
             software_versions=__version__,
@@ -364,18 +370,61 @@ def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text:
     ref = Dataset()
     ref.ReferencedSOPClassUID = ds.SOPClassUID
     ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
-    if frame is not None:
+    if frame is not None and _multiframe_class(ds):
         ref.ReferencedFrameNumber = frame + 1
     sc.SourceImageSequence = [ref]
     _copy_series_anatomy(ds, sc)
     return sc
 
 
+def _multiframe_class(ds: Dataset) -> bool:
+    """Whether the source's SOP class allows frames (a frame number may only reference those); unknown classes do."""
+    try:
+        return bool(hd.utils.is_multiframe_image(ds))
+    except KeyError:  # a SOP class highdicom does not know (private, retired)
+        return True
+
+
 def _copy_series_anatomy(source: Dataset, target: Dataset) -> None:
-    # General Series attributes highdicom leaves out; Laterality is Type 2C when the part is paired.
-    for kw in ("BodyPartExamined", "Laterality"):
-        if source.get(kw) and kw not in target:
-            setattr(target, kw, source.get(kw))
+    """The General Series anatomy highdicom leaves out: BodyPartExamined and Laterality (Type 2C)."""
+    if source.get("BodyPartExamined") and "BodyPartExamined" not in target:
+        target.BodyPartExamined = source.BodyPartExamined
+    laterality = _laterality(source)
+    if laterality is not None and "Laterality" not in target:
+        target.Laterality = laterality
+
+
+def _laterality(ds: Dataset) -> str | None:
+    """The Laterality (PS3.3 C.7.3.1, Type 2C) of an export of ``ds``: "R", "L", "" (unknown) or None (absent).
+
+    Laterality is required, maybe empty, when the body part is paired, and the
+    exports have no Image or Frame Laterality to say it instead. So: the
+    source's own Laterality as it is, even empty; else what its Image
+    Laterality or its frames' Frame Laterality (enhanced objects' Frame
+    Anatomy) say: one side, absent for U (unpaired), empty for B or sides that
+    differ; else, with none of them, empty when no body part is named (it may
+    be paired) and absent when one is, as in the source.
+    """
+    if "Laterality" in ds:
+        return str(ds.Laterality or "")
+    groups = [*(ds.get("SharedFunctionalGroupsSequence") or []), *(ds.get("PerFrameFunctionalGroupsSequence") or [])]
+    anatomy = [item for group in groups for item in group.get("FrameAnatomySequence") or []]
+    sides = {str(item.get("FrameLaterality") or "") for item in anatomy} | {str(ds.get("ImageLaterality") or "")}
+    sides.discard("")
+    if sides == {"U"}:
+        return None
+    if len(sides) == 1 and sides <= {"R", "L"}:
+        return sides.pop()
+    return "" if sides or not ds.get("BodyPartExamined") else None
+
+
+def _imager_pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
+    """A radiograph's ImagerPixelSpacing (PS3.3 C.8.11.4): row and column spacing, None when absent or malformed."""
+    try:
+        rows, cols = (float(v) for v in ds.get("ImagerPixelSpacing") or ())
+    except (TypeError, ValueError):
+        return None
+    return (rows, cols) if np.isfinite([rows, cols]).all() and rows > 0 and cols > 0 else None
 
 
 def _orientation_letters(iop: Sequence[float]) -> tuple[str, str]:

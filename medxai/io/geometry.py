@@ -54,7 +54,7 @@ def array_to_nifti_affine(affine: np.ndarray, ndim: int) -> np.ndarray:
     """The NIfTI ``(X, Y, Z)`` affine of an array-order affine (the inverse of :func:`nifti_to_array_affine`).
 
     Example:
-        >>> a = default_affine((2.0, 0.5))
+        >>> a = nifti_to_array_affine(np.diag([0.5, 2.0, 1.0, 1.0]), 2)
         >>> array_to_nifti_affine(a, 2).diagonal().tolist()
         [0.5, 2.0, 1.0, 1.0]
     """
@@ -62,10 +62,18 @@ def array_to_nifti_affine(affine: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def default_affine(spacing: Sequence[float] | None, ndim: int | None = None) -> np.ndarray:
-    """The affine of an image that records no position: scaled axes, origin 0.
+    """The affine of an image that records no position (PNG, NPY, a radiograph): scaled axes, origin 0.
 
-    Its NIfTI form is ``diag(spacing reversed, 1)``: columns along +x, rows
-    along +y, slices along +z. ``spacing`` is in array order; None means 1 mm.
+    It is the grid ITK (SimpleITK, ITK-SNAP, Slicer) gives such an image, in
+    LPS+: identity direction, origin 0, so that a map written with it lands
+    on the source pixel by pixel there too. Columns grow towards +x LPS (the
+    patient's left), rows towards +y LPS (posterior), slices towards +z: the
+    NIfTI form is ``diag(-sx, -sy, sz, 1)`` in RAS+. ``spacing`` is in array
+    order; None means 1 mm.
+
+    Example:
+        >>> array_to_nifti_affine(default_affine((2.0, 0.5)), 2).diagonal().tolist()
+        [-0.5, -2.0, 1.0, 1.0]
 
     Raises:
         ValueError: neither ``spacing`` nor ``ndim`` is given, or they disagree.
@@ -78,8 +86,8 @@ def default_affine(spacing: Sequence[float] | None, ndim: int | None = None) -> 
     if ndim is not None and len(spacing) != ndim:
         raise ValueError(f"spacing {spacing} has {len(spacing)} values for {ndim} axes")
     n = len(spacing)
-    nifti = np.diag([*reversed(spacing), *([1.0] * (3 - n)), 1.0])
-    return array_to_nifti_affine(nifti, n)
+    lps = np.diag([*reversed(spacing), *([1.0] * (3 - n)), 1.0])
+    return array_to_nifti_affine(LPS_TO_RAS @ lps, n)
 
 
 def dicom_affine(

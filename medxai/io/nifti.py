@@ -6,6 +6,7 @@ import gzip
 import io
 import math
 import os
+from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
@@ -16,11 +17,46 @@ from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describ
 from medxai.io.limits import check_declared_size
 from medxai.io.writers import atomic_write_bytes
 
-__all__ = ["read_nifti", "nifti_version", "write_nifti"]
+__all__ = ["NiftiXforms", "read_nifti", "nifti_version", "write_nifti"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _NIFTI2_HEADER_BYTES = 540
 _CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, eq=False)
+class NiftiXforms:
+    """Where a NIfTI file puts its voxels, as its header says, in the file's own ``(X, Y, Z)`` order.
+
+    A file may hold two transforms that disagree (common after a registration
+    that updates only the sform), and readers pick differently: nibabel takes
+    the sform, ITK may take the qform (SimpleITK does for sform code 2, qform
+    code 1). So a map on the same grid carries both, with their codes.
+
+    Attributes:
+        sform: the 4x4 sform matrix (``srow_x/y/z``).
+        sform_code: its code (0 unknown, 1 scanner, 2 aligned, 3 Talairach, 4 MNI, 5 template).
+        qform: the 4x4 matrix of the quaternion, offsets and ``pixdim``.
+        qform_code: its code.
+        xyz_units: the spatial unit (nibabel's names: ``"mm"``, ``"micron"``, ``"meter"``, ``"unknown"``).
+    """
+
+    sform: np.ndarray
+    sform_code: int
+    qform: np.ndarray
+    qform_code: int
+    xyz_units: str = "unknown"
+
+    @classmethod
+    def of(cls, header: nib.Nifti1Header) -> NiftiXforms:
+        """The transforms, codes and spatial unit of a NIfTI-1 or NIfTI-2 header."""
+        return cls(
+            sform=np.asarray(header.get_sform(), dtype=np.float64),
+            sform_code=int(header["sform_code"]),
+            qform=np.asarray(header.get_qform(), dtype=np.float64),
+            qform_code=int(header["qform_code"]),
+            xyz_units=str(header.get_xyzt_units()[0]),
+        )
 
 
 def nifti_version(head: bytes) -> int | None:
@@ -40,7 +76,9 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     ``(X, Y)`` and ``(X, Y, 1)`` become ``(Y, X, 1)``. Spacing comes from the
     header's zooms, in the same order. No reorientation is done: the
     image's affine is nibabel's (sform, else qform) with its columns put in
-    the same order (:func:`medxai.io.geometry.nifti_to_array_affine`).
+    the same order (:func:`medxai.io.geometry.nifti_to_array_affine`);
+    ``meta["nifti_xforms"]`` keeps both transforms and codes as the header has
+    them (:class:`NiftiXforms`), for :func:`write_nifti`.
     ``meta["stored_range"]``/``meta["bit_depth"]``: the on-disk integer type's
     range through ``scl_slope``/``scl_inter`` (:func:`~medxai.io.arrays.range_meta`),
     None for float data.
@@ -63,7 +101,7 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
         img = klass.from_bytes(raw)
         data = np.asarray(img.get_fdata(dtype=np.float32))
         zooms = tuple(float(z) for z in img.header.get_zooms())
-        sform, qform = int(img.header["sform_code"]), int(img.header["qform_code"])
+        xforms = NiftiXforms.of(img.header)
         affine = np.asarray(img.affine, dtype=np.float64)
         stored = range_meta(img.get_data_dtype(), slope=img.dataobj.slope, intercept=img.dataobj.inter)
     except Exception as exc:
@@ -80,7 +118,8 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     meta = {
         "shape_xyz": tuple(int(n) for n in shape_xyz),
         "nifti_version": version,
-        "xform_codes": (sform, qform),
+        "xform_codes": (xforms.sform_code, xforms.qform_code),
+        "nifti_xforms": xforms,
         **stored,
     }
     return LoadedImage(
@@ -90,7 +129,7 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
         spacing=spacing,
         meta=meta,
         affine=nifti_to_array_affine(affine, array.ndim - 1),
-        patient_geometry=sform > 0 or qform > 0,
+        patient_geometry=xforms.sform_code > 0 or xforms.qform_code > 0,
     )
 
 
@@ -137,6 +176,7 @@ def write_nifti(
     *,
     shape_xyz: tuple[int, ...] | None = None,
     xform_code: int = 1,
+    xforms: NiftiXforms | None = None,
 ) -> None:
     """Writes a float32 map as NIfTI-1 (gzipped when ``path`` ends in ``.gz``), atomically.
 
@@ -148,6 +188,11 @@ def write_nifti(
         shape_xyz: the source file's own shape (e.g. ``(X, Y, Z, 1)``), to write the
             map with exactly that shape when it differs only by trailing singleton axes.
         xform_code: the sform/qform code (1: scanner coordinates, 2: aligned to another file).
+        xforms: a NIfTI source's own transforms (``meta["nifti_xforms"]`` of
+            :func:`read_nifti`) for a map on its grid: both matrices (the qform
+            sets the zooms), both codes and the unit are written as they are,
+            instead of ``affine`` and ``xform_code``, so that every reader
+            places the map where it places the source.
 
     Raises:
         ValueError: not a 2D/3D array, or not finite.
@@ -163,8 +208,13 @@ def write_nifti(
         xyz = xyz.reshape(tuple(shape_xyz))  # give back the source's trailing singleton axes
     image = nib.Nifti1Image(np.asfortranarray(xyz), nifti_affine)
     image.header.set_data_dtype(np.float32)
-    image.set_sform(nifti_affine, code=xform_code)
-    image.set_qform(nifti_affine, code=xform_code)
+    if xforms is None:
+        image.set_sform(nifti_affine, code=xform_code)
+        image.set_qform(nifti_affine, code=xform_code)
+    else:
+        image.set_qform(xforms.qform, code=xforms.qform_code)
+        image.set_sform(xforms.sform, code=xforms.sform_code)
+        image.header.set_xyzt_units(xyz=xforms.xyz_units)
     image.header["descrip"] = b"medxai attribution map"
     raw = image.to_bytes()
     # Level 1: maps compress well enough at a fraction of the time of the default 9.

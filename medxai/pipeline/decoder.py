@@ -65,7 +65,7 @@ from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
 from medxai.io.index import (
     FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FILES, RUN_FOLDERS, RUN_NAME, RUN_PATTERNS, index_text,
 )  # fmt: skip
-from medxai.io.nifti import write_nifti
+from medxai.io.nifti import NiftiXforms, write_nifti
 from medxai.io.writers import (
     STALE_TEMP, DiskFullError, human_bytes, is_disk_full, probe_writable, remove_stale_temps, write_npy, write_png, write_text,
 )  # fmt: skip
@@ -137,6 +137,7 @@ class _Item:
     error: str | None = None
     source_files: list[str] = field(default_factory=list)
     nifti_shape: tuple[int, ...] | None = None  # a NIfTI source's own (X, Y, Z[, 1]) shape
+    nifti_xforms: NiftiXforms | None = None  # a NIfTI source's own sform, qform and codes
     placement: dict[str, str] = field(default_factory=dict)  # the index's geometry columns
     stored_range: tuple[float, float] | None = None  # the values the file can store, in the image's units
     source_key: str = ""  # what decides the maps, taken before the read (journal.source_key)
@@ -417,6 +418,7 @@ class Decoder:
         stored = image.meta.get("stored_range")
         item.stored_range = None if stored is None else (float(stored[0]), float(stored[1]))
         item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
+        item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
         item.placement = _placement(item.geometry)
         return item
 
@@ -498,7 +500,9 @@ class Decoder:
         if "nifti" in self.formats:
             paths["nifti_path"] = f"{stem}.nii.gz"
             affine = item.geometry.affine if item.geometry.affine is not None else default_affine(None, heatmap.ndim)
-            write_nifti(self.out / paths["nifti_path"], heatmap, affine, shape_xyz=item.nifti_shape)
+            write_nifti(
+                self.out / paths["nifti_path"], heatmap, affine, shape_xyz=item.nifti_shape, xforms=item.nifti_xforms
+            )
         if "dicom" in self.formats:
             paths.update(self._write_dicom(item, method, class_index, heatmap, stem))
 

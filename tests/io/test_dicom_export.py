@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 
 from medxai._version import __version__
 from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
@@ -262,6 +266,130 @@ def test_dciodvfy_finds_no_iod_errors(tmp_path, oblique):
     for path in out.values():
         done = subprocess.run(["dciodvfy", "-new", path], capture_output=True, text=True, check=False)
         assert "Error" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def _enhanced_ct(path, slices, laterality=None):
+    """A legacy-converted enhanced CT of ``slices`` (pydicom data sets); ``laterality`` goes in its Frame Anatomy."""
+    first = slices[0]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        slices, first.SeriesInstanceUID + ".9", 3, first.SeriesInstanceUID + ".9.1", 1
+    )
+    if laterality is not None:
+        region = Dataset()
+        region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = "T-D3000", "SRT", "Chest"
+        anatomy = Dataset()
+        anatomy.AnatomicRegionSequence = [region]
+        anatomy.FrameLaterality = laterality
+        enhanced.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [anatomy]
+    enhanced.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _imager_only_cr(path, shape=(ROWS, COLS)):
+    """A CR with ImagerPixelSpacing (0.7, 0.4) and no PixelSpacing, as most radiographs."""
+    write_xray_dicom(path, np.random.default_rng(0).random(shape), uid_seed="cr", pixel_spacing=(0.7, 0.4))
+    ds = pydicom.dcmread(path)
+    del ds.PixelSpacing
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, None),  # CHEST is not paired: Laterality stays absent
+        ({"Laterality": ""}, ""),  # the source's own value, even empty
+        ({"Laterality": "R"}, "R"),
+        ({"BodyPartExamined": None}, ""),  # body part unknown, so maybe paired: laterality unknown
+        ({"ImageLaterality": "L"}, "L"),
+        ({"ImageLaterality": "B"}, ""),  # both sides: Laterality holds R or L only
+        ({"ImageLaterality": "U", "BodyPartExamined": None}, None),  # unpaired
+    ],
+)
+def test_laterality_of_both_exports_follows_the_source(tmp_path, ct2d, change, expected):
+    ds = pydicom.dcmread(ct2d)
+    for keyword, value in change.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(ct2d)
+    heat, rgb = maps()
+    out = write_dicom_outputs(heat, rgb, [ct2d], tmp_path / "m", **KW)
+    for path in out.values():
+        assert pydicom.dcmread(path).get("Laterality") == expected, path
+
+
+def test_an_enhanced_sources_frame_laterality_becomes_the_exports_laterality(tmp_path):
+    slices = [pydicom.dcmread(ct_slice(tmp_path / "src" / f"{k}.dcm", k)) for k in range(1, N + 1)]
+    source = _enhanced_ct(tmp_path / "enhanced.dcm", slices, laterality="R")
+    heat, rgb = maps(N)
+    out = write_dicom_outputs(heat, rgb, [source], tmp_path / "mf", **KW)
+    assert pydicom.dcmread(out["dicom_map_path"]).Laterality == "R"
+    assert [pydicom.dcmread(f).Laterality for f in sorted((tmp_path / "mf.sc").iterdir())] == ["R"] * N
+
+
+def test_a_radiographs_imager_pixel_spacing_is_the_overlays_pixel_spacing(tmp_path):
+    path = _imager_only_cr(tmp_path / "cr.dcm")
+    heat, rgb = maps()
+    out = write_dicom_outputs(heat, rgb, [path], tmp_path / "full", **KW)
+    assert [float(v) for v in pydicom.dcmread(out["dicom_overlay_path"]).PixelSpacing] == pytest.approx([0.7, 0.4])
+    out = write_dicom_outputs(heat, rgb[::2, ::2], [path], tmp_path / "half", **KW)  # a picture bounded in size
+    assert [float(v) for v in pydicom.dcmread(out["dicom_overlay_path"]).PixelSpacing] == pytest.approx([1.4, 0.8])
+
+
+def _dciodvfy_errors(path) -> set[str]:
+    """dciodvfy's errors about ``path``, each cut to the attribute's name and the complaint.
+
+    The same problem sits at another path in a source and in its exports
+    (e.g. in a functional group), so the nesting and the module are left out.
+    """
+    done = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True, check=False)
+    errors = set()
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith("Error"):
+            line = re.sub(r"</(?:[^>]*/)?([^/>]+?)(?:\[\d+\])?>", r"\1", line)
+            errors.add(re.sub(r" - Module=<\w+>$", "", line))
+    return errors
+
+
+def _pydicom_sources(tmp_path) -> dict[str, object]:
+    """A handful of sources, by name: pydicom's own and two made here.
+
+    CT_small and MR_small (Laterality empty), an MR of the abdomen (not paired),
+    an ultrasound without geometry or body part, two frames in a
+    single-frame SOP class (Secondary Capture), an enhanced CT made of
+    CT_small with a Frame Laterality, and a CR with ImagerPixelSpacing only.
+    """
+    names = ["CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm", "examples_rgb_color.dcm", "SC_rgb_rle_2frame.dcm"]
+    sources = {name: get_testdata_file(name, download=False) for name in names}
+    if not all(sources.values()):
+        pytest.skip("pydicom's test files are not installed")
+    slices = []
+    for k in range(3):
+        ds = pydicom.dcmread(sources["CT_small.dcm"])
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{k}"
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 5 * k]
+        slices.append(ds)
+    sources["enhanced"] = _enhanced_ct(tmp_path / "enhanced.dcm", slices, laterality="L")
+    sources["cr"] = _imager_only_cr(tmp_path / "cr.dcm")
+    return sources
+
+
+def test_exports_of_pydicoms_files_have_no_dciodvfy_error_their_source_has_not(tmp_path):
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    for name, source in _pydicom_sources(tmp_path).items():
+        ds = pydicom.dcmread(source, stop_before_pixels=True)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        shape = (frames, ds.Rows, ds.Columns) if frames > 1 else (ds.Rows, ds.Columns)
+        heat = np.random.default_rng(0).random(shape).astype(np.float32)
+        out = write_dicom_outputs(heat, np.zeros((*shape, 3), np.uint8), [source], tmp_path / "out" / name, **KW)
+        exports = [p for path in map(Path, out.values()) for p in (sorted(path.iterdir()) if path.is_dir() else [path])]
+        assert len(exports) == (1 if "dicom_map_path" in out else 0) + frames, name
+        allowed = _dciodvfy_errors(source)
+        for path in exports:
+            assert _dciodvfy_errors(path) <= allowed, (name, path.name)
 
 
 def test_a_failure_leaves_earlier_files_whole(tmp_path, ct2d, oblique, monkeypatch):

@@ -9,8 +9,9 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 
-from medxai.data.synthetic import write_ct_dicom
+from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
 from medxai.errors import ImageReadError
 from medxai.io import read_image
 from medxai.io.geometry import (
@@ -22,7 +23,7 @@ from medxai.io.geometry import (
     voxel_spacing,
 )
 from medxai.io.nifti import write_nifti
-from _files import dicom_series, rotation, simpleitk_ras_affine
+from _files import dicom_series, rotation, simpleitk_misplacement, simpleitk_ras_affine
 
 OBLIQUE = rotation(25, -10, 30)[:, :2].T  # two orthonormal rows: an oblique ImageOrientationPatient
 
@@ -155,7 +156,56 @@ def test_png_and_npy_get_a_pixel_grid_affine(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((4, 6, 1), np.float32))
     image = read_image(tmp_path / "a.npy")
     assert not image.patient_geometry
-    np.testing.assert_array_equal(array_to_nifti_affine(image.affine, 2), np.eye(4))
+    # ITK's grid for an image without position: identity in LPS+, so x and y are negated in RAS+
+    np.testing.assert_array_equal(array_to_nifti_affine(image.affine, 2), np.diag([-1.0, -1.0, 1.0, 1.0]))
+
+
+def _projection_sources(folder) -> dict[str, object]:
+    """A PNG, a CR with PixelSpacing and ImagerPixelSpacing, and a CR with ImagerPixelSpacing only; 12 x 16 pixels."""
+    folder.mkdir()
+    pixels = np.random.default_rng(3).random((12, 16))
+    Image.fromarray((pixels * 255).astype(np.uint8)).save(folder / "a.png")
+    cr = write_xray_dicom(folder / "cr.dcm", pixels, uid_seed="cr", pixel_spacing=(0.7, 0.4))
+    ds = pydicom.dcmread(cr)
+    del ds.PixelSpacing  # as most CR/DX files: the detector's spacing only
+    ds.save_as(folder / "imager.dcm")
+    return {"png": folder / "a.png", "cr": cr, "imager": folder / "imager.dcm"}
+
+
+@pytest.mark.parametrize("kind", ["png", "cr", "imager"])
+def test_a_nifti_map_of_a_projection_image_lands_on_its_pixels_in_simpleitk(tmp_path, kind):
+    source = _projection_sources(tmp_path / "src")[kind]
+    image = read_image(source)
+    assert not image.patient_geometry
+    heat = np.random.default_rng(4).random(image.spatial_shape).astype(np.float32)
+    write_nifti(tmp_path / "map.nii.gz", heat, image.affine)
+    assert simpleitk_misplacement(source, tmp_path / "map.nii.gz") < 1e-4  # was 19.5 mm (CR), 37.2 mm (PNG)
+    sitk = pytest.importorskip("SimpleITK")
+    # SimpleITK's array is (rows, cols) like medxai's: the same pixel holds the same value
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(tmp_path / "map.nii.gz")), heat)
+
+
+@pytest.mark.parametrize("codes", [(2, 1), (1, 0), (0, 1), (4, 2), (0, 0)])
+def test_a_nifti_map_keeps_both_transforms_of_a_source_whose_sform_and_qform_differ(tmp_path, codes):
+    qform = np.eye(4)
+    qform[:3, :3] = rotation(10, -5, 20) @ np.diag([0.8, 0.9, 2.0])
+    qform[:3, 3] = [-5.0, 3.0, 10.0]
+    sform = qform.copy()
+    sform[:3, 3] += [10.0, 0.0, 0.0]  # a registration moved the sform 10 mm
+    source = nib.Nifti1Image(np.random.default_rng(5).random((9, 7, 5)).astype(np.float32), None)
+    source.set_qform(qform, code=codes[1])
+    source.set_sform(sform, code=codes[0])
+    source.header.set_xyzt_units(xyz="mm")
+    nib.save(source, tmp_path / "reg.nii.gz")
+
+    image = read_image(tmp_path / "reg.nii.gz")
+    write_nifti(tmp_path / "map.nii.gz", image.array[..., 0], image.affine, xforms=image.meta["nifti_xforms"])
+    back = nib.load(tmp_path / "map.nii.gz")
+    for key in ("sform_code", "qform_code", "srow_x", "srow_y", "srow_z", "quatern_b", "quatern_c", "quatern_d",
+                "qoffset_x", "qoffset_y", "qoffset_z", "pixdim", "xyzt_units"):
+        np.testing.assert_array_equal(back.header[key], source.header[key], err_msg=key)
+    np.testing.assert_allclose(back.affine, nib.load(tmp_path / "reg.nii.gz").affine, atol=1e-6)  # nibabel agrees
+    assert simpleitk_misplacement(tmp_path / "reg.nii.gz", tmp_path / "map.nii.gz") < 1e-4  # ITK agrees (was 10 mm)
 
 
 def test_a_rotated_anisotropic_nifti_round_trips_exactly(tmp_path):
@@ -190,4 +240,4 @@ def test_affine_helpers_agree_with_each_other():
     assert np.linalg.det(a[:3, :3]) != 0
     with pytest.raises(ValueError, match="orthogonal unit vectors"):
         dicom_affine([1, 0, 0, 1, 0, 0], [0, 0, 0], [1, 1])
-    assert orientation_code(default_affine((3.0, 2.0, 1.0)), 3) == "SAR"
+    assert orientation_code(default_affine((3.0, 2.0, 1.0)), 3) == "SPL"  # ITK's identity grid: DICOM's axial order

@@ -12,12 +12,13 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.data import get_testdata_file
 
 import medxai
-from _files import dicom_series, rotation, simpleitk_ras_affine
+from _files import dicom_series, rotation, simpleitk_misplacement, simpleitk_ras_affine
 from analytic_models import tiny_model
-from medxai.data.synthetic import write_ct_dicom
+from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
 from study_helpers import read_index
 
 
@@ -80,6 +81,37 @@ def test_a_rotated_anisotropic_nifti_map_lands_on_the_cube_in_the_source_files_c
     assert [float(v) for v in rows[0]["spacing"].split("x")] == pytest.approx([2.6, 1.4, 0.7])
     # the .npy axes are the file's axes reversed, so their codes are nibabel's reversed
     assert rows[0]["orientation"] == "".join(reversed(nib.aff2axcodes(affine)))
+
+
+def test_nifti_maps_of_a_registered_nifti_a_png_and_a_cr_land_on_their_sources_in_simpleitk(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    rng = np.random.default_rng(0)
+    pixels = rng.random((12, 16))
+    qform = np.eye(4)
+    qform[:3, :3] = rotation(0, 0, 25) @ np.diag([0.8, 0.9, 1.0])
+    sform = qform.copy()
+    sform[:3, 3] = [10.0, 0.0, 0.0]  # a registration moved the sform, not the qform
+    registered = nib.Nifti1Image(pixels.T.astype(np.float32), None)
+    registered.set_qform(qform, code=1)
+    registered.set_sform(sform, code=2)
+    nib.save(registered, tmp_path / "reg.nii.gz")
+    Image.fromarray((pixels * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    ds = pydicom.dcmread(write_xray_dicom(tmp_path / "cr.dcm", pixels, uid_seed="cr", pixel_spacing=(0.7, 0.4)))
+    del ds.PixelSpacing  # the detector's spacing only, as most radiographs
+    ds.save_as(tmp_path / "cr.dcm")
+    sources = {"reg": "reg.nii.gz", "png": "a.png", "cr": "cr.dcm"}
+
+    summary, rows = _run(tmp_path, list(sources.items()), tiny_model((None, None, 1)), ["npy", "nifti"])
+    assert summary.exit_code == 0, rows
+    for row in rows:
+        source, mapped = tmp_path / sources[row["image_id"]], tmp_path / "run" / row["nifti_path"]
+        assert simpleitk_misplacement(source, mapped) < 1e-4, row["image_id"]  # was 10, 37.2 and 19.5 mm
+        npy = np.load(tmp_path / "run" / row["npy_path"])
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(mapped)), npy)
+    out = nib.load(tmp_path / "run" / next(r for r in rows if r["image_id"] == "reg")["nifti_path"])
+    assert (int(out.header["sform_code"]), int(out.header["qform_code"])) == (2, 1)
+    np.testing.assert_allclose(out.get_sform(), sform, atol=1e-6)
+    np.testing.assert_allclose(out.get_qform(), qform, atol=1e-6)
 
 
 def test_a_dicom_series_is_explained_as_one_volume_with_nifti_and_dicom_maps_on_it(tmp_path):
