@@ -193,6 +193,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"{args.config}: valid ({len(rows)} images; model input {tuple(decoder.scores.input_shape)}, "
         f"{decoder.scores.n_outputs} classes; methods: {methods}; output: {config.output.dir})"
         + (f"\n  explains {explained}" if explained else "")
+        + f"\n  scores {decoder.scores.explained} (witness: {decoder.head.witness})"
     )
     from medxai.pipeline.lock import describe_holder, lock_holder
 

@@ -118,6 +118,7 @@ def test_the_demo_config_validates(capsys):
     out = capsys.readouterr().out
     assert "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad" in out
     assert "explains logits: the pre-activation of Dense" in out and "(softmax removed)" in out
+    assert "scores probabilities: softmax of the logits" in out and "(witness: graph)" in out
 
 
 def test_the_demo_export_config_writes_nifti_and_dicom_maps_of_the_ct_slices(tmp_path, capsys):

@@ -114,3 +114,28 @@ def test_mixed_precision_explains_a_half_precision_copy():
     assert np.corrcoef(half.attributions.ravel(), full.attributions.ravel())[0, 1] > 0.95
     with pytest.raises(ValueError, match="precision"):
         IntegratedGradients(model, precision="half")
+
+
+def test_the_precision_a_model_really_computes_in_is_recorded():
+    """Issue 18, item 6: a model built under a global mixed policy computes in half precision whatever was asked."""
+    import keras
+
+    plain = small_cnn((8, 8, 1))
+    assert Gradient(plain).params()["precision"] == "float32"
+    assert Gradient(plain, precision="mixed").params()["precision"].startswith("mixed_")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        half = small_cnn((8, 8, 1))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for method in (Gradient(half), IntegratedGradients(half, steps=2)):
+        assert method.params()["precision"] == "mixed_bfloat16 (the model's own dtype policy)"
+
+
+@pytest.mark.parametrize("build", ["smoothgrad", "guided_ig", "integrated_gradients", "rise", "lime"])
+def test_every_seed_follows_the_one_rule(build):
+    import medxai
+
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got -1"):
+        medxai.get_method(build, small_cnn((8, 8, 1)), seed=-1)

@@ -305,3 +305,27 @@ def test_faithfulness_ranks_the_methods_map_in_model_geometry(tmp_path):
     blurred = deletion_area(decoder, entry, resampled, baseline="zeros", step_percent=10)
     assert abs(blurred - expected) > 0.02  # the two rankings really differ here (areas under softmax scores)
     assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_evaluate_refuses_a_model_that_is_not_the_one_that_made_the_maps(tmp_path, capsys):
+    """Issue 18, item 5: a retrained model saved at the same path would score the old maps without a word."""
+    picture = (np.random.default_rng(5).random((16, 16)) * 255).astype(np.uint8)
+    skimage.io.imsave(tmp_path / "a.png", picture, check_contrast=False)
+    run = write_study(tmp_path, tiny_model((16, 16, 1), seed=0), [("a.png", None)], ["gradient"])
+    run_sha = json.loads((run / "run.json").read_text())["model"]["sha256"]
+    original = (tmp_path / "model.keras").read_bytes()
+    retrained = tiny_model((16, 16, 1), seed=1)
+    retrained.save(tmp_path / "model.keras")  # same path, other weights
+    spec = EvaluationSpec(sanity_images=0)
+    with pytest.raises(EvaluationError, match=f"SHA-256 is [0-9a-f]{{64}}, run.json records {run_sha}.*--model"):
+        evaluate_run(run, spec, progress=False)
+    assert not (run / "metrics.csv").exists()
+    assert main(["evaluate", str(run), "--sanity-images", "0", "--no-progress"]) == 2
+    assert run_sha in capsys.readouterr().err
+    # on purpose: --model names the other model, and evaluation.json records it
+    assert main(["evaluate", str(run), "--sanity-images", "0", "--no-progress", "--model", str(tmp_path / "model.keras")]) == 0
+    record = json.loads((run / "evaluation.json").read_text())["model"]
+    assert record["run_sha256"] == run_sha and record["sha256"] != run_sha and record["same_as_run"] is False
+    (tmp_path / "model.keras").write_bytes(original)  # the very file that made the maps: accepted
+    evaluate_run(run, spec, progress=False)
+    assert json.loads((run / "evaluation.json").read_text())["model"]["same_as_run"] is True
