@@ -120,7 +120,7 @@ class RISE(ExplainingMethod):
 
         images, targets = self.engine.check_inputs(images, targets)
         masks = _Masks(self.n_masks, self.cells, self.p, self.seed)
-        scored, _ = forward_engine(self.engine).run(images, targets, masks, self.batch_size)
+        scored, _, _ = forward_engine(self.engine).run(images, targets, masks, self.batch_size)
         saliency = scored / (self.n_masks * self.p)
         attributions = np.repeat(saliency[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), self.n_masks))

@@ -85,8 +85,8 @@ def test_batch_size_does_not_change_results_and_chunks_hold_several_images(monke
     calls = []
     original = ForwardEngine._function
 
-    def counted(self, perturbation, scores=False):
-        fn = original(self, perturbation, scores)
+    def counted(self, perturbation, with_weights):
+        fn = original(self, perturbation, with_weights)
         return lambda *args: (calls.append(int(args[0].shape[0])), fn(*args))[1]
 
     monkeypatch.setattr(ForwardEngine, "_function", counted)
