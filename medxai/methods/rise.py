@@ -95,7 +95,8 @@ class RISE(ExplainingMethod):
 
         S(u) = sum_i (F(x * M_i) - Fbar) M_i(u) / ((N - 1) p)
 
-    Its expectation is exactly ``Cov(F(x * M), M(u)) / p = E[F(x * M) M(u)] / p - E[F(x * M)]``:
+    Its expectation is exactly ``Cov(F(x * M), M(u)) / p = E[F(x * M) M(u)] / p - E[F(x * M)]``
+    (every ``M(u)`` has mean ``p``: it interpolates cells kept with probability ``p``):
     the paper's saliency less one constant (so the heatmap is the paper's in the limit), and
     it is unbiased for every ``N`` because ``Fbar`` is the mean of the same draws (the
     ``N - 1``, as in the sample variance). Adding a constant to every score leaves ``S``
