@@ -133,10 +133,14 @@ def _pairs(value: Any, rank: int) -> list[tuple[int, int]]:
 
 
 def _tuple(value: Any, rank: int) -> tuple[int, ...]:
+    """A per-axis Keras argument (one int for every axis, or one per axis) as a tuple."""
     return (int(value),) * rank if isinstance(value, int) else tuple(int(v) for v in value)
 
 
-def _windowed(geometry: Geometry, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int], padding: str) -> Geometry:
+def _windowed(
+    geometry: Geometry, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int], padding: str
+) -> Geometry:
+    """After a convolution or pooling window on every spatial axis."""
     axes = []
     for axis, k, s, d in zip(geometry.axes, kernel, strides, dilation):
         span = (k - 1) * d + 1
@@ -156,7 +160,8 @@ def _step(layer: Any, inputs: list[Geometry], output_shape: Sequence[int | None]
     if len(first.axes) != rank or getattr(layer, "data_format", "channels_last") != "channels_last":
         return _guess(layer, first, output_shape)
     if isinstance(layer, _CONV) and layer.padding in ("valid", "same"):
-        return _windowed(first, _tuple(layer.kernel_size, rank), _tuple(layer.strides, rank), _tuple(layer.dilation_rate, rank), layer.padding)
+        kernel, strides = _tuple(layer.kernel_size, rank), _tuple(layer.strides, rank)
+        return _windowed(first, kernel, strides, _tuple(layer.dilation_rate, rank), layer.padding)
     if isinstance(layer, _POOL) and layer.padding in ("valid", "same"):
         return _windowed(first, _tuple(layer.pool_size, rank), _tuple(layer.strides, rank), (1,) * rank, layer.padding)
     if isinstance(layer, (keras.layers.Cropping2D, keras.layers.Cropping3D)):
@@ -194,7 +199,8 @@ def _merge(inputs: list[Geometry]) -> Geometry | None:
     for column in zip(*(g.axes for g in inputs)):
         a = column[0]
         offsets = [b.offset for b in column]
-        if any((b.size, b.stride, b.seen) != (a.size, a.stride, a.seen) for b in column) or max(offsets) - min(offsets) > a.stride / 2:
+        same_grid = all((b.size, b.stride, b.seen) == (a.size, a.stride, a.seen) for b in column)
+        if not same_grid or max(offsets) - min(offsets) > a.stride / 2:
             return None
         axes.append(replace(a, offset=sum(offsets) / len(offsets), field=max(b.field for b in column)))
     return Geometry(tuple(axes), next((g.guessed for g in inputs if g.guessed), None))
@@ -217,7 +223,9 @@ def _spatial(tensor: Any) -> tuple[int | None, ...]:
     return tuple(tensor.shape[1:-1])
 
 
-def _output_sizes(layer: Any, tensors: list[Any], inputs: list[Geometry], static: tuple[int | None, ...]) -> tuple[int | None, ...]:
+def _output_sizes(
+    layer: Any, tensors: list[Any], inputs: list[Geometry], static: tuple[int | None, ...]
+) -> tuple[int | None, ...]:
     """The spatial sizes of ``layer``'s output: the static ones, or (variable-size inputs) what the layer
     says for inputs of the sizes walked so far (None where it cannot say)."""
     if all(s is not None for s in static):
@@ -248,7 +256,8 @@ def feature_geometry(model: keras.Model, tensor: Any, spatial: Sequence[int]) ->
     geometry = receptive_geometry(model, tensor, spatial)
     if len(geometry.axes) == len(spatial) and all(a.plain(int(s)) for a, s in zip(geometry.axes, spatial)):
         # the whole input over the whole map, to within half a cell: the plain stretch
-        return Geometry(tuple(Axis(a.size, 0.0, s / a.size, a.field, (0.0, float(s))) for a, s in zip(geometry.axes, spatial)), geometry.guessed)
+        axes = tuple(Axis(a.size, 0.0, s / a.size, a.field, (0.0, float(s))) for a, s in zip(geometry.axes, spatial))
+        return Geometry(axes, geometry.guessed)
     if geometry.guessed is not None:
         raise ValueError(
             f"layer: cannot tell where the cells of the feature map lie on the input: layer "
