@@ -6,8 +6,11 @@ weights; the gradient-based members (Grad-CAM, Grad-CAM++, HiResCAM, LayerCAM) t
 the weights from ``dY/dA`` instead, so any architecture works. Each subclass only says
 how to :meth:`CAMMethod.combine` the activations ``A`` and gradients ``g`` into a map;
 the shared :class:`~medxai.methods._engine.activations.ActivationEngine` computes them
-(chunked by ``batch_size``), and the map is upsampled to the input's spatial shape
-with the pipeline's resizer :func:`medxai.preprocess.resize_spatial` (linear).
+(chunked by ``batch_size``), and the map is drawn on the input where the layer's cells lie
+on it (:mod:`medxai.methods._engine.geometry`): linear between the cells' receptive-field
+centres, over the pixels the model sees, and exactly 0 on pixels a crop before the layer
+removes (nothing is attributed to what the model never sees). Without crops, padding or
+shifts on the way this is the linear resize of the whole map over the whole input.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medxai.methods.base import ExplainingMethod, Explanation
-from medxai.preprocess import resize_spatial
 
 if TYPE_CHECKING:
     import keras
@@ -36,14 +38,17 @@ class CAMMethod(ExplainingMethod):
         **kwargs: ``output``, ``batch_size``, ``heatmap``, ``jit``, ``precision``,
             ``engine`` (see :class:`~medxai.methods.base.XAIMethod`).
 
-    :meth:`attribute` returns float32 ``(N, *spatial, C)``: the non-negative map,
-    upsampled to the input's spatial shape and repeated on every input channel (a CAM
-    has no per-channel values). The maps are never negative, so heatmap polarity must
-    be ``absolute``.
+    :meth:`attribute` returns float32 ``(N, *spatial, C)``: the non-negative map, drawn
+    on the input (see the module docstring; 0 outside what the model sees) and repeated on
+    every input channel (a CAM has no per-channel values). The maps are never negative, so
+    heatmap polarity must be ``absolute``.
 
     Raises:
         ValueError: at construction, when the model has no such layer (the message
-            names ``layer`` and lists the candidate layers).
+            names ``layer`` and lists the candidate layers), or when a layer of unknown
+            geometry (a ``Lambda``, a custom layer) between the input and ``layer`` keeps the
+            map from being placed on the input while the others crop, pad or shift the grid
+            (the message names that layer and ``layer``).
     """
 
     def __init__(self, model: keras.Model, *, layer: str | None = None, **kwargs: Any):
@@ -80,14 +85,19 @@ class CAMMethod(ExplainingMethod):
         """The upsampled maps, the same on every channel (no completeness delta)."""
         images, targets = self.engine.check_inputs(images, targets)
         self.engine._sync_weights()  # precision "mixed": copy the current weights into the half model
-        spatial = images.shape[1:-1]
         result = np.empty(images.shape, dtype=np.float32)
         for start, activations, gradients in self.activations.chunks(images, targets, self.batch_size):
             maps = np.maximum(self.combine(activations.astype(np.float64), gradients.astype(np.float64)), 0.0)
-            for offset, cam in enumerate(maps.astype(np.float32)):
-                # linear interpolation of a non-negative map stays non-negative; broadcast to every channel
-                result[start + offset] = resize_spatial(cam[..., None], spatial)
+            result[start : start + len(maps)] = self.draw(maps, images.shape[1:-1])[..., None]  # every channel
         return Explanation(result, evaluations=np.ones(len(images), dtype=np.int64))
+
+    def draw(self, maps: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+        """``(n, *grid)`` maps at the layer's resolution on inputs of ``spatial`` shape: ``(n, *spatial)`` float32,
+        linear between the cells (a non-negative map stays non-negative), 0 where the model sees nothing."""
+        from medxai.methods._engine.geometry import upsample  # deferred: TensorFlow starts here
+
+        matrices, seen = self.activations.placement(spatial)
+        return np.where(seen, upsample(maps, matrices), 0.0).astype(np.float32)
 
 
 def spatial_axes(x: np.ndarray) -> tuple[int, ...]:

@@ -189,7 +189,8 @@ class LIME(ExplainingMethod):
             windowing and scaling): a float (default 0) or ``"mean"`` (each image's mean, per channel).
         seed: Seed of the on/off vectors.
         **kwargs: ``output``, ``batch_size``, ``heatmap``, ``engine`` (see :class:`XAIMethod`).
-            ``batch_size`` bounds the copies per model call and never changes the result.
+            ``batch_size`` bounds the copies per model call; the result depends neither on it nor
+            on the other images of the batch (see :mod:`medxai.methods._engine.forward`).
 
     Example:
         >>> LIME(model, samples=1000, heatmap={"polarity": "positive"}).compute_heatmap(image, 1)  # doctest: +SKIP
@@ -311,7 +312,7 @@ class LIME(ExplainingMethod):
         counts = segments.reshape(len(images), -1).max(axis=1) + 1
         bits = sample_bits(self.samples, int(counts.max()), self.seed)
         superpixels = _Superpixels(segments, counts, bits, self.fill, self.kernel_width)
-        scored, _ = forward_engine(self.engine).run(images, targets, superpixels, self.batch_size)
+        scored, _, _ = forward_engine(self.engine).run(images, targets, superpixels, self.batch_size)
         attributions = np.empty(images.shape[:-1], dtype=np.float64)
         for i, j in enumerate(counts):
             flat = segments[i].ravel()

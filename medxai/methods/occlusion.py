@@ -37,7 +37,11 @@ def window_starts(size: int, window: int, stride: int) -> np.ndarray:
 
 
 class _Windows:
-    """The occlusion perturbation for the forward engine: a window start per row, a fill per image."""
+    """The occlusion perturbation for the forward engine: a window start per row, a fill per image.
+
+    The last row of each image is the image itself (an empty window), so ``F(x)`` is scored in
+    the same model calls as the occluded copies.
+    """
 
     key = "occlusion"
 
@@ -45,7 +49,8 @@ class _Windows:
         self.window = np.asarray(window, dtype=np.int32)
         self.starts = [window_starts(s, w, t) for s, w, t in zip(spatial, window, stride)]
         self.grid = tuple(len(s) for s in self.starts)
-        self.rows_per_image = int(np.prod(self.grid))
+        self.windows = int(np.prod(self.grid))
+        self.rows_per_image = self.windows + 1
         self.fill = fill
 
     def per_image(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,9 +62,11 @@ class _Windows:
         return {"fill": fill.astype(np.float32)}
 
     def rows(self, copies: np.ndarray) -> dict[str, np.ndarray]:
-        index = np.unravel_index(copies, self.grid)
+        whole = copies == self.windows
+        index = np.unravel_index(np.where(whole, 0, copies), self.grid)
         start = np.stack([s[i] for s, i in zip(self.starts, index)], axis=1).astype(np.int32)
-        return {"start": start, "window": np.broadcast_to(self.window, start.shape).copy()}
+        window = np.where(whole[:, None], 0, self.window[None, :]).astype(np.int32)
+        return {"start": start, "window": window}
 
     @staticmethod
     def apply(images: tf.Tensor, per_image: dict[str, tf.Tensor], rows: dict[str, tf.Tensor]):
@@ -100,7 +107,8 @@ class Occlusion(ExplainingMethod):
             (after windowing and scaling): a float (default 0), or ``"mean"`` for
             each image's own mean per channel.
         **kwargs: ``output``, ``batch_size``, ``heatmap``, ``engine`` (see :class:`XAIMethod`).
-            ``batch_size`` bounds the occluded copies per model call and never changes the result.
+            ``batch_size`` bounds the occluded copies per model call; the result depends neither on
+            it nor on the other images of the batch (see :mod:`medxai.methods._engine.forward`).
 
     Example:
         >>> Occlusion(model, window=16, stride=8).compute_heatmap(image, class_index=1)  # doctest: +SKIP
@@ -147,11 +155,10 @@ class Occlusion(ExplainingMethod):
         images, targets = self.engine.check_inputs(images, targets)
         window, stride = self._geometry(images.shape[1:-1])
         windows = _Windows(images.shape[1:-1], window, stride, self.fill)
-        scored, covered = forward_engine(self.engine).run(images, targets, windows, self.batch_size)
-        at_input = self.engine.predict(images, self.batch_size)[np.arange(len(images)), targets]
-        at_input = at_input.astype(np.float64).reshape((-1,) + (1,) * (images.ndim - 2))
+        scored, covered, scores = forward_engine(self.engine).run(images, targets, windows, self.batch_size)
+        at_input = scores[:, -1].reshape((-1,) + (1,) * (images.ndim - 2))  # the empty window: F(x)
         with np.errstate(divide="ignore", invalid="ignore"):
             mean_drop = np.where(covered > 0, at_input - scored / covered, 0.0)
         attributions = np.repeat(mean_drop[..., None], images.shape[-1], axis=-1).astype(np.float32)
-        return Explanation(attributions, evaluations=np.full(len(images), windows.rows_per_image + 1))
+        return Explanation(attributions, evaluations=np.full(len(images), windows.rows_per_image))
 

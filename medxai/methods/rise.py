@@ -83,18 +83,38 @@ class RISE(ExplainingMethod):
     probability ``p``) are upsampled linearly to ``cells + 1`` cells of
     ``ceil(side / cells)`` pixels, shifted at random by less than a cell and cropped to the
     image; the image is multiplied by each mask (so "removed" means zero in the
-    model's input space) and the saliency is ``sum_i F(x * M_i) M_i / (n_masks p)``.
-    The masks depend only on ``seed`` and their index (the same for every image and
-    every ``batch_size``). Non-negative when the explained scores are (probabilities);
-    logits can make it negative, so it is treated as signed. Same value on every channel.
+    model's input space). The masks depend only on ``seed`` and their index (the same for
+    every image and every ``batch_size``).
+
+    The paper's saliency is the Monte Carlo estimate of ``E[F(x * M) M(u)] / p``; its
+    estimator ``sum_i F(x * M_i) M_i(u) / (N p)`` adds, for a score ``F = c + f``,
+    ``c sum_i M_i(u) / (N p)``: random mask-coverage noise that does not depend on the model
+    and that dominates logits (``c`` is large next to how much masking moves the score).
+    medxai uses the sample covariance of the score and the mask instead, with ``N = n_masks``
+    and ``Fbar`` the mean score over the masks::
+
+        S(u) = sum_i (F(x * M_i) - Fbar) M_i(u) / ((N - 1) p)
+
+    Its expectation is exactly ``Cov(F(x * M), M(u)) / p = E[F(x * M) M(u)] / p - E[F(x * M)]``
+    (every ``M(u)`` has mean ``p``: it interpolates cells kept with probability ``p``):
+    the paper's saliency less one constant (so the heatmap is the paper's in the limit), and
+    it is unbiased for every ``N`` because ``Fbar`` is the mean of the same draws (the
+    ``N - 1``, as in the sample variance). Adding a constant to every score leaves ``S``
+    unchanged, and the coverage noise, which ``Fbar`` removes, no longer drowns the signal.
+    ``S`` is signed (positive where keeping the pixel raises the score). Same value on every channel.
 
     Args:
         model: A built Keras model.
-        n_masks: Masks per image (the paper: 4000-8000 for ImageNet).
+        n_masks: Masks per image, at least 2 (the paper: 4000-8000 for ImageNet).
         cells: Grid cells per side of the low-resolution masks (the paper: 7).
         p: Probability that a cell is kept (the paper: 0.5).
         seed: Seed of the masks.
         **kwargs: ``output``, ``batch_size``, ``heatmap``, ``engine`` (see :class:`XAIMethod`).
+            ``batch_size`` bounds the masked copies per model call; the result depends neither
+            on it nor on the other images of the batch (see :mod:`medxai.methods._engine.forward`).
+
+    Raises:
+        ValueError: naming ``n_masks``, ``cells``, ``p`` or ``seed`` when out of range.
     """
 
     name = "rise"
@@ -102,6 +122,8 @@ class RISE(ExplainingMethod):
     def __init__(self, model: Any, *, n_masks: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any):
         super().__init__(model, **kwargs)
         self.n_masks = _check_positive_int("n_masks", n_masks)
+        if self.n_masks < 2:
+            raise ValueError(f"n_masks must be at least 2 (the estimator subtracts the masks' mean score), got {n_masks!r}")
         self.cells = _check_positive_int("cells", cells)
         if isinstance(p, bool) or not isinstance(p, Real) or not (0.0 < p <= 1.0) or not math.isfinite(p):
             raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
@@ -120,8 +142,10 @@ class RISE(ExplainingMethod):
 
         images, targets = self.engine.check_inputs(images, targets)
         masks = _Masks(self.n_masks, self.cells, self.p, self.seed)
-        scored, _ = forward_engine(self.engine).run(images, targets, masks, self.batch_size)
-        saliency = scored / (self.n_masks * self.p)
+        scored, covered, scores = forward_engine(self.engine).run(images, targets, masks, self.batch_size)
+        mean = scores.mean(axis=1).reshape((-1,) + (1,) * (images.ndim - 2))
+        # sum_i (F_i - Fbar) M_i = sum_i F_i M_i - Fbar sum_i M_i
+        saliency = (scored - mean * covered) / ((self.n_masks - 1) * self.p)
         attributions = np.repeat(saliency[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), self.n_masks))
 

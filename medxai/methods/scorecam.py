@@ -6,6 +6,7 @@ Visual Explanations for Convolutional Neural Networks", CVPR workshops, arXiv:19
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,6 @@ import numpy as np
 from medxai.methods._cam import CAMMethod
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods.base import Explanation
-from medxai.preprocess import resize_spatial
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import keras
@@ -23,39 +23,22 @@ if TYPE_CHECKING:  # importing the class starts no TensorFlow
 WEIGHTS = ("softmax", "increase")
 
 
-def resize_matrices(source: Sequence[int], target: Sequence[int]) -> list[np.ndarray]:
-    """One ``(target[a], source[a])`` float32 matrix per spatial axis: :func:`~medxai.preprocess.resize_spatial`
-    from ``source`` to ``target`` as a linear map.
-
-    ``resize_spatial`` (linear interpolation, anti-aliasing when an axis shrinks) is separable, so
-    resizing ``m`` equals applying these matrices axis by axis. Each is read off ``resize_spatial``
-    itself (the resize of one-hot vectors), so the two agree up to float rounding.
-    """
-    source, target = tuple(int(s) for s in source), tuple(int(t) for t in target)
-    anti_aliasing = any(t < s for t, s in zip(target, source))  # resize_spatial's rule, over all axes
-    rank, matrices = len(source), []
-    for axis, (size_in, size_out) in enumerate(zip(source, target)):
-        shape_in, shape_out = [1] * rank, [1] * rank
-        shape_in[axis], shape_out[axis] = size_in, size_out
-        eye = np.eye(size_in, dtype=np.float32).reshape((*shape_in, size_in))
-        resized = resize_spatial(eye, shape_out, anti_aliasing=anti_aliasing)
-        matrices.append(np.ascontiguousarray(resized.reshape(size_out, size_in), dtype=np.float32))
-    return matrices
-
-
 class _ChannelMasks:
     """The Score-CAM perturbation for the forward engine: one row per (image, channel k).
 
     Per image: the layer's activations (low resolution) and the baseline; per row: the channel.
-    Inside the compiled chunk, channel k is upsampled to the input size, min-max normalised to
-    [0, 1] (a channel constant at the layer's resolution gives zeros) and the copy is
-    ``b + M_k * (x - b)`` (``x * M_k`` for the zero baseline).
+    Inside the compiled chunk, channel k is drawn on the input with the layer's placement
+    matrices (:func:`~medxai.methods._engine.geometry.placement`: linear between the cells,
+    pixels the model never sees copy the nearest seen one, so they change neither the min
+    nor the max), min-max normalised to [0, 1] (a channel constant at the layer's resolution
+    gives zeros) and the copy is ``b + M_k * (x - b)`` (``x * M_k`` for the zero baseline).
     """
 
-    def __init__(self, activations: np.ndarray, baselines: np.ndarray):
-        feature, spatial = activations.shape[1:-1], baselines.shape[1:-1]
-        self.key = f"scorecam/{feature}->{spatial}"  # the matrices follow from the shapes
-        self.matrices = resize_matrices(feature, spatial)
+    def __init__(self, activations: np.ndarray, baselines: np.ndarray, matrices: list[np.ndarray]):
+        self.matrices = [np.ascontiguousarray(m, dtype=np.float32) for m in matrices]
+        digest = hashlib.sha1(b"".join(m.tobytes() for m in self.matrices)).hexdigest()[:16]
+        # the matrices are constants of the compiled routine, so they name it
+        self.key = f"scorecam/{activations.shape[1:-1]}->{baselines.shape[1:-1]}/{digest}"
         self.rows_per_image = int(activations.shape[-1])
         self.activations, self.baselines = activations, baselines
 
@@ -86,8 +69,9 @@ class _ChannelMasks:
 class ScoreCAM(CAMMethod):
     """Score-CAM (Wang et al. 2020, arXiv:1910.01279): ``ReLU(sum_k w_k A_k)`` with gradient-free weights.
 
-    For each image, the layer's activations ``A_k`` (one forward pass) are upsampled to the
-    input size with :func:`~medxai.preprocess.resize_spatial` (linear), min-max normalised to
+    For each image, the layer's activations ``A_k`` (one forward pass) are drawn on the input
+    like the maps of every CAM (linear between the cells' receptive-field centres, see
+    :mod:`medxai.methods._cam`), min-max normalised over the pixels the model sees to
     ``M_k`` in [0, 1] (a channel constant at the layer's resolution gives ``M_k = 0``), and the
     masked copies ``x_k = b + M_k (x - b)`` (``x * M_k`` with the paper's zero baseline) are
     scored with the explained output ``F`` for the target (the logit by default). With
@@ -99,8 +83,8 @@ class ScoreCAM(CAMMethod):
     * ``weights="increase"``: ``w_k = S_k``, eq. 8-9 as written (unnormalised; ``F(b)`` costs one
       more evaluation per image).
 
-    The map ``ReLU(sum_k w_k A_k)`` is computed at the layer's resolution, upsampled like the
-    other CAMs and repeated on every input channel; heatmap polarity must be ``absolute``.
+    The map ``ReLU(sum_k w_k A_k)`` is computed at the layer's resolution, drawn on the input like
+    the other CAMs (0 where the model sees nothing) and repeated on every input channel; heatmap polarity must be ``absolute``.
     The masked copies (one per channel per image: ``K`` model rows per image) run on the forward
     engine in chunks of at most ``batch_size`` rows, several images per chunk; ``batch_size``
     never changes a result.
@@ -157,7 +141,8 @@ class ScoreCAM(CAMMethod):
         )
 
         baselines = make_baselines(images, self.baseline, blur_sigma=self.blur_sigma)[:, 0]
-        masks = _ChannelMasks(activations, baselines)
+        matrices, _ = self.activations.placement(images.shape[1:-1])
+        masks = _ChannelMasks(activations, baselines, matrices)
         scores = forward_engine(self.engine).scores(images, targets, masks, self.batch_size)
         if self.weights == "increase":
             at_base = self.engine.predict(baselines, self.batch_size)[np.arange(len(images)), targets]
@@ -171,11 +156,9 @@ class ScoreCAM(CAMMethod):
         self.engine._sync_weights()  # precision "mixed": copy the current weights into the half model
         activations = self.activations.activations(images, self.batch_size)
         weights = self.channel_weights(images, targets, activations)
-        maps = self.combine(activations.astype(np.float64), weights).astype(np.float32)
-        spatial = images.shape[1:-1]
+        maps = self.combine(activations.astype(np.float64), weights)
         result = np.empty(images.shape, dtype=np.float32)
-        for i, cam in enumerate(maps):
-            result[i] = resize_spatial(cam[..., None], spatial)  # broadcast to every channel
+        result[...] = self.draw(maps, images.shape[1:-1])[..., None]  # every channel
         evaluations = 1 + activations.shape[-1] + (self.weights == "increase")  # A, the K copies, F(b)
         return Explanation(result, evaluations=np.full(len(images), evaluations))
 

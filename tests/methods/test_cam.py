@@ -178,3 +178,165 @@ def test_names_polarity_and_delta():
         medxai.GradCAM(model, heatmap={"polarity": "positive"})
     with pytest.raises(ValueError, match="no completeness delta"):
         medxai.GradCAM(model).attribute(images((8, 8, 1), n=1), 0, return_delta=True)
+
+
+# --- where the feature map lies on the input (issue 18, item 7) ---
+
+ALL_CAMS = CAMS + ["scorecam", "guided_gradcam"]
+
+
+def cropped_layers(seed=4):
+    """conv -> max pool -> conv ("late"): the layers after the crop, shared by the cropped and the pre-cropped model."""
+    keras.utils.set_random_seed(seed)
+    head = keras.layers.Dense(2)
+    head.build((None, 4))
+    kernel, bias = head.get_weights()
+    head.set_weights([np.abs(kernel) + 0.1, bias])  # a positive head: every class has a map
+    return [
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="early"),
+        keras.layers.MaxPooling2D(name="pool"),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="late"),
+        keras.layers.GlobalAveragePooling2D(),
+        head,
+    ]
+
+
+def stack(shape, front, layers):
+    h = inputs = keras.Input(shape)
+    for layer in front + layers:
+        h = layer(h)
+    return keras.Model(inputs, h)
+
+
+@pytest.mark.parametrize("name", ALL_CAMS)
+def test_nothing_is_attributed_to_pixels_a_center_crop_removes(name):
+    layers = cropped_layers()
+    model = stack((32, 32, 1), [keras.layers.CenterCrop(16, 16)], layers)
+    pre = stack((16, 16, 1), [], layers)  # the same layers (the same weights) on the pre-cropped image
+    x = images((32, 32, 1), n=2, seed=5)
+    got = medxai.get_method(name, model).attribute(x, [0, 1])
+    outside = np.ones((32, 32), bool)
+    outside[8:24, 8:24] = False
+    assert np.all(got[:, outside] == 0)
+    for i in range(2):
+        assert got[i, 8:24, 8:24].max() > 0
+        row, column = np.unravel_index(np.argmax(got[i, ..., 0]), (32, 32))
+        assert 8 <= row < 24 and 8 <= column < 24
+    # inside the crop: exactly the map of the pre-cropped model on the pre-cropped image
+    np.testing.assert_array_equal(got[:, 8:24, 8:24], medxai.get_method(name, pre).attribute(x[:, 8:24, 8:24], [0, 1]))
+
+
+def test_a_3d_crop_is_placed_too():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8, 8, 1))
+    h = keras.layers.Cropping3D(((1, 1), (2, 0), (0, 3)))(inputs)
+    h = keras.layers.Conv3D(3, 3, padding="same", activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling3D()(h)))
+    x = images((6, 8, 8, 1), n=2)
+    for name in ("gradcam", "scorecam"):
+        got = medxai.get_method(name, model).attribute(x, [0, 1])[..., 0]
+        inside = np.zeros((6, 8, 8), bool)
+        inside[1:5, 2:8, 0:5] = True
+        assert np.all(got[:, ~inside] == 0) and np.all(got[:, inside].max(axis=1) > 0)
+
+
+def receptive_fields(front, shape):
+    """By brute force: the input interval each cell of axis 0 reads (nonzero gradient), on a linear all-ones stack."""
+    h = inputs = keras.Input(shape)
+    for layer in front:
+        h = layer(h)
+    model = keras.Model(inputs, h)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights([np.ones_like(w) for w in layer.get_weights()])
+    x = tf.ones((1, *shape))
+    out = model(x)
+    fields = []
+    for j in range(out.shape[1]):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            cell = tf.reduce_sum(model(x)[0, j, out.shape[2] // 2])
+        rows = np.flatnonzero(np.abs(tape.gradient(cell, x).numpy()[0]).sum(axis=(1, 2)))
+        fields.append((rows[0], rows[-1] + 1))
+    return model, np.array(fields)
+
+
+def conv(k, s=1, padding="valid", d=1):
+    return keras.layers.Conv2D(1, k, strides=s, padding=padding, dilation_rate=d, use_bias=False)
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        lambda: [conv(3), conv(3, 2), keras.layers.AveragePooling2D(2)],
+        lambda: [keras.layers.CenterCrop(18, 18), conv(3, padding="same"), keras.layers.AveragePooling2D(2), conv(3, padding="same", d=2)],
+        lambda: [keras.layers.ZeroPadding2D(3), conv(7, 2), keras.layers.ZeroPadding2D(1), keras.layers.AveragePooling2D(3, 2)],
+        lambda: [keras.layers.Cropping2D(((2, 1), (0, 3))), conv(3, 2, "same"), keras.layers.UpSampling2D(1)],
+    ],
+    ids=["valid", "center-crop-dilated", "resnet-stem", "cropping-same-stride"],
+)
+def test_cells_sit_at_their_receptive_field_centres(front):
+    from medxai.methods._engine.geometry import receptive_geometry
+
+    shape = (21, 21, 1)
+    model, fields = receptive_fields(front(), shape)
+    axis = receptive_geometry(model, model.outputs[0], shape[:-1]).axes[0]
+    assert axis.size == len(fields)
+    first, last = fields[:, 0], fields[:, 1]
+    # cells whose field is not clipped by a border or a crop: the centre and the width are the affine map's
+    whole = (last - first) == axis.field
+    assert whole.sum() >= 2
+    centres = axis.offset + axis.stride * (np.arange(axis.size) + 0.5)
+    np.testing.assert_allclose(((first + last) / 2)[whole], centres[whole])
+    assert axis.seen == (first.min(), last.max())  # the pixels that reach the map
+
+
+def test_a_layer_of_unknown_geometry_is_refused_after_a_crop_and_allowed_without():
+    layers = cropped_layers()
+    refused = stack((32, 32, 1), [keras.layers.CenterCrop(16, 16), keras.layers.Lambda(lambda t: t * 2.0, name="double")], layers)
+    for name in ("gradcam", "scorecam", "guided_gradcam"):
+        with pytest.raises(ValueError, match=r"layer 'double' on the way .*layer: <name>"):
+            medxai.get_method(name, refused)
+    # the plain stretch (whole input over the whole map) is kept: as if the Lambda were not there
+    plain = stack((16, 16, 1), [keras.layers.Lambda(lambda t: t * 1.0)], layers)
+    x = images((16, 16, 1), n=2)
+    np.testing.assert_array_equal(medxai.GradCAM(plain).attribute(x, 1), medxai.GradCAM(stack((16, 16, 1), [], layers)).attribute(x, 1))
+
+
+def test_variable_size_inputs_are_placed_per_size():
+    layers = cropped_layers()
+    model = stack((None, None, 1), [keras.layers.Lambda(lambda t: t * 1.0)], layers)
+    fixed = stack((16, 16, 1), [], layers)
+    for side in (16, 20):
+        x = images((side, side, 1), n=1)
+        got = medxai.GradCAM(model).attribute(x, 1)
+        assert got.shape == x.shape and got.max() > 0
+    np.testing.assert_array_equal(medxai.GradCAM(model).attribute(images((16, 16, 1), n=1), 1), medxai.GradCAM(fixed).attribute(images((16, 16, 1), n=1), 1))
+
+
+def test_placement_is_the_linear_resize_when_plain_and_follows_the_cells_otherwise():
+    from medxai.methods._engine.geometry import Axis, Geometry, placement
+    from medxai.preprocess import resize_spatial
+
+    a = np.random.default_rng(0).uniform(size=(3, 4)).astype(np.float64)
+    plain = Geometry((Axis(3, 0.0, 9 / 3, 1.0, (0.0, 9.0)), Axis(4, 0.0, 10 / 4, 1.0, (0.0, 10.0))))
+    (rows, columns), seen = placement(plain, (9, 10))
+    assert seen.all()
+    np.testing.assert_allclose(rows @ a @ columns.T, resize_spatial(a[..., None], (9, 10))[..., 0], atol=1e-6)
+    # a 'valid' 3-wide convolution on 10 pixels, then a crop of 2 on the left: cells at pixels 3 .. 8, seen 2 .. 9
+    (matrix,), seen = placement(Geometry((Axis(6, 3.0, 1.0, 3.0, (2.0, 10.0)),)), (10,))
+    np.testing.assert_array_equal(seen, np.arange(10) >= 2)
+    expected = np.zeros((10, 6))
+    expected[3:9] = np.eye(6)
+    expected[:3, 0] = expected[9, 5] = 1.0  # edge values held (pixels 0, 1 are masked out by `seen`)
+    np.testing.assert_array_equal(matrix, expected)
+
+
+def test_a_shift_of_less_than_half_a_cell_keeps_the_plain_stretch():
+    from medxai.methods._engine.geometry import feature_geometry, receptive_geometry
+
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(2, 3, strides=2, padding="same")(inputs)  # TensorFlow pads after: centres at 2j + 1.5
+    model = keras.Model(inputs, h)
+    assert receptive_geometry(model, h, (8, 8)).axes[0].offset == 0.5
+    assert feature_geometry(model, h, (8, 8)).axes[0].offset == 0.0

@@ -55,12 +55,15 @@ def test_uncovered_pixels_are_zero_and_coverage_with_stride_at_most_window():
     assert np.all(Occlusion(model, window=2, stride=2).attribute(x, 0) != 0)  # 9 = 2*4 + 1: last window flush
 
 
-def test_batch_size_does_not_change_the_result():
-    model = small_cnn((8, 8, 1))
-    x = np.random.default_rng(2).uniform(size=(3, 8, 8, 1)).astype(np.float32)
-    results = [Occlusion(model, window=3, stride=2, batch_size=b).attribute(x, [0, 1, 0]) for b in (1, 7, 200)]
+@pytest.mark.parametrize("shape", [(8, 8, 1), (4, 6, 6, 1)], ids=["2d", "3d"])
+def test_batching_does_not_change_the_result(shape):
+    # exact: F(x) is scored with the windows, and the sums are float64 in a fixed order per image
+    model = small_cnn(shape)
+    x = np.random.default_rng(2).uniform(size=(3, *shape)).astype(np.float32)
+    results = [Occlusion(model, window=3, stride=2, batch_size=b).attribute(x, [0, 1, 0]) for b in (2, 7, 200)]
     for other in results[1:]:
-        np.testing.assert_allclose(other, results[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(other, results[0])
+    np.testing.assert_array_equal(Occlusion(model, window=3, stride=2, batch_size=7).attribute(x[1:2], 1), results[0][1:2])
 
 
 def test_logits_by_default():

@@ -7,7 +7,6 @@ from analytic_models import small_cnn
 
 import medxai
 from medxai.methods._engine.forward import ForwardEngine
-from medxai.methods.scorecam import resize_matrices
 from medxai.preprocess import resize_spatial
 
 
@@ -69,24 +68,14 @@ def test_matches_a_hand_written_reference(shape, layer, weights, baseline, targe
         np.testing.assert_allclose(got[i], expected, rtol=2e-4, atol=1e-6)
 
 
-def test_resize_matrices_are_resize_spatial():
-    rng = np.random.default_rng(0)
-    for source, target in [((3, 4), (8, 9)), ((4, 4), (4, 4)), ((2, 3, 3), (4, 6, 6)), ((6, 6), (4, 8))]:
-        a = rng.normal(size=source).astype(np.float32)
-        m = a.astype(np.float64)
-        for matrix in resize_matrices(source, target):
-            m = np.tensordot(m, matrix.T, axes=[[0], [0]])
-        np.testing.assert_allclose(m, resize_spatial(a[..., None], target)[..., 0], atol=1e-6)
-
-
 def test_batch_size_does_not_change_results_and_chunks_hold_several_images(monkeypatch):
     model = pooled_cnn()
     x, targets = images((8, 8, 2), n=3), [0, 1, 2]
     calls = []
     original = ForwardEngine._function
 
-    def counted(self, perturbation, scores=False):
-        fn = original(self, perturbation, scores)
+    def counted(self, perturbation, with_weights):
+        fn = original(self, perturbation, with_weights)
         return lambda *args: (calls.append(int(args[0].shape[0])), fn(*args))[1]
 
     monkeypatch.setattr(ForwardEngine, "_function", counted)

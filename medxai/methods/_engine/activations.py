@@ -8,6 +8,8 @@ found from the graph). The routine runs on a Keras model from the input to
 explains the model's current weights. Images are pushed through in chunks of
 ``batch_size``: memory is bounded by it, and each image's result does not depend on it.
 A second, forward-only routine returns the activations alone (Score-CAM needs no gradients).
+:meth:`ActivationEngine.placement` says where the layer's cells lie on the input
+(:mod:`~medxai.methods._engine.geometry`): the matrices that upsample a map and the pixels the model sees.
 
 The layer is found from the graph, never from ``model.layers[-1]``: walking back from
 the output, the first layer whose output has spatial axes (rank 4 for 2D inputs,
@@ -25,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from medxai.methods._engine import OUTPUT_LOGITS
+from medxai.methods._engine.geometry import feature_geometry, placement
 from medxai.methods._engine.output import explained_output
 
 
@@ -146,6 +149,25 @@ class ActivationEngine:
         self.jit = jit
         self._fn = tf.function(self._chunk, reduce_retracing=not jit, jit_compile=jit)
         self._forward_fn = tf.function(self._forward, reduce_retracing=not jit, jit_compile=jit)
+        self._source, self._tensor = source, tensor
+        self._placements: dict[tuple[int, ...], tuple[list[np.ndarray], np.ndarray]] = {}
+        spatial = tuple(source.inputs[0].shape[1:-1])
+        if all(s is not None for s in spatial):
+            self.placement(spatial)  # a feature map that cannot be placed on the input is refused now
+
+    def placement(self, spatial: tuple[int, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Where the layer's cells lie on inputs of this spatial shape: per axis the matrix that
+        upsamples a map from the layer's grid, and the bool mask of the pixels the model sees
+        (see :func:`~medxai.methods._engine.geometry.placement`).
+
+        Raises:
+            ValueError: naming the layer of unknown geometry that keeps the map from being placed.
+        """
+        spatial = tuple(int(s) for s in spatial)
+        if spatial not in self._placements:
+            geometry = feature_geometry(self._source, self._tensor, spatial)
+            self._placements[spatial] = placement(geometry, spatial)
+        return self._placements[spatial]
 
     @property
     def feature_shape(self) -> tuple[int | None, ...]:

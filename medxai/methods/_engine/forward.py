@@ -6,14 +6,18 @@ random mask). The forward engine runs them the way the gradient engine runs path
 
 * every (image, copy) pair is one *row*, described compactly (a window's start index,
   a mask's random key), never as a full image on the host;
-* rows are cut into chunks of at most ``batch_size``, several images per chunk; one
-  compiled ``tf.function`` per perturbation kind builds the copies inside the chunk,
-  evaluates the explained output (logits by default: the same view as the gradient
-  engine, :func:`~medxai.methods._engine.output.explained_output`) and returns, per
-  image, ``sum_rows score(row) * weight_map(row)`` and ``sum_rows weight_map(row)``;
-* the host adds the chunk sums in float64 as they come: memory is bounded by
-  ``batch_size`` and the result does not depend on it (random masks are seeded
-  statelessly by (seed, copy index), so a copy is the same in whichever chunk it lands).
+* rows are cut into chunks of exactly ``batch_size`` (the last one padded), several images
+  per chunk; one compiled ``tf.function`` per perturbation kind builds the copies inside the
+  chunk, evaluates the explained output (logits by default: the same view as the gradient
+  engine, :func:`~medxai.methods._engine.output.explained_output`) and returns each row's
+  score and weight map;
+* the host adds ``score(row) * weight_map(row)`` and ``weight_map(row)`` to the row's image
+  in float64, one row at a time in row order: memory is bounded by ``batch_size`` and the
+  result depends neither on it nor on the other images of the batch (random masks are
+  seeded statelessly by (seed, copy index), so a copy is the same in whichever chunk it
+  lands). The one thing medxai does not control is the model itself: a backend may round a
+  copy's score differently in a call of another size (oneDNN on CPU does for a batch of one
+  row, by about 1e-7 relative), which is why every call has exactly ``batch_size`` rows.
 
 :meth:`ForwardEngine.scores` runs the same chunks but returns every row's score instead of
 the weighted sums, for methods whose weights need all the scores of an image first
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -75,36 +79,6 @@ class ForwardEngine:
         self.engine = engine
         self._compiled: dict[Any, Callable[..., Any]] = {}
 
-    def _chunk(
-        self,
-        perturbation: Perturbation,
-        images: tf.Tensor,
-        per_image: dict[str, tf.Tensor],
-        rows: dict[str, tf.Tensor],
-        row_image: tf.Tensor,
-        target: tf.Tensor,
-        segment: tf.Tensor,
-        n_segments: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        score, weight = self._score_copies(perturbation, images, per_image, rows, row_image, target)
-        weight = tf.cast(weight, tf.float32)
-        scored = tf.reshape(score, [-1] + [1] * (len(weight.shape) - 1)) * weight
-        return (
-            tf.math.unsorted_segment_sum(scored, segment, n_segments),
-            tf.math.unsorted_segment_sum(weight, segment, n_segments),
-        )
-
-    def _score_chunk(
-        self,
-        perturbation: Perturbation,
-        images: tf.Tensor,
-        per_image: dict[str, tf.Tensor],
-        rows: dict[str, tf.Tensor],
-        row_image: tf.Tensor,
-        target: tf.Tensor,
-    ) -> tf.Tensor:
-        return self._score_copies(perturbation, images, per_image, rows, row_image, target)[0]
-
     def _score_copies(
         self,
         perturbation: Perturbation,
@@ -113,32 +87,73 @@ class ForwardEngine:
         rows: dict[str, tf.Tensor],
         row_image: tf.Tensor,
         target: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """The explained output's target score of each row's perturbed copy, and the row's weight map."""
+        with_weights: bool,
+    ) -> tuple[tf.Tensor, ...]:
+        """The explained output's target score of each row's perturbed copy (and the row's weight map)."""
         source = tf.gather(images, row_image)
         gathered = {k: tf.gather(v, row_image) for k, v in per_image.items()}
         copies, weight = perturbation.apply(source, gathered, rows)
         out = tf.cast(self.engine.model(copies, training=False), tf.float32)
-        return tf.gather(out, target, axis=1, batch_dims=1), weight
+        score = tf.gather(out, target, axis=1, batch_dims=1)
+        return (score, tf.cast(weight, tf.float32)) if with_weights else (score,)
 
-    def _function(self, perturbation: Perturbation, scores: bool = False) -> Callable[..., Any]:
+    def _function(self, perturbation: Perturbation, with_weights: bool) -> Callable[..., Any]:
         """The compiled chunk of this kind; ``key`` must name everything ``apply`` reads outside its tensors."""
-        name = ("scores", perturbation.key) if scores else perturbation.key
+        name = (perturbation.key, with_weights)
         compiled = self._compiled.get(name)
         if compiled is None:
             jit = self.engine.jit
             compiled = tf.function(
-                functools.partial(self._score_chunk if scores else self._chunk, perturbation),
+                functools.partial(self._score_copies, perturbation, with_weights=with_weights),
                 reduce_retracing=not jit,
                 jit_compile=jit,
             )
             self._compiled[name] = compiled
         return compiled
 
+    def _chunks(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        perturbation: Perturbation,
+        batch_size: int,
+        with_weights: bool,
+    ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+        """``(rows, (scores, weight maps))`` per model call, in row order (row ``r`` is copy ``r % rows_per_image``
+        of image ``r // rows_per_image``).
+
+        Every call holds exactly ``batch_size`` rows: the last chunk is padded with copies of its
+        last row (their results dropped), so a row is scored in a batch of the same size whatever
+        the images around it, and the routine is traced for one shape.
+        """
+        self.engine._sync_weights()
+        per_row = perturbation.rows_per_image
+        total = len(images) * per_row
+        per_image = perturbation.per_image(images)
+        fn = self._function(perturbation, with_weights)
+        for start in range(0, total, batch_size):
+            rows = np.arange(start, min(start + batch_size, total))
+            padded = np.minimum(np.arange(start, start + batch_size), total - 1)
+            image = padded // per_row
+            image_u, row_image = np.unique(image, return_inverse=True)
+            described = {k: tf.constant(v) for k, v in perturbation.rows(padded % per_row).items()}
+            out = fn(
+                tf.constant(images[image_u]),
+                {k: tf.constant(v[image_u]) for k, v in per_image.items()},
+                described,
+                tf.constant(row_image, tf.int32),
+                tf.constant(targets[image], tf.int32),
+            )
+            yield rows, tuple(o.numpy()[: len(rows)] for o in out)
+
     def run(
         self, images: np.ndarray, targets: np.ndarray, perturbation: Perturbation, batch_size: int = 32
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sum the weighted scores of every copy of every image.
+
+        Each product ``F(copy_k) * W_k`` of two float32 values is exact in float64, and the
+        products are added to their image's sums one row at a time in row order, so the sums do
+        not depend on ``batch_size`` or on the other images of the batch.
 
         Args:
             images: ``(N, *spatial, C)`` float32, already checked.
@@ -147,66 +162,37 @@ class ForwardEngine:
             batch_size: Rows per model call (the memory bound).
 
         Returns:
-            ``(sum_k F(copy_k) * W_k, sum_k W_k)``, each ``(N, *spatial)`` float64.
+            ``(sum_k F(copy_k) * W_k, sum_k W_k)``, each ``(N, *spatial)`` float64, and the scores
+            ``F(copy_k)`` ``(N, rows_per_image)`` float64.
         """
-        self.engine._sync_weights()
-        n = len(images)
-        per_row = perturbation.rows_per_image
-        total = n * per_row
-        per_image = perturbation.per_image(images)
+        n, per_row = len(images), perturbation.rows_per_image
         spatial = images.shape[1:-1]
         scored = np.zeros((n, *spatial), dtype=np.float64)
         weights = np.zeros((n, *spatial), dtype=np.float64)
-        fn = self._function(perturbation)
-        for start in range(0, total, batch_size):
-            rows = np.arange(start, min(start + batch_size, total))
-            image = rows // per_row
-            image_u, row_image = np.unique(image, return_inverse=True)
-            described = {k: tf.constant(v) for k, v in perturbation.rows(rows % per_row).items()}
-            s, w = fn(
-                tf.constant(images[image_u]),
-                {k: tf.constant(v[image_u]) for k, v in per_image.items()},
-                described,
-                tf.constant(row_image, tf.int32),
-                tf.constant(targets[image], tf.int32),
-                tf.constant(row_image, tf.int32),
-                tf.constant(len(image_u), tf.int32),
-            )
-            scored[image_u] += s.numpy()
-            weights[image_u] += w.numpy()
-        return scored, weights
+        scores = np.empty(n * per_row, dtype=np.float64)
+        for rows, (score, weight) in self._chunks(images, targets, perturbation, batch_size, with_weights=True):
+            scores[rows] = score
+            score, weight = score.astype(np.float64), weight.astype(np.float64)
+            for row, s, w in zip(rows // per_row, score, weight):  # a fixed order of additions per image
+                scored[row] += s * w
+                weights[row] += w
+        return scored, weights, scores.reshape(n, per_row)
 
     def scores(
         self, images: np.ndarray, targets: np.ndarray, perturbation: Perturbation, batch_size: int = 32
     ) -> np.ndarray:
         """The explained output for the target of every copy of every image.
 
-        The same chunks as :meth:`run` (at most ``batch_size`` rows, several images per chunk),
-        but each row's score comes back instead of the weighted sums; ``apply``'s weight maps
-        are not used.
+        The same chunks as :meth:`run`, but only each row's score comes back (``apply``'s
+        weight maps are not used).
 
         Returns:
             ``(N, rows_per_image)`` float64: ``F(copy_k of image i)`` for ``targets[i]``.
         """
-        self.engine._sync_weights()
-        n = len(images)
-        per_row = perturbation.rows_per_image
-        total = n * per_row
-        per_image = perturbation.per_image(images)
-        result = np.empty(total, dtype=np.float64)
-        fn = self._function(perturbation, scores=True)
-        for start in range(0, total, batch_size):
-            rows = np.arange(start, min(start + batch_size, total))
-            image = rows // per_row
-            image_u, row_image = np.unique(image, return_inverse=True)
-            described = {k: tf.constant(v) for k, v in perturbation.rows(rows % per_row).items()}
-            result[rows] = fn(
-                tf.constant(images[image_u]),
-                {k: tf.constant(v[image_u]) for k, v in per_image.items()},
-                described,
-                tf.constant(row_image, tf.int32),
-                tf.constant(targets[image], tf.int32),
-            ).numpy()
+        n, per_row = len(images), perturbation.rows_per_image
+        result = np.empty(n * per_row, dtype=np.float64)
+        for rows, (score,) in self._chunks(images, targets, perturbation, batch_size, with_weights=False):
+            result[rows] = score
         return result.reshape(n, per_row)
 
 
