@@ -9,63 +9,10 @@ Names are loaded on first use, so ``import medxai.pipeline.config`` (or ``medxai
 does not start TensorFlow.
 """
 
-import importlib.abc
-import importlib.util
-import sys
-import warnings
 from importlib import import_module
 from typing import Any
 
 from medxai._version import __version__
-
-#: Modules that moved in 0.1.0 (the one-way layout): the old path still imports, for one
-#: release, as the same module object under its new name, with a DeprecationWarning.
-MOVED_MODULES = {
-    "medxai.engine": "medxai.methods._engine.engine",
-    "medxai.model_output": "medxai.methods._engine.output",
-    "medxai.precision": "medxai.methods._engine.precision",
-    "medxai.methods.adaptive": "medxai.methods._engine.adaptive",
-    "medxai.methods.quadrature": "medxai.methods._engine.quadrature",
-    "medxai.methods.baselines": "medxai.methods._engine.baselines",
-    "medxai.registry": "medxai.methods.registry",
-    "medxai.model_loader": "medxai.io.model",
-    "medxai.evaluation": "medxai.metrics",
-    "medxai.evaluation.metrics": "medxai.metrics.scores",
-    "medxai.evaluation.faithfulness": "medxai.metrics.faithfulness",
-    "medxai.sanity_check": "medxai.metrics.randomisation",
-    "medxai.render": "medxai.viz.render",
-    "medxai.report": "medxai.viz.report",
-    "medxai.config": "medxai.pipeline.config",
-    "medxai.decoder": "medxai.pipeline.decoder",
-    "medxai.executors": "medxai.pipeline.executors",
-    "medxai.evaluate": "medxai.pipeline.evaluation",
-    "medxai.progress": "medxai.pipeline.progress",
-    "medxai.quiet": "medxai.pipeline.quiet",
-    "medxai.synthetic": "medxai.data.synthetic",
-}
-
-
-class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports an old module path as the moved module itself (so patches and ``isinstance`` agree)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        return importlib.util.spec_from_loader(name, self) if name in MOVED_MODULES else None
-
-    def create_module(self, spec: Any) -> Any:
-        new = MOVED_MODULES[spec.name]
-        warnings.warn(
-            f"{spec.name} moved to {new}; the old path will be removed in the next release",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return import_module(new)
-
-    def exec_module(self, module: Any) -> None:
-        """The module is already executed under its new name."""
-
-
-if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
-    sys.meta_path.append(_MovedModules())
 
 _EXPORTS = {
     **{

@@ -110,11 +110,12 @@ def test_console_script_runs_end_to_end(study):
     assert "cuInit" not in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_demo_config_validates(capsys):
+def test_the_demo_config_validates(capsys, tmp_path):
     from pathlib import Path
 
     demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-    assert main(["validate", str(demo)]) == 0
+    # validate probes that output.dir can be written: point it outside the checkout (which may be read-only)
+    assert main(["validate", str(demo), "--set", f"output.dir={tmp_path / 'demo'}"]) == 0
     out = capsys.readouterr().out
     assert "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad" in out
     assert "explains logits: the pre-activation of Dense" in out and "(softmax removed)" in out

@@ -57,8 +57,8 @@ class CAMMethod(ExplainingMethod):
             ActivationEngine,  # deferred: TensorFlow starts here
         )
 
-        half = getattr(self.engine, "_half", None)  # precision "mixed": the engine's half-precision copy
-        self.activations = ActivationEngine(model, layer, self.output_spec, self.engine.jit, source=half)
+        computing = self.engine.computing_model  # the half-precision copy with precision: mixed
+        self.activations = ActivationEngine(model, layer, self.output_spec, self.engine.jit, source=computing)
         self.layer = self.activations.layer
         self._check_polarity()
 
@@ -84,7 +84,7 @@ class CAMMethod(ExplainingMethod):
     def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
         """The upsampled maps, the same on every channel (no completeness delta)."""
         images, targets = self.engine.check_inputs(images, targets)
-        self.engine._sync_weights()  # precision "mixed": copy the current weights into the half model
+        self.engine.sync_weights()  # precision "mixed": copy the current weights into the half model
         result = np.empty(images.shape, dtype=np.float32)
         for start, activations, gradients in self.activations.chunks(images, targets, self.batch_size):
             maps = np.maximum(self.combine(activations.astype(np.float64), gradients.astype(np.float64)), 0.0)

@@ -18,7 +18,7 @@ from medxai.methods._engine.adaptive import (
 )
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.quadrature import MAX_POINTS, RULES, integration_points
+from medxai.methods._engine.quadrature import MAX_POINTS, canonical_rule, integration_points
 from medxai.methods.base import Explanation, PathMethod, check_number
 
 AUTO = "auto"
@@ -34,7 +34,8 @@ class IntegratedGradients(PathMethod):
             two levels is at most ``tolerance`` (per-pixel accuracy, see
             :mod:`medxai.methods._engine.adaptive`; completeness is reported separately).
         rule: ``"gauss_legendre"``, ``"trapezoid"``, ``"riemann_left"``,
-            ``"riemann_right"`` or ``"riemann_middle"``. Default: Gauss-Legendre
+            ``"riemann_right"`` or ``"riemann_middle"`` (Captum's ``"gausslegendre"`` and
+            ``"riemann_trapezoid"`` are accepted too). Default: Gauss-Legendre
             for a fixed number of steps; the trapezoid with ``steps="auto"``
             (nested: each level reuses every earlier gradient, about half the
             cost of restarting Gauss-Legendre at equal per-pixel accuracy).
@@ -73,11 +74,8 @@ class IntegratedGradients(PathMethod):
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        if rule is None:
-            rule = "trapezoid" if steps == AUTO else "gauss_legendre"
+        rule = ("trapezoid" if steps == AUTO else "gauss_legendre") if rule is None else canonical_rule(rule)
         if steps == AUTO:
-            if rule not in RULES:
-                raise ValueError(f"unknown integration rule {rule!r} (known: {', '.join(RULES)})")
             check_number("tolerance", tolerance)
             least = smallest_max_steps(rule)
             if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < least:

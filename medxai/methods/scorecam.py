@@ -153,7 +153,7 @@ class ScoreCAM(CAMMethod):
     def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
         """The maps and the model evaluations they cost per image (the activations, ``K`` masked copies, ``F(b)`` with ``increase``)."""
         images, targets = self.engine.check_inputs(images, targets)
-        self.engine._sync_weights()  # precision "mixed": copy the current weights into the half model
+        self.engine.sync_weights()  # precision "mixed": copy the current weights into the half model
         activations = self.activations.activations(images, self.batch_size)
         weights = self.channel_weights(images, targets, activations)
         maps = self.combine(activations.astype(np.float64), weights)

@@ -49,3 +49,13 @@ def test_unknown_rule_lists_known():
 def test_trapezoid_needs_two_points():
     with pytest.raises(ValueError, match="steps >= 2"):
         integration_points("trapezoid", 1)
+
+
+@pytest.mark.parametrize(("captum", "ours"), [("gausslegendre", "gauss_legendre"), ("riemann_trapezoid", "trapezoid")])
+def test_captums_rule_names_are_the_same_rules(captum, ours):
+    np.testing.assert_array_equal(integration_points(captum, 5), integration_points(ours, 5))
+
+
+def test_an_unknown_rule_lists_both_spellings():
+    with pytest.raises(ValueError, match="unknown integration rule 'simpson'.*gauss_legendre.*gausslegendre"):
+        integration_points("simpson", 4)

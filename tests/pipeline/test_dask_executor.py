@@ -265,9 +265,8 @@ def test_a_worker_killed_mid_run_has_its_partition_computed_again(study, cluster
         killed.append(victim)
 
     monkeypatch.setattr(executors.DaskExecutor, "_deliver", deliver_then_kill_a_busy_worker)
-    started = time.monotonic()
     summary = medxai.run(write_config(study, "dask_killed", runtime=on_dask(cluster)))
-    assert killed and time.monotonic() - started < 60
+    assert killed
     assert summary.images == 7 and summary.errors == 3 and summary.maps == 12
     rows = read_index(summary.output_dir / "index.csv")
     keys = [(r["image_id"], r["method"], r["class_index"]) for r in rows]

@@ -91,7 +91,7 @@ class GradientEngine:
         self.precision = precision
         # The half-precision copy holds copies of the weights: they are refreshed before every call.
         self._half = mixed_precision_copy(model) if precision == "mixed" else None
-        view = explained_output(model if self._half is None else self._half, self.spec)
+        view = explained_output(self.computing_model, self.spec)
         self.model = view.model
         self.explained = view.description
         self.removed_activation = view.removed
@@ -108,7 +108,17 @@ class GradientEngine:
         spec = OutputSpec.of(output)
         return (self.source_model is model, self.spec, self.jit, self.precision) == (True, spec, jit, precision)
 
-    def _sync_weights(self) -> None:
+    @property
+    def computing_model(self) -> keras.Model:
+        """The model that computes: the user's, or its half-precision copy with ``precision: mixed``."""
+        return self.source_model if self._half is None else self._half
+
+    def sync_weights(self) -> None:
+        """Copy the user's current weights into the half-precision copy (a no-op in float32).
+
+        Every routine that runs :attr:`computing_model` calls this first, so a method
+        explains the weights the model has now, also after ``set_weights`` or training.
+        """
         if self._half is not None:
             self._half.set_weights(self.source_model.get_weights())
 
@@ -254,7 +264,7 @@ class GradientEngine:
     # ------------------------------------------------------------------ public
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Explained outputs ``(N, n_outputs)`` float32, in chunks of ``batch_size``."""
-        self._sync_weights()
+        self.sync_weights()
         images = np.asarray(images, dtype=np.float32)
         parts = [
             self._predict_fn(tf.constant(images[i : i + batch_size])).numpy()
@@ -280,7 +290,7 @@ class GradientEngine:
         Returns:
             ``(N, *spatial, C)`` float32 attributions.
         """
-        self._sync_weights()
+        self.sync_weights()
         n = len(images)
         shape = images.shape[1:]
         n_points = len(plan.alphas)

@@ -126,7 +126,7 @@ class ForwardEngine:
         last row (their results dropped), so a row is scored in a batch of the same size whatever
         the images around it, and the routine is traced for one shape.
         """
-        self.engine._sync_weights()
+        self.engine.sync_weights()
         per_row = perturbation.rows_per_image
         total = len(images) * per_row
         per_image = perturbation.per_image(images)

@@ -63,11 +63,32 @@ RULES: dict[str, Rule] = {
 }
 
 
+#: Captum's spellings of the same rules (``IntegratedGradients.attribute(method=...)``).
+CAPTUM_NAMES = {"gausslegendre": "gauss_legendre", "riemann_trapezoid": "trapezoid"}
+
+
+def canonical_rule(rule: str) -> str:
+    """The rule's name in :data:`RULES`, accepting Captum's spellings.
+
+    Raises:
+        ValueError: an unknown rule, listing the known ones.
+
+    Example:
+        >>> canonical_rule("gausslegendre"), canonical_rule("trapezoid")
+        ('gauss_legendre', 'trapezoid')
+    """
+    name = CAPTUM_NAMES.get(rule, rule) if isinstance(rule, str) else rule
+    if name not in RULES:
+        known = ", ".join([*RULES, *CAPTUM_NAMES])
+        raise ValueError(f"unknown integration rule {rule!r} (known: {known})")
+    return name
+
+
 def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Points and weights of a named rule.
 
     Args:
-        rule: One of :data:`RULES`.
+        rule: One of :data:`RULES` (or Captum's spelling, :data:`CAPTUM_NAMES`).
         steps: Number of points (gradient evaluations), at least 1 (2 for trapezoid).
 
     Returns:
@@ -78,8 +99,7 @@ def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         >>> alphas.tolist(), weights.tolist()
         ([0.25, 0.75], [0.5, 0.5])
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown integration rule {rule!r} (known: {', '.join(RULES)})")
+    rule = canonical_rule(rule)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if steps > MAX_POINTS:
