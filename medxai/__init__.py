@@ -5,6 +5,10 @@ The public API::
     from medxai import IntegratedGradients
     heatmap = IntegratedGradients(model, steps=32).compute_heatmap(image, class_index=1)
 
+The root exports what users use: every method class (found by the registry), ``get_method``,
+``run``, ``read_image``, the heatmap policy and the error types. The engines and other
+internals stay under their packages (``medxai.methods._engine``).
+
 Names are loaded on first use, so ``import medxai.pipeline.config`` (or ``medxai --help``)
 does not start TensorFlow.
 """
@@ -24,52 +28,39 @@ _EXPORTS = {
     },
     "ClipSpec": "medxai.heatmap",
     "HeatmapPolicy": "medxai.heatmap",
-    "normalize": "medxai.heatmap",
     "to_heatmap": "medxai.heatmap",
-    "GradientEngine": "medxai.methods._engine.engine",
-    "PathPlan": "medxai.methods._engine.plan",
-    "BlurIG": "medxai.methods",
     "Explanation": "medxai.methods",
     "ExplainingMethod": "medxai.methods",
-    "GradCAM": "medxai.methods",
-    "GradCAMPlusPlus": "medxai.methods",
-    "Gradient": "medxai.methods",
-    "GradientXInput": "medxai.methods",
-    "GuidedBackprop": "medxai.methods",
-    "GuidedGradCAM": "medxai.methods",
-    "GuidedIG": "medxai.methods",
-    "HiResCAM": "medxai.methods",
-    "LayerCAM": "medxai.methods",
-    "LIME": "medxai.methods",
-    "IntegratedGradients": "medxai.methods",
-    "Occlusion": "medxai.methods",
-    "RISE": "medxai.methods",
-    "ScoreCAM": "medxai.methods",
     "PathMethod": "medxai.methods",
-    "SmoothGrad": "medxai.methods",
     "XAIMethod": "medxai.methods",
-    "ExplainedOutput": "medxai.methods._engine.output",
-    "explained_model": "medxai.methods._engine.output",
-    "explained_output": "medxai.methods._engine.output",
     "available_methods": "medxai.methods.registry",
     "get_method": "medxai.methods.registry",
     "register_method": "medxai.methods.registry",
+    "read_image": "medxai.io",
     "Config": "medxai.pipeline.config",
     "load_config": "medxai.pipeline.config",
     "RunSummary": "medxai.pipeline.decoder",
     "run": "medxai.pipeline.study",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+
+def _method_classes() -> dict[str, Any]:
+    """The built-in method classes (``IntegratedGradients``, ``GradCAM``, ...), from the registry."""
+    return import_module("medxai.methods").method_classes()
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        return sorted([*_EXPORTS, *_method_classes(), "__version__"])
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'medxai' has no attribute {name!r}")
+    elif name in _method_classes():
+        value = _method_classes()[name]
+    else:
+        raise AttributeError(f"module 'medxai' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return __getattr__("__all__")

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from medxai import ClipSpec, HeatmapPolicy, normalize, to_heatmap
+from medxai import ClipSpec, HeatmapPolicy, to_heatmap
+from medxai.heatmap import normalize
 from medxai.heatmap import clip_outliers, reduce_channels
 
 A = np.array([[[1.0, -3.0], [0.5, 0.5]], [[-2.0, 0.0], [0.0, 0.0]]])  # (2, 2, 2): one pixel per row/col, 2 channels

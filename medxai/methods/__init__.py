@@ -1,21 +1,33 @@
-"""Attribution methods: one module per method, all on the shared gradient engine."""
+"""Attribution methods: one module per method, found by the registry, all on the shared engines.
+
+``from medxai.methods import IntegratedGradients`` works for every built-in method: the
+classes are looked up in :func:`medxai.methods.registry.builtin_methods` on first use, so no
+list of them is kept here.
+"""
+
+from typing import Any
 
 from medxai.methods.base import ExplainingMethod, Explanation, PathMethod, XAIMethod
-from medxai.methods.blur_ig import BlurIG
-from medxai.methods.gradcam import GradCAM
-from medxai.methods.gradcam_plus_plus import GradCAMPlusPlus
-from medxai.methods.gradient import Gradient
-from medxai.methods.gradient_x_input import GradientXInput
-from medxai.methods.guided_backprop import GuidedBackprop
-from medxai.methods.guided_gradcam import GuidedGradCAM
-from medxai.methods.guided_ig import GuidedIG
-from medxai.methods.hirescam import HiResCAM
-from medxai.methods.integrated_gradients import IntegratedGradients
-from medxai.methods.layercam import LayerCAM
-from medxai.methods.lime import LIME
-from medxai.methods.occlusion import Occlusion
-from medxai.methods.rise import RISE
-from medxai.methods.scorecam import ScoreCAM
-from medxai.methods.smoothgrad import SmoothGrad
 
-__all__ = ["BlurIG", "ExplainingMethod", "Explanation", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput", "GuidedBackprop", "GuidedGradCAM", "GuidedIG", "HiResCAM", "LayerCAM", "LIME", "IntegratedGradients", "Occlusion", "PathMethod", "RISE", "ScoreCAM", "SmoothGrad", "XAIMethod"]
+_BASE = ["ExplainingMethod", "Explanation", "PathMethod", "XAIMethod"]
+
+
+def method_classes() -> dict[str, type[XAIMethod]]:
+    """Every built-in method class by its Python name (``IntegratedGradients``, ``GradCAM``, ...)."""
+    from medxai.methods.registry import builtin_methods
+
+    return {cls.__name__: cls for cls in builtin_methods()}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        return sorted([*_BASE, *method_classes()])
+    classes = method_classes()
+    if name in classes:
+        globals()[name] = classes[name]
+        return classes[name]
+    raise AttributeError(f"module 'medxai.methods' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *method_classes()])

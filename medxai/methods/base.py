@@ -157,6 +157,17 @@ def check_shared_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+def normalize_name(name: str) -> str:
+    """Lower case, with ``-`` and spaces as ``_``: ``"Integrated-Gradients"`` -> ``"integrated_gradients"``."""
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+#: The constructor options every method takes from :class:`XAIMethod` (the rest are its own parameters).
+SHARED_OPTIONS: tuple[str, ...] = (
+    "output", "output_kind", "activation", "batch_size", "heatmap", "jit", "precision", "engine",
+)  # fmt: skip
+
+
 class XAIMethod(abc.ABC):
     """Base of every attribution method.
 
@@ -239,6 +250,11 @@ class XAIMethod(abc.ABC):
         """
 
     @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The method's name and aliases, as the registry spells them (lower case, ``_`` for ``-``)."""
+        return tuple(normalize_name(n) for n in (cls.name, *cls.aliases) if n)
+
+    @classmethod
     def non_negative(cls, params: Mapping[str, Any]) -> bool:
         """Whether the method's attributions are never negative with these parameters.
 
@@ -274,6 +290,17 @@ class XAIMethod(abc.ABC):
     def _check_polarity(self) -> None:
         """Refuse a heatmap polarity that means nothing for this method's attributions."""
         self.check_polarity(self.params(), self.heatmap.polarity)
+
+    def shared_options(self) -> dict[str, Any]:
+        """This method's :data:`SHARED_OPTIONS`, to build a method it is made of on the same engine."""
+        return {
+            "output": self.output_spec,
+            "batch_size": self.batch_size,
+            "heatmap": self.heatmap,
+            "jit": self.engine.jit,
+            "precision": self.engine.precision,
+            "engine": self.engine,
+        }
 
     def params(self) -> dict[str, Any]:
         """The method's settings, for provenance (``run.json``, the index)."""

@@ -44,13 +44,7 @@ class GuidedGradCAM(ExplainingMethod):
 
     def __init__(self, model: keras.Model, *, layer: str | None = None, **kwargs: Any):
         super().__init__(model, **kwargs)
-        shared = {
-            "output": self.output_spec,
-            "batch_size": self.batch_size,
-            "jit": self.engine.jit,
-            "precision": self.engine.precision,
-            "engine": self.engine,
-        }
+        shared = self.shared_options()
         self.gradcam = GradCAM(model, layer=layer, **shared)
         self.guided = GuidedBackprop(model, **shared)
         self.layer = self.gradcam.layer

@@ -13,43 +13,50 @@ Third-party packages add methods through the entry-point group
 from __future__ import annotations
 
 import inspect
+import pkgutil
 import warnings
-from importlib import metadata
+from importlib import import_module, metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medxai.methods import (
-    LIME,
-    RISE,
-    BlurIG,
-    GradCAM,
-    GradCAMPlusPlus,
-    Gradient,
-    GradientXInput,
-    GuidedBackprop,
-    GuidedGradCAM,
-    GuidedIG,
-    HiResCAM,
-    IntegratedGradients,
-    LayerCAM,
-    Occlusion,
-    ScoreCAM,
-    SmoothGrad,
-    XAIMethod,
-)
+from medxai.methods.base import XAIMethod, normalize_name
 
 if TYPE_CHECKING:
     import keras
 
 ENTRY_POINT_GROUP = "medxai.methods"
-BUILTIN_METHODS: tuple[type[XAIMethod], ...] = (IntegratedGradients, Gradient, SmoothGrad, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, Occlusion, RISE, BlurIG, GradientXInput, GuidedBackprop, GuidedGradCAM, GuidedIG, ScoreCAM, LIME)
+#: Modules of ``medxai.methods`` that hold no method of their own.
+_NOT_METHOD_MODULES = ("base", "registry")
 
+
+def builtin_methods() -> tuple[type[XAIMethod], ...]:
+    """The methods medxai ships: every class with a ``name`` defined in a public module of ``medxai.methods``.
+
+    Adding a method is one module (``medxai/methods/<name>.py``): nothing else lists it. The
+    modules import no TensorFlow, so this is cheap.
+    """
+    global _builtin
+    if _builtin is None:
+        found: list[type[XAIMethod]] = []
+        for info in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this module's own package
+            if info.name.startswith("_") or info.name in _NOT_METHOD_MODULES:
+                continue
+            module = import_module(f"{__package__}.{info.name}")
+            found.extend(
+                value
+                for value in vars(module).values()
+                if inspect.isclass(value)
+                and issubclass(value, XAIMethod)
+                and value.__module__ == module.__name__
+                and value.__dict__.get("name")
+            )
+        _builtin = tuple(found)
+    return _builtin
+
+
+_builtin: tuple[type[XAIMethod], ...] | None = None
 _registered: dict[str, type[XAIMethod]] = {}
 _plugins: dict[str, type[XAIMethod]] | None = None
-
-
-def normalize_name(name: str) -> str:
-    """Lower case, with ``-`` and spaces as ``_``: ``"Integrated-Gradients"`` -> ``"integrated_gradients"``."""
-    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def _names_of(cls: type[XAIMethod], name: str | None = None) -> list[str]:
@@ -103,7 +110,7 @@ def available_methods() -> dict[str, type[XAIMethod]]:
     if _plugins is None:
         _plugins = _load_plugins()
     methods: dict[str, type[XAIMethod]] = {}
-    for cls in BUILTIN_METHODS:
+    for cls in builtin_methods():
         for n in _names_of(cls):
             methods[n] = cls
     for source in (_plugins, _registered):

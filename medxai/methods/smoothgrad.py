@@ -14,21 +14,20 @@ from typing import Any, Mapping
 import numpy as np
 
 from medxai.methods._engine.plan import STATISTICS, PathPlan
-from medxai.methods.base import PathMethod, _check_positive_int, check_number
+from medxai.methods.base import SHARED_OPTIONS, PathMethod, _check_positive_int, check_number
 from medxai.methods.gradient import Gradient
 from medxai.methods.integrated_gradients import IntegratedGradients
 
 NOISE_MODES = ("relative", "absolute")
-_BASES: dict[str, type[PathMethod]] = {
-    "gradient": Gradient,
-    "saliency": Gradient,
-    "integrated_gradients": IntegratedGradients,
-    "ig": IntegratedGradients,
-}
+#: The registered methods SmoothGrad averages over noise (any of their names or aliases).
+BASES: tuple[type[PathMethod], ...] = (Gradient, IntegratedGradients)
 
 
-#: Settings SmoothGrad passes to its base method itself (``base_params`` cannot set them).
-_SHARED = ("output", "explained", "batch_size", "jit", "precision", "heatmap", "engine")
+def _bases() -> dict[str, type[PathMethod]]:
+    """Every registered name of a SmoothGrad base (``gradient``, ``saliency``, ``integrated_gradients``, ``ig``)."""
+    from medxai.methods.registry import available_methods
+
+    return {name: cls for name, cls in available_methods().items() if cls in BASES}
 
 
 def _check_base_params(base: str, base_params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -36,7 +35,7 @@ def _check_base_params(base: str, base_params: Mapping[str, Any] | None) -> dict
     if base_params is not None and not isinstance(base_params, Mapping):
         raise ValueError(f"base_params must be a mapping of the base method's settings, got {base_params!r}")
     params = dict(base_params or {})
-    shared = sorted(set(params) & set(_SHARED))
+    shared = sorted(set(params) & {*SHARED_OPTIONS, "explained"})
     if shared:
         raise ValueError(
             f"base_params cannot set {', '.join(map(repr, shared))}: SmoothGrad passes its own "
@@ -95,20 +94,12 @@ class SmoothGrad(PathMethod):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if statistic not in STATISTICS:
             raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
-        key = str(base).lower().replace("-", "_")
-        if key not in _BASES:
-            raise ValueError(f"base must be one of {', '.join(_BASES)}, got {base!r}")
+        key, bases = str(base).lower().replace("-", "_"), _bases()
+        if key not in bases:
+            raise ValueError(f"base must be one of {', '.join(bases)}, got {base!r}")
         base_params = _check_base_params(key, base_params)
         try:
-            self.base = _BASES[key](
-                model,
-                output=self.output_spec,
-                batch_size=self.batch_size,
-                jit=self.engine.jit,
-                precision=self.engine.precision,
-                engine=self.engine,
-                **base_params,
-            )
+            self.base = bases[key](model, **{**self.shared_options(), "heatmap": None}, **base_params)
         except TypeError as err:
             raise ValueError(f"base_params: {err}") from err
         self.samples, self.noise, self.noise_mode = int(samples), float(noise), noise_mode
@@ -120,10 +111,10 @@ class SmoothGrad(PathMethod):
         if params.get("statistic", "mean") in ("squared", "variance"):
             return True
         base = str(params.get("base", "gradient")).lower().replace("-", "_")
-        return base in ("gradient", "saliency") and bool((params.get("base_params") or {}).get("absolute", False))
+        return base in Gradient.names() and bool((params.get("base_params") or {}).get("absolute", False))
 
     def params(self) -> dict[str, Any]:
-        base = {k: v for k, v in self.base.params().items() if k not in _SHARED}
+        base = {k: v for k, v in self.base.params().items() if k not in {*SHARED_OPTIONS, "explained"}}
         return {
             **super().params(),
             "samples": self.samples,

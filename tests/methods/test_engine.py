@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from analytic_models import small_cnn
 
-from medxai import Gradient, GradientEngine, IntegratedGradients, SmoothGrad
+from medxai import Gradient, IntegratedGradients, SmoothGrad
+from medxai.methods._engine.engine import GradientEngine
 
 
 def rand(shape, seed=1):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from analytic_models import linear_model
 
-from medxai import Gradient, IntegratedGradients, explained_model
+from medxai import Gradient, IntegratedGradients
+from medxai.methods._engine.output import explained_model
 from medxai.methods._engine.output import OutputSelectionError
 from medxai.methods._engine.spec import OutputSpec
 

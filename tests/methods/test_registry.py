@@ -119,3 +119,19 @@ def test_register_method_in_process():
             medxai.register_method(int)
     finally:
         registry._registered.pop("dummy_gradient", None)
+
+
+def test_the_method_list_and_the_exports_derive_from_the_modules():
+    """Adding a method is one module: the registry, medxai.methods and the package root all find it there."""
+    import pkgutil
+
+    import medxai
+    import medxai.methods as package
+    from medxai.methods.registry import builtin_methods
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")} - {"base", "registry"}
+    assert {cls.__module__.rsplit(".", 1)[1] for cls in builtin_methods()} == modules
+    names = {cls.__name__ for cls in builtin_methods()}
+    assert names <= set(medxai.__all__) and names <= set(package.__all__)
+    assert all(getattr(medxai, name) is getattr(package, name) for name in names)
+    assert "GradientEngine" not in medxai.__all__ and "normalize" not in medxai.__all__  # internals stay inside
