@@ -368,6 +368,8 @@ class ExplainingMethod(XAIMethod):
             raise ValueError(f"{self.name or type(self).__name__} defines no completeness delta")
         explanation = self.explain(images, targets)
         if return_delta:
+            if explanation.delta is None:
+                raise ValueError(f"{self.name or type(self).__name__} gave no completeness delta for this batch")
             return explanation.attributions, explanation.delta
         return explanation.attributions
 
@@ -392,8 +394,10 @@ class PathMethod(ExplainingMethod):
         steps = np.full(n, len(plan.alphas)) if plan.baselines is not None else None
         return Explanation(attributions, delta, gap, np.full(n, plan.evaluations_per_image), steps)
 
-    def _gap(self, images: np.ndarray, targets: np.ndarray, baselines: np.ndarray) -> np.ndarray:
+    def _gap(self, images: np.ndarray, targets: np.ndarray, baselines: np.ndarray | None) -> np.ndarray:
         """``F(x) - mean_b F(b)`` per image (``baselines``: ``(N, B, *spatial, C)``), for the completeness delta."""
+        if baselines is None:
+            raise ValueError(f"{self.name or type(self).__name__}: a completeness delta needs baselines")
         rows = np.arange(len(images))
         at_input = self.engine.predict(images, self.batch_size)[rows, targets]
         n_base = baselines.shape[1]

@@ -59,4 +59,5 @@ class GuidedGradCAM(ExplainingMethod):
         cam = self.gradcam.explain(images, targets)  # upsampled, on every channel
         guided = self.guided.explain(images, targets)
         product = (guided.attributions * cam.attributions).astype(np.float32)
-        return Explanation(product, evaluations=cam.evaluations + guided.evaluations)
+        evaluations = None if cam.evaluations is None or guided.evaluations is None else cam.evaluations + guided.evaluations
+        return Explanation(product, evaluations=evaluations)

@@ -149,7 +149,7 @@ class GuidedIG(PathMethod):
                 attributions += (x - x_old) * grad_actual
                 # on to the next selection while the target is not reached; stop where nothing can move
                 going = still & (gamma > 1) & (l1_selected > 0)
-        attributions = attributions.reshape(images.shape).astype(np.float32)
+        result = attributions.reshape(images.shape).astype(np.float32)
         gap = self._gap(images, targets, baselines)
-        delta = attributions.reshape(n, -1).sum(axis=1, dtype=np.float64) - gap
-        return Explanation(attributions, delta, gap, evaluations, np.full(n, self.steps))
+        delta = result.reshape(n, -1).sum(axis=1, dtype=np.float64) - gap
+        return Explanation(result, delta, gap, evaluations, np.full(n, self.steps))

@@ -82,9 +82,10 @@ class IntegratedGradients(PathMethod):
                 raise ValueError(f"max_steps must be an integer >= {least} for rule {rule!r}, got {max_steps!r}")
             if max_steps > MAX_POINTS:
                 raise ValueError(f"max_steps must be at most {MAX_POINTS}, got {max_steps!r}")
-            self.alphas = self.weights = None
+            self.alphas: np.ndarray | None = None
+            self.weights: np.ndarray | None = None
         else:
-            self.alphas, self.weights = integration_points(rule, steps)
+            self.alphas, self.weights = integration_points(rule, int(steps))
         self.tolerance, self.max_steps = float(tolerance), int(max_steps)
         validate_baseline(baseline, n_baselines)
         check_number("blur_sigma", blur_sigma)
@@ -111,7 +112,7 @@ class IntegratedGradients(PathMethod):
         )
 
     def plan(self, images: np.ndarray) -> PathPlan:
-        if self.steps == AUTO:
+        if self.alphas is None or self.weights is None:  # steps="auto"
             raise ValueError("steps='auto' adapts per image and has no fixed plan; give a number of steps here")
         return PathPlan(alphas=self.alphas, weights=self.weights, baselines=self._baselines(images))
 

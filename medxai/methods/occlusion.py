@@ -81,6 +81,8 @@ class _Windows:
             inside = tf.cast((index >= start) & (index < start + width), images.dtype)
             inside = tf.reshape(inside, [-1] + [1] * axis + [shape[axis + 1]] + [1] * (rank - axis - 1))
             mask = inside if mask is None else mask * inside
+        if mask is None:
+            raise ValueError("occlusion needs at least one spatial axis")
         fill = tf.reshape(per_image["fill"], [-1] + [1] * rank + [images.shape[-1]])
         return images + mask[..., None] * (fill - images), mask
 
@@ -132,7 +134,7 @@ class Occlusion(ExplainingMethod):
         self.stride = per_axis_ints("stride", stride, rank)
         self.fill = check_fill(fill)
         if all(s is not None for s in spatial):
-            self._geometry(tuple(int(s) for s in spatial))
+            self._geometry(tuple(int(s) for s in spatial if s is not None))
         self._check_polarity()
 
     def _geometry(self, spatial: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -43,7 +43,9 @@ class _Masks:
     def __init__(self, n_masks: int, cells: int, p: float, seed: int):
         self.key = f"rise/{cells}/{p!r}"
         self.rows_per_image = n_masks
-        self.cells, self.p, self.seed = cells, p, seed
+        self.cells: int = cells
+        self.p: float = p
+        self.seed: int = seed
 
     def per_image(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return {}
@@ -127,8 +129,8 @@ class RISE(ExplainingMethod):
         self.cells = _check_positive_int("cells", cells)
         if isinstance(p, bool) or not isinstance(p, Real) or not (0.0 < p <= 1.0) or not math.isfinite(p):
             raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
-        self.p = float(p)
-        self.seed = int(check_number("seed", seed))
+        self.p: float = float(p)
+        self.seed: int = int(check_number("seed", seed))
         self._check_polarity()
 
     def params(self) -> dict[str, Any]:

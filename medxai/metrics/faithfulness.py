@@ -29,7 +29,7 @@ Baseline = Union[Literal["blur", "zeros"], float, ArrayLike]
 Predict = Callable[[np.ndarray], ArrayLike]
 
 # np.trapezoid is numpy >= 2.0; np.trapz is the same rule under its old name.
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+_trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 (absent in new numpy)
 
 
 def deletion_curve(

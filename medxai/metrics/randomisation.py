@@ -34,6 +34,15 @@ DEFAULT_THRESHOLD = 0.5
 Explain = Callable[[keras.Model, str], np.ndarray]
 
 
+@dataclass
+class _Cell:
+    """One method's figures at one randomisation step, over the seeds."""
+
+    signed: list[float] = field(default_factory=list)
+    abs: list[float] = field(default_factory=list)
+    undefined: int = 0
+
+
 @dataclass(frozen=True)
 class SanityStep:
     """Rank correlations after randomising the layers from the top down to ``layer``.
@@ -240,7 +249,7 @@ def cascading_randomisation(
         except Exception as err:
             result.errors[method] = f"trained model: {type(err).__name__}: {err}"
     # per method and step: the seeds' signed and absolute means, and the undefined pairs
-    figures = {m: [{"signed": [], "abs": [], "undefined": 0} for _ in layers] for m in reference}
+    figures: dict[str, list[_Cell]] = {m: [_Cell() for _ in layers] for m in reference}
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # every copy is a new model, so TF warns about retracing: expected here
@@ -264,20 +273,18 @@ def cascading_randomisation(
                         result.errors[method] = f"{where}: {type(err).__name__}: {err}"
                         continue
                     cell = figures[method][step - 1]
-                    cell["signed"].append(_finite_mean([p[0] for p in pairs]))
-                    cell["abs"].append(_finite_mean([p[1] for p in pairs]))
-                    cell["undefined"] += sum(1 for p in pairs if not (np.isfinite(p[0]) and np.isfinite(p[1])))
+                    cell.signed.append(_finite_mean([p[0] for p in pairs]))
+                    cell.abs.append(_finite_mean([p[1] for p in pairs]))
+                    cell.undefined += sum(1 for p in pairs if not (np.isfinite(p[0]) and np.isfinite(p[1])))
     finally:
         logger.setLevel(level)
     for method, per_step in figures.items():
         for step, cell in enumerate(per_step, start=1):
-            if not cell["signed"]:
+            if not cell.signed:
                 continue
-            mean, sd = _mean_sd(cell["signed"])
-            mean_abs, sd_abs = _mean_sd(cell["abs"])
-            result.steps.append(
-                SanityStep(method, step, layers[step - 1], mean, sd, mean_abs, sd_abs, cell["undefined"])
-            )
+            mean, sd = _mean_sd(cell.signed)
+            mean_abs, sd_abs = _mean_sd(cell.abs)
+            result.steps.append(SanityStep(method, step, layers[step - 1], mean, sd, mean_abs, sd_abs, cell.undefined))
     return result
 
 

@@ -11,6 +11,8 @@ summarised directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage as ndi
@@ -44,6 +46,14 @@ def _as_map(values: ArrayLike, name: str = "map", *, non_negative: bool = False)
             "e.g. np.clip(attributions, 0, None) for the positive evidence only"
         )
     return arr
+
+
+def _number(value: object, name: str, expected: str, ok: Callable[[float], bool]) -> float:
+    """``value`` as a float when it is a real, finite number that ``ok`` accepts; else ValueError naming it."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not real or not np.isfinite(float(value)) or not ok(float(value)):  # type: ignore[arg-type]
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def _as_mask(mask: ArrayLike, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
@@ -134,8 +144,7 @@ def pointing_game(map: ArrayLike, mask: ArrayLike, *, tolerance: float = 0) -> f
     """
     m = _as_map(map)
     target = _as_mask(mask, m.shape)
-    if not np.isscalar(tolerance) or not np.isfinite(tolerance) or tolerance < 0:
-        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    tolerance = _number(tolerance, "tolerance", "a finite number >= 0", lambda t: t >= 0)
     if not target.any() or np.ptp(m) == 0:
         return float("nan")
     if tolerance > 0:
@@ -231,8 +240,7 @@ def topk_iou(map: ArrayLike, mask: ArrayLike, *, percent: float = 5.0) -> float:
     """
     m = _as_map(map)
     target = _as_mask(mask, m.shape)
-    if not np.isscalar(percent) or not (0 < percent <= 100):
-        raise ValueError(f"percent must be in (0, 100], got {percent!r}")
+    percent = _number(percent, "percent", "in (0, 100]", lambda v: 0 < v <= 100)
     if not target.any() or np.ptp(m) == 0:
         return float("nan")
     n = m.size

@@ -29,6 +29,7 @@ import tensorflow as tf
 from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.geometry import feature_geometry, placement
 from medxai.methods._engine.output import explained_output
+from medxai.methods._engine.spec import OutputSpec
 
 
 def _producer(tensor: Any) -> tuple[Any, list[Any]] | None:
@@ -136,7 +137,7 @@ class ActivationEngine:
         self,
         model: keras.Model,
         layer: str | None = None,
-        output: str = OUTPUT_LOGITS,
+        output: str | OutputSpec = OUTPUT_LOGITS,
         jit: bool = False,
         source: keras.Model | None = None,
     ):

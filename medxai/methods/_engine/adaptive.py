@@ -139,7 +139,7 @@ def adaptive_integrated_gradients(
             break
         plan = PathPlan(alphas=plan_alphas, weights=plan_weights, baselines=baselines[active])
         part = engine.integrate(images[active], targets[active], plan, batch_size)
-        if nested:
+        if running is not None:
             running[active] += part
             estimate = (h * running[active]).astype(np.float32)
             done_alphas = alphas

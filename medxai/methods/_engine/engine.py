@@ -157,9 +157,8 @@ class GradientEngine:
         # the range is checked before any narrowing cast: 2**32 + 1 must not become class 1
         bad = [t for t in targets.tolist() if not 0 <= t < self.n_outputs]
         if bad:
-            shown = int(bad[0]) if np.isfinite(bad[0]) else bad[0]
             raise ValueError(
-                f"target class {shown} is out of range: the explained output has "
+                f"target class {int(bad[0])} is out of range: the explained output has "
                 f"{self.n_outputs} classes (0..{self.n_outputs - 1})"
             )
         return images, targets.astype(np.int32)
@@ -297,10 +296,9 @@ class GradientEngine:
         n_base = plan.n_baselines
         per_image = plan.samples * n_base
         total_rows = n * per_image * n_points
-        has_base = plan.baselines is not None
-        has_noise = plan.noise_sigma is not None
-        bases = plan.baselines.reshape((n * n_base, *shape)).astype(np.float32) if has_base else None
-        sigma = np.asarray(plan.noise_sigma, dtype=np.float32) if has_noise else None
+        bases = None if plan.baselines is None else plan.baselines.reshape((n * n_base, *shape)).astype(np.float32)
+        sigma = None if plan.noise_sigma is None else np.asarray(plan.noise_sigma, dtype=np.float32)
+        has_base, has_noise = bases is not None, sigma is not None
         alphas = np.asarray(plan.alphas, dtype=np.float32)
         weights = np.asarray(plan.weights, dtype=np.float32)
         seed = tf.constant(int(plan.seed), dtype=tf.int64)
@@ -329,12 +327,12 @@ class GradientEngine:
                 self._fold(sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments)
                 continue
             image_u, row_image = np.unique(image, return_inverse=True)
-            if has_base:
+            if bases is not None:
                 base_u, row_base = np.unique(base, return_inverse=True)
                 base_t = tf.constant(bases[base_u])
             else:
                 row_base, base_t = row_image, None
-            if has_noise:
+            if sigma is not None:
                 keys_u, row_noise = np.unique(sample, return_inverse=True)
                 keys_t, sigma_t = tf.constant(keys_u, tf.int64), tf.constant(sigma[image])
             else:

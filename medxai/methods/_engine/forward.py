@@ -26,10 +26,9 @@ the weighted sums, for methods whose weights need all the scores of an image fir
 
 from __future__ import annotations
 
-import abc
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -37,8 +36,12 @@ import tensorflow as tf
 from medxai.methods._engine.engine import GradientEngine
 
 
-class Perturbation(abc.ABC):
+class Perturbation(Protocol):
     """How one kind of perturbation turns compact row descriptions into copies and weight maps.
+
+    A structural type: the methods' perturbation classes (occlusion's windows, RISE's masks,
+    LIME's superpixels, Score-CAM's channel masks) have these members without importing
+    TensorFlow to subclass anything.
 
     Attributes:
         key: Names the compiled routine (one ``tf.function`` per key): everything ``apply``
@@ -46,18 +49,17 @@ class Perturbation(abc.ABC):
         rows_per_image: Copies evaluated per image.
     """
 
-    key: str = ""
-    rows_per_image: int = 0
+    key: str
+    rows_per_image: int
 
     def per_image(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Host-side values per image (``(N, ...)``), gathered into the chunk by image."""
-        return {}
+        ...
 
-    @abc.abstractmethod
     def rows(self, copies: np.ndarray) -> dict[str, np.ndarray]:
         """Compact descriptions of the copies with these indices (``0 .. rows_per_image - 1``)."""
+        ...
 
-    @abc.abstractmethod
     def apply(
         self, images: tf.Tensor, per_image: dict[str, tf.Tensor], rows: dict[str, tf.Tensor]
     ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -65,6 +67,7 @@ class Perturbation(abc.ABC):
 
         ``images`` and ``per_image`` are already gathered to one entry per row.
         """
+        ...
 
 
 class ForwardEngine:

@@ -215,7 +215,7 @@ def _guess(layer: Any, first: Geometry, output_shape: Sequence[int | None]) -> G
     """
     if len(first.axes) != len(output_shape) or any(s is None for s in output_shape):
         return Geometry((), first.guessed or layer.name)
-    axes = tuple(a.scale(int(s)) for a, s in zip(first.axes, output_shape))
+    axes = tuple(a.scale(int(s)) for a, s in zip(first.axes, output_shape) if s is not None)
     return Geometry(axes, first.guessed or layer.name)
 
 
@@ -338,5 +338,5 @@ def upsample(maps: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
     """``(n, *grid)`` maps through one matrix per spatial axis: ``(n, *spatial)``."""
     out = np.asarray(maps, dtype=np.float64)
     for matrix in matrices:  # contract the first spatial axis; the new one goes to the end
-        out = np.tensordot(out, matrix.T, axes=[[1], [0]])
+        out = np.tensordot(out, matrix.T, axes=([1], [0]))
     return out

@@ -145,7 +145,7 @@ class Head:
         if self.witness != "values":
             return
         seen = read_values(values)
-        if seen != self.values:
+        if self.values is not None and seen != self.values:
             raise OutputSelectionError(
                 f"the model output ({self.where}) looked like {_VALUE_WORDS[self.values]} on {_PROBE_IMAGES} probe "
                 f"images but like {_VALUE_WORDS[seen]} on the study's first {len(values)} image(s); medxai will "
@@ -434,7 +434,7 @@ def read_head(model: keras.Model, spec: OutputSpec | str = OutputSpec()) -> Head
         found = _Found("opaque", f"a graph medxai cannot follow ({err})", blocker="the model's graph")
     aside = f"; set aside after it: {', '.join(found.passed)}" if found.passed else ""
     if found.status == "squash":
-        family = SQUASHING[found.removed]
+        family = SQUASHING[str(found.removed)]
         if spec.kind == "logits":
             raise OutputSelectionError(
                 f"model.output_kind: logits, but the model's output is squashed: {found.where} is the input of "

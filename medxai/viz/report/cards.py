@@ -231,7 +231,7 @@ def _sheet_cell(picture: Picture, mask: _Mask) -> SheetCell:
         return SheetCell(None, "no picture")
     cell = fit_cell(picture.rgb)
     outlines = []
-    if mask.fits(cell):
+    if mask.array is not None and mask.fits(cell):
         sy, sx = cell.shape[0] / mask.array.shape[0], cell.shape[1] / mask.array.shape[1]
         outlines = [np.stack([c[:, 0] * sx, c[:, 1] * sy], axis=1) for c in mask.contours]
     return SheetCell(cell, "", outlines)

@@ -172,7 +172,7 @@ def quality(run: Run) -> Quality:
         finite = {m: v for m, v in means.items() if math.isfinite(v)}
         best = None
         if direction and len(finite) > 1 and len(set(finite.values())) > 1:
-            best = (max if direction == "higher" else min)(finite, key=finite.get)
+            best = (max if direction == "higher" else min)(finite, key=lambda m: finite[m])
         table.append(
             QualityRow(
                 metric=metric,
