@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -35,6 +35,7 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     ComputedRadiographyImageStorage,
     CTImageStorage,
+    UID,
     ExplicitVRLittleEndian,
     generate_uid,
 )
@@ -365,8 +366,8 @@ def _uid(*parts: object) -> str:
 
 def _base_dataset(sop_class: str, sop_instance: str) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
@@ -388,7 +389,7 @@ def _base_dataset(sop_class: str, sop_instance: str) -> Dataset:
     return ds
 
 
-def _save(ds: Dataset, path: Path) -> Path:
+def _save(ds: Dataset, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
@@ -599,7 +600,8 @@ def study_items(*, seed: int = 0, n_ct: int = 24, n_xray: int = 12) -> list[Stud
     if n_ct < 0 or n_xray < 0 or n_ct + n_xray == 0:
         raise ValueError(f"need n_ct, n_xray >= 0 and at least one image, got {n_ct}, {n_xray}")
     items = []
-    for kind, n, draw in (("ct", n_ct, ct_slice), ("xray", n_xray, radiograph)):
+    kinds: tuple[tuple[Literal["ct", "xray"], int, Any], ...] = (("ct", n_ct, ct_slice), ("xray", n_xray, radiograph))
+    for kind, n, draw in kinds:
         rngs = _rngs(seed, _STREAM_STUDY, kind, n)
         labels = _balanced_labels(rngs[-1], n)
         as_dicom = _pick_dicom(labels, max(1, n // 4)) if kind == "xray" else set(range(n))
@@ -642,7 +644,7 @@ def write_study(
     study_uid = _uid("study", seed)
     series = {kind: _uid(f"{kind}-series", seed) for kind in ("ct", "xray")}
     for item in items:
-        dicom_tags = dict(
+        dicom_tags: dict[str, Any] = dict(
             uid_seed=(seed, item.image_id), study_uid=study_uid, series_uid=series[item.kind],
             instance_number=int(item.image_id[3:]) + 1, patient_id=f"SYNTH-{seed:04d}",
         )
@@ -671,7 +673,7 @@ def write_study(
     return manifest
 
 
-def _pick_dicom(labels: Sequence[int], k: int) -> set[int]:
+def _pick_dicom(labels: Sequence[int] | np.ndarray, k: int) -> set[int]:
     """``k`` indices alternating positive/negative, so both labels are present."""
     pos = [i for i, y in enumerate(labels) if y == 1]
     neg = [i for i, y in enumerate(labels) if y == 0]
