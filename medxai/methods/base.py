@@ -69,7 +69,7 @@ FILL_MEAN = "mean"
 #: Upper bounds of the counts whose cost grows with them: a typo such as ``steps: 1000000000`` is
 #: refused by ``medxai validate`` instead of exhausting memory or time.
 MAX_COUNTS: dict[str, int] = {
-    "steps": MAX_POINTS, "max_steps": MAX_POINTS, "samples": 100_000, "n_masks": 100_000, "n_baselines": 1024,
+    "steps": MAX_POINTS, "max_steps": MAX_POINTS, "samples": 100_000, "n_baselines": 1024,
     "cells": 4096,
 }  # fmt: skip
 

@@ -40,9 +40,9 @@ def interpolation(size: int, cells: int, shift: Any, xp: Any = np) -> Any:
 class _Masks:
     """The RISE perturbation for the forward engine: one random key per row; the same masks for every image."""
 
-    def __init__(self, n_masks: int, cells: int, p: float, seed: int):
+    def __init__(self, samples: int, cells: int, p: float, seed: int):
         self.key = f"rise/{cells}/{p!r}"
-        self.rows_per_image = n_masks
+        self.rows_per_image = samples
         self.cells: int = cells
         self.p: float = p
         self.seed: int = seed
@@ -81,7 +81,7 @@ class _Masks:
 class RISE(ExplainingMethod):
     """RISE (Petsiuk et al. 2018, arXiv:1806.07421), batched on the forward engine.
 
-    ``n_masks`` random binary grids of ``cells`` per side (each cell kept with
+    ``samples`` random binary grids of ``cells`` per side (each cell kept with
     probability ``p``) are upsampled linearly to ``cells + 1`` cells of
     ``ceil(side / cells)`` pixels, shifted at random by less than a cell and cropped to the
     image; the image is multiplied by each mask (so "removed" means zero in the
@@ -92,7 +92,7 @@ class RISE(ExplainingMethod):
     estimator ``sum_i F(x * M_i) M_i(u) / (N p)`` adds, for a score ``F = c + f``,
     ``c sum_i M_i(u) / (N p)``: random mask-coverage noise that does not depend on the model
     and that dominates logits (``c`` is large next to how much masking moves the score).
-    medxai uses the sample covariance of the score and the mask instead, with ``N = n_masks``
+    medxai uses the sample covariance of the score and the mask instead, with ``N = samples``
     and ``Fbar`` the mean score over the masks::
 
         S(u) = sum_i (F(x * M_i) - Fbar) M_i(u) / ((N - 1) p)
@@ -107,7 +107,7 @@ class RISE(ExplainingMethod):
 
     Args:
         model: A built Keras model.
-        n_masks: Masks per image, at least 2 (the paper: 4000-8000 for ImageNet).
+        samples: Masks per image, at least 2 (the paper: 4000-8000 for ImageNet).
         cells: Grid cells per side of the low-resolution masks (the paper: 7).
         p: Probability that a cell is kept (the paper: 0.5).
         seed: Seed of the masks.
@@ -116,16 +116,16 @@ class RISE(ExplainingMethod):
             on it nor on the other images of the batch (see :mod:`medxai.methods._engine.forward`).
 
     Raises:
-        ValueError: naming ``n_masks``, ``cells``, ``p`` or ``seed`` when out of range.
+        ValueError: naming ``samples``, ``cells``, ``p`` or ``seed`` when out of range.
     """
 
     name = "rise"
 
-    def __init__(self, model: Any, *, n_masks: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any):
+    def __init__(self, model: Any, *, samples: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any):
         super().__init__(model, **kwargs)
-        self.n_masks = _check_positive_int("n_masks", n_masks)
-        if self.n_masks < 2:
-            raise ValueError(f"n_masks must be at least 2 (the estimator subtracts the masks' mean score), got {n_masks!r}")
+        self.samples = _check_positive_int("samples", samples)
+        if self.samples < 2:
+            raise ValueError(f"samples must be at least 2 (the estimator subtracts the masks' mean score), got {samples!r}")
         self.cells = _check_positive_int("cells", cells)
         if isinstance(p, bool) or not isinstance(p, Real) or not (0.0 < p <= 1.0) or not math.isfinite(p):
             raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
@@ -134,20 +134,20 @@ class RISE(ExplainingMethod):
         self._check_polarity()
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "n_masks": self.n_masks, "cells": self.cells, "p": self.p, "seed": self.seed}
+        return {**super().params(), "samples": self.samples, "cells": self.cells, "p": self.p, "seed": self.seed}
 
     def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
-        """The saliency maps and the model evaluations they cost (``n_masks`` per image)."""
+        """The saliency maps and the model evaluations they cost (``samples`` per image)."""
         from medxai.methods._engine.forward import (
             forward_engine,  # deferred: TensorFlow starts here
         )
 
         images, targets = self.engine.check_inputs(images, targets)
-        masks = _Masks(self.n_masks, self.cells, self.p, self.seed)
+        masks = _Masks(self.samples, self.cells, self.p, self.seed)
         scored, covered, scores = forward_engine(self.engine).run(images, targets, masks, self.batch_size)
         mean = scores.mean(axis=1).reshape((-1,) + (1,) * (images.ndim - 2))
         # sum_i (F_i - Fbar) M_i = sum_i F_i M_i - Fbar sum_i M_i
-        saliency = (scored - mean * covered) / ((self.n_masks - 1) * self.p)
+        saliency = (scored - mean * covered) / ((self.samples - 1) * self.p)
         attributions = np.repeat(saliency[..., None], images.shape[-1], axis=-1).astype(np.float32)
-        return Explanation(attributions, evaluations=np.full(len(images), self.n_masks))
+        return Explanation(attributions, evaluations=np.full(len(images), self.samples))
 

@@ -18,7 +18,7 @@ from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.registry import canonical_methods
 
 SHAPE = (6, 6, 1)
-FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2}, "occlusion": {"window": 3}, "rise": {"n_masks": 8, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 3}, "lime": {"samples": 8}}  # fmt: skip
+FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2}, "occlusion": {"window": 3}, "rise": {"samples": 8, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 3}, "lime": {"samples": 8}}  # fmt: skip
 x = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
 
 

@@ -23,7 +23,7 @@ def test_linear_model_meets_the_exact_expectation():
     p, cells = 0.5, 4
     model, weights, bias = linear_model((8, 8, 1))
     x = np.random.default_rng(0).normal(size=(1, 8, 8, 1)).astype(np.float32)
-    saliency = RISE(model, n_masks=20000, cells=cells, p=p, batch_size=4096).attribute(x, 0)[0, ..., 0].ravel()
+    saliency = RISE(model, samples=20000, cells=cells, p=p, batch_size=4096).attribute(x, 0)[0, ..., 0].ravel()
     c = weights[:, 0].astype(np.float64) * x[0].ravel()
     expected = (1 - p) * np.kron(mask_kernel(8, cells), mask_kernel(8, cells)) @ c
     assert np.abs(saliency - expected).max() < 0.1 * expected.std()
@@ -44,7 +44,7 @@ def test_a_constant_added_to_every_logit_changes_nothing():
     shifted = shifted_logits(model, 20.0)
     x = np.random.default_rng(2).uniform(size=(2, 12, 12, 1)).astype(np.float32)
     np.testing.assert_allclose(model(x), shifted(x), rtol=1e-5)
-    a, b = (RISE(m, n_masks=300, cells=3).attribute(x, [0, 1]) for m in (model, shifted))
+    a, b = (RISE(m, samples=300, cells=3).attribute(x, [0, 1]) for m in (model, shifted))
     # the scores differ by 20 up to float32 rounding of values near 20 (ulp 2e-6); the map's range is ~1e-3
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
     assert np.ptp(a[0]) > 100 * 1e-6
@@ -61,22 +61,22 @@ def test_two_seeds_agree_at_the_default_mask_count():
 def test_masks_do_not_depend_on_batching_and_channels_agree():
     model = small_cnn((8, 8, 3))
     x = np.random.default_rng(1).uniform(size=(3, 8, 8, 3)).astype(np.float32)
-    a, b = (RISE(model, n_masks=50, cells=3, batch_size=s).attribute(x, [0, 1, 1]) for s in (7, 200))
+    a, b = (RISE(model, samples=50, cells=3, batch_size=s).attribute(x, [0, 1, 1]) for s in (7, 200))
     np.testing.assert_array_equal(a, b)
-    alone = RISE(model, n_masks=50, cells=3, batch_size=7).attribute(x[1:2], 1)
+    alone = RISE(model, samples=50, cells=3, batch_size=7).attribute(x[1:2], 1)
     np.testing.assert_array_equal(alone, a[1:2])
     np.testing.assert_array_equal(a[..., 0], a[..., 2])
-    c = RISE(model, n_masks=50, cells=3, seed=1).attribute(x, [0, 1, 1])
+    c = RISE(model, samples=50, cells=3, seed=1).attribute(x, [0, 1, 1])
     assert not np.allclose(a, c)
 
 
 def test_3d():
     model, _, _ = linear_model((4, 6, 6, 1))
-    out = RISE(model, n_masks=40, cells=2).attribute(np.ones((2, 4, 6, 6, 1), np.float32), 1)
+    out = RISE(model, samples=40, cells=2).attribute(np.ones((2, 4, 6, 6, 1), np.float32), 1)
     assert out.shape == (2, 4, 6, 6, 1) and np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("params, word", [({"p": 0.0}, "p"), ({"p": 1.5}, "p"), ({"n_masks": 0}, "n_masks"), ({"n_masks": 1}, "n_masks"), ({"cells": 0}, "cells"), ({"seed": "x"}, "seed")])
+@pytest.mark.parametrize("params, word", [({"p": 0.0}, "p"), ({"p": 1.5}, "p"), ({"samples": 0}, "samples"), ({"samples": 1}, "samples"), ({"cells": 0}, "cells"), ({"seed": "x"}, "seed")])
 def test_bad_parameters_name_themselves(params, word):
     model, _, _ = linear_model((8, 8, 1))
     with pytest.raises(ValueError, match=word):

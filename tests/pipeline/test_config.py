@@ -977,7 +977,7 @@ def test_method_parameters_are_checked_per_key_with_bounds_and_without_building_
             {"name": "integrated_gradients", "steps": 1_000_000_000, "max_steps": 0},
             {"name": "smoothgrad", "samples": 0, "noise": -1},
             {"name": "ig_fine", "method": "integrated_gradients", "steps": "auto", "tolerance": 2},
-            {"name": "rise", "n_masks": 10**9, "seed": -1},
+            {"name": "rise", "samples": 10**9, "seed": -1},
         ]
     )
     tracemalloc.start()
@@ -991,7 +991,7 @@ def test_method_parameters_are_checked_per_key_with_bounds_and_without_building_
         "methods[1].samples: samples must be a positive integer, got 0",
         "methods[1].noise: noise must be a number >= 0, got -1",
         "methods[2].tolerance: tolerance must be a number in (0, 1), got 2",
-        "methods[3].n_masks: n_masks must be at most 100000, got 1000000000",
+        "methods[3].samples: samples must be at most 100000, got 1000000000",
         "methods[3].seed: seed must be an integer >= 0, got -1",
     ]
     assert peak < 50 * 2**20  # nothing in proportion to steps
