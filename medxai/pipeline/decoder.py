@@ -368,7 +368,7 @@ class Decoder:
             row = manifest.get(image_id)
             if row is None:
                 continue  # no longer in the manifest: not in the index either
-            reason = stale_reason(image_rows, row, source_key(row))
+            reason = stale_reason(image_rows, row)
             if reason is None:
                 reused[image_id] = image_rows
             else:
