@@ -166,6 +166,15 @@ def edit_content(root, out):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # coarse clocks: surely another mtime
 
 
+def replace_keeping_size_and_time(root, out):
+    """Other pixels, the same size and the old modification time: what ``cp -p``, ``rsync -a``, ``touch -r`` leave."""
+    path = root / "img1.npy"
+    stat = path.stat()
+    np.save(path, np.random.default_rng(2).random((16, 16)).astype(np.float32))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+
 def edit_mask(root, out):
     rows = manifest_rows(root)
     rows[1][3] = "mask.npy"
@@ -187,6 +196,7 @@ def truncate_npy(root, out):
         (edit_label, "1 image(s) changed since the last run (label: img1)"),
         (edit_path, "1 image(s) changed since the last run (path: img1)"),
         (edit_content, "1 image(s) changed since the last run (file: img1)"),
+        (replace_keeping_size_and_time, "1 image(s) changed since the last run (other content, same size and time: img1)"),
         (edit_mask, "1 image(s) changed since the last run (mask: img1)"),
         (delete_map, "1 image(s) have missing or damaged map files (img1: maps/gradient/img1_c1.png is missing)"),
         (truncate_npy, "1 image(s) have missing or damaged map files (img1: "),
