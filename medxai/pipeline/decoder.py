@@ -235,7 +235,8 @@ class Decoder:
 
     Raises:
         StudyError: the message starts with the config key: ``output.dir`` cannot be created
-            or written (it, or a parent, is a file; no permission; a read-only file system),
+            or written (it, or a parent, is a file; no permission; a read-only file system) or is
+            not a folder of the run's own (the root or home folder, or one holding ``data.manifest``),
             ``data.manifest`` or ``model.path`` is a file the run would overwrite (inside
             ``output.dir``, named like index.csv, run.json, maps/...), or the model,
             preprocessing, methods or targets do not fit.

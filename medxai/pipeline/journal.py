@@ -159,6 +159,8 @@ def stale_reason(rows: list[dict[str, str]], row: ManifestRow) -> str | None:
     state, _, content = first["source_key"].partition("-")
     if any(r["source_key"] != first["source_key"] for r in rows) or state != _state_key(row):
         return "file"  # its size or modification time
+    if not content:
+        return "no content hash recorded (an older medxai)"
     if content != content_digest(row.path):
         return "other content, same size and time"
     return None

@@ -122,7 +122,8 @@ def test_stale_reason_names_what_changed(tmp_path):
     assert stale_reason([{**rows[0], "mask_path": "/m.png"}], now) == "mask"
     assert stale_reason([{**rows[0], "series_uid": "1.2"}], now) == "series_uid"
     assert stale_reason([rows[0], {**rows[0], "source_key": "0" * 16}], now) == "file"
-    assert stale_reason([{**rows[0], "source_key": key[:16]}], now) == "other content, same size and time"
+    assert stale_reason([{**rows[0], "source_key": key[:17] + "0" * 16}], now) == "other content, same size and time"
+    assert stale_reason([{**rows[0], "source_key": key[:16]}], now) == "no content hash recorded (an older medxai)"
 
 
 def _replace_keeping_size_and_time(path, data: bytes) -> None:
