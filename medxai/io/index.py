@@ -123,7 +123,9 @@ def csv_value(cell: str) -> str:
 
 
 def read_index(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and rows of an index (or journal) file, every cell a string.
+    """The header and rows of an index (or journal) file, every cell a string as it was written.
+
+    A cell's leading ``'`` (added by :func:`csv_cell` so that no spreadsheet runs it) is taken off.
 
     A torn last line (a run killed mid-write) is dropped, and so is any row
     with more or fewer cells than the header. A missing file has no header
