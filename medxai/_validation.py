@@ -20,7 +20,7 @@ import difflib
 import functools
 import math
 import numbers
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any, get_args
 
 import numpy as np
@@ -54,20 +54,36 @@ def _errors(problems: Problems) -> PydanticCustomError:
 
 
 def _show(value: Any, limit: int = 60) -> str:
-    """Render a value the way a YAML user wrote it (for error messages)."""
+    """Render a value the way a YAML user wrote it (for error messages), cut to ``limit`` characters.
+
+    Containers are rendered only until the text passes ``limit``, so a huge value (a YAML
+    alias bomb expands to millions of leaves) costs no more than a small one.
+    """
     if value is None:
         text = "null"
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
-        text = repr(value)
+        text = repr(value[: limit + 1])  # longer than limit when cut: the cut below shows it
     elif isinstance(value, Mapping):
-        text = "a mapping {" + ", ".join(f"{k}: {_show(v, 20)}" for k, v in value.items()) + "}"
+        text = "a mapping {" + _joined((f"{k}: {_show(v, 20)}" for k, v in value.items()), limit) + "}"
     elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_show(v, 20) for v in value) + "]"
+        text = "[" + _joined((_show(v, 20) for v in value), limit) + "]"
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _joined(parts: Iterable[str], limit: int) -> str:
+    """``", ".join(parts)``, taking parts only until the text is longer than ``limit``."""
+    taken: list[str] = []
+    size = 0
+    for part in parts:
+        taken.append(part)
+        size += len(part) + 2
+        if size > limit:
+            break
+    return ", ".join(taken)
 
 
 def _dotted(loc: Sequence[str | int]) -> str:

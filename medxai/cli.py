@@ -135,6 +135,8 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
         problems.append(f"data.manifest: {err}")
     try:
         decoder = Decoder(config)
+        if rows is not None:
+            decoder.check_sources(rows)
     except StudyError as err:
         problems.append(str(err))
     try:

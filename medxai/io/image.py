@@ -100,7 +100,8 @@ def as_image_array(data: np.ndarray, path: str | os.PathLike, *, allow_3d: bool 
     """Checks a ``(*spatial, C)`` array and returns it as contiguous float32.
 
     Raises:
-        ImageReadError: empty, non-numeric, or not 2D/3D with 1 or 3 channels.
+        ImageReadError: empty, non-numeric, or not 2D/3D with 1 or 3 channels, or finite
+            values that float32 cannot hold (e.g. 1e308 in a float64 file).
     """
     if data.dtype.kind not in "biuf":
         raise read_error("unsupported pixel data type", path, f"dtype {data.dtype}")
@@ -109,5 +110,15 @@ def as_image_array(data: np.ndarray, path: str | os.PathLike, *, allow_3d: bool 
     spatial = data.ndim - 1
     if spatial not in ((2, 3) if allow_3d else (2,)) or data.shape[-1] not in (1, 3):
         raise read_error("unsupported image shape", path, f"shape {data.shape}")
-    with np.errstate(over="ignore"):  # values beyond float32 become inf: the callers say so
-        return np.ascontiguousarray(data, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(data, dtype=np.float32)
+    if data.dtype.kind == "f" and data.dtype.itemsize > 4:
+        overflowed = int(np.count_nonzero(np.isfinite(data) & ~np.isfinite(out)))
+        if overflowed:
+            raise read_error(
+                f"{overflowed} value(s) beyond float32's range (finite in the file, {data.dtype}: "
+                "the float32 cast overflows)",
+                path,
+                f"largest magnitude {float(np.nanmax(np.abs(data[np.isfinite(data)]))):.3g}",
+            )
+    return out

@@ -2,20 +2,33 @@
 
 Two columns exist for resuming: ``source_key`` (a short hash of what decides the
 image's maps: its id, path, label(s), mask path, series UID and the source file's
-size and modification time, see :func:`medxai.pipeline.journal.source_key`) and
+size and modification time and a SHA-256 of its bytes, see
+:func:`medxai.pipeline.journal.source_key`) and
 ``npy_bytes`` (the size of the ``.npy`` map as written).
 
 Every reader of ``index.csv`` and of the journal ``index.partial.csv`` (resume,
 ``medxai evaluate``, ``medxai report``) goes through :func:`read_index`, and
-every writer through :func:`index_text`, so the format has one definition.
+every writer through :func:`index_text`, so the format has one definition. The
+evaluation's CSV files (``metrics.csv``, ``summary.csv``, ``sanity.csv``) are
+written by :func:`csv_text` and read by :func:`read_index` too.
+
+No cell is ever run as a spreadsheet formula: a text cell that starts with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return (OWASP's rule) is written with a
+leading ``'``, and so is one that already starts with ``'``; the readers here take
+exactly one leading ``'`` off again (:func:`csv_cell`, :func:`csv_value`). Numbers
+such as ``-0.5`` are written as they are.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
+import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+from medxai.io.writers import PROBE_NAME, STALE_TEMP
 
 INDEX_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -68,8 +81,51 @@ RUN_FOLDERS: tuple[str, ...] = ("maps",)
 RUN_PATTERNS: tuple[str, ...] = ("contact_sheet*.png",)
 
 
+def is_run_file(name: str) -> bool:
+    """Whether a run, ``medxai evaluate`` or ``report`` writes a file of this name at the top of a run folder.
+
+    Their temporary names (``.index.csv.<12 hex>.tmp``) and the writability probe's count too.
+    """
+    temp = STALE_TEMP.match(name)
+    target = name if temp is None else temp["target"]
+    return (
+        target in RUN_FILES
+        or (temp is not None and target == PROBE_NAME)
+        or any(fnmatch.fnmatch(target, pattern) for pattern in RUN_PATTERNS)
+    )
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's CSV injection rule).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_QUOTE = "'"
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
+def csv_cell(value: str) -> str:
+    """A cell's text as written: formula-like text gets a leading ``'``; :func:`csv_value` undoes it.
+
+    A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return and is not a
+    number, or that starts with ``'`` already, gets one more ``'`` in front, so a spreadsheet
+    shows it as text instead of running it.
+
+    Example:
+        >>> csv_cell("=HYPERLINK(1)"), csv_cell("-0.5"), csv_cell("'a"), csv_cell("a")
+        ("'=HYPERLINK(1)", '-0.5', "''a", 'a')
+    """
+    if value.startswith(_QUOTE) or (value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value)):
+        return _QUOTE + value
+    return value
+
+
+def csv_value(cell: str) -> str:
+    """The value a cell written by :func:`csv_cell` holds (one leading ``'`` taken off)."""
+    return cell[1:] if cell.startswith(_QUOTE) else cell
+
+
 def read_index(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and rows of an index (or journal) file, every cell a string.
+    """The header and rows of an index (or journal) file, every cell a string as it was written.
+
+    A cell's leading ``'`` (added by :func:`csv_cell` so that no spreadsheet runs it) is taken off.
 
     A torn last line (a run killed mid-write) is dropped, and so is any row
     with more or fewer cells than the header. A missing file has no header
@@ -88,20 +144,32 @@ def read_index(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
     path = Path(path)
     if not path.exists():
         return [], []
-    text = path.read_text(encoding="utf-8")
+    with open(path, encoding="utf-8", newline="") as handle:  # a carriage return inside a cell stays one
+        text = handle.read()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
-    rows = [row for row in reader if None not in row and None not in row.values()]
+    rows = [
+        {key: csv_value(cell) for key, cell in row.items()}
+        for row in reader
+        if None not in row and None not in row.values()
+    ]
     return list(reader.fieldnames or []), rows
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], header: bool = True) -> str:
+    """Rows as CSV text in ``columns`` order (None and absent cells empty; text through :func:`csv_cell`)."""
+    lines = [",".join(map(_quoted, columns))] if header else []
+    for row in rows:
+        lines.append(",".join(_quoted("" if row.get(k) is None else csv_cell(str(row[k]))) for k in columns))
+    return "".join(line + "\n" for line in lines)
+
+
+def _quoted(cell: str) -> str:
+    # the csv module leaves a carriage return unquoted when lines end in "\n", and readers split the line there
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\r\n') else cell
 
 
 def index_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
     """Rows as index CSV text in :data:`INDEX_COLUMNS` order (None and absent cells empty)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
-    if header:
-        writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in INDEX_COLUMNS})
-    return buffer.getvalue()
+    return csv_text(rows, INDEX_COLUMNS, header)

@@ -254,7 +254,8 @@ def safe_id(image_id: str) -> str:
     """A deterministic, file-name-safe version of an image id.
 
     Keeps ``[A-Za-z0-9._-]``, replaces anything else by ``_``, strips leading
-    and trailing dots, caps the length at :data:`MAX_ID_LENGTH`. When anything
+    and trailing dots, turns leading ``-`` into ``_`` (a file name is never read as a command's
+    option), caps the length at :data:`MAX_ID_LENGTH`. When anything
     had to change, a short hash of the original id is appended, so distinct
     ids stay distinct. The result never contains a path separator and is
     never empty, ``.``, ``..`` or a reserved Windows device name. (Ids that
@@ -262,6 +263,7 @@ def safe_id(image_id: str) -> str:
     """
     image_id = str(image_id)
     cleaned = _UNSAFE.sub("_", image_id).strip(".")
+    cleaned = "_" * (len(cleaned) - len(cleaned.lstrip("-"))) + cleaned.lstrip("-")  # never read as an option
     changed = cleaned != image_id or not cleaned or cleaned.split(".")[0].upper() in _RESERVED
     if not changed and len(cleaned) <= MAX_ID_LENGTH:
         return cleaned

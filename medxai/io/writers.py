@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "PROBE_NAME",
     "STALE_TEMP",
     "DiskFullError",
     "atomic_write_bytes",
@@ -49,7 +50,9 @@ _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 #: numpy's message for a short ``fwrite`` (a full disk seen through C stdio, without errno).
 _SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
 #: The temporary names of the writers (and of the DICOM export's folder swaps).
-STALE_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.(tmp|old)$")
+STALE_TEMP = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{12}\.(tmp|old)$")
+#: The name :func:`probe_writable` writes (as ``.<name>.<12 hex>.tmp``) and deletes.
+PROBE_NAME = "medxai-probe"
 
 
 class DiskFullError(OSError):
@@ -279,7 +282,7 @@ def probe_writable(folder: str | os.PathLike) -> None:
         current = current.parent
     if current.exists() and not current.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{current} is a file, not a folder")
-    probe = folder / f".medxai-probe.{secrets.token_hex(6)}.tmp"
+    probe = folder / f".{PROBE_NAME}.{secrets.token_hex(6)}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -297,11 +300,17 @@ def probe_writable(folder: str | os.PathLike) -> None:
                 created.rmdir()
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
+def remove_stale_temps(folder: str | os.PathLike, only: Callable[[str], bool] | None = None) -> list[str]:
     """Removes the temporary files and swap folders a killed writer left under ``folder``.
 
     Only names of the form ``.<name>.<12 hex digits>.tmp`` or ``.old`` are touched;
     call it only while no writer works there (e.g. holding the run folder's lock).
+
+    Args:
+        folder: The folder to sweep.
+        only: None sweeps the whole tree under ``folder`` (a folder only the writers fill).
+            Otherwise only the top level of ``folder`` is swept, and only the temporary names
+            ``only`` accepts: the folder holds other files too, and those are never touched.
 
     Returns:
         The removed paths, relative to ``folder``.
@@ -309,7 +318,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
     root = Path(os.fspath(folder))
     removed: list[str] = []
     for base, dirs, files in os.walk(root):
-        for name in [d for d in dirs if STALE_TEMP.match(d)]:
+        for name in [d for d in dirs if STALE_TEMP.match(d) and (only is None or only(d))]:
             dirs.remove(name)  # not descended into: removed whole
             path = Path(base) / name
             if path.is_symlink():
@@ -320,9 +329,11 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
             if not path.exists():
                 removed.append(path.relative_to(root).as_posix())
         for name in files:
-            if STALE_TEMP.match(name):
+            if STALE_TEMP.match(name) and (only is None or only(name)):
                 path = Path(base) / name
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(path.relative_to(root).as_posix())
+        if only is not None:
+            break  # the top level only
     return sorted(removed)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import json
 import math
 import os
@@ -62,12 +61,10 @@ from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
 from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
-from medxai.io.index import (
-    FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FILES, RUN_FOLDERS, RUN_NAME, RUN_PATTERNS, index_text,
-)  # fmt: skip
+from medxai.io.index import FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FOLDERS, RUN_NAME, index_text, is_run_file
 from medxai.io.nifti import NiftiXforms, write_nifti
 from medxai.io.writers import (
-    STALE_TEMP, DiskFullError, human_bytes, is_disk_full, probe_writable, remove_stale_temps, write_npy, write_png, write_text,
+    DiskFullError, human_bytes, is_disk_full, probe_writable, remove_stale_temps, write_npy, write_png, write_text,
 )  # fmt: skip
 from medxai.preprocess import PreprocessError, Preprocessor, resize_spatial
 from medxai.pipeline.journal import (
@@ -238,7 +235,8 @@ class Decoder:
 
     Raises:
         StudyError: the message starts with the config key: ``output.dir`` cannot be created
-            or written (it, or a parent, is a file; no permission; a read-only file system),
+            or written (it, or a parent, is a file; no permission; a read-only file system) or is
+            not a folder of the run's own (the root or home folder, or one holding ``data.manifest``),
             ``data.manifest`` or ``model.path`` is a file the run would overwrite (inside
             ``output.dir``, named like index.csv, run.json, maps/...), or the model,
             preprocessing, methods or targets do not fit.
@@ -297,8 +295,8 @@ class Decoder:
 
     # ---- the output folder
     def _check_output(self) -> None:
-        """Refuse inputs the run would overwrite, and an output folder that cannot be written."""
-        clashes = []
+        """Refuse inputs the run would overwrite, a folder that is not the run's own, and one that cannot be written."""
+        clashes = [] if (shared := _shared_folder(self.out)) is None else [f"output.dir: {shared}"]
         for key, path in (("data.manifest", self.config.data.manifest), ("model.path", self.config.model.path)):
             written = None if path is None else _run_output(self.out, Path(path))
             if written is not None:
@@ -306,6 +304,8 @@ class Decoder:
                     f"{key}: {path} is inside output.dir ({self.out}) where the run writes {written}; "
                     "move it out of the folder, or choose another output.dir"
                 )
+            elif key == "data.manifest" and _inside(Path(path), self.out):
+                clashes.append(f"data.manifest: {path} is inside output.dir ({self.out}); {_OWN_FOLDER}")
         if clashes:
             raise StudyError("\n".join(clashes))
         try:
@@ -341,10 +341,25 @@ class Decoder:
 
     def _remove_stale_temps(self) -> None:
         """Remove the temporary files a killed run left (called holding the lock)."""
-        removed = remove_stale_temps(self.out)
+        removed = remove_stale_temps(self.out, only=is_run_file)  # the top level is shared with the user's files
+        for folder in RUN_FOLDERS:  # the run's own: swept whole
+            removed += [f"{folder}/{name}" for name in remove_stale_temps(self.out / folder)]
         if removed:
             shown = ", ".join(removed[:3]) + (" ..." if len(removed) > 3 else "")
             print(f"medxai: removed {len(removed)} temporary file(s) left by an interrupted run: {shown}", file=sys.stderr)
+
+    def check_sources(self, rows: Sequence[ManifestRow]) -> None:
+        """Refuse an ``output.dir`` that holds an image of the manifest (e.g. the data folder itself).
+
+        Raises:
+            StudyError: naming ``output.dir`` and an image inside it.
+        """
+        # an image lies in output.dir when its folder does; a series is a folder itself
+        folders = {os.path.dirname(row.path): row.path for row in reversed(rows)}
+        folders.update({row.path: row.path for row in rows if os.path.isdir(row.path)})
+        for folder, image in folders.items():
+            if _inside(Path(folder), self.out):
+                raise StudyError(f"output.dir: {self.out} holds the manifest's images (e.g. {image}); {_OWN_FOLDER}")
 
     # ---- resume
     def _completed(self, rows: Sequence[ManifestRow] = ()) -> dict[str, list[dict[str, str]]]:
@@ -368,7 +383,7 @@ class Decoder:
             row = manifest.get(image_id)
             if row is None:
                 continue  # no longer in the manifest: not in the index either
-            reason = stale_reason(image_rows, row, source_key(row))
+            reason = stale_reason(image_rows, row)
             if reason is None:
                 reused[image_id] = image_rows
             else:
@@ -767,8 +782,10 @@ class Decoder:
             medxai.pipeline.lock.RunFolderBusy: another run (or ``medxai evaluate``/``report``) holds ``output.dir``.
             RunStoppedError: the disk filled up (the run stopped early), or ``index.csv`` could not
                 be written; the journal keeps every finished image and the message says how to resume.
-            StudyError: the executor cannot start (e.g. no Dask scheduler at ``runtime.dask.address``).
+            StudyError: the executor cannot start (e.g. no Dask scheduler at ``runtime.dask.address``),
+                or ``output.dir`` holds an image of ``rows`` (:meth:`check_sources`).
         """
+        self.check_sources(rows)
         executor = LocalExecutor() if executor is None else executor
         show = self.config.runtime.progress if progress is None else progress
         with self.locked(), executor:
@@ -1016,6 +1033,37 @@ def _same_shape_groups(items: list[_Item]) -> list[list[_Item]]:
     return list(groups.values())
 
 
+_OWN_FOLDER = "the run needs a folder of its own that holds no data (e.g. runs/<study>, a new or empty folder)"
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symbolic links and ``..`` resolved (as far as it exists)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies anywhere under it."""
+    path, folder = _real(path), _real(folder)
+    return path == folder or folder in path.parents
+
+
+def _shared_folder(out: Path) -> str | None:
+    """Why ``out`` is not a folder a run may take as its own (the root or the home folder); None when it may."""
+    real = _real(out)
+    if real == Path(real.anchor):
+        return f"{out} is the root of the file system; {_OWN_FOLDER}"
+    try:
+        home = _real(Path.home())
+    except (KeyError, RuntimeError):  # no home folder known
+        return None
+    if real == home:
+        return f"{out} is the home folder; {_OWN_FOLDER}"
+    return None
+
+
 def _run_output(out: Path, path: Path) -> str | None:
     """What the run (or ``evaluate``/``report``) writes at ``path`` when it lies in the run folder ``out``; else None."""
     try:
@@ -1027,10 +1075,7 @@ def _run_output(out: Path, path: Path) -> str | None:
         return "index.csv, run.json and maps/ (the path is output.dir itself)"
     if parts[0] in RUN_FOLDERS:
         return f"{parts[0]}/"
-    name = parts[0]
-    if len(parts) == 1 and (name in RUN_FILES or STALE_TEMP.match(name) or any(fnmatch.fnmatch(name, p) for p in RUN_PATTERNS)):
-        return name
-    return None
+    return parts[0] if len(parts) == 1 and is_run_file(parts[0]) else None
 
 
 def _some(ids: Sequence[str], limit: int = 5) -> str:

@@ -22,8 +22,6 @@ before the sanity check, so a failure there cannot lose them.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -40,7 +38,7 @@ from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise
 from medxai.io import ImageReadError, read_image
 from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
 from medxai.io.writers import read_npy
-from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
+from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, read_index
 from medxai.io.writers import write_text
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
@@ -109,12 +107,8 @@ def _cell(value: Any) -> str:
 
 
 def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) if isinstance(v, float) else ("" if v is None else v) for k, v in row.items()})
-    return buffer.getvalue()
+    """Rows as CSV text, floats to 4 decimals (formula-like text neutralised: :func:`~medxai.io.index.csv_text`)."""
+    return csv_text([{k: _cell(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows], columns)
 
 
 def _load_run(run_dir: Path, decoder=None, model: str | os.PathLike | None = None):

@@ -4,13 +4,15 @@ A run writes ``index.partial.csv`` (the journal) as images finish, ``index.csv``
 at the end and ``run.json`` (with the fingerprint) at the start and the end. A
 resumed run reuses the finished rows of the index and the journal only when the
 fingerprint of the settings that decide a map is unchanged, and then only the rows
-of images whose inputs are unchanged (:func:`source_key`, :func:`stale_reason`) and
+of images whose inputs are unchanged, their bytes included (:func:`source_key`,
+:func:`stale_reason`), and
 whose files are all there and whole (:func:`completed_rows`). Rows are read with
 :func:`medxai.io.index.read_index`, the one reader of the index.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -62,7 +64,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _file_state(path: str) -> Any:
-    """What a source's content is judged by: size and modification time (of every file, for a folder)."""
+    """What a source is first judged by: size and modification time (of every file, for a folder)."""
     try:
         info = os.stat(path)
     except OSError as err:
@@ -71,39 +73,79 @@ def _file_state(path: str) -> Any:
         return [info.st_size, info.st_mtime_ns]
     files = []
     try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue  # the series reader skips hidden files too
-                try:
-                    if entry.is_file():
-                        stat = entry.stat()
-                        files.append([entry.name, stat.st_size, stat.st_mtime_ns])
-                except OSError:
-                    files.append([entry.name, "unreadable"])
+        for name in _series_files(path):
+            try:
+                stat = os.stat(os.path.join(path, name))
+                files.append([name, stat.st_size, stat.st_mtime_ns])
+            except OSError:
+                files.append([name, "unreadable"])
     except OSError as err:
         return ["unreadable", err.errno]
     return ["folder", hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()]
 
 
+def _series_files(folder: str) -> list[str]:
+    """The names of the regular files of a series folder that the series reader may read, sorted."""
+    with os.scandir(folder) as entries:
+        # the series reader skips hidden files too
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_file())
+
+
+def content_digest(path: str) -> str:
+    """A short SHA-256 of a source's bytes (of every file, for a series folder), read in a stream.
+
+    It tells a replaced file from the old one when size and modification time were kept
+    (``cp -p``, ``rsync -a``, ``tar x``, ``touch -r``). A file that cannot be read has a
+    digest naming the error, so it is never taken for unchanged.
+    """
+    digest = hashlib.sha256()
+    try:
+        if os.path.isdir(path):
+            for name in _series_files(path):
+                digest.update(name.encode("utf-8", "surrogatepass") + b"\0")
+                _stream(os.path.join(path, name), digest)
+        else:
+            _stream(path, digest)
+    except OSError as err:
+        return f"unreadable{err.errno}"
+    return digest.hexdigest()[:16]
+
+
+def _stream(path: str, digest: Any) -> None:
+    # only regular files: a FIFO named like an image would block the read
+    if not os.path.isfile(path):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    digest.update(b"\0")
+
+
 def source_key(row: ManifestRow) -> str:
     """A short hash of what decides an image's maps and index rows, besides the run's settings.
 
-    The image id, path, label(s), mask path and series UID from the manifest, and the
-    source's size and modification time (for a DICOM series folder: of every file in it).
-    A resumed run reuses an image's rows only when this is unchanged.
+    Two parts, ``<state>-<content>``. The state hashes the image id, path, label(s), mask path
+    and series UID from the manifest, and the source's size and modification time (for a DICOM
+    series folder: of every file in it). The content is :func:`content_digest` of the source's
+    bytes. A resumed run reuses an image's rows only when both are unchanged.
     """
+    return f"{_state_key(row)}-{content_digest(row.path)}"
+
+
+def _state_key(row: ManifestRow) -> str:
     state = [row.image_id, row.path, list(row.labels), row.mask_path or "", row.series_uid or "", _file_state(row.path)]
     return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()[:16]
 
 
-def stale_reason(rows: list[dict[str, str]], row: ManifestRow, key: str) -> str | None:
+def stale_reason(rows: list[dict[str, str]], row: ManifestRow) -> str | None:
     """Why an image's finished ``rows`` no longer describe its manifest ``row``; None when they do.
+
+    The source's content is hashed only when everything else, its size and modification
+    time included, is unchanged.
 
     Args:
         rows: the image's rows in the previous index or journal.
         row: the image's row in the manifest now.
-        key: :func:`source_key` of ``row`` now.
     """
     first = rows[0]
     if first["source_path"] != row.path:
@@ -114,8 +156,13 @@ def stale_reason(rows: list[dict[str, str]], row: ManifestRow, key: str) -> str 
         return "mask"
     if first["series_uid"] != (row.series_uid or ""):
         return "series_uid"
-    if any(r["source_key"] != key for r in rows):
+    state, _, content = first["source_key"].partition("-")
+    if any(r["source_key"] != first["source_key"] for r in rows) or state != _state_key(row):
         return "file"  # its size or modification time
+    if not content:
+        return "no content hash recorded (an older medxai)"
+    if content != content_digest(row.path):
+        return "other content, same size and time"
     return None
 
 

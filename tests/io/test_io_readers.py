@@ -383,6 +383,24 @@ def test_npy_keeps_nan(tmp_path):
     assert np.isnan(read_image(tmp_path / "nan.npy").array[3, 4, 0])  # NaN is preprocess's business
 
 
+def test_finite_values_beyond_float32_are_named_as_such_not_as_infinite(tmp_path):
+    data = np.ones((32, 32), np.float64)
+    data[:, :] = 1e308  # finite in float64; float32 holds at most 3.4e38
+    data[0, 0] = np.inf  # a real infinity is not counted as overflowed
+    np.save(tmp_path / "big.npy", data)
+    with pytest.raises(ImageReadError) as err:
+        read_image(tmp_path / "big.npy")
+    assert str(err.value) == (
+        f"1023 value(s) beyond float32's range (finite in the file, float64: the float32 cast overflows): "
+        f"{tmp_path / 'big.npy'} (largest magnitude 1e+308)"
+    )
+    data[:, :] = 3e38
+    data[0, 0] = np.inf  # within float32: read as it is, the infinity left for preprocess to name
+    np.save(tmp_path / "edge.npy", data)
+    image = read_image(tmp_path / "edge.npy").array
+    assert image[0, 0, 0] == np.inf and image[0, 1, 0] == np.float32(3e38)
+
+
 @pytest.mark.parametrize("shape", [(16,), (2, 4, 16, 16, 1), (4, 16, 16, 2)])
 def test_npy_bad_shapes(tmp_path, shape):
     np.save(tmp_path / "bad.npy", np.zeros(shape, np.float32))

@@ -248,6 +248,16 @@ def test_remove_stale_temps_only_removes_the_writers_temporary_names(tmp_path):
     assert all(not p.exists() for p in stale) and all(p.exists() for p in kept)
 
 
+def test_remove_stale_temps_with_only_sweeps_the_top_level_names_it_accepts(tmp_path):
+    (tmp_path / "sub").mkdir()
+    run = tmp_path / ".index.csv.0123456789ab.tmp"
+    others = [tmp_path / ".notes.abcdef123456.tmp", tmp_path / "sub" / ".index.csv.0123456789ab.tmp"]
+    for path in [run, *others]:
+        path.write_bytes(b"x")
+    assert writers.remove_stale_temps(tmp_path, only=lambda name: name.startswith(".index.csv.")) == [run.name]
+    assert not run.exists() and all(p.exists() for p in others)
+
+
 def test_npy_problem_and_read_npy(tmp_path):
     path = tmp_path / "m.npy"
     write_npy(path, np.arange(12, dtype=np.float32).reshape(3, 4))

@@ -118,6 +118,9 @@ NASTY = [
     "/",
     "\x00",
     "C:\\dir\\f",
+    "-rf",
+    "--help",
+    "-2+3+cmd|' /C calc'!A0",
 ]
 
 
@@ -132,7 +135,7 @@ def test_nasty_ids_become_plain_unique_file_names(tmp_path):
     for original, name in zip(NASTY, made):
         assert SAFE.match(name), (original, name)
         assert name not in ("", ".", "..")
-        assert not name.startswith(".")
+        assert not name.startswith(".") and not name.startswith("-")  # never a hidden file or a command's option
         assert "/" not in name and "\\" not in name and os.sep not in name
         assert len(name) <= MAX_ID_LENGTH
         # Writing it inside a folder stays inside that folder.

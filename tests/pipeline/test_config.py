@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import textwrap
+import threading
 import types
 from pathlib import Path
 
 import pytest
 
+import medxai
 from medxai.pipeline.config import (
     ClipSection,
     Config,
@@ -767,6 +771,58 @@ def test_duplicate_keys_are_errors(study):
     with pytest.raises(ConfigError) as info:
         load(path)
     assert info.value.problems == ["line 10: duplicate key 'seed' (first given on line 9)"]
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A 'billion laughs' YAML: each level lists the one before ten times (10**levels leaves in 1 KB)."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{n}: &l{n} [{','.join([f'*l{n - 1}'] * 10)}]" for n in range(1, levels)]
+    return "\n".join(lines) + f"\n{MINIMAL}methods: *l{levels - 1}\nruntime: {{seed: *l{levels - 1}}}\n"
+
+
+def test_an_alias_bomb_is_refused_by_validate_quickly(study):
+    path = write(study, _alias_bomb())
+    assert path.stat().st_size < 1100
+    env = {**os.environ, "PYTHONPATH": str(Path(medxai.__file__).parents[1])}  # this medxai, whatever is installed
+    # a hang guard, not a timing: before, validate was still busy after 300 s
+    done = subprocess.run(
+        [sys.executable, "-m", "medxai", "validate", str(path)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 2
+    assert f"invalid config {path}:\n  - the config holds more than 100,000 values once its YAML aliases" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: &a [*a]\n" + MINIMAL, "line 1, column 4: YAML syntax error: found unconstructable recursive node"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n" + MINIMAL, "the YAML is nested too deeply to read"),
+    ],
+)
+def test_endless_and_too_deep_yaml_is_refused(study, text, problem):
+    with pytest.raises(ConfigError) as info:
+        load(write(study, text))
+    assert info.value.problems[0].startswith(problem)
+
+
+def test_aliases_of_an_ordinary_size_are_fine(study):
+    config = load(write(study, MINIMAL + "runtime: {seed: &three 3, batch_size: *three}\n"))
+    assert config.runtime.seed == config.runtime.batch_size == 3
+
+
+def test_error_values_are_rendered_within_their_limit_however_large():
+    from medxai._validation import _show
+
+    leaf: list = ["lol"] * 10
+    for _ in range(12):  # 10**13 leaves, shared
+        leaf = [leaf] * 10
+    shown: list[str] = []
+    worker = threading.Thread(target=lambda: shown.append(_show({"a": leaf})), daemon=True)
+    worker.start()
+    worker.join(timeout=120)  # a hang guard: rendering the whole value would never end
+    assert shown == ["a mapping {a: [[[[[[[[[[[[['lol...}"]
+    assert _show(["x" * 10**7]) == "['xxxxxxxxxxxxxxxx...]" and _show("x" * 10**7, 10) == "'xxxxxx..."
+    assert _show({"steps": [1, 2]}) == "a mapping {steps: [1, 2]}"
 
 
 @pytest.mark.parametrize(

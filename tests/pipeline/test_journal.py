@@ -9,7 +9,7 @@ import numpy as np
 from medxai.io import ManifestRow
 from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_text
 from medxai.io.writers import write_npy
-from medxai.pipeline.journal import completed_rows, previous_fingerprint, source_key, stale_reason
+from medxai.pipeline.journal import completed_rows, content_digest, previous_fingerprint, source_key, stale_reason
 
 
 def row(image_id, method, status="ok", npy="", npy_bytes=""):
@@ -79,7 +79,7 @@ def test_source_key_follows_the_manifest_row_and_the_files_content(tmp_path):
     np.save(image, np.zeros((4, 4), np.float32))
     base = ManifestRow("a", str(image), 1, None, 0)
     key = source_key(base)
-    assert len(key) == 16 and source_key(base) == key
+    assert len(key) == 33 and key[16] == "-" and source_key(base) == key
     for changed in (
         ManifestRow("a", str(image), 0, None, 0),
         ManifestRow("a", str(image), 1, str(tmp_path / "mask.png"), 0),
@@ -116,9 +116,46 @@ def test_stale_reason_names_what_changed(tmp_path):
     now = ManifestRow("a", str(image), 1, None, 0)
     key = source_key(now)
     rows = [{"source_path": str(image), "label": "1", "mask_path": "", "series_uid": "", "source_key": key}]
-    assert stale_reason(rows, now, key) is None
-    assert stale_reason([{**rows[0], "label": "0"}], now, key) == "label"
-    assert stale_reason([{**rows[0], "source_path": "/else.npy"}], now, key) == "path"
-    assert stale_reason([{**rows[0], "mask_path": "/m.png"}], now, key) == "mask"
-    assert stale_reason([{**rows[0], "series_uid": "1.2"}], now, key) == "series_uid"
-    assert stale_reason([rows[0], {**rows[0], "source_key": "0" * 16}], now, key) == "file"
+    assert stale_reason(rows, now) is None
+    assert stale_reason([{**rows[0], "label": "0"}], now) == "label"
+    assert stale_reason([{**rows[0], "source_path": "/else.npy"}], now) == "path"
+    assert stale_reason([{**rows[0], "mask_path": "/m.png"}], now) == "mask"
+    assert stale_reason([{**rows[0], "series_uid": "1.2"}], now) == "series_uid"
+    assert stale_reason([rows[0], {**rows[0], "source_key": "0" * 16}], now) == "file"
+    assert stale_reason([{**rows[0], "source_key": key[:17] + "0" * 16}], now) == "other content, same size and time"
+    assert stale_reason([{**rows[0], "source_key": key[:16]}], now) == "no content hash recorded (an older medxai)"
+
+
+def _replace_keeping_size_and_time(path, data: bytes) -> None:
+    """What ``cp -p``, ``rsync -a`` or ``touch -r`` leave: other bytes, the same size and modification time."""
+    stat = path.stat()
+    assert len(data) == stat.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+
+def test_a_file_replaced_with_its_size_and_time_kept_is_stale(tmp_path):
+    image = tmp_path / "a.npy"
+    np.save(image, np.zeros((4, 4), np.float32))
+    row = ManifestRow("a", str(image), 1, None, 0)
+    rows = [{"source_path": str(image), "label": "1", "mask_path": "", "series_uid": "", "source_key": source_key(row)}]
+    replaced = image.read_bytes()[:-4] + np.float32(7).tobytes()
+    _replace_keeping_size_and_time(image, replaced)
+    assert stale_reason(rows, row) == "other content, same size and time"
+    rows[0]["source_key"] = source_key(row)
+    assert stale_reason(rows, row) is None
+
+
+def test_content_digest_of_a_series_covers_every_file_and_never_reads_a_fifo(tmp_path):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for name in ("1.dcm", "2.dcm"):
+        (folder / name).write_bytes(b"x" * 10)
+    digest = content_digest(str(folder))
+    _replace_keeping_size_and_time(folder / "2.dcm", b"y" * 10)
+    assert content_digest(str(folder)) != digest
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert content_digest(str(fifo)).startswith("unreadable")  # returns: never blocks on the pipe
+    assert content_digest(str(tmp_path / "missing.png")).startswith("unreadable")

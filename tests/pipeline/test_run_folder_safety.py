@@ -166,6 +166,15 @@ def edit_content(root, out):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # coarse clocks: surely another mtime
 
 
+def replace_keeping_size_and_time(root, out):
+    """Other pixels, the same size and the old modification time: what ``cp -p``, ``rsync -a``, ``touch -r`` leave."""
+    path = root / "img1.npy"
+    stat = path.stat()
+    np.save(path, np.random.default_rng(2).random((16, 16)).astype(np.float32))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+
 def edit_mask(root, out):
     rows = manifest_rows(root)
     rows[1][3] = "mask.npy"
@@ -187,6 +196,7 @@ def truncate_npy(root, out):
         (edit_label, "1 image(s) changed since the last run (label: img1)"),
         (edit_path, "1 image(s) changed since the last run (path: img1)"),
         (edit_content, "1 image(s) changed since the last run (file: img1)"),
+        (replace_keeping_size_and_time, "1 image(s) changed since the last run (other content, same size and time: img1)"),
         (edit_mask, "1 image(s) changed since the last run (mask: img1)"),
         (delete_map, "1 image(s) have missing or damaged map files (img1: maps/gradient/img1_c1.png is missing)"),
         (truncate_npy, "1 image(s) have missing or damaged map files (img1: "),
@@ -230,15 +240,68 @@ def test_a_manifest_the_run_would_overwrite_is_refused(tmp_path, model_file, cap
     assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "manifest.csv").read_bytes()
 
 
-def test_a_model_under_maps_is_refused_and_other_files_in_the_folder_are_fine(tmp_path, model_file, capsys):
+def test_a_model_under_maps_is_refused_and_one_elsewhere_in_the_folder_is_fine(tmp_path, model_file, capsys):
     make_study(tmp_path, model_file)
     (tmp_path / "out" / "maps").mkdir(parents=True)
     shutil.copy(tmp_path / "model.keras", tmp_path / "out" / "maps" / "model.keras")
     assert main(["validate", str(config(tmp_path, model={"path": "out/maps/model.keras"}))]) == 2
     assert "model.path: " in capsys.readouterr().err
-    shutil.copy(tmp_path / "manifest.csv", tmp_path / "out" / "manifest.csv")
-    data = {"manifest": "out/manifest.csv", "id_column": "image_id", "label_column": "label", "root": "."}
-    assert main(["validate", str(config(tmp_path, data=data))]) == 0
+    shutil.copy(tmp_path / "model.keras", tmp_path / "out" / "model.keras")
+    assert main(["validate", str(config(tmp_path, model={"path": "out/model.keras"}))]) == 0
+
+
+# ------------------------------------------------------------- an output folder of its own (issue 19)
+OWN = "the run needs a folder of its own that holds no data"
+
+
+def test_a_manifest_anywhere_in_the_output_folder_is_refused(tmp_path, model_file, capsys):
+    make_study(tmp_path, model_file)
+    (tmp_path / "out" / "lists").mkdir(parents=True)
+    shutil.copy(tmp_path / "manifest.csv", tmp_path / "out" / "lists" / "manifest.csv")
+    data = {"manifest": "out/lists/manifest.csv", "id_column": "image_id", "label_column": "label", "root": "."}
+    assert main(["validate", str(config(tmp_path, data=data))]) == 2
+    err = capsys.readouterr().err
+    assert f"data.manifest: {tmp_path / 'out' / 'lists' / 'manifest.csv'} is inside output.dir ({tmp_path / 'out'}); {OWN}" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_the_data_folder_as_output_folder_is_refused_and_left_untouched(tmp_path, model_file, capsys, command):
+    make_study(tmp_path, model_file)
+    path = config(tmp_path, str(tmp_path))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"data.manifest: {tmp_path / 'manifest.csv'} is inside output.dir ({tmp_path}); {OWN}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no index, run.json, maps/ or lock
+
+
+def test_a_folder_holding_the_images_but_not_the_manifest_is_refused(tmp_path, model_file, capsys):
+    make_study(tmp_path, model_file)
+    (tmp_path / "images").mkdir()
+    for image_id in IDS:
+        (tmp_path / f"{image_id}.npy").rename(tmp_path / "images" / f"{image_id}.npy")
+    write_manifest(tmp_path, [(i, f"images/{i}.npy", k % 2, "") for k, i in enumerate(IDS)])
+    path = config(tmp_path, "images")
+    message = f"output.dir: {tmp_path / 'images'} holds the manifest's images (e.g. {tmp_path / 'images' / 'img0.npy'}); {OWN}"
+    assert main(["validate", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(StudyError) as refused:
+        medxai.run(path)  # the Python API too
+    assert message in str(refused.value)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"{i}.npy" for i in IDS]
+
+
+def test_the_root_and_the_home_folder_are_refused(tmp_path, model_file, capsys, monkeypatch):
+    make_study(tmp_path, model_file)
+    assert main(["validate", str(config(tmp_path, "/"))]) == 2
+    assert f"output.dir: / is the root of the file system; {OWN}" in capsys.readouterr().err
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    assert main(["validate", str(config(tmp_path, "~"))]) == 2
+    assert f"output.dir: {home} is the home folder; {OWN}" in capsys.readouterr().err
+    assert list(home.iterdir()) == []
+    assert main(["validate", str(config(tmp_path, "~/runs/study"))]) == 0
 
 
 # -------------------------------------------------------------------- output folder not writable
@@ -273,6 +336,43 @@ def test_validate_leaves_no_trace_of_its_check(tmp_path, model_file):
     assert not (tmp_path / "new").exists()
 
 
+# ---------------------------------------------------------------------- no formulas in the CSVs
+FORMULAS = ['=HYPERLINK("http://x.example","click")', "+1+1", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)"]
+
+
+def test_formula_ids_and_class_names_are_inert_in_every_csv_and_read_back_exactly(tmp_path, model_file, capsys):
+    make_study(tmp_path, model_file, ids=["img0", "img1", "img2", "img3", "plain"])
+    write_manifest(tmp_path, [(i, f"img{k}.npy", k % 2, "") for k, i in enumerate(FORMULAS)] + [("plain", "plain.npy", 0, "")])
+    names = ["=cmd|' /C calc'!A0", "'-1+1"]
+    path = config(tmp_path, model={"path": "model.keras", "class_names": names}, runtime=ONE_PER_BATCH)
+    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path)]) == 0
+    assert "5 images (5 resumed)" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["evaluate", str(out), "--no-faithfulness", "--sanity-images", "0", "--no-progress"]) == 0
+    assert main(["report", str(out), "--no-progress"]) == 0
+    for name in ("index.csv", "metrics.csv", "summary.csv"):
+        with open(out / name, newline="", encoding="utf-8") as handle:
+            cells = [cell for line in csv.reader(handle) for cell in line]
+        formulas = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(c)]
+        assert formulas == [], name
+    index = read_index(out / "index.csv")
+    assert {r["image_id"] for r in index} == {*FORMULAS, "plain"} and {r["class_name"] for r in index} == set(names)
+    assert all(r["status"] == "ok" and not Path(r["npy_path"]).name.startswith("-") for r in index)
+    metrics = read_index(out / "metrics.csv")
+    assert {r["image_id"] for r in metrics} == {*FORMULAS, "plain"} and any(r["gini"].startswith("0.") for r in metrics)
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert all(json.dumps(i) in report for i in FORMULAS) and f"0 ({names[0]})" in report and f"1 ({names[1]})" in report
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text
+
+
 # ------------------------------------------------------------------------- stale temporary files
 def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path, model_file, capsys):
     make_study(tmp_path, model_file)
@@ -283,11 +383,15 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path, model_fil
     swap = out / "maps" / "gradient" / ".img0_c0.sc.abcdef012345.old"
     swap.mkdir()
     (swap / "0001.dcm").write_bytes(b"x")
-    mine = out / "notes.tmp"
-    mine.write_text("the user's")
+    (out / "sub").mkdir()
+    # the user's own files, even with names like the writers' temporary names, outside maps/ or not of a run file
+    mine = [out / "notes.tmp", out / "sub" / ".notes.abcdef123456.tmp", out / ".notes.abcdef123456.tmp"]
+    mine += [out / "sub" / ".index.csv.0123456789ab.tmp"]
+    for path in mine:
+        path.write_text("the user's")
     capsys.readouterr()
     medxai.run(config(tmp_path))
-    assert not any(p.exists() for p in [*stale, swap]) and mine.exists()
+    assert not any(p.exists() for p in [*stale, swap]) and all(p.exists() for p in mine)
     assert "removed 3 temporary file(s) left by an interrupted run" in capsys.readouterr().err
 
 

@@ -49,6 +49,40 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+#: The most values (mappings, lists and scalars) a config may hold once its YAML aliases are
+#: expanded. A real config holds a few hundred; nested aliases ("billion laughs") hold millions.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _expanded_size(data: Any, limit: int = MAX_CONFIG_VALUES) -> int:
+    """The number of values in ``data`` with every shared (aliased) part counted each time it is used.
+
+    Counts each distinct container once (memoised), so a bomb costs no more than its YAML text;
+    stops counting past ``limit`` and returns ``limit + 1`` then, and for a recursive alias.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(item: Any) -> int:
+        if not isinstance(item, (dict, list)):
+            return 1
+        key = id(item)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            return limit + 1  # a recursive alias (`&a [*a]`): endless once expanded
+        open_.add(key)
+        total = 1
+        for child in (x for pair in item.items() for x in pair) if isinstance(item, dict) else item:
+            total += size(child)
+            if total > limit:
+                break
+        open_.discard(key)
+        sizes[key] = min(total, limit + 1)
+        return sizes[key]
+
+    return size(data)
+
 
 def _read_yaml(path: Path) -> Any:
     try:
@@ -67,10 +101,22 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{where}YAML syntax error: {what}", path) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax error: {exc}", path) from None
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply to read (hundreds of levels)", path) from None
     finally:
         loader.dispose()
     if loader.duplicates:
         raise ConfigError(loader.duplicates, path)
+    try:
+        too_big = _expanded_size(data) > MAX_CONFIG_VALUES
+    except RecursionError:
+        too_big = True
+    if too_big:
+        raise ConfigError(
+            f"the config holds more than {MAX_CONFIG_VALUES:,} values once its YAML aliases (*name) are "
+            "expanded; a config this large is refused (nested aliases expand exponentially)",
+            path,
+        )
     return data
 
 
