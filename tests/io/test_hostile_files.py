@@ -1,7 +1,7 @@
 """Hostile inputs never take a run down: every problem is an ImageReadError naming the file (issue 14).
 
-Fuzzed DICOM files (pydicom's own test files, mutated with a seeded RNG),
-decoder panics and aborts, decompression and allocation bombs, special files
+Fuzzed DICOM files (pydicom's own test files, mutated with a seeded RNG) and
+PNG/JPEG/TIFF/NIfTI/NPY files (issue 19), decoder panics and aborts, decompression and allocation bombs, special files
 (FIFOs, link loops, folders named like images), a time limit, and suspicious
 headers that must be refused or reported in ``meta["warnings"]``.
 """
@@ -16,6 +16,7 @@ import random
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import warnings
@@ -26,7 +27,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _files import dicom_dataset, dicom_series, save
+from _files import dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
@@ -35,6 +36,7 @@ import medxai.io.dicom as dicom_module
 import medxai.io.readers as readers_module
 from medxai.io import ImageReadError, LoadedImage, read_image
 from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure
+from medxai.io.raster import read_raster
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
 MIB = 1 << 20
@@ -149,6 +151,34 @@ def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
     assert not escaped, "\n".join(escaped)
     assert not slow, "\n".join(slow)
     assert outcomes["image"] and outcomes["error"], outcomes  # both outcomes are exercised
+
+
+def test_fuzzed_png_jpeg_tiff_nifti_and_npy_files_give_an_image_or_an_image_read_error(tmp_path):
+    paths = non_dicom_mutants(tmp_path)
+    assert len(paths) >= 40
+    outcomes, escaped = {"image": 0, "error": 0}, []
+    for path in paths:
+        try:
+            image = read_image(path, max_pixels=MAX, timeout=30)
+        except ImageReadError as err:
+            outcomes["error"] += 1
+            if os.fspath(path) not in str(err):
+                escaped.append(f"{path.name}: message without the path: {err}")
+        except BaseException as exc:  # noqa: BLE001 - recorded: nothing else may escape
+            escaped.append(f"{path.name}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
+        else:
+            outcomes["image"] += 1
+            if not (isinstance(image, LoadedImage) and image.array.dtype == np.float32 and image.array.ndim in (3, 4)):
+                escaped.append(f"{path.name}: not a float32 (H, W, C) or (D, H, W, C) LoadedImage")
+    assert not escaped, "\n".join(escaped)
+    assert outcomes["image"] >= 5 and outcomes["error"] >= 20, outcomes  # both outcomes are exercised
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_nifti_with_a_non_finite_affine_is_read_with_a_warning(tmp_path, value):
+    image = read_image(nifti_with_affine(tmp_path / "odd.nii", value))
+    assert image.array.shape == (16, 16, 1)
+    assert any("affine (sform or qform) holds NaN or infinite values" in w for w in image.meta["warnings"])
 
 
 def _rle_panic_file(tmp_path: Path) -> Path | None:
@@ -542,6 +572,39 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
     assert abandoned_reads() == 0
 
 
+def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_naming_them(tmp_path, monkeypatch):
+    release, lock = threading.Event(), threading.Lock()
+    live = {"now": 0, "most": 0}
+
+    def slow(path, *args, **kwargs):  # a decoder stuck until the test lets it go, holding its memory
+        with lock:
+            live["now"] += 1
+            live["most"] = max(live["most"], live["now"])
+        try:
+            assert release.wait(120), "never released"
+            return read_raster(path, *args, **kwargs)
+        finally:
+            with lock:
+                live["now"] -= 1
+
+    monkeypatch.setattr(readers_module, "read_raster", slow)
+    paths = [_png_rows(tmp_path / f"slow{k}.png", 8, 8) for k in range(5)]
+    try:
+        messages = [str(expect_error(path, timeout=0.2, max_abandoned=2)) for path in paths]
+        assert live["most"] == 2 and abandoned_reads() == 2  # never more than the cap, though 5 were asked
+        assert all("reading took longer than 0.2 s (runtime.read_timeout)" in m for m in messages[:2])
+        for message in messages[2:]:  # refused unread, each naming its file (expect_error) and the setting
+            assert "not read: 2 earlier read(s) still run past runtime.read_timeout" in message, message
+            assert "runtime.max_abandoned_reads is 2" in message, message
+    finally:
+        release.set()
+    deadline = time.monotonic() + 60  # a hang guard: the released reads end in the background
+    while abandoned_reads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert abandoned_reads() == 0
+    assert read_image(paths[0], timeout=30, max_abandoned=2).array.shape == (8, 8, 1)  # room again
+
+
 def test_a_read_within_the_time_limit_returns_the_image(tmp_path):
     path = save(dicom_dataset(np.arange(16, dtype=np.uint16).reshape(4, 4)), tmp_path / "ok.dcm")
     image = read_image(path, timeout=30, max_pixels=16)
@@ -549,7 +612,8 @@ def test_a_read_within_the_time_limit_returns_the_image(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"timeout": 0}, {"timeout": -1.0}, {"timeout": math.nan}, {"max_pixels": 0}, {"max_pixels": 1.5}]
+    "bad",
+    [{"timeout": 0}, {"timeout": -1.0}, {"timeout": math.nan}, {"max_pixels": 0}, {"max_pixels": 1.5}, {"max_abandoned": 0}],
 )
 def test_bad_limits_are_the_callers_bug(tmp_path, bad):
     with pytest.raises(ValueError):
