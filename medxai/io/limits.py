@@ -157,6 +157,10 @@ def must_propagate(exc: BaseException) -> bool:
     return isinstance(exc, _PASS_THROUGH)
 
 
+#: How many times ``timeout`` a read waits for an abandoned read to end (see :func:`call_with_timeout`).
+ROOM_WAIT = 10
+
+
 class _Reads:
     """Timed reads still running: ``running`` within their limit, ``abandoned`` past it.
 
@@ -167,6 +171,7 @@ class _Reads:
     changed = threading.Condition(lock)
     running = 0
     abandoned = 0
+    stuck = False  # a read waited for room in vain, and none has ended since
 
 
 def abandoned_reads() -> int:
@@ -190,8 +195,10 @@ def call_with_timeout(
 
     ``max_abandoned`` bounds what abandoned reads hold: a read starts only while
     fewer than that many timed reads run (abandoned or not, from any thread), so
-    abandoned ones never number more. It waits up to ``timeout`` for room, and
-    gives up without calling ``func`` if none comes. None: no bound.
+    abandoned ones never number more. It waits up to :data:`ROOM_WAIT` times
+    ``timeout`` for room (a slow read usually ends soon after it is abandoned) and
+    gives up without calling ``func`` if none comes; until one ends, later calls then
+    give up at once (the abandoned reads look hung). None: no bound.
 
     Raises:
         ImageReadError: ``"reading took longer than N s (runtime.read_timeout): <path>"``,
@@ -200,14 +207,15 @@ def call_with_timeout(
     if timeout is None:
         return func()
     with _Reads.changed:
-        room = max_abandoned is None or _Reads.changed.wait_for(
-            lambda: _Reads.running + _Reads.abandoned < max_abandoned, timeout
-        )
-        if not room:
+        wait = 0.0 if _Reads.stuck else ROOM_WAIT * timeout
+        if max_abandoned is not None and not _Reads.changed.wait_for(
+            lambda: _Reads.running + _Reads.abandoned < max_abandoned, wait
+        ):
+            _Reads.stuck = True
+            since = f"none ended within {wait:g} s" if wait else "none has ended since an earlier image waited for one"
             raise ImageReadError(
                 f"not read: {_Reads.abandoned} earlier read(s) still run past {READ_TIMEOUT_SETTING}, holding "
-                f"their memory, and {MAX_ABANDONED_SETTING} is {max_abandoned}; none ended within {timeout:g} s: "
-                f"{os.fspath(path)}",
+                f"their memory, and {MAX_ABANDONED_SETTING} is {max_abandoned}; {since}: {os.fspath(path)}",
                 path,
             )
         _Reads.running += 1
@@ -227,6 +235,7 @@ def call_with_timeout(
                     _Reads.abandoned -= 1
                 else:
                     _Reads.running -= 1
+                _Reads.stuck = False
                 _Reads.changed.notify_all()
             done.set()
 

@@ -596,6 +596,8 @@ def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_na
         for message in messages[2:]:  # refused unread, each naming its file (expect_error) and the setting
             assert "not read: 2 earlier read(s) still run past runtime.read_timeout" in message, message
             assert "runtime.max_abandoned_reads is 2" in message, message
+        assert "none ended within 2 s" in messages[2]  # the first waited ten times the limit...
+        assert all("none has ended since an earlier image waited" in m for m in messages[3:])  # ...the next not at all
     finally:
         release.set()
     deadline = time.monotonic() + 60  # a hang guard: the released reads end in the background
@@ -603,6 +605,26 @@ def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_na
         time.sleep(0.05)
     assert abandoned_reads() == 0
     assert read_image(paths[0], timeout=30, max_abandoned=2).array.shape == (8, 8, 1)  # room again
+
+
+def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path, monkeypatch):
+    release = threading.Event()
+
+    def slow_then_real(path, *args, **kwargs):
+        if "slow" in os.fspath(path):
+            assert release.wait(120), "never released"
+        return read_raster(path, *args, **kwargs)
+
+    monkeypatch.setattr(readers_module, "read_raster", slow_then_real)
+    slow, fast = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "fast.png", 4, 4)
+    expect_error(slow, "reading took longer than 0.5 s", timeout=0.5, max_abandoned=1)
+    timer = threading.Timer(0.2, release.set)  # the abandoned read ends while the next one waits (up to 5 s)
+    timer.start()
+    try:
+        assert read_image(fast, timeout=0.5, max_abandoned=1).array.shape == (4, 4, 1)
+    finally:
+        release.set()
+        timer.cancel()
 
 
 def test_a_read_within_the_time_limit_returns_the_image(tmp_path):

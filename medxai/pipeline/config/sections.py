@@ -379,7 +379,7 @@ class RuntimeSection(_Section):
         default=2,  # = medxai.io.limits.DEFAULT_MAX_ABANDONED_READS
         description="The most reads past read_timeout that may still run in the background, holding their "
         "memory: a read starts only while fewer reads run (abandoned or not; overlap_io reads two at once), "
-        "waiting up to read_timeout, else its image is an error row.",
+        "waiting up to 10 x read_timeout for one to end, else its image is an error row.",
     )
 
     _empty_dask = field_validator("dask", mode="before")(_null_is_empty)
