@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +311,38 @@ def non_dicom_mutants(folder: Path, seed: int = 19) -> list[Path]:
     np.save(folder / "nan-values.npy", np.full((8, 8), np.nan, np.float32))
     written += [folder / "objects.npy", folder / "complex.npy", folder / "nan-values.npy"]
     return written
+
+
+class StuckReader:
+    """Wraps a reader: files whose name starts with ``slow`` block until :meth:`release`, like a decoder stuck on a
+    hostile file; ``most`` is how many were stuck at once."""
+
+    def __init__(self, real):
+        self.real, self.released, self._lock = real, threading.Event(), threading.Lock()
+        self.now = self.most = 0
+
+    def __call__(self, path, *args, **kwargs):
+        if not os.path.basename(os.fspath(path)).startswith("slow"):
+            return self.real(path, *args, **kwargs)
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            assert self.released.wait(120), "never released"
+            return self.real(path, *args, **kwargs)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def abandoned_reads_end(seconds: float = 60) -> bool:
+    """Wait for the reads abandoned past their time limit to end (a hang guard: at most ``seconds``)."""
+    from medxai.io.limits import abandoned_reads
+
+    deadline = time.monotonic() + seconds
+    while abandoned_reads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return abandoned_reads() == 0

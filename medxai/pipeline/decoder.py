@@ -417,7 +417,7 @@ class Decoder:
             item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
             item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
             item.placement = _placement(item.geometry)
-        except BaseException as err:  # noqa: BLE001 - a reader's panic (pyo3 PanicException) is a BaseException
+        except BaseException as err:  # a reader's panic (pyo3 PanicException) is a BaseException
             if must_propagate(err):
                 raise
             item.error = _image_error(err, row.path)
@@ -579,7 +579,7 @@ class Decoder:
         if not good:
             self._progress(len(items))
             return rows
-        self._witness(np.stack([item.tensor for item in good]))
+        self._witness(good)
         predicted, failed = _each_alone(lambda ix: self._predict([good[i] for i in ix]), len(good))
         for i, err in failed.items():
             rows.extend(self._error_rows(good[i], _image_error(err, good[i].row.path)))
@@ -602,7 +602,8 @@ class Decoder:
         for method in self.methods:
             started = time.perf_counter()
             explained, failed = _each_alone(
-                lambda ix: self._explain(method, [ready[i] for i in ix], [classes[i] for i in ix]), len(ready)
+                lambda ix, method=method: self._explain(method, [ready[i] for i in ix], [classes[i] for i in ix]),
+                len(ready),
             )
             for i, err in failed.items():
                 item = ready[i]
@@ -635,7 +636,7 @@ class Decoder:
             self._progress(len(items) / len(self.methods))
         return rows
 
-    def _witness(self, images: np.ndarray) -> None:
+    def _witness(self, items: list[_Item]) -> None:
         """The study's first batch as a second witness of what the model outputs (where only probes said).
 
         Raises:
@@ -645,7 +646,8 @@ class Decoder:
         if self._witnessed:
             return
         if self.head.witness == "values":
-            values = np.asarray(self.model(images[: self.config.runtime.batch_size], training=False))
+            images = np.stack([item.tensor for item in items[: self.config.runtime.batch_size]])
+            values = np.asarray(self.model(images, training=False))
             try:
                 self.head.check_values(values)
             except OutputSelectionError as err:
@@ -684,7 +686,7 @@ class Decoder:
                 continue
             try:
                 row.update(future.result())
-            except BaseException as err:  # noqa: BLE001 - one map's failure is its rows' error, never the run's
+            except BaseException as err:  # one map's failure is its rows' error, never the run's
                 if must_propagate(err):
                     raise
                 if is_disk_full(err):
@@ -803,12 +805,13 @@ class Decoder:
             if not is_disk_full(err):
                 raise
             raise RunStoppedError(self._full_message(err, rows, completed, new_rows)) from err
-        index = [r for row in rows for r in completed.get(row.image_id) or new_rows.get(row.image_id, [])]
-        lost = self._lost_maps(index)
-        for row in rows:
-            if any(r["status"] == "error" for r in completed.get(row.image_id) or new_rows.get(row.image_id, [])):
+        per_image = [(row.image_id, completed.get(row.image_id) or new_rows.get(row.image_id, [])) for row in rows]
+        index = [r for _, image_rows in per_image for r in image_rows]
+        lost = self._lost_maps(index)  # before the count: it turns rows into errors
+        for image_id, image_rows in per_image:
+            if any(r["status"] == "error" for r in image_rows):
                 summary.errors += 1
-                summary.failed_ids.append(row.image_id)
+                summary.failed_ids.append(image_id)
         summary.maps = sum(1 for r in index if r["status"] == "ok")
         summary.warned = len({r["image_id"] for r in index if r.get("warning")})
         summary.warnings = self._study_warnings(new_rows) + lost
@@ -899,10 +902,10 @@ class Decoder:
                 error = f"the map file {gone[row['image_id']]} was removed during the run; run again to compute it"
                 row.update({k: "" for k in _FILE_CELLS}, status="error", error=f"{row['source_path']}: {error}")
         folder = "the output folder was removed or cleaned" if not (self.out / RUN_NAME).exists() else "map files were removed"
-        return [
+        return [(
             f"output.dir: {folder} while the run went on ({self.out}): the {len(gone)} image(s) whose maps are gone "
             f"are error rows ({_some(list(gone))}); run the same command again to compute them"
-        ]
+        )]
 
     def _full_message(
         self,
@@ -1096,7 +1099,7 @@ def _each_alone(call: Callable[[list[int]], T], count: int) -> tuple[list[tuple[
         return [], {}
     try:
         return [(everything, call(everything))], {}
-    except BaseException as err:  # noqa: BLE001 - a panic too; Ctrl-C goes through
+    except BaseException as err:  # a panic too; Ctrl-C goes through
         if must_propagate(err):
             raise
         if count == 1:
@@ -1105,7 +1108,7 @@ def _each_alone(call: Callable[[list[int]], T], count: int) -> tuple[list[tuple[
     for i in everything:
         try:
             worked.append(([i], call([i])))
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             if must_propagate(err):
                 raise
             failed[i] = err

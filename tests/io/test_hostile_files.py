@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _files import dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save
+from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
@@ -120,6 +120,23 @@ def _mutant(rng: random.Random, raw: bytes, pixel_at: int, how: str) -> bytes:
     return bytes(data)
 
 
+def read_fuzzed(path: Path, outcomes: dict[str, int], *, finite: bool) -> list[str]:
+    """Read a fuzzed file, counting an image or an ImageReadError in ``outcomes``; what else went wrong."""
+    try:
+        image = read_image(path, max_pixels=MAX, timeout=30)
+    except ImageReadError as err:
+        outcomes["error"] += 1
+        return [] if os.fspath(path) in str(err) else [f"{path.name}: message without the path: {err}"]
+    except BaseException as exc:  # noqa: BLE001 - recorded: nothing else may escape
+        return [f"{path.name}: {type(exc).__module__}.{type(exc).__name__}: {exc}"]
+    outcomes["image"] += 1
+    if not (isinstance(image, LoadedImage) and image.array.dtype == np.float32 and image.array.ndim in (3, 4)):
+        return [f"{path.name}: not a float32 (H, W, C) or (D, H, W, C) LoadedImage"]
+    if finite and not np.isfinite(image.array).all():
+        return [f"{path.name}: non-finite values"]
+    return []
+
+
 def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
     rng = random.Random(14)
     hows = ["pixels", "codestream", "header", "truncate", "tag"]
@@ -132,20 +149,7 @@ def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
             path = tmp_path / f"{source.stem}-{how}.dcm"
             path.write_bytes(_mutant(rng, raw, pixel_at, how))
             start = time.perf_counter()
-            try:
-                image = read_image(path, max_pixels=MAX, timeout=30)
-            except ImageReadError as err:
-                outcomes["error"] += 1
-                if os.fspath(path) not in str(err):
-                    escaped.append(f"{path.name}: message without the path: {err}")
-            except BaseException as exc:  # noqa: BLE001 - recorded: nothing else may escape
-                escaped.append(f"{path.name}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
-            else:
-                outcomes["image"] += 1
-                if not (isinstance(image, LoadedImage) and image.array.dtype == np.float32):
-                    escaped.append(f"{path.name}: not a float32 LoadedImage")
-                elif not np.isfinite(image.array).all():
-                    escaped.append(f"{path.name}: non-finite values")
+            escaped += read_fuzzed(path, outcomes, finite=True)
             if time.perf_counter() - start > 60:  # a hang guard, not a speed test
                 slow.append(f"{path.name}: {time.perf_counter() - start:.1f} s")
     assert not escaped, "\n".join(escaped)
@@ -156,20 +160,8 @@ def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
 def test_fuzzed_png_jpeg_tiff_nifti_and_npy_files_give_an_image_or_an_image_read_error(tmp_path):
     paths = non_dicom_mutants(tmp_path)
     assert len(paths) >= 40
-    outcomes, escaped = {"image": 0, "error": 0}, []
-    for path in paths:
-        try:
-            image = read_image(path, max_pixels=MAX, timeout=30)
-        except ImageReadError as err:
-            outcomes["error"] += 1
-            if os.fspath(path) not in str(err):
-                escaped.append(f"{path.name}: message without the path: {err}")
-        except BaseException as exc:  # noqa: BLE001 - recorded: nothing else may escape
-            escaped.append(f"{path.name}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
-        else:
-            outcomes["image"] += 1
-            if not (isinstance(image, LoadedImage) and image.array.dtype == np.float32 and image.array.ndim in (3, 4)):
-                escaped.append(f"{path.name}: not a float32 (H, W, C) or (D, H, W, C) LoadedImage")
+    outcomes: dict[str, int] = {"image": 0, "error": 0}
+    escaped = [problem for path in paths for problem in read_fuzzed(path, outcomes, finite=False)]  # NaN pixels: preprocessing refuses them
     assert not escaped, "\n".join(escaped)
     assert outcomes["image"] >= 5 and outcomes["error"] >= 20, outcomes  # both outcomes are exercised
 
@@ -566,32 +558,16 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
     expect_error(path, "reading took longer than 0.3 s (runtime.read_timeout)", timeout=0.3)
     assert time.perf_counter() - start < 5  # returned long before the reader would have
     assert abandoned_reads() >= 1
-    deadline = time.monotonic() + 15
-    while abandoned_reads() and time.monotonic() < deadline:  # the abandoned read finishes in the background
-        time.sleep(0.05)
-    assert abandoned_reads() == 0
+    assert abandoned_reads_end()  # the abandoned read finishes in the background
 
 
 def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_naming_them(tmp_path, monkeypatch):
-    release, lock = threading.Event(), threading.Lock()
-    live = {"now": 0, "most": 0}
-
-    def slow(path, *args, **kwargs):  # a decoder stuck until the test lets it go, holding its memory
-        with lock:
-            live["now"] += 1
-            live["most"] = max(live["most"], live["now"])
-        try:
-            assert release.wait(120), "never released"
-            return read_raster(path, *args, **kwargs)
-        finally:
-            with lock:
-                live["now"] -= 1
-
-    monkeypatch.setattr(readers_module, "read_raster", slow)
+    reader = StuckReader(read_raster)
+    monkeypatch.setattr(readers_module, "read_raster", reader)
     paths = [_png_rows(tmp_path / f"slow{k}.png", 8, 8) for k in range(5)]
     try:
         messages = [str(expect_error(path, timeout=0.2, max_abandoned=2)) for path in paths]
-        assert live["most"] == 2 and abandoned_reads() == 2  # never more than the cap, though 5 were asked
+        assert reader.most == 2 and abandoned_reads() == 2  # never more than the cap, though 5 were asked
         assert all("reading took longer than 0.2 s (runtime.read_timeout)" in m for m in messages[:2])
         for message in messages[2:]:  # refused unread, each naming its file (expect_error) and the setting
             assert "not read: 2 earlier read(s) still run past runtime.read_timeout" in message, message
@@ -599,31 +575,22 @@ def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_na
         assert "none ended within 2 s" in messages[2]  # the first waited ten times the limit...
         assert all("none has ended since an earlier image waited" in m for m in messages[3:])  # ...the next not at all
     finally:
-        release.set()
-    deadline = time.monotonic() + 60  # a hang guard: the released reads end in the background
-    while abandoned_reads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert abandoned_reads() == 0
+        reader.release()
+    assert abandoned_reads_end()  # the released reads end in the background
     assert read_image(paths[0], timeout=30, max_abandoned=2).array.shape == (8, 8, 1)  # room again
 
 
 def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path, monkeypatch):
-    release = threading.Event()
-
-    def slow_then_real(path, *args, **kwargs):
-        if "slow" in os.fspath(path):
-            assert release.wait(120), "never released"
-        return read_raster(path, *args, **kwargs)
-
-    monkeypatch.setattr(readers_module, "read_raster", slow_then_real)
+    reader = StuckReader(read_raster)
+    monkeypatch.setattr(readers_module, "read_raster", reader)
     slow, fast = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "fast.png", 4, 4)
     expect_error(slow, "reading took longer than 0.5 s", timeout=0.5, max_abandoned=1)
-    timer = threading.Timer(0.2, release.set)  # the abandoned read ends while the next one waits (up to 5 s)
+    timer = threading.Timer(0.2, reader.release)  # the abandoned read ends while the next one waits (up to 5 s)
     timer.start()
     try:
         assert read_image(fast, timeout=0.5, max_abandoned=1).array.shape == (4, 4, 1)
     finally:
-        release.set()
+        reader.release()
         timer.cancel()
 
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import csv
-import math
 import os
 import random
 import shutil
 import struct
-import threading
-import time
 import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from _files import non_dicom_mutants
+from _files import StuckReader, abandoned_reads_end, non_dicom_mutants
 from pydicom.data import get_testdata_file
 
 import medxai
@@ -24,7 +21,6 @@ import medxai.io.readers as readers_module
 import medxai.pipeline.decoder as decoder_module
 from analytic_models import tiny_model
 from medxai.data.synthetic import write_ct_dicom
-from medxai.io.limits import abandoned_reads
 from medxai.pipeline.decoder import Decoder
 from medxai.preprocess import Preprocessor
 from study_helpers import read_index
@@ -252,33 +248,17 @@ def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pai
 
 
 def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_hold_back_are_error_rows(pair, monkeypatch):
-    release, lock = threading.Event(), threading.Lock()
-    live = {"now": 0, "most": 0}
-    real_npy = readers_module.read_npy
-
-    def read_npy(path, *args, **kwargs):
-        if not os.path.basename(path).startswith("slow"):
-            return real_npy(path, *args, **kwargs)
-        with lock:
-            live["now"] += 1
-            live["most"] = max(live["most"], live["now"])
-        try:
-            assert release.wait(120), "never released"
-            return real_npy(path, *args, **kwargs)
-        finally:
-            with lock:
-                live["now"] -= 1
-
-    monkeypatch.setattr(readers_module, "read_npy", read_npy)
+    reader = StuckReader(readers_module.read_npy)
+    monkeypatch.setattr(readers_module, "read_npy", reader)
     images = {"good": "good.npy"}
     for k in range(5):
         shutil.copy(pair / "good.npy", pair / f"slow{k}.npy")
         images[f"slow{k}"] = f"slow{k}.npy"
     try:  # batch_size 2: three chunks, read two at a time (overlap_io)
         summary, rows = run_study(pair, "abandoned", images, batch_size=2, read_timeout=0.3, max_abandoned_reads=2)
-        assert live["most"] <= 2  # six reads asked for, never more than two stuck at once
+        assert reader.most <= 2  # five stuck reads asked for, never more than two at once
     finally:
-        release.set()
+        reader.release()
     assert rows["good"][0]["status"] == "ok" and summary.errors == 5
     refused = 0
     for k in range(5):
@@ -286,10 +266,7 @@ def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_ho
         assert row["status"] == "error" and str(pair / f"slow{k}.npy") in row["error"], row
         refused += "runtime.max_abandoned_reads is 2" in row["error"]
     assert refused >= 1  # later images were refused unread rather than abandoned too
-    deadline = time.monotonic() + 60  # a hang guard: the released reads end in the background
-    while abandoned_reads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert abandoned_reads() == 0
+    assert abandoned_reads_end()  # the released reads end in the background
 
 
 def test_an_output_folder_removed_mid_run_leaves_no_ok_row_without_its_file(pair, monkeypatch, capsys):
