@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 from _files import StuckReader, abandoned_reads_end, non_dicom_mutants
 from pydicom.data import get_testdata_file
 
@@ -20,6 +21,7 @@ import medxai
 import medxai.io.readers as readers_module
 import medxai.pipeline.decoder as decoder_module
 from analytic_models import tiny_model
+from medxai.cli import main
 from medxai.data.synthetic import write_ct_dicom
 from medxai.pipeline.decoder import Decoder
 from medxai.preprocess import Preprocessor
@@ -141,17 +143,23 @@ def pair(tmp_path_factory) -> Path:
     return root
 
 
-def run_study(root: Path, out: str, images: dict[str, str], formats=("npy",), **runtime) -> tuple:
-    """``medxai.run`` over ``images`` (id: file under ``root``), one method; the summary and the index rows by id."""
+def run_study(root: Path, out: str, images: dict[str, str], formats=("npy",), cli: bool = False, **runtime) -> tuple:
+    """Run ``images`` (id: file under ``root``) with one method, through ``medxai.run`` or the ``medxai run``
+    command line (``cli``); the summary (the exit code for the CLI) and the index rows by id."""
     with open(root / f"{out}.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("image_id", "path"), *images.items()])
-    summary = medxai.run({
+    config = {
         "model": {"path": str(root / "model.keras")},
         "data": {"manifest": str(root / f"{out}.csv"), "id_column": "image_id"},
         "methods": ["gradient"],
         "output": {"dir": str(root / out), "formats": list(formats)},
         "runtime": {"batch_size": 8, "progress": False, "read_timeout": 30, **runtime},
-    })  # fmt: skip
+    }
+    if cli:
+        (root / f"{out}.yaml").write_text(yaml.safe_dump(config))
+        summary = main(["run", str(root / f"{out}.yaml")])
+    else:
+        summary = medxai.run(config)
     rows: dict[str, list[dict[str, str]]] = {}
     for row in read_index(root / out / "index.csv"):
         rows.setdefault(row["image_id"], []).append(row)
@@ -222,11 +230,13 @@ def test_a_failure_at_any_step_of_one_image_is_its_error_row_and_its_chunk_compa
     assert not list((pair / f"step-{step}").rglob("bad_*"))  # no file of the failed image is left
 
 
-def test_a_handful_of_hostile_non_dicom_files_and_a_good_image_in_one_chunk(pair):
+def test_a_handful_of_hostile_non_dicom_files_and_a_good_image_in_one_chunk_on_the_command_line(pair, capsys):
     names = ["nan-affine.nii", "inf-affine.nii", "nan-affine-3d.nii", "objects.npy", "lies.npy", "nan-values.npy"]
     images = {name: f"fuzz/{name}" for name in names} | {"good": "good.npy"}
-    summary, rows = run_study(pair, "handful", images, formats=("npy", "png"))
-    assert summary.images == 7
+    code, rows = run_study(pair, "handful", images, formats=("npy", "png"), cli=True)
+    captured = capsys.readouterr()
+    assert code == 1 and "7 images (0 resumed, 3 with warnings), 3 maps, 4 errors" in captured.out, captured
+    assert "Traceback" not in captured.err and "failed images (see the index's error column)" in captured.err
     assert rows["good"][0]["status"] == "ok"
     for name in ("nan-affine.nii", "inf-affine.nii"):  # placed nowhere, but explained: maps with a warning
         row = rows[name][0]
@@ -235,7 +245,6 @@ def test_a_handful_of_hostile_non_dicom_files_and_a_good_image_in_one_chunk(pair
     for name in ("nan-affine-3d.nii", "objects.npy", "lies.npy", "nan-values.npy"):
         row = rows[name][0]
         assert row["status"] == "error" and str(pair / "fuzz" / name) in row["error"], row
-    assert summary.errors == 4
 
 
 def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pair):
