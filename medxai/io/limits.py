@@ -35,8 +35,10 @@ __all__ = [
     "DEFAULT_MAX_ABANDONED_READS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_READ_TIMEOUT",
+    "MAX_ABANDONED_SETTING",
     "MAX_PIXELS_SETTING",
     "READ_TIMEOUT_SETTING",
+    "ROOM_WAIT",
     "abandoned_reads",
     "call_with_timeout",
     "check_declared_size",
@@ -44,6 +46,7 @@ __all__ = [
     "is_regular_file",
     "must_propagate",
     "regular_file",
+    "stop_waiting",
 ]
 
 T = TypeVar("T")
@@ -172,11 +175,22 @@ class _Reads:
     running = 0
     abandoned = 0
     stuck = False  # a read waited for room in vain, and none has ended since
+    generation = 0  # raised by stop_waiting
 
 
 def abandoned_reads() -> int:
     """How many reads that ran past their time limit are still running in the background."""
     return _Reads.abandoned
+
+
+def stop_waiting() -> None:
+    """Wake the reads waiting for room among abandoned ones (see :func:`call_with_timeout`): each gives up at once.
+
+    For a program that stops (Ctrl-C): a thread waiting there would hold its exit back.
+    """
+    with _Reads.changed:
+        _Reads.generation += 1
+        _Reads.changed.notify_all()
 
 
 def call_with_timeout(
@@ -202,15 +216,21 @@ def call_with_timeout(
 
     Raises:
         ImageReadError: ``"reading took longer than N s (runtime.read_timeout): <path>"``,
-            or ``"not read: N earlier read(s) still run past runtime.read_timeout ...: <path>"``.
+            ``"not read: N earlier read(s) still run past runtime.read_timeout ...: <path>"``, or
+            ``"not read: the program is stopping: <path>"`` (woken by :func:`stop_waiting`).
     """
     if timeout is None:
         return func()
     with _Reads.changed:
-        wait = 0.0 if _Reads.stuck else ROOM_WAIT * timeout
-        if max_abandoned is not None and not _Reads.changed.wait_for(
-            lambda: _Reads.running + _Reads.abandoned < max_abandoned, wait
-        ):
+        wait, generation = (0.0 if _Reads.stuck else ROOM_WAIT * timeout), _Reads.generation
+
+        def room() -> bool:
+            return max_abandoned is None or _Reads.running + _Reads.abandoned < max_abandoned
+
+        _Reads.changed.wait_for(lambda: room() or _Reads.generation != generation, wait)
+        if _Reads.generation != generation:
+            raise ImageReadError(f"not read: the program is stopping: {os.fspath(path)}", path)
+        if not room():
             _Reads.stuck = True
             since = f"none ended within {wait:g} s" if wait else "none has ended since an earlier image waited for one"
             raise ImageReadError(
@@ -243,7 +263,7 @@ def call_with_timeout(
     worker = threading.Thread(target=work, name=f"medxai-read {os.path.basename(os.fspath(path))}", daemon=True)
     try:
         worker.start()
-    except BaseException:
+    except RuntimeError:  # can't start new thread
         with _Reads.changed:
             _Reads.running -= 1
             _Reads.changed.notify_all()

@@ -62,7 +62,7 @@ from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
 from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
-from medxai.io.limits import must_propagate
+from medxai.io.limits import must_propagate, stop_waiting
 from medxai.io.index import (
     FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FILES, RUN_FOLDERS, RUN_NAME, RUN_PATTERNS, index_text,
 )  # fmt: skip
@@ -744,6 +744,10 @@ class Decoder:
                     settle(keep=1)  # a chunk's writes finish while the next one computes
                     if full:
                         break  # the disk is full: computing more would only fail to write it
+            except BaseException:
+                if overlap:
+                    stop_waiting()  # a loader waiting for room among abandoned reads must not hold the exit back
+                raise
             finally:
                 settle(keep=0)  # also on Ctrl-C: every computed chunk reaches ``done``
                 self._writer = None

@@ -35,7 +35,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 import medxai.io.dicom as dicom_module
 import medxai.io.readers as readers_module
 from medxai.io import ImageReadError, LoadedImage, read_image
-from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure
+from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
 from medxai.io.raster import read_raster
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
@@ -592,6 +592,33 @@ def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path,
     finally:
         reader.release()
         timer.cancel()
+
+
+def test_stop_waiting_wakes_a_read_waiting_for_room_so_a_stopping_program_can_exit(tmp_path, monkeypatch):
+    reader = StuckReader(read_raster)
+    monkeypatch.setattr(readers_module, "read_raster", reader)
+    slow, other = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "other.png", 4, 4)
+    expect_error(slow, "reading took longer than 0.2 s", timeout=0.2, max_abandoned=1)
+    caught: list[BaseException] = []
+
+    def wait_for_room():  # would wait 10 x 5 s for the stuck read
+        try:
+            read_image(other, timeout=5, max_abandoned=1)
+        except ImageReadError as err:
+            caught.append(err)
+
+    waiter = threading.Thread(target=wait_for_room)
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 30  # a hang guard, far below the 50 s it would wait
+        while waiter.is_alive() and time.monotonic() < deadline:
+            stop_waiting()  # again until it has begun to wait and gives up
+            waiter.join(0.1)
+        assert not waiter.is_alive()
+    finally:
+        reader.release()
+    assert caught and f"not read: the program is stopping: {other}" in str(caught[0])
+    assert abandoned_reads_end()
 
 
 def test_a_read_within_the_time_limit_returns_the_image(tmp_path):
