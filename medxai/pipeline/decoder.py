@@ -61,8 +61,8 @@ from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
-from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
 from medxai.io.limits import must_propagate, stop_waiting
+from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
 from medxai.io.index import (
     FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FILES, RUN_FOLDERS, RUN_NAME, RUN_PATTERNS, index_text,
 )  # fmt: skip
