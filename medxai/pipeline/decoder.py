@@ -393,8 +393,8 @@ class Decoder:
     def _load(self, row: ManifestRow) -> _Item:
         """Read and preprocess one image and place it; any failure (but Ctrl-C) is the item's error, naming the file."""
         item = _Item(row)
-        item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
         try:
+            item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
             image = read_image(
                 row.path,
                 series_uid=row.series_uid,
