@@ -115,6 +115,10 @@ PRESETS: Mapping[str, str | None] = MappingProxyType(
 )
 # The modes that work on each channel as R, G, B.
 _RGB_MODES = ("torch", "caffe")
+#: How much more the resize to the model's input may shrink one in-plane axis than the other.
+#: Beyond it the model sees a smear, and the anti-aliasing filter's cost grows with the shrink
+#: (a 1 KB JPEG declaring 32 x 64800 spent minutes there).
+MAX_ASPECT_CHANGE = 32
 
 # One schema for the library and the study config, whose ``preprocess:`` section is a
 # PreprocessSpec: each check gives the config's message (the config names the key) and,
@@ -609,6 +613,21 @@ def apply_preset(x: np.ndarray, preset: str) -> np.ndarray:
     return x[..., ::-1] - np.float32(CAFFE_MEAN_BGR)
 
 
+def _check_aspect_change(source: Sequence[int], target: Sequence[int]) -> None:
+    """Refuses a resize of the in-plane (last two) axes whose shrink factors differ over :data:`MAX_ASPECT_CHANGE` times.
+
+    Raises:
+        PreprocessError: e.g. a 32 x 64800 image for a 64 x 64 model.
+    """
+    factors = [s / t for s, t in zip(source[-2:], target[-2:])]
+    change = max(factors) / min(factors) if min(factors) > 0 else float("inf")
+    if change > MAX_ASPECT_CHANGE:
+        raise PreprocessError(
+            f"image is {' x '.join(map(str, source))}: resized to the model's {' x '.join(map(str, target))} one axis "
+            f"would shrink {change:.0f} times more than the other (at most {MAX_ASPECT_CHANGE} is taken)"
+        )
+
+
 # --------------------------------------------------------------- preprocessor
 
 
@@ -670,13 +689,16 @@ class Preprocessor:
         """Returns the model input, float32 ``(*model_spatial, C_model)``, and its geometry.
 
         Raises:
-            PreprocessError: NaN/inf values, dims or channels the model cannot take, or
-                ``scale: stored_range`` for an unwindowed image without a stored range.
+            PreprocessError: NaN/inf values, dims or channels the model cannot take, a
+                resize that would squeeze one in-plane axis over :data:`MAX_ASPECT_CHANGE`
+                times more than the other, or ``scale: stored_range`` for an unwindowed
+                image without a stored range.
         """
+        source = self._spatial(image).shape[:-1]
+        target = tuple(s if t is None else t for t, s in zip(self.target_size, source))
+        _check_aspect_change(source, target)
         stored = self._stored_range(image) if self.spec.scale == "stored_range" else None
         x, windowed = self._window_and_invert(image, stored)
-        source = x.shape[:-1]
-        target = tuple(s if t is None else t for t, s in zip(self.target_size, source))
         x = resize_spatial(x, target)
         x = match_channels(x, self.channels)
         # Windowed values are in [0, 1] already: their "stored range" is (0, 1).

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +194,155 @@ def simpleitk_misplacement(source: Path, mapped: Path) -> float:
         return np.array([*p, *(0.0,) * (3 - len(p))])
 
     return max(float(np.linalg.norm(point(a, i) - point(b, i))) for i in indices)
+
+
+# ------------------------------------------------------------ hostile non-DICOM files
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose IHDR (valid CRC) declares ``width`` x ``height`` but holds one row of data."""
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(bytes(min(width, 4096) + 1))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b""))
+    return path
+
+
+def jpeg_declaring(path: Path, height: int, width: int) -> Path:
+    """A tiny greyscale JPEG whose SOF0 declares ``height`` x ``width`` (about 1 KB on disk)."""
+    import struct
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(buffer, "JPEG")
+    raw = bytearray(buffer.getvalue())
+    at = raw.find(b"\xff\xc0")
+    struct.pack_into(">HH", raw, at + 5, height, width)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def nifti_with_affine(path: Path, value: float, shape: tuple[int, ...] = (16, 16)) -> Path:
+    """A float32 NIfTI-1 whose sform (code 1) has ``value`` (e.g. NaN or inf) in its first row.
+
+    Written from the header bytes: nibabel refuses to build an image from such an affine.
+    """
+    import nibabel as nib
+
+    data = np.linspace(0, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    image = nib.Nifti1Image(data, np.eye(4))
+    image.set_sform(np.eye(4), code=1)
+    header = image.header
+    header["srow_x"] = np.array([value, 0, 0, 0], np.float32)
+    header["vox_offset"] = 352
+    path.write_bytes(header.binaryblock + bytes(4) + data.tobytes(order="F"))
+    return path
+
+
+def _clean_non_dicom(folder: Path) -> list[Path]:
+    """Small valid PNG (8/16-bit, RGB), JPEG, TIFF, NIfTI and NPY files to mutate."""
+    import nibabel as nib
+    import tifffile
+
+    rng = np.random.default_rng(19)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "grey.png": lambda p: Image.fromarray((rng.random((24, 20)) * 255).astype(np.uint8)).save(p),
+        "deep.png": lambda p: Image.fromarray((rng.random((20, 24)) * 65535).astype(np.uint16)).save(p),
+        "rgb.png": lambda p: Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(p),
+        "photo.jpg": lambda p: Image.fromarray((rng.random((24, 24)) * 255).astype(np.uint8)).save(p, "JPEG"),
+        "pages.tif": lambda p: tifffile.imwrite(p, (rng.random((2, 16, 16)) * 4000).astype(np.uint16)),
+        "ct.nii.gz": lambda p: nib.save(nib.Nifti1Image(rng.normal(0, 100, (16, 16, 4)).astype(np.int16), np.diag([0.8, 0.8, 2, 1])), p),
+        "slice.npy": lambda p: np.save(p, rng.random((16, 16)).astype(np.float32)),
+    }  # fmt: skip
+    for name, write in files.items():
+        write(folder / name)
+    return [folder / name for name in files]
+
+
+def non_dicom_mutants(folder: Path, seed: int = 19) -> list[Path]:
+    """A few dozen hostile PNG, JPEG, TIFF, NIfTI and NPY files: byte flips, truncations, lying headers, NaN affines.
+
+    Deterministic for a ``seed``. Small on disk and none declares more than about 11000^2 pixels.
+    """
+    import random
+
+    rng = random.Random(seed)
+    written: list[Path] = []
+    for source in _clean_non_dicom(folder / "clean"):
+        raw = source.read_bytes()
+        name = source.name.split(".", 1)
+        for how in ("header", "body", "body", "truncate", "truncate"):
+            data = bytearray(raw)
+            if how == "header":
+                for _ in range(rng.randint(1, 3)):
+                    data[rng.randrange(min(64, len(data)))] = rng.randrange(256)
+            elif how == "body":
+                for _ in range(rng.randint(1, 6)):
+                    data[rng.randrange(len(data) // 4, len(data))] = rng.randrange(256)
+            else:
+                del data[rng.randrange(8, len(data)) :]
+            written.append(folder / f"{name[0]}-{how}{len(written)}.{name[1]}")
+            written[-1].write_bytes(bytes(data))
+    written += [
+        png_declaring(folder / "declares-11000.png", 11000, 11000),
+        png_declaring(folder / "declares-65535.png", 65535, 65535),
+        jpeg_declaring(folder / "declares-32x64800.jpg", 32, 64800),
+        jpeg_declaring(folder / "declares-0.jpg", 0, 16),
+        nifti_with_affine(folder / "nan-affine.nii", float("nan")),
+        nifti_with_affine(folder / "inf-affine.nii", float("inf")),
+        nifti_with_affine(folder / "nan-affine-3d.nii", float("nan"), (8, 8, 4)),
+    ]
+    npy = folder / "lies.npy"
+    with open(npy, "wb") as handle:  # a header promising more than the file holds
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (64, 64)})
+        handle.write(bytes(100))
+    written.append(npy)
+    np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(folder / "complex.npy", np.ones((8, 8), np.complex64))
+    np.save(folder / "nan-values.npy", np.full((8, 8), np.nan, np.float32))
+    written += [folder / "objects.npy", folder / "complex.npy", folder / "nan-values.npy"]
+    return written
+
+
+class StuckReader:
+    """Wraps a reader: files whose name starts with ``slow`` block until :meth:`release`, like a decoder stuck on a
+    hostile file; ``most`` is how many were stuck at once."""
+
+    def __init__(self, real):
+        self.real, self.released, self._lock = real, threading.Event(), threading.Lock()
+        self.now = self.most = 0
+
+    def __call__(self, path, *args, **kwargs):
+        if not os.path.basename(os.fspath(path)).startswith("slow"):
+            return self.real(path, *args, **kwargs)
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            assert self.released.wait(120), "never released"
+            return self.real(path, *args, **kwargs)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def abandoned_reads_end(seconds: float = 60) -> bool:
+    """Wait for the reads abandoned past their time limit to end (a hang guard: at most ``seconds``)."""
+    from medxai.io.limits import abandoned_reads
+
+    deadline = time.monotonic() + seconds
+    while abandoned_reads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return abandoned_reads() == 0

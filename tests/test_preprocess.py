@@ -9,6 +9,7 @@ from PIL import Image
 
 from medxai.io import LoadedImage, read_image
 from medxai.preprocess import (
+    MAX_ASPECT_CHANGE,
     Geometry,
     PreprocessError,
     Preprocessor,
@@ -347,3 +348,17 @@ def test_spec_stored_range_and_its_bit_depth_alias():
     assert PreprocessSpec(scale="bit_depth").model_dump()["scale"] == "stored_range"
     with pytest.raises(ValueError, match="did you mean 'stored_range'"):
         PreprocessSpec(scale="stored range")
+
+
+@pytest.mark.parametrize(("shape", "ok"), [((32, 64800), False), ((64800, 32), False), ((1, 2048), False), ((20, 640), True)])
+def test_a_resize_that_would_squeeze_one_axis_far_more_than_the_other_is_refused(shape, ok):
+    pre = Preprocessor(PreprocessSpec(window=None, scale="minmax"), (64, 64, 1))
+    if ok:  # 32 times more, the most taken
+        assert pre(image(np.zeros((*shape, 1))))[0].shape == (64, 64, 1)
+        return
+    message = (
+        rf"^image is {shape[0]} x {shape[1]}: resized to the model's 64 x 64 one axis would shrink \d+ times more "
+        rf"than the other \(at most {MAX_ASPECT_CHANGE} is taken\)$"
+    )
+    with pytest.raises(PreprocessError, match=message):
+        pre(image(np.zeros((*shape, 1))))

@@ -132,7 +132,7 @@ def dicom_affine(
 
 
 def voxel_spacing(affine: np.ndarray, ndim: int) -> tuple[float, ...]:
-    """The length of each array axis's step (mm), in array order."""
+    """The length of each array axis's step (mm), in array order; NaN or inf where the affine is not finite."""
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :ndim], axis=0))
 
 
@@ -140,13 +140,23 @@ def orientation_code(affine: np.ndarray, ndim: int) -> str:
     """The RAS letters the array axes point towards, in array order (e.g. ``"SPL"``, ``"PL"``).
 
     Each axis gets the letter of the patient direction closest to its step
-    (nibabel's ``aff2axcodes``).
+    (nibabel's ``aff2axcodes``); ``"?"`` for an axis without a direction (a zero
+    column). Empty when the affine holds NaN or inf or cannot be decomposed: a
+    hostile header names no direction, and must not raise.
 
     Example:
         >>> orientation_code(dicom_affine([1, 0, 0, 0, 1, 0], [0, 0, 0], [1, 1], [0, 0, 2]), 3)
         'SPL'
+        >>> orientation_code(np.full((4, 4), np.nan), 3)
+        ''
     """
     from nibabel.orientations import aff2axcodes  # deferred: nibabel is only needed for this
 
-    codes = aff2axcodes(np.asarray(affine, dtype=np.float64))
+    matrix = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(matrix).all():
+        return ""
+    try:
+        codes = aff2axcodes(matrix)
+    except (np.linalg.LinAlgError, ValueError):
+        return ""
     return "".join(c or "?" for c in codes[:ndim])

@@ -8,7 +8,9 @@ Three guards, used by :func:`medxai.io.read_image`:
 * **file type**: :func:`regular_file` refuses FIFOs, sockets and devices, which
   would block a reader forever or stream without end;
 * **time**: :func:`call_with_timeout` gives up on a read that takes longer than
-  ``timeout`` seconds (the ``runtime.read_timeout`` setting).
+  ``timeout`` seconds (the ``runtime.read_timeout`` setting), and never lets more
+  than ``max_abandoned`` given-up reads run (``runtime.max_abandoned_reads``), so
+  the memory they hold is bounded.
 
 And one policy, :func:`convert_failure`: anything an image can raise becomes an
 :class:`~medxai.errors.ImageReadError` naming the file, including Rust panics
@@ -30,10 +32,13 @@ from medxai.errors import ImageReadError
 from medxai.io.image import describe
 
 __all__ = [
+    "DEFAULT_MAX_ABANDONED_READS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_READ_TIMEOUT",
+    "MAX_ABANDONED_SETTING",
     "MAX_PIXELS_SETTING",
     "READ_TIMEOUT_SETTING",
+    "ROOM_WAIT",
     "abandoned_reads",
     "call_with_timeout",
     "check_declared_size",
@@ -41,6 +46,7 @@ __all__ = [
     "is_regular_file",
     "must_propagate",
     "regular_file",
+    "stop_waiting",
 ]
 
 T = TypeVar("T")
@@ -50,9 +56,12 @@ T = TypeVar("T")
 DEFAULT_MAX_PIXELS = 1 << 27
 #: The default of the ``runtime.read_timeout`` setting, in seconds.
 DEFAULT_READ_TIMEOUT = 120.0
+#: The default of the ``runtime.max_abandoned_reads`` setting.
+DEFAULT_MAX_ABANDONED_READS = 2
 #: The setting the messages name.
 MAX_PIXELS_SETTING = "data.max_pixels"
 READ_TIMEOUT_SETTING = "runtime.read_timeout"
+MAX_ABANDONED_SETTING = "runtime.max_abandoned_reads"
 
 #: Exceptions that must stop the program, never become an error row.
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -151,19 +160,42 @@ def must_propagate(exc: BaseException) -> bool:
     return isinstance(exc, _PASS_THROUGH)
 
 
-class _Abandoned:
-    """The count of timed-out reads still running."""
+#: How many times ``timeout`` a read waits for an abandoned read to end (see :func:`call_with_timeout`).
+ROOM_WAIT = 10
+
+
+class _Reads:
+    """Timed reads still running: ``running`` within their limit, ``abandoned`` past it.
+
+    ``changed`` is notified whenever one of them ends.
+    """
 
     lock = threading.Lock()
-    count = 0
+    changed = threading.Condition(lock)
+    running = 0
+    abandoned = 0
+    stuck = False  # a read waited for room in vain, and none has ended since
+    generation = 0  # raised by stop_waiting
 
 
 def abandoned_reads() -> int:
     """How many reads that ran past their time limit are still running in the background."""
-    return _Abandoned.count
+    return _Reads.abandoned
 
 
-def call_with_timeout(func: Callable[[], T], timeout: float | None, path: str | os.PathLike) -> T:
+def stop_waiting() -> None:
+    """Wake the reads waiting for room among abandoned ones (see :func:`call_with_timeout`): each gives up at once.
+
+    For a program that stops (Ctrl-C): a thread waiting there would hold its exit back.
+    """
+    with _Reads.changed:
+        _Reads.generation += 1
+        _Reads.changed.notify_all()
+
+
+def call_with_timeout(
+    func: Callable[[], T], timeout: float | None, path: str | os.PathLike, max_abandoned: int | None = None
+) -> T:
     """``func()``, given up after ``timeout`` seconds; None: called directly, no limit.
 
     With a limit, ``func`` runs in a new daemon thread while this one waits.
@@ -175,11 +207,38 @@ def call_with_timeout(func: Callable[[], T], timeout: float | None, path: str | 
     lets go of the GIL. Whatever ``func`` raises (any ``BaseException``) is
     raised here, in the caller's thread.
 
+    ``max_abandoned`` bounds what abandoned reads hold: a read starts only while
+    fewer than that many timed reads run (abandoned or not, from any thread), so
+    abandoned ones never number more. It waits up to :data:`ROOM_WAIT` times
+    ``timeout`` for room (a slow read usually ends soon after it is abandoned) and
+    gives up without calling ``func`` if none comes; until one ends, later calls then
+    give up at once (the abandoned reads look hung). None: no bound.
+
     Raises:
-        ImageReadError: ``"reading took longer than N s (runtime.read_timeout): <path>"``.
+        ImageReadError: ``"reading took longer than N s (runtime.read_timeout): <path>"``,
+            ``"not read: N earlier read(s) still run past runtime.read_timeout ...: <path>"``, or
+            ``"not read: the program is stopping: <path>"`` (woken by :func:`stop_waiting`).
     """
     if timeout is None:
         return func()
+    with _Reads.changed:
+        wait, generation = (0.0 if _Reads.stuck else ROOM_WAIT * timeout), _Reads.generation
+
+        def room() -> bool:
+            return max_abandoned is None or _Reads.running + _Reads.abandoned < max_abandoned
+
+        _Reads.changed.wait_for(lambda: room() or _Reads.generation != generation, wait)
+        if _Reads.generation != generation:
+            raise ImageReadError(f"not read: the program is stopping: {os.fspath(path)}", path)
+        if not room():
+            _Reads.stuck = True
+            since = f"none ended within {wait:g} s" if wait else "none has ended since an earlier image waited for one"
+            raise ImageReadError(
+                f"not read: {_Reads.abandoned} earlier read(s) still run past {READ_TIMEOUT_SETTING}, holding "
+                f"their memory, and {MAX_ABANDONED_SETTING} is {max_abandoned}; {since}: {os.fspath(path)}",
+                path,
+            )
+        _Reads.running += 1
     outcome: list[tuple[bool, object]] = []
     state = {"finished": False, "abandoned": False}
 
@@ -189,20 +248,32 @@ def call_with_timeout(func: Callable[[], T], timeout: float | None, path: str | 
         except BaseException as exc:  # handed over to the caller's thread
             outcome.append((False, exc))
         finally:
-            with _Abandoned.lock:
+            with _Reads.changed:
                 state["finished"] = True
                 if state["abandoned"]:
-                    _Abandoned.count -= 1
+                    outcome.clear()  # nobody takes it: its memory goes now
+                    _Reads.abandoned -= 1
+                else:
+                    _Reads.running -= 1
+                _Reads.stuck = False
+                _Reads.changed.notify_all()
             done.set()
 
     done = threading.Event()
     worker = threading.Thread(target=work, name=f"medxai-read {os.path.basename(os.fspath(path))}", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError:  # can't start new thread
+        with _Reads.changed:
+            _Reads.running -= 1
+            _Reads.changed.notify_all()
+        raise
     if not done.wait(timeout):
-        with _Abandoned.lock:
+        with _Reads.lock:
             if not state["finished"]:
                 state["abandoned"] = True
-                _Abandoned.count += 1
+                _Reads.running -= 1
+                _Reads.abandoned += 1
                 raise ImageReadError(
                     f"reading took longer than {timeout:g} s ({READ_TIMEOUT_SETTING}): {os.fspath(path)}", path
                 )

@@ -122,6 +122,8 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
         "nifti_xforms": xforms,
         **stored,
     }
+    if not np.isfinite(affine).all():
+        meta["warnings"] = ["the NIfTI affine (sform or qform) holds NaN or infinite values: no spacing or orientation"]
     return LoadedImage(
         array=array,
         source_path=path,
@@ -195,13 +197,15 @@ def write_nifti(
             places the map where it places the source.
 
     Raises:
-        ValueError: not a 2D/3D array, or not finite.
+        ValueError: not a 2D/3D array, or it or the affine is not finite.
     """
     data = np.asarray(array, dtype=np.float32)
     if data.ndim not in (2, 3):
         raise ValueError(f"a NIfTI map needs 2 or 3 axes, got shape {data.shape}")
     if not np.isfinite(data).all():
         raise ValueError("the map contains NaN or infinite values")
+    if not np.isfinite(np.asarray(affine, dtype=np.float64)).all():
+        raise ValueError("the source's affine holds NaN or infinite values: a NIfTI map would have no place in the patient")
     nifti_affine = array_to_nifti_affine(affine, data.ndim)
     xyz = data.T  # array order -> nibabel's (X, Y, Z)
     if shape_xyz is not None and tuple(shape_xyz[: xyz.ndim]) == xyz.shape and all(n == 1 for n in shape_xyz[xyz.ndim :]):

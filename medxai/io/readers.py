@@ -84,6 +84,7 @@ def read_image(
     series_uid: str | None = None,
     max_pixels: int | None = None,
     timeout: float | None = None,
+    max_abandoned: int | None = None,
 ) -> LoadedImage:
     """Reads any supported image file (see :func:`supported_suffixes`), or a DICOM series folder.
 
@@ -114,10 +115,13 @@ def read_image(
         timeout: seconds the read may take (``runtime.read_timeout``); None: no
             limit. A read that runs over is abandoned to finish in the
             background (see :func:`medxai.io.limits.call_with_timeout`).
+        max_abandoned: with a ``timeout``, the most abandoned reads that may still
+            run when this one starts (``runtime.max_abandoned_reads``); at that many
+            it waits up to ``timeout`` for one to end, else it is refused. None: no bound.
 
     Raises:
         ImageReadError: for every per-file problem; the message names the file.
-        ValueError: ``max_pixels`` or ``timeout`` is not positive (a caller's bug).
+        ValueError: ``max_pixels``, ``timeout`` or ``max_abandoned`` is not positive (a caller's bug).
     """
     if max_pixels is not None:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
@@ -127,9 +131,11 @@ def read_image(
         if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         timeout = None if math.isinf(timeout) else float(timeout)
+    if max_abandoned is not None and (isinstance(max_abandoned, bool) or not isinstance(max_abandoned, numbers.Integral) or max_abandoned < 1):
+        raise ValueError(f"max_abandoned must be a positive integer or None, got {max_abandoned!r}")
     p = Path(os.fspath(path))
     try:
-        return call_with_timeout(lambda: _read_image(p, series_uid, max_pixels, timeout), timeout, p)
+        return call_with_timeout(lambda: _read_image(p, series_uid, max_pixels, timeout), timeout, p, max_abandoned)
     except BaseException as exc:
         if must_propagate(exc):
             raise

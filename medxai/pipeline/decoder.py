@@ -48,7 +48,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Container, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Container, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -60,6 +60,7 @@ from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.base import Explanation
 from medxai.methods.registry import method_parameters, resolve_method
 from medxai.io import ImageReadError, ManifestRow, read_image, safe_id
+from medxai.io.limits import must_propagate, stop_waiting
 from medxai.io.geometry import default_affine, orientation_code, voxel_spacing
 from medxai.io.index import FILE_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_FOLDERS, RUN_NAME, index_text, is_run_file
 from medxai.io.nifti import NiftiXforms, write_nifti
@@ -75,6 +76,7 @@ from medxai._progress import progress_bar
 from medxai.pipeline.targets import predicted_classes, target_rule
 from medxai.viz.render import colorize, montage, overlay
 
+T = TypeVar("T")
 _PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
 _STORED = "_stored_range"  # a row's image's stored value range (not an index column)
 #: Accumulator values (per image and class) held at once; bounds memory for volumes.
@@ -404,15 +406,16 @@ class Decoder:
 
     # ---- per-image work
     def _load(self, row: ManifestRow) -> _Item:
-        """Read and preprocess one image; any failure (but Ctrl-C) is the item's error, naming the file."""
+        """Read and preprocess one image and place it; any failure (but Ctrl-C) is the item's error, naming the file."""
         item = _Item(row)
-        item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
         try:
+            item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
             image = read_image(
                 row.path,
                 series_uid=row.series_uid,
                 max_pixels=self.config.data.max_pixels,
                 timeout=self.config.runtime.read_timeout,
+                max_abandoned=self.config.runtime.max_abandoned_reads,
             )
             item.warnings = [str(w) for w in (image.meta.get("warnings") or [])]
             if "dicom" in self.formats and image.kind != "dicom":
@@ -423,18 +426,18 @@ class Decoder:
             item.tensor, item.geometry = self.preprocessor(image)
             if self.formats & {"overlay", "dicom"}:
                 item.display = self.preprocessor.display(image)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as err:  # noqa: BLE001 - a reader's panic (pyo3 PanicException) is a BaseException
+            item.source_files = list(image.meta.get("source_files", []))
+            stored = image.meta.get("stored_range")
+            item.stored_range = None if stored is None else (float(stored[0]), float(stored[1]))
+            item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
+            item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
+            item.placement = _placement(item.geometry)
+        except BaseException as err:  # a reader's panic (pyo3 PanicException) is a BaseException
+            if must_propagate(err):
+                raise
             item.error = _image_error(err, row.path)
             item.tensor = item.display = None
-            return item
-        item.source_files = list(image.meta.get("source_files", []))
-        stored = image.meta.get("stored_range")
-        item.stored_range = None if stored is None else (float(stored[0]), float(stored[1]))
-        item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
-        item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
-        item.placement = _placement(item.geometry)
+            item.placement = {}
         return item
 
     def _classes(self, item: _Item, scores: np.ndarray) -> list[int]:
@@ -578,6 +581,10 @@ class Decoder:
             return explain(images, targets)
         return Explanation(method.attribute(images, targets))
 
+    def _predict(self, items: list[_Item]) -> np.ndarray:
+        """The scores (probabilities) of a group of images, one row per image."""
+        return self.scores.predict(np.stack([item.tensor for item in items]), self.config.runtime.batch_size)
+
     def _process_group(self, items: list[_Item]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         good = [item for item in items if item.error is None]
@@ -587,16 +594,18 @@ class Decoder:
         if not good:
             self._progress(len(items))
             return rows
-        images = np.stack([item.tensor for item in good])
-        self._witness(images)
-        scores = self.scores.predict(images, self.config.runtime.batch_size)
+        self._witness(good)
+        predicted, failed = _each_alone(lambda ix: self._predict([good[i] for i in ix]), len(good))
+        for i, err in failed.items():
+            rows.extend(self._error_rows(good[i], _image_error(err, good[i].row.path)))
+        scored = sorted((i, score) for ix, scores in predicted for i, score in zip(ix, scores))
         ready, classes, score_of = [], [], []
-        for item, score in zip(good, scores):
+        for item, score in ((good[i], score) for i, score in scored):
             item.placement = {**item.placement, "predicted": ";".join(map(str, predicted_classes(score, self.multi_label)))}
             try:
                 chosen = self._classes(item, score)
-            except ValueError as err:
-                rows.extend(self._error_rows(item, str(err)))
+            except Exception as err:  # noqa: BLE001 - e.g. a label the model has no class for
+                rows.extend(self._error_rows(item, _image_error(err, item.row.path)))
                 continue
             if not chosen:
                 reason = f"no class to explain: none scored at or over {self.targets.threshold:g}"
@@ -607,27 +616,24 @@ class Decoder:
             score_of.append(score)
         for method in self.methods:
             started = time.perf_counter()
-            try:
-                results = [self._explain(method, ready, classes)] if ready else []
-                groups = [(ready, classes, score_of)]
-            except Exception:  # isolate the image that fails instead of failing the group
-                results, groups = [], []
-                for item, cs, sc in zip(ready, classes, score_of):
-                    try:
-                        results.append(self._explain(method, [item], [cs]))
-                        groups.append(([item], [cs], [sc]))
-                    except Exception as err:
-                        rows.extend(
-                            self._row(item, method.name, c, status="error", error=f"{type(err).__name__}: {err}")
-                            for c in cs
-                        )
-            for explanation, (group, group_classes, group_scores) in zip(results, groups):
+            explained, failed = _each_alone(
+                lambda ix, method=method: self._explain(method, [ready[i] for i in ix], [classes[i] for i in ix]),
+                len(ready),
+            )
+            for i, err in failed.items():
+                item = ready[i]
+                rows.extend(
+                    self._row(item, method.name, c, status="error", error=_image_error(err, item.row.path))
+                    for c in classes[i]
+                )
+            for group, explanation in explained:
                 relative = explanation.relative_delta
-                n_maps = sum(len(cs) for cs in group_classes)
+                n_maps = sum(len(classes[i]) for i in group)
                 seconds = (time.perf_counter() - started) / max(1, n_maps)
                 k = 0
-                for item, cs, score in zip(group, group_classes, group_scores):
-                    for c in cs:
+                for i in group:
+                    item, score = ready[i], score_of[i]
+                    for c in classes[i]:
                         row = self._row(
                             item,
                             method.name,
@@ -645,7 +651,7 @@ class Decoder:
             self._progress(len(items) / len(self.methods))
         return rows
 
-    def _witness(self, images: np.ndarray) -> None:
+    def _witness(self, items: list[_Item]) -> None:
         """The study's first batch as a second witness of what the model outputs (where only probes said).
 
         Raises:
@@ -655,7 +661,8 @@ class Decoder:
         if self._witnessed:
             return
         if self.head.witness == "values":
-            values = np.asarray(self.model(images[: self.config.runtime.batch_size], training=False))
+            images = np.stack([item.tensor for item in items[: self.config.runtime.batch_size]])
+            values = np.asarray(self.model(images, training=False))
             try:
                 self.head.check_values(values)
             except OutputSelectionError as err:
@@ -673,7 +680,9 @@ class Decoder:
         future: Future = Future()
         try:
             future.set_result(function(*args))
-        except Exception as err:  # delivered by _settle, like a thread's failure
+        except BaseException as err:  # delivered by _settle, like a thread's failure
+            if must_propagate(err):
+                raise
             future.set_exception(err)
         return future
 
@@ -692,10 +701,12 @@ class Decoder:
                 continue
             try:
                 row.update(future.result())
-            except Exception as err:  # noqa: BLE001 - one map's failure is its rows' error, never the run's
+            except BaseException as err:  # one map's failure is its rows' error, never the run's
+                if must_propagate(err):
+                    raise
                 if is_disk_full(err):
                     full.setdefault(row["image_id"], err)  # type: ignore[arg-type]
-                row.update(status="error", error=str(err) if isinstance(err, (OSError, ValueError)) else f"{type(err).__name__}: {err}")
+                row.update(status="error", error=_image_error(err, row["source_path"]))
         failed = {r["image_id"]: r["error"] for r in rows if r["status"] == "error"}
         for r in rows:
             if r["image_id"] in failed and r["status"] == "ok":
@@ -748,6 +759,10 @@ class Decoder:
                     settle(keep=1)  # a chunk's writes finish while the next one computes
                     if full:
                         break  # the disk is full: computing more would only fail to write it
+            except BaseException:
+                if overlap:
+                    stop_waiting()  # a loader waiting for room among abandoned reads must not hold the exit back
+                raise
             finally:
                 settle(keep=0)  # also on Ctrl-C: every computed chunk reaches ``done``
                 self._writer = None
@@ -811,16 +826,16 @@ class Decoder:
             if not is_disk_full(err):
                 raise
             raise RunStoppedError(self._full_message(err, rows, completed, new_rows)) from err
-        index = []
-        for row in rows:
-            image_rows = completed.get(row.image_id) or new_rows.get(row.image_id, [])
-            index.extend(image_rows)
+        per_image = [(row.image_id, completed.get(row.image_id) or new_rows.get(row.image_id, [])) for row in rows]
+        index = [r for _, image_rows in per_image for r in image_rows]
+        lost = self._lost_maps(index)  # before the count: it turns rows into errors
+        for image_id, image_rows in per_image:
             if any(r["status"] == "error" for r in image_rows):
                 summary.errors += 1
-                summary.failed_ids.append(row.image_id)
+                summary.failed_ids.append(image_id)
         summary.maps = sum(1 for r in index if r["status"] == "ok")
         summary.warned = len({r["image_id"] for r in index if r.get("warning")})
-        summary.warnings = self._study_warnings(new_rows)
+        summary.warnings = self._study_warnings(new_rows) + lost
         for warning in summary.warnings:
             print(f"medxai: warning: {warning}", file=sys.stderr)
         self._geometry = {
@@ -886,6 +901,32 @@ class Decoder:
                 executor.run(self, self.chunks(rows, skip=completed), done)
             finally:
                 self._tick = None
+
+    def _lost_maps(self, index: list[dict[str, Any]]) -> list[str]:
+        """Turn the rows of images whose map files are gone into error rows; the study warning, if any.
+
+        A file removed while the run went on (``output.dir`` or its ``maps/`` deleted or cleaned
+        by hand or by a job) must not leave an ``ok`` row naming it: the image's rows become errors
+        naming the missing file, so a resumed run computes them again.
+        """
+        gone: dict[str, Path] = {}
+        for row in index:
+            if row["status"] == "ok" and row["image_id"] not in gone:
+                missing = [self.out / row[k] for k in FILE_COLUMNS if row.get(k) and not (self.out / row[k]).exists()]
+                if missing:
+                    gone[row["image_id"]] = missing[0]
+        if not gone:
+            return []
+        for row in index:
+            if row["image_id"] in gone:
+                _remove(self.out, [row[k] for k in FILE_COLUMNS if row.get(k)])
+                error = f"the map file {gone[row['image_id']]} was removed during the run; run again to compute it"
+                row.update({k: "" for k in _FILE_CELLS}, status="error", error=f"{row['source_path']}: {error}")
+        folder = "the output folder was removed or cleaned" if not (self.out / RUN_NAME).exists() else "map files were removed"
+        return [(
+            f"output.dir: {folder} while the run went on ({self.out}): the {len(gone)} image(s) whose maps are gone "
+            f"are error rows ({_some(list(gone))}); run the same command again to compute them"
+        )]
 
     def _full_message(
         self,
@@ -1006,15 +1047,17 @@ class Decoder:
 def _placement(geometry: Any) -> dict[str, str]:
     """The index's geometry columns: the source shape, spacing (mm) and orientation code of the maps' axes.
 
-    The orientation code is left empty when the file gave no position in the patient (PNG, NPY, radiographs).
+    The orientation code is left empty when the file gave no position in the patient (PNG, NPY, radiographs),
+    and the spacing and orientation when its affine is not finite (a hostile NIfTI header).
     """
     shape = tuple(geometry.source_spatial_shape)
     affine = geometry.affine
     if affine is None:
         return {"source_shape": "x".join(map(str, shape)), "spacing": "", "orientation": ""}
+    spacing = voxel_spacing(affine, len(shape))
     return {
         "source_shape": "x".join(map(str, shape)),
-        "spacing": "x".join(f"{v:.6g}" for v in voxel_spacing(affine, len(shape))),
+        "spacing": "x".join(f"{v:.6g}" for v in spacing) if np.isfinite(spacing).all() else "",
         "orientation": orientation_code(affine, len(shape)) if geometry.patient_geometry else "",
     }
 
@@ -1084,11 +1127,41 @@ def _some(ids: Sequence[str], limit: int = 5) -> str:
 
 def _image_error(err: BaseException, path: str) -> str:
     """An image's error text: the reader's own message (which names the file), or the error naming the file."""
-    if isinstance(err, (ImageReadError, PreprocessError, ValueError)):
+    if isinstance(err, (ImageReadError, PreprocessError)) or type(err) is ValueError:  # medxai's own messages
         message = str(err) or type(err).__name__
     else:
         message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     return message if path in message else f"{path}: {message}"
+
+
+def _each_alone(call: Callable[[list[int]], T], count: int) -> tuple[list[tuple[list[int], T]], dict[int, BaseException]]:
+    """``call`` on entries ``0 .. count - 1`` at once; when that fails, on each entry alone.
+
+    One image that breaks a batch (a model, a method or a shape it cannot take) is then that
+    image's error, never its companions'.
+
+    Returns:
+        The ``(entries, result)`` pairs that worked, and the error of each entry that failed alone.
+    """
+    everything = list(range(count))
+    if not count:
+        return [], {}
+    try:
+        return [(everything, call(everything))], {}
+    except BaseException as err:  # a panic too; Ctrl-C goes through
+        if must_propagate(err):
+            raise
+        if count == 1:
+            return [], {0: err}
+    worked, failed = [], {}
+    for i in everything:
+        try:
+            worked.append(([i], call([i])))
+        except BaseException as err:
+            if must_propagate(err):
+                raise
+            failed[i] = err
+    return worked, failed
 
 
 def _remove(out: Path, names: Sequence[str]) -> None:

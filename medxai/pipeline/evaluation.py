@@ -83,6 +83,7 @@ def _source(decoder: Any, row: Mapping[str, str]) -> Any:
         series_uid=row.get("series_uid") or None,
         max_pixels=config.data.max_pixels,
         timeout=config.runtime.read_timeout,
+        max_abandoned=config.runtime.max_abandoned_reads,
     )
 
 def _verdict_text(verdict: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ def fingerprint(config: Config, model_checksum: str) -> str:
     del data["output"]["dir"]  # where the run is, not what it holds
     data.pop("evaluate", None)  # computed after the run from the finished maps; never changes them
     runtime = data["runtime"]
-    for key in ("resume", "progress", "overlap_io", "executor", "dask", "read_timeout"):
+    for key in ("resume", "progress", "overlap_io", "executor", "dask", "read_timeout", "max_abandoned_reads"):
         runtime.pop(key, None)  # how and where the maps are computed, not what they are
     # batch_size bounds memory only: maps agree to float rounding at any batch size
     # (tests/methods/test_engine.py), and lowering it after running out of memory is the usual reason to resume.

@@ -1,7 +1,7 @@
 """Hostile inputs never take a run down: every problem is an ImageReadError naming the file (issue 14).
 
-Fuzzed DICOM files (pydicom's own test files, mutated with a seeded RNG),
-decoder panics and aborts, decompression and allocation bombs, special files
+Fuzzed DICOM files (pydicom's own test files, mutated with a seeded RNG) and
+PNG/JPEG/TIFF/NIfTI/NPY files (issue 19), decoder panics and aborts, decompression and allocation bombs, special files
 (FIFOs, link loops, folders named like images), a time limit, and suspicious
 headers that must be refused or reported in ``meta["warnings"]``.
 """
@@ -16,6 +16,7 @@ import random
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import warnings
@@ -26,7 +27,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _files import dicom_dataset, dicom_series, save
+from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
@@ -34,7 +35,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 import medxai.io.dicom as dicom_module
 import medxai.io.readers as readers_module
 from medxai.io import ImageReadError, LoadedImage, read_image
-from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure
+from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
+from medxai.io.raster import read_raster
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
 MIB = 1 << 20
@@ -118,6 +120,23 @@ def _mutant(rng: random.Random, raw: bytes, pixel_at: int, how: str) -> bytes:
     return bytes(data)
 
 
+def read_fuzzed(path: Path, outcomes: dict[str, int], *, finite: bool) -> list[str]:
+    """Read a fuzzed file, counting an image or an ImageReadError in ``outcomes``; what else went wrong."""
+    try:
+        image = read_image(path, max_pixels=MAX, timeout=30)
+    except ImageReadError as err:
+        outcomes["error"] += 1
+        return [] if os.fspath(path) in str(err) else [f"{path.name}: message without the path: {err}"]
+    except BaseException as exc:  # noqa: BLE001 - recorded: nothing else may escape
+        return [f"{path.name}: {type(exc).__module__}.{type(exc).__name__}: {exc}"]
+    outcomes["image"] += 1
+    if not (isinstance(image, LoadedImage) and image.array.dtype == np.float32 and image.array.ndim in (3, 4)):
+        return [f"{path.name}: not a float32 (H, W, C) or (D, H, W, C) LoadedImage"]
+    if finite and not np.isfinite(image.array).all():
+        return [f"{path.name}: non-finite values"]
+    return []
+
+
 def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
     rng = random.Random(14)
     hows = ["pixels", "codestream", "header", "truncate", "tag"]
@@ -130,25 +149,28 @@ def test_fuzzed_dicom_files_give_an_image_or_an_image_read_error(tmp_path):
             path = tmp_path / f"{source.stem}-{how}.dcm"
             path.write_bytes(_mutant(rng, raw, pixel_at, how))
             start = time.perf_counter()
-            try:
-                image = read_image(path, max_pixels=MAX, timeout=30)
-            except ImageReadError as err:
-                outcomes["error"] += 1
-                if os.fspath(path) not in str(err):
-                    escaped.append(f"{path.name}: message without the path: {err}")
-            except BaseException as exc:  # noqa: BLE001 - recorded: nothing else may escape
-                escaped.append(f"{path.name}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
-            else:
-                outcomes["image"] += 1
-                if not (isinstance(image, LoadedImage) and image.array.dtype == np.float32):
-                    escaped.append(f"{path.name}: not a float32 LoadedImage")
-                elif not np.isfinite(image.array).all():
-                    escaped.append(f"{path.name}: non-finite values")
+            escaped += read_fuzzed(path, outcomes, finite=True)
             if time.perf_counter() - start > 60:  # a hang guard, not a speed test
                 slow.append(f"{path.name}: {time.perf_counter() - start:.1f} s")
     assert not escaped, "\n".join(escaped)
     assert not slow, "\n".join(slow)
     assert outcomes["image"] and outcomes["error"], outcomes  # both outcomes are exercised
+
+
+def test_fuzzed_png_jpeg_tiff_nifti_and_npy_files_give_an_image_or_an_image_read_error(tmp_path):
+    paths = non_dicom_mutants(tmp_path)
+    assert len(paths) >= 40
+    outcomes: dict[str, int] = {"image": 0, "error": 0}
+    escaped = [problem for path in paths for problem in read_fuzzed(path, outcomes, finite=False)]  # NaN pixels: preprocessing refuses them
+    assert not escaped, "\n".join(escaped)
+    assert outcomes["image"] >= 5 and outcomes["error"] >= 20, outcomes  # both outcomes are exercised
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_nifti_with_a_non_finite_affine_is_read_with_a_warning(tmp_path, value):
+    image = read_image(nifti_with_affine(tmp_path / "odd.nii", value))
+    assert image.array.shape == (16, 16, 1)
+    assert any("affine (sform or qform) holds NaN or infinite values" in w for w in image.meta["warnings"])
 
 
 def _rle_panic_file(tmp_path: Path) -> Path | None:
@@ -536,10 +558,67 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
     expect_error(path, "reading took longer than 0.3 s (runtime.read_timeout)", timeout=0.3)
     assert time.perf_counter() - start < 5  # returned long before the reader would have
     assert abandoned_reads() >= 1
-    deadline = time.monotonic() + 15
-    while abandoned_reads() and time.monotonic() < deadline:  # the abandoned read finishes in the background
-        time.sleep(0.05)
-    assert abandoned_reads() == 0
+    assert abandoned_reads_end()  # the abandoned read finishes in the background
+
+
+def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_naming_them(tmp_path, monkeypatch):
+    reader = StuckReader(read_raster)
+    monkeypatch.setattr(readers_module, "read_raster", reader)
+    paths = [_png_rows(tmp_path / f"slow{k}.png", 8, 8) for k in range(5)]
+    try:
+        messages = [str(expect_error(path, timeout=0.2, max_abandoned=2)) for path in paths]
+        assert reader.most == 2 and abandoned_reads() == 2  # never more than the cap, though 5 were asked
+        assert all("reading took longer than 0.2 s (runtime.read_timeout)" in m for m in messages[:2])
+        for message in messages[2:]:  # refused unread, each naming its file (expect_error) and the setting
+            assert "not read: 2 earlier read(s) still run past runtime.read_timeout" in message, message
+            assert "runtime.max_abandoned_reads is 2" in message, message
+        assert "none ended within 2 s" in messages[2]  # the first waited ten times the limit...
+        assert all("none has ended since an earlier image waited" in m for m in messages[3:])  # ...the next not at all
+    finally:
+        reader.release()
+    assert abandoned_reads_end()  # the released reads end in the background
+    assert read_image(paths[0], timeout=30, max_abandoned=2).array.shape == (8, 8, 1)  # room again
+
+
+def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path, monkeypatch):
+    reader = StuckReader(read_raster)
+    monkeypatch.setattr(readers_module, "read_raster", reader)
+    slow, fast = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "fast.png", 4, 4)
+    expect_error(slow, "reading took longer than 0.5 s", timeout=0.5, max_abandoned=1)
+    timer = threading.Timer(0.2, reader.release)  # the abandoned read ends while the next one waits (up to 5 s)
+    timer.start()
+    try:
+        assert read_image(fast, timeout=0.5, max_abandoned=1).array.shape == (4, 4, 1)
+    finally:
+        reader.release()
+        timer.cancel()
+
+
+def test_stop_waiting_wakes_a_read_waiting_for_room_so_a_stopping_program_can_exit(tmp_path, monkeypatch):
+    reader = StuckReader(read_raster)
+    monkeypatch.setattr(readers_module, "read_raster", reader)
+    slow, other = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "other.png", 4, 4)
+    expect_error(slow, "reading took longer than 0.2 s", timeout=0.2, max_abandoned=1)
+    caught: list[BaseException] = []
+
+    def wait_for_room():  # would wait 10 x 5 s for the stuck read
+        try:
+            read_image(other, timeout=5, max_abandoned=1)
+        except ImageReadError as err:
+            caught.append(err)
+
+    waiter = threading.Thread(target=wait_for_room)
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 30  # a hang guard, far below the 50 s it would wait
+        while waiter.is_alive() and time.monotonic() < deadline:
+            stop_waiting()  # again until it has begun to wait and gives up
+            waiter.join(0.1)
+        assert not waiter.is_alive()
+    finally:
+        reader.release()
+    assert caught and f"not read: the program is stopping: {other}" in str(caught[0])
+    assert abandoned_reads_end()
 
 
 def test_a_read_within_the_time_limit_returns_the_image(tmp_path):
@@ -549,7 +628,8 @@ def test_a_read_within_the_time_limit_returns_the_image(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"timeout": 0}, {"timeout": -1.0}, {"timeout": math.nan}, {"max_pixels": 0}, {"max_pixels": 1.5}]
+    "bad",
+    [{"timeout": 0}, {"timeout": -1.0}, {"timeout": math.nan}, {"max_pixels": 0}, {"max_pixels": 1.5}, {"max_abandoned": 0}],
 )
 def test_bad_limits_are_the_callers_bug(tmp_path, bad):
     with pytest.raises(ValueError):

@@ -271,6 +271,7 @@ def test_minimal_config_fills_every_default(study):
             "jit": False,
             "precision": "float32",
             "read_timeout": 120.0,
+            "max_abandoned_reads": 2,
             "executor": "local",
             "dask": {"address": "local", "workers": 2, "partition_size": 32, "timeout": 30.0},
         },
@@ -1067,6 +1068,13 @@ def test_the_config_default_image_limit_is_the_readers():
     from medxai.pipeline.config.sections import MAX_PIXELS
 
     assert MAX_PIXELS == DEFAULT_MAX_PIXELS  # one number, kept in two places so the config imports no reader
+
+
+def test_the_config_default_abandoned_read_cap_is_the_readers():
+    from medxai.io.limits import DEFAULT_MAX_ABANDONED_READS
+    from medxai.pipeline.config.sections import RuntimeSection
+
+    assert RuntimeSection().max_abandoned_reads == DEFAULT_MAX_ABANDONED_READS
 
 
 @pytest.mark.parametrize(

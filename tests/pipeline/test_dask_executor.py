@@ -240,6 +240,29 @@ def test_cli_flags_map_onto_runtime_keys():
 
 
 @pytest.mark.slow
+def test_a_nifti_with_a_nan_affine_on_a_worker_gets_its_maps_and_so_does_its_task_companion(study, cluster):
+    from _files import nifti_with_affine
+
+    nifti_with_affine(study / "nan-affine.nii", float("nan"))  # the worker's nibabel raised LinAlgError here
+    (study / "nan_affine.csv").write_text("image_id,path\nnan,nan-affine.nii\nsame,same.npy\n")
+    config = write_config(
+        study,
+        "dask_nan_affine",
+        data={"manifest": "nan_affine.csv", "id_column": "image_id"},
+        methods=["gradient"],
+        output={"dir": "dask_nan_affine", "formats": ["npy"]},
+        runtime=on_dask(cluster),  # batch_size 2, partition_size 2: both images in one chunk, one task
+    )
+    summary = medxai.run(config)
+    rows = {r["image_id"]: r for r in read_index(summary.output_dir / "index.csv")}
+    assert summary.images == 2 and summary.errors == 0
+    for row in rows.values():
+        assert row["status"] == "ok" and (summary.output_dir / row["npy_path"]).is_file(), row["error"]
+    assert rows["nan"]["orientation"] == rows["nan"]["spacing"] == "" and "NaN or infinite" in rows["nan"]["warning"]
+    assert json.loads((summary.output_dir / "run.json").read_text())["executor"]["partitions"] == 1
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_has_its_partition_computed_again(study, cluster, reference, monkeypatch):
     """kill -9 of a busy worker once the first partition is in: Dask runs its task again, no row twice.
 

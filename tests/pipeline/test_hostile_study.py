@@ -5,17 +5,26 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 import struct
 import zlib
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
+import yaml
+from _files import StuckReader, abandoned_reads_end, non_dicom_mutants
 from pydicom.data import get_testdata_file
 
 import medxai
+import medxai.io.readers as readers_module
+import medxai.pipeline.decoder as decoder_module
 from analytic_models import tiny_model
+from medxai.cli import main
 from medxai.data.synthetic import write_ct_dicom
+from medxai.pipeline.decoder import Decoder
+from medxai.preprocess import Preprocessor
 from study_helpers import read_index
 
 SOURCES = ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "MR_small.dcm"]
@@ -113,3 +122,188 @@ def test_a_study_of_hostile_files_finishes_with_an_error_row_naming_each_bad_fil
     mutants = [r for n, r in rows.items() if n.startswith("mutant_")]
     assert {r["status"] for r in mutants} == {"ok", "error"} and len(mutants) == 24  # both outcomes occur
     assert summary.errors == sum(1 for r in rows.values() if r["status"] == "error")
+
+
+# ------------------------------------------------ one image's failure at any step (issue 19)
+
+
+class FakePanic(BaseException):
+    """Like pyo3's PanicException: a BaseException, missed by ``except Exception``."""
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> Path:
+    """The tiny model, a good NPY image, a NIfTI placed in the patient (``bad.nii``) and hostile non-DICOM files."""
+    root = tmp_path_factory.mktemp("pair")
+    rng = np.random.default_rng(1)
+    np.save(root / "good.npy", rng.random((16, 16)).astype(np.float32))
+    nib.save(nib.Nifti1Image(rng.random((16, 16)).astype(np.float32), np.diag([0.7, 0.7, 1.0, 1.0])), root / "bad.nii")
+    non_dicom_mutants(root / "fuzz")
+    tiny_model().save(root / "model.keras")
+    return root
+
+
+def run_study(root: Path, out: str, images: dict[str, str], formats=("npy",), cli: bool = False, **runtime) -> tuple:
+    """Run ``images`` (id: file under ``root``) with one method, through ``medxai.run`` or the ``medxai run``
+    command line (``cli``); the summary (the exit code for the CLI) and the index rows by id."""
+    with open(root / f"{out}.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("image_id", "path"), *images.items()])
+    config = {
+        "model": {"path": str(root / "model.keras")},
+        "data": {"manifest": str(root / f"{out}.csv"), "id_column": "image_id"},
+        "methods": ["gradient"],
+        "output": {"dir": str(root / out), "formats": list(formats)},
+        "runtime": {"batch_size": 8, "progress": False, "read_timeout": 30, **runtime},
+    }
+    if cli:
+        (root / f"{out}.yaml").write_text(yaml.safe_dump(config))
+        summary = main(["run", str(root / f"{out}.yaml")])
+    else:
+        summary = medxai.run(config)
+    rows: dict[str, list[dict[str, str]]] = {}
+    for row in read_index(root / out / "index.csv"):
+        rows.setdefault(row["image_id"], []).append(row)
+    return summary, rows
+
+
+def _break(monkeypatch, step: str) -> str:
+    """Make ``step`` fail for ``bad.nii`` only; the text its error row must hold."""
+    def bad(path) -> bool:
+        return os.path.basename(str(path)).startswith("bad")
+
+    if step == "read":
+        real_read = decoder_module.read_image
+
+        def read(path, **kwargs):
+            if bad(path):
+                raise FakePanic("read")
+            return real_read(path, **kwargs)
+
+        monkeypatch.setattr(decoder_module, "read_image", read)
+    elif step == "geometry":  # the issue's failure: nibabel's aff2axcodes on a hostile affine
+        def orientation(affine, ndim):
+            raise np.linalg.LinAlgError("SVD did not converge")
+
+        monkeypatch.setattr(decoder_module, "orientation_code", orientation)  # only the NIfTI has a place in the patient
+        return "LinAlgError: SVD did not converge"
+    elif step == "preprocess":
+        real_call = Preprocessor.__call__
+
+        def preprocess(self, image):
+            if bad(image.source_path):
+                raise FakePanic("preprocess")
+            return real_call(self, image)
+
+        monkeypatch.setattr(Preprocessor, "__call__", preprocess)
+    elif step in ("score", "explain"):
+        name = "_predict" if step == "score" else "_explain"
+        real = getattr(Decoder, name)
+
+        def broken(self, *args):
+            items = args[0] if step == "score" else args[1]
+            if any(bad(item.row.path) for item in items):
+                raise FakePanic(step)
+            return real(self, *args)
+
+        monkeypatch.setattr(Decoder, name, broken)
+    elif step == "write":
+        real_write = decoder_module.write_npy
+
+        def write(path, array):
+            if bad(path):
+                raise FakePanic("write")
+            real_write(path, array)
+
+        monkeypatch.setattr(decoder_module, "write_npy", write)
+    return f"FakePanic: {step}"
+
+
+@pytest.mark.parametrize("step", ["read", "geometry", "preprocess", "score", "explain", "write"])
+def test_a_failure_at_any_step_of_one_image_is_its_error_row_and_its_chunk_companion_gets_its_maps(pair, monkeypatch, step):
+    expected = _break(monkeypatch, step)
+    summary, rows = run_study(pair, f"step-{step}", {"bad": "bad.nii", "good": "good.npy"})  # one chunk (batch_size 8)
+    assert summary.images == 2 and summary.errors == 1 and summary.exit_code == 1
+    assert rows["good"] and all(r["status"] == "ok" and (pair / f"step-{step}" / r["npy_path"]).is_file() for r in rows["good"])
+    for row in rows["bad"]:
+        assert row["status"] == "error" and not row["npy_path"], row
+        assert str(pair / "bad.nii") in row["error"] and expected in row["error"], row["error"]
+    assert not list((pair / f"step-{step}").rglob("bad_*"))  # no file of the failed image is left
+
+
+def test_a_handful_of_hostile_non_dicom_files_and_a_good_image_in_one_chunk_on_the_command_line(pair, capsys):
+    names = ["nan-affine.nii", "inf-affine.nii", "nan-affine-3d.nii", "objects.npy", "lies.npy", "nan-values.npy"]
+    images = {name: f"fuzz/{name}" for name in names} | {"good": "good.npy"}
+    code, rows = run_study(pair, "handful", images, formats=("npy", "png"), cli=True)
+    captured = capsys.readouterr()
+    assert code == 1 and "7 images (0 resumed, 3 with warnings), 3 maps, 4 errors" in captured.out, captured
+    assert "Traceback" not in captured.err and "failed images (see the index's error column)" in captured.err
+    assert rows["good"][0]["status"] == "ok"
+    for name in ("nan-affine.nii", "inf-affine.nii"):  # placed nowhere, but explained: maps with a warning
+        row = rows[name][0]
+        assert row["status"] == "ok" and (pair / "handful" / row["npy_path"]).is_file(), row["error"]
+        assert row["spacing"] == row["orientation"] == "" and "NaN or infinite values" in row["warning"]
+    for name in ("nan-affine-3d.nii", "objects.npy", "lies.npy", "nan-values.npy"):
+        row = rows[name][0]
+        assert row["status"] == "error" and str(pair / "fuzz" / name) in row["error"], row
+
+
+def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pair):
+    summary, rows = run_study(pair, "nan-nifti", {"nan": "fuzz/nan-affine.nii", "good": "good.npy"}, formats=("npy", "nifti"))
+    assert rows["good"][0]["status"] == "ok" and (pair / "nan-nifti" / rows["good"][0]["nifti_path"]).is_file()
+    error = rows["nan"][0]["error"]
+    assert rows["nan"][0]["status"] == "error" and str(pair / "fuzz" / "nan-affine.nii") in error
+    assert "the source's affine holds NaN or infinite values" in error
+    assert summary.errors == 1
+
+
+def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_hold_back_are_error_rows(pair, monkeypatch):
+    reader = StuckReader(readers_module.read_npy)
+    monkeypatch.setattr(readers_module, "read_npy", reader)
+    images = {"good": "good.npy"}
+    for k in range(5):
+        shutil.copy(pair / "good.npy", pair / f"slow{k}.npy")
+        images[f"slow{k}"] = f"slow{k}.npy"
+    try:  # batch_size 2: three chunks, read two at a time (overlap_io)
+        summary, rows = run_study(pair, "abandoned", images, batch_size=2, read_timeout=0.3, max_abandoned_reads=2)
+        assert reader.most <= 2  # five stuck reads asked for, never more than two at once
+    finally:
+        reader.release()
+    assert rows["good"][0]["status"] == "ok" and summary.errors == 5
+    refused = 0
+    for k in range(5):
+        row = rows[f"slow{k}"][0]
+        assert row["status"] == "error" and str(pair / f"slow{k}.npy") in row["error"], row
+        refused += "runtime.max_abandoned_reads is 2" in row["error"]
+    assert refused >= 1  # later images were refused unread rather than abandoned too
+    assert abandoned_reads_end()  # the released reads end in the background
+
+
+def test_an_output_folder_removed_mid_run_leaves_no_ok_row_without_its_file(pair, monkeypatch, capsys):
+    out = pair / "removed"
+    real_settle, calls = Decoder._settle, {"n": 0}
+
+    def settle(self, rows):
+        settled = real_settle(self, rows)
+        calls["n"] += 1
+        if calls["n"] == 2:  # two images are settled: someone deletes the run folder
+            shutil.rmtree(out)
+        return settled
+
+    monkeypatch.setattr(Decoder, "_settle", settle)
+    images = {f"img{k}": "good.npy" for k in range(4)}
+    summary, rows = run_study(pair, "removed", images, formats=("npy", "png"), batch_size=1, overlap_io=False)
+    for image_id, image_rows in rows.items():
+        for row in image_rows:
+            if row["status"] == "ok":
+                assert (out / row["npy_path"]).is_file() and (out / row["png_path"]).is_file(), row
+            else:
+                assert not row["npy_path"] and not row["png_path"], row
+    for image_id in ("img0", "img1"):
+        error = rows[image_id][0]["error"]
+        assert rows[image_id][0]["status"] == "error" and "was removed during the run; run again" in error, error
+        assert str(pair / "good.npy") in error and str(out / "maps" / "gradient") in error
+    assert rows["img3"][0]["status"] == "ok"  # written after the removal: the run recreated the folder
+    assert summary.errors == sum(r[0]["status"] == "error" for r in rows.values())
+    message = f"output.dir: the output folder was removed or cleaned while the run went on ({out})"
+    assert any(message in w for w in summary.warnings), summary.warnings
+    assert message in capsys.readouterr().err

@@ -65,6 +65,7 @@ OTHER_SETTINGS = [
     "runtime.progress=true",
     "runtime.overlap_io=false",
     "runtime.read_timeout=5",
+    "runtime.max_abandoned_reads=1",
     "runtime.executor=dask",
     "runtime.dask.address=tcp://scheduler:8786",
     "runtime.dask.workers=5",

@@ -375,6 +375,12 @@ class RuntimeSection(_Section):
         description="Seconds one image may take to read and decode before it is an error row (the read "
         "itself finishes in the background).",
     )
+    max_abandoned_reads: PositiveInt = Field(
+        default=2,  # = medxai.io.limits.DEFAULT_MAX_ABANDONED_READS
+        description="The most reads past read_timeout that may still run in the background, holding their "
+        "memory: a read starts only while fewer reads run (abandoned or not; overlap_io reads two at once), "
+        "waiting up to 10 x read_timeout for one to end, else its image is an error row.",
+    )
 
     _empty_dask = field_validator("dask", mode="before")(_null_is_empty)
 
