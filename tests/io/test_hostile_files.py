@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import importlib.util
 import os
 import random
 import struct
@@ -289,10 +290,8 @@ def test_gdcm_runs_apart_a_crash_or_a_hang_there_is_an_error(monkeypatch):
     monkeypatch.setattr(dicom_module, "_GDCM_CHILD", "import os\nos.abort()")
     expect_error(path, "gdcm: crashed (SIGABRT)")
     monkeypatch.setattr(dicom_module, "_GDCM_CHILD", "import time\ntime.sleep(60)")
-    start = time.perf_counter()
     with pytest.raises(ImageReadError, match=r"gdcm: took longer than 0.5 s \(runtime.read_timeout\); stopped"):
-        dicom_module.read_dicom(path, timeout=0.5)  # the child is killed
-    assert time.perf_counter() - start < 30  # long before the child's 60 s
+        dicom_module.read_dicom(path, timeout=0.5)  # the child is killed: "stopped", not its 60 s sleep
 
 
 # ----------------------------------------------------------------- size limits
@@ -354,9 +353,13 @@ def test_malformed_encapsulation_is_refused_before_the_gdcm_fallback(tmp_path):
     raw[at + 4 : at + 8] = struct.pack("<I", 5)  # a Basic Offset Table length that is not a multiple of 4
     path = tmp_path / "bot.dcm"
     path.write_bytes(bytes(raw))
-    start = time.perf_counter()  # GDCM spent 2-8 s and 4 GB on this file
+    if importlib.util.find_spec("gdcm") is not None:  # GDCM spent 2-8 s and 4 GB on this file: it must not run
+        dicom_module._GDCM_CHILD, saved = "import os\nos.abort()", dicom_module._GDCM_CHILD
+        try:
+            expect_error(path, "malformed encapsulated pixel data")  # not "gdcm: crashed"
+        finally:
+            dicom_module._GDCM_CHILD = saved
     expect_error(path, "malformed encapsulated pixel data")
-    assert time.perf_counter() - start < 2
 
 
 def _png_rows(path: Path, width: int, height: int) -> Path:
@@ -495,10 +498,8 @@ def test_check_declared_size_message():
 def test_a_fifo_named_dcm_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "x.dcm"
     os.mkfifo(fifo)
-    start = time.perf_counter()
-    expect_error(fifo, "not a regular file", timeout=5)  # the timeout only guards the test itself
+    expect_error(fifo, "not a regular file", timeout=5)  # refused unread; the timeout only guards the test itself
     assert "FIFO" in str(expect_error(fifo))
-    assert time.perf_counter() - start < 2
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
@@ -554,10 +555,8 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
         raise AssertionError("never seen: the read was abandoned")
 
     monkeypatch.setattr(readers_module, "read_dicom", slow)
-    start = time.perf_counter()
     expect_error(path, "reading took longer than 0.3 s (runtime.read_timeout)", timeout=0.3)
-    assert time.perf_counter() - start < 5  # returned long before the reader would have
-    assert abandoned_reads() >= 1
+    assert abandoned_reads() >= 1  # returned while the reader still sleeps: it was abandoned, not awaited
     assert abandoned_reads_end()  # the abandoned read finishes in the background
 
 
