@@ -7,7 +7,10 @@ list of them is kept here.
 
 from typing import Any
 
-from medxai.methods.base import ExplainingMethod, Explanation, PathMethod, XAIMethod
+from medxai.methods.base import ExplainingMethod as ExplainingMethod
+from medxai.methods.base import Explanation as Explanation
+from medxai.methods.base import PathMethod as PathMethod
+from medxai.methods.base import XAIMethod as XAIMethod
 
 _BASE = ["ExplainingMethod", "Explanation", "PathMethod", "XAIMethod"]
 

@@ -6,12 +6,15 @@ Convolutional Net", ICLR workshop, arXiv:1412.6806 (section 3.4).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods.base import PathMethod
+
+if TYPE_CHECKING:  # importing the class starts no TensorFlow
+    import keras
 
 
 #: Rectifier-like activations that guided backprop does not gate.
@@ -20,7 +23,7 @@ _UNGATED_ACTIVATIONS = {
 }
 
 
-def ungated_rectifiers(model: Any) -> list[tuple[str, str]]:
+def ungated_rectifiers(model: keras.Model) -> list[tuple[str, str]]:
     """Layers (also inside nested models) whose rectifier guided backprop would not gate: (name, kind)."""
     found = []
     for layer in getattr(model, "layers", ()):

@@ -32,6 +32,7 @@ from medxai._validation import per_axis_ints
 from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, _check_positive_int, check_fill, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow (nor scikit-image)
+    import keras
     import tensorflow as tf
 
 SEGMENTATIONS = ("slic", "quickshift", "felzenszwalb", "grid")
@@ -200,7 +201,7 @@ class LIME(ExplainingMethod):
 
     def __init__(
         self,
-        model: Any,
+        model: keras.Model,
         *,
         samples: int = 1000,
         segmentation: str | Callable[[np.ndarray], np.ndarray] = "slic",

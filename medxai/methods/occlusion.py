@@ -15,6 +15,7 @@ from medxai._validation import per_axis_ints
 from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, check_fill
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
+    import keras
     import tensorflow as tf
 
 
@@ -120,7 +121,7 @@ class Occlusion(ExplainingMethod):
 
     def __init__(
         self,
-        model: Any,
+        model: keras.Model,
         *,
         window: int | Sequence[int] | None = None,
         stride: int | Sequence[int] | None = None,

@@ -16,6 +16,7 @@ import numpy as np
 from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
+    import keras
     import tensorflow as tf
 
 
@@ -121,7 +122,7 @@ class RISE(ExplainingMethod):
 
     name = "rise"
 
-    def __init__(self, model: Any, *, samples: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any):
+    def __init__(self, model: keras.Model, *, samples: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any):
         super().__init__(model, **kwargs)
         self.samples = _check_positive_int("samples", samples)
         if self.samples < 2:
