@@ -28,16 +28,15 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save
+from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save, stub_read
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
 import medxai.io.dicom as dicom_module
-import medxai.io.readers as readers_module
 from medxai.io import ImageReadError, LoadedImage, read_image
 from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
-from medxai.io.raster import read_raster
+from medxai.io.readers import READERS
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
 MIB = 1 << 20
@@ -220,20 +219,20 @@ def test_any_base_exception_from_a_reader_becomes_an_image_read_error(tmp_path, 
     def panic(*args, **kwargs):
         raise FakePanic("index out of bounds: the len is 8192 but the index is 8192")
 
-    monkeypatch.setattr(readers_module, "read_dicom", panic)
+    stub_read(monkeypatch, "dicom", panic)
     err = expect_error(path, "FakePanic: index out of bounds", timeout=timeout)
     assert err.path == os.fspath(path)
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 8.00 GiB for an array")
 
-    monkeypatch.setattr(readers_module, "read_dicom", out_of_memory)
+    stub_read(monkeypatch, "dicom", out_of_memory)
     expect_error(path, "not enough memory to read the image", timeout=timeout)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(readers_module, "read_dicom", interrupted)
+    stub_read(monkeypatch, "dicom", interrupted)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the run
         read_image(path, timeout=timeout)
 
@@ -554,15 +553,15 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
         time.sleep(6)
         raise AssertionError("never seen: the read was abandoned")
 
-    monkeypatch.setattr(readers_module, "read_dicom", slow)
+    stub_read(monkeypatch, "dicom", slow)
     expect_error(path, "reading took longer than 0.3 s (runtime.read_timeout)", timeout=0.3)
     assert abandoned_reads() >= 1  # returned while the reader still sleeps: it was abandoned, not awaited
     assert abandoned_reads_end()  # the abandoned read finishes in the background
 
 
 def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_naming_them(tmp_path, monkeypatch):
-    reader = StuckReader(read_raster)
-    monkeypatch.setattr(readers_module, "read_raster", reader)
+    reader = StuckReader(READERS["png"].read)
+    stub_read(monkeypatch, "png", reader)
     paths = [_png_rows(tmp_path / f"slow{k}.png", 8, 8) for k in range(5)]
     try:
         messages = [str(expect_error(path, timeout=0.2, max_abandoned=2)) for path in paths]
@@ -580,8 +579,8 @@ def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_na
 
 
 def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path, monkeypatch):
-    reader = StuckReader(read_raster)
-    monkeypatch.setattr(readers_module, "read_raster", reader)
+    reader = StuckReader(READERS["png"].read)
+    stub_read(monkeypatch, "png", reader)
     slow, fast = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "fast.png", 4, 4)
     expect_error(slow, "reading took longer than 0.5 s", timeout=0.5, max_abandoned=1)
     timer = threading.Timer(0.2, reader.release)  # the abandoned read ends while the next one waits (up to 5 s)
@@ -594,8 +593,8 @@ def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path,
 
 
 def test_stop_waiting_wakes_a_read_waiting_for_room_so_a_stopping_program_can_exit(tmp_path, monkeypatch):
-    reader = StuckReader(read_raster)
-    monkeypatch.setattr(readers_module, "read_raster", reader)
+    reader = StuckReader(READERS["png"].read)
+    stub_read(monkeypatch, "png", reader)
     slow, other = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "other.png", 4, 4)
     expect_error(slow, "reading took longer than 0.2 s", timeout=0.2, max_abandoned=1)
     caught: list[BaseException] = []
