@@ -34,19 +34,19 @@ from medxai._validation import (
     Number,
     PositiveNumber,
     SpecMixin,
-    _did_you_mean,
-    _error,
-    _int_tuple,
-    _int_where,
-    _is_number,
-    _is_word,
-    _number,
-    _numbers,
-    _positive_int,
-    _positive_number,
-    _says,
-    _show,
-    _sub_validate,
+    did_you_mean,
+    validation_error,
+    int_tuple,
+    int_where,
+    is_number,
+    is_word,
+    any_number,
+    number_or_numbers,
+    positive_int,
+    positive_number,
+    with_library_message,
+    show_value,
+    sub_validate,
     library_errors,
 )
 from medxai.errors import PreprocessError
@@ -151,7 +151,7 @@ class WindowSpec(_Window):
     __slots__ = ()
 
     def __new__(cls, center: float, width: float) -> WindowSpec:
-        if not (_is_number(center) and _is_number(width) and np.isfinite([center, width]).all() and width > 0):
+        if not (is_number(center) and is_number(width) and np.isfinite([center, width]).all() and width > 0):
             raise ValueError(f"window width must be > 0 and values finite, got {(center, width)!r}")
         return super().__new__(cls, float(center), float(width))
 
@@ -178,19 +178,19 @@ class ScaleStats(SpecMixin):
 
     mean: Annotated[
         float | tuple[float, ...],
-        BeforeValidator(_says(lambda v: _numbers(_flat(v), _number), lambda v: f"scale mean must be finite numbers, got {v!r}")),
+        BeforeValidator(with_library_message(lambda v: number_or_numbers(_flat(v), any_number), lambda v: f"scale mean must be finite numbers, got {v!r}")),
     ]
     std: Annotated[
         float | tuple[float, ...],
         BeforeValidator(
-            _says(lambda v: _numbers(_flat(v), _positive_number), lambda v: f"scale std must be > 0 and values finite, got {v!r}")
+            with_library_message(lambda v: number_or_numbers(_flat(v), positive_number), lambda v: f"scale std must be > 0 and values finite, got {v!r}")
         ),
     ]
 
     @model_validator(mode="after")
     def _same_length(self) -> ScaleStats:
         if isinstance(self.mean, tuple) and isinstance(self.std, tuple) and len(self.mean) != len(self.std):
-            raise _error(f"mean and std have different lengths ({len(self.mean)} and {len(self.std)})")
+            raise validation_error(f"mean and std have different lengths ({len(self.mean)} and {len(self.std)})")
         return self
 
     def __getitem__(self, key: str) -> Any:
@@ -210,8 +210,8 @@ class ScaleStats(SpecMixin):
 
 Mapping.register(ScaleStats)
 
-_size = _int_tuple("null or a list of 2 or 3 positive integers", (2, 3), lambda v: v > 0)
-_channels = _int_where("1, 3 or null", lambda v: v in (1, 3))
+_size = int_tuple("null or a list of 2 or 3 positive integers", (2, 3), lambda v: v > 0)
+_channels = int_where("1, 3 or null", lambda v: v in (1, 3))
 
 
 _SCALE_WORDS = ("minmax", "stored_range", "bit_depth", "none")
@@ -294,7 +294,7 @@ class PreprocessSpec(SpecMixin):
     def _check_size(cls, value: Any) -> tuple[int, ...] | None:
         if value is None:
             return None
-        return _says(_size, lambda v: f"size must be 2 or 3 positive integers, got {v!r}")(_flat(value))
+        return with_library_message(_size, lambda v: f"size must be 2 or 3 positive integers, got {v!r}")(_flat(value))
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -303,20 +303,20 @@ class PreprocessSpec(SpecMixin):
             return None
         if _in_config(info):
             return _channels(value)
-        return _says(_positive_int, lambda v: f"channels must be a positive integer, got {v!r}")(value)
+        return with_library_message(positive_int, lambda v: f"channels must be a positive integer, got {v!r}")(value)
 
     @field_validator("window", mode="before")
     @classmethod
     def _check_window(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None or isinstance(value, WindowSpec):
             return value
-        if _is_word(value, "none"):
+        if is_word(value, "none"):
             return None
-        if _is_word(value, "auto"):
+        if is_word(value, "auto"):
             return "auto"
         if isinstance(value, Mapping):
             try:
-                keys = _sub_validate(_WindowKeys, value, info)
+                keys = sub_validate(_WindowKeys, value, info)
             except PydanticCustomError as exc:
                 raise _with_library(exc, f"window must be 'auto', None or (center, width), got {value!r}") from None
             return WindowSpec(keys.center, keys.width)
@@ -326,28 +326,28 @@ class PreprocessSpec(SpecMixin):
                 return WindowSpec(*value)
             except (TypeError, ValueError) as err:
                 library = str(err)
-        raise _error(f"expected 'auto', none or {{center: .., width: ..}}, got {_show(value)}", library=library)
+        raise validation_error(f"expected 'auto', none or {{center: .., width: ..}}, got {show_value(value)}", library=library)
 
     @field_validator("scale", mode="before")
     @classmethod
     def _check_scale(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None or _is_word(value, "none"):
+        if value is None or is_word(value, "none"):
             return None
-        if _is_word(value, "minmax"):
+        if is_word(value, "minmax"):
             return "minmax"
-        if _is_word(value, "stored_range") or _is_word(value, "bit_depth"):
+        if is_word(value, "stored_range") or is_word(value, "bit_depth"):
             return "stored_range"
         if isinstance(value, (list, tuple, np.ndarray)):
-            if len(value) == 2 and all(_is_number(v) and np.isfinite(v) for v in value):
+            if len(value) == 2 and all(is_number(v) and np.isfinite(v) for v in value):
                 low, high = float(value[0]), float(value[1])
                 if low >= high:
-                    raise _error(
-                        f"expected [low, high] with low < high, got {_show(_flat(value))}",
+                    raise validation_error(
+                        f"expected [low, high] with low < high, got {show_value(_flat(value))}",
                         library=f"scale range must have low < high, got {value!r}",
                     )
                 return (low, high)
-            raise _error(
-                f"expected [low, high] (two numbers), got {_show(_flat(value))}",
+            raise validation_error(
+                f"expected [low, high] (two numbers), got {show_value(_flat(value))}",
                 library=f"scale must be {_SCALE_FORMS}, got {value!r}",
             )
         if isinstance(value, (Mapping, ScaleStats)):
@@ -355,7 +355,7 @@ class PreprocessSpec(SpecMixin):
                 stats = value
             else:
                 try:
-                    stats = _sub_validate(ScaleStats, value, info)
+                    stats = sub_validate(ScaleStats, value, info)
                 except PydanticCustomError as exc:
                     library = (
                         f"scale std must be > 0 and values finite, got {dict(value)!r}"
@@ -370,28 +370,28 @@ class PreprocessSpec(SpecMixin):
                 if isinstance(v := getattr(stats, key), tuple) and channels and len(v) not in (1, channels)
             ]
             if problems:
-                raise _error(
+                raise validation_error(
                     "",
                     *problems,
                     library=f"scale mean/std need 1 or {channels} values (one per channel), got {dict(value)!r}",
                 )
             return stats
-        hint = _did_you_mean(value.strip().lower() if isinstance(value, str) else None, _SCALE_WORDS)
-        raise _error(
-            f"expected 'minmax', 'stored_range', {{mean: .., std: ..}}, [low, high] or none, got {_show(value)}{hint}",
+        hint = did_you_mean(value.strip().lower() if isinstance(value, str) else None, _SCALE_WORDS)
+        raise validation_error(
+            f"expected 'minmax', 'stored_range', {{mean: .., std: ..}}, [low, high] or none, got {show_value(value)}{hint}",
             library=f"scale must be {_SCALE_FORMS}, got {value!r}{hint}",
         )
 
     @field_validator("preset", mode="before")
     @classmethod
     def _check_preset(cls, value: Any) -> str | None:
-        if value is None or _is_word(value, "none"):
+        if value is None or is_word(value, "none"):
             return None
         if isinstance(value, str) and value.strip().lower() in PRESETS:
             return value.strip().lower()
-        hint = _did_you_mean(value.strip().lower() if isinstance(value, str) else None, list(PRESETS))
-        raise _error(
-            f"expected one of {', '.join(PRESETS)} or none, got {_show(value)}{hint}",
+        hint = did_you_mean(value.strip().lower() if isinstance(value, str) else None, list(PRESETS))
+        raise validation_error(
+            f"expected one of {', '.join(PRESETS)} or none, got {show_value(value)}{hint}",
             library=f"preset must be one of {', '.join(PRESETS)} or None, got {value!r}{hint}",
         )
 
@@ -406,7 +406,7 @@ class PreprocessSpec(SpecMixin):
             problems.append((
                 ("scale",),
                 f"with preset {self.preset!r} scale must be 'minmax' or 'stored_range' (how the image "
-                f"reaches 0..255 for the preset), got {_show(scale)}",
+                f"reaches 0..255 for the preset), got {show_value(scale)}",
             ))
             library.append(f"preset {self.preset!r} needs scale 'minmax' or 'stored_range', got {scale!r}")
         mode = PRESETS[self.preset]
@@ -417,7 +417,7 @@ class PreprocessSpec(SpecMixin):
             ))
             library.append(f"preset {self.preset!r} (Keras mode {mode!r}) needs 3 channels, got {self.channels}")
         if problems:
-            raise _error("", *problems, library="; ".join(library))
+            raise validation_error("", *problems, library="; ".join(library))
         return self
 
 

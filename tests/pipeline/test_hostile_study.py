@@ -21,8 +21,8 @@ import medxai
 import medxai.pipeline.decoder as decoder_module
 from analytic_models import tiny_model
 from medxai.cli import main
-from medxai.io.readers import READERS
 from medxai.data.synthetic import write_ct_dicom
+from medxai.io.readers import READERS
 from medxai.pipeline.decoder import Decoder
 from medxai.preprocess import Preprocessor
 from study_helpers import read_index
