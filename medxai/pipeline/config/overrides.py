@@ -124,9 +124,14 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
     return None  # pragma: no cover - the loop always returns on the last part
 
 
-def _apply(
+def overrides_and_problems(
     data: Mapping[str, Any], overrides: Sequence[str], base_dir: Path | None
 ) -> tuple[dict[str, Any], list[str]]:
+    """:func:`apply_overrides` that returns the problems (``"key: message"`` lines) instead of raising them.
+
+    Returns:
+        A copy of ``data`` with every good override applied, and the problems of the bad ones.
+    """
     result = copy.deepcopy(dict(data))
     problems: list[str] = []
     for text in overrides:
@@ -167,7 +172,7 @@ def apply_overrides(
     """
     if isinstance(overrides, str):
         overrides = [overrides]
-    result, problems = _apply(data, overrides, Path(base_dir) if base_dir is not None else None)
+    result, problems = overrides_and_problems(data, overrides, Path(base_dir) if base_dir is not None else None)
     if problems:
         raise ConfigError(problems)
     return result
