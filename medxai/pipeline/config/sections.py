@@ -1,7 +1,7 @@
 """The sections of a study config, one pydantic model each (the ``methods`` entries: ``method_spec.py``).
 
 Every section forbids unknown keys; a value that does not validate becomes a
-problem led by its dotted key (see ``validation_errors.py``). ``configs/study.yaml``
+problem led by its dotted key (see :func:`medxai._validation.problem_lines`). ``configs/study.yaml``
 documents every key with its default.
 """
 
