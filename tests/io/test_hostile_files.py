@@ -33,9 +33,10 @@ from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-import medxai.io.dicom as dicom_module
+from medxai.io import dicom_decode
 from medxai.io import ImageReadError, LoadedImage, read_image
 from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
+from medxai.io.dicom import read_dicom
 from medxai.io.readers import READERS
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
@@ -239,7 +240,7 @@ def test_any_base_exception_from_a_reader_becomes_an_image_read_error(tmp_path, 
 
 def test_a_decoder_panic_inside_pydicom_falls_through_to_the_next_plugin_or_an_error(tmp_path, monkeypatch):
     path = save(dicom_dataset(np.zeros((4, 4), np.uint16)), tmp_path / "a.dcm")
-    real = dicom_module.get_decoder
+    real = dicom_decode.get_decoder
 
     class PanickingDecoder:
         def __init__(self, ts):
@@ -251,7 +252,7 @@ def test_a_decoder_panic_inside_pydicom_falls_through_to_the_next_plugin_or_an_e
         def as_array(self, *args, **kwargs):
             raise FakePanic("called `Option::unwrap()` on a `None` value")
 
-    monkeypatch.setattr(dicom_module, "get_decoder", PanickingDecoder)
+    monkeypatch.setattr(dicom_decode, "get_decoder", PanickingDecoder)
     expect_error(path, "FakePanic")
 
 
@@ -286,11 +287,11 @@ def test_headers_that_make_gdcm_abort_do_not_kill_the_process(tmp_path):
 def test_gdcm_runs_apart_a_crash_or_a_hang_there_is_an_error(monkeypatch):
     pytest.importorskip("gdcm")
     path = pydicom_file("JPEG-lossy.dcm")  # only GDCM decodes it: read_image goes to the fallback
-    monkeypatch.setattr(dicom_module, "_GDCM_CHILD", "import os\nos.abort()")
+    monkeypatch.setattr(dicom_decode, "_GDCM_CHILD", "import os\nos.abort()")
     expect_error(path, "gdcm: crashed (SIGABRT)")
-    monkeypatch.setattr(dicom_module, "_GDCM_CHILD", "import time\ntime.sleep(60)")
+    monkeypatch.setattr(dicom_decode, "_GDCM_CHILD", "import time\ntime.sleep(60)")
     with pytest.raises(ImageReadError, match=r"gdcm: took longer than 0.5 s \(runtime.read_timeout\); stopped"):
-        dicom_module.read_dicom(path, timeout=0.5)  # the child is killed: "stopped", not its 60 s sleep
+        read_dicom(path, timeout=0.5)  # the child is killed: "stopped", not its 60 s sleep
 
 
 # ----------------------------------------------------------------- size limits
@@ -353,11 +354,11 @@ def test_malformed_encapsulation_is_refused_before_the_gdcm_fallback(tmp_path):
     path = tmp_path / "bot.dcm"
     path.write_bytes(bytes(raw))
     if importlib.util.find_spec("gdcm") is not None:  # GDCM spent 2-8 s and 4 GB on this file: it must not run
-        dicom_module._GDCM_CHILD, saved = "import os\nos.abort()", dicom_module._GDCM_CHILD
+        dicom_decode._GDCM_CHILD, saved = "import os\nos.abort()", dicom_decode._GDCM_CHILD
         try:
             expect_error(path, "malformed encapsulated pixel data")  # not "gdcm: crashed"
         finally:
-            dicom_module._GDCM_CHILD = saved
+            dicom_decode._GDCM_CHILD = saved
     expect_error(path, "malformed encapsulated pixel data")
 
 
