@@ -28,6 +28,7 @@ from medxai.io.raster import is_jpeg, is_png, is_tiff, read_raster
 
 __all__ = [
     "READERS",
+    "ReadFunction",
     "Reader",
     "kind_from_suffix",
     "read_image",
@@ -59,7 +60,7 @@ class Reader:
         kind: the format's key, ``LoadedImage.kind`` of what it reads (e.g. ``"png"``).
         name: how messages name it (e.g. ``"PNG"``).
         suffixes: the file suffixes that promise it, lower case with the dot (``".nii.gz"`` too).
-        sniff: True when a file's first bytes (:data:`_HEAD_BYTES` of them) start this format.
+        sniff: True when a file's first bytes (up to 1024 of them) start this format.
         read: reads a file of this format (:class:`ReadFunction`).
         gzipped: its files may be gzip-compressed: a gzipped file is sniffed on its decompressed start.
         sniff_unmarked: a weaker check, trusted only when no reader's ``sniff`` recognised the file and

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medxai.io import ImageReadError, LoadedImage, read_image, supported_suffixes
-from medxai.io.readers import READERS, kind_from_suffix, register_reader, sniff_kind, unregister_reader
+from medxai.io import ImageReadError, LoadedImage, read_image, register_reader, supported_suffixes, unregister_reader
+from medxai.io.readers import READERS, kind_from_suffix, sniff_kind
 
 _TOY_MAGIC = b"TOY1\n"
 
