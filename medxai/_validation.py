@@ -4,11 +4,11 @@ The library's settings (:class:`medxai.heatmap.HeatmapPolicy`, :class:`medxai.pr
 :class:`medxai.viz.render.OutlineSpec`, ...) are pydantic dataclasses, and the study config
 (:mod:`medxai.pipeline.config`) uses them as its sections, so each setting has one schema.
 
-A check raises :func:`_error` with the message a config user reads ("expected a positive
+A check raises :func:`validation_error` with the message a config user reads ("expected a positive
 integer, got -3"; the config puts the dotted key in front) and, where the library words it
 differently, the library's own message (``library=``): :func:`library_errors` makes
 direct construction raise that as a plain ``ValueError``. :func:`_collect` turns a pydantic
-``ValidationError`` into ``(location, message)`` pairs and :func:`_problem_lines` into the lines
+``ValidationError`` into ``(location, message)`` pairs and :func:`problem_lines` into the lines
 of a :class:`~medxai.errors.ConfigError`.
 
 This module imports nothing from ``medxai.pipeline`` (imports point down, never up).
@@ -34,7 +34,7 @@ Problems = list[tuple[tuple[str | int, ...], str]]
 _ERROR_TYPE = "medxai"
 
 
-def _error(
+def validation_error(
     message: str, *problems: tuple[tuple[str | int, ...], str], library: str | None = None
 ) -> PydanticCustomError:
     """A pydantic error carrying our own message(s); sub-keys extend the error's location.
@@ -49,11 +49,12 @@ def _error(
     return PydanticCustomError(_ERROR_TYPE, "{reason}", context)
 
 
-def _errors(problems: Problems) -> PydanticCustomError:
-    return _error("", *problems)
+def validation_errors(problems: Problems) -> PydanticCustomError:
+    """One pydantic error carrying several ``(sub-key, message)`` problems (see :func:`validation_error`)."""
+    return validation_error("", *problems)
 
 
-def _show(value: Any, limit: int = 60) -> str:
+def show_value(value: Any, limit: int = 60) -> str:
     """Render a value the way a YAML user wrote it (for error messages), cut to ``limit`` characters.
 
     Containers are rendered only until the text passes ``limit``, so a huge value (a YAML
@@ -66,9 +67,9 @@ def _show(value: Any, limit: int = 60) -> str:
     elif isinstance(value, str):
         text = repr(value[: limit + 1])  # longer than limit when cut: the cut below shows it
     elif isinstance(value, Mapping):
-        text = "a mapping {" + _joined((f"{k}: {_show(v, 20)}" for k, v in value.items()), limit) + "}"
+        text = "a mapping {" + _joined((f"{k}: {show_value(v, 20)}" for k, v in value.items()), limit) + "}"
     elif isinstance(value, (list, tuple)):
-        text = "[" + _joined((_show(v, 20) for v in value), limit) + "]"
+        text = "[" + _joined((show_value(v, 20) for v in value), limit) + "]"
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -86,7 +87,7 @@ def _joined(parts: Iterable[str], limit: int) -> str:
     return ", ".join(taken)
 
 
-def _dotted(loc: Sequence[str | int]) -> str:
+def dotted_key(loc: Sequence[str | int]) -> str:
     """``("methods", 1, "name")`` -> ``"methods[1].name"``."""
     out = ""
     for part in loc:
@@ -104,7 +105,7 @@ def _suggest(word: Any, choices: Sequence[str]) -> str | None:
     return match[0] if match else None
 
 
-def _did_you_mean(word: Any, choices: Sequence[str], *, prefix: str = "", inside: bool = False) -> str:
+def did_you_mean(word: Any, choices: Sequence[str], *, prefix: str = "", inside: bool = False) -> str:
     """`` (did you mean '<prefix><guess>'?)``, or ``; did you mean ..?`` to go ``inside`` brackets; "" if no guess."""
     guess = _suggest(word, choices)
     if guess is None:
@@ -112,9 +113,9 @@ def _did_you_mean(word: Any, choices: Sequence[str], *, prefix: str = "", inside
     return f"; did you mean '{prefix}{guess}'?" if inside else f" (did you mean '{prefix}{guess}'?)"
 
 
-def _unknown_key_message(key: Any, known: Sequence[str], prefix: str = "") -> str:
+def unknown_key_message(key: Any, known: Sequence[str], prefix: str = "") -> str:
     """``unknown key (did you mean '<prefix><guess>'?)``, else the known keys (each with ``prefix``)."""
-    hint = _did_you_mean(key, known, prefix=prefix)
+    hint = did_you_mean(key, known, prefix=prefix)
     return f"unknown key{hint}" if hint else f"unknown key (known keys: {', '.join(prefix + k for k in known)})"
 
 
@@ -127,7 +128,7 @@ def _is_schema(annotation: Any) -> bool:
     )
 
 
-def _schema_fields(schema: type) -> dict[str, Any]:
+def schema_fields(schema: type) -> dict[str, Any]:
     """``{key: annotation}`` of a :func:`_is_schema` type, in declaration order."""
     if issubclass(schema, BaseModel):
         return {name: f.annotation for name, f in schema.model_fields.items()}
@@ -136,13 +137,13 @@ def _schema_fields(schema: type) -> dict[str, Any]:
     return {name: Any for name in schema._fields}
 
 
-def _find_model(annotation: Any) -> type | None:
+def find_model(annotation: Any) -> type | None:
     """The schema (model, pydantic dataclass, named tuple) inside a field annotation
     (``X``, ``X | None``, ``list[X]``...), if any."""
     if _is_schema(annotation):
         return annotation
     for arg in get_args(annotation):
-        found = _find_model(arg)
+        found = find_model(arg)
         if found is not None:
             return found
     return None
@@ -154,10 +155,10 @@ def _model_at(root: type, loc: Sequence[str | int]) -> type | None:
     for part in loc:
         if isinstance(part, int):
             continue
-        fields = _schema_fields(model) if model is not None else {}
+        fields = schema_fields(model) if model is not None else {}
         if part not in fields:
             return None
-        model = _find_model(fields[part])
+        model = find_model(fields[part])
     return model
 
 
@@ -180,101 +181,104 @@ def _collect(exc: ValidationError, root: type, sections: Collection[str] = ()) -
             msg = "required section missing" if len(loc) == 1 and loc[0] in sections else "required key missing"
         elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
             model = _model_at(root, loc[:-1])
-            msg = _unknown_key_message(loc[-1], list(_schema_fields(model)) if model is not None else [])
+            msg = unknown_key_message(loc[-1], list(schema_fields(model)) if model is not None else [])
         elif kind in ("model_type", "model_attributes_type", "dict_type", "dataclass_type", "dataclass_args_type"):
-            msg = f"expected a mapping, got {_show(err.get('input'))}"
+            msg = f"expected a mapping, got {show_value(err.get('input'))}"
         else:
             text = err["msg"]
-            msg = f"{text[:1].lower()}{text[1:]}, got {_show(err.get('input'))}"
+            msg = f"{text[:1].lower()}{text[1:]}, got {show_value(err.get('input'))}"
         out.append((loc, msg))
     return out
 
 
-def _problem_lines(exc: ValidationError, root: type, sections: Collection[str] = ()) -> list[str]:
+def problem_lines(exc: ValidationError, root: type, sections: Collection[str] = ()) -> list[str]:
     """The ``"dotted.key: message"`` lines of a :class:`~medxai.errors.ConfigError`."""
-    return [f"{_dotted(loc) or '<top level>'}: {msg}" for loc, msg in _collect(exc, root, sections)]
+    return [f"{dotted_key(loc) or '<top level>'}: {msg}" for loc, msg in _collect(exc, root, sections)]
 
 
 # ------------------------------------------------------------------------- scalars
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer (a NumPy one too), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number (int, float or a NumPy one), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _int_where(expected: str, ok: Callable[[Any], bool]) -> Callable[[Any], int]:
+def int_where(expected: str, ok: Callable[[Any], bool]) -> Callable[[Any], int]:
     """A validator accepting an integer (not a bool) for which ``ok`` holds."""
 
     def check(value: Any) -> int:
-        if not _is_int(value) or not ok(value):
-            raise _error(f"expected {expected}, got {_show(value)}")
+        if not is_int(value) or not ok(value):
+            raise validation_error(f"expected {expected}, got {show_value(value)}")
         return int(value)
 
     return check
 
 
-def _number_where(expected: str, ok: Callable[[Any], bool] = lambda v: True) -> Callable[[Any], float]:
+def number_where(expected: str, ok: Callable[[Any], bool] = lambda v: True) -> Callable[[Any], float]:
     """A validator accepting a finite real number (not a bool) for which ``ok`` holds."""
 
     def check(value: Any) -> float:
-        if not _is_number(value) or not ok(value) or not math.isfinite(value):
-            raise _error(f"expected {expected}, got {_show(value)}")
+        if not is_number(value) or not ok(value) or not math.isfinite(value):
+            raise validation_error(f"expected {expected}, got {show_value(value)}")
         return float(value)
 
     return check
 
 
-def _int_tuple(expected: str, lengths: Collection[int], ok: Callable[[Any], bool]) -> Callable[[Any], tuple[int, ...]]:
+def int_tuple(expected: str, lengths: Collection[int], ok: Callable[[Any], bool]) -> Callable[[Any], tuple[int, ...]]:
     """A validator accepting a list of ``lengths`` integers, each one for which ``ok`` holds."""
 
     def check(value: Any) -> tuple[int, ...]:
-        if not isinstance(value, (list, tuple)) or len(value) not in lengths or not all(_is_int(v) and ok(v) for v in value):
-            raise _error(f"expected {expected}, got {_show(value)}")
+        if not isinstance(value, (list, tuple)) or len(value) not in lengths or not all(is_int(v) and ok(v) for v in value):
+            raise validation_error(f"expected {expected}, got {show_value(value)}")
         return tuple(int(v) for v in value)
 
     return check
 
 
-_positive_int = _int_where("a positive integer", lambda v: v > 0)
-_non_negative_int = _int_where("a non-negative integer", lambda v: v >= 0)
-_number = _number_where("a number")
-_positive_number = _number_where("a positive number", lambda v: v > 0)
-_unit_interval = _number_where("a number between 0 and 1", lambda v: 0 <= v <= 1)
+positive_int = int_where("a positive integer", lambda v: v > 0)
+non_negative_int = int_where("a non-negative integer", lambda v: v >= 0)
+any_number = number_where("a number")
+positive_number = number_where("a positive number", lambda v: v > 0)
+_unit_interval = number_where("a number between 0 and 1", lambda v: 0 <= v <= 1)
 
 
 def _percent(value: Any) -> float:
-    number = _number(value)
+    number = any_number(value)
     if not 0 < number <= 100:
-        raise _error(f"expected a percentage in (0, 100], got {_show(value)}")
+        raise validation_error(f"expected a percentage in (0, 100], got {show_value(value)}")
     return number
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _error(f"expected true or false, got {_show(value)}")
+        raise validation_error(f"expected true or false, got {show_value(value)}")
     return value
 
 
-def _name(value: Any) -> str:
+def non_empty_name(value: Any) -> str:
+    """``value`` as a name: a string that is not blank, stripped."""
     if not isinstance(value, str) or not value.strip():
-        raise _error(f"expected a non-empty string, got {_show(value)}")
+        raise validation_error(f"expected a non-empty string, got {show_value(value)}")
     return value.strip()
 
 
 def _optional_name(value: Any) -> str | None:
-    return None if value is None else _name(value)
+    return None if value is None else non_empty_name(value)
 
 
-def _is_word(value: Any, word: str) -> bool:
+def is_word(value: Any, word: str) -> bool:
     """``value`` is the string ``word`` (any case, surrounding blanks ignored)."""
     return isinstance(value, str) and value.strip().lower() == word
 
 
-def _choice(*options: str, none: bool = False) -> Callable[[Any], str | None]:
+def one_of(*options: str, none: bool = False) -> Callable[[Any], str | None]:
     """A validator accepting one of ``options`` (case-insensitive), and None (YAML null) when ``none``."""
 
     def check(value: Any) -> str | None:
@@ -282,17 +286,17 @@ def _choice(*options: str, none: bool = False) -> Callable[[Any], str | None]:
             return None
         if isinstance(value, str) and value.strip().lower() in options:
             return value.strip().lower()
-        message = f"expected one of {', '.join(options)}, got {_show(value)}"
-        raise _error(message + _did_you_mean(value.lower() if isinstance(value, str) else value, options))
+        message = f"expected one of {', '.join(options)}, got {show_value(value)}"
+        raise validation_error(message + did_you_mean(value.lower() if isinstance(value, str) else value, options))
 
     return check
 
 
-def _numbers(value: Any, check: Callable[[Any], float]) -> float | tuple[float, ...]:
+def number_or_numbers(value: Any, check: Callable[[Any], float]) -> float | tuple[float, ...]:
     """A number, or a non-empty list of numbers (per channel), each checked by ``check``."""
     if isinstance(value, (list, tuple)):
         if not value:
-            raise _error("expected a number or a non-empty list of numbers, got []")
+            raise validation_error("expected a number or a non-empty list of numbers, got []")
         out, problems = [], []
         for i, item in enumerate(value):
             try:
@@ -300,18 +304,18 @@ def _numbers(value: Any, check: Callable[[Any], float]) -> float | tuple[float, 
             except PydanticCustomError as exc:
                 problems.extend(((i, *sub), msg) for sub, msg in exc.context["problems"])
         if problems:
-            raise _errors(problems)
+            raise validation_errors(problems)
         return tuple(out)
     return check(value)
 
 
-PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
-NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
+PositiveInt = Annotated[int, BeforeValidator(positive_int)]
+NonNegativeInt = Annotated[int, BeforeValidator(non_negative_int)]
 StrictBool = Annotated[bool, BeforeValidator(_bool)]
-Name = Annotated[str, BeforeValidator(_name)]
+Name = Annotated[str, BeforeValidator(non_empty_name)]
 OptionalName = Annotated[str | None, BeforeValidator(_optional_name)]
-Number = Annotated[float, BeforeValidator(_number)]
-PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
+Number = Annotated[float, BeforeValidator(any_number)]
+PositiveNumber = Annotated[float, BeforeValidator(positive_number)]
 Percent = Annotated[float, BeforeValidator(_percent)]
 UnitInterval = Annotated[float, BeforeValidator(_unit_interval)]
 
@@ -319,7 +323,7 @@ UnitInterval = Annotated[float, BeforeValidator(_unit_interval)]
 # -------------------------------------------------------------------- sub-sections
 
 
-def _sub_validate(model: type, value: Any, info: ValidationInfo) -> Any:
+def sub_validate(model: type, value: Any, info: ValidationInfo) -> Any:
     """Validate ``value`` as ``model`` (a model or pydantic dataclass), re-raising problems with keys
     relative to the field."""
     try:
@@ -327,15 +331,15 @@ def _sub_validate(model: type, value: Any, info: ValidationInfo) -> Any:
             return model.model_validate(value, context=info.context)
         return TypeAdapter(model).validate_python(value, context=info.context)
     except ValidationError as exc:
-        raise _errors(_collect(exc, model)) from None
+        raise validation_errors(_collect(exc, model)) from None
 
 
-def _null_is_empty(value: Any) -> Any:
+def null_is_empty(value: Any) -> Any:
     """A section given as null (every key commented out) means its defaults."""
     return {} if value is None else value
 
 
-def _optional_section(
+def optional_section(
     model: type, expected: str, *, switch: bool, none_word: bool = True, library: str | None = None
 ) -> Callable[[Any], Any]:
     """A before-validator for a section that may be off (None).
@@ -347,13 +351,13 @@ def _optional_section(
     """
 
     def check(value: Any) -> Any:
-        if value is None or (none_word and _is_word(value, "none")) or (switch and value is False):
+        if value is None or (none_word and is_word(value, "none")) or (switch and value is False):
             return None
         if switch and value is True:
             return {}
         if not isinstance(value, (Mapping, model)):
-            raise _error(
-                f"expected {expected}, got {_show(value)}",
+            raise validation_error(
+                f"expected {expected}, got {show_value(value)}",
                 library=None if library is None else f"{library}{value!r}",
             )
         return value
@@ -364,7 +368,7 @@ def _optional_section(
 # ------------------------------------------------------------ library construction
 
 
-def _says(check: Callable[[Any], Any], library: Callable[[Any], str]) -> Callable[[Any], Any]:
+def with_library_message(check: Callable[[Any], Any], library: Callable[[Any], str]) -> Callable[[Any], Any]:
     """``check``, whose failure reads ``library(value)`` when a library setting is built directly."""
 
     @functools.wraps(check)
@@ -385,9 +389,9 @@ def _library_message(err: Mapping[str, Any]) -> str:
     if err["type"] == _ERROR_TYPE:
         ctx = err["ctx"]
         return ctx.get("library") or "; ".join(
-            f"{_dotted(sub) + ': ' if sub else ''}{m}" for sub, m in ctx["problems"]
+            f"{dotted_key(sub) + ': ' if sub else ''}{m}" for sub, m in ctx["problems"]
         )
-    where = _dotted(err["loc"])
+    where = dotted_key(err["loc"])
     return f"{where + ': ' if where else ''}{err['msg'][:1].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
 
 

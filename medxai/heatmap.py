@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BeforeValidator, ConfigDict, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-from medxai._validation import SpecMixin, _choice, _error, _number, _optional_section, _says, library_errors
+from medxai._validation import SpecMixin, one_of, validation_error, any_number, optional_section, with_library_message, library_errors
 
 REDUCTIONS = ("abs_sum", "sum", "max_abs", "l2")
 POLARITIES = ("absolute", "positive", "negative")
@@ -40,11 +40,11 @@ _SETTINGS = ConfigDict(extra="forbid")
 
 def _one_of(what: str, options: tuple[str, ...]) -> Any:
     """Case-insensitive choice; built directly: ``"<what> must be one of (...), got 'x'"``."""
-    return BeforeValidator(_says(_choice(*options), lambda v: f"{what} must be one of {options}, got {v!r}"))
+    return BeforeValidator(with_library_message(one_of(*options), lambda v: f"{what} must be one of {options}, got {v!r}"))
 
 
 def _percentile(value: Any) -> float:
-    return _says(_number, lambda v: f"clip low and high must be numbers, got {v!r}")(value)
+    return with_library_message(any_number, lambda v: f"clip low and high must be numbers, got {v!r}")(value)
 
 
 @library_errors
@@ -71,7 +71,7 @@ class ClipSpec(SpecMixin):
     @model_validator(mode="after")
     def _check_range(self) -> ClipSpec:
         if not 0 <= self.low < self.high <= 100:
-            raise _error(
+            raise validation_error(
                 f"expected 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}",
                 library=f"clip needs 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}",
             )
@@ -93,7 +93,7 @@ class HeatmapPolicy(SpecMixin):
     clip: ClipSpec | None = None
 
     _check_clip = field_validator("clip", mode="before")(
-        _optional_section(
+        optional_section(
             ClipSpec,
             "null or {mode: value|mass, low: .., high: ..}",
             switch=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import threading
@@ -13,6 +14,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+
+from medxai.io.readers import READERS
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
@@ -311,6 +314,11 @@ def non_dicom_mutants(folder: Path, seed: int = 19) -> list[Path]:
     np.save(folder / "nan-values.npy", np.full((8, 8), np.nan, np.float32))
     written += [folder / "objects.npy", folder / "complex.npy", folder / "nan-values.npy"]
     return written
+
+
+def stub_read(monkeypatch, kind: str, read) -> None:
+    """For one test, ``read_image`` reads files of ``kind`` with ``read(path, *, max_pixels, timeout)``."""
+    monkeypatch.setitem(READERS, kind, dataclasses.replace(READERS[kind], read=read))
 
 
 class StuckReader:

@@ -11,7 +11,7 @@ import numpy as np
 from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
 from medxai.io.limits import check_declared_size
 
-__all__ = ["read_npy", "range_meta", "mapped_range", "value_range_of"]
+__all__ = ["is_npy", "read_npy", "range_meta", "mapped_range", "value_range_of"]
 
 
 def range_meta(
@@ -65,6 +65,11 @@ def _npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int, int]:
         raise
     except Exception as exc:
         raise read_error("cannot read NPY file", path, describe(exc)) from None
+
+
+def is_npy(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts a ``.npy`` file."""
+    return head.startswith(b"\x93NUMPY")
 
 
 def read_npy(path: str | os.PathLike, *, max_pixels: int | None = None) -> LoadedImage:

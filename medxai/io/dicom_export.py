@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("DICOM export needs highdicom: pip install 'highdicom>=0.28'") from exc
 
 from medxai._version import __version__
-from medxai.io.dicom import frame_geometry
+from medxai.io.dicom_geometry import frame_geometry
 from medxai.io.writers import atomic_write_bytes
 
 __all__ = ["DicomExportError", "write_dicom_outputs"]
@@ -267,15 +267,9 @@ def _check_arrays(
     return heatmap.astype(np.float32, copy=False), overlay
 
 
-def _frame_geometry(ds: Dataset, frame: int | None) -> tuple[Any, Any, Any]:
-    """(ImageOrientationPatient, ImagePositionPatient, PixelSpacing) of a frame, None where absent or malformed."""
-    found = frame_geometry(ds, frame or 0)
-    return found["ImageOrientationPatient"], found["ImagePositionPatient"], found["PixelSpacing"]
-
-
 def _has_patient_geometry(ds: Dataset, path: Path) -> bool:
     """False for projection images (no plane at all); raises on half a geometry."""
-    iop, ipp, spacing = _frame_geometry(ds, 0 if "PerFrameFunctionalGroupsSequence" in ds else None)
+    iop, ipp, spacing = frame_geometry(ds, 0)
     if iop is None and ipp is None:
         return False
     missing = [kw for kw, v in (("ImageOrientationPatient", iop), ("ImagePositionPatient", ipp),
@@ -333,7 +327,7 @@ def _build_pm(datasets: list[Dataset], paths: list[Path], frames: np.ndarray, te
 
 def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text: _Texts,
               series_uid: str, sop_uid: str, instance_number: int) -> Dataset:
-    iop, _, spacing = _frame_geometry(ds, frame)
+    iop, _, spacing = frame_geometry(ds, frame or 0)
     spacing = spacing or _imager_pixel_spacing(ds)
     orientation = _orientation_letters(iop) if iop is not None else _source_orientation(ds)
     laterality = _laterality(ds)

@@ -17,7 +17,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from medxai.io.dicom import declared_size, frame_placement, read_dicom
+from medxai.io.dicom import read_dicom
+from medxai.io.dicom_geometry import frame_geometry
+from medxai.io.dicom_size import declared_size
 from medxai.io.geometry import dicom_affine
 from medxai.io.image import LoadedImage, describe, read_error
 from medxai.io.limits import check_declared_size, is_regular_file
@@ -164,8 +166,8 @@ def _stack_geometry(
     for path, ds in headers:
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
             raise read_error("a multi-frame file is in the series folder; give the file itself as the path", path)
-        placement = frame_placement(ds)
-        if placement is None:
+        placement = frame_geometry(ds)
+        if not placement.complete:
             raise read_error(
                 "a series slice lacks ImageOrientationPatient, ImagePositionPatient or PixelSpacing", path
             )

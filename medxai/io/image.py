@@ -10,10 +10,7 @@ import numpy as np
 from medxai.errors import ImageReadError
 from medxai.io.geometry import default_affine
 
-__all__ = ["ImageReadError", "LoadedImage", "KINDS"]
-
-#: The values ``LoadedImage.kind`` can take.
-KINDS: tuple[str, ...] = ("dicom", "png", "jpeg", "tiff", "npy", "nifti")
+__all__ = ["ImageReadError", "LoadedImage"]
 
 
 def read_error(problem: str, path: str | os.PathLike, detail: str | None = None) -> ImageReadError:
@@ -42,7 +39,7 @@ class LoadedImage:
             modality's units (e.g. Hounsfield units after the DICOM modality
             LUT), neither windowed nor inverted.
         source_path: the file it was read from.
-        kind: one of ``KINDS``.
+        kind: the input format, a key of :data:`medxai.io.readers.READERS` (e.g. ``"dicom"``).
         window: ``(center, width)`` of the file's VOI LUT window, else None.
         invert: True when display must be inverted after windowing
             (DICOM MONOCHROME1, TIFF min-is-white).

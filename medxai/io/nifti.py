@@ -17,7 +17,7 @@ from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describ
 from medxai.io.limits import check_declared_size
 from medxai.io.writers import atomic_write_bytes
 
-__all__ = ["NiftiXforms", "read_nifti", "nifti_version", "write_nifti"]
+__all__ = ["NiftiXforms", "is_nifti", "read_nifti", "nifti_version", "write_nifti"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _NIFTI2_HEADER_BYTES = 540
@@ -66,6 +66,11 @@ def nifti_version(head: bytes) -> int | None:
     if len(head) >= 8 and head[4:8] == b"n+2\x00":
         return 2
     return None
+
+
+def is_nifti(head: bytes) -> bool:
+    """True when ``head`` (uncompressed) starts a single-file NIfTI-1 or NIfTI-2 image."""
+    return nifti_version(head) is not None
 
 
 def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> LoadedImage:

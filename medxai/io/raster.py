@@ -20,15 +20,29 @@ from medxai.io.arrays import range_meta
 from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
 from medxai.io.limits import check_declared_size
 
-__all__ = ["read_raster"]
+__all__ = ["is_jpeg", "is_png", "is_tiff", "read_raster"]
 
 _EXTENSION = {"png": ".png", "jpeg": ".jpg"}
-_NAMES = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}
 # Opened through the format's own class, Pillow reads the header only and skips its
 # decompression-bomb check, so an oversized image gets medxai's message with its size.
 _PILLOW_CLASS = {"png": PngImagePlugin.PngImageFile, "jpeg": JpegImagePlugin.JpegImageFile}
 # Pillow modes read as one channel (the rest become RGB; alpha is dropped).
 _GREY_MODES = ("1", "L", "LA", "La", "I", "F")
+
+
+def is_png(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts a PNG file."""
+    return head.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def is_jpeg(head: bytes) -> bool:
+    """True when ``head`` starts a JPEG file."""
+    return head.startswith(b"\xff\xd8\xff")
+
+
+def is_tiff(head: bytes) -> bool:
+    """True when ``head`` starts a TIFF or BigTIFF file (either byte order)."""
+    return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def read_raster(path: str | os.PathLike, kind: str, *, max_pixels: int | None = None) -> LoadedImage:
@@ -74,7 +88,7 @@ def read_raster(path: str | os.PathLike, kind: str, *, max_pixels: int | None = 
         limit = f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}"
         raise read_error(f"image too large for Pillow's decompression-bomb limit ({limit})", path, describe(exc)) from None
     except Exception as exc:
-        raise read_error(f"cannot decode {_NAMES[kind]} file", path, describe(exc)) from None
+        raise read_error(f"cannot decode {kind.upper()} file", path, describe(exc)) from None
     data = np.asarray(data)
     meta["dtype"] = str(data.dtype)
     meta.update(range_meta(data.dtype, meta.pop("bits_per_sample", None)))
@@ -92,7 +106,7 @@ def _check_pillow_size(path: str, kind: str, max_pixels: int | None) -> None:
             width, height = im.size  # of the first frame, the one read (APNG, MPO)
             mode = im.mode
     except Exception as exc:
-        raise read_error(f"cannot decode {_NAMES[kind]} file", path, describe(exc)) from None
+        raise read_error(f"cannot decode {kind.upper()} file", path, describe(exc)) from None
     channels = 1 if mode in _GREY_MODES or mode.startswith("I;") else 3
     check_declared_size((height, width), path, max_pixels, channels=channels)
 

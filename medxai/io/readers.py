@@ -1,38 +1,134 @@
-"""``read_image``: one entry point for every supported image file."""
+"""``read_image``: one entry point for every image file, and the table of input formats it reads.
+
+An input format is one module (its ``sniff`` and ``read``) plus one :func:`register_reader` call;
+the suffix lookup, the content sniffing, the dispatch and :func:`supported_suffixes` all derive
+from :data:`READERS`.
+"""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import numbers
 import os
 import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-from medxai.io.arrays import read_npy, value_range_of
+from medxai.io.arrays import is_npy, read_npy, value_range_of
 from medxai.io.dicom import has_dicom_magic, looks_like_bare_dataset, read_dicom
 from medxai.io.dicom_series import read_dicom_series
 from medxai.io.image import LoadedImage, describe, read_error
 from medxai.io.limits import call_with_timeout, convert_failure, must_propagate, regular_file
-from medxai.io.nifti import nifti_version, read_nifti
-from medxai.io.raster import read_raster
+from medxai.io.nifti import is_nifti, read_nifti
+from medxai.io.raster import is_jpeg, is_png, is_tiff, read_raster
 
-__all__ = ["read_image", "supported_suffixes", "sniff_kind", "kind_from_suffix"]
+__all__ = [
+    "READERS",
+    "ReadFunction",
+    "Reader",
+    "kind_from_suffix",
+    "read_image",
+    "register_reader",
+    "sniff_kind",
+    "supported_suffixes",
+    "unregister_reader",
+]
 
-_SUFFIX_KIND = {
-    ".dcm": "dicom",
-    ".dicom": "dicom",
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".npy": "npy",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-}
-_NAMES = {"dicom": "DICOM", "png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "npy": "NPY", "nifti": "NIfTI"}
 _HEAD_BYTES = 1024
+
+
+class ReadFunction(Protocol):
+    """What a reader's ``read`` is: reads one file whose content its ``sniff`` recognised."""
+
+    def __call__(self, path: Path, *, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+        """Reads ``path``; ``max_pixels`` bounds what may be decoded, ``timeout`` what a child process may take.
+
+        Raises:
+            ImageReadError: the file cannot be read (anything else raised becomes one too).
+        """
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One input format: how :func:`read_image` recognises it and reads it.
+
+    Attributes:
+        kind: the format's key, ``LoadedImage.kind`` of what it reads (e.g. ``"png"``).
+        name: how messages name it (e.g. ``"PNG"``).
+        suffixes: the file suffixes that promise it, lower case with the dot (``".nii.gz"`` too).
+        sniff: True when a file's first bytes (up to 1024 of them) start this format.
+        read: reads a file of this format (:class:`ReadFunction`).
+        gzipped: its files may be gzip-compressed: a gzipped file is sniffed on its decompressed start.
+        sniff_unmarked: a weaker check, trusted only when no reader's ``sniff`` recognised the file and
+            its suffix is this format's or absent (a DICOM data set without its preamble).
+    """
+
+    kind: str
+    name: str
+    suffixes: tuple[str, ...]
+    sniff: Callable[[bytes], bool]
+    read: ReadFunction
+    gzipped: bool = False
+    sniff_unmarked: Callable[[bytes], bool] | None = None
+
+
+#: The input formats, by kind, in the order their ``sniff`` is tried; change it through
+#: :func:`register_reader` and :func:`unregister_reader`.
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(
+    kind: str,
+    *,
+    suffixes: Iterable[str],
+    sniff: Callable[[bytes], bool],
+    read: ReadFunction,
+    name: str | None = None,
+    gzipped: bool = False,
+    sniff_unmarked: Callable[[bytes], bool] | None = None,
+) -> Reader:
+    """Adds an input format to :data:`READERS`: :func:`read_image` reads it from then on.
+
+    Its ``sniff`` is tried after those of the formats already registered.
+
+    Args:
+        kind: the format's key (a new one).
+        suffixes: the suffixes that promise it, e.g. ``(".toy",)``; no other reader may claim one.
+        sniff: True when a file's first bytes start this format.
+        read: reads one file (see :class:`ReadFunction`).
+        name: how messages name the format; ``kind`` in upper case by default.
+        gzipped: see :class:`Reader`.
+        sniff_unmarked: see :class:`Reader`.
+
+    Returns:
+        The registered :class:`Reader`.
+
+    Raises:
+        ValueError: the kind is taken, a suffix is malformed or claimed by another reader.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"a reader's kind is a non-empty string, got {kind!r}")
+    if kind in READERS:
+        raise ValueError(f"a reader for {kind!r} is already registered")
+    suffixes = tuple(suffixes)
+    claimed = {suffix: other.kind for other in READERS.values() for suffix in other.suffixes}
+    for suffix in suffixes:
+        if not isinstance(suffix, str) or not suffix.startswith(".") or len(suffix) < 2 or suffix != suffix.lower():
+            raise ValueError(f"a suffix is lower case and starts with a dot, got {suffix!r}")
+        if suffix in claimed:
+            raise ValueError(f"the suffix {suffix!r} is already read as {claimed[suffix]!r}")
+    reader = Reader(kind, name or kind.upper(), suffixes, sniff, read, gzipped, sniff_unmarked)
+    READERS[kind] = reader
+    return reader
+
+
+def unregister_reader(kind: str) -> None:
+    """Removes an input format from :data:`READERS` (a KeyError when it is not there)."""
+    del READERS[kind]
 
 
 def supported_suffixes() -> tuple[str, ...]:
@@ -40,42 +136,46 @@ def supported_suffixes() -> tuple[str, ...]:
 
     Files without a suffix are read too when they are DICOM (``DICM`` marker).
     """
-    return tuple(_SUFFIX_KIND)
+    return tuple(suffix for reader in READERS.values() for suffix in reader.suffixes)
 
 
 def kind_from_suffix(path: str | os.PathLike) -> str | None:
-    """The kind a file's suffix promises (case-insensitive), or None."""
+    """The kind a file's suffix promises (case-insensitive; the longest suffix wins), or None."""
     name = Path(path).name.lower()
-    if name.endswith(".nii.gz"):
-        return "nifti"
-    return _SUFFIX_KIND.get(Path(name).suffix)
+    matches = [
+        (len(suffix), reader.kind)
+        for reader in READERS.values()
+        for suffix in reader.suffixes
+        if name.endswith(suffix) and len(name) > len(suffix)
+    ]
+    return max(matches)[1] if matches else None
 
 
 def sniff_kind(head: bytes) -> str | None:
     """The kind of file ``head`` (its first bytes) starts, by magic number, or None."""
-    # DICOM first: a PS3.10 preamble may itself hold a TIFF header (dual-format files).
-    if has_dicom_magic(head):
-        return "dicom"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if nifti_version(head):
-        return "nifti"
-    return None
+    return next((reader.kind for reader in READERS.values() if reader.sniff(head)), None)
 
 
 def _gzipped_kind(path: Path) -> str | None:
+    """The kind a gzipped file's decompressed start shows, among the readers that take gzipped files."""
     try:
         with gzip.open(path, "rb") as f:
             head = f.read(_HEAD_BYTES)
     except Exception:
         return None
-    return "nifti" if nifti_version(head) else None
+    return next((reader.kind for reader in READERS.values() if reader.gzipped and reader.sniff(head)), None)
+
+
+def _unmarked_kind(head: bytes, expected: str | None) -> str | None:
+    """The kind a reader's ``sniff_unmarked`` finds, trusted only when the suffix promises it or nothing."""
+    return next(
+        (
+            reader.kind
+            for reader in READERS.values()
+            if reader.sniff_unmarked is not None and expected in (reader.kind, None) and reader.sniff_unmarked(head)
+        ),
+        None,
+    )
 
 
 def read_image(
@@ -156,28 +256,29 @@ def _read_image(p: Path, series_uid: str | None, max_pixels: int | None, timeout
 
     expected = kind_from_suffix(p)
     kind = sniff_kind(head)
-    force_dicom = False
     if kind is None and head[:2] == b"\x1f\x8b":
         kind = _gzipped_kind(p)
-    if kind is None and expected in ("dicom", None) and looks_like_bare_dataset(head):
-        kind, force_dicom = "dicom", True
+    if kind is None:
+        kind = _unmarked_kind(head, expected)
     if kind is None:
         if expected is None:
             raise read_error("unsupported file type", p, f"supported: {', '.join(supported_suffixes())}")
-        raise read_error(f"not a {_NAMES[expected]} file", p, "its content is not recognised")
+        raise read_error(f"not a {READERS[expected].name} file", p, "its content is not recognised")
 
+    reader = READERS[kind]
     try:
-        image = _read(p, kind, force_dicom, max_pixels, timeout)
+        image = reader.read(p, max_pixels=max_pixels, timeout=timeout)
     except BaseException as exc:  # a safety net: library errors (even Rust panics) never escape
         if must_propagate(exc):
             raise
-        raise convert_failure(exc, p, f"cannot read {_NAMES[kind]} file") from None
+        raise convert_failure(exc, p, f"cannot read {reader.name} file") from None
     image = _finish(image)
     if expected is not None and expected != kind:
-        image.meta["suffix_mismatch"] = f"named as {_NAMES[expected]}, content is {_NAMES[kind]}"
-        image.meta["warnings"].append(f"the file is named as {_NAMES[expected]} but its content is {_NAMES[kind]}")
+        promised = READERS[expected].name
+        image.meta["suffix_mismatch"] = f"named as {promised}, content is {reader.name}"
+        image.meta["warnings"].append(f"the file is named as {promised} but its content is {reader.name}")
     if series_uid is not None and image.meta.get("SeriesInstanceUID") != series_uid:
-        found = image.meta.get("SeriesInstanceUID") or f"none (a {_NAMES[kind]} file)"
+        found = image.meta.get("SeriesInstanceUID") or f"none (a {reader.name} file)"
         raise read_error(f"the file is not in series {series_uid}", p, f"its series: {found}")
     return image
 
@@ -194,11 +295,30 @@ def _finish(image: LoadedImage) -> LoadedImage:
     return image
 
 
-def _read(path: Path, kind: str, force_dicom: bool, max_pixels: int | None, timeout: float | None) -> LoadedImage:
-    if kind == "dicom":
-        return read_dicom(path, force=force_dicom, max_pixels=max_pixels, timeout=timeout)
-    if kind in ("png", "jpeg", "tiff"):
-        return read_raster(path, kind, max_pixels=max_pixels)
-    if kind == "npy":
-        return read_npy(path, max_pixels=max_pixels)
-    return read_nifti(path, max_pixels=max_pixels)
+def _untimed(read: Callable[..., LoadedImage], *args: Any) -> ReadFunction:
+    """``read(path, *args, max_pixels=...)`` as a :class:`ReadFunction`: a reader no child process runs,
+    whose time :func:`read_image` bounds from outside."""
+
+    def read_file(path: Path, *, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+        return read(path, *args, max_pixels=max_pixels)
+
+    return read_file
+
+
+# The built-in formats, DICOM first: a PS3.10 preamble may itself hold a TIFF header (dual-format files).
+# ``force=True``: a file is read as DICOM only once its content is known to be one, marked or bare.
+register_reader(
+    "dicom",
+    name="DICOM",
+    suffixes=(".dcm", ".dicom"),
+    sniff=has_dicom_magic,
+    read=functools.partial(read_dicom, force=True),
+    sniff_unmarked=looks_like_bare_dataset,
+)
+register_reader("png", suffixes=(".png",), sniff=is_png, read=_untimed(read_raster, "png"))
+register_reader("jpeg", suffixes=(".jpg", ".jpeg"), sniff=is_jpeg, read=_untimed(read_raster, "jpeg"))
+register_reader("tiff", suffixes=(".tif", ".tiff"), sniff=is_tiff, read=_untimed(read_raster, "tiff"))
+register_reader("npy", suffixes=(".npy",), sniff=is_npy, read=_untimed(read_npy))
+register_reader(
+    "nifti", name="NIfTI", suffixes=(".nii", ".nii.gz"), sniff=is_nifti, read=_untimed(read_nifti), gzipped=True
+)

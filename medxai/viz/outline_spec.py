@@ -8,7 +8,6 @@ section is an :class:`OutlineSpec` too (one schema), which is why it lives apart
 from __future__ import annotations
 
 import difflib
-import numbers
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Annotated, Any
@@ -19,24 +18,21 @@ from pydantic.dataclasses import dataclass
 
 from medxai._validation import (
     SpecMixin,
-    _error,
-    _non_negative_int,
-    _number_where,
-    _says,
-    _show,
+    is_int,
     library_errors,
+    non_negative_int,
+    number_where,
+    show_value,
+    validation_error,
+    with_library_message,
 )
 
 __all__ = ["OutlineSpec"]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _outline_bool(value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise _error(f"expected true or false, got {_show(value)}")
+        raise validation_error(f"expected true or false, got {show_value(value)}")
     return bool(value)
 
 
@@ -45,15 +41,15 @@ def _outline_color(value: Any) -> tuple[int, int, int]:
         isinstance(value, (str, bytes))
         or not hasattr(value, "__len__")
         or len(value) != 3
-        or not all(_is_int(c) and 0 <= c <= 255 for c in value)
+        or not all(is_int(c) and 0 <= c <= 255 for c in value)
     ):
-        raise _error(f"expected [r, g, b], three integers from 0 to 255, got {_show(value)}")
+        raise validation_error(f"expected [r, g, b], three integers from 0 to 255, got {show_value(value)}")
     return tuple(int(c) for c in value)  # type: ignore[return-value]
 
 
 def _in_words(check: Any, name: str, what: str) -> BeforeValidator:
     """``check``; built directly, a failure reads ``"outline <name> must be <what>, got <repr>"``."""
-    return BeforeValidator(_says(check, lambda v: f"outline {name} must be {what}, got {v!r}"))
+    return BeforeValidator(with_library_message(check, lambda v: f"outline {name} must be {what}, got {v!r}"))
 
 
 # One schema for the library and the study config, whose ``output.overlay_outline:`` section
@@ -87,7 +83,7 @@ class OutlineSpec(SpecMixin):
     top_percent: Annotated[
         float,
         _in_words(
-            _number_where("a number greater than 0 and at most 100", lambda v: 0 < v <= 100),
+            number_where("a number greater than 0 and at most 100", lambda v: 0 < v <= 100),
             "top_percent",
             "a number in (0, 100]",
         ),
@@ -95,10 +91,10 @@ class OutlineSpec(SpecMixin):
     cleanup: Annotated[bool, _in_words(_outline_bool, "cleanup", "true or false")] = Field(
         default=True, description="Opening, closing, then drop small regions."
     )
-    radius: Annotated[int, _in_words(_non_negative_int, "radius", "a non-negative integer")] = Field(
+    radius: Annotated[int, _in_words(non_negative_int, "radius", "a non-negative integer")] = Field(
         default=2, description="Clean-up disk radius in pixels; 0: none."
     )
-    min_size: Annotated[int, _in_words(_non_negative_int, "min_size", "a non-negative integer")] = Field(
+    min_size: Annotated[int, _in_words(non_negative_int, "min_size", "a non-negative integer")] = Field(
         default=32, description="Smallest region kept, in pixels."
     )
     color: Annotated[

@@ -28,16 +28,16 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save
+from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save, stub_read
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-import medxai.io.dicom as dicom_module
-import medxai.io.readers as readers_module
+from medxai.io import dicom_decode
 from medxai.io import ImageReadError, LoadedImage, read_image
 from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
-from medxai.io.raster import read_raster
+from medxai.io.dicom import read_dicom
+from medxai.io.readers import READERS
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
 MIB = 1 << 20
@@ -220,27 +220,27 @@ def test_any_base_exception_from_a_reader_becomes_an_image_read_error(tmp_path, 
     def panic(*args, **kwargs):
         raise FakePanic("index out of bounds: the len is 8192 but the index is 8192")
 
-    monkeypatch.setattr(readers_module, "read_dicom", panic)
+    stub_read(monkeypatch, "dicom", panic)
     err = expect_error(path, "FakePanic: index out of bounds", timeout=timeout)
     assert err.path == os.fspath(path)
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 8.00 GiB for an array")
 
-    monkeypatch.setattr(readers_module, "read_dicom", out_of_memory)
+    stub_read(monkeypatch, "dicom", out_of_memory)
     expect_error(path, "not enough memory to read the image", timeout=timeout)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(readers_module, "read_dicom", interrupted)
+    stub_read(monkeypatch, "dicom", interrupted)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the run
         read_image(path, timeout=timeout)
 
 
 def test_a_decoder_panic_inside_pydicom_falls_through_to_the_next_plugin_or_an_error(tmp_path, monkeypatch):
     path = save(dicom_dataset(np.zeros((4, 4), np.uint16)), tmp_path / "a.dcm")
-    real = dicom_module.get_decoder
+    real = dicom_decode.get_decoder
 
     class PanickingDecoder:
         def __init__(self, ts):
@@ -252,7 +252,7 @@ def test_a_decoder_panic_inside_pydicom_falls_through_to_the_next_plugin_or_an_e
         def as_array(self, *args, **kwargs):
             raise FakePanic("called `Option::unwrap()` on a `None` value")
 
-    monkeypatch.setattr(dicom_module, "get_decoder", PanickingDecoder)
+    monkeypatch.setattr(dicom_decode, "get_decoder", PanickingDecoder)
     expect_error(path, "FakePanic")
 
 
@@ -287,11 +287,11 @@ def test_headers_that_make_gdcm_abort_do_not_kill_the_process(tmp_path):
 def test_gdcm_runs_apart_a_crash_or_a_hang_there_is_an_error(monkeypatch):
     pytest.importorskip("gdcm")
     path = pydicom_file("JPEG-lossy.dcm")  # only GDCM decodes it: read_image goes to the fallback
-    monkeypatch.setattr(dicom_module, "_GDCM_CHILD", "import os\nos.abort()")
+    monkeypatch.setattr(dicom_decode, "_GDCM_CHILD", "import os\nos.abort()")
     expect_error(path, "gdcm: crashed (SIGABRT)")
-    monkeypatch.setattr(dicom_module, "_GDCM_CHILD", "import time\ntime.sleep(60)")
+    monkeypatch.setattr(dicom_decode, "_GDCM_CHILD", "import time\ntime.sleep(60)")
     with pytest.raises(ImageReadError, match=r"gdcm: took longer than 0.5 s \(runtime.read_timeout\); stopped"):
-        dicom_module.read_dicom(path, timeout=0.5)  # the child is killed: "stopped", not its 60 s sleep
+        read_dicom(path, timeout=0.5)  # the child is killed: "stopped", not its 60 s sleep
 
 
 # ----------------------------------------------------------------- size limits
@@ -354,11 +354,11 @@ def test_malformed_encapsulation_is_refused_before_the_gdcm_fallback(tmp_path):
     path = tmp_path / "bot.dcm"
     path.write_bytes(bytes(raw))
     if importlib.util.find_spec("gdcm") is not None:  # GDCM spent 2-8 s and 4 GB on this file: it must not run
-        dicom_module._GDCM_CHILD, saved = "import os\nos.abort()", dicom_module._GDCM_CHILD
+        dicom_decode._GDCM_CHILD, saved = "import os\nos.abort()", dicom_decode._GDCM_CHILD
         try:
             expect_error(path, "malformed encapsulated pixel data")  # not "gdcm: crashed"
         finally:
-            dicom_module._GDCM_CHILD = saved
+            dicom_decode._GDCM_CHILD = saved
     expect_error(path, "malformed encapsulated pixel data")
 
 
@@ -554,15 +554,15 @@ def test_a_read_over_the_time_limit_is_an_error_in_time(tmp_path, monkeypatch):
         time.sleep(6)
         raise AssertionError("never seen: the read was abandoned")
 
-    monkeypatch.setattr(readers_module, "read_dicom", slow)
+    stub_read(monkeypatch, "dicom", slow)
     expect_error(path, "reading took longer than 0.3 s (runtime.read_timeout)", timeout=0.3)
     assert abandoned_reads() >= 1  # returned while the reader still sleeps: it was abandoned, not awaited
     assert abandoned_reads_end()  # the abandoned read finishes in the background
 
 
 def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_naming_them(tmp_path, monkeypatch):
-    reader = StuckReader(read_raster)
-    monkeypatch.setattr(readers_module, "read_raster", reader)
+    reader = StuckReader(READERS["png"].read)
+    stub_read(monkeypatch, "png", reader)
     paths = [_png_rows(tmp_path / f"slow{k}.png", 8, 8) for k in range(5)]
     try:
         messages = [str(expect_error(path, timeout=0.2, max_abandoned=2)) for path in paths]
@@ -580,8 +580,8 @@ def test_abandoned_reads_never_outnumber_the_cap_and_later_images_are_refused_na
 
 
 def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path, monkeypatch):
-    reader = StuckReader(read_raster)
-    monkeypatch.setattr(readers_module, "read_raster", reader)
+    reader = StuckReader(READERS["png"].read)
+    stub_read(monkeypatch, "png", reader)
     slow, fast = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "fast.png", 4, 4)
     expect_error(slow, "reading took longer than 0.5 s", timeout=0.5, max_abandoned=1)
     timer = threading.Timer(0.2, reader.release)  # the abandoned read ends while the next one waits (up to 5 s)
@@ -594,8 +594,8 @@ def test_a_read_waits_for_an_abandoned_read_that_ends_and_is_then_read(tmp_path,
 
 
 def test_stop_waiting_wakes_a_read_waiting_for_room_so_a_stopping_program_can_exit(tmp_path, monkeypatch):
-    reader = StuckReader(read_raster)
-    monkeypatch.setattr(readers_module, "read_raster", reader)
+    reader = StuckReader(READERS["png"].read)
+    stub_read(monkeypatch, "png", reader)
     slow, other = _png_rows(tmp_path / "slow.png", 8, 8), _png_rows(tmp_path / "other.png", 4, 4)
     expect_error(slow, "reading took longer than 0.2 s", timeout=0.2, max_abandoned=1)
     caught: list[BaseException] = []

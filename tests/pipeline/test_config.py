@@ -812,18 +812,18 @@ def test_aliases_of_an_ordinary_size_are_fine(study):
 
 
 def test_error_values_are_rendered_within_their_limit_however_large():
-    from medxai._validation import _show
+    from medxai._validation import show_value
 
     leaf: list = ["lol"] * 10
     for _ in range(12):  # 10**13 leaves, shared
         leaf = [leaf] * 10
     shown: list[str] = []
-    worker = threading.Thread(target=lambda: shown.append(_show({"a": leaf})), daemon=True)
+    worker = threading.Thread(target=lambda: shown.append(show_value({"a": leaf})), daemon=True)
     worker.start()
     worker.join(timeout=120)  # a hang guard: rendering the whole value would never end
     assert shown == ["a mapping {a: [[[[[[[[[[[[['lol...}"]
-    assert _show(["x" * 10**7]) == "['xxxxxxxxxxxxxxxx...]" and _show("x" * 10**7, 10) == "'xxxxxx..."
-    assert _show({"steps": [1, 2]}) == "a mapping {steps: [1, 2]}"
+    assert show_value(["x" * 10**7]) == "['xxxxxxxxxxxxxxxx...]" and show_value("x" * 10**7, 10) == "'xxxxxx..."
+    assert show_value({"steps": [1, 2]}) == "a mapping {steps: [1, 2]}"
 
 
 @pytest.mark.parametrize(

@@ -14,15 +14,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from _files import StuckReader, abandoned_reads_end, non_dicom_mutants
+from _files import StuckReader, abandoned_reads_end, non_dicom_mutants, stub_read
 from pydicom.data import get_testdata_file
 
 import medxai
-import medxai.io.readers as readers_module
 import medxai.pipeline.decoder as decoder_module
 from analytic_models import tiny_model
 from medxai.cli import main
 from medxai.data.synthetic import write_ct_dicom
+from medxai.io.readers import READERS
 from medxai.pipeline.decoder import Decoder
 from medxai.preprocess import Preprocessor
 from study_helpers import read_index
@@ -257,8 +257,8 @@ def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pai
 
 
 def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_hold_back_are_error_rows(pair, monkeypatch):
-    reader = StuckReader(readers_module.read_npy)
-    monkeypatch.setattr(readers_module, "read_npy", reader)
+    reader = StuckReader(READERS["npy"].read)
+    stub_read(monkeypatch, "npy", reader)
     images = {"good": "good.npy"}
     for k in range(5):
         shutil.copy(pair / "good.npy", pair / f"slow{k}.npy")

@@ -22,8 +22,9 @@ validated, and skipped if it cannot be imported).
 
 Modules, in import order (each imports only those above it):
 
-* ``_errors.py``: problems in our own words (pydantic errors -> ``"key: message"``);
-* ``_validators.py``: the shared checks (numbers, names, paths, optional sections);
+* ``validators.py``: the config's own checks (paths against the config's folder); the
+  shared checks and the problems in our own words (pydantic errors -> ``"key: message"``)
+  are :mod:`medxai._validation`'s, shared with the library's settings;
 * ``sections.py``: one model per section (model, data, preprocess, heatmap,
   output, runtime, evaluate) and :class:`EvaluationSpec`, what ``medxai evaluate`` takes;
 * ``method_spec.py``: a ``methods`` entry, checked against the method registry;

@@ -11,7 +11,7 @@ import yaml
 
 from medxai.errors import ConfigError
 from medxai.pipeline.config.method_spec import MethodRegistry
-from medxai.pipeline.config.overrides import _apply
+from medxai.pipeline.config.overrides import overrides_and_problems
 from medxai.pipeline.config.schema import (
     _REQUIRED_SECTIONS,
     _SECTIONS,
@@ -152,7 +152,7 @@ def load_config(
         )
     if not isinstance(data, Mapping):
         raise ConfigError(_not_sections(data), path)
-    data, problems = _apply(data, overrides, Path.cwd())
+    data, problems = overrides_and_problems(data, overrides, Path.cwd())
     config, more = _validate(data, base_dir=path.parent, method_registry=method_registry)
     problems += more
     if problems:

@@ -22,14 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from medxai.pipeline.config._errors import (
+from medxai._validation import (
     Problems,
-    _did_you_mean,
-    _error,
-    _errors,
-    _show,
+    did_you_mean,
+    non_empty_name,
+    show_value,
+    validation_error,
+    validation_errors,
 )
-from medxai.pipeline.config._validators import _name
 
 MethodRegistry = Callable[[], Mapping[str, Callable[..., Any]]]
 """Zero-argument callable returning ``{method name or alias (lower-case): class}``."""
@@ -86,26 +86,26 @@ class MethodSpec(BaseModel):
                 return {**value, "params": dict(value["params"])}
             bad = [k for k in value if not isinstance(k, str)]
             if bad:
-                raise _error(f"parameter names must be strings, got {_show(bad)}")
+                raise validation_error(f"parameter names must be strings, got {show_value(bad)}")
             rest = dict(value)
             shaped: dict[str, Any] = {"params": rest}
             for key in ("name", "method"):
                 if key in rest:
                     shaped[key] = rest.pop(key)
             return shaped
-        raise _error(f"expected a method name or a mapping {{name: .., <parameters>}}, got {_show(value)}")
+        raise validation_error(f"expected a method name or a mapping {{name: .., <parameters>}}, got {show_value(value)}")
 
     @field_validator("name", "method", mode="before")
     @classmethod
     def _check_name(cls, value: Any) -> str | None:
         if value is None:
             return None
-        return _name(value).lower().replace("-", "_").replace(" ", "_")
+        return non_empty_name(value).lower().replace("-", "_").replace(" ", "_")
 
     @model_validator(mode="after")
     def _check_instance_name(self) -> MethodSpec:
         if self.method is not None and not _INSTANCE_NAME.match(self.name):
-            raise _error(
+            raise validation_error(
                 "",
                 (("name",), f"an instance name is a folder name: letters, digits and '_' only, got {self.name!r}"),
             )
@@ -118,9 +118,9 @@ class MethodSpec(BaseModel):
             return self
         if self.registered not in registry:
             known = sorted(registry)
-            hint = _did_you_mean(self.registered, known, inside=True)
+            hint = did_you_mean(self.registered, known, inside=True)
             key = "method" if self.method is not None else "name"
-            raise _error("", ((key,), f"unknown method '{self.registered}' (known: {', '.join(known)}{hint})"))
+            raise validation_error("", ((key,), f"unknown method '{self.registered}' (known: {', '.join(known)}{hint})"))
         accepted, required = _method_parameters(registry[self.registered])
         problems: Problems = []
         for key in self.params:
@@ -130,7 +130,7 @@ class MethodSpec(BaseModel):
                 )
             elif key not in accepted:
                 known = f"known: {', '.join(accepted)}" if accepted else "it takes no parameters"
-                hint = _did_you_mean(key, accepted, inside=True)
+                hint = did_you_mean(key, accepted, inside=True)
                 problems.append(((key,), f"unknown parameter for {self.registered} ({known}{hint})"))
         problems.extend(
             ((), f"missing required parameter '{key}' for {self.registered}")
@@ -141,7 +141,7 @@ class MethodSpec(BaseModel):
         if check is not None and not problems:
             problems.extend(((key,), message) for key, message in check(self.params))
         if problems:
-            raise _errors(problems)
+            raise validation_errors(problems)
         return self
 
     @model_serializer(mode="wrap")

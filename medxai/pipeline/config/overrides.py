@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from medxai.errors import ConfigError
-from medxai.pipeline.config._errors import _dotted, _find_model, _schema_fields, _unknown_key_message
+from medxai._validation import dotted_key, find_model, schema_fields, unknown_key_message
 from medxai.pipeline.config.method_spec import MethodSpec
 from medxai.pipeline.config.schema import Config
 
@@ -74,8 +74,8 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
     container: Any = data
     for i, part in enumerate(path):
         last = i == len(path) - 1
-        here = _dotted(path[: i + 1])
-        parent = _dotted(path[:i])
+        here = dotted_key(path[: i + 1])
+        parent = dotted_key(path[:i])
         if isinstance(part, int):
             if not isinstance(container, list):
                 return f"{here}: {parent} is not a list"
@@ -89,7 +89,7 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
             if isinstance(child, str) and node is _AnyKeys:
                 child = {"name": child}  # bare method name -> entry
             elif not isinstance(child, dict):  # an entry that is a value cannot take keys
-                return f"{_dotted(path[: i + 2])}: unknown key ({here} is a single value)"
+                return f"{dotted_key(path[: i + 2])}: unknown key ({here} is a single value)"
             container[part] = child
         else:
             if node is None:
@@ -97,11 +97,11 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
             if node is _AnyKeys:
                 child_node: Any = _AnyKeys
             else:
-                fields = _schema_fields(node)
+                fields = schema_fields(node)
                 if part not in fields:
                     prefix = f"{parent}." if parent else ""
-                    return f"{here}: {_unknown_key_message(part, list(fields), prefix)}"
-                child_node = _find_model(fields[part])
+                    return f"{here}: {unknown_key_message(part, list(fields), prefix)}"
+                child_node = find_model(fields[part])
                 if child_node is MethodSpec:
                     child_node = _AnyKeys
             if last:
@@ -117,16 +117,21 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
                     return f"{here}: not a list, cannot index it with {path[i + 1]}"
             elif not isinstance(child, dict):
                 if child_node is None and node is not _AnyKeys:
-                    return f"{_dotted(path[: i + 2])}: unknown key ({here} is a single value)"
+                    return f"{dotted_key(path[: i + 2])}: unknown key ({here} is a single value)"
                 child = {}
             container[part] = child
         container, node = child, child_node
     return None  # pragma: no cover - the loop always returns on the last part
 
 
-def _apply(
+def overrides_and_problems(
     data: Mapping[str, Any], overrides: Sequence[str], base_dir: Path | None
 ) -> tuple[dict[str, Any], list[str]]:
+    """:func:`apply_overrides` that returns the problems (``"key: message"`` lines) instead of raising them.
+
+    Returns:
+        A copy of ``data`` with every good override applied, and the problems of the bad ones.
+    """
     result = copy.deepcopy(dict(data))
     problems: list[str] = []
     for text in overrides:
@@ -167,7 +172,7 @@ def apply_overrides(
     """
     if isinstance(overrides, str):
         overrides = [overrides]
-    result, problems = _apply(data, overrides, Path(base_dir) if base_dir is not None else None)
+    result, problems = overrides_and_problems(data, overrides, Path(base_dir) if base_dir is not None else None)
     if problems:
         raise ConfigError(problems)
     return result

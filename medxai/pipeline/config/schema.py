@@ -21,18 +21,16 @@ from pydantic_core import PydanticUseDefault
 from medxai.errors import ConfigError
 from medxai.heatmap import HeatmapPolicy
 from medxai.preprocess import PreprocessSpec
-from medxai.pipeline.config._errors import (
+from medxai._validation import (
     Problems,
-    _error,
-    _errors,
-    _problem_lines,
-    _show,
-)
-from medxai.pipeline.config._validators import (
-    _is_int,
-    _sub_validate,
-    _null_is_empty,
-    _optional_section,
+    is_int,
+    null_is_empty,
+    optional_section,
+    problem_lines,
+    show_value,
+    sub_validate,
+    validation_error,
+    validation_errors,
 )
 from medxai.pipeline.config.method_spec import (
     DEFAULT_METHOD,
@@ -77,13 +75,13 @@ class Config(BaseModel):
     )
 
     _check_evaluate = field_validator("evaluate", mode="before")(
-        _optional_section(
+        optional_section(
             EvaluateSection, "null, true or a mapping of evaluation settings", switch=True, none_word=False
         )
     )
     # An empty section (`heatmap:` with every key commented out) means its defaults.
     _empty_sections = field_validator("model", "data", "preprocess", "heatmap", "output", "runtime", mode="before")(
-        _null_is_empty
+        null_is_empty
     )
 
     @field_validator("methods", mode="before")
@@ -94,9 +92,9 @@ class Config(BaseModel):
         if isinstance(value, (str, Mapping)):
             return [value]
         if isinstance(value, (list, tuple)) and not value:
-            raise _error("expected at least one method")
+            raise validation_error("expected at least one method")
         if not isinstance(value, (list, tuple)):
-            raise _error(f"expected a list of methods, got {_show(value)}")
+            raise validation_error(f"expected a list of methods, got {show_value(value)}")
         return list(value)
 
     @model_validator(mode="after")
@@ -113,7 +111,7 @@ class Config(BaseModel):
             except ValueError as err:
                 problems.append((("methods", i), str(err)))
         if problems:
-            raise _errors(problems)
+            raise validation_errors(problems)
         return self
 
     @field_validator("targets", mode="before")
@@ -122,16 +120,16 @@ class Config(BaseModel):
         if isinstance(value, str) and value.strip().lower() in ("predicted", "label", "all"):
             value = value.strip().lower()
             if value == "label" and _label_column(info) is None:
-                raise _error("'label' needs data.label_column")
+                raise validation_error("'label' needs data.label_column")
             return value
         if isinstance(value, Mapping):
             keys = set(value)
             if keys == {"top_k"}:
-                return _sub_validate(TopKTargets, value, info)
+                return sub_validate(TopKTargets, value, info)
             if keys == {"threshold"}:
-                return _sub_validate(ThresholdTargets, value, info)
-            raise _error(f"expected {{top_k: K}} or {{threshold: T}}, got {_show(value)}")
-        if _is_int(value) or isinstance(value, str):
+                return sub_validate(ThresholdTargets, value, info)
+            raise validation_error(f"expected {{top_k: K}} or {{threshold: T}}, got {show_value(value)}")
+        if is_int(value) or isinstance(value, str):
             value = [value]
         if isinstance(value, (list, tuple)) and value:
             problems: Problems = []
@@ -139,18 +137,18 @@ class Config(BaseModel):
             for i, item in enumerate(value):
                 if isinstance(item, str) and item.strip():
                     item = item.strip()
-                elif not _is_int(item) or item < 0:
-                    problems.append(((i,), f"expected a non-negative class index or a class name, got {_show(item)}"))
+                elif not is_int(item) or item < 0:
+                    problems.append(((i,), f"expected a non-negative class index or a class name, got {show_value(item)}"))
                     continue
                 if item in seen:
                     problems.append(((i,), f"duplicate class {item!r}"))
                 seen.append(item if isinstance(item, str) else int(item))
             if problems:
-                raise _errors(problems)
+                raise validation_errors(problems)
             return tuple(seen)
-        raise _error(
+        raise validation_error(
             "expected 'predicted', 'label', 'all', {top_k: K}, {threshold: T} or a list of class indices "
-            f"or names, got {_show(value)}"
+            f"or names, got {show_value(value)}"
         )
 
     @classmethod
@@ -202,7 +200,7 @@ def _label_column(info: ValidationInfo) -> Any:
 
 def _not_sections(data: Any) -> str:
     """The problem with a file or mapping whose top level is not a mapping of sections."""
-    return f"expected a mapping of sections ({', '.join(_SECTIONS)}) at the top level, got {_show(data)}"
+    return f"expected a mapping of sections ({', '.join(_SECTIONS)}) at the top level, got {show_value(data)}"
 
 
 def _resolve_registry(method_registry: MethodRegistry | None) -> dict[str, Any] | None:
@@ -230,4 +228,4 @@ def _validate(
     try:
         return Config.model_validate(dict(data), context=context), []
     except ValidationError as exc:
-        return None, _problem_lines(exc, Config, _SECTIONS)
+        return None, problem_lines(exc, Config, _SECTIONS)

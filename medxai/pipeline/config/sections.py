@@ -1,7 +1,7 @@
 """The sections of a study config, one pydantic model each (the ``methods`` entries: ``method_spec.py``).
 
 Every section forbids unknown keys; a value that does not validate becomes a
-problem led by its dotted key (see ``_errors.py``). ``configs/study.yaml``
+problem led by its dotted key (see :func:`medxai._validation.problem_lines`). ``configs/study.yaml``
 documents every key with its default.
 """
 
@@ -30,14 +30,7 @@ from medxai.errors import SAVED_MODEL_IS_CODE, ConfigError
 from medxai.heatmap import ClipSpec, HeatmapPolicy
 from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
 from medxai.viz.outline_spec import OutlineSpec
-from medxai.pipeline.config._errors import (
-    _did_you_mean,
-    _error,
-    _errors,
-    _problem_lines,
-    _show,
-)
-from medxai.pipeline.config._validators import (
+from medxai._validation import (
     Name,
     NonNegativeInt,
     OptionalName,
@@ -46,14 +39,18 @@ from medxai.pipeline.config._validators import (
     PositiveNumber,
     StrictBool,
     UnitInterval,
-    _choice,
-    _existing,
-    _is_word,
-    _name,
-    _null_is_empty,
-    _optional_section,
-    _to_path,
+    did_you_mean,
+    is_word,
+    non_empty_name,
+    null_is_empty,
+    one_of,
+    optional_section,
+    problem_lines,
+    show_value,
+    validation_error,
+    validation_errors,
 )
+from medxai.pipeline.config.validators import existing_path, to_path
 
 FORMATS = ("npy", "png", "overlay")
 #: Every format a run can write (``FORMATS`` are the default ones).
@@ -73,14 +70,14 @@ class ModelSection(_Section):
         default="logits", description="'logits', 'probabilities' or the name of a layer to explain."
     )
     output_kind: Annotated[
-        Literal["auto", "logits", "probabilities"], BeforeValidator(_choice("auto", "logits", "probabilities"))
+        Literal["auto", "logits", "probabilities"], BeforeValidator(one_of("auto", "logits", "probabilities"))
     ] = Field(
         default="auto",
         description="What the model's final output is: 'auto' (proved from the graph, else witnessed by its "
         "values on the study), 'logits' (e.g. trained with from_logits=True) or 'probabilities'.",
     )
     activation: Annotated[
-        Literal["softmax", "sigmoid"] | None, BeforeValidator(_choice("softmax", "sigmoid", none=True))
+        Literal["softmax", "sigmoid"] | None, BeforeValidator(one_of("softmax", "sigmoid", none=True))
     ] = Field(
         default=None,
         description="How the logits of a model without a softmax/sigmoid head become the probabilities of "
@@ -106,7 +103,7 @@ class ModelSection(_Section):
     @model_validator(mode="after")
     def _check_trust(self) -> ModelSection:
         if self.path.is_dir() and not self.trust_saved_model:
-            raise _error("", (("path",), SAVED_MODEL_IS_CODE.format(path=self.path)))
+            raise validation_error("", (("path",), SAVED_MODEL_IS_CODE.format(path=self.path)))
         return self
 
     @field_validator("class_names", mode="before")
@@ -115,22 +112,22 @@ class ModelSection(_Section):
         if value is None:
             return None
         if isinstance(value, (str, os.PathLike)):
-            value = _names_file(_existing(value, info, "file"))
+            value = _names_file(existing_path(value, info, "file"))
         if not isinstance(value, (list, tuple)) or not value:
-            raise _error(f"expected a non-empty list of names or a file of names, got {_show(value)}")
+            raise validation_error(f"expected a non-empty list of names or a file of names, got {show_value(value)}")
         problems: list[tuple[tuple[str | int, ...], str]] = []
         names: list[str] = []
         for i, name in enumerate(value):
             text = str(name).strip() if isinstance(name, (str, int)) and not isinstance(name, bool) else ""
             if not text:
-                problems.append(((i,), f"expected a non-empty name, got {_show(name)}"))
+                problems.append(((i,), f"expected a non-empty name, got {show_value(name)}"))
             elif text in names:
                 problems.append(((i,), f"duplicate class name {text!r} (also at {names.index(text)})"))
             elif ";" in text:
                 problems.append(((i,), f"a class name cannot hold ';' (it separates labels), got {text!r}"))
             names.append(text)
         if problems:
-            raise _errors(problems)
+            raise validation_errors(problems)
         return tuple(names)
 
     @field_validator("custom_objects", mode="before")
@@ -140,28 +137,28 @@ class ModelSection(_Section):
             return None
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not items:
-            raise _error(f"expected 'package.module:NAME' or a list of them, got {_show(value)}")
+            raise validation_error(f"expected 'package.module:NAME' or a list of them, got {show_value(value)}")
         problems = [
-            ((i,), f"expected 'package.module:NAME', got {_show(item)}")
+            ((i,), f"expected 'package.module:NAME', got {show_value(item)}")
             for i, item in enumerate(items)
             if not (isinstance(item, str) and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", item.strip()))
         ]
         if problems:
-            raise _errors(problems)
+            raise validation_errors(problems)
         return tuple(item.strip() for item in items)
 
     @field_validator("path", mode="before")
     @classmethod
     def _check_path(cls, value: Any, info: ValidationInfo) -> Path:
-        path = _to_path(value, info)
+        path = to_path(value, info)
         if not path.exists():
-            raise _error(f"file or directory not found: {path}")
+            raise validation_error(f"file or directory not found: {path}")
         if path.is_dir():
             if not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
-                raise _error(f"directory is not a SavedModel (no saved_model.pb): {path}")
+                raise validation_error(f"directory is not a SavedModel (no saved_model.pb): {path}")
 
         elif path.suffix.lower() not in MODEL_SUFFIXES:
-            raise _error(f"expected a .keras or .h5 file or a SavedModel directory, got {path.name!r}")
+            raise validation_error(f"expected a .keras or .h5 file or a SavedModel directory, got {path.name!r}")
         return path
 
 
@@ -170,14 +167,14 @@ def _names_file(path: Path) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
-        raise _error(f"cannot read {path}: {err}") from None
+        raise validation_error(f"cannot read {path}: {err}") from None
     if path.suffix.lower() == ".json":
         try:
             names = json.loads(text)
         except ValueError as err:
-            raise _error(f"{path} is not valid JSON: {err}") from None
+            raise validation_error(f"{path} is not valid JSON: {err}") from None
         if not isinstance(names, list):
-            raise _error(f"{path} must hold a JSON list of names, got {type(names).__name__}")
+            raise validation_error(f"{path} must hold a JSON list of names, got {type(names).__name__}")
         return names
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -192,7 +189,7 @@ def _delimiter(value: Any) -> str | None:
     if isinstance(value, str) and value.lower() in ("tab", "\\t"):
         return "\t"
     if not isinstance(value, str) or len(value) != 1 or value in "\r\n\"":
-        raise _error(f"expected one character (e.g. ',', ';', tab) or null to sniff it, got {_show(value)}")
+        raise validation_error(f"expected one character (e.g. ',', ';', tab) or null to sniff it, got {show_value(value)}")
     return value
 
 
@@ -237,7 +234,7 @@ class DataSection(_Section):
     @field_validator("manifest", mode="before")
     @classmethod
     def _check_manifest(cls, value: Any, info: ValidationInfo) -> Path:
-        return _existing(value, info, "file")
+        return existing_path(value, info, "file")
 
     @field_validator("root", mode="before")
     @classmethod
@@ -245,7 +242,7 @@ class DataSection(_Section):
         if value is None:
             manifest = info.data.get("manifest")
             return manifest.parent if manifest is not None else None
-        return _existing(value, info, "directory")
+        return existing_path(value, info, "directory")
 
 
 # The preprocessing settings are the library's (one schema): the config's ``preprocess:``
@@ -280,7 +277,7 @@ class OutputSection(_Section):
     )
 
     _check_overlay_outline = field_validator("overlay_outline", mode="before")(
-        _optional_section(
+        optional_section(
             OutlineSpec,
             "null, true or a mapping {top_percent: .., cleanup: .., radius: .., min_size: .., color: .., only: ..}",
             switch=True,
@@ -298,9 +295,9 @@ class OutputSection(_Section):
     @field_validator("dir", mode="before")
     @classmethod
     def _check_dir(cls, value: Any, info: ValidationInfo) -> Path:
-        path = _to_path(value, info)
+        path = to_path(value, info)
         if path.exists() and not path.is_dir():
-            raise _error(f"exists and is not a directory: {path}")
+            raise validation_error(f"exists and is not a directory: {path}")
         return path
 
     @field_validator("formats", mode="before")
@@ -309,31 +306,31 @@ class OutputSection(_Section):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not value:
-            raise _error(f"expected a non-empty list of {', '.join(ALL_FORMATS)}, got {_show(value)}")
+            raise validation_error(f"expected a non-empty list of {', '.join(ALL_FORMATS)}, got {show_value(value)}")
         problems: list[tuple[tuple[str | int, ...], str]] = []
         seen: set[str] = set()
         for i, fmt in enumerate(value):
             key = fmt.strip().lower() if isinstance(fmt, str) else fmt
             if key not in ALL_FORMATS:
-                hint = _did_you_mean(key, ALL_FORMATS, inside=True)
-                problems.append(((i,), f"unknown format {_show(fmt)} (known: {', '.join(ALL_FORMATS)}{hint})"))
+                hint = did_you_mean(key, ALL_FORMATS, inside=True)
+                problems.append(((i,), f"unknown format {show_value(fmt)} (known: {', '.join(ALL_FORMATS)}{hint})"))
             elif key in seen:
                 problems.append(((i,), f"duplicate format '{key}'"))
             seen.add(key)
         if problems:
-            raise _errors(problems)
+            raise validation_errors(problems)
         return tuple(f.strip().lower() for f in value)
 
     @field_validator("colormap", mode="before")
     @classmethod
     def _check_colormap(cls, value: Any) -> str:
-        name = _name(value)
+        name = non_empty_name(value)
         try:
             from matplotlib import colormaps
         except ImportError:  # pragma: no cover - matplotlib is a dependency
             return name
         if name not in colormaps:
-            raise _error(f"unknown matplotlib colormap '{name}'{_did_you_mean(name, sorted(colormaps))}")
+            raise validation_error(f"unknown matplotlib colormap '{name}'{did_you_mean(name, sorted(colormaps))}")
         return name
 
 
@@ -341,12 +338,12 @@ _SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f
 
 
 def _dask_address(value: Any) -> str:
-    if _is_word(value, "local"):
+    if is_word(value, "local"):
         return "local"
     if isinstance(value, str) and _SCHEDULER_ADDRESS.match(value.strip()):
         address = value.strip()
         return address if "://" in address else f"tcp://{address}"
-    raise _error(f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {_show(value)}")
+    raise validation_error(f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {show_value(value)}")
 
 
 class DaskSection(_Section):
@@ -367,8 +364,8 @@ class RuntimeSection(_Section):
     progress: StrictBool = True
     overlap_io: StrictBool = True
     jit: StrictBool = False
-    precision: Annotated[Literal["float32", "mixed"], BeforeValidator(_choice("float32", "mixed"))] = "float32"
-    executor: Annotated[Literal["local", "dask"], BeforeValidator(_choice("local", "dask"))] = "local"
+    precision: Annotated[Literal["float32", "mixed"], BeforeValidator(one_of("float32", "mixed"))] = "float32"
+    executor: Annotated[Literal["local", "dask"], BeforeValidator(one_of("local", "dask"))] = "local"
     dask: DaskSection = Field(default_factory=DaskSection)
     read_timeout: PositiveNumber = Field(
         default=120.0,
@@ -382,7 +379,7 @@ class RuntimeSection(_Section):
         "waiting up to 10 x read_timeout for one to end, else its image is an error row.",
     )
 
-    _empty_dask = field_validator("dask", mode="before")(_null_is_empty)
+    _empty_dask = field_validator("dask", mode="before")(null_is_empty)
 
 
 class EvaluateSection(_Section):
@@ -404,7 +401,7 @@ class EvaluateSection(_Section):
     """
 
     faithfulness: StrictBool = True
-    baseline: Annotated[Literal["blur", "zeros"], BeforeValidator(_choice("blur", "zeros"))] = "blur"
+    baseline: Annotated[Literal["blur", "zeros"], BeforeValidator(one_of("blur", "zeros"))] = "blur"
     step_percent: Percent = 5.0
     topk_percent: Percent = 5.0
     sanity_images: NonNegativeInt = 4
@@ -432,4 +429,4 @@ class EvaluationSpec(EvaluateSection):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigError(_problem_lines(exc, type(self))) from None
+            raise ConfigError(problem_lines(exc, type(self))) from None

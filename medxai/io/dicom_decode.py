@@ -1,0 +1,189 @@
+"""DICOM pixel decoding: pydicom's plugins one at a time, and GDCM in a child process for what none of them reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from medxai.io.dicom_size import check_codestreams, max_file_bytes
+from medxai.io.image import describe, read_error
+from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, must_propagate
+
+__all__ = ["decode_pixels", "transfer_syntax"]
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    """The data set's transfer syntax: its file meta's, else the encoding it was read with."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return UID(meta.TransferSyntaxUID)
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
+
+
+def _plugin_order(decoder: Any) -> list[str]:
+    """The decoder's plugins in pydicom's order of trying them, GDCM left out (see :func:`decode_pixels`), Pillow first.
+
+    pydicom tries GDCM first; Pillow (libjpeg-turbo, OpenJPEG) decodes lossy
+    JPEG bit for bit as GDCM does, where pylibjpeg's libjpeg differs by a grey
+    level here and there, so images read as they did when GDCM decoded them.
+    """
+    names = [name for name in getattr(decoder, "_available", None) or decoder.available_plugins if name != "gdcm"]
+    return sorted(names, key=lambda name: name != "pillow")
+
+
+def decode_pixels(
+    ds: Dataset, path: str, notes: list[str], max_pixels: int | None = None, timeout: float | None = None
+) -> tuple[np.ndarray, dict]:
+    """The pixel data as an array, and pydicom's facts about it.
+
+    Compressed data goes to pydicom's plugins one at a time (Pillow, pylibjpeg,
+    pyjpegls, pydicom's RLE), never to its GDCM plugin: GDCM throws C++
+    exceptions that SWIG does not catch on inconsistent headers (e.g.
+    BitsAllocated 32 in a JPEG file), which aborts the whole process, and it
+    holds the GIL while it works. GDCM reads only what no other plugin can
+    (e.g. 12-bit JPEG Extended), in a separate process: :func:`_decode_with_gdcm`.
+    """
+    ts = transfer_syntax(ds)
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in ds.file_meta:  # a bare data set: the decoders need it
+        ds.file_meta.TransferSyntaxUID = ts
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise read_error("unsupported DICOM transfer syntax", path, f"{ts.name} ({ts})") from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "no plugin"
+        raise read_error("no decoder installed for the DICOM transfer syntax", path, f"{ts.name}: {missing}")
+    check_codestreams(ds, ts, path)
+    failures: list[str] = []
+    for plugin in _plugin_order(decoder) if ts.is_encapsulated else [""]:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                # Never more frames than NumberOfFrames: that count is what max_pixels checked.
+                arr, info = decoder.as_array(ds, decoding_plugin=plugin, allow_excess_frames=False)
+        except BaseException as exc:  # pylibjpeg-rle panics (pyo3 PanicException) are BaseExceptions
+            if must_propagate(exc) or isinstance(exc, MemoryError):
+                raise
+            if "less than expected" in str(exc):
+                raise read_error("truncated DICOM file", path, "pixel data is shorter than its size tags say") from None
+            text = describe(exc).removeprefix(f"RuntimeError: {_ALL_PLUGINS_FAILED} {plugin}: ")
+            failures.append(f"{plugin}: {text}" if plugin else text)
+            continue
+        if any("excess padding" in str(w.message) for w in caught):
+            notes.append("the pixel data is longer than its size tags say; the excess was ignored")
+        return arr, info
+    if ts.is_compressed:
+        decoded, why = _decode_with_gdcm(path, ds, max_pixels, timeout)
+        if decoded is not None:
+            return decoded
+        failures.append(f"gdcm: {why}")
+    raise read_error("cannot decode DICOM pixel data", path, f"{ts.name}; {'; '.join(failures)}")
+
+
+# How pydicom starts the error of a plugin that failed (each call here names one plugin).
+_ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
+
+_GDCM_DTYPES = {
+    "UINT8": np.uint8, "INT8": np.int8, "UINT12": np.uint16, "INT12": np.int16, "UINT16": np.uint16,
+    "INT16": np.int16, "UINT32": np.uint32, "INT32": np.int32, "FLOAT32": np.float32, "FLOAT64": np.float64,
+}  # fmt: skip
+
+# Run as ``python -c``: decodes argv[1] with GDCM, writes "<type> <samples> <dims...>\n" then the pixels.
+_GDCM_CHILD = """
+import resource, sys
+limit = int(sys.argv[2])
+if limit > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:  # Linux: die with the parent, never outlive the run
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+except Exception:
+    pass
+import gdcm
+reader = gdcm.ImageReader()
+reader.SetFileName(sys.argv[1])
+if not reader.Read():
+    sys.exit(3)
+image = reader.GetImage()
+pf = image.GetPixelFormat()
+dims = [image.GetDimension(i) for i in range(image.GetNumberOfDimensions())]
+raw = image.GetBuffer().encode("utf-8", "surrogateescape")  # GDCM hands char* back as str
+head = " ".join([pf.GetScalarTypeAsString(), str(pf.GetSamplesPerPixel()), *map(str, dims)])
+sys.stdout.buffer.write(head.encode() + b"\\n" + raw)
+"""
+
+
+def _decode_with_gdcm(
+    path: str, ds: Dataset, max_pixels: int | None, timeout: float | None
+) -> tuple[tuple[np.ndarray, dict] | None, str]:
+    """Greyscale pixel data decoded by GDCM's own file reader in a child process, or None and why not.
+
+    pydicom's plugins cannot decode 12-bit JPEG Extended (process 2 & 4)
+    codestreams, nor ones with small conformance slips (e.g. pydicom's
+    ``JPEG-lossy.dcm``, whose scan header has the wrong spectral end); GDCM's
+    reader, called on the whole file, decodes both. A child process keeps a
+    GDCM abort or hang from taking the run with it: it is killed after
+    ``timeout`` seconds (default :data:`~medxai.io.limits.DEFAULT_READ_TIMEOUT`),
+    and with ``max_pixels`` its address space is capped.
+    """
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None, "not tried on colour images (it may change the colour space without saying so)"
+    if importlib.util.find_spec("gdcm") is None:
+        return None, "python-gdcm is not installed"
+    limit = 0 if max_pixels is None else 4 * max_file_bytes(max_pixels) + (512 << 20)
+    seconds = DEFAULT_READ_TIMEOUT if timeout is None else timeout
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _GDCM_CHILD, path, str(limit)], capture_output=True, timeout=seconds, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"took longer than {seconds:g} s ({READ_TIMEOUT_SETTING}); stopped"
+    except OSError as exc:
+        return None, f"cannot start it ({describe(exc)})"
+    if child.returncode != 0:
+        if child.returncode < 0:
+            return None, f"crashed ({_signal_name(-child.returncode)})"
+        return None, "cannot read the file" if child.returncode == 3 else f"failed (exit status {child.returncode})"
+    head, _, raw = child.stdout.partition(b"\n")
+    try:
+        scalar, samples, *dims = head.decode().split()
+        sizes = [int(d) for d in dims]
+    except ValueError:
+        return None, "gave an unreadable answer"
+    if len(sizes) < 2:
+        return None, "decoded no 2D image"
+    cols, rows, frames = sizes[0], sizes[1], sizes[2] if len(sizes) > 2 else 1
+    dtype = _GDCM_DTYPES.get(scalar)
+    if dtype is None or samples != "1":
+        return None, f"decoded {scalar} with {samples} samples per pixel, which is not supported"
+    if len(raw) != frames * rows * cols * np.dtype(dtype).itemsize:
+        return None, "decoded a different number of bytes than its sizes say"
+    arr = np.frombuffer(raw, dtype=dtype).reshape((frames, rows, cols) if frames > 1 else (rows, cols)).copy()
+    info = {
+        "number_of_frames": frames,
+        "samples_per_pixel": 1,
+        "photometric_interpretation": str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
+        "decoder": "gdcm",
+    }
+    return (arr, info), ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
