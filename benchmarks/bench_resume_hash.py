@@ -66,7 +66,8 @@ def main() -> None:
         content_digest(str(path))
     hashed = time.perf_counter() - started
     print(
-        f"{args.images} images, {size / 1e6:.1f} MB: first run {computed:.1f} s ({first.images - first.resumed} computed), "
+        f"{args.images} images, {size / 1e6:.1f} MB: first run {computed:.1f} s ({first.images - first.resumed} "
+        "computed), "
         f"resumed run {resumed:.2f} s ({again.resumed} resumed); hashing alone {hashed:.2f} s, "
         f"{size / 1e6 / hashed:.0f} MB/s, {hashed / args.images * 1e3:.2f} ms per image"
     )

@@ -117,13 +117,29 @@ def method_rows(model: keras.Model, images: np.ndarray, batch_size: int, limit: 
     targets = model.predict(images, verbose=0).argmax(axis=1)
     rows = []
     loop_seconds = timed(lambda: per_step_loop(model, images[0], targets[0]))
-    loop_errors = [relative_completeness(model, images[i], targets[i], per_step_loop(model, images[i], targets[i])) for i in range(min(len(images), 8))]
+    loop_errors = [
+        relative_completeness(model, images[i], targets[i], per_step_loop(model, images[i], targets[i]))
+        for i in range(min(len(images), 8))
+    ]
     loop_error = float(np.median(loop_errors))
-    rows.append({"method": "per-step eager loop, 50 trapezoid steps (baseline)", "s/heatmap": loop_seconds, "evals": 51, "error": loop_error})
+    rows.append(
+        {
+            "method": "per-step eager loop, 50 trapezoid steps (baseline)",
+            "s/heatmap": loop_seconds,
+            "evals": 51,
+            "error": loop_error,
+        }
+    )
     cases = [
         ("medxai IG, 50 steps (Gauss-Legendre)", IntegratedGradients(model, steps=50, batch_size=batch_size)),
-        ("medxai IG, 50 steps (trapezoid)", IntegratedGradients(model, steps=50, rule="trapezoid", batch_size=batch_size)),
-        ("medxai IG, steps: auto, 1 % per pixel (trapezoid)", IntegratedGradients(model, steps="auto", batch_size=batch_size)),
+        (
+            "medxai IG, 50 steps (trapezoid)",
+            IntegratedGradients(model, steps=50, rule="trapezoid", batch_size=batch_size),
+        ),
+        (
+            "medxai IG, steps: auto, 1 % per pixel (trapezoid)",
+            IntegratedGradients(model, steps="auto", batch_size=batch_size),
+        ),
         ("medxai SmoothGrad, 25 samples", SmoothGrad(model, samples=25, batch_size=batch_size)),
         ("medxai Gradient", Gradient(model, batch_size=batch_size)),
     ]
@@ -147,20 +163,40 @@ def method_rows(model: keras.Model, images: np.ndarray, batch_size: int, limit: 
 def per_pixel_error(attributions: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``||A - A_ref|| / ||A_ref||`` per image."""
     n = len(reference)
-    return np.linalg.norm((attributions - reference).reshape(n, -1), axis=1) / np.linalg.norm(reference.reshape(n, -1), axis=1)
+    return np.linalg.norm((attributions - reference).reshape(n, -1), axis=1) / np.linalg.norm(
+        reference.reshape(n, -1), axis=1
+    )
 
 
-def adaptive_accuracy(model: keras.Model, images: np.ndarray, title: str, batch_size: int, tolerances=(0.05, 0.01)) -> None:
+def adaptive_accuracy(
+    model: keras.Model, images: np.ndarray, title: str, batch_size: int, tolerances=(0.05, 0.01)
+) -> None:
     """8. ``steps: auto`` at per-pixel accuracy against a 2048-point reference, and the per-step loop at equal error."""
     targets = model.predict(images, verbose=0).argmax(axis=1)
-    reference = IntegratedGradients(model, steps=2048, rule="riemann_middle", batch_size=batch_size).attribute(images, targets)
+    reference = IntegratedGradients(model, steps=2048, rule="riemann_middle", batch_size=batch_size).attribute(
+        images, targets
+    )
     step_seconds = timed(lambda: per_step_loop(model, images[0], targets[0], steps=8)) / 9  # one eager tape per point
     fixed = {}
     for n in (8, 16, 32, 64, 128, 256, 512, 1024):
-        fixed[n] = float(np.median(per_pixel_error(IntegratedGradients(model, steps=n + 1, rule="trapezoid", batch_size=batch_size).attribute(images, targets), reference)))
-    print(f"\n8. {title}: steps: auto (trapezoid, nested) at per-pixel tolerance, {len(images)} images, "
-          "error = ||A - A_2048|| / ||A_2048|| per map")
-    print("   fixed trapezoid (the per-step loop's rule): " + ", ".join(f"{n + 1} pts {100 * e:.2f} %" for n, e in fixed.items()))
+        fixed[n] = float(
+            np.median(
+                per_pixel_error(
+                    IntegratedGradients(model, steps=n + 1, rule="trapezoid", batch_size=batch_size).attribute(
+                        images, targets
+                    ),
+                    reference,
+                )
+            )
+        )
+    print(
+        f"\n8. {title}: steps: auto (trapezoid, nested) at per-pixel tolerance, {len(images)} images, "
+        "error = ||A - A_2048|| / ||A_2048|| per map"
+    )
+    print(
+        "   fixed trapezoid (the per-step loop's rule): "
+        + ", ".join(f"{n + 1} pts {100 * e:.2f} %" for n, e in fixed.items())
+    )
     for tolerance in tolerances:
         method = IntegratedGradients(model, steps="auto", tolerance=tolerance, max_steps=1025, batch_size=batch_size)
         result = None
@@ -175,13 +211,19 @@ def adaptive_accuracy(model: keras.Model, images: np.ndarray, title: str, batch_
         equal = next((n for n, e in fixed.items() if e <= median), None)
         loop = None if equal is None else step_seconds * (equal + 1)
         unmet = int(np.sum(result.warnings != ""))
-        print(f"   tolerance {100 * tolerance:4.1f} %: evaluations/map median {np.median(result.evaluations):.0f} "
-              f"(range {result.evaluations.min()}-{result.evaluations.max()}), per-pixel error median {100 * median:.2f} % "
-              f"p90 {100 * np.percentile(errors, 90):.2f} %, completeness error median {100 * np.median(result.relative_delta):.3f} %, "
-              f"{seconds:.4f} s/map, not met {unmet}")
+        print(
+            f"   tolerance {100 * tolerance:4.1f} %: evaluations/map median {np.median(result.evaluations):.0f} "
+            f"(range {result.evaluations.min()}-{result.evaluations.max()}), per-pixel error median "
+            f"{100 * median:.2f} % "
+            f"p90 {100 * np.percentile(errors, 90):.2f} %, completeness error median "
+            f"{100 * np.median(result.relative_delta):.3f} %, "
+            f"{seconds:.4f} s/map, not met {unmet}"
+        )
         if loop is not None:
-            print(f"      the per-step loop needs {equal + 1} points for that median error: {loop:.4f} s/map, "
-                  f"auto is {loop / seconds:.1f}x faster")
+            print(
+                f"      the per-step loop needs {equal + 1} points for that median error: {loop:.4f} s/map, "
+                f"auto is {loop / seconds:.1f}x faster"
+            )
 
 
 def per_method(model: keras.Model, images: np.ndarray, title: str, batch_size: int) -> None:
@@ -202,7 +244,10 @@ def print_table(title: str, rows: list[dict]) -> None:
     print(f"{'method':48s} {'s/heatmap':>10s} {'evals':>6s} {'rel. error':>10s} {'x loop':>7s} {'of limit':>8s}")
     for r in rows:
         error = "" if r["error"] is None else f"{100 * r['error']:.2f} %"
-        print(f"{r['method']:48s} {r['s/heatmap']:10.4f} {r['evals']:6.0f} {error:>10s} {r['vs loop']:7.1f} {r['vs limit']:8.2f}")
+        print(
+            f"{r['method']:48s} {r['s/heatmap']:10.4f} {r['evals']:6.0f} {error:>10s} {r['vs loop']:7.1f} "
+            f"{r['vs limit']:8.2f}"
+        )
 
 
 def memory_probe(steps: int, size: int) -> None:
@@ -237,23 +282,28 @@ def variants(model: keras.Model, images: np.ndarray, title: str) -> None:
 
         seconds = timed(call) / len(images)
         reference = reference or seconds
-        print(f"   jit={str(jit).lower():5s} precision={precision:8s} {seconds:9.4f} s/heatmap  {reference / seconds:5.2f}x  "
-              f"median completeness error {100 * np.median(result.relative_delta):.2f} %")
+        print(
+            f"   jit={str(jit).lower():5s} precision={precision:8s} {seconds:9.4f} s/heatmap  "
+            f"{reference / seconds:5.2f}x  "
+            f"median completeness error {100 * np.median(result.relative_delta):.2f} %"
+        )
 
 
 def peak_memory(steps: int, size: int) -> float:
     out = subprocess.run(
         [sys.executable, __file__, "--memory-probe", str(steps), "--size", str(size)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
 def end_to_end(n_images: int, model: keras.Model | None = None, steps: int = 16) -> None:
+    from medxai.data.synthetic import write_study
+    from medxai.io import read_image
     from medxai.pipeline.decoder import Decoder
     from medxai.pipeline.study import study_rows
-    from medxai.io import read_image
-    from medxai.data.synthetic import write_study
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -274,18 +324,28 @@ def end_to_end(n_images: int, model: keras.Model | None = None, steps: int = 16)
         step = base["runtime"]["batch_size"]
         targets = decoder.scores.predict(tensors, step).argmax(1)
         method = decoder.methods[0]
-        compute = timed(lambda: [method.explain(tensors[i : i + step], targets[i : i + step]) for i in range(0, len(tensors), step)])
+        compute = timed(
+            lambda: [method.explain(tensors[i : i + step], targets[i : i + step]) for i in range(0, len(tensors), step)]
+        )
         results = {"compute only (preloaded tensors)": len(rows) / compute}
         for overlap in (False, True):
             runtime = {**base["runtime"], "overlap_io": overlap}
-            cfg = medxai.Config.from_dict({**base, "runtime": runtime, "output": {**base["output"], "dir": str(tmp / f"out_{overlap}")}})
+            cfg = medxai.Config.from_dict(
+                {**base, "runtime": runtime, "output": {**base["output"], "dir": str(tmp / f"out_{overlap}")}}
+            )
             run_decoder = Decoder(cfg, model=decoder.model)
             run_decoder.run(rows, progress=False)  # warm-up (traces)
-            cfg2 = medxai.Config.from_dict({**base, "runtime": runtime, "output": {**base["output"], "dir": str(tmp / f"out2_{overlap}")}})
+            cfg2 = medxai.Config.from_dict(
+                {**base, "runtime": runtime, "output": {**base["output"], "dir": str(tmp / f"out2_{overlap}")}}
+            )
             start = time.perf_counter()
             Decoder(cfg2, model=decoder.model).run(rows, progress=False)
             results[f"medxai run, overlap_io={str(overlap).lower()}"] = len(rows) / (time.perf_counter() - start)
-    name = "demo model, 128x128 -> 64x64" if model is None else f"{model.name}, 128x128 -> {model.input_shape[1]}x{model.input_shape[2]}x3"
+    name = (
+        "demo model, 128x128 -> 64x64"
+        if model is None
+        else f"{model.name}, 128x128 -> {model.input_shape[1]}x{model.input_shape[2]}x3"
+    )
     print(f"\n5. end to end: {len(rows)} images (DICOM/PNG), {name}, IG {steps} steps, npy+png+overlay written")
     reference = results["compute only (preloaded tensors)"]
     for name, rate in results.items():
@@ -320,11 +380,18 @@ def main() -> int:
         return 0
     size = 112 if args.quick else 224
     n_heatmaps = 2 if args.quick else 3
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"TensorFlow {tf.__version__}, devices {[d.device_type for d in tf.config.list_physical_devices()]}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"TensorFlow {tf.__version__}, devices {[d.device_type for d in tf.config.list_physical_devices()]}"
+    )
     for title, model, batch_sizes, n in (
         (f"DenseNet121 (random weights), {size}x{size}x3", densenet(size), [1, 8, 16, 32], n_heatmaps),
-        ("demo model (data_samples/model.keras), 64x64x1", keras.saving.load_model(DEMO_MODEL), [1, 32, 64, 128, 256], 36),
+        (
+            "demo model (data_samples/model.keras), 64x64x1",
+            keras.saving.load_model(DEMO_MODEL),
+            [1, 32, 64, 128, 256],
+            36,
+        ),
     ):
         limit, best = limit_per_image(model, batch_sizes)
         print(f"\n1. {title}: the limit is {limit * 1000:.2f} ms per forward+backward image (batch {best})")
@@ -343,8 +410,11 @@ def main() -> int:
 
 def memory_report(size: int, many: int) -> None:
     low, high = peak_memory(32, size), peak_memory(many, size)
-    print(f"\n6. peak memory (VmHWM) of IG on DenseNet121 {size}x{size}, 2 images, batch_size 16, each in a fresh process: "
-          f"{low:.0f} MiB at 32 steps, {high:.0f} MiB at {many} steps ({high / low:.3f} x)")
+    print(
+        f"\n6. peak memory (VmHWM) of IG on DenseNet121 {size}x{size}, 2 images, batch_size 16, each in a fresh "
+        "process: "
+        f"{low:.0f} MiB at 32 steps, {high:.0f} MiB at {many} steps ({high / low:.3f} x)"
+    )
 
 
 def _demo_images() -> np.ndarray:

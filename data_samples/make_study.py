@@ -20,8 +20,12 @@ except ImportError:  # run as a script from a checkout that is not installed
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "study",
-                        help="output folder (default: data_samples/study)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "study",
+        help="output folder (default: data_samples/study)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--n-ct", type=int, default=24, help="number of CT slices (default: 24)")
     parser.add_argument("--n-xray", type=int, default=12, help="number of radiographs (default: 12)")

@@ -21,9 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from medxai.data.synthetic import make_dataset, write_ct_dicom, write_xray_dicom  # noqa: E402
 from medxai.io import read_image, read_manifest, write_png  # noqa: E402
 from medxai.preprocess import Preprocessor, PreprocessSpec  # noqa: E402
-from medxai.data.synthetic import make_dataset, write_ct_dicom, write_xray_dicom  # noqa: E402
 
 INPUT_SHAPE = (64, 64, 1)
 #: The demo config's preprocessing (configs/demo.yaml): VOI window from the file, per-image min-max.
@@ -83,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         (tmp / "train").mkdir()
         (tmp / "test").mkdir()
-        x_train, y_train = files_to_tensors(tmp / "train", n_ct=2 * args.train // 3, n_xray=args.train // 3, seed=1000 + args.seed)
-        x_test, y_test = files_to_tensors(tmp / "test", n_ct=2 * args.test // 3, n_xray=args.test // 3, seed=2000 + args.seed)
+        x_train, y_train = files_to_tensors(
+            tmp / "train", n_ct=2 * args.train // 3, n_xray=args.train // 3, seed=1000 + args.seed
+        )
+        x_test, y_test = files_to_tensors(
+            tmp / "test", n_ct=2 * args.test // 3, n_xray=args.test // 3, seed=2000 + args.seed
+        )
 
     model = build_model(args.seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])

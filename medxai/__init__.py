@@ -16,14 +16,22 @@ does not start TensorFlow.
 from importlib import import_module
 from typing import Any
 
-from medxai._version import __version__
+from medxai._version import __version__ as __version__
 
 _EXPORTS = {
     **{
         name: "medxai.errors"
         for name in (
-            "ConfigError", "StudyError", "ManifestError", "ImageReadError", "PreprocessError", "ModelLoadError",
-            "OutputSelectionError", "EvaluationError", "SanityCheckError", "ReportError",
+            "ConfigError",
+            "StudyError",
+            "ManifestError",
+            "ImageReadError",
+            "PreprocessError",
+            "ModelLoadError",
+            "OutputSelectionError",
+            "EvaluationError",
+            "SanityCheckError",
+            "ReportError",
         )
     },
     "ClipSpec": "medxai.heatmap",

@@ -11,8 +11,8 @@ error row in the index and the run goes on; the others stop a run before it star
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class ConfigError(ValueError):

@@ -19,14 +19,23 @@ Steps, in this order:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BeforeValidator, ConfigDict, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-from medxai._validation import SpecMixin, one_of, validation_error, any_number, optional_section, with_library_message, library_errors
+from medxai._validation import (
+    SpecMixin,
+    any_number,
+    library_errors,
+    one_of,
+    optional_section,
+    validation_error,
+    with_library_message,
+)
 
 REDUCTIONS = ("abs_sum", "sum", "max_abs", "l2")
 POLARITIES = ("absolute", "positive", "negative")
@@ -40,7 +49,9 @@ _SETTINGS = ConfigDict(extra="forbid")
 
 def _one_of(what: str, options: tuple[str, ...]) -> Any:
     """Case-insensitive choice; built directly: ``"<what> must be one of (...), got 'x'"``."""
-    return BeforeValidator(with_library_message(one_of(*options), lambda v: f"{what} must be one of {options}, got {v!r}"))
+    return BeforeValidator(
+        with_library_message(one_of(*options), lambda v: f"{what} must be one of {options}, got {v!r}")
+    )
 
 
 def _percentile(value: Any) -> float:
@@ -180,9 +191,7 @@ def normalize(values: np.ndarray) -> np.ndarray:
     return ((values - low) / (high - low)).astype(np.float32)
 
 
-def to_heatmap(
-    attributions: np.ndarray, policy: HeatmapPolicy | Mapping[str, Any] | None = None
-) -> np.ndarray:
+def to_heatmap(attributions: np.ndarray, policy: HeatmapPolicy | Mapping[str, Any] | None = None) -> np.ndarray:
     """Turn one image's attributions ``(*spatial, C)`` into a ``(*spatial)`` map in [0, 1].
 
     Args:
@@ -200,8 +209,7 @@ def to_heatmap(
     attributions = np.asarray(attributions, dtype=np.float64)
     if attributions.ndim < 2:
         raise ValueError(
-            f"attributions must be (*spatial, channels) with at least one spatial axis, "
-            f"got shape {attributions.shape}"
+            f"attributions must be (*spatial, channels) with at least one spatial axis, got shape {attributions.shape}"
         )
     if not np.all(np.isfinite(attributions)):
         raise ValueError("attributions contain NaN or infinite values")

@@ -216,7 +216,9 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     body = zlib.compress(bytes(min(width, 4096) + 1))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -263,7 +265,9 @@ def _clean_non_dicom(folder: Path) -> list[Path]:
         "rgb.png": lambda p: Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(p),
         "photo.jpg": lambda p: Image.fromarray((rng.random((24, 24)) * 255).astype(np.uint8)).save(p, "JPEG"),
         "pages.tif": lambda p: tifffile.imwrite(p, (rng.random((2, 16, 16)) * 4000).astype(np.uint16)),
-        "ct.nii.gz": lambda p: nib.save(nib.Nifti1Image(rng.normal(0, 100, (16, 16, 4)).astype(np.int16), np.diag([0.8, 0.8, 2, 1])), p),
+        "ct.nii.gz": lambda p: nib.save(
+            nib.Nifti1Image(rng.normal(0, 100, (16, 16, 4)).astype(np.int16), np.diag([0.8, 0.8, 2, 1])), p
+        ),
         "slice.npy": lambda p: np.save(p, rng.random((16, 16)).astype(np.float32)),
     }  # fmt: skip
     for name, write in files.items():

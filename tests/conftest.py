@@ -17,7 +17,7 @@ def _seed():
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """A small study of real files: PNG (other size), CT DICOM, NPY, plus a fake DICOM, a missing file and a NaN image."""
+    """A small study of real files: PNG (other size), CT DICOM, NPY, a fake DICOM, a missing file and a NaN image."""
     import csv
 
     import numpy as np

@@ -32,7 +32,10 @@ def test_every_error_class_is_in_errors_and_exported():
 
 
 def test_errors_module_imports_nothing_of_medxai():
-    code = "import sys, medxai.errors; print(sorted(m for m in sys.modules if m.startswith('medxai.') and m != 'medxai.errors' and m != 'medxai._version'))"
+    code = (
+        "import sys, medxai.errors; print(sorted(m for m in sys.modules"
+        " if m.startswith('medxai.') and m not in ('medxai.errors', 'medxai._version')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -32,7 +32,11 @@ def test_loading_a_config_and_listing_methods_imports_no_tensorflow():
 
 def test_an_invalid_config_is_refused_before_tensorflow_starts(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"model: {{path: {REPO / 'data_samples' / 'model.keras'}}}\ndata: {{manifest: {REPO / 'data_samples' / 'study' / 'manifest.csv'}}}\noutput: {{dir: {tmp_path / 'out'}}}\nmethods: [smoothgard]\n")
+    bad.write_text(
+        f"model: {{path: {REPO / 'data_samples' / 'model.keras'}}}\ndata: "
+        f"{{manifest: {REPO / 'data_samples' / 'study' / 'manifest.csv'}}}\noutput: "
+        f"{{dir: {tmp_path / 'out'}}}\nmethods: [smoothgard]\n"
+    )
     result = run_python(
         f"""
         import sys

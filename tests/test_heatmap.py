@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from medxai import ClipSpec, HeatmapPolicy, to_heatmap
-from medxai.heatmap import normalize
-from medxai.heatmap import clip_outliers, reduce_channels
+from medxai.heatmap import clip_outliers, normalize, reduce_channels
 
 A = np.array([[[1.0, -3.0], [0.5, 0.5]], [[-2.0, 0.0], [0.0, 0.0]]])  # (2, 2, 2): one pixel per row/col, 2 channels
 
@@ -105,7 +104,9 @@ def test_gaussian_blur_is_spatial_only_and_per_image():
     images[0, 4, 4, 0] = 1.0
     images[1, ..., 1] = 5.0
     blurred = gaussian_blur(images, 1.5, batch=True)
-    np.testing.assert_allclose(blurred[0, ..., 0], ndimage.gaussian_filter(images[0, ..., 0], 1.5, mode="nearest"), atol=1e-7)
+    np.testing.assert_allclose(
+        blurred[0, ..., 0], ndimage.gaussian_filter(images[0, ..., 0], 1.5, mode="nearest"), atol=1e-7
+    )
     assert blurred[1, ..., 0].max() == 0  # nothing leaks from image 0 into image 1
     np.testing.assert_allclose(blurred[1, ..., 1], 5.0, rtol=1e-6)  # channels are not mixed
     np.testing.assert_allclose(gaussian_blur(images[0], (1.5, 1.5)), blurred[0], atol=1e-7)

@@ -8,8 +8,17 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "medxai"
-LIBRARY = ("medxai.methods", "medxai.metrics", "medxai.viz", "medxai.io", "medxai.data",
-           "medxai.preprocess", "medxai.heatmap", "medxai.filters", "medxai.errors")
+LIBRARY = (
+    "medxai.methods",
+    "medxai.metrics",
+    "medxai.viz",
+    "medxai.io",
+    "medxai.data",
+    "medxai.preprocess",
+    "medxai.heatmap",
+    "medxai.filters",
+    "medxai.errors",
+)
 PIPELINE = ("medxai.pipeline", "medxai.cli")
 
 
@@ -63,7 +72,7 @@ def test_no_import_cycles():
         state[node] = 1
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in state:
                 visit(target, path + [target])
         state[node] = 2

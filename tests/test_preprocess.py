@@ -329,13 +329,17 @@ def test_stored_range_inverts_monochrome1_about_the_stored_range(tmp_path):
     loaded = read_image(save(ds, tmp_path / "cr.dcm"))
     x, _ = Preprocessor(PreprocessSpec(scale="stored_range"), (2, 2, 1))(loaded)
     np.testing.assert_allclose(x[..., 0], 1.0 - stored / 1023.0, atol=1e-6)
-    np.testing.assert_array_equal(invert_intensity(np.float32([0, 100]), windowed=False, stored_range=(0, 1023)), [1023, 923])
+    np.testing.assert_array_equal(
+        invert_intensity(np.float32([0, 100]), windowed=False, stored_range=(0, 1023)), [1023, 923]
+    )
 
 
 def test_scale_intensity_stored_range():
     x = np.array([0.0, 2048.0, 4095.0], np.float32)
     np.testing.assert_allclose(scale_intensity(x, "stored_range", stored_range=(0, 4095)), [0, 2048 / 4095, 1])
-    np.testing.assert_allclose(scale_intensity(x - 1024, "stored_range", stored_range=(-1024, 3071)), [0, 2048 / 4095, 1])
+    np.testing.assert_allclose(
+        scale_intensity(x - 1024, "stored_range", stored_range=(-1024, 3071)), [0, 2048 / 4095, 1]
+    )
     with pytest.raises(PreprocessError, match="float data has none"):
         scale_intensity(x, "stored_range")
     with pytest.raises(PreprocessError, match="unusable"):
@@ -350,7 +354,9 @@ def test_spec_stored_range_and_its_bit_depth_alias():
         PreprocessSpec(scale="stored range")
 
 
-@pytest.mark.parametrize(("shape", "ok"), [((32, 64800), False), ((64800, 32), False), ((1, 2048), False), ((20, 640), True)])
+@pytest.mark.parametrize(
+    ("shape", "ok"), [((32, 64800), False), ((64800, 32), False), ((1, 2048), False), ((20, 640), True)]
+)
 def test_a_resize_that_would_squeeze_one_axis_far_more_than_the_other_is_refused(shape, ok):
     pre = Preprocessor(PreprocessSpec(window=None, scale="minmax"), (64, 64, 1))
     if ok:  # 32 times more, the most taken

@@ -116,7 +116,9 @@ def problems(data, base) -> list[str]:
 
 def test_config_preset_and_contradictions_name_the_keys(config_dict, tmp_path):
     config = Config.from_dict(
-        config_dict(preset="ResNet50", scale="bit_depth"), base_dir=tmp_path, method_registry=lambda: {"gradient": object}
+        config_dict(preset="ResNet50", scale="bit_depth"),
+        base_dir=tmp_path,
+        method_registry=lambda: {"gradient": object},
     )
     assert config.preprocess.preset == "resnet50" and config.preprocess.scale == "stored_range"
     assert problems(config_dict(preset="densnet"), tmp_path) == [
@@ -163,7 +165,9 @@ def test_minmax_with_a_preset_stretches_to_0_255_and_a_window_goes_through_it():
     )
     np.testing.assert_allclose(x[..., 0], [[-1, -0.5], [0, 1]], atol=1e-6)
     hu = np.asarray([[-1000.0, -160.0], [40.0, 240.0]], np.float32)[..., None]
-    ct = LoadedImage(array=hu, source_path="mem", kind="dicom", window=(40.0, 400.0), meta={"stored_range": (-1024, 3071)})
+    ct = LoadedImage(
+        array=hu, source_path="mem", kind="dicom", window=(40.0, 400.0), meta={"stored_range": (-1024, 3071)}
+    )
     x, _ = Preprocessor(PreprocessSpec(preset="xception", scale="stored_range"), (2, 2, 3))(ct)
     np.testing.assert_allclose(x[..., 1], [[-1, -1], [0, 1]], atol=1e-6)  # window [0, 1] -> [0, 255] -> tf mode
 

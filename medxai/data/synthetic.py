@@ -25,17 +25,18 @@ contain the study built with ``seed=0``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ComputedRadiographyImageStorage,
     CTImageStorage,
-    UID,
     ExplicitVRLittleEndian,
     generate_uid,
 )
@@ -102,9 +103,7 @@ def _lesion_shape(
     return dist <= r_edge, weight
 
 
-def _place(
-    rng: np.random.Generator, region: np.ndarray, radius: float
-) -> tuple[float, float, float]:
+def _place(rng: np.random.Generator, region: np.ndarray, radius: float) -> tuple[float, float, float]:
     """A random centre whose lesion of ``radius`` (plus lobulation) fits in ``region``.
 
     Returns ``(cy, cx, radius)``; the radius shrinks when the region is too
@@ -128,9 +127,7 @@ def _correlated_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarr
 # --------------------------------------------------------------------------
 # image generators
 # --------------------------------------------------------------------------
-def ct_slice(
-    rng: np.random.Generator, *, lesion: bool, size: int = 128
-) -> tuple[np.ndarray, np.ndarray]:
+def ct_slice(rng: np.random.Generator, *, lesion: bool, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """One CT-like axial chest slice in Hounsfield units.
 
     Args:
@@ -220,9 +217,7 @@ def _add_ct_lesion(rng, yy, xx, hu, *, lungs, soft, s):
     return mask, hu
 
 
-def radiograph(
-    rng: np.random.Generator, *, lesion: bool, size: int = 128
-) -> tuple[np.ndarray, np.ndarray]:
+def radiograph(rng: np.random.Generator, *, lesion: bool, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """One radiograph-like (PA chest X-ray) image.
 
     Args:
@@ -254,8 +249,12 @@ def radiograph(
     lungs = np.zeros((size, size), dtype=bool)
     for side in (-1.0, 1.0):
         lungs |= _ellipse(
-            v, u, 0.50 + dv + rng.uniform(-0.01, 0.01),
-            0.5 + du + side * 0.19 * k, 0.30 * k, rng.uniform(0.12, 0.14) * k,
+            v,
+            u,
+            0.50 + dv + rng.uniform(-0.01, 0.01),
+            0.5 + du + side * 0.19 * k,
+            0.30 * k,
+            rng.uniform(0.12, 0.14) * k,
         )
     lungs &= body & (v < 0.82 + dv)
     img[lungs] = 0.2 + 0.08 * v[lungs]
@@ -452,9 +451,7 @@ def write_ct_dicom(
     ds.PatientPosition = "HFS"
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     rows, cols = stored.shape
-    ds.ImagePositionPatient = [
-        -cols * pixel_spacing[1] / 2, -rows * pixel_spacing[0] / 2, -5.0 * int(instance_number)
-    ]
+    ds.ImagePositionPatient = [-cols * pixel_spacing[1] / 2, -rows * pixel_spacing[0] / 2, -5.0 * int(instance_number)]
     ds.SliceLocation = -5.0 * int(instance_number)
     ds.PixelSpacing = list(pixel_spacing)
     ds.Rows, ds.Columns = rows, cols
@@ -610,14 +607,15 @@ def study_items(*, seed: int = 0, n_ct: int = 24, n_xray: int = 12) -> list[Stud
             image, mask = draw(rngs[i], lesion=bool(labels[i]))
             image_id = f"{prefix}_{i:03d}"
             ext = "dcm" if i in as_dicom else "png"
-            items.append(StudyItem(image_id, kind, image, mask, int(labels[i]),
-                                   f"{kind}/{image_id}.{ext}", f"masks/{image_id}.png"))
+            items.append(
+                StudyItem(
+                    image_id, kind, image, mask, int(labels[i]), f"{kind}/{image_id}.{ext}", f"masks/{image_id}.png"
+                )
+            )
     return items
 
 
-def write_study(
-    out_dir: str | Path, *, seed: int = 0, n_ct: int = 24, n_xray: int = 12
-) -> Path:
+def write_study(out_dir: str | Path, *, seed: int = 0, n_ct: int = 24, n_xray: int = 12) -> Path:
     """Write the synthetic evaluation study and return its manifest path.
 
     Layout under ``out_dir``: ``ct/*.dcm`` (CT, MONOCHROME2, HU = stored -
@@ -645,8 +643,11 @@ def write_study(
     series = {kind: _uid(f"{kind}-series", seed) for kind in ("ct", "xray")}
     for item in items:
         dicom_tags: dict[str, Any] = dict(
-            uid_seed=(seed, item.image_id), study_uid=study_uid, series_uid=series[item.kind],
-            instance_number=int(item.image_id[3:]) + 1, patient_id=f"SYNTH-{seed:04d}",
+            uid_seed=(seed, item.image_id),
+            study_uid=study_uid,
+            series_uid=series[item.kind],
+            instance_number=int(item.image_id[3:]) + 1,
+            patient_id=f"SYNTH-{seed:04d}",
         )
         if item.kind == "ct":
             write_ct_dicom(out / item.path, item.image, **dicom_tags)
@@ -664,9 +665,12 @@ def write_study(
             writer.writerows([i.image_id, i.path, i.label, i.mask_path] for i in items if i.kind in kinds)
     (out / "README.txt").write_text(
         _README.format(
-            seed=seed, n_ct=n_ct, n_xray=n_xray,
+            seed=seed,
+            n_ct=n_ct,
+            n_xray=n_xray,
             n_xray_dcm=sum(item.kind == "xray" and item.path.endswith(".dcm") for item in items),
-            wc=CT_WINDOW[0], ww=CT_WINDOW[1],
+            wc=CT_WINDOW[0],
+            ww=CT_WINDOW[1],
         ),
         encoding="utf-8",
     )

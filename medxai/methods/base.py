@@ -15,16 +15,17 @@ integrate, as a :class:`medxai.methods._engine.engine.PathPlan`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.spec import OutputSpec
 from medxai.methods._engine.quadrature import MAX_POINTS
+from medxai.methods._engine.spec import OutputSpec
 
 if TYPE_CHECKING:  # importing a method class starts no TensorFlow; building one on a model does
     import keras
@@ -84,7 +85,9 @@ def _check_positive_int(name: str, value: Any, maximum: int | None = None) -> in
 
 
 def _finite(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
+    return (
+        not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
+    )
 
 
 #: Parameters several methods share, with the range ``medxai validate`` checks before any model is loaded
@@ -319,17 +322,14 @@ class XAIMethod(abc.ABC):
         if image.ndim == rank + 1:
             if image.shape[0] != 1:
                 raise ValueError(
-                    f"compute_heatmap explains one image; got a batch of {image.shape[0]} "
-                    "(use attribute() for batches)"
+                    f"compute_heatmap explains one image; got a batch of {image.shape[0]} (use attribute() for batches)"
                 )
             return image
         if image.ndim == rank:
             return image[None]
         if image.ndim == rank - 1 and self.engine.input_shape[-1] == 1:
             return image[None, ..., None]
-        raise ValueError(
-            f"expected one image shaped {self.engine.input_shape} (or a batch of one), got {image.shape}"
-        )
+        raise ValueError(f"expected one image shaped {self.engine.input_shape} (or a batch of one), got {image.shape}")
 
     def compute_heatmap(self, image: np.ndarray, class_index: int) -> np.ndarray:
         """The [0, 1] heatmap of one image for one class (the AUCMEDI contract).

@@ -17,7 +17,8 @@ model gets ``w * (x - x(max_sigma))`` exactly for any ``steps``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

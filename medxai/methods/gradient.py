@@ -6,7 +6,8 @@ Visualising Image Classification Models and Saliency Maps", arXiv:1312.6034.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,4 @@ class Gradient(PathMethod):
         return {**super().params(), "absolute": self.absolute}
 
     def plan(self, images: np.ndarray) -> PathPlan:
-        return PathPlan(
-            alphas=np.ones(1), weights=np.ones(1), transform="abs" if self.absolute else None
-        )
+        return PathPlan(alphas=np.ones(1), weights=np.ones(1), transform="abs" if self.absolute else None)

@@ -19,7 +19,18 @@ if TYPE_CHECKING:  # importing the class starts no TensorFlow
 
 #: Rectifier-like activations that guided backprop does not gate.
 _UNGATED_ACTIVATIONS = {
-    "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "softplus", "celu", "hard_silu", "hard_swish",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "softplus",
+    "celu",
+    "hard_silu",
+    "hard_swish",
 }
 
 

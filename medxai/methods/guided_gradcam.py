@@ -59,5 +59,7 @@ class GuidedGradCAM(ExplainingMethod):
         cam = self.gradcam.explain(images, targets)  # upsampled, on every channel
         guided = self.guided.explain(images, targets)
         product = (guided.attributions * cam.attributions).astype(np.float32)
-        evaluations = None if cam.evaluations is None or guided.evaluations is None else cam.evaluations + guided.evaluations
+        evaluations = (
+            None if cam.evaluations is None or guided.evaluations is None else cam.evaluations + guided.evaluations
+        )
         return Explanation(product, evaluations=evaluations)

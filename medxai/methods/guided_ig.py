@@ -26,7 +26,8 @@ batch, the feature selection is vectorised over images.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -117,7 +117,9 @@ class _Superpixels:
 
     key = "lime"
 
-    def __init__(self, segments: np.ndarray, counts: np.ndarray, bits: np.ndarray, fill: float | str, kernel_width: float):
+    def __init__(
+        self, segments: np.ndarray, counts: np.ndarray, bits: np.ndarray, fill: float | str, kernel_width: float
+    ):
         self.segments, self.counts, self.bits, self.fill = segments, counts, bits, fill
         self.rows_per_image = len(bits)
         width = bits.shape[1]
@@ -236,7 +238,9 @@ class LIME(ExplainingMethod):
         if callable(segmentation):
             return dict(params)
         if segmentation not in SEGMENTATIONS:
-            raise ValueError(f"segmentation must be one of {', '.join(SEGMENTATIONS)} or a callable, got {segmentation!r}")
+            raise ValueError(
+                f"segmentation must be one of {', '.join(SEGMENTATIONS)} or a callable, got {segmentation!r}"
+            )
         if rank != 2 and segmentation in _2D_ONLY:
             raise ValueError(
                 f"segmentation {segmentation!r} works on 2D images only; this model takes {rank}D inputs: "
@@ -246,7 +250,9 @@ class LIME(ExplainingMethod):
         if segmentation == "grid":
             accepted = {"cell"}
             if set(params) - accepted:
-                raise ValueError(f"segmentation_params: unknown key(s) {sorted(set(params) - accepted)} for 'grid' (known: cell)")
+                raise ValueError(
+                    f"segmentation_params: unknown key(s) {sorted(set(params) - accepted)} for 'grid' (known: cell)"
+                )
             per_axis_ints("segmentation_params: cell", merged["cell"], rank)
             return merged
         # deferred: only a built method needs scikit-image
@@ -256,7 +262,8 @@ class LIME(ExplainingMethod):
         unknown = sorted(set(params) - accepted)
         if unknown:
             raise ValueError(
-                f"segmentation_params: unknown key(s) {unknown} for {segmentation!r} (known: {', '.join(sorted(accepted))})"
+                f"segmentation_params: unknown key(s) {unknown} for {segmentation!r} (known: "
+                f"{', '.join(sorted(accepted))})"
             )
         return merged
 
@@ -283,11 +290,14 @@ class LIME(ExplainingMethod):
             labels = np.asarray(self.segmentation(image, **self.segmentation_params))
             if labels.shape != spatial or not np.issubdtype(labels.dtype, np.integer):
                 raise ValueError(
-                    f"segmentation callable must return integer labels shaped {spatial}, got {labels.dtype} {labels.shape}"
+                    f"segmentation callable must return integer labels shaped {spatial}, got {labels.dtype} "
+                    f"{labels.shape}"
                 )
             return consecutive(labels)[0]
         if self.segmentation == "grid":
-            return grid_segments(spatial, per_axis_ints("segmentation_params: cell", self.segmentation_params["cell"], len(spatial)))
+            return grid_segments(
+                spatial, per_axis_ints("segmentation_params: cell", self.segmentation_params["cell"], len(spatial))
+            )
         # deferred: only a built method needs scikit-image
         from skimage import segmentation as skseg
 
@@ -299,7 +309,9 @@ class LIME(ExplainingMethod):
         try:
             labels = function(scaled, channel_axis=-1, **extra, **self.segmentation_params)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"segmentation {self.segmentation!r} failed with segmentation_params {self.segmentation_params}: {err}") from err
+            raise ValueError(
+                f"segmentation {self.segmentation!r} failed with segmentation_params {self.segmentation_params}: {err}"
+            ) from err
         return consecutive(np.asarray(labels))[0]
 
     def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
@@ -322,4 +334,3 @@ class LIME(ExplainingMethod):
             attributions[i] = coefficients[segments[i]]
         attributions = np.repeat(attributions[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), self.samples))
-

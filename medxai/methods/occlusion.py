@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # importing the class starts no TensorFlow
     import tensorflow as tf
 
 
-
 def default_window(spatial: Sequence[int]) -> tuple[int, ...]:
     """1/8 of each side, at least 1 pixel: 28 x 28 on a 224 x 224 image, 1 on an 8 x 8 one."""
     return tuple(max(1, int(side) // 8) for side in spatial)
@@ -143,7 +142,9 @@ class Occlusion(ExplainingMethod):
         window = self.window or default_window(spatial)
         stride = self.stride or window
         if any(w > s for w, s in zip(window, spatial)):
-            raise ValueError(f"window {window} is larger than the image {spatial}: each side must be at most the image's")
+            raise ValueError(
+                f"window {window} is larger than the image {spatial}: each side must be at most the image's"
+            )
         return window, stride
 
     def params(self) -> dict[str, Any]:
@@ -164,4 +165,3 @@ class Occlusion(ExplainingMethod):
             mean_drop = np.where(covered > 0, at_input - scored / covered, 0.0)
         attributions = np.repeat(mean_drop[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), windows.rows_per_image))
-

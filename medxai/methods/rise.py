@@ -34,8 +34,10 @@ def interpolation(size: int, cells: int, shift: Any, xp: Any = np) -> Any:
     frac = u - lo
     grid = xp.arange(cells, dtype="float32")
     hi = xp.minimum(lo + 1.0, cells - 1.0)
-    return (xp.asarray(grid == lo[..., None], "float32") * (1.0 - frac)[..., None]
-            + xp.asarray(grid == hi[..., None], "float32") * frac[..., None])
+    return (
+        xp.asarray(grid == lo[..., None], "float32") * (1.0 - frac)[..., None]
+        + xp.asarray(grid == hi[..., None], "float32") * frac[..., None]
+    )
 
 
 class _Masks:
@@ -122,11 +124,15 @@ class RISE(ExplainingMethod):
 
     name = "rise"
 
-    def __init__(self, model: keras.Model, *, samples: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any):
+    def __init__(
+        self, model: keras.Model, *, samples: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0, **kwargs: Any
+    ):
         super().__init__(model, **kwargs)
         self.samples = _check_positive_int("samples", samples)
         if self.samples < 2:
-            raise ValueError(f"samples must be at least 2 (the estimator subtracts the masks' mean score), got {samples!r}")
+            raise ValueError(
+                f"samples must be at least 2 (the estimator subtracts the masks' mean score), got {samples!r}"
+            )
         self.cells = _check_positive_int("cells", cells)
         if isinstance(p, bool) or not isinstance(p, Real) or not (0.0 < p <= 1.0) or not math.isfinite(p):
             raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
@@ -151,4 +157,3 @@ class RISE(ExplainingMethod):
         saliency = (scored - mean * covered) / ((self.samples - 1) * self.p)
         attributions = np.repeat(saliency[..., None], images.shape[-1], axis=-1).astype(np.float32)
         return Explanation(attributions, evaluations=np.full(len(images), self.samples))
-

@@ -84,7 +84,8 @@ class ScoreCAM(CAMMethod):
       more evaluation per image).
 
     The map ``ReLU(sum_k w_k A_k)`` is computed at the layer's resolution, drawn on the input like
-    the other CAMs (0 where the model sees nothing) and repeated on every input channel; heatmap polarity must be ``absolute``.
+    the other CAMs (0 where the model sees nothing) and repeated on every input channel; heatmap
+    polarity must be ``absolute``.
     The masked copies (one per channel per image: ``K`` model rows per image) run on the forward
     engine in chunks of at most ``batch_size`` rows, several images per chunk; ``batch_size``
     never changes a result.
@@ -151,7 +152,10 @@ class ScoreCAM(CAMMethod):
         return shifted / shifted.sum(axis=1, keepdims=True)
 
     def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
-        """The maps and the model evaluations they cost per image (the activations, ``K`` masked copies, ``F(b)`` with ``increase``)."""
+        """The maps and the model evaluations they cost per image.
+
+        The cost counts the activations, ``K`` masked copies, and ``F(b)`` with ``increase``.
+        """
         images, targets = self.engine.check_inputs(images, targets)
         self.engine.sync_weights()  # precision "mixed": copy the current weights into the half model
         activations = self.activations.activations(images, self.batch_size)
@@ -161,4 +165,3 @@ class ScoreCAM(CAMMethod):
         result[...] = self.draw(maps, images.shape[1:-1])[..., None]  # every channel
         evaluations = 1 + activations.shape[-1] + (self.weights == "increase")  # A, the K copies, F(b)
         return Explanation(result, evaluations=np.full(len(images), evaluations))
-

@@ -8,8 +8,9 @@ VarGrad), arXiv:1806.10758.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -14,18 +14,18 @@ for a Keras model e.g. ``lambda x: model(x, training=False)[:, class_index]``.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from medxai.filters import gaussian_blur
-
 from medxai.metrics.scores import _as_map, _top_pixels
 
 __all__ = ["deletion_curve", "insertion_curve", "curve_area"]
 
-Baseline = Union[Literal["blur", "zeros"], float, ArrayLike]
+Baseline = Literal["blur", "zeros"] | float | ArrayLike
 Predict = Callable[[np.ndarray], ArrayLike]
 
 # np.trapezoid is numpy >= 2.0; np.trapz is the same rule under its old name.
@@ -79,8 +79,16 @@ def deletion_curve(
         >>> float(s[0]), float(s[-1]), round(curve_area(f, s), 6)
         (20.0, 0.0, 10.0)
     """
-    return _curve(predict, image, heatmap, deletion=True, baseline=baseline,
-                  step_percent=step_percent, batch_size=batch_size, blur_sigma=blur_sigma)
+    return _curve(
+        predict,
+        image,
+        heatmap,
+        deletion=True,
+        baseline=baseline,
+        step_percent=step_percent,
+        batch_size=batch_size,
+        blur_sigma=blur_sigma,
+    )
 
 
 def insertion_curve(
@@ -109,8 +117,16 @@ def insertion_curve(
         >>> float(s[0]), float(s[-1])
         (0.0, 20.0)
     """
-    return _curve(predict, image, heatmap, deletion=False, baseline=baseline,
-                  step_percent=step_percent, batch_size=batch_size, blur_sigma=blur_sigma)
+    return _curve(
+        predict,
+        image,
+        heatmap,
+        deletion=False,
+        baseline=baseline,
+        step_percent=step_percent,
+        batch_size=batch_size,
+        blur_sigma=blur_sigma,
+    )
 
 
 def curve_area(fractions: ArrayLike, scores: ArrayLike) -> float:
@@ -130,9 +146,7 @@ def curve_area(fractions: ArrayLike, scores: ArrayLike) -> float:
     x = np.asarray(fractions, dtype=np.float64)
     y = np.asarray(scores, dtype=np.float64)
     if x.ndim != 1 or y.shape != x.shape or x.size < 2:
-        raise ValueError(
-            f"fractions and scores must be 1D of the same length >= 2, got {x.shape} and {y.shape}"
-        )
+        raise ValueError(f"fractions and scores must be 1D of the same length >= 2, got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)) or np.any(np.diff(x) < 0):
         raise ValueError("fractions must be finite and non-decreasing")
     return float(_trapezoid(y, x))
@@ -150,9 +164,7 @@ def _curve(predict, image, heatmap, *, deletion, baseline, step_percent, batch_s
         raise ValueError(f"image must be (*spatial, channels), got shape {img.shape}")
     if heat.shape != img.shape[:-1]:
         hint = " (add a channel axis: image[..., None])" if heat.shape == img.shape else ""
-        raise ValueError(
-            f"heatmap shape {heat.shape} must equal the image's spatial shape {img.shape[:-1]}{hint}"
-        )
+        raise ValueError(f"heatmap shape {heat.shape} must equal the image's spatial shape {img.shape[:-1]}{hint}")
     if not np.isscalar(step_percent) or not (0 < step_percent <= 100):
         raise ValueError(f"step_percent must be in (0, 100], got {step_percent!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -177,8 +189,7 @@ def _curve(predict, image, heatmap, *, deletion, baseline, step_percent, batch_s
         out = np.asarray(predict(batch.reshape((chunk.size,) + img.shape)), dtype=np.float64)
         if out.shape not in ((chunk.size,), (chunk.size, 1)):
             raise ValueError(
-                f"predict must return one score per image, shape ({chunk.size},) or "
-                f"({chunk.size}, 1); got {out.shape}"
+                f"predict must return one score per image, shape ({chunk.size},) or ({chunk.size}, 1); got {out.shape}"
             )
         scores[b0 : b0 + chunk.size] = out.reshape(-1)
     return counts / n, scores

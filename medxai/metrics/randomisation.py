@@ -18,8 +18,9 @@ The metric itself is :func:`medxai.metrics.rank_correlation`; this module needs 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np

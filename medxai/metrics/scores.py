@@ -65,8 +65,7 @@ def _as_mask(mask: ArrayLike, shape: tuple[int, ...], name: str = "mask") -> np.
     if np.issubdtype(arr.dtype, np.number) and np.all((arr == 0) | (arr == 1)):
         return arr.astype(bool)
     raise ValueError(
-        f"{name} must be boolean (or hold only 0 and 1), got dtype {arr.dtype}; "
-        "threshold it first, e.g. mask > 0"
+        f"{name} must be boolean (or hold only 0 and 1), got dtype {arr.dtype}; threshold it first, e.g. mask > 0"
     )
 
 

@@ -97,9 +97,9 @@ class OutlineSpec(SpecMixin):
     min_size: Annotated[int, _in_words(non_negative_int, "min_size", "a non-negative integer")] = Field(
         default=32, description="Smallest region kept, in pixels."
     )
-    color: Annotated[
-        tuple[int, int, int], _in_words(_outline_color, "color", "three integers in 0..255 (RGB)")
-    ] = Field(default=(0, 255, 0), description="RGB, ints 0..255.")
+    color: Annotated[tuple[int, int, int], _in_words(_outline_color, "color", "three integers in 0..255 (RGB)")] = (
+        Field(default=(0, 255, 0), description="RGB, ints 0..255.")
+    )
     only: Annotated[bool, _in_words(_outline_bool, "only", "true or false")] = Field(
         default=False, description="Outlines on the plain image, no colour map."
     )

@@ -176,10 +176,7 @@ def outline(mask: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a 2D or 3D mask, got shape {mask.shape}")
     if mask.size == 0:
         return mask.copy()
-    planes = [
-        find_boundaries(np.pad(plane, 1), connectivity=1, mode="inner")[1:-1, 1:-1]
-        for plane in _slices(mask)
-    ]
+    planes = [find_boundaries(np.pad(plane, 1), connectivity=1, mode="inner")[1:-1, 1:-1] for plane in _slices(mask)]
     return np.stack(planes).reshape(mask.shape)
 
 

@@ -27,7 +27,9 @@ def relu_cnn(shape, seed):
 
 def per_image_error(attributions, reference):
     n = len(reference)
-    return np.linalg.norm((attributions - reference).reshape(n, -1), axis=1) / np.linalg.norm(reference.reshape(n, -1), axis=1)
+    return np.linalg.norm((attributions - reference).reshape(n, -1), axis=1) / np.linalg.norm(
+        reference.reshape(n, -1), axis=1
+    )
 
 
 @pytest.mark.slow
@@ -38,7 +40,9 @@ def test_per_pixel_error_meets_the_tolerance_on_relu_cnns(rule):
         model = relu_cnn(shape, seed)
         x = rand((8, *shape), seed=seed)
         reference = IntegratedGradients(model, steps=2048, rule="riemann_middle", batch_size=512).attribute(x, 1)
-        explanation = IntegratedGradients(model, steps="auto", rule=rule, tolerance=tolerance, max_steps=1024, batch_size=256).explain(x, 1)
+        explanation = IntegratedGradients(
+            model, steps="auto", rule=rule, tolerance=tolerance, max_steps=1024, batch_size=256
+        ).explain(x, 1)
         assert np.all(explanation.warnings == "")
         errors.extend(per_image_error(explanation.attributions, reference))
     assert np.median(errors) <= 1.5 * tolerance
@@ -80,7 +84,9 @@ def test_linear_model_is_exact_after_two_levels(rule, steps, evaluations):
     model, weights, _ = linear_model((3, 3, 1), n_classes=2)
     x = rand((2, 3, 3, 1))
     explanation = IntegratedGradients(model, steps="auto", rule=rule).explain(x, 1)
-    np.testing.assert_allclose(explanation.attributions.reshape(2, -1), weights[:, 1] * x.reshape(2, -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        explanation.attributions.reshape(2, -1), weights[:, 1] * x.reshape(2, -1), rtol=1e-5, atol=1e-6
+    )
     assert explanation.steps.tolist() == [steps] * 2  # points of the kept map
     assert explanation.evaluations.tolist() == [evaluations] * 2  # what it cost: Gauss-Legendre restarts
 
@@ -90,14 +96,18 @@ def test_smooth_model_converges_to_the_closed_form():
     x = rand((1, 3, 3, 1), high=4.0)
     s = float(v @ x[0].ravel())
     exact = v * x[0].ravel() * np.expm1(s) / s
-    attributions = IntegratedGradients(model, steps="auto", rule="trapezoid", tolerance=1e-4, max_steps=1025).attribute(x, UNIT)
+    attributions = IntegratedGradients(model, steps="auto", rule="trapezoid", tolerance=1e-4, max_steps=1025).attribute(
+        x, UNIT
+    )
     np.testing.assert_allclose(attributions[0].ravel(), exact, rtol=1e-3)
 
 
 def test_nested_rule_evaluates_each_point_once(monkeypatch):
     model, _ = exp_model((3, 3, 1))
     x = rand((1, 3, 3, 1), high=6.0)
-    ig = IntegratedGradients(model, steps="auto", rule="trapezoid", tolerance=1e-12, max_steps=33)  # unreachable: runs to 33
+    ig = IntegratedGradients(
+        model, steps="auto", rule="trapezoid", tolerance=1e-12, max_steps=33
+    )  # unreachable: runs to 33
     rows = []
     original = ig.engine._chunk_fn
 
@@ -114,11 +124,15 @@ def test_nested_rule_evaluates_each_point_once(monkeypatch):
 def test_max_steps_keeps_the_finest_map_and_warns():
     model, _ = exp_model((3, 3, 1))
     x = rand((2, 3, 3, 1), high=8.0)
-    explanation = IntegratedGradients(model, steps="auto", rule="gauss_legendre", tolerance=1e-9, max_steps=12).explain(x, UNIT)
+    explanation = IntegratedGradients(model, steps="auto", rule="gauss_legendre", tolerance=1e-9, max_steps=12).explain(
+        x, UNIT
+    )
     assert explanation.steps.tolist() == [8, 8]  # orders 4 then 8; 16 would pass max_steps
     assert explanation.evaluations.tolist() == [12, 12]
     assert all("not met within max_steps=12" in w and "last relative change" in w for w in explanation.warnings)
-    np.testing.assert_allclose(explanation.attributions, IntegratedGradients(model, steps=8).attribute(x, UNIT), rtol=1e-5)
+    np.testing.assert_allclose(
+        explanation.attributions, IntegratedGradients(model, steps=8).attribute(x, UNIT), rtol=1e-5
+    )
 
 
 def test_batch_size_and_batch_composition_do_not_change_adaptive_results():

@@ -85,9 +85,15 @@ def test_blur_ig_3d_linear_model_is_exact():
 
 @pytest.mark.parametrize(
     "params,name",
-    [({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
-     ({"max_sigma": 0}, "max_sigma"), ({"max_sigma": -1.0}, "max_sigma"), ({"max_sigma": "big"}, "max_sigma"),
-     ({"max_sigma": float("inf")}, "max_sigma")],
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 2.5}, "steps"),
+        ({"steps": True}, "steps"),
+        ({"max_sigma": 0}, "max_sigma"),
+        ({"max_sigma": -1.0}, "max_sigma"),
+        ({"max_sigma": "big"}, "max_sigma"),
+        ({"max_sigma": float("inf")}, "max_sigma"),
+    ],
 )
 def test_blur_ig_bad_parameters_name_the_parameter(params, name):
     model, _, _ = linear_model(SHAPE)
@@ -159,7 +165,9 @@ def test_guided_ig_of_a_linear_model_is_w_times_x_minus_baseline(steps, baseline
     attributions, delta = method.attribute(x, [0, 2, 1], return_delta=True)
     b = np.zeros_like(x) if baseline == "zeros" else x.max(axis=(1, 2, 3), keepdims=True) + 0 * x
     for i, target in enumerate([0, 2, 1]):
-        np.testing.assert_allclose(attributions[i].ravel(), weights[:, target] * (x[i] - b[i]).ravel(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            attributions[i].ravel(), weights[:, target] * (x[i] - b[i]).ravel(), rtol=1e-5, atol=1e-6
+        )
     np.testing.assert_allclose(delta, 0, atol=1e-5)
 
 
@@ -196,9 +204,15 @@ def test_guided_ig_3d_linear_model_and_an_input_equal_to_its_baseline():
 
 @pytest.mark.parametrize(
     "params,name",
-    [({"steps": 0}, "steps"), ({"steps": "many"}, "steps"), ({"fraction": 0}, "fraction"),
-     ({"fraction": 1.5}, "fraction"), ({"max_dist": 0.0}, "max_dist"), ({"max_dist": True}, "max_dist"),
-     ({"baseline": "grey"}, "baseline")],
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": "many"}, "steps"),
+        ({"fraction": 0}, "fraction"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"max_dist": 0.0}, "max_dist"),
+        ({"max_dist": True}, "max_dist"),
+        ({"baseline": "grey"}, "baseline"),
+    ],
 )
 def test_guided_ig_bad_parameters_name_the_parameter(params, name):
     model, _, _ = linear_model(SHAPE)

@@ -98,7 +98,9 @@ def test_gradcam_and_plus_plus_match_a_tape_reference():
     gradcam, plus = reference(x, 1)
     assert gradcam.max() > 0 and plus.max() > 0
     np.testing.assert_allclose(medxai.GradCAM(model, layer="c1").attribute(x, 1)[..., 0], gradcam, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(medxai.GradCAMPlusPlus(model, layer="c1").attribute(x, 1)[..., 0], plus, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        medxai.GradCAMPlusPlus(model, layer="c1").attribute(x, 1)[..., 0], plus, rtol=1e-4, atol=1e-7
+    )
 
 
 def pooled_model():
@@ -148,7 +150,9 @@ def test_a_model_without_spatial_layers_is_refused():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
     with pytest.raises(ValueError, match=r"layer: the model has no layer with 2D .* outputs"):
         medxai.GradCAM(model)
-    with pytest.raises(ValueError, match=r"layer 'nope' cannot be used: .*no such layer .*spatial outputs: late, pool, early"):
+    with pytest.raises(
+        ValueError, match=r"layer 'nope' cannot be used: .*no such layer .*spatial outputs: late, pool, early"
+    ):
         medxai.LayerCAM(pooled_model(), layer="nope")
     with pytest.raises(ValueError, match=r"layer 'dense.*' cannot be used: its output is not a 2D"):
         model = pooled_model()
@@ -158,7 +162,11 @@ def test_a_model_without_spatial_layers_is_refused():
 def test_a_nested_backbone_is_one_layer():
     keras.utils.set_random_seed(0)
     inner_in = keras.Input((6, 6, 1))
-    backbone = keras.Model(inner_in, keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="inner_conv")(inner_in), name="backbone")
+    backbone = keras.Model(
+        inner_in,
+        keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="inner_conv")(inner_in),
+        name="backbone",
+    )
     inputs = keras.Input((6, 6, 1))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(backbone(inputs))))
     method = medxai.GradCAM(model)
@@ -170,8 +178,12 @@ def test_a_nested_backbone_is_one_layer():
 
 def test_names_polarity_and_delta():
     model = small_cnn((8, 8, 1))
-    for name, cls in [("grad-cam", medxai.GradCAM), ("gradcam++", medxai.GradCAMPlusPlus),
-                      ("HiResCAM", medxai.HiResCAM), ("layer_cam", medxai.LayerCAM)]:
+    for name, cls in [
+        ("grad-cam", medxai.GradCAM),
+        ("gradcam++", medxai.GradCAMPlusPlus),
+        ("HiResCAM", medxai.HiResCAM),
+        ("layer_cam", medxai.LayerCAM),
+    ]:
         assert type(medxai.get_method(name, model)) is cls
     assert medxai.GradCAM.non_negative({})
     with pytest.raises(ValueError, match="polarity 'positive' with gradcam"):
@@ -269,8 +281,18 @@ def conv(k, s=1, padding="valid", d=1):
     "front",
     [
         lambda: [conv(3), conv(3, 2), keras.layers.AveragePooling2D(2)],
-        lambda: [keras.layers.CenterCrop(18, 18), conv(3, padding="same"), keras.layers.AveragePooling2D(2), conv(3, padding="same", d=2)],
-        lambda: [keras.layers.ZeroPadding2D(3), conv(7, 2), keras.layers.ZeroPadding2D(1), keras.layers.AveragePooling2D(3, 2)],
+        lambda: [
+            keras.layers.CenterCrop(18, 18),
+            conv(3, padding="same"),
+            keras.layers.AveragePooling2D(2),
+            conv(3, padding="same", d=2),
+        ],
+        lambda: [
+            keras.layers.ZeroPadding2D(3),
+            conv(7, 2),
+            keras.layers.ZeroPadding2D(1),
+            keras.layers.AveragePooling2D(3, 2),
+        ],
         lambda: [keras.layers.Cropping2D(((2, 1), (0, 3))), conv(3, 2, "same"), keras.layers.UpSampling2D(1)],
     ],
     ids=["valid", "center-crop-dilated", "resnet-stem", "cropping-same-stride"],
@@ -293,14 +315,18 @@ def test_cells_sit_at_their_receptive_field_centres(front):
 
 def test_a_layer_of_unknown_geometry_is_refused_after_a_crop_and_allowed_without():
     layers = cropped_layers()
-    refused = stack((32, 32, 1), [keras.layers.CenterCrop(16, 16), keras.layers.Lambda(lambda t: t * 2.0, name="double")], layers)
+    refused = stack(
+        (32, 32, 1), [keras.layers.CenterCrop(16, 16), keras.layers.Lambda(lambda t: t * 2.0, name="double")], layers
+    )
     for name in ("gradcam", "scorecam", "guided_gradcam"):
         with pytest.raises(ValueError, match=r"layer 'double' on the way .*layer: <name>"):
             medxai.get_method(name, refused)
     # the plain stretch (whole input over the whole map) is kept: as if the Lambda were not there
     plain = stack((16, 16, 1), [keras.layers.Lambda(lambda t: t * 1.0)], layers)
     x = images((16, 16, 1), n=2)
-    np.testing.assert_array_equal(medxai.GradCAM(plain).attribute(x, 1), medxai.GradCAM(stack((16, 16, 1), [], layers)).attribute(x, 1))
+    np.testing.assert_array_equal(
+        medxai.GradCAM(plain).attribute(x, 1), medxai.GradCAM(stack((16, 16, 1), [], layers)).attribute(x, 1)
+    )
 
 
 def test_variable_size_inputs_are_placed_per_size():
@@ -311,7 +337,10 @@ def test_variable_size_inputs_are_placed_per_size():
         x = images((side, side, 1), n=1)
         got = medxai.GradCAM(model).attribute(x, 1)
         assert got.shape == x.shape and got.max() > 0
-    np.testing.assert_array_equal(medxai.GradCAM(model).attribute(images((16, 16, 1), n=1), 1), medxai.GradCAM(fixed).attribute(images((16, 16, 1), n=1), 1))
+    np.testing.assert_array_equal(
+        medxai.GradCAM(model).attribute(images((16, 16, 1), n=1), 1),
+        medxai.GradCAM(fixed).attribute(images((16, 16, 1), n=1), 1),
+    )
 
 
 def test_placement_is_the_linear_resize_when_plain_and_follows_the_cells_otherwise():

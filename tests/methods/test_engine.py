@@ -107,7 +107,9 @@ def test_mixed_precision_explains_a_half_precision_copy():
     mixed = IntegratedGradients(model, steps=8, precision="mixed")
     assert mixed.engine.precision == "mixed" and mixed.engine is not IntegratedGradients(model, steps=8).engine
     assert {layer.dtype_policy.compute_dtype for layer in mixed.engine.model.layers[1:]} <= {"bfloat16", "float16"}
-    assert all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers[1:])  # the user's model is untouched
+    assert all(
+        layer.dtype_policy.compute_dtype == "float32" for layer in model.layers[1:]
+    )  # the user's model is untouched
     full = IntegratedGradients(model, steps=8).explain(x, [0, 1])
     half = mixed.explain(x, [0, 1])
     assert half.attributions.dtype == np.float32

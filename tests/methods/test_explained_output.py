@@ -120,7 +120,9 @@ def dense_with_lambda_activation():
 @pytest.mark.parametrize("build", [lambda_softmax, dense_with_lambda_activation], ids=lambda f: f.__name__)
 def test_hidden_softmax_is_refused_with_what_to_do(build):
     model = build()
-    with pytest.raises(OutputSelectionError, match="look like .*probabilities.*output: probabilities.*output: <layer name>"):
+    with pytest.raises(
+        OutputSelectionError, match="look like .*probabilities.*output: probabilities.*output: <layer name>"
+    ):
         IntegratedGradients(model, steps=4)
     explained = IntegratedGradients(model, steps=4, output="probabilities")  # what the message offers works
     assert explained.engine.explained.startswith("probabilities")
@@ -132,7 +134,9 @@ def test_opaque_output_that_is_not_probabilities_is_explained_as_it_is():
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: 5.0 * t)(dense(flat)))
     ig = IntegratedGradients(model, steps=4)
     assert "probe" in ig.engine.explained
-    np.testing.assert_allclose(ig.attribute(x, 1).reshape(4, -1).sum(1), 5 * logit_gap(dense, x, 1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ig.attribute(x, 1).reshape(4, -1).sum(1), 5 * logit_gap(dense, x, 1), rtol=1e-4, atol=1e-5
+    )
 
 
 def _saved_model(tmp_path, activation):
@@ -171,7 +175,9 @@ def test_the_same_method_follows_later_weight_changes_too():
     gradient = Gradient(model, absolute=False)
     gradient.attribute(x, 0)
     dense.set_weights([2 * v for v in dense.get_weights()])
-    np.testing.assert_allclose(gradient.attribute(x, 0).reshape(4, -1), np.tile(dense.get_weights()[0][:, 0], (4, 1)), rtol=1e-5)
+    np.testing.assert_allclose(
+        gradient.attribute(x, 0).reshape(4, -1), np.tile(dense.get_weights()[0][:, 0], (4, 1)), rtol=1e-5
+    )
 
 
 def test_mixed_precision_follows_weight_changes():
@@ -195,7 +201,7 @@ def test_the_user_model_is_untouched():
 
 def test_dropped_models_are_freed():
     refs = []
-    for seed in range(20):
+    for _ in range(20):
         model, _ = dense_with_tf_softmax()
         ig = IntegratedGradients(model, steps=2)
         ig.attribute(x, 0)

@@ -133,7 +133,15 @@ def test_noisy_smoothgrad_matches_its_expectation(statistic):
     x = np.array([[[0.2], [0.9]], [[0.4], [0.1]]], dtype=np.float32)[None]
     sigma, samples = 0.3, 4000
     s, tau2 = float(v @ x.ravel()), sigma**2 * float(v @ v)
-    smooth = SmoothGrad(model, output="square", samples=samples, noise=sigma, noise_mode="absolute", statistic=statistic, batch_size=1000)
+    smooth = SmoothGrad(
+        model,
+        output="square",
+        samples=samples,
+        noise=sigma,
+        noise_mode="absolute",
+        statistic=statistic,
+        batch_size=1000,
+    )
     result = smooth.attribute(x, 0)[0].ravel()
     if statistic == "mean":
         expected, spread = 2 * s * v, 2 * np.abs(v) * np.sqrt(tau2)
@@ -149,7 +157,10 @@ def test_statistics_over_several_baselines_take_each_samples_mean_first():
     mean_ig = IntegratedGradients(model, **ig).attribute(x, 1)  # the mean over the 2 baselines
     squared = SmoothGrad(model, base="ig", base_params=ig, noise=0.0, samples=2, statistic="squared").attribute(x, 1)
     np.testing.assert_allclose(squared, mean_ig**2, rtol=1e-4, atol=1e-12)
-    one, two = (IntegratedGradients(model, steps=4, baseline=b).attribute(x, 1) for b in make_baselines(x, "uniform", n_baselines=2).transpose(1, 0, 2, 3, 4))
+    one, two = (
+        IntegratedGradients(model, steps=4, baseline=b).attribute(x, 1)
+        for b in make_baselines(x, "uniform", n_baselines=2).transpose(1, 0, 2, 3, 4)
+    )
     assert not np.allclose(squared, (one**2 + two**2) / 2, rtol=1e-3)  # what used to be computed
     variance = SmoothGrad(model, base="ig", base_params=ig, noise=0.0, samples=2, statistic="variance").attribute(x, 1)
     np.testing.assert_allclose(variance, 0, atol=1e-10)

@@ -1,4 +1,4 @@
-"""gradient_x_input, guided_backprop, guided_gradcam: exact maths, a tape reference, the user's model untouched, 3D, batching."""
+"""gradient_x_input, guided_backprop, guided_gradcam: exact maths, a tape reference, the model untouched, 3D."""
 
 import keras
 import numpy as np
@@ -42,7 +42,10 @@ def guided_relu(z):
 
 def guided_reference(model, x, target):
     """The network of relu_net written out by hand, every ReLU a guided one."""
-    conv = lambda h, name: tf.nn.conv2d(h, model.get_layer(name).kernel, 1, "SAME") + model.get_layer(name).bias
+
+    def conv(h, name):
+        return tf.nn.conv2d(h, model.get_layer(name).kernel, 1, "SAME") + model.get_layer(name).bias
+
     x = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x)

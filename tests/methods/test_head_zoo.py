@@ -18,7 +18,15 @@ from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.registry import canonical_methods
 
 SHAPE = (6, 6, 1)
-FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2}, "occlusion": {"window": 3}, "rise": {"samples": 8, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 3}, "lime": {"samples": 8}}  # fmt: skip
+FAST = {
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"samples": 2},
+    "occlusion": {"window": 3},
+    "rise": {"samples": 8, "cells": 2},
+    "blur_ig": {"steps": 3},
+    "guided_ig": {"steps": 3},
+    "lime": {"samples": 8},
+}
 x = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
 
 
@@ -70,7 +78,9 @@ def build(name):
     if name == "dense_softmax_then_dropout":
         keras.utils.set_random_seed(0)
         inputs = keras.Input(SHAPE)
-        pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs))
+        pooled = keras.layers.GlobalAveragePooling2D()(
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+        )
         dense = keras.layers.Dense(3, activation="softmax", bias_initializer="random_normal")
         model = keras.Model(inputs, keras.layers.Dropout(0.5)(dense(pooled)))
         same = keras.layers.Dense(3)
@@ -184,7 +194,9 @@ def test_values_witness_on_the_study_disagreeing_with_the_probes_is_refused():
     head = read_head(model)
     assert head.witness == "values" and head.values == "logits"
     head.check_values(model(x).numpy())  # the study agrees: nothing to say
-    with pytest.raises(OutputSelectionError, match="looked like logits.*probe.*softmax probabilities.*model.output_kind"):
+    with pytest.raises(
+        OutputSelectionError, match="looked like logits.*probe.*softmax probabilities.*model.output_kind"
+    ):
         head.check_values(np.array([[0.2, 0.3, 0.5]]))
 
 

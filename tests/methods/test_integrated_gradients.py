@@ -40,7 +40,9 @@ def test_exp_model_matches_closed_form_integral():
     np.testing.assert_allclose(attributions[0].ravel(), _closed_form_exp(v, x[0]), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("rule,order", [("riemann_left", 1), ("riemann_right", 1), ("riemann_middle", 2), ("trapezoid", 2)])
+@pytest.mark.parametrize(
+    "rule,order", [("riemann_left", 1), ("riemann_right", 1), ("riemann_middle", 2), ("trapezoid", 2)]
+)
 def test_riemann_rules_converge_at_their_order(rule, order):
     model, v = exp_model(SHAPE)
     x = 2 * rand((1, *SHAPE))
@@ -71,9 +73,7 @@ def test_completeness_on_small_cnn_under_one_percent():
     x = rand((4, 16, 16, 1))
     explanation = IntegratedGradients(model, steps=32).explain(x, [0, 1, 0, 1])
     assert explanation.relative_delta.max() < 0.01
-    np.testing.assert_allclose(
-        explanation.attributions.reshape(4, -1).sum(1), explanation.gap, rtol=0.01, atol=1e-6
-    )
+    np.testing.assert_allclose(explanation.attributions.reshape(4, -1).sum(1), explanation.gap, rtol=0.01, atol=1e-6)
 
 
 def test_sensitivity_a_single_differing_feature_gets_the_whole_difference():
@@ -130,9 +130,7 @@ def test_implementation_invariance():
 def test_completeness_holds_for_every_baseline_on_linear_model(baseline):
     model, weights, _ = linear_model(SHAPE, n_classes=2)
     x = rand((2, *SHAPE))
-    attributions, delta = IntegratedGradients(model, steps=4, baseline=baseline).attribute(
-        x, 1, return_delta=True
-    )
+    attributions, delta = IntegratedGradients(model, steps=4, baseline=baseline).attribute(x, 1, return_delta=True)
     np.testing.assert_allclose(delta, 0, atol=1e-5)
 
 

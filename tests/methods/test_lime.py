@@ -31,8 +31,14 @@ def reference(method, image, target):
 @pytest.mark.parametrize(
     "shape, params",
     [
-        ((8, 8, 1), {"segmentation": "grid", "segmentation_params": {"cell": 2}, "samples": 60}),  # 16 superpixels < samples
-        ((8, 8, 1), {"segmentation": "grid", "segmentation_params": {"cell": 1}, "samples": 30}),  # 64 > samples: dual form
+        (
+            (8, 8, 1),
+            {"segmentation": "grid", "segmentation_params": {"cell": 2}, "samples": 60},
+        ),  # 16 superpixels < samples
+        (
+            (8, 8, 1),
+            {"segmentation": "grid", "segmentation_params": {"cell": 1}, "samples": 30},
+        ),  # 64 > samples: dual form
         ((8, 8, 3), {"samples": 40, "fill": "mean", "kernel_width": 0.5, "ridge": 0.1}),  # slic on RGB
         ((4, 6, 6, 1), {"samples": 40, "segmentation_params": {"n_segments": 8}}),  # slic on a volume
     ],
@@ -70,8 +76,12 @@ def test_attributions_are_constant_on_each_superpixel_and_polarity_splits_pro_an
     segments = grid_segments((12, 12), (3, 3))
     for j in range(16):
         assert np.ptp(got[segments == j]) == 0
-    pro = LIME(model, samples=200, segmentation="grid", segmentation_params={"cell": 3}, heatmap={"polarity": "positive"})
-    con = LIME(model, samples=200, segmentation="grid", segmentation_params={"cell": 3}, heatmap={"polarity": "negative"})
+    pro = LIME(
+        model, samples=200, segmentation="grid", segmentation_params={"cell": 3}, heatmap={"polarity": "positive"}
+    )
+    con = LIME(
+        model, samples=200, segmentation="grid", segmentation_params={"cell": 3}, heatmap={"polarity": "negative"}
+    )
     assert pro.compute_heatmap(x[0], 1)[got <= 0].max() == 0
     assert con.compute_heatmap(x[0], 1)[got >= 0].max() == 0
 
@@ -115,7 +125,9 @@ def test_3d_with_slic_and_a_callable_segmentation():
     assert len(np.unique(got[0])) <= segments.max() + 1
 
     def halves(image, axis=0):
-        return (np.arange(image.shape[axis]) >= image.shape[axis] // 2).reshape(-1, 1, 1) * np.ones(image.shape[:-1], int)
+        return (np.arange(image.shape[axis]) >= image.shape[axis] // 2).reshape(-1, 1, 1) * np.ones(
+            image.shape[:-1], int
+        )
 
     split = LIME(model, samples=30, segmentation=halves).attribute(x, 0)
     assert len(np.unique(split[0])) == 2 and split.shape == x.shape

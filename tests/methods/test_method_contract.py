@@ -8,7 +8,20 @@ import medxai
 from medxai import XAIMethod
 from medxai.methods.registry import canonical_methods
 
-FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradient": {}, "gradcam": {}, "gradcam_plus_plus": {}, "hirescam": {}, "layercam": {}, "occlusion": {"window": 2}, "rise": {"samples": 16, "cells": 2}, "blur_ig": {"steps": 3}, "guided_ig": {"steps": 4}, "lime": {"samples": 16}}
+FAST = {
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"samples": 3},
+    "gradient": {},
+    "gradcam": {},
+    "gradcam_plus_plus": {},
+    "hirescam": {},
+    "layercam": {},
+    "occlusion": {"window": 2},
+    "rise": {"samples": 16, "cells": 2},
+    "blur_ig": {"steps": 3},
+    "guided_ig": {"steps": 4},
+    "lime": {"samples": 16},
+}
 SHAPES = [(8, 8, 1), (8, 8, 3), (4, 6, 6, 1)]
 
 

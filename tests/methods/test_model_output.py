@@ -6,8 +6,7 @@ import pytest
 from analytic_models import linear_model
 
 from medxai import Gradient, IntegratedGradients
-from medxai.methods._engine.output import explained_model
-from medxai.methods._engine.output import OutputSelectionError
+from medxai.methods._engine.output import OutputSelectionError, explained_model
 from medxai.methods._engine.spec import OutputSpec
 
 SHAPE = (3, 3, 1)
@@ -43,7 +42,9 @@ def test_sigmoid_and_separate_activation_layers():
     sig_model, weights, bias = linear_model(SHAPE, n_classes=1, activation="sigmoid")
     z = logits_of(weights, bias, x)
     # one sigmoid unit reads as two classes: 0 = the negative logit, 1 = the logit
-    np.testing.assert_allclose(explained_model(sig_model)(x).numpy(), np.concatenate([-z, z], axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        explained_model(sig_model)(x).numpy(), np.concatenate([-z, z], axis=1), rtol=1e-5, atol=1e-6
+    )
     p = 1 / (1 + np.exp(-z))
     np.testing.assert_allclose(
         explained_model(sig_model, "probabilities")(x).numpy(), np.concatenate([1 - p, p], axis=1), rtol=1e-5, atol=1e-6
@@ -54,7 +55,9 @@ def test_sigmoid_and_separate_activation_layers():
     model = keras.Model(inputs, out)
     w, b = dense.get_weights()
     np.testing.assert_allclose(explained_model(model)(x).numpy(), logits_of(w, b, x), rtol=1e-5, atol=1e-6)
-    seq = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(2), keras.layers.Activation("softmax")])
+    seq = keras.Sequential(
+        [keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(2), keras.layers.Activation("softmax")]
+    )
     w, b = seq.layers[1].get_weights()
     np.testing.assert_allclose(explained_model(seq)(x).numpy(), logits_of(w, b, x), rtol=1e-5, atol=1e-6)
 

@@ -63,7 +63,9 @@ def test_batching_does_not_change_the_result(shape):
     results = [Occlusion(model, window=3, stride=2, batch_size=b).attribute(x, [0, 1, 0]) for b in (2, 7, 200)]
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
-    np.testing.assert_array_equal(Occlusion(model, window=3, stride=2, batch_size=7).attribute(x[1:2], 1), results[0][1:2])
+    np.testing.assert_array_equal(
+        Occlusion(model, window=3, stride=2, batch_size=7).attribute(x[1:2], 1), results[0][1:2]
+    )
 
 
 def test_logits_by_default():
@@ -71,7 +73,9 @@ def test_logits_by_default():
     x = np.random.default_rng(3).normal(size=(2, 6, 6, 1)).astype(np.float32)
     got = Occlusion(model, window=3).attribute(x, [1, 2])
     for i, target in enumerate([1, 2]):
-        np.testing.assert_allclose(got[i], expected_linear(x[i], weights, target, (3, 3), (3, 3), 0.0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            got[i], expected_linear(x[i], weights, target, (3, 3), (3, 3), 0.0), rtol=1e-4, atol=1e-4
+        )
     probabilities = Occlusion(model, window=3, output="probabilities").attribute(x, [1, 2])
     assert not np.allclose(probabilities, got, atol=1e-3)
 

@@ -34,7 +34,9 @@ def test_available_methods_lists_every_name():
 
 def test_unknown_name_lists_known_ones():
     model, _, _ = linear_model((2, 2, 1))
-    with pytest.raises(ValueError, match=r"unknown method 'no_such_method' \(known: .*integrated_gradients.*smoothgrad"):
+    with pytest.raises(
+        ValueError, match=r"unknown method 'no_such_method' \(known: .*integrated_gradients.*smoothgrad"
+    ):
         medxai.get_method("no_such_method", model)
 
 
@@ -68,9 +70,7 @@ def test_plugin_through_a_real_entry_point(tmp_path, monkeypatch):
     dist = tmp_path / "medxai_demo_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medxai-demo-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[medxai.methods]\ninput_times_one = medxai_demo_plugin:InputTimesOne\n"
-    )
+    (dist / "entry_points.txt").write_text("[medxai.methods]\ninput_times_one = medxai_demo_plugin:InputTimesOne\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.refresh_plugins()
     try:
@@ -129,7 +129,10 @@ def test_the_method_list_and_the_exports_derive_from_the_modules():
     import medxai.methods as package
     from medxai.methods.registry import builtin_methods
 
-    modules = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")} - {"base", "registry"}
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")} - {
+        "base",
+        "registry",
+    }
     assert {cls.__module__.rsplit(".", 1)[1] for cls in builtin_methods()} == modules
     names = {cls.__name__ for cls in builtin_methods()}
     assert names <= set(medxai.__all__) and names <= set(package.__all__)

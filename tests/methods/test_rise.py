@@ -13,7 +13,10 @@ from medxai.methods.rise import interpolation
 def mask_kernel(size, cells):
     """E over the random shift of A A^T for one axis (A: the linear upsampling and crop)."""
     cell = -(-size // cells)
-    return np.mean([interpolation(size, cells, np.array(d)) @ interpolation(size, cells, np.array(d)).T for d in range(cell)], axis=0)
+    return np.mean(
+        [interpolation(size, cells, np.array(d)) @ interpolation(size, cells, np.array(d)).T for d in range(cell)],
+        axis=0,
+    )
 
 
 def test_linear_model_meets_the_exact_expectation():
@@ -76,7 +79,17 @@ def test_3d():
     assert out.shape == (2, 4, 6, 6, 1) and np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("params, word", [({"p": 0.0}, "p"), ({"p": 1.5}, "p"), ({"samples": 0}, "samples"), ({"samples": 1}, "samples"), ({"cells": 0}, "cells"), ({"seed": "x"}, "seed")])
+@pytest.mark.parametrize(
+    "params, word",
+    [
+        ({"p": 0.0}, "p"),
+        ({"p": 1.5}, "p"),
+        ({"samples": 0}, "samples"),
+        ({"samples": 1}, "samples"),
+        ({"cells": 0}, "cells"),
+        ({"seed": "x"}, "seed"),
+    ],
+)
 def test_bad_parameters_name_themselves(params, word):
     model, _, _ = linear_model((8, 8, 1))
     with pytest.raises(ValueError, match=word):

@@ -71,7 +71,8 @@ def test_nested_model_layers_are_randomised_one_by_one():
     copy = randomised_copy(model, ["block/bn"], seed=0)
     np.testing.assert_array_equal(copy.get_layer("block").get_layer("bn").get_weights()[3], np.ones(3))
     np.testing.assert_array_equal(
-        copy.get_layer("block").get_layer("conv").get_weights()[0], model.get_layer("block").get_layer("conv").get_weights()[0]
+        copy.get_layer("block").get_layer("conv").get_weights()[0],
+        model.get_layer("block").get_layer("conv").get_weights()[0],
     )
     images = np.random.default_rng(0).random((1, 8, 8, 1)).astype(np.float32)
     result = cascading_randomisation(model, gradient_explain(images, [1]), ["gradient"])

@@ -141,7 +141,7 @@ def test_report_opens_from_disk_with_embedded_thumbnails_and_relative_links(repo
     thumbs = _thumbs(text)
     assert thumbs and all(t["src"].startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for t in thumbs)
     assert all(t["href"] for t in thumbs)  # every map here has its PNG files
-    for tag, name, value in doc.links + [("a", "href", t["href"]) for t in thumbs]:
+    for _, _, value in doc.links + [("a", "href", t["href"]) for t in thumbs]:
         _check_link(run_dir, value, doc.ids)
     assert "contact_sheet.png" in [v for _, _, v in doc.links]
     lowered = text.lower().replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
@@ -214,14 +214,34 @@ def _write_evaluation(run_dir: Path) -> None:
     with open(run_dir / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["image_id", "method", "class_index", "completeness", "gini", "pointing_game", "relevance_mass",
-             "topk_iou", "deletion_auc", "insertion_auc"]
+            [
+                "image_id",
+                "method",
+                "class_index",
+                "completeness",
+                "gini",
+                "pointing_game",
+                "relevance_mass",
+                "topk_iou",
+                "deletion_auc",
+                "insertion_auc",
+            ]
         )
         for k, row in enumerate(ok):
             localised = row["image_id"] == "wide"
             writer.writerow(
-                [row["image_id"], row["method"], row["class_index"], row["relative_delta"], f"0.{4242 + k}",
-                 1.0 if localised else "", 0.5 if localised else "", 0.25 if localised else "", 0.123, 0.789]
+                [
+                    row["image_id"],
+                    row["method"],
+                    row["class_index"],
+                    row["relative_delta"],
+                    f"0.{4242 + k}",
+                    1.0 if localised else "",
+                    0.5 if localised else "",
+                    0.25 if localised else "",
+                    0.123,
+                    0.789,
+                ]
             )
     with open(run_dir / "summary.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

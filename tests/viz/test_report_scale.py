@@ -69,9 +69,17 @@ def synthetic_run(
         predicted = (label + 1) % len(CLASS_NAMES) if k % 7 == 3 else label
         for m, method in enumerate(methods):
             if k % 50 == 49 and m == len(methods) - 1:
-                rows.append({"image_id": image_id, "source_path": f"images/{image_id}.png", "method": method,
-                             "label": label, "predicted": predicted, "status": "error",
-                             "error": f"{method} ran out of memory"})
+                rows.append(
+                    {
+                        "image_id": image_id,
+                        "source_path": f"images/{image_id}.png",
+                        "method": method,
+                        "label": label,
+                        "predicted": predicted,
+                        "status": "error",
+                        "error": f"{method} ran out of memory",
+                    }
+                )
                 continue
             number = k * len(methods) + m
             slot = number % pool if pool else number
@@ -89,8 +97,16 @@ def synthetic_run(
                 "label": label, "predicted": predicted, "status": "ok", "png_path": png,
                 "overlay_path": overlay_path, "relative_delta": delta,
             })  # fmt: skip
-            metrics.append([image_id, method, predicted, f"{(number * 13 % 97) / 97:.4f}",
-                            f"{(number * 7 % 89) / 89:.4f}", f"{(number * 5 % 83) / 83:.4f}"])
+            metrics.append(
+                [
+                    image_id,
+                    method,
+                    predicted,
+                    f"{(number * 13 % 97) / 97:.4f}",
+                    f"{(number * 7 % 89) / 89:.4f}",
+                    f"{(number * 5 % 83) / 83:.4f}",
+                ]
+            )
     (root / "index.csv").write_text(index_text(rows, header=True), encoding="utf-8")
     info = {
         "status": "finished",

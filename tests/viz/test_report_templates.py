@@ -44,8 +44,16 @@ def _hostile_run(root: Path) -> Path:
     info = {"methods": [{"name": "gradient", "params": {"absolute": True}}], "model": {"path": "<b>model</b>"}}
     (root / "run.json").write_text(json.dumps(info))
     rows = [
-        {"image_id": SCRIPT_ID, "source_path": "<i>a</i>.png", "method": "gradient", "class_index": 0,
-         "score": 0.9, "label": "0", "status": "ok", "png_path": "maps/a.png"},
+        {
+            "image_id": SCRIPT_ID,
+            "source_path": "<i>a</i>.png",
+            "method": "gradient",
+            "class_index": 0,
+            "score": 0.9,
+            "label": "0",
+            "status": "ok",
+            "png_path": "maps/a.png",
+        },
         {"image_id": "broken", "source_path": "b.dcm", "method": "gradient", "status": "error", "error": SCRIPT_ERROR},
     ]
     (root / "index.csv").write_text(index_text(rows, header=True))
@@ -91,10 +99,16 @@ def test_python_dash_m_writes_the_report(tmp_path):
     root = _hostile_run(tmp_path / "run")
     done = subprocess.run(
         [sys.executable, "-m", "medxai.viz.report", str(root), "--max-images", "1", "--no-progress"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (root / "report.html").is_file() and (root / "contact_sheet.png").is_file()
-    missing = subprocess.run([sys.executable, "-m", "medxai.viz.report", str(tmp_path / "nothing")],
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "medxai.viz.report", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 2 and "not a medxai run" in missing.stderr

@@ -1,4 +1,4 @@
-"""The machinery every path method shares: the gradient engine, the explained output, precision, quadrature, adaptive steps, baselines.
+"""What every method shares: the gradient engine, the explained output, precision, quadrature, adaptive steps.
 
 Only :mod:`~medxai.methods._engine.engine`, :mod:`~medxai.methods._engine.output` and
 :mod:`~medxai.methods._engine.precision` import TensorFlow/Keras; the rest is numpy.

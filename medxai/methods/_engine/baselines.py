@@ -29,9 +29,7 @@ def validate_baseline(baseline: object, n_baselines: int) -> None:
     """Check a baseline setting early (at construction), with a clear message."""
     if isinstance(baseline, str):
         if baseline not in BASELINE_KINDS:
-            raise ValueError(
-                f"unknown baseline {baseline!r} (known: {', '.join(BASELINE_KINDS)}, a float or an array)"
-            )
+            raise ValueError(f"unknown baseline {baseline!r} (known: {', '.join(BASELINE_KINDS)}, a float or an array)")
     elif not isinstance(baseline, (int, float, np.ndarray)) or isinstance(baseline, bool):
         raise ValueError(f"baseline must be a name, a float or an array, got {type(baseline).__name__}")
     if isinstance(n_baselines, bool) or not isinstance(n_baselines, (int, np.integer)) or n_baselines < 1:
@@ -81,8 +79,7 @@ def make_baselines(
             array = np.broadcast_to(array, images.shape)
         elif array.shape != images.shape:
             raise ValueError(
-                f"a baseline array must be shaped like one image {shape} or the batch "
-                f"{images.shape}, got {array.shape}"
+                f"a baseline array must be shaped like one image {shape} or the batch {images.shape}, got {array.shape}"
             )
         result = array[:, None]
     elif isinstance(baseline, (int, float)):
@@ -96,8 +93,6 @@ def make_baselines(
     else:  # uniform
         low = images.min(axis=axes).reshape((n, 1) + (1,) * len(shape))
         high = images.max(axis=axes).reshape((n, 1) + (1,) * len(shape))
-        unit = np.stack(
-            [np.random.default_rng([seed, j]).random(shape, dtype=np.float32) for j in range(n_baselines)]
-        )
+        unit = np.stack([np.random.default_rng([seed, j]).random(shape, dtype=np.float32) for j in range(n_baselines)])
         result = low + unit[None] * (high - low)
     return np.ascontiguousarray(result, dtype=np.float32)

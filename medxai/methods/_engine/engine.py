@@ -23,7 +23,8 @@ last point is done: memory is bounded by ``batch_size``, never by ``steps`` or
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -78,7 +79,11 @@ class GradientEngine:
     """
 
     def __init__(
-        self, model: keras.Model, output: str | OutputSpec = OUTPUT_LOGITS, jit: bool = False, precision: str = "float32"
+        self,
+        model: keras.Model,
+        output: str | OutputSpec = OUTPUT_LOGITS,
+        jit: bool = False,
+        precision: str = "float32",
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -132,9 +137,7 @@ class GradientEngine:
             raise ValueError(f"images must be a numeric array, got dtype {images.dtype}")
         images = images.astype(np.float32, copy=False)
         expected = (None, *self.input_shape)
-        if images.ndim != len(expected) or any(
-            e is not None and e != s for e, s in zip(expected, images.shape)
-        ):
+        if images.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, images.shape)):
             shown = tuple("N" if e is None else e for e in expected)
             raise ValueError(f"images must have shape {shown} for this model, got {images.shape}")
         if images.shape[0] == 0:
@@ -145,9 +148,7 @@ class GradientEngine:
         if targets.ndim == 0:
             targets = np.full(images.shape[0], targets)
         if targets.shape != (images.shape[0],):
-            raise ValueError(
-                f"targets must be one int or {images.shape[0]} ints, got shape {targets.shape}"
-            )
+            raise ValueError(f"targets must be one int or {images.shape[0]} ints, got shape {targets.shape}")
         if targets.dtype == bool or not (
             np.issubdtype(targets.dtype, np.integer) or np.issubdtype(targets.dtype, np.floating)
         ):
@@ -266,14 +267,11 @@ class GradientEngine:
         self.sync_weights()
         images = np.asarray(images, dtype=np.float32)
         parts = [
-            self._predict_fn(tf.constant(images[i : i + batch_size])).numpy()
-            for i in range(0, len(images), batch_size)
+            self._predict_fn(tf.constant(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(parts, axis=0)
 
-    def integrate(
-        self, images: np.ndarray, targets: np.ndarray, plan: PathPlan, batch_size: int = 32
-    ) -> np.ndarray:
+    def integrate(self, images: np.ndarray, targets: np.ndarray, plan: PathPlan, batch_size: int = 32) -> np.ndarray:
         """Run a plan: the statistic over samples of the weighted path sums.
 
         Each sample's path sums are first averaged over its baselines; the

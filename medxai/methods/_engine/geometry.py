@@ -46,19 +46,43 @@ import numpy as np
 
 #: Layers that act on every cell alone (or mix channels, never positions) at inference.
 _CELL_WISE = (
-    keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU,
-    keras.layers.Softmax, keras.layers.BatchNormalization, keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization, keras.layers.Dropout, keras.layers.SpatialDropout2D,
-    keras.layers.SpatialDropout3D, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
-    keras.layers.AlphaDropout, keras.layers.Rescaling, keras.layers.Normalization, keras.layers.Dense,
-    keras.layers.Identity, keras.layers.ActivityRegularization, keras.layers.Add, keras.layers.Subtract,
-    keras.layers.Multiply, keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+    keras.layers.Softmax,
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.Rescaling,
+    keras.layers.Normalization,
+    keras.layers.Dense,
+    keras.layers.Identity,
+    keras.layers.ActivityRegularization,
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+    keras.layers.Average,
+    keras.layers.Maximum,
+    keras.layers.Minimum,
 )
 _CONV = (
-    keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
 )
 _POOL = (
-    keras.layers.MaxPooling2D, keras.layers.MaxPooling3D, keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling2D,
     keras.layers.AveragePooling3D,
 )
 _TRANSPOSED = (keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
@@ -93,14 +117,21 @@ class Axis:
         centre = self.offset + self.stride * (-before + (kernel - 1) / 2 + 0.5)  # of output cell 0
         first, last = max(0, -before), min(self.size - 1, (size - 1) * stride - before + kernel - 1)
         return Axis(
-            size, centre - self.stride * stride / 2, self.stride * stride,
-            self.field + self.stride * (kernel - 1), self.field_of(first, last),
+            size,
+            centre - self.stride * stride / 2,
+            self.stride * stride,
+            self.field + self.stride * (kernel - 1),
+            self.field_of(first, last),
         )
 
     def crop(self, before: int, after: int) -> Axis:
         """After removing ``before`` and ``after`` cells (negative: padding)."""
         size = self.size - before - after
-        seen = self.field_of(max(0, before), min(self.size, self.size - after) - 1) if before > 0 or after > 0 else self.seen
+        seen = (
+            self.field_of(max(0, before), min(self.size, self.size - after) - 1)
+            if before > 0 or after > 0
+            else self.seen
+        )
         return replace(self, size=size, offset=self.offset + self.stride * before, seen=seen)
 
     def scale(self, size: int) -> Axis:
@@ -108,7 +139,7 @@ class Axis:
         return replace(self, size=size, stride=self.stride * self.size / size)
 
     def plain(self, length: int) -> bool:
-        """Whether this is the whole input of ``length`` pixels stretched over the whole axis (to within half a cell)."""
+        """Whether this is the whole input of ``length`` pixels stretched over the axis (to within half a cell)."""
         tolerance = self.stride / 2 + 1e-9
         return (
             self.seen == (0.0, float(length))
@@ -154,7 +185,7 @@ def _windowed(
 
 
 def _step(layer: Any, inputs: list[Geometry], output_shape: Sequence[int | None]) -> Geometry:
-    """The geometry of ``layer``'s output from its inputs' (``output_shape``: the output's spatial sizes, None if unknown)."""
+    """The geometry of ``layer``'s output from its inputs' (``output_shape``: its spatial sizes, None if unknown)."""
     first = inputs[0]
     rank = len(output_shape)
     if len(first.axes) != rank or getattr(layer, "data_format", "channels_last") != "channels_last":

@@ -277,7 +277,9 @@ def _walk(tensor: Any) -> _Found:
 
     while True:
         if getattr(tensor, "_keras_history", None) is None:
-            return found("opaque", "a tensor without graph history", blocker=blocker or "a tensor without graph history")
+            return found(
+                "opaque", "a tensor without graph history", blocker=blocker or "a tensor without graph history"
+            )
         operation, args, kwargs = _node_arguments(tensor)
         kind, where = type(operation).__name__, _describe(operation)
         source = _single_tensor(args, kwargs)
@@ -287,7 +289,9 @@ def _walk(tensor: Any) -> _Found:
             inner = _through_nested(operation, source, where)
             if inner.status != "input":
                 if inner.status == "opaque" and blocker is None:
-                    return _Found("opaque", inner.where, removed=inner.removed, passed=tuple(passed), blocker=inner.blocker)
+                    return _Found(
+                        "opaque", inner.where, removed=inner.removed, passed=tuple(passed), blocker=inner.blocker
+                    )
                 return found(inner.status, inner.where, tensor=inner.tensor, removed=inner.removed)
             passed.extend(inner.passed)
         else:
@@ -295,15 +299,28 @@ def _walk(tensor: Any) -> _Found:
             if squash is not None:
                 if source is None:
                     return found("opaque", where, blocker=blocker or where)
-                if isinstance(operation, keras.layers.Layer) and hasattr(operation, "activation") and not isinstance(
-                    operation, keras.layers.Activation
+                if (
+                    isinstance(operation, keras.layers.Layer)
+                    and hasattr(operation, "activation")
+                    and not isinstance(operation, keras.layers.Activation)
                 ):
-                    return found("squash", f"the pre-activation of {where}", tensor=PreActivation(operation)(source), removed=squash)
+                    return found(
+                        "squash",
+                        f"the pre-activation of {where}",
+                        tensor=PreActivation(operation)(source),
+                        removed=squash,
+                    )
                 return found("squash", f"the input of {where}", tensor=source, removed=squash)
-            name = _activation_name(getattr(operation, "activation", None)) if hasattr(operation, "activation") else None
-            elementwise = kind in _ELEMENTWISE_LAYERS or (kind in _ELEMENTWISE_OPS and not isinstance(operation, keras.layers.Layer))
-            if elementwise and (kind != "Activation" or name in _NOT_SQUASHING) or (
-                source is not None and _keeps_classes(operation, source, tensor)
+            name = (
+                _activation_name(getattr(operation, "activation", None)) if hasattr(operation, "activation") else None
+            )
+            elementwise = kind in _ELEMENTWISE_LAYERS or (
+                kind in _ELEMENTWISE_OPS and not isinstance(operation, keras.layers.Layer)
+            )
+            if (
+                elementwise
+                and (kind != "Activation" or name in _NOT_SQUASHING)
+                or (source is not None and _keeps_classes(operation, source, tensor))
             ):
                 if source is None:
                     return found("opaque", where, blocker=blocker or where)
@@ -395,8 +412,11 @@ def read_values(values: np.ndarray) -> str:
     several = values.shape[-1] > 1
     if several and looks_like_probabilities(values) and np.all(np.abs(values.sum(-1) - 1) <= _SUM_TOLERANCE):
         return "softmax"
-    if several and np.all(np.isfinite(values)) and values.max() <= 0 and np.all(
-        np.abs(np.exp(values).sum(-1) - 1) <= _SUM_TOLERANCE
+    if (
+        several
+        and np.all(np.isfinite(values))
+        and values.max() <= 0
+        and np.all(np.abs(np.exp(values).sum(-1) - 1) <= _SUM_TOLERANCE)
     ):
         return "log_softmax"
     if looks_like_probabilities(values):
@@ -419,7 +439,7 @@ def _default_activation(spec: OutputSpec, units: int) -> str:
     return "sigmoid" if units == 1 else "softmax"
 
 
-def read_head(model: keras.Model, spec: OutputSpec | str = OutputSpec()) -> Head:
+def read_head(model: keras.Model, spec: OutputSpec | str = OUTPUT_LOGITS) -> Head:
     """What ``model``'s output is and where its logits are (see the module docstring).
 
     Raises:
@@ -447,7 +467,9 @@ def read_head(model: keras.Model, spec: OutputSpec | str = OutputSpec()) -> Head
         return Head("logits", family, f"{found.where} ({found.removed} removed{aside})", "graph", found.tensor,
                     found.removed, units=units)  # fmt: skip
     if found.status in ("linear", "input"):
-        where = found.where if found.status == "linear" else f"the model output, computed element-wise from {found.where}"
+        where = (
+            found.where if found.status == "linear" else f"the model output, computed element-wise from {found.where}"
+        )
         if spec.kind == "probabilities":
             raise OutputSelectionError(
                 f"model.output_kind: probabilities, but the graph proves the output is not squashed ({where}); "
@@ -464,8 +486,9 @@ def read_head(model: keras.Model, spec: OutputSpec | str = OutputSpec()) -> Head
                 f"model.output_kind: logits, but {found.blocker} is computed from the output of a {found.removed}; "
                 f"use output: <layer name> naming the layer that gives the logits (layers: {_layer_names(model)})"
             )
-        return Head("logits", _default_activation(spec, units), f"the model output as it is ({where}; model.output_kind: "
-                    "logits)", "user", model.outputs[0], units=units, blocker=found.blocker)  # fmt: skip
+        words = f"the model output as it is ({where}; model.output_kind: logits)"
+        activation = _default_activation(spec, units)
+        return Head("logits", activation, words, "user", model.outputs[0], units=units, blocker=found.blocker)
     if spec.kind == "probabilities":
         activation = spec.activation or ("softmax" if found.removed in ("softmax", "log_softmax") else None)
         if activation is None:
@@ -477,7 +500,9 @@ def read_head(model: keras.Model, spec: OutputSpec | str = OutputSpec()) -> Head
         return Head("unknown", _default_activation(spec, units), f"{found.blocker}, computed from the output of a "
                     f"{found.removed}, gives values that are not probabilities", "graph", units=units,
                     blocker=found.blocker)  # fmt: skip
-    kind = {"softmax": "probabilities", "sigmoid": "probabilities", "log_softmax": "log_probabilities"}.get(seen, "logits")
+    kind = {"softmax": "probabilities", "sigmoid": "probabilities", "log_softmax": "log_probabilities"}.get(
+        seen, "logits"
+    )
     if kind == "logits":
         return Head("logits", _default_activation(spec, units), f"the model output as it is ({where}; its values on "
                     f"{_PROBE_IMAGES} probe images are not probabilities)", "values", model.outputs[0], values=seen,
@@ -524,8 +549,8 @@ def _probabilities_view(model: keras.Model, head: Head) -> ExplainedOutput:
         squash = {"softmax": keras.ops.softmax, "sigmoid": keras.ops.sigmoid, "hard_sigmoid": keras.ops.hard_sigmoid}
         probabilities = squash[head.activation](logits.outputs[0])
         view = keras.Model(model.inputs[0], probabilities, name=f"{model.name}_probabilities")
-        return ExplainedOutput(view, OUTPUT_PROBABILITIES, f"probabilities: {head.activation} of the logits ({head.where})",
-                               head.removed, head)  # fmt: skip
+        words = f"probabilities: {head.activation} of the logits ({head.where})"
+        return ExplainedOutput(view, OUTPUT_PROBABILITIES, words, head.removed, head)
     if head.kind == "log_probabilities":
         view = keras.Model(model.inputs[0], keras.ops.exp(model.outputs[0]), name=f"{model.name}_probabilities")
         return ExplainedOutput(view, OUTPUT_PROBABILITIES, f"probabilities: exp of the model output, log-probabilities "
@@ -551,7 +576,7 @@ def functional(model: keras.Model) -> keras.Model:
         OutputSelectionError: the model has never been built (no input shape is known).
     """
     try:
-        model.inputs
+        model.inputs  # noqa: B018 (raises when the model has no symbolic graph)
         return model
     except (AttributeError, ValueError) as err:
         shapes = getattr(model, "_build_shapes_dict", None) or {}
@@ -641,7 +666,7 @@ def _two_classes(result: ExplainedOutput) -> ExplainedOutput:
 
 
 def head_activation(model: keras.Model) -> str | None:
-    """The squashing activation at the end of ``model`` found from its graph (``"softmax"``, ``"sigmoid"``, ...), or None.
+    """The squashing activation at the end of ``model`` from its graph (``"softmax"``, ``"sigmoid"``, ...), or None.
 
     None when the output is not squashed, or when the graph hides it (a Lambda, a SavedModel).
     """

@@ -8,7 +8,7 @@ The names follow Captum's (``riemann_left`` ... ``gausslegendre``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -36,7 +36,9 @@ class OutputSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.explain, str) or not self.explain:
-            raise OutputSelectionError(f"output must be 'logits', 'probabilities' or a layer name, got {self.explain!r}")
+            raise OutputSelectionError(
+                f"output must be 'logits', 'probabilities' or a layer name, got {self.explain!r}"
+            )
         if self.kind not in OUTPUT_KINDS:
             raise OutputSelectionError(f"output_kind must be one of {', '.join(OUTPUT_KINDS)}, got {self.kind!r}")
         if self.activation is not None and self.activation not in ACTIVATIONS:

@@ -39,9 +39,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from medxai._progress import progress_bar
 from medxai.errors import ReportError
 from medxai.io.writers import write_text
 from medxai.viz.report.cards import image_block
@@ -51,7 +52,6 @@ from medxai.viz.report.loading import ImageEntry, Run, load_run
 from medxai.viz.report.outcomes import class_names
 from medxai.viz.report.page_data import PAGE_SIZE, page_data, script_json
 from medxai.viz.report.pictures import THUMBNAIL_SIZE, Pictures
-from medxai._progress import progress_bar
 from medxai.viz.report.render import render_page
 from medxai.viz.report.sections import failures, provenance, quality, sanity
 from medxai.viz.report.sheets import SHEET_NAME, ContactSheets
@@ -163,7 +163,7 @@ def write_report(
         failed_count=failed_count,
         failures=failure_rows,
         version=__version__,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         root=str(root),
     )
     html_path = root / "report.html"
@@ -179,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a folder written by `medxai run`")
     parser.add_argument("--max-images", type=int, default=None, help="show at most N images (default: all)")
     parser.add_argument(
-        "--thumbnail-size", type=int, default=THUMBNAIL_SIZE,
+        "--thumbnail-size",
+        type=int,
+        default=THUMBNAIL_SIZE,
         help=f"longest side of the embedded thumbnails in pixels (default {THUMBNAIL_SIZE})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

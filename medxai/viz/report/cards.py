@@ -278,9 +278,7 @@ def image_block(
             notes.extend(card_notes)
             cells.setdefault(row.method, _sheet_cell(picture, mask))
         caption = f"{label_text}\nclass {class_text(class_index, names)} · p={score(scores[class_index])}"
-        sheet_rows.append(
-            SheetRow(image.image_id, caption, [cells.get(m, SheetCell(None, "no map")) for m in methods])
-        )
+        sheet_rows.append(SheetRow(image.image_id, caption, [cells.get(m, SheetCell(None, "no map")) for m in methods]))
     for row in image.error_rows:
         block.cards.append(Card(method=row.method, class_index=row.class_index, status="error", error=row.error))
     block.notes = sorted({n for n in notes if n})

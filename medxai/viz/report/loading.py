@@ -175,9 +175,7 @@ def _read_images(index_path: Path, methods: dict[str, None]) -> list[ImageEntry]
     return list(images.values())
 
 
-def _read_metrics(
-    run_dir: Path, notes: list[str]
-) -> tuple[dict[MapKey, dict[str, float]] | None, dict[MapKey, str]]:
+def _read_metrics(run_dir: Path, notes: list[str]) -> tuple[dict[MapKey, dict[str, float]] | None, dict[MapKey, str]]:
     """``metrics.csv`` as figures per map, and the evaluation's error per map."""
     rows = _read_optional_csv(run_dir / "metrics.csv", ("image_id", "method", "class_index"), notes)
     if rows is None:
@@ -221,8 +219,7 @@ def load_run(run_dir: Path) -> Run:
     missing = [p.name for p in (index_path, run_json) if not p.is_file()]
     if missing:
         raise ReportError(
-            f"not a medxai run: {run_dir} has no {' and no '.join(missing)} "
-            "(write one with `medxai run CONFIG`)"
+            f"not a medxai run: {run_dir} has no {' and no '.join(missing)} (write one with `medxai run CONFIG`)"
         )
     info = _read_info(run_dir)
     methods: dict[str, None] = {}
