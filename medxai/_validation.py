@@ -21,7 +21,7 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, ValidationInfo
@@ -29,6 +29,7 @@ from pydantic.dataclasses import is_pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
 Problems = list[tuple[tuple[str | int, ...], str]]
+_T = TypeVar("_T")
 """``(location relative to the value validated, message)`` pairs."""
 
 _ERROR_TYPE = "medxai"
@@ -134,7 +135,8 @@ def schema_fields(schema: type) -> dict[str, Any]:
         return {name: f.annotation for name, f in schema.model_fields.items()}
     if is_pydantic_dataclass(schema):
         return {name: f.annotation for name, f in schema.__pydantic_fields__.items()}
-    return {name: Any for name in schema._fields}
+    fields: tuple[str, ...] = getattr(schema, "_fields")  # a named tuple's; `type` does not declare it
+    return {name: Any for name in fields}
 
 
 def find_model(annotation: Any) -> type | None:
@@ -297,11 +299,14 @@ def number_or_numbers(value: Any, check: Callable[[Any], float]) -> float | tupl
     if isinstance(value, (list, tuple)):
         if not value:
             raise validation_error("expected a number or a non-empty list of numbers, got []")
-        out, problems = [], []
+        out: list[float] = []
+        problems: Problems = []
         for i, item in enumerate(value):
             try:
                 out.append(check(item))
             except PydanticCustomError as exc:
+                if exc.context is None:  # not one of ours (they all carry "problems")
+                    raise
                 problems.extend(((i, *sub), msg) for sub, msg in exc.context["problems"])
         if problems:
             raise validation_errors(problems)
@@ -395,7 +400,7 @@ def _library_message(err: Mapping[str, Any]) -> str:
     return f"{where + ': ' if where else ''}{err['msg'][:1].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
 
 
-def library_errors(cls: type) -> type:
+def library_errors(cls: type[_T]) -> type[_T]:
     """Class decorator for a library setting (a pydantic dataclass): direct construction raises
     ``ValueError`` with the library's message (``TypeError`` for an unknown or missing argument,
     as a plain dataclass does), not pydantic's ``ValidationError``. Validation inside a
@@ -416,7 +421,7 @@ def library_errors(cls: type) -> type:
                 raise TypeError(f"{cls.__name__}: {exc}") from None
             raise ValueError("; ".join(_library_message(e) for e in errors)) from None
 
-    cls.__init__ = __init__  # type: ignore[misc]
+    setattr(cls, "__init__", __init__)  # mypy forbids assigning to a method
     return cls
 
 

@@ -36,11 +36,12 @@ def range_meta(
     return {"stored_range": mapped_range([low, high], slope, intercept), "bit_depth": bits}
 
 
-def mapped_range(values: Sequence[float], slope: float = 1.0, intercept: float = 0.0) -> tuple[float, float]:
+def mapped_range(values: Sequence[float] | np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> tuple[float, float]:
     """``(lowest, highest)`` of ``values * slope + intercept``, as ints where they are whole."""
     mapped = np.asarray(values, dtype=np.float64) * float(slope) + float(intercept)
     ends = (float(mapped.min()), float(mapped.max()))
-    return tuple(int(v) if v.is_integer() else v for v in ends)  # type: ignore[return-value]
+    low, high = (int(v) if v.is_integer() else v for v in ends)
+    return low, high
 
 
 def value_range_of(array: np.ndarray) -> tuple[float, float]:

@@ -274,7 +274,7 @@ def _modality_lut(arr: np.ndarray, ds: Dataset, frames: int, path: str, notes: l
     items = [functional_group(ds, "PixelValueTransformationSequence", f) for f in range(frames)]
     if not any(item is not None for item in items):
         return arr
-    if frames == 1:
+    if frames == 1 and items[0] is not None:
         return _rescale(arr, *_checked_slope_intercept(items[0], path, notes))
     out = arr.astype(np.float64)
     for f, item in enumerate(items):
@@ -299,7 +299,10 @@ def _stored_range(ds: Dataset, frames: int, grey: bool, arr: np.ndarray) -> dict
     meta = range_meta(np.int64 if signed else np.uint64, bits)
     if not grey:
         return meta
-    low, high = meta["stored_range"]
+    stored = meta["stored_range"]
+    if not isinstance(stored, tuple):  # an integer dtype always has one
+        raise TypeError(f"no stored range for {bits}-bit integer data: {stored!r}")
+    low, high = stored
     if ds.get("ModalityLUTSequence"):
         # A LUT need not be monotonic: map every stored value where there are few enough.
         values = np.arange(low, high + 1) if high - low < 2**17 else np.array([low, high])

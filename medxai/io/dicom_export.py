@@ -327,8 +327,8 @@ def _build_pm(datasets: list[Dataset], paths: list[Path], frames: np.ndarray, te
 
 def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text: _Texts,
               series_uid: str, sop_uid: str, instance_number: int) -> Dataset:
-    iop, _, spacing = frame_geometry(ds, frame or 0)
-    spacing = spacing or _imager_pixel_spacing(ds)
+    iop, _, frame_spacing = frame_geometry(ds, frame or 0)
+    spacing: Sequence[float] | None = frame_spacing or _imager_pixel_spacing(ds)
     orientation = _orientation_letters(iop) if iop is not None else _source_orientation(ds)
     laterality = _laterality(ds)
     try:
@@ -357,8 +357,9 @@ def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text:
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise DicomExportError(f"highdicom cannot build a Secondary Capture from {path}: {exc}", path) from exc
     if orientation is None:
-        # highdicom insists on a value; Type 2C allows "unknown" (empty).
-        sc.PatientOrientation = None
+        # highdicom insists on a value; Type 2C allows "unknown" (empty). setattr: highdicom's
+        # attribute is inferred as list[str], which leaves out the empty value.
+        setattr(sc, "PatientOrientation", None)
     sc.BurnedInAnnotation = "NO"
     sc.DerivationDescription = text.derivation("overlay")
     ref = Dataset()

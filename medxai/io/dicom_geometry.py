@@ -71,6 +71,12 @@ class FrameGeometry(NamedTuple):
         """True when the frame has all three, so it is placed in the patient."""
         return None not in self
 
+    def placed(self) -> tuple[list[float], list[float], list[float]] | None:
+        """``(orientation, position, spacing)`` when the frame has all three, else None."""
+        if self.orientation is None or self.position is None or self.spacing is None:
+            return None
+        return self.orientation, self.position, self.spacing
+
 
 def frame_geometry(ds: Dataset, frame: int = 0) -> FrameGeometry:
     """ImageOrientationPatient, ImagePositionPatient and PixelSpacing of a frame.
@@ -92,17 +98,18 @@ def frame_geometry(ds: Dataset, frame: int = 0) -> FrameGeometry:
 
 def frames_affine(ds: Dataset, frames: int) -> np.ndarray | None:
     """The RAS+ affine of a single-frame image, or of a multi-frame one whose frames are evenly stacked."""
-    first = frame_geometry(ds, 0)
-    if not first.complete:
+    first = frame_geometry(ds, 0).placed()
+    if first is None:
         return None
     orientation, position, spacing = first
     try:
         if frames == 1:
             return dicom_affine(orientation, position, spacing)
-        placements = [frame_geometry(ds, f) for f in range(frames)]
-        if any(not p.complete or not np.allclose(p.orientation, orientation, atol=1e-4) for p in placements):
+        placements = [frame_geometry(ds, f).placed() for f in range(frames)]
+        stack = [p for p in placements if p is not None and np.allclose(p[0], orientation, atol=1e-4)]
+        if len(stack) < len(placements):
             return None
-        positions = np.array([p.position for p in placements])
+        positions = np.array([p[1] for p in stack])
         steps = np.diff(positions, axis=0)
         step = steps.mean(axis=0)
         if np.linalg.norm(step) < 1e-6 or np.abs(steps - step).max() > 1e-2 * max(1.0, float(np.linalg.norm(step))):

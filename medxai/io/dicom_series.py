@@ -81,7 +81,9 @@ def read_dicom_series(
     # Slices go straight into the volume: peak memory is one volume plus one slice.
     array: np.ndarray | None = None
     first: LoadedImage | None = None
-    ranges, value_ranges, notes = [], [], {}
+    ranges: list[tuple[float, float] | None] = []
+    value_ranges: list[tuple[float, float]] = []
+    notes: dict[str, list[str]] = {}
     for k, (path, _) in enumerate(ordered):
         image = read_dicom(path, max_pixels=max_pixels, timeout=timeout)
         if image.channels != 1:
@@ -96,11 +98,13 @@ def read_dicom_series(
         value_ranges.append(image.meta["value_range"])
         for note in image.meta.get("warnings", []):
             notes.setdefault(note, []).append(Path(path).name)
-    assert array is not None and first is not None
+    if array is None or first is None:  # _stack_geometry gives at least one slice
+        raise read_error("the series holds no slices", root)
+    known = [r for r in ranges if r is not None]
     meta = {
         **{k: v for k, v in first.meta.items() if k not in ("source_files", "SOPInstanceUID")},
         # each slice has its own rescale: the volume can hold the union of their ranges
-        "stored_range": None if None in ranges else (min(r[0] for r in ranges), max(r[1] for r in ranges)),
+        "stored_range": None if None in ranges else (min(r[0] for r in known), max(r[1] for r in known)),
         "value_range": (min(r[0] for r in value_ranges), max(r[1] for r in value_ranges)),
         "frames": len(ordered),
         "files": len(ordered),
@@ -166,8 +170,8 @@ def _stack_geometry(
     for path, ds in headers:
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
             raise read_error("a multi-frame file is in the series folder; give the file itself as the path", path)
-        placement = frame_geometry(ds)
-        if not placement.complete:
+        placement = frame_geometry(ds).placed()
+        if placement is None:
             raise read_error(
                 "a series slice lacks ImageOrientationPatient, ImagePositionPatient or PixelSpacing", path
             )
@@ -183,8 +187,8 @@ def _stack_geometry(
         if not np.allclose(ps, pixel_spacing, rtol=1e-4):
             raise read_error("the series mixes pixel spacings", root, f"{Path(path0).name}: {pixel_spacing}, {Path(path).name}: {ps}")
 
-    iop = np.asarray(orientation).reshape(2, 3)
-    normal = np.cross(iop[0], iop[1])
+    cosines = np.asarray(orientation).reshape(2, 3)
+    normal = np.cross(cosines[0], cosines[1])
     positions = np.array([p[3] for p in placed])
     along = positions @ normal
     order = np.argsort(along, kind="stable")

@@ -174,7 +174,7 @@ def _sniff(text: str, manifest: Path) -> str:
     except csv.Error:
         header = text.splitlines()[0] if text else ""
         counts = {d: header.count(d) for d in _DELIMITERS}
-        best = max(counts, key=counts.get)
+        best = max(counts, key=counts.__getitem__)
         return best if counts[best] else ","
 
 

@@ -88,8 +88,7 @@ def resolve_custom_objects(custom_objects: CustomObjects) -> dict[str, Any]:
     specs = [custom_objects] if single else list(custom_objects)
     objects: dict[str, Any] = {}
     for spec in specs:
-        obj = _import_object(spec)
-        name = spec.rsplit(":", 1)[1].strip().rsplit(".", 1)[-1]
+        name, obj = _import_object(spec)
         objects[name] = obj
         try:
             registered = keras.saving.get_registered_name(obj)
@@ -99,7 +98,8 @@ def resolve_custom_objects(custom_objects: CustomObjects) -> dict[str, Any]:
     return objects
 
 
-def _import_object(spec: Any) -> Any:
+def _import_object(spec: object) -> tuple[str, Any]:
+    """``(last part of NAME, the object)`` for one ``"package.module:NAME"`` spec."""
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise ModelLoadError(f"custom_objects: {spec!r} is not 'package.module:NAME'")
     module_name, name = (part.strip() for part in spec.split(":"))
@@ -117,7 +117,7 @@ def _import_object(spec: Any) -> Any:
         if not hasattr(obj, part):
             raise ModelLoadError(f"custom_objects: module {module_name!r} has no {name!r} (for {spec!r})")
         obj = getattr(obj, part)
-    return obj
+    return name.rsplit(".", 1)[-1], obj
 
 
 def _load_failure(path: Path, err: Exception, objects: Mapping[str, Any]) -> str:

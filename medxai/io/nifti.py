@@ -7,9 +7,11 @@ import io
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 
 from medxai.io.arrays import range_meta
 from medxai.io.geometry import array_to_nifti_affine, nifti_to_array_affine
@@ -103,12 +105,15 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     raw, version = _read_declared_bytes(path, max_pixels)
     try:
         klass = nib.Nifti1Image if version == 1 else nib.Nifti2Image
-        img = klass.from_bytes(raw)
+        img = klass.from_stream(io.BytesIO(raw))  # what from_bytes does, but from_bytes is typed for bytes only
         data = np.asarray(img.get_fdata(dtype=np.float32))
         zooms = tuple(float(z) for z in img.header.get_zooms())
         xforms = NiftiXforms.of(img.header)
         affine = np.asarray(img.affine, dtype=np.float64)
-        stored = range_meta(img.get_data_dtype(), slope=img.dataobj.slope, intercept=img.dataobj.inter)
+        proxy = img.dataobj
+        if not isinstance(proxy, ArrayProxy):
+            raise TypeError(f"expected the file's data as an ArrayProxy, got {type(proxy).__name__}")
+        stored = range_meta(img.get_data_dtype(), slope=proxy.slope, intercept=proxy.inter)
     except Exception as exc:
         raise read_error("cannot decode NIfTI file", path, describe(exc)) from None
     shape_xyz = data.shape
@@ -120,7 +125,7 @@ def read_nifti(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     data = data.T[..., np.newaxis]  # (X, Y[, Z]) -> ([Z,] Y, X, 1)
     spacing = tuple(reversed(zooms[: data.ndim - 1])) if len(zooms) >= data.ndim - 1 else None
     array = as_image_array(data, path)
-    meta = {
+    meta: dict[str, Any] = {
         "shape_xyz": tuple(int(n) for n in shape_xyz),
         "nifti_version": version,
         "xform_codes": (xforms.sform_code, xforms.qform_code),

@@ -133,15 +133,15 @@ def _read_tiff(path: str, max_pixels: int | None) -> tuple[np.ndarray, bool, dic
             shape, channels = list(series.shape), 1
             if "S" in series.axes:
                 channels = shape.pop(series.axes.index("S"))
-            elif tif.pages[0].photometric == tifffile.PHOTOMETRIC.PALETTE:
+            elif tif.pages.first.photometric == tifffile.PHOTOMETRIC.PALETTE:
                 channels = 3  # indices become RGB
             check_declared_size(shape, path, max_pixels, channels=channels)
         data = series.asarray()
         axes = series.axes
-        page = tif.pages[0]
+        page = tif.pages.first  # pages[0] as a TiffPage (IndexError when absent, as pages[0])
         photometric = int(page.photometric) if page.photometric is not None else None
         colormap = page.colormap
-        bits = page.bitspersample
+        bits: int | None = page.bitspersample
     if photometric == tifffile.PHOTOMETRIC.SEPARATED:
         raise read_error("CMYK TIFF files are not supported", path)
     if photometric == tifffile.PHOTOMETRIC.PALETTE and colormap is not None and "S" not in axes:
@@ -156,13 +156,15 @@ def _read_tiff(path: str, max_pixels: int | None) -> tuple[np.ndarray, bool, dic
     singles = tuple(i for i in extra if data.shape[i] == 1)
     data = np.squeeze(data, axis=singles) if singles else data
     axes = "".join(a for i, a in enumerate(axes) if i not in singles)
-    extra = [a for a in axes if a not in "YXS"]
-    if len(extra) > 1 or not axes.replace("S", "").endswith("YX"):
+    extra_axes = [a for a in axes if a not in "YXS"]
+    if len(extra_axes) > 1 or not axes.replace("S", "").endswith("YX"):
         raise read_error("unsupported TIFF layout", path, f"axes {series.axes}, shape {series.shape}")
-    pages = data.shape[0] if extra else 1
+    pages = data.shape[0] if extra_axes else 1
     invert = photometric == tifffile.PHOTOMETRIC.MINISWHITE
-    try:
-        name = tifffile.PHOTOMETRIC(photometric).name
-    except ValueError:
-        name = None if photometric is None else str(photometric)
+    name: str | None = None
+    if photometric is not None:
+        try:
+            name = tifffile.PHOTOMETRIC(photometric).name
+        except ValueError:
+            name = str(photometric)
     return data, invert, {"pages": pages, "axes": series.axes, "photometric": name, "bits_per_sample": bits}

@@ -8,7 +8,7 @@ from typing import Union
 import numpy as np
 
 from medxai.errors import PreprocessError
-from medxai.preprocess.spec import PRESETS
+from medxai.preprocess.spec import PRESETS, ScaleStats
 
 __all__ = [
     "CAFFE_MEAN_BGR",
@@ -39,7 +39,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 #: (a 1 KB JPEG declaring 32 x 64800 spent minutes there).
 MAX_ASPECT_CHANGE = 32
 
-ScaleSpec = Union[str, tuple[float, float], Mapping, None]
+ScaleSpec = Union[str, tuple[float, float], Mapping, ScaleStats, None]
 
 
 def check_finite(x: np.ndarray) -> None:
@@ -157,7 +157,7 @@ def scale_intensity(
         if not (np.isfinite([lo, hi]).all() and hi > lo):
             raise PreprocessError(f"scale 'stored_range': unusable stored range {tuple(stored_range)!r}")
         return ((x.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-    if isinstance(scale, Mapping):
+    if isinstance(scale, (Mapping, ScaleStats)):  # ScaleStats is a Mapping at run time, not to mypy
         mean = np.asarray(scale["mean"], dtype=np.float64)
         std = np.asarray(scale["std"], dtype=np.float64)
         for name, value in (("mean", mean), ("std", std)):
@@ -208,8 +208,8 @@ def apply_preset(x: np.ndarray, preset: str) -> np.ndarray:
             f"preset {preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), the image has {x.shape[-1]}"
         )
     if mode == "torch":
-        return (x / np.float32(255.0) - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-    return x[..., ::-1] - np.float32(CAFFE_MEAN_BGR)
+        return (x / np.float32(255.0) - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(IMAGENET_STD, dtype=np.float32)
+    return x[..., ::-1] - np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
 
 
 def check_aspect_change(source: Sequence[int], target: Sequence[int]) -> None:
