@@ -28,6 +28,7 @@ from pydantic import (
 
 from medxai.errors import SAVED_MODEL_IS_CODE, ConfigError
 from medxai.heatmap import ClipSpec, HeatmapPolicy
+from medxai.io.formats import output_formats
 from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
 from medxai.viz.outline_spec import OutlineSpec
 from medxai.pipeline.config._errors import (
@@ -55,9 +56,8 @@ from medxai.pipeline.config._validators import (
     _to_path,
 )
 
-FORMATS = ("npy", "png", "overlay")
-#: Every format a run can write (``FORMATS`` are the default ones).
-ALL_FORMATS = ("npy", "png", "overlay", "nifti", "dicom")
+#: The formats written when the config names none (the table's defaults, :mod:`medxai.io.formats`).
+FORMATS = tuple(name for name, fmt in output_formats().items() if fmt.default)
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -266,7 +266,7 @@ class OutputSection(_Section):
     Outline: ClassVar[type[OutlineSpec]] = OutlineSpec
 
     dir: Path = Field(description="Output folder (created if missing).")
-    formats: tuple[Literal["npy", "png", "overlay", "nifti", "dicom"], ...] = FORMATS
+    formats: tuple[str, ...] = FORMATS
     colormap: Name = "inferno"
     alpha: UnitInterval = 0.5
     max_size: PositiveInt = Field(
@@ -306,17 +306,18 @@ class OutputSection(_Section):
     @field_validator("formats", mode="before")
     @classmethod
     def _check_formats(cls, value: Any) -> tuple[str, ...]:
+        known = tuple(output_formats())  # every registered format, at validation time
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not value:
-            raise _error(f"expected a non-empty list of {', '.join(ALL_FORMATS)}, got {_show(value)}")
+            raise _error(f"expected a non-empty list of {', '.join(known)}, got {_show(value)}")
         problems: list[tuple[tuple[str | int, ...], str]] = []
         seen: set[str] = set()
         for i, fmt in enumerate(value):
             key = fmt.strip().lower() if isinstance(fmt, str) else fmt
-            if key not in ALL_FORMATS:
-                hint = _did_you_mean(key, ALL_FORMATS, inside=True)
-                problems.append(((i,), f"unknown format {_show(fmt)} (known: {', '.join(ALL_FORMATS)}{hint})"))
+            if key not in known:
+                hint = _did_you_mean(key, known, inside=True)
+                problems.append(((i,), f"unknown format {_show(fmt)} (known: {', '.join(known)}{hint})"))
             elif key in seen:
                 problems.append(((i,), f"duplicate format '{key}'"))
             seen.add(key)
