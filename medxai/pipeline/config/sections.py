@@ -28,7 +28,6 @@ from pydantic import (
 
 from medxai.errors import SAVED_MODEL_IS_CODE, ConfigError
 from medxai.heatmap import ClipSpec, HeatmapPolicy
-from medxai.io.formats import output_formats
 from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
 from medxai.viz.outline_spec import OutlineSpec
 from medxai.pipeline.config._errors import (
@@ -56,8 +55,18 @@ from medxai.pipeline.config._validators import (
     _to_path,
 )
 
-#: The formats written when the config names none (the table's defaults, :mod:`medxai.io.formats`).
-FORMATS = tuple(name for name, fmt in output_formats().items() if fmt.default)
+
+
+def _known_formats() -> dict[str, bool]:
+    """Every registered output format (:mod:`medxai.io.formats`), and whether it is written by default."""
+    from medxai.io.formats import output_formats  # deferred: the io package loads every image reader
+
+    return {name: fmt.default for name, fmt in output_formats().items()}
+
+
+def _default_formats() -> tuple[str, ...]:
+    """The formats written when the config names none."""
+    return tuple(name for name, default in _known_formats().items() if default)
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -266,7 +275,7 @@ class OutputSection(_Section):
     Outline: ClassVar[type[OutlineSpec]] = OutlineSpec
 
     dir: Path = Field(description="Output folder (created if missing).")
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = Field(default_factory=_default_formats)
     colormap: Name = "inferno"
     alpha: UnitInterval = 0.5
     max_size: PositiveInt = Field(
@@ -306,7 +315,7 @@ class OutputSection(_Section):
     @field_validator("formats", mode="before")
     @classmethod
     def _check_formats(cls, value: Any) -> tuple[str, ...]:
-        known = tuple(output_formats())  # every registered format, at validation time
+        known = tuple(_known_formats())  # every registered format, at validation time
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not value:
