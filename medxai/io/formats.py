@@ -63,7 +63,7 @@ class MapToWrite:
     alpha: float = 0.5
     outline: Any = None
     max_size: int = 2048
-    _pictures: tuple[np.ndarray, np.ndarray | None] | None = field(default=None, repr=False)
+    _pictures: tuple[np.ndarray, np.ndarray | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def name(self, suffix: str) -> str:
         """The file name ``<stem><suffix>`` relative to the run folder (with ``/``)."""

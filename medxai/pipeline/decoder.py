@@ -98,7 +98,7 @@ class Decoder:
         self.explainer = Explainer(config, model)
         ex = self.explainer
         self.model, self.scores, self.head, self.preprocessor = ex.model, ex.scores, ex.head, ex.preprocessor
-        self.methods, self.targets, self.policy = ex.methods, ex.targets, ex.policy
+        self.methods, self.policy = ex.methods, ex.policy
         self.model_checksum = file_checksum(config.model.path)
         self.fingerprint = fingerprint(config, self.model_checksum)
         self.writer = MapWriter(self.folder, config.output, self.preprocessor.to_source, self.policy, self.fingerprint[:16])
