@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from medxai.io.index import read_index as _read_index
-from medxai.pipeline.decoder import Decoder
+from medxai.pipeline.explainer import Explainer
 
 METHODS = [{"name": "ig", "steps": 8}, "gradient", {"name": "smoothgrad", "samples": 3}]
 
@@ -35,13 +35,13 @@ def write_config(root: Path, out: str, base: dict | None = None, **changes) -> P
 def count_processed(monkeypatch) -> list[str]:
     """The ids of the images the decoder computes from now on."""
     processed: list[str] = []
-    original = Decoder._process_group
+    original = Explainer.explain_group
 
-    def counting(self, items):
+    def counting(self, items, *args, **kwargs):
         processed.extend(item.row.image_id for item in items)
-        return original(self, items)
+        return original(self, items, *args, **kwargs)
 
-    monkeypatch.setattr(Decoder, "_process_group", counting)
+    monkeypatch.setattr(Explainer, "explain_group", counting)
     return processed
 
 
@@ -56,14 +56,13 @@ def comparable(rows):
 
 
 def interrupt_on_call(monkeypatch, n: int):
-    """Make the decoder's n-th image group raise KeyboardInterrupt (a simulated Ctrl-C); returns the original method."""
-    original, calls = Decoder._process_group, {"n": 0}
+    """Make the n-th image group the explainer gets raise KeyboardInterrupt (a simulated Ctrl-C)."""
+    original, calls = Explainer.explain_group, {"n": 0}
 
-    def interrupting(self, items):
+    def interrupting(self, items, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == n:
             raise KeyboardInterrupt
-        return original(self, items)
+        return original(self, items, *args, **kwargs)
 
-    monkeypatch.setattr(Decoder, "_process_group", interrupting)
-    return original
+    monkeypatch.setattr(Explainer, "explain_group", interrupting)

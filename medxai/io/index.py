@@ -28,48 +28,25 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from medxai.io.formats import file_columns
 from medxai.io.writers import PROBE_NAME, STALE_TEMP
 
-INDEX_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "source_path",
-    "series_uid",
-    "method",
-    "class_index",
-    "class_name",
-    "score",
-    "label",
-    "predicted",
-    "status",
-    "error",
-    "npy_path",
-    "png_path",
-    "overlay_path",
-    "nifti_path",
-    "dicom_map_path",
-    "dicom_overlay_path",
-    "relative_delta",
-    "steps",
-    "warning",
-    "seconds",
-    "evaluations",
-    "reduce",
-    "polarity",
-    "clip",
-    "explained",
-    "output_kind",
-    "activation",
-    "mask_path",
-    "source_shape",
-    "spacing",
-    "orientation",
-    "source_key",
-    "npy_bytes",
-)
-#: The columns naming a row's map files (relative to the run folder; empty when not written).
-FILE_COLUMNS: tuple[str, ...] = (
-    "npy_path", "png_path", "overlay_path", "nifti_path", "dicom_map_path", "dicom_overlay_path"
+#: The index's columns before and after the file columns (those come from :mod:`medxai.io.formats`).
+_LEADING_COLUMNS: tuple[str, ...] = (
+    "image_id", "source_path", "series_uid", "method", "class_index", "class_name", "score", "label", "predicted",
+    "status", "error",
 )  # fmt: skip
+_TRAILING_COLUMNS: tuple[str, ...] = (
+    "relative_delta", "steps", "warning", "seconds", "evaluations", "reduce", "polarity", "clip", "explained",
+    "output_kind", "activation", "mask_path", "source_shape", "spacing", "orientation", "source_key", "npy_bytes",
+)  # fmt: skip
+
+
+def index_columns() -> tuple[str, ...]:
+    """The index's columns, in order: the file columns are every registered output format's."""
+    return (*_LEADING_COLUMNS, *file_columns(), *_TRAILING_COLUMNS)
+
+
 INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json"
 #: Files that the run, ``medxai evaluate`` and ``medxai report`` write at the top of a run folder.
 RUN_FILES: tuple[str, ...] = (
@@ -171,5 +148,5 @@ def _quoted(cell: str) -> str:
 
 
 def index_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
-    """Rows as index CSV text in :data:`INDEX_COLUMNS` order (None and absent cells empty)."""
-    return csv_text(rows, INDEX_COLUMNS, header)
+    """Rows as index CSV text in :func:`index_columns` order (None and absent cells empty)."""
+    return csv_text(rows, index_columns(), header)

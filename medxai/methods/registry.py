@@ -17,7 +17,7 @@ import pkgutil
 import warnings
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from medxai.methods.base import XAIMethod, normalize_name
 
@@ -150,3 +150,66 @@ def resolve_method(name: str) -> type[XAIMethod]:
 def get_method(name: str, model: keras.Model, **params: Any) -> XAIMethod:
     """Build a method by name: ``get_method("ig", model, steps=16)``."""
     return resolve_method(name)(model, **params)
+
+
+def build_methods(
+    specs: Sequence[tuple[str, str | None, Mapping[str, Any]]],
+    model: Any,
+    *,
+    output: Any,
+    batch_size: int,
+    heatmap: Any,
+    jit: Any,
+    precision: Any,
+    seed: int | None,
+) -> list[XAIMethod]:
+    """Methods built on ``model``, sharing one gradient engine (and its compiled traces).
+
+    Args:
+        specs: ``(registered name, instance name or None, parameters)`` per method; an instance
+            name (None: the class's own name) is what the index, the folders and the report show.
+        model: The Keras model.
+        output: The explained output (a :class:`medxai.methods._engine.spec.OutputSpec`).
+        batch_size: The methods' batch size.
+        heatmap: The heatmap policy.
+        jit: Whether the engine compiles with XLA.
+        precision: The engine's precision.
+        seed: Given to each method that takes a ``seed`` and was not given one.
+
+    Returns:
+        The methods, in the order of ``specs``; dropping them frees the model.
+
+    Raises:
+        ValueError: two entries would write under the same name (``methods[i]`` says which),
+            or a name is unknown.
+    """
+    from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
+
+    engine = GradientEngine(model, output, jit, precision)
+    methods, seen = [], {}
+    for position, (registered, instance, params) in enumerate(specs):
+        cls = resolve_method(registered)
+        name = instance or cls.name
+        if name in seen:
+            raise ValueError(
+                f"methods[{position}]: {name} is configured twice (also methods[{seen[name]}]); "
+                "one run writes one map per method: give each entry its own name "
+                "({name: <instance>, method: <method>, ...})"
+            )
+        seen[name] = position
+        params = dict(params)
+        if "seed" in method_parameters(cls) and "seed" not in params:
+            params["seed"] = seed
+        method = cls(
+            model,
+            output=output,
+            batch_size=batch_size,
+            heatmap=heatmap,
+            jit=jit,
+            precision=precision,
+            engine=engine,
+            **params,
+        )
+        method.name = name
+        methods.append(method)
+    return methods

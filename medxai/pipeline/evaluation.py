@@ -42,7 +42,8 @@ from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, read_index
 from medxai.io.writers import write_text
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
-from medxai.pipeline.decoder import Decoder, build_methods
+from medxai.pipeline.decoder import Decoder
+from medxai.pipeline.study_methods import study_methods
 from medxai._progress import progress_bar
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
@@ -247,7 +248,7 @@ def _sanity(decoder, rows: list[dict[str, str]], spec: EvaluationSpec) -> tuple[
 
         def explain(model, name: str) -> np.ndarray:
             if built[0] is not model:
-                built[:] = [model, {m.name: m for m in build_methods(decoder.config, model)}]
+                built[:] = [model, {m.name: m for m in study_methods(decoder.config, model)}]
             if name not in built[1]:
                 raise ValueError(f"method {name!r} is not among the run's methods ({', '.join(built[1])})")
             return built[1][name].attribute(images, classes)

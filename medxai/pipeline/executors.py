@@ -32,21 +32,53 @@ import signal
 import sys
 import threading
 import uuid
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from medxai.errors import StudyError
 from medxai.io import ManifestRow
 from medxai.io.writers import DiskFullError, is_disk_full
 from medxai.pipeline.config import Config, DaskSection
-from medxai.pipeline.decoder import Decoder, LocalExecutor, _Item
 
 Done = Callable[[list[ManifestRow], list[dict[str, Any]]], None]
 Chunks = Sequence[Sequence[ManifestRow]]
+
+
+class ChunkProcessor(Protocol):
+    """What an executor needs of a :class:`~medxai.pipeline.decoder.Decoder`."""
+
+    config: Config
+    fingerprint: str
+
+    def process(self, chunks: Chunks, done: Done) -> None: ...
+
+    def error_rows(self, row: ManifestRow, message: str) -> list[dict[str, Any]]: ...
 
 #: Decoders built by this process (each loads the model once); a Dask worker reports it.
 _LOADS = 0
 _CACHE: dict[str, tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+class LocalExecutor:
+    """Computes every chunk in this process, one after the other (the default executor)."""
+
+    name = "local"
+    #: The chunks are computed in this process (so progress can move within a chunk).
+    in_process = True
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What ``run.json`` records under ``executor``."""
+        return {"name": self.name}
+
+    def run(self, decoder: ChunkProcessor, chunks: Chunks, done: Done) -> None:
+        """Compute ``chunks`` in order; ``done`` gets each chunk as its maps are written."""
+        decoder.process(chunks, done)
 
 
 def make_executor(config: Config) -> LocalExecutor | DaskExecutor:
@@ -102,7 +134,7 @@ class DaskExecutor:
         self.address = settings.address
         self.partitions = 0
         self.workers: dict[str, dict[str, Any]] = {}
-        self._decoder: Decoder | None = None
+        self._decoder: ChunkProcessor | None = None
 
     def __enter__(self) -> DaskExecutor:
         settings, distributed = self.settings, self.distributed
@@ -145,7 +177,7 @@ class DaskExecutor:
             "workers": sorted(self.workers.values(), key=lambda w: str(w["address"])),
         }
 
-    def run(self, decoder: Decoder, chunks: Chunks, done: Done) -> None:
+    def run(self, decoder: ChunkProcessor, chunks: Chunks, done: Done) -> None:
         """One task per partition; ``done`` gets each partition's rows as its task completes.
 
         On any exception (Ctrl-C included) the remaining tasks are cancelled; the
@@ -160,7 +192,7 @@ class DaskExecutor:
         token = uuid.uuid4().hex[:12]
         futures, part_of = [], {}
         for i, part in enumerate(parts):
-            args = (decoder.config, decoder.fingerprint, run_key, part)
+            args = (type(decoder), decoder.config, decoder.fingerprint, run_key, part)
             future = self.client.submit(_compute_partition, *args, key=f"medxai-partition-{token}-{i}", pure=False)
             futures.append(future)
             part_of[future.key] = part
@@ -187,7 +219,7 @@ class DaskExecutor:
                 "see the workers' logs (out of memory?), then run again to retry it"
             )
             assert self._decoder is not None
-            done(images, [r for image in images for r in self._decoder._error_rows(_Item(image), message)])
+            done(images, [r for image in images for r in self._decoder.error_rows(image, message)])
             return
         worker = self.workers.setdefault(str(record["address"]), {"address": record["address"], "partitions": 0})
         worker.update(host=record["host"], pid=record["pid"], model_loads=record["model_loads"])
@@ -239,8 +271,10 @@ def _run_key(config: Config, fingerprint: str) -> str:
 
 
 # ------------------------------------------------------------------ on the workers
-def _worker_decoder(config: Config, fingerprint: str, run_key: str) -> tuple[Decoder, threading.Lock]:
-    """This process's decoder for the run: built (model loaded) on the first task, reused after."""
+def _worker_decoder(
+    build: Callable[[Config], ChunkProcessor], config: Config, fingerprint: str, run_key: str
+) -> tuple[ChunkProcessor, threading.Lock]:
+    """This process's decoder for the run: built by ``build`` (model loaded) on the first task, reused after."""
     global _LOADS
     with _CACHE_LOCK:
         if run_key not in _CACHE:
@@ -250,7 +284,7 @@ def _worker_decoder(config: Config, fingerprint: str, run_key: str) -> tuple[Dec
                 import_tensorflow_quietly()  # hide TensorFlow's C++ start-up messages, as `medxai run` does
             _CACHE.clear()  # one run's model at a time
             try:
-                decoder = Decoder(config)
+                decoder = build(config)
             except StudyError as err:
                 raise StudyError(f"{err} (on Dask worker host {platform.node()})") from err
             _LOADS += 1
@@ -264,14 +298,16 @@ def _worker_decoder(config: Config, fingerprint: str, run_key: str) -> tuple[Dec
 
 
 def _compute_partition(
-    config: Config, fingerprint: str, run_key: str, chunks: Chunks
+    build: Callable[[Config], ChunkProcessor], config: Config, fingerprint: str, run_key: str, chunks: Chunks
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """A Dask task: compute a partition's chunks; return their index rows and who computed them.
+
+    ``build`` is the client's decoder class (sent by reference): the worker builds its own.
 
     The maps are written into ``output.dir`` with atomic renames under fixed names, so a
     task run again (its worker died) rewrites the same files and returns the same rows.
     """
-    decoder, lock = _worker_decoder(config, fingerprint, run_key)
+    decoder, lock = _worker_decoder(build, config, fingerprint, run_key)
     rows: list[dict[str, Any]] = []
     stopped = None
     with lock:  # a worker with several threads computes one partition at a time

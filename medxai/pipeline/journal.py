@@ -23,7 +23,8 @@ from typing import Any, MutableMapping
 import numpy as np
 
 from medxai._version import __version__
-from medxai.io.index import FILE_COLUMNS, INDEX_COLUMNS, INDEX_NAME, JOURNAL_NAME, RUN_NAME, read_index
+from medxai.io.formats import file_columns
+from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_columns, read_index
 from medxai.io.manifest import ManifestRow
 from medxai.io.writers import npy_problem
 from medxai.pipeline.config import Config
@@ -60,7 +61,7 @@ def previous_fingerprint(out: Path) -> str | None:
 def _rows(path: Path) -> list[dict[str, str]]:
     """Rows of an index or journal of this version of medxai; another header means none."""
     header, rows = read_index(path)
-    return rows if header == list(INDEX_COLUMNS) else []
+    return rows if header == list(index_columns()) else []
 
 
 def _file_state(path: str) -> Any:
@@ -204,7 +205,7 @@ def completed_rows(
 
 def _file_problem(out: Path, rows: list[dict[str, str]]) -> str | None:
     for row in rows:
-        for column in FILE_COLUMNS:
+        for column in file_columns():
             name = row[column]
             if name and not (out / name).exists():
                 return f"{name} is missing"

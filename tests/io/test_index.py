@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from medxai.io.index import INDEX_COLUMNS, csv_cell, csv_text, csv_value, index_text, is_run_file, read_index
+from medxai.io.index import index_columns, csv_cell, csv_text, csv_value, index_text, is_run_file, read_index
 
 
 def test_round_trip_in_column_order_with_empty_cells(tmp_path):
@@ -12,9 +12,9 @@ def test_round_trip_in_column_order_with_empty_cells(tmp_path):
     path = tmp_path / "index.csv"
     path.write_text(index_text(rows, header=True))
     header, read = read_index(path)
-    assert header == list(INDEX_COLUMNS)
+    assert header == list(index_columns())
     assert [(r["image_id"], r["method"], r["class_index"], r["score"]) for r in read] == [("a", "ig", "1", ""), ("b,c", "gradient", "", "")]
-    assert all(set(r) == set(INDEX_COLUMNS) for r in read)
+    assert all(set(r) == set(index_columns()) for r in read)
 
 
 def test_torn_last_line_and_malformed_rows_are_dropped(tmp_path):
@@ -22,7 +22,7 @@ def test_torn_last_line_and_malformed_rows_are_dropped(tmp_path):
     text = index_text([{"image_id": "a"}, {"image_id": "b"}], header=True)
     path.write_text(text + "x,y\n" + text.splitlines()[1][:5])
     header, rows = read_index(path)
-    assert header == list(INDEX_COLUMNS) and [r["image_id"] for r in rows] == ["a", "b"]
+    assert header == list(index_columns()) and [r["image_id"] for r in rows] == ["a", "b"]
 
 
 def test_missing_file_has_no_rows(tmp_path):

@@ -14,10 +14,9 @@ import yaml
 
 import medxai
 from analytic_models import tiny_model
-from study_helpers import comparable, interrupt_on_call, read_index, write_config
-from medxai.io.index import INDEX_COLUMNS
+from study_helpers import comparable, count_processed, interrupt_on_call, read_index, write_config
+from medxai.io.index import index_columns
 from medxai.errors import StudyError
-from medxai.pipeline.decoder import Decoder
 from medxai.io import read_image
 from medxai.preprocess import Preprocessor, PreprocessSpec
 
@@ -32,7 +31,7 @@ def test_run_writes_every_map_and_an_index(finished, study):
     assert summary.exit_code == 1 and summary.errors == 3 and summary.images == 7
     assert sorted(summary.failed_ids) == ["fake", "gone", "nan"]
     index = read_index(out / "index.csv")
-    assert list(index[0]) == list(INDEX_COLUMNS)
+    assert list(index[0]) == list(index_columns())
     assert len(index) == 7 * 3
     assert [r["image_id"] for r in index[::3]] == ["wide", "ct", "same", "fake", "gone", "nan", "../../escape"]
     ok = [r for r in index if r["status"] == "ok"]
@@ -120,7 +119,7 @@ def test_an_out_of_range_target_stops_the_run_before_any_image(study):
 def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch):
     reference = medxai.run(write_config(study, "uninterrupted", runtime={"batch_size": 2, "progress": False}))
     config = write_config(study, "interrupted", runtime={"batch_size": 2, "progress": False})
-    original = interrupt_on_call(monkeypatch, 3)
+    interrupt_on_call(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         medxai.run(config)
     out = study / "interrupted"
@@ -128,13 +127,7 @@ def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     assert not list(out.rglob("*.tmp*"))
 
-    processed = []
-
-    def count(self, items):
-        processed.extend(item.row.image_id for item in items)
-        return original(self, items)
-
-    monkeypatch.setattr(Decoder, "_process_group", count)
+    processed = count_processed(monkeypatch)  # the third group is long past: no second Ctrl-C
     summary = medxai.run(config)
     assert summary.resumed == 2  # "wide" and "ct" were complete; the failed ones are retried
     assert "wide" not in processed and "ct" not in processed and "same" in processed
@@ -148,14 +141,7 @@ def test_resume_after_an_interrupted_run_gives_the_same_index(study, monkeypatch
 def test_changed_config_recomputes_everything(study, monkeypatch, capsys):
     config = write_config(study, "changed", methods=["gradient"])
     medxai.run(config)
-    processed = []
-    original = Decoder._process_group
-
-    def count(self, items):
-        processed.extend(item.row.image_id for item in items)
-        return original(self, items)
-
-    monkeypatch.setattr(Decoder, "_process_group", count)
+    processed = count_processed(monkeypatch)
     medxai.run(config)  # unchanged: only the failed images are retried
     assert sorted(processed) == ["fake", "gone", "nan"]
     processed.clear()

@@ -18,12 +18,15 @@ from _files import StuckReader, abandoned_reads_end, non_dicom_mutants, stub_rea
 from pydicom.data import get_testdata_file
 
 import medxai
-import medxai.pipeline.decoder as decoder_module
+import medxai.io.formats as formats_module
+import medxai.pipeline.explainer as explainer_module
+import medxai.pipeline.item as item_module
 from analytic_models import tiny_model
 from medxai.cli import main
 from medxai.data.synthetic import write_ct_dicom
 from medxai.io.readers import READERS
-from medxai.pipeline.decoder import Decoder
+from medxai.pipeline.explainer import Explainer
+from medxai.pipeline.map_writer import MapWriter
 from medxai.preprocess import Preprocessor
 from study_helpers import read_index
 
@@ -172,19 +175,19 @@ def _break(monkeypatch, step: str) -> str:
         return os.path.basename(str(path)).startswith("bad")
 
     if step == "read":
-        real_read = decoder_module.read_image
+        real_read = explainer_module.read_image
 
         def read(path, **kwargs):
             if bad(path):
                 raise FakePanic("read")
             return real_read(path, **kwargs)
 
-        monkeypatch.setattr(decoder_module, "read_image", read)
+        monkeypatch.setattr(explainer_module, "read_image", read)
     elif step == "geometry":  # the failure: nibabel's aff2axcodes on a hostile affine
         def orientation(affine, ndim):
             raise np.linalg.LinAlgError("SVD did not converge")
 
-        monkeypatch.setattr(decoder_module, "orientation_code", orientation)  # only the NIfTI has a place in the patient
+        monkeypatch.setattr(item_module, "orientation_code", orientation)  # only the NIfTI has a place in the patient
         return "LinAlgError: SVD did not converge"
     elif step == "preprocess":
         real_call = Preprocessor.__call__
@@ -196,8 +199,8 @@ def _break(monkeypatch, step: str) -> str:
 
         monkeypatch.setattr(Preprocessor, "__call__", preprocess)
     elif step in ("score", "explain"):
-        name = "_predict" if step == "score" else "_explain"
-        real = getattr(Decoder, name)
+        name = "predict" if step == "score" else "explain"
+        real = getattr(Explainer, name)
 
         def broken(self, *args):
             items = args[0] if step == "score" else args[1]
@@ -205,16 +208,16 @@ def _break(monkeypatch, step: str) -> str:
                 raise FakePanic(step)
             return real(self, *args)
 
-        monkeypatch.setattr(Decoder, name, broken)
+        monkeypatch.setattr(Explainer, name, broken)
     elif step == "write":
-        real_write = decoder_module.write_npy
+        real_write = formats_module.write_npy
 
         def write(path, array):
             if bad(path):
                 raise FakePanic("write")
             real_write(path, array)
 
-        monkeypatch.setattr(decoder_module, "write_npy", write)
+        monkeypatch.setattr(formats_module, "write_npy", write)
     return f"FakePanic: {step}"
 
 
@@ -280,7 +283,7 @@ def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_ho
 
 def test_an_output_folder_removed_mid_run_leaves_no_ok_row_without_its_file(pair, monkeypatch, capsys):
     out = pair / "removed"
-    real_settle, calls = Decoder._settle, {"n": 0}
+    real_settle, calls = MapWriter.settle, {"n": 0}
 
     def settle(self, rows):
         settled = real_settle(self, rows)
@@ -289,7 +292,7 @@ def test_an_output_folder_removed_mid_run_leaves_no_ok_row_without_its_file(pair
             shutil.rmtree(out)
         return settled
 
-    monkeypatch.setattr(Decoder, "_settle", settle)
+    monkeypatch.setattr(MapWriter, "settle", settle)
     images = {f"img{k}": "good.npy" for k in range(4)}
     summary, rows = run_study(pair, "removed", images, formats=("npy", "png"), batch_size=1, overlap_io=False)
     for image_id, image_rows in rows.items():

@@ -24,10 +24,11 @@ from study_helpers import comparable, count_processed, read_index, write_config
 
 import medxai
 import medxai.pipeline.decoder as decoder_module
+import medxai.pipeline.explainer as explainer_module
 from medxai.cli import main
 from medxai.errors import StudyError
 from medxai.io import writers
-from medxai.io.index import FILE_COLUMNS
+from medxai.io.formats import file_columns
 from medxai.pipeline.decoder import RunStoppedError
 from medxai.pipeline.lock import LOCK_NAME, RunFolderBusy, RunLock
 
@@ -454,7 +455,7 @@ def test_a_full_disk_stops_the_run_early_keeps_the_journal_and_resumes(tmp_path,
     journal = read_index(out / "index.partial.csv")
     journaled = {r["image_id"] for r in journal}
     assert {"img0", "img1"} <= journaled <= {"img0", "img1", "img2", "img3"}
-    assert all(r["status"] == "ok" and all((out / r[c]).is_file() for c in FILE_COLUMNS if r[c]) for r in journal)
+    assert all(r["status"] == "ok" and all((out / r[c]).is_file() for c in file_columns() if r[c]) for r in journal)
     assert all(files_of(out, i) == [] for i in ids if i not in journaled)  # failed writes left no file behind
     assert not list(out.rglob("*.tmp")) and not (out / "index.csv").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "running"
@@ -479,7 +480,7 @@ def test_a_failed_map_write_gives_error_rows_that_name_no_file(tmp_path, model_f
     summary = medxai.run(config(tmp_path))
     assert summary.exit_code == 1 and summary.failed_ids == ["img2"]
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["image_id"] == "img2"]
-    assert rows and all(r["status"] == "error" and not any(r[c] for c in (*FILE_COLUMNS, "npy_bytes")) for r in rows)
+    assert rows and all(r["status"] == "error" and not any(r[c] for c in (*file_columns(), "npy_bytes")) for r in rows)
     assert any(f"cannot write {summary.output_dir / 'maps'}" in r["error"] and "Permission denied" in r["error"] for r in rows)
     assert files_of(summary.output_dir, "img2") == []
     assert all(r["status"] == "ok" for r in read_index(summary.output_dir / "index.csv") if r["image_id"] != "img2")
@@ -576,7 +577,7 @@ def test_a_volumes_montage_is_at_most_max_size(tmp_path):
 # ------------------------------------------------------------------------------- reader hooks
 def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_path, model_file, monkeypatch, capsys):
     make_study(tmp_path, model_file)
-    real_read = decoder_module.read_image
+    real_read = explainer_module.read_image
     calls = []
 
     def reader(path, *, series_uid=None, max_pixels=None, timeout=None, max_abandoned=None):
@@ -586,7 +587,7 @@ def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_pa
             image.meta["warnings"] = ["the file is named as PNG but its content is NPY"]
         return image
 
-    monkeypatch.setattr(decoder_module, "read_image", reader)
+    monkeypatch.setattr(explainer_module, "read_image", reader)
     path = config(tmp_path, data={"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label", "max_pixels": 5000}, runtime={"batch_size": 2, "progress": False, "read_timeout": 7.5, "max_abandoned_reads": 3})
     assert main(["run", str(path)]) == 0
     assert set(calls) == {(5000, 7.5, 3)}
@@ -599,7 +600,7 @@ def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_pa
 
 def test_any_reader_failure_is_an_error_row_naming_the_file_but_ctrl_c_stops(tmp_path, model_file, monkeypatch):
     make_study(tmp_path, model_file)
-    real_read = decoder_module.read_image
+    real_read = explainer_module.read_image
 
     class PanicException(BaseException):  # what a pyo3 (Rust) decoder raises when it panics
         pass
@@ -611,7 +612,7 @@ def test_any_reader_failure_is_an_error_row_naming_the_file_but_ctrl_c_stops(tmp
             raise MemoryError()
         return real_read(path, **kwargs)
 
-    monkeypatch.setattr(decoder_module, "read_image", panicking)
+    monkeypatch.setattr(explainer_module, "read_image", panicking)
     summary = medxai.run(config(tmp_path))
     assert summary.failed_ids == ["img1", "img2"]
     errors = {r["image_id"]: r["error"] for r in read_index(summary.output_dir / "index.csv") if r["status"] == "error"}
@@ -621,6 +622,6 @@ def test_any_reader_failure_is_an_error_row_naming_the_file_but_ctrl_c_stops(tmp
     def interrupted(path, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(decoder_module, "read_image", interrupted)
+    monkeypatch.setattr(explainer_module, "read_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
         medxai.run(config(tmp_path, "again"))

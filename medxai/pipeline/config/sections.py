@@ -52,9 +52,19 @@ from medxai._validation import (
 )
 from medxai.pipeline.config.validators import existing_path, to_path
 
-FORMATS = ("npy", "png", "overlay")
-#: Every format a run can write (``FORMATS`` are the default ones).
-ALL_FORMATS = ("npy", "png", "overlay", "nifti", "dicom")
+
+def _known_formats() -> dict[str, bool]:
+    """Every registered output format (:mod:`medxai.io.formats`), and whether it is written by default."""
+    from medxai.io.formats import output_formats  # deferred: the io package loads every image reader
+
+    return {name: fmt.default for name, fmt in output_formats().items()}
+
+
+def _default_formats() -> tuple[str, ...]:
+    """The formats written when the config names none."""
+    return tuple(name for name, default in _known_formats().items() if default)
+
+
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -263,7 +273,7 @@ class OutputSection(_Section):
     Outline: ClassVar[type[OutlineSpec]] = OutlineSpec
 
     dir: Path = Field(description="Output folder (created if missing).")
-    formats: tuple[Literal["npy", "png", "overlay", "nifti", "dicom"], ...] = FORMATS
+    formats: tuple[str, ...] = Field(default_factory=_default_formats)
     colormap: Name = "inferno"
     alpha: UnitInterval = 0.5
     max_size: PositiveInt = Field(
@@ -303,17 +313,18 @@ class OutputSection(_Section):
     @field_validator("formats", mode="before")
     @classmethod
     def _check_formats(cls, value: Any) -> tuple[str, ...]:
+        known = tuple(_known_formats())  # every registered format, at validation time
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not value:
-            raise validation_error(f"expected a non-empty list of {', '.join(ALL_FORMATS)}, got {show_value(value)}")
+            raise validation_error(f"expected a non-empty list of {', '.join(known)}, got {show_value(value)}")
         problems: list[tuple[tuple[str | int, ...], str]] = []
         seen: set[str] = set()
         for i, fmt in enumerate(value):
             key = fmt.strip().lower() if isinstance(fmt, str) else fmt
-            if key not in ALL_FORMATS:
-                hint = did_you_mean(key, ALL_FORMATS, inside=True)
-                problems.append(((i,), f"unknown format {show_value(fmt)} (known: {', '.join(ALL_FORMATS)}{hint})"))
+            if key not in known:
+                hint = did_you_mean(key, known, inside=True)
+                problems.append(((i,), f"unknown format {show_value(fmt)} (known: {', '.join(known)}{hint})"))
             elif key in seen:
                 problems.append(((i,), f"duplicate format '{key}'"))
             seen.add(key)

@@ -1,0 +1,218 @@
+"""The table of output formats: ``name -> (index columns, file suffixes, writer)``.
+
+Every list of format names (the config's ``output.formats``), of the index's file
+columns (:mod:`medxai.io.index`), of what a map writes and of what a failed map
+leaves to clean up is derived from this one table. Adding a format is one writer
+function plus one :func:`register_format`::
+
+    def write_mean(map_: MapToWrite) -> dict[str, str]:
+        name = map_.name(".txt")
+        write_text(map_.folder / name, f"{map_.heatmap.mean():.6g}\\n")
+        return {"mean_path": name}
+
+    register_format(OutputFormat("mean", columns=("mean_path",), suffixes=(".txt",), write=write_mean))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from medxai.io.geometry import default_affine
+from medxai.io.nifti import NiftiXforms, write_nifti
+from medxai.io.writers import write_npy, write_png
+from medxai.preprocess import resize_spatial
+from medxai.viz.render import colorize, montage, overlay
+
+
+@dataclass
+class MapToWrite:
+    """One map (float in [0, 1] at the source's geometry) and what its files need.
+
+    Attributes:
+        heatmap: The map.
+        folder: The run folder; file names are relative to it.
+        stem: ``maps/<method>/<image id>_c<class>``, relative to ``folder``.
+        method: The method's name.
+        class_index: The explained class.
+        display: The windowed source image in [0, 1] (for overlays), or None.
+        affine: The source's affine (None: no position in the patient).
+        nifti_shape: A NIfTI source's own ``(X, Y, Z[, 1])`` shape, else None.
+        nifti_xforms: A NIfTI source's own sform, qform and codes, else None.
+        source_files: The source's DICOM files (for DICOM outputs).
+        run_id: The run's id (the DICOM series' provenance).
+        colormap, alpha, outline: How pictures are drawn.
+        max_size: The longest side of a picture in pixels (the map files stay at full size).
+    """
+
+    heatmap: np.ndarray
+    folder: Path
+    stem: Path
+    method: str
+    class_index: int
+    display: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    nifti_shape: tuple[int, ...] | None = None
+    nifti_xforms: NiftiXforms | None = None
+    source_files: Sequence[str] = ()
+    run_id: str = ""
+    colormap: str = "inferno"
+    alpha: float = 0.5
+    outline: Any = None
+    max_size: int = 2048
+    _pictures: tuple[np.ndarray, np.ndarray | None] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def name(self, suffix: str) -> str:
+        """The file name ``<stem><suffix>`` relative to the run folder (with ``/``)."""
+        return self.stem.as_posix() + suffix
+
+    def pictures(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The map and display image sized for one picture (a volume's: a montage of slices); computed once."""
+        if self._pictures is None:
+            self._pictures = picture_size(self.heatmap, self.display, self.max_size)
+        return self._pictures
+
+    def overlay(self, display: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+        """``heatmap`` over ``display`` in this map's colours (an RGB uint8 picture)."""
+        return overlay(display, heatmap, colormap=self.colormap, alpha=self.alpha, outline=self.outline)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output format.
+
+    Attributes:
+        name: The name in ``output.formats``.
+        columns: The index columns naming its files, in index order.
+        suffixes: What it may write beside the map's stem (removed when the map fails).
+        write: Writes one map's files; returns ``{column: file name}`` (names from :meth:`MapToWrite.name`).
+        default: Written when the config names no formats.
+        display: Needs the windowed source image (:attr:`MapToWrite.display`).
+        sources: The image kinds it can write for (None: any).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    write: Callable[[MapToWrite], dict[str, str]]
+    default: bool = False
+    display: bool = False
+    sources: tuple[str, ...] | None = None
+
+
+_FORMATS: dict[str, OutputFormat] = {}
+
+
+def register_format(fmt: OutputFormat) -> OutputFormat:
+    """Add ``fmt`` to the table (its columns after every earlier format's).
+
+    Raises:
+        ValueError: the name or a column is taken by another format.
+    """
+    taken = {c for f in _FORMATS.values() if f.name != fmt.name for c in f.columns}
+    if fmt.name in _FORMATS or taken & set(fmt.columns):
+        raise ValueError(f"output format {fmt.name!r} or one of its columns {fmt.columns} is already registered")
+    _FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def unregister_format(name: str) -> None:
+    """Remove a format from the table (a no-op when it is not there)."""
+    _FORMATS.pop(name, None)
+
+
+def output_formats() -> dict[str, OutputFormat]:
+    """Every registered format by name, in registration order."""
+    return dict(_FORMATS)
+
+
+def file_columns() -> tuple[str, ...]:
+    """The index columns naming map files: every format's, in registration order."""
+    return tuple(c for f in _FORMATS.values() for c in f.columns)
+
+
+def picture_size(
+    heatmap: np.ndarray, display: np.ndarray | None, max_size: int, *, montage_of_slices: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The map (and display image) shrunk so that its picture is at most ``max_size`` on its longest side.
+
+    A volume's picture is a montage of slices, so the slices shrink until the montage fits;
+    with ``montage_of_slices=False`` (one picture per slice) each slice must fit.
+    """
+    if heatmap.ndim == 3 and montage_of_slices:
+        grid = montage(np.zeros((heatmap.shape[0], 1, 1), np.uint8)).shape  # (rows, columns) of slices
+        extent = (grid[0] * heatmap.shape[1], grid[1] * heatmap.shape[2])
+    else:
+        extent = heatmap.shape
+    scale = max_size / max(extent)
+    if scale >= 1:
+        return heatmap, display
+    shape = (*heatmap.shape[:-2], *(max(1, int(n * scale)) for n in heatmap.shape[-2:]))
+    small = np.clip(resize_spatial(heatmap[..., np.newaxis], shape)[..., 0], 0.0, 1.0)
+    if display is not None:
+        display = np.clip(resize_spatial(display, shape), 0.0, 1.0)
+    return small, display
+
+
+# ------------------------------------------------------------------ the built-in formats
+def _write_npy(map_: MapToWrite) -> dict[str, str]:
+    name = map_.name(".npy")
+    write_npy(map_.folder / name, map_.heatmap.astype(np.float32))
+    return {"npy_path": name}
+
+
+def _write_png(map_: MapToWrite) -> dict[str, str]:
+    name = map_.name(".png")
+    write_png(map_.folder / name, colorize(map_.pictures()[0], map_.colormap))
+    return {"png_path": name}
+
+
+def _write_overlay(map_: MapToWrite) -> dict[str, str]:
+    name = map_.name(".overlay.png")
+    small, display = map_.pictures()
+    write_png(map_.folder / name, map_.overlay(display, small))
+    return {"overlay_path": name}
+
+
+def _write_nifti(map_: MapToWrite) -> dict[str, str]:
+    name = map_.name(".nii.gz")
+    affine = map_.affine if map_.affine is not None else default_affine(None, map_.heatmap.ndim)
+    write_nifti(map_.folder / name, map_.heatmap, affine, shape_xyz=map_.nifti_shape, xforms=map_.nifti_xforms)
+    return {"nifti_path": name}
+
+
+def _write_dicom(map_: MapToWrite) -> dict[str, str]:
+    """The Parametric Map and the overlay's Secondary Capture(s), in new series of the source study."""
+    from medxai.io.dicom_export import (
+        write_dicom_outputs,  # deferred: highdicom loads only when asked for
+    )
+
+    heatmap = map_.heatmap
+    small, display = picture_size(heatmap, map_.display, map_.max_size, montage_of_slices=False)
+    if heatmap.ndim == 2:
+        pictures = map_.overlay(display, small)
+    else:  # one picture per slice, not the montage of the overlay PNG
+        pictures = np.stack([map_.overlay(d, h) for d, h in zip(display, small)])
+    written = write_dicom_outputs(
+        heatmap,
+        pictures,
+        map_.source_files,
+        map_.folder / map_.stem,
+        method=map_.method,
+        class_index=map_.class_index,
+        run_id=map_.run_id,
+    )
+    return {k: Path(v).relative_to(map_.folder).as_posix() for k, v in written.items()}
+
+
+register_format(OutputFormat("npy", ("npy_path",), (".npy",), _write_npy, default=True))
+register_format(OutputFormat("png", ("png_path",), (".png",), _write_png, default=True))
+register_format(OutputFormat("overlay", ("overlay_path",), (".overlay.png",), _write_overlay, default=True, display=True))
+register_format(OutputFormat("nifti", ("nifti_path",), (".nii.gz",), _write_nifti))
+register_format(OutputFormat(
+    "dicom", ("dicom_map_path", "dicom_overlay_path"), (".pm.dcm", ".sc.dcm", ".sc"), _write_dicom,
+    display=True, sources=("dicom",),
+))  # fmt: skip

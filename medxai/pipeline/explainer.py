@@ -1,0 +1,309 @@
+"""The explainer: loads images and explains groups of them with every configured method.
+
+A group's images are scored together (the scores are probabilities), each image's
+classes are chosen by the ``targets`` rule, and every method explains every
+(image, class) pair of the group in one packed call; the maps go to the
+:class:`~medxai.pipeline.map_writer.MapWriter`. One image that breaks a step (a read,
+a model, a method or a shape it cannot take) is that image's error row, never its
+companions'.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+
+from medxai.errors import ModelLoadError, OutputSelectionError, StudyError
+from medxai.heatmap import HeatmapPolicy
+from medxai.io import ManifestRow, read_image
+from medxai.io.limits import must_propagate
+from medxai.methods._engine import OUTPUT_PROBABILITIES
+from medxai.methods.base import Explanation
+from medxai.pipeline.config import Config
+from medxai.pipeline.item import Item, image_error, placement
+from medxai.pipeline.journal import source_key
+from medxai.pipeline.map_writer import MapWriter
+from medxai.pipeline.provenance import STORED
+from medxai.pipeline.study_methods import output_spec, study_methods
+from medxai.pipeline.targets import predicted_classes, target_rule
+from medxai.preprocess import Preprocessor
+
+T = TypeVar("T")
+Tick = Callable[[float], Any]
+
+
+class Explainer:
+    """The model, its scores, the preprocessing, the methods and the targets of a study.
+
+    Args:
+        config: A validated config.
+        model: An already loaded Keras model (default: load ``config.model.path``).
+
+    Raises:
+        StudyError: the message starts with the config key: the model, preprocessing,
+            methods or targets do not fit.
+    """
+
+    def __init__(self, config: Config, model: Any = None):
+        from medxai.io.model import load_model  # deferred: TensorFlow starts here
+        from medxai.methods._engine.engine import GradientEngine
+
+        self.config = config
+        try:
+            if model is None:
+                model = load_model(
+                    config.model.path,
+                    custom_objects=config.model.custom_objects,
+                    trust_saved_model=config.model.trust_saved_model,
+                )
+            self.model = model
+        except ModelLoadError as err:
+            key = "model" if str(err).startswith("custom_objects") else "model.path"
+            raise StudyError(f"{key}: {err}") from err
+        try:
+            self.scores = GradientEngine(self.model, output_spec(config, OUTPUT_PROBABILITIES))  # scores are probabilities
+        except OutputSelectionError as err:
+            raise StudyError(f"model: the scores (probabilities) cannot be computed: {err}") from err
+        self.head = self.scores.head
+        self._witnessed = False  # the study's first batch has not yet confirmed what the output is
+        try:
+            self.preprocessor = Preprocessor(config.preprocess, self.scores.input_shape)
+        except ValueError as err:
+            raise StudyError(f"preprocess: {err}") from err
+        try:
+            self.methods = study_methods(config, self.model)
+            self.explained = {m.name: getattr(getattr(m, "engine", None), "explained", "") for m in self.methods}
+        except OutputSelectionError as err:
+            raise StudyError(f"model.output: {err}") from err
+        except (ValueError, TypeError) as err:
+            raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
+        self.class_names = config.model.class_names
+        try:
+            self.targets = target_rule(config.targets, self.scores.n_outputs, self.class_names, multi_label=self.head.multi_label)
+        except ValueError as err:
+            raise StudyError(str(err) if str(err).startswith(("targets", "model.")) else f"targets: {err}") from err
+        self.policy: HeatmapPolicy = config.heatmap
+
+    def load(self, row: ManifestRow, writer: MapWriter) -> Item:
+        """Read and preprocess one image and place it; any failure (but Ctrl-C) is the item's error, naming the file."""
+        item = Item(row)
+        try:
+            item.source_key = source_key(row)  # before the read: a file changed while read never looks unchanged
+            image = read_image(
+                row.path,
+                series_uid=row.series_uid,
+                max_pixels=self.config.data.max_pixels,
+                timeout=self.config.runtime.read_timeout,
+                max_abandoned=self.config.runtime.max_abandoned_reads,
+            )
+            item.warnings = [str(w) for w in (image.meta.get("warnings") or [])]
+            writer.check_source(image.kind, row.path)
+            item.tensor, item.geometry = self.preprocessor(image)
+            if writer.needs_display:
+                item.display = self.preprocessor.display(image)
+            item.source_files = list(image.meta.get("source_files", []))
+            stored = image.meta.get("stored_range")
+            item.stored_range = None if stored is None else (float(stored[0]), float(stored[1]))
+            item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
+            item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
+            item.placement = placement(item.geometry)
+        except BaseException as err:  # a reader's panic (pyo3 PanicException) is a BaseException
+            if must_propagate(err):
+                raise
+            item.error = image_error(err, row.path)
+            item.tensor = item.display = None
+            item.placement = {}
+        return item
+
+    def explain_group(self, items: list[Item], writer: MapWriter, tick: Tick | None = None) -> list[dict[str, Any]]:
+        """The index rows of a group of images whose tensors share a shape; their maps go to ``writer``.
+
+        ``tick`` (when given) gets the progress in images as each method finishes the group.
+        """
+        rows: list[dict[str, Any]] = []
+        good = [item for item in items if item.error is None]
+        for item in items:
+            if item.error is not None:
+                rows.extend(self.error_rows(item, item.error))
+        if not good:
+            _tick(tick, len(items))
+            return rows
+        self._witness(good)
+        predicted, failed = _each_alone(lambda ix: self.predict([good[i] for i in ix]), len(good))
+        for i, err in failed.items():
+            rows.extend(self.error_rows(good[i], image_error(err, good[i].row.path)))
+        scored = sorted((i, score) for ix, scores in predicted for i, score in zip(ix, scores))
+        ready, classes, score_of = [], [], []
+        for item, score in ((good[i], score) for i, score in scored):
+            item.placement = {**item.placement, "predicted": ";".join(map(str, predicted_classes(score, self.head.multi_label)))}
+            try:
+                chosen = self.targets.select(score, item.row.labels)
+            except Exception as err:  # noqa: BLE001 - e.g. a label the model has no class for
+                rows.extend(self.error_rows(item, image_error(err, item.row.path)))
+                continue
+            if not chosen:
+                reason = f"no class to explain: none scored at or over {self.targets.threshold:g}"
+                rows.extend(self.row(item, method.name, None, status="skipped", warning=reason) for method in self.methods)
+                continue
+            ready.append(item)
+            classes.append(chosen)
+            score_of.append(score)
+        for method in self.methods:
+            started = time.perf_counter()
+            explained, failed = _each_alone(
+                lambda ix, method=method: self.explain(method, [ready[i] for i in ix], [classes[i] for i in ix]),
+                len(ready),
+            )
+            for i, err in failed.items():
+                item = ready[i]
+                rows.extend(
+                    self.row(item, method.name, c, status="error", error=image_error(err, item.row.path))
+                    for c in classes[i]
+                )
+            for group, explanation in explained:
+                relative = explanation.relative_delta
+                n_maps = sum(len(classes[i]) for i in group)
+                seconds = (time.perf_counter() - started) / max(1, n_maps)
+                k = 0
+                for i in group:
+                    item, score = ready[i], score_of[i]
+                    for c in classes[i]:
+                        row = self.row(
+                            item,
+                            method.name,
+                            c,
+                            score=_format(float(score[c])),
+                            relative_delta=_format(None if relative is None else float(relative[k])),
+                            steps=_entry(explanation.steps, k),
+                            warning=_entry(explanation.warnings, k),
+                            seconds=f"{seconds:.4f}",
+                            evaluations=_entry(explanation.evaluations, k),
+                        )
+                        writer.write_later(row, item, method.name, c, explanation.attributions[k])
+                        rows.append(row)
+                        k += 1
+            _tick(tick, len(items) / len(self.methods))
+        return rows
+
+    def predict(self, items: list[Item]) -> np.ndarray:
+        """The scores (probabilities) of a group of images, one row per image."""
+        return self.scores.predict(np.stack([item.tensor for item in items]), self.config.runtime.batch_size)
+
+    def explain(self, method: Any, items: list[Item], classes: list[list[int]]) -> Explanation:
+        """Explain every (image, class) pair of a group in one packed call."""
+        owners = [i for i, cs in enumerate(classes) for _ in cs]
+        images = np.stack([items[i].tensor for i in owners])
+        targets = [c for cs in classes for c in cs]
+        explain = getattr(method, "explain", None)
+        if explain is not None:
+            return explain(images, targets)
+        return Explanation(method.attribute(images, targets))
+
+    def _witness(self, items: list[Item]) -> None:
+        """The study's first batch as a second witness of what the model outputs (where only probes said).
+
+        Raises:
+            StudyError: the study's outputs look unlike the probe images' (see
+                :meth:`medxai.methods._engine.output.Head.check_values`).
+        """
+        if self._witnessed:
+            return
+        if self.head.witness == "values":
+            images = np.stack([item.tensor for item in items[: self.config.runtime.batch_size]])
+            values = np.asarray(self.model(images, training=False))
+            try:
+                self.head.check_values(values)
+            except OutputSelectionError as err:
+                raise StudyError(f"model.output_kind: {err}") from err
+        self._witnessed = True
+
+    def error_rows(self, item: Item, message: str, classes: Sequence[int | None] = (None,)) -> list[dict[str, Any]]:
+        """The image's error rows: one per method (and class), each saying ``message``."""
+        return [self.row(item, method.name, c, status="error", error=message) for method in self.methods for c in classes]
+
+    def row(self, item: Item, method: str, class_index: int | None, **values: Any) -> dict[str, Any]:
+        """One index row of ``item``: the image's and the settings' columns, then ``values``."""
+        clip = self.policy.clip
+        row = {
+            "image_id": item.row.image_id,
+            "source_path": item.row.path,
+            "series_uid": item.row.series_uid or "",
+            "method": method,
+            "class_index": "" if class_index is None else class_index,
+            "class_name": "" if class_index is None or self.class_names is None else self.class_names[class_index],
+            "label": ";".join(map(str, item.row.labels)),
+            "status": "ok",
+            "reduce": self.policy.reduce,
+            "polarity": self.policy.polarity,
+            "clip": "" if clip is None else f"{clip.mode}:{clip.low:g}-{clip.high:g}",
+            "explained": self.explained.get(method, ""),
+            "output_kind": self.head.kind,
+            "activation": self.head.activation,
+            "mask_path": item.row.mask_path or "",
+            **item.placement,
+            "source_key": item.source_key,
+            STORED: item.stored_range,
+        }
+        row.update(values)
+        if item.warnings:
+            row["warning"] = "; ".join([*item.warnings, *([str(row["warning"])] if row.get("warning") else [])])
+        return row
+
+    def values_per_image(self) -> int:
+        """The accumulator values one image holds (per class explained), for the size of a step."""
+        shape = [n for n in self.scores.input_shape if n is not None]
+        kind = self.targets.kind
+        if kind == "all" or (kind in ("threshold", "label") or (kind == "predicted" and self.head.multi_label)):
+            classes = self.scores.n_outputs  # as many as every class
+        else:
+            classes = self.targets.top_k if kind == "top_k" else len(self.targets.classes) if kind == "list" else 1
+        return max(1, int(np.prod(shape)) * classes)
+
+
+def _tick(tick: Tick | None, images: float) -> None:
+    if tick is not None:
+        tick(images)
+
+
+def _format(value: float | None, digits: int = 6) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}g}"
+
+
+def _entry(values: np.ndarray | None, k: int) -> Any:
+    """Entry ``k`` of an optional per-map array, for the index ("" when absent)."""
+    return "" if values is None else values[k]
+
+
+def _each_alone(call: Callable[[list[int]], T], count: int) -> tuple[list[tuple[list[int], T]], dict[int, BaseException]]:
+    """``call`` on entries ``0 .. count - 1`` at once; when that fails, on each entry alone.
+
+    One image that breaks a batch (a model, a method or a shape it cannot take) is then that
+    image's error, never its companions'.
+
+    Returns:
+        The ``(entries, result)`` pairs that worked, and the error of each entry that failed alone.
+    """
+    everything = list(range(count))
+    if not count:
+        return [], {}
+    try:
+        return [(everything, call(everything))], {}
+    except BaseException as err:  # a panic too; Ctrl-C goes through
+        if must_propagate(err):
+            raise
+        if count == 1:
+            return [], {0: err}
+    worked, failed = [], {}
+    for i in everything:
+        try:
+            worked.append(([i], call([i])))
+        except BaseException as err:
+            if must_propagate(err):
+                raise
+            failed[i] = err
+    return worked, failed

@@ -1,0 +1,153 @@
+"""The map writer: one map's files in every configured output format, on writer threads or not.
+
+The formats are the table of :mod:`medxai.io.formats`. Every file is written to a
+temporary name and renamed, so nothing is ever half written; a map whose write fails
+leaves no file, and an image any of whose maps failed names no file in the index
+(:meth:`MapWriter.settle`). PNG and overlay pictures are at most ``output.max_size``
+pixels on their longest side; the ``.npy``, NIfTI and DICOM maps are always at full size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from medxai.heatmap import HeatmapPolicy, to_heatmap
+from medxai.io import safe_id
+from medxai.io.formats import MapToWrite, OutputFormat, file_columns, output_formats
+from medxai.io.limits import must_propagate
+from medxai.io.writers import is_disk_full
+from medxai.pipeline.item import Item, image_error
+from medxai.pipeline.run_folder import RunFolder, map_files, no_files
+
+_PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
+
+
+class MapWriter:
+    """Writes maps into a run folder in the configured formats.
+
+    Args:
+        folder: The run folder.
+        output: The config's ``output`` section (formats, colormap, alpha, overlay outline, max size).
+        to_source: Takes a map at the model's input back to the source's geometry
+            (:meth:`medxai.preprocess.Preprocessor.to_source`).
+        policy: Turns signed attributions into a map in [0, 1].
+        run_id: The run's id (for the DICOM series).
+    """
+
+    def __init__(
+        self, folder: RunFolder, output: Any, to_source: Callable[[np.ndarray, Any], np.ndarray], policy: HeatmapPolicy, run_id: str
+    ):
+        table = output_formats()
+        self.folder = folder
+        self.output = output
+        self.formats: list[OutputFormat] = [table[name] for name in output.formats]
+        self.to_source = to_source
+        self.policy = policy
+        self.run_id = run_id
+        self._threads: ThreadPoolExecutor | None = None
+
+    @property
+    def needs_display(self) -> bool:
+        """Whether a format draws over the windowed source image."""
+        return any(fmt.display for fmt in self.formats)
+
+    def check_source(self, kind: str, path: str) -> None:
+        """Refuse an image of a kind a format cannot write for.
+
+        Raises:
+            ValueError: naming the format and the file.
+        """
+        for fmt in self.formats:
+            if fmt.sources is not None and kind not in fmt.sources:
+                needed = "/".join(s.upper() for s in fmt.sources)
+                raise ValueError(
+                    f"output.formats: {fmt.name} needs a {needed} source, and {path} is {kind.upper()}; "
+                    f"leave '{fmt.name}' out of output.formats for runs with other images"
+                )
+
+    @contextlib.contextmanager
+    def threads(self, enabled: bool) -> Iterator[None]:
+        """Within the ``with`` body, write on two threads (when ``enabled``) while the caller computes."""
+        with ThreadPoolExecutor(2) if enabled else contextlib.nullcontext() as pool:
+            self._threads = pool
+            try:
+                yield
+            finally:
+                self._threads = None
+
+    def write_later(self, row: dict[str, Any], item: Item, method: str, class_index: int, attributions: np.ndarray) -> None:
+        """Write one map (now, or on the writer threads); :meth:`settle` puts its file names into ``row``."""
+        row[_PENDING] = self._submit(self.write_map, item, method, class_index, attributions)
+
+    def write_map(self, item: Item, method: str, class_index: int, attributions: np.ndarray) -> dict[str, str]:
+        """Write one map in every format; on any failure remove what this call wrote, then raise.
+
+        Returns:
+            The index cells: every file column (empty when its format is not written) and ``npy_bytes``.
+        """
+        heatmap = self.to_source(to_heatmap(attributions, self.policy), item.geometry)
+        output = self.output
+        map_ = MapToWrite(
+            heatmap, self.folder.out, Path("maps") / method / f"{safe_id(item.row.image_id)}_c{class_index}",
+            method, class_index, display=item.display, affine=item.geometry.affine, nifti_shape=item.nifti_shape,
+            nifti_xforms=item.nifti_xforms, source_files=item.source_files, run_id=self.run_id,
+            colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline, max_size=output.max_size,
+        )  # fmt: skip
+        written = {k: "" for k in file_columns()}
+        try:
+            for fmt in self.formats:
+                written.update(fmt.write(map_))
+        except BaseException:
+            self.folder.remove([map_.name(suffix) for fmt in self.formats for suffix in fmt.suffixes])
+            raise
+        written["npy_bytes"] = str(os.path.getsize(self.folder.out / written["npy_path"])) if written.get("npy_path") else ""
+        return written
+
+    def _submit(self, function: Callable[..., Any], *args: Any) -> Future:
+        """Run now, or on the writer threads when I/O overlaps the computation."""
+        if self._threads is not None:
+            return self._threads.submit(function, *args)
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as err:  # delivered by settle, like a thread's failure
+            if must_propagate(err):
+                raise
+            future.set_exception(err)
+        return future
+
+    def settle(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, OSError]]:
+        """Wait for the rows' map files; a failed write, or any failed map of an image, fails all its rows.
+
+        Error rows name no file: the files of an image's other maps are removed.
+
+        Returns:
+            The rows, and the images whose writes found the disk full (with the first such error).
+        """
+        full: dict[str, OSError] = {}
+        for row in rows:
+            future = row.pop(_PENDING, None)
+            if future is None:
+                continue
+            try:
+                row.update(future.result())
+            except BaseException as err:  # one map's failure is its rows' error, never the run's
+                if must_propagate(err):
+                    raise
+                if is_disk_full(err):
+                    full.setdefault(row["image_id"], err)  # type: ignore[arg-type]
+                row.update(status="error", error=image_error(err, row["source_path"]))
+        failed = {r["image_id"]: r["error"] for r in rows if r["status"] == "error"}
+        for r in rows:
+            if r["image_id"] in failed and r["status"] == "ok":
+                r.update(status="error", error=f"another map of this image failed: {failed[r['image_id']]}")
+            if r["status"] == "error":
+                self.folder.remove(map_files(r))
+                r.update(no_files())
+        return rows, full

@@ -1,0 +1,35 @@
+"""The methods and the explained output a study's config asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medxai.methods._engine.spec import OutputSpec
+from medxai.methods.base import XAIMethod
+from medxai.methods.registry import build_methods
+from medxai.pipeline.config import Config
+
+
+def output_spec(config: Config, explain: str | None = None) -> OutputSpec:
+    """The config's ``model.output`` (or ``explain``), ``model.output_kind`` and ``model.activation``."""
+    model = config.model
+    return OutputSpec(model.output if explain is None else explain, model.output_kind, model.activation)
+
+
+def study_methods(config: Config, model: Any) -> list[XAIMethod]:
+    """The configured methods, built on ``model`` with the run's output, batch size, policy and seed.
+
+    They share one gradient engine (and its compiled traces), owned by the methods:
+    dropping them frees the model.
+    """
+    runtime = config.runtime
+    return build_methods(
+        [(spec.registered, spec.name if spec.method is not None else None, spec.params) for spec in config.methods],
+        model,
+        output=output_spec(config),
+        batch_size=runtime.batch_size,
+        heatmap=config.heatmap,
+        jit=runtime.jit,
+        precision=runtime.precision,
+        seed=runtime.seed,
+    )
