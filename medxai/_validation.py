@@ -237,7 +237,11 @@ def int_tuple(expected: str, lengths: Collection[int], ok: Callable[[Any], bool]
     """A validator accepting a list of ``lengths`` integers, each one for which ``ok`` holds."""
 
     def check(value: Any) -> tuple[int, ...]:
-        if not isinstance(value, (list, tuple)) or len(value) not in lengths or not all(is_int(v) and ok(v) for v in value):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) not in lengths
+            or not all(is_int(v) and ok(v) for v in value)
+        ):
             raise validation_error(f"expected {expected}, got {show_value(value)}")
         return tuple(int(v) for v in value)
 

@@ -17,8 +17,8 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from medxai.pipeline.quiet import import_tensorflow_quietly, quiet_reader_logs
 
@@ -57,10 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         "(runtime.dask.address; implies --executor dask)",
     )
     run.add_argument(
-        "--dask-workers", type=int, metavar="N", help="worker processes of a local cluster (runtime.dask.workers; implies --executor dask)"
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="worker processes of a local cluster (runtime.dask.workers; implies --executor dask)",
     )
     with_config("validate", "check a config, its manifest and its model without computing maps")
-    commands.add_parser("methods", help="list the methods and their parameters", description="list the methods and their parameters")
+    commands.add_parser(
+        "methods", help="list the methods and their parameters", description="list the methods and their parameters"
+    )
     evaluate = commands.add_parser(
         "evaluate",
         help="quality figures of a finished run: metrics.csv, summary.csv, sanity check",
@@ -69,11 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", help="the run's output folder")
     evaluate.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves")
-    evaluate.add_argument("--baseline", choices=("blur", "zeros"), default="blur", help="what deleted pixels become (default blur)")
-    evaluate.add_argument("--step-percent", type=float, default=5.0, help="pixels per curve step, in percent (default 5)")
-    evaluate.add_argument("--topk-percent", type=float, default=5.0, help="top-k region for IoU, in percent (default 5)")
-    evaluate.add_argument("--sanity-images", type=int, default=4, help="images in the randomisation check; 0 skips it (default 4)")
-    evaluate.add_argument("--sanity-seeds", type=int, default=3, help="random re-initialisations averaged in the randomisation check (default 3)")
+    evaluate.add_argument(
+        "--baseline", choices=("blur", "zeros"), default="blur", help="what deleted pixels become (default blur)"
+    )
+    evaluate.add_argument(
+        "--step-percent", type=float, default=5.0, help="pixels per curve step, in percent (default 5)"
+    )
+    evaluate.add_argument(
+        "--topk-percent", type=float, default=5.0, help="top-k region for IoU, in percent (default 5)"
+    )
+    evaluate.add_argument(
+        "--sanity-images", type=int, default=4, help="images in the randomisation check; 0 skips it (default 4)"
+    )
+    evaluate.add_argument(
+        "--sanity-seeds",
+        type=int,
+        default=3,
+        help="random re-initialisations averaged in the randomisation check (default 3)",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--model",
@@ -90,7 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="the run's output folder")
     report.add_argument("--max-images", type=int, default=None, help="show at most this many images")
     report.add_argument(
-        "--thumbnail-size", type=int, default=160, help="longest side of the embedded thumbnails, in pixels (default 160)"
+        "--thumbnail-size",
+        type=int,
+        default=160,
+        help="longest side of the embedded thumbnails, in pixels (default 160)",
     )
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -259,7 +280,10 @@ def _methods() -> int:
         print(f"{name}" + (f" (aliases: {', '.join(aliases)})" if aliases else "") + f"\n    {summary}")
         for param, default in method_parameters(cls).items():
             print(f"    {param} = {default!r}")
-    print("every method also takes: output, batch_size, heatmap, jit, precision (set by the config's model, runtime and heatmap sections)")
+    print(
+        "every method also takes: output, batch_size, heatmap, jit, precision (set by the config's model, runtime and "
+        "heatmap sections)"
+    )
     return EXIT_OK
 
 
@@ -311,7 +335,10 @@ def _report(args: argparse.Namespace) -> int:
     try:
         with _folder_lock(args.run_dir, "medxai report " + args.run_dir):
             html, sheet = write_report(
-                args.run_dir, max_images=args.max_images, thumbnail_size=args.thumbnail_size, progress=not args.no_progress
+                args.run_dir,
+                max_images=args.max_images,
+                thumbnail_size=args.thumbnail_size,
+                progress=not args.no_progress,
             )
     except ValueError as err:  # ReportError, a bad --max-images, or the folder in use (RunFolderBusy)
         print(f"medxai report: {err}", file=sys.stderr)

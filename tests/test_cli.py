@@ -36,7 +36,14 @@ def test_validate_reports_every_problem_without_traceback(study, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    for expected in ("model.path", "data.pathcolumn", "did you mean 'path_column'", "smoothgrad", "stepz", "runtime.batch_size"):
+    for expected in (
+        "model.path",
+        "data.pathcolumn",
+        "did you mean 'path_column'",
+        "smoothgrad",
+        "stepz",
+        "runtime.batch_size",
+    ):
         assert expected in err
 
 
@@ -61,7 +68,9 @@ def test_validate_checks_targets_against_the_model(study, capsys, targets, messa
 
 def test_run_exit_code_and_set_override(study, capsys):
     path = write_config(study, "cli_run")
-    code = main(["run", str(path), "--set", "methods=[gradient]", "--set", f"output.dir={study / 'cli_set'}", "--no-progress"])
+    code = main(
+        ["run", str(path), "--set", "methods=[gradient]", "--set", f"output.dir={study / 'cli_set'}", "--no-progress"]
+    )
     assert code == 1  # some images in the study are broken on purpose
     captured = capsys.readouterr()
     assert "7 images" in captured.out and "3 errors" in captured.out
@@ -78,7 +87,14 @@ def test_run_all_good_exits_zero(tmp_path, capsys):
     np.save(tmp_path / "a.npy", np.random.default_rng(0).random((16, 16)).astype("float32"))
     (tmp_path / "m.csv").write_text("path\na.npy\n")
     (tmp_path / "c.yaml").write_text(
-        yaml.safe_dump({"model": {"path": "model.keras"}, "data": {"manifest": "m.csv"}, "methods": ["gradient"], "output": {"dir": "o"}})
+        yaml.safe_dump(
+            {
+                "model": {"path": "model.keras"},
+                "data": {"manifest": "m.csv"},
+                "methods": ["gradient"],
+                "output": {"dir": "o"},
+            }
+        )
     )
     assert main(["run", str(tmp_path / "c.yaml"), "--no-progress"]) == 0
 
@@ -91,12 +107,21 @@ def test_bad_override_is_exit_2(study, capsys):
 def test_methods_lists_the_registry(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    for expected in ("integrated_gradients (aliases: ig)", "steps = 32", "rule = None", "smoothgrad", "samples = 25", "saliency"):
+    for expected in (
+        "integrated_gradients (aliases: ig)",
+        "steps = 32",
+        "rule = None",
+        "smoothgrad",
+        "samples = 25",
+        "saliency",
+    ):
         assert expected in out
 
 
 def test_console_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "medxai", "run", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "medxai", "run", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "--set KEY=VALUE" in result.stdout
     assert subprocess.run([sys.executable, "-m", "medxai"], capture_output=True, text=True, timeout=120).returncode == 2
 
@@ -104,7 +129,9 @@ def test_console_entry_point_help():
 @pytest.mark.slow
 def test_console_script_runs_end_to_end(study):
     path = write_config(study, "subprocess", methods=["gradient"])
-    result = subprocess.run([sys.executable, "-m", "medxai", "run", str(path)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "medxai", "run", str(path)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 1, result.stderr
     assert "3 errors" in result.stdout
     assert "cuInit" not in result.stderr and "Traceback" not in result.stderr
@@ -117,7 +144,10 @@ def test_the_demo_config_validates(capsys, tmp_path):
     # validate probes that output.dir can be written: point it outside the checkout (which may be read-only)
     assert main(["validate", str(demo), "--set", f"output.dir={tmp_path / 'demo'}"]) == 0
     out = capsys.readouterr().out
-    assert "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad" in out
+    assert (
+        "valid (36 images; model input (64, 64, 1), 2 classes; methods: integrated_gradients, gradient, smoothgrad"
+        in out
+    )
     assert "explains logits: the pre-activation of Dense" in out and "(softmax removed)" in out
     assert "scores probabilities: softmax of the logits" in out and "(witness: graph)" in out
 
@@ -150,7 +180,12 @@ def test_evaluate_refuses_a_run_with_a_truncated_map_naming_it(tmp_path, capsys)
     tiny_model().save(tmp_path / "model.keras")
     np.save(tmp_path / "a.npy", np.random.default_rng(0).random((16, 16)).astype("float32"))
     (tmp_path / "m.csv").write_text("path\na.npy\n")
-    config = {"model": {"path": "model.keras"}, "data": {"manifest": "m.csv"}, "methods": ["gradient"], "output": {"dir": "o"}}
+    config = {
+        "model": {"path": "model.keras"},
+        "data": {"manifest": "m.csv"},
+        "methods": ["gradient"],
+        "output": {"dir": "o"},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["run", str(tmp_path / "c.yaml"), "--no-progress"]) == 0
     npy = next((tmp_path / "o" / "maps" / "gradient").glob("*.npy"))
@@ -158,6 +193,9 @@ def test_evaluate_refuses_a_run_with_a_truncated_map_naming_it(tmp_path, capsys)
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "o"), "--no-progress", "--sanity-images", "0"]) == 2
     err = capsys.readouterr().err
-    assert f"medxai evaluate: 1 map file(s) of {tmp_path / 'o'} are missing or damaged ({npy} is truncated or damaged" in err
+    assert (
+        f"medxai evaluate: 1 map file(s) of {tmp_path / 'o'} are missing or damaged ({npy} is truncated or damaged"
+        in err
+    )
     assert "runtime.resume: true computes just those maps again" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "metrics.csv").exists()

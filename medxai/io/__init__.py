@@ -1,8 +1,8 @@
 """The io layer: manifests, image readers (DICOM files and series, PNG/JPEG/TIFF, NPY, NIfTI), atomic writers.
 
 An input format is one module plus one :func:`~medxai.io.readers.register_reader` call
-(:data:`medxai.io.readers.READERS` is the table). Light on purpose: nothing here imports TensorFlow. Image geometry (affines) is
-:mod:`medxai.io.geometry`; DICOM Parametric Map / Secondary Capture export is
+(:data:`medxai.io.readers.READERS` is the table). Light on purpose: nothing here imports
+TensorFlow. Image geometry (affines) is :mod:`medxai.io.geometry`; DICOM Parametric Map / Secondary Capture export is
 :mod:`medxai.io.dicom_export` (imported on use: it loads highdicom).
 """
 

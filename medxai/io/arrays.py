@@ -36,7 +36,9 @@ def range_meta(
     return {"stored_range": mapped_range([low, high], slope, intercept), "bit_depth": bits}
 
 
-def mapped_range(values: Sequence[float] | np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> tuple[float, float]:
+def mapped_range(
+    values: Sequence[float] | np.ndarray, slope: float = 1.0, intercept: float = 0.0
+) -> tuple[float, float]:
     """``(lowest, highest)`` of ``values * slope + intercept``, as ints where they are whole."""
     mapped = np.asarray(values, dtype=np.float64) * float(slope) + float(intercept)
     ends = (float(mapped.min()), float(mapped.max()))
@@ -116,4 +118,6 @@ def read_npy(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loade
             "unsupported NPY array shape", path, f"shape {shape}; expected (H,W), (H,W,1|3), (D,H,W) or (D,H,W,1|3)"
         )
     array = as_image_array(data, path)
-    return LoadedImage(array=array, source_path=path, kind="npy", meta={"dtype": str(data.dtype), **range_meta(data.dtype)})
+    return LoadedImage(
+        array=array, source_path=path, kind="npy", meta={"dtype": str(data.dtype), **range_meta(data.dtype)}
+    )

@@ -25,7 +25,6 @@ decoded (:mod:`medxai.io.dicom_size`); the pixels are decoded by
 :mod:`medxai.io.dicom_decode`; the geometry is :mod:`medxai.io.dicom_geometry`'s.
 """
 
-
 from __future__ import annotations
 
 import os
@@ -141,9 +140,7 @@ def read_dicom(
     array = as_image_array(arr, path)
     value_range = value_range_of(array)
     if "PixelData" in ds and not np.isfinite(value_range).all():
-        raise read_error(
-            "the DICOM rescale takes pixel values beyond float32's range", path, _rescale_text(ds) or None
-        )
+        raise read_error("the DICOM rescale takes pixel values beyond float32's range", path, _rescale_text(ds) or None)
     meta: dict[str, Any] = {
         "modality": str(ds.get("Modality", "")) or None,
         "photometric": original_photometric,
@@ -236,7 +233,9 @@ def _checked_slope_intercept(item: Dataset, path: str, notes: list[str]) -> tupl
         raise read_error(f"invalid DICOM RescaleSlope {written}", path, "not a finite number")
     if slope == 0:
         raise read_error(
-            "invalid DICOM RescaleSlope 0", path, "every pixel would equal the RescaleIntercept, leaving nothing to explain"
+            "invalid DICOM RescaleSlope 0",
+            path,
+            "every pixel would equal the RescaleIntercept, leaving nothing to explain",
         )
     if not np.isfinite(intercept):
         raise read_error(

@@ -77,7 +77,9 @@ def decode_pixels(
                 # pydicom 3.0 annotates ``**kwargs: DecodeOptions`` (meaning ``Unpack[DecodeOptions]``,
                 # which declares allow_excess_frames: bool), so mypy wants each keyword to be a DecodeOptions.
                 arr, info = decoder.as_array(
-                    ds, decoding_plugin=plugin, allow_excess_frames=False  # type: ignore[arg-type]
+                    ds,
+                    decoding_plugin=plugin,
+                    allow_excess_frames=False,  # type: ignore[arg-type]
                 )
         except BaseException as exc:  # pylibjpeg-rle panics (pyo3 PanicException) are BaseExceptions
             if must_propagate(exc) or isinstance(exc, MemoryError):

@@ -65,8 +65,14 @@ _CONTENT_LABEL = "ATTRIBUTION_MAP"
 _CREATOR = "medxai^"  # trailing caret: a one-component person name (highdicom warns otherwise)
 # Type 2 attributes highdicom reads as attributes from the source: present, maybe empty.
 _TYPE2_PATIENT_STUDY = (
-    "PatientID", "PatientName", "PatientBirthDate", "PatientSex",
-    "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
 )
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns")
 _MUST_AGREE = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns")
@@ -136,9 +142,9 @@ def write_dicom_outputs(
     first = datasets[0]
 
     def uid(kind: str, *instance: str) -> str:
-        return generate_uid(entropy_srcs=[
-            "medxai", run_id, first.SeriesInstanceUID, method, str(class_index), kind, *instance
-        ])
+        return generate_uid(
+            entropy_srcs=["medxai", run_id, first.SeriesInstanceUID, method, str(class_index), kind, *instance]
+        )
 
     pm_bytes = None
     if all(_has_patient_geometry(ds, p) for ds, p in zip(datasets, paths)):
@@ -152,8 +158,16 @@ def write_dicom_outputs(
         number = k + 1 if multi or ds.get("InstanceNumber") in (None, "") else int(ds.InstanceNumber)
         # A volume's frames must not reuse the UID of a 2D export of the same slice.
         extra = (f"{k + 1}/{len(frames)}",) if heatmap.ndim == 3 else ()
-        sc = _build_sc(ds, paths[0 if multi else k], frame, overlays[k], text,
-                       uid("sc"), uid("sc", ds.SOPInstanceUID, *extra), number)
+        sc = _build_sc(
+            ds,
+            paths[0 if multi else k],
+            frame,
+            overlays[k],
+            text,
+            uid("sc"),
+            uid("sc", ds.SOPInstanceUID, *extra),
+            number,
+        )
         sc_bytes.append(_to_bytes(sc))
 
     stem = os.fspath(stem)
@@ -185,8 +199,9 @@ class _Texts:
         return _clean(f"medxai {self.method} {self.cls}", 64 - len(what) - 1) + f" {what}"
 
     def derivation(self, what: str) -> str:
-        return _clean(f"medxai {self.method} attribution {what} for class {self.cls}; "
-                      "research use only, not for diagnosis", 1024)
+        return _clean(
+            f"medxai {self.method} attribution {what} for class {self.cls}; research use only, not for diagnosis", 1024
+        )
 
     def series_number(self, kind: str) -> int:
         crc = zlib.crc32(f"{self.method}\0{self.cls.split()[0]}".encode())
@@ -249,9 +264,7 @@ def _check_arrays(
     if not np.all(np.isfinite(heatmap)):
         raise DicomExportError(f"heatmap for {where} has {int(np.sum(~np.isfinite(heatmap)))} NaN/inf values")
     if heatmap.size and (heatmap.min() < 0 or heatmap.max() > 1):
-        raise DicomExportError(
-            f"heatmap for {where} must be in [0, 1], got [{heatmap.min():g}, {heatmap.max():g}]"
-        )
+        raise DicomExportError(f"heatmap for {where} must be in [0, 1], got [{heatmap.min():g}, {heatmap.max():g}]")
     # The overlay may be smaller than the map (pictures are bounded by output.max_size), never larger.
     fits = (
         overlay.ndim == heatmap.ndim + 1
@@ -272,9 +285,16 @@ def _has_patient_geometry(ds: Dataset, path: Path) -> bool:
     iop, ipp, spacing = frame_geometry(ds, 0)
     if iop is None and ipp is None:
         return False
-    missing = [kw for kw, v in (("ImageOrientationPatient", iop), ("ImagePositionPatient", ipp),
-                                ("PixelSpacing", spacing), ("FrameOfReferenceUID", ds.get("FrameOfReferenceUID")))
-               if v is None]
+    missing = [
+        kw
+        for kw, v in (
+            ("ImageOrientationPatient", iop),
+            ("ImagePositionPatient", ipp),
+            ("PixelSpacing", spacing),
+            ("FrameOfReferenceUID", ds.get("FrameOfReferenceUID")),
+        )
+        if v is None
+    ]
     if missing:
         raise DicomExportError(f"source {path} lacks {', '.join(missing)}, needed for a Parametric Map", path)
     return True
@@ -285,8 +305,9 @@ def _instance_number(ds: Dataset) -> int:
     return int(value) if value not in (None, "") else 1
 
 
-def _build_pm(datasets: list[Dataset], paths: list[Path], frames: np.ndarray, text: _Texts,
-              uid: Callable[..., str], single: bool) -> Dataset:
+def _build_pm(
+    datasets: list[Dataset], paths: list[Path], frames: np.ndarray, text: _Texts, uid: Callable[..., str], single: bool
+) -> Dataset:
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=text.lut_label,
         lut_explanation=text.lut_explanation,
@@ -325,8 +346,16 @@ def _build_pm(datasets: list[Dataset], paths: list[Path], frames: np.ndarray, te
     return pm
 
 
-def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text: _Texts,
-              series_uid: str, sop_uid: str, instance_number: int) -> Dataset:
+def _build_sc(
+    ds: Dataset,
+    path: Path,
+    frame: int | None,
+    rgb: np.ndarray,
+    text: _Texts,
+    series_uid: str,
+    sop_uid: str,
+    instance_number: int,
+) -> Dataset:
     iop, _, frame_spacing = frame_geometry(ds, frame or 0)
     spacing: Sequence[float] | None = frame_spacing or _imager_pixel_spacing(ds)
     orientation = _orientation_letters(iop) if iop is not None else _source_orientation(ds)
@@ -343,8 +372,11 @@ def _build_sc(ds: Dataset, path: Path, frame: int | None, rgb: np.ndarray, text:
             sop_instance_uid=sop_uid,
             instance_number=instance_number,
             manufacturer="medxai",
-            pixel_spacing=None if spacing is None else (
-                float(spacing[0]) * int(ds.Rows) / rgb.shape[0], float(spacing[1]) * int(ds.Columns) / rgb.shape[1]
+            pixel_spacing=None
+            if spacing is None
+            else (
+                float(spacing[0]) * int(ds.Rows) / rgb.shape[0],
+                float(spacing[1]) * int(ds.Columns) / rgb.shape[1],
             ),  # a shrunk picture has coarser pixels over the same field of view
             patient_orientation=orientation or ("L", "P"),
             laterality=laterality or None,  # highdicom takes R or L; the empty value is set below

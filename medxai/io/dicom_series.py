@@ -172,20 +172,22 @@ def _stack_geometry(
             raise read_error("a multi-frame file is in the series folder; give the file itself as the path", path)
         placement = frame_geometry(ds).placed()
         if placement is None:
-            raise read_error(
-                "a series slice lacks ImageOrientationPatient, ImagePositionPatient or PixelSpacing", path
-            )
+            raise read_error("a series slice lacks ImageOrientationPatient, ImagePositionPatient or PixelSpacing", path)
         placed.append((path, ds, *placement))
     path0, ds0, orientation, _, pixel_spacing = placed[0]
     for path, ds, iop, _, ps in placed[1:]:
         if not np.allclose(iop, orientation, atol=1e-4):
             raise read_error(
-                "the series mixes slice orientations", root, f"{Path(path0).name}: {orientation}, {Path(path).name}: {iop}"
+                "the series mixes slice orientations",
+                root,
+                f"{Path(path0).name}: {orientation}, {Path(path).name}: {iop}",
             )
         if (ds.get("Rows"), ds.get("Columns")) != (ds0.get("Rows"), ds0.get("Columns")):
             raise read_error("the series mixes image sizes", root, f"{Path(path0).name} and {Path(path).name}")
         if not np.allclose(ps, pixel_spacing, rtol=1e-4):
-            raise read_error("the series mixes pixel spacings", root, f"{Path(path0).name}: {pixel_spacing}, {Path(path).name}: {ps}")
+            raise read_error(
+                "the series mixes pixel spacings", root, f"{Path(path0).name}: {pixel_spacing}, {Path(path).name}: {ps}"
+            )
 
     cosines = np.asarray(orientation).reshape(2, 3)
     normal = np.cross(cosines[0], cosines[1])

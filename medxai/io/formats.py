@@ -15,9 +15,10 @@ function plus one :func:`register_format`::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,12 @@ class MapToWrite:
         if self._pictures is None:
             self._pictures = picture_size(self.heatmap, self.display, self.max_size)
         return self._pictures
+
+    def source_picture(self) -> np.ndarray:
+        """The windowed source image (formats with ``display``); ValueError where the run has none."""
+        if self.display is None:
+            raise ValueError("this output format draws over the source image, and none was loaded for it")
+        return self.display
 
     def overlay(self, display: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
         """``heatmap`` over ``display`` in this map's colours (an RGB uint8 picture)."""
@@ -173,6 +180,8 @@ def _write_png(map_: MapToWrite) -> dict[str, str]:
 def _write_overlay(map_: MapToWrite) -> dict[str, str]:
     name = map_.name(".overlay.png")
     small, display = map_.pictures()
+    if display is None:
+        display = map_.source_picture()  # raises: an overlay needs the source image
     write_png(map_.folder / name, map_.overlay(display, small))
     return {"overlay_path": name}
 
@@ -191,7 +200,8 @@ def _write_dicom(map_: MapToWrite) -> dict[str, str]:
     )
 
     heatmap = map_.heatmap
-    small, display = picture_size(heatmap, map_.display, map_.max_size, montage_of_slices=False)
+    small, shown = picture_size(heatmap, map_.source_picture(), map_.max_size, montage_of_slices=False)
+    display = map_.source_picture() if shown is None else shown
     if heatmap.ndim == 2:
         pictures = map_.overlay(display, small)
     else:  # one picture per slice, not the montage of the overlay PNG
@@ -210,7 +220,9 @@ def _write_dicom(map_: MapToWrite) -> dict[str, str]:
 
 register_format(OutputFormat("npy", ("npy_path",), (".npy",), _write_npy, default=True))
 register_format(OutputFormat("png", ("png_path",), (".png",), _write_png, default=True))
-register_format(OutputFormat("overlay", ("overlay_path",), (".overlay.png",), _write_overlay, default=True, display=True))
+register_format(
+    OutputFormat("overlay", ("overlay_path",), (".overlay.png",), _write_overlay, default=True, display=True)
+)
 register_format(OutputFormat("nifti", ("nifti_path",), (".nii.gz",), _write_nifti))
 register_format(OutputFormat(
     "dicom", ("dicom_map_path", "dicom_overlay_path"), (".pm.dcm", ".sc.dcm", ".sc"), _write_dicom,

@@ -25,8 +25,9 @@ import csv
 import fnmatch
 import io
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from medxai.io.formats import file_columns
 from medxai.io.writers import PROBE_NAME, STALE_TEMP

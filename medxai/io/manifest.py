@@ -237,7 +237,9 @@ def _id_problems(rows: list[ManifestRow]) -> list[str]:
     for r in rows:
         lines.setdefault(r.image_id, []).append(r.row + 2)
     problems = [
-        f"duplicate image id {image_id!r} (lines {', '.join(map(str, at))})" for image_id, at in lines.items() if len(at) > 1
+        f"duplicate image id {image_id!r} (lines {', '.join(map(str, at))})"
+        for image_id, at in lines.items()
+        if len(at) > 1
     ]
     by_file: dict[str, list[str]] = {}
     for image_id in lines:

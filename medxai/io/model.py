@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import keras
 
@@ -16,7 +16,7 @@ from medxai.errors import SAVED_MODEL_IS_CODE, ModelLoadError
 
 __all__ = ["CustomObjects", "file_checksum", "load_model", "resolve_custom_objects"]
 
-CustomObjects = Union[str, Sequence[str], Mapping[str, Any], None]
+CustomObjects = str | Sequence[str] | Mapping[str, Any] | None
 """``"package.module:NAME"``, a list of them, or a ``{name: object}`` mapping."""
 
 # Keras 3 (.keras): "Could not locate class 'Scale'"; legacy .h5: "Unknown layer: 'Scale'".

@@ -215,10 +215,16 @@ def write_nifti(
     if not np.isfinite(data).all():
         raise ValueError("the map contains NaN or infinite values")
     if not np.isfinite(np.asarray(affine, dtype=np.float64)).all():
-        raise ValueError("the source's affine holds NaN or infinite values: a NIfTI map would have no place in the patient")
+        raise ValueError(
+            "the source's affine holds NaN or infinite values: a NIfTI map would have no place in the patient"
+        )
     nifti_affine = array_to_nifti_affine(affine, data.ndim)
     xyz = data.T  # array order -> nibabel's (X, Y, Z)
-    if shape_xyz is not None and tuple(shape_xyz[: xyz.ndim]) == xyz.shape and all(n == 1 for n in shape_xyz[xyz.ndim :]):
+    if (
+        shape_xyz is not None
+        and tuple(shape_xyz[: xyz.ndim]) == xyz.shape
+        and all(n == 1 for n in shape_xyz[xyz.ndim :])
+    ):
         xyz = xyz.reshape(tuple(shape_xyz))  # give back the source's trailing singleton axes
     image = nib.Nifti1Image(np.asfortranarray(xyz), nifti_affine)
     image.header.set_data_dtype(np.float32)

@@ -86,7 +86,9 @@ def read_raster(path: str | os.PathLike, kind: str, *, max_pixels: int | None = 
         raise
     except Image.DecompressionBombError as exc:
         limit = f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}"
-        raise read_error(f"image too large for Pillow's decompression-bomb limit ({limit})", path, describe(exc)) from None
+        raise read_error(
+            f"image too large for Pillow's decompression-bomb limit ({limit})", path, describe(exc)
+        ) from None
     except Exception as exc:
         raise read_error(f"cannot decode {kind.upper()} file", path, describe(exc)) from None
     data = np.asarray(data)

@@ -231,7 +231,9 @@ def read_image(
         if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         timeout = None if math.isinf(timeout) else float(timeout)
-    if max_abandoned is not None and (isinstance(max_abandoned, bool) or not isinstance(max_abandoned, numbers.Integral) or max_abandoned < 1):
+    if max_abandoned is not None and (
+        isinstance(max_abandoned, bool) or not isinstance(max_abandoned, numbers.Integral) or max_abandoned < 1
+    ):
         raise ValueError(f"max_abandoned must be a positive integer or None, got {max_abandoned!r}")
     p = Path(os.fspath(path))
     try:

@@ -195,7 +195,7 @@ class XAIMethod(abc.ABC):
             default the method builds its own.
     """
 
-    name: ClassVar[str] = ""
+    name: str = ""  # the registered name; a named instance of a run sets its own
     aliases: ClassVar[tuple[str, ...]] = ()
     has_delta: ClassVar[bool] = False
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import inspect
 import pkgutil
 import warnings
+from collections.abc import Mapping, Sequence
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from medxai.methods.base import XAIMethod, normalize_name
 
@@ -88,10 +89,10 @@ def _load_plugins() -> dict[str, type[XAIMethod]]:
         try:
             cls = entry.load()
         except Exception as err:  # a broken plug-in must not break medxai
-            warnings.warn(f"medxai plug-in {entry.name!r} ({entry.value}) failed to load: {err}")
+            warnings.warn(f"medxai plug-in {entry.name!r} ({entry.value}) failed to load: {err}", stacklevel=2)
             continue
         if not (inspect.isclass(cls) and issubclass(cls, XAIMethod)):
-            warnings.warn(f"medxai plug-in {entry.name!r} ({entry.value}) is not an XAIMethod subclass")
+            warnings.warn(f"medxai plug-in {entry.name!r} ({entry.value}) is not an XAIMethod subclass", stacklevel=2)
             continue
         for n in _names_of(cls, entry.name):
             plugins.setdefault(n, cls)
@@ -186,7 +187,8 @@ def build_methods(
     from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
 
     engine = GradientEngine(model, output, jit, precision)
-    methods, seen = [], {}
+    methods: list[XAIMethod] = []
+    seen: dict[str, int] = {}
     for position, (registered, instance, params) in enumerate(specs):
         cls = resolve_method(registered)
         name = instance or cls.name

@@ -32,18 +32,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Container, Iterator, Mapping, Sequence
+from typing import Any
 
+from medxai._progress import progress_bar
 from medxai.errors import StudyError
 from medxai.io import ManifestRow
 from medxai.io.index import INDEX_NAME, JOURNAL_NAME, index_text
 from medxai.io.limits import stop_waiting
 from medxai.io.writers import is_disk_full, write_text
-from medxai._progress import progress_bar
 from medxai.pipeline.config import Config
 from medxai.pipeline.executors import LocalExecutor
 from medxai.pipeline.explainer import Explainer
@@ -101,8 +102,12 @@ class Decoder:
         self.methods, self.policy = ex.methods, ex.policy
         self.model_checksum = file_checksum(config.model.path)
         self.fingerprint = fingerprint(config, self.model_checksum)
-        self.writer = MapWriter(self.folder, config.output, self.preprocessor.to_source, self.policy, self.fingerprint[:16])
-        self.provenance = Provenance(self.out, config, self.fingerprint, self.model_checksum, self.methods, self.scores, ex.explained)
+        self.writer = MapWriter(
+            self.folder, config.output, self.preprocessor.to_source, self.policy, self.fingerprint[:16]
+        )
+        self.provenance = Provenance(
+            self.out, config, self.fingerprint, self.model_checksum, self.methods, self.scores, ex.explained
+        )
         self._tick: Callable[[float], Any] | None = None  # progress within a chunk (runs in this process)
 
     def locked(self, command: str | None = None) -> Iterator[RunLock]:
@@ -145,7 +150,9 @@ class Decoder:
         overlap = self.config.runtime.overlap_io and len(chunks) > 1
         full: list[OSError] = []
         with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, self.writer.threads(overlap):
-            load = (lambda chunk: [loader.submit(self.explainer.load, r, self.writer) for r in chunk]) if overlap else None
+            load = (
+                (lambda chunk: [loader.submit(self.explainer.load, r, self.writer) for r in chunk]) if overlap else None
+            )
             upcoming = load(chunks[0]) if overlap else None
             unsettled: list[tuple[list[Item], list[dict[str, Any]]]] = []
 
@@ -161,7 +168,11 @@ class Decoder:
 
             try:
                 for index, chunk in enumerate(chunks):
-                    items = [f.result() for f in upcoming] if overlap else [self.explainer.load(r, self.writer) for r in chunk]
+                    items = (
+                        [f.result() for f in upcoming]
+                        if overlap
+                        else [self.explainer.load(r, self.writer) for r in chunk]
+                    )
                     if overlap and index + 1 < len(chunks):
                         upcoming = load(chunks[index + 1])  # read the next images while this chunk computes
                     pending = [
@@ -220,7 +231,7 @@ class Decoder:
             return self._run(rows, show, executor)
 
     def _run(self, rows: Sequence[ManifestRow], show: bool, executor: Any) -> RunSummary:
-        started_at, started = datetime.now(timezone.utc), time.perf_counter()
+        started_at, started = datetime.now(UTC), time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         self.folder.remove_stale_temps()
         resume = self.config.runtime.resume
@@ -260,10 +271,12 @@ class Decoder:
             write_text(self.out / INDEX_NAME, index_text(index, header=True))
         except OSError as err:
             fix = "free some space" if is_disk_full(err) else "make the folder writable"
-            raise RunStoppedError(f"output.dir: cannot write the index: {err}. Nothing is lost: {resume_text}, once you {fix}") from err
+            raise RunStoppedError(
+                f"output.dir: cannot write the index: {err}. Nothing is lost: {resume_text}, once you {fix}"
+            ) from err
         summary.seconds = time.perf_counter() - started
         try:
-            self.provenance.write(started_at, datetime.now(timezone.utc), summary, executor.describe(), index)
+            self.provenance.write(started_at, datetime.now(UTC), summary, executor.describe(), index)
         except OSError as err:
             raise RunStoppedError(
                 f"output.dir: {INDEX_NAME} is written but the provenance is not: {err}. "
@@ -286,7 +299,10 @@ class Decoder:
         """Run the executor over the images not ``completed``; journal each chunk's rows as it is done."""
         bar_format = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
         # Unbuffered: a write that fails (a full disk) fails here, not later in close().
-        with progress_bar(len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format) as bar, open(journal, "ab", buffering=0) as log:
+        with (
+            progress_bar(len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format) as bar,
+            open(journal, "ab", buffering=0) as log,
+        ):
             if log.tell() == 0:
                 append(log, journal, index_text([], header=True))
             bar.update(summary.resumed)
@@ -297,7 +313,11 @@ class Decoder:
                 for row in image_rows:
                     new_rows.setdefault(row["image_id"], []).append(row)
                 # one write per chunk: a torn write loses whole images at most (read_index drops the torn line)
-                append(log, journal, "".join(index_text(new_rows.get(image.image_id, []), header=False) for image in images))
+                append(
+                    log,
+                    journal,
+                    "".join(index_text(new_rows.get(image.image_id, []), header=False) for image in images),
+                )
                 finished["images"] += len(images)
                 finished["maps"] += sum(1 for r in image_rows if r["status"] == "ok")
                 rate = finished["maps"] / max(time.perf_counter() - computing_since, 1e-9)

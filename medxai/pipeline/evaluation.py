@@ -25,32 +25,40 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from medxai._progress import progress_bar
 from medxai.errors import ConfigError, EvaluationError, StudyError
 from medxai.heatmap import to_heatmap
+from medxai.io import ImageReadError, read_image
+from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, read_index
+from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
+from medxai.io.writers import read_npy, write_text
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
-from medxai.io import ImageReadError, read_image
-from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
-from medxai.io.writers import read_npy
-from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, read_index
-from medxai.io.writers import write_text
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
 from medxai.pipeline.decoder import Decoder
 from medxai.pipeline.study_methods import study_methods
-from medxai._progress import progress_bar
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
 METRICS_COLUMNS = ("image_id", "method", "class_index", *METRICS, "error")
 SUMMARY_COLUMNS = ("method", "metric", "mean", "median", "ci_low", "ci_high", "n")
 SANITY_COLUMNS = (
-    "method", "step", "layer", "spearman", "spearman_sd", "spearman_abs", "spearman_abs_sd", "undefined", "error"
+    "method",
+    "step",
+    "layer",
+    "spearman",
+    "spearman_sd",
+    "spearman_abs",
+    "spearman_abs_sd",
+    "undefined",
+    "error",
 )
 
 
@@ -75,7 +83,6 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
-
 def _source(decoder: Any, row: Mapping[str, str]) -> Any:
     """A row's source image, read with the run's size and time limits."""
     config = decoder.config
@@ -86,6 +93,7 @@ def _source(decoder: Any, row: Mapping[str, str]) -> Any:
         timeout=config.runtime.read_timeout,
         max_abandoned=config.runtime.max_abandoned_reads,
     )
+
 
 def _verdict_text(verdict: dict[str, Any]) -> str:
     if verdict["verdict"] == "error":
@@ -191,7 +199,9 @@ def _model_maps(decoder, rows: list[dict[str, str]], tensor: np.ndarray, geometr
     return maps
 
 
-def _map_figures(decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, model_map: Any = None) -> dict[str, Any]:
+def _map_figures(
+    decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, model_map: Any = None
+) -> dict[str, Any]:
     out = decoder.out
     figures: dict[str, Any] = {m: None for m in METRICS}
     delta = row.get("relative_delta", row.get("delta"))
@@ -224,12 +234,16 @@ def _map_figures(decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, 
             return decoder.scores.predict(images, batch)[:, class_index]
 
         for name, curve in (("deletion_auc", deletion_curve), ("insertion_auc", insertion_curve)):
-            fractions, scores = curve(predict, tensor, model_map, baseline=spec.baseline, step_percent=spec.step_percent, batch_size=batch)
+            fractions, scores = curve(
+                predict, tensor, model_map, baseline=spec.baseline, step_percent=spec.step_percent, batch_size=batch
+            )
             figures[name] = curve_area(fractions, scores)
     return figures
 
 
-def _sanity(decoder, rows: list[dict[str, str]], spec: EvaluationSpec) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def _sanity(
+    decoder, rows: list[dict[str, str]], spec: EvaluationSpec
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """The sanity.csv rows and per-method verdicts; a failure is recorded per method, never raised."""
     from medxai.metrics.randomisation import SanityResult, cascading_randomisation  # deferred: needs Keras
 

@@ -32,7 +32,8 @@ import signal
 import sys
 import threading
 import uuid
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from medxai.errors import StudyError
 from medxai.io import ManifestRow
@@ -52,6 +53,7 @@ class ChunkProcessor(Protocol):
     def process(self, chunks: Chunks, done: Done) -> None: ...
 
     def error_rows(self, row: ManifestRow, message: str) -> list[dict[str, Any]]: ...
+
 
 #: Decoders built by this process (each loads the model once); a Dask worker reports it.
 _LOADS = 0
@@ -148,7 +150,11 @@ class DaskExecutor:
             self.client = distributed.Client(self.address, timeout=settings.timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as err:
             self.__exit__()
-            what = "cannot start a local Dask cluster" if settings.address == "local" else "cannot reach the Dask scheduler at"
+            what = (
+                "cannot start a local Dask cluster"
+                if settings.address == "local"
+                else "cannot reach the Dask scheduler at"
+            )
             target = "" if settings.address == "local" else f" {settings.address}"
             raise StudyError(f"runtime.dask.address: {what}{target}: {err or type(err).__name__}") from err
         for address, info in _scheduler_workers(self.client).items():

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -64,7 +65,9 @@ class Explainer:
             key = "model" if str(err).startswith("custom_objects") else "model.path"
             raise StudyError(f"{key}: {err}") from err
         try:
-            self.scores = GradientEngine(self.model, output_spec(config, OUTPUT_PROBABILITIES))  # scores are probabilities
+            self.scores = GradientEngine(
+                self.model, output_spec(config, OUTPUT_PROBABILITIES)
+            )  # scores are probabilities
         except OutputSelectionError as err:
             raise StudyError(f"model: the scores (probabilities) cannot be computed: {err}") from err
         self.head = self.scores.head
@@ -82,7 +85,9 @@ class Explainer:
             raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
         self.class_names = config.model.class_names
         try:
-            self.targets = target_rule(config.targets, self.scores.n_outputs, self.class_names, multi_label=self.head.multi_label)
+            self.targets = target_rule(
+                config.targets, self.scores.n_outputs, self.class_names, multi_label=self.head.multi_label
+            )
         except ValueError as err:
             raise StudyError(str(err) if str(err).startswith(("targets", "model.")) else f"targets: {err}") from err
         self.policy: HeatmapPolicy = config.heatmap
@@ -138,7 +143,10 @@ class Explainer:
         scored = sorted((i, score) for ix, scores in predicted for i, score in zip(ix, scores))
         ready, classes, score_of = [], [], []
         for item, score in ((good[i], score) for i, score in scored):
-            item.placement = {**item.placement, "predicted": ";".join(map(str, predicted_classes(score, self.head.multi_label)))}
+            item.placement = {
+                **item.placement,
+                "predicted": ";".join(map(str, predicted_classes(score, self.head.multi_label))),
+            }
             try:
                 chosen = self.targets.select(score, item.row.labels)
             except Exception as err:  # noqa: BLE001 - e.g. a label the model has no class for
@@ -146,7 +154,9 @@ class Explainer:
                 continue
             if not chosen:
                 reason = f"no class to explain: none scored at or over {self.targets.threshold:g}"
-                rows.extend(self.row(item, method.name, None, status="skipped", warning=reason) for method in self.methods)
+                rows.extend(
+                    self.row(item, method.name, None, status="skipped", warning=reason) for method in self.methods
+                )
                 continue
             ready.append(item)
             classes.append(chosen)
@@ -222,7 +232,9 @@ class Explainer:
 
     def error_rows(self, item: Item, message: str, classes: Sequence[int | None] = (None,)) -> list[dict[str, Any]]:
         """The image's error rows: one per method (and class), each saying ``message``."""
-        return [self.row(item, method.name, c, status="error", error=message) for method in self.methods for c in classes]
+        return [
+            self.row(item, method.name, c, status="error", error=message) for method in self.methods for c in classes
+        ]
 
     def row(self, item: Item, method: str, class_index: int | None, **values: Any) -> dict[str, Any]:
         """One index row of ``item``: the image's and the settings' columns, then ``values``."""
@@ -279,7 +291,9 @@ def _entry(values: np.ndarray | None, k: int) -> Any:
     return "" if values is None else values[k]
 
 
-def _each_alone(call: Callable[[list[int]], T], count: int) -> tuple[list[tuple[list[int], T]], dict[int, BaseException]]:
+def _each_alone(
+    call: Callable[[list[int]], T], count: int
+) -> tuple[list[tuple[list[int], T]], dict[int, BaseException]]:
     """``call`` on entries ``0 .. count - 1`` at once; when that fails, on each entry alone.
 
     One image that breaks a batch (a model, a method or a shape it cannot take) is then that

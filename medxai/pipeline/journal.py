@@ -17,8 +17,9 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, MutableMapping
+from typing import Any
 
 import numpy as np
 

@@ -26,7 +26,7 @@ import platform
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ class RunLock:
         self.holder = {
             "pid": os.getpid(),
             "host": platform.node(),
-            "since": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "since": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
             "command": self.command,
         }
         try:
@@ -237,9 +237,10 @@ class RunLock:
         except FileNotFoundError:
             return None
         holder = _parse(text)
-        stale = (
-            (not holder and age > _FRESH_SECONDS)
-            or (holder.get("host") == platform.node() and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]))
+        stale = (not holder and age > _FRESH_SECONDS) or (
+            holder.get("host") == platform.node()
+            and isinstance(holder.get("pid"), int)
+            and not pid_alive(holder["pid"])
         )
         if not stale:
             return holder
@@ -316,7 +317,11 @@ def lock_holder(folder: str | os.PathLike) -> dict[str, Any] | None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 return None  # a file nobody locks: left by a run that ended (or was killed)
         holder = _parse(_read_fd(fd))
-        if holder.get("host") == platform.node() and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
+        if (
+            holder.get("host") == platform.node()
+            and isinstance(holder.get("pid"), int)
+            and not pid_alive(holder["pid"])
+        ):
             return None
         return holder
     finally:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,12 @@ class MapWriter:
     """
 
     def __init__(
-        self, folder: RunFolder, output: Any, to_source: Callable[[np.ndarray, Any], np.ndarray], policy: HeatmapPolicy, run_id: str
+        self,
+        folder: RunFolder,
+        output: Any,
+        to_source: Callable[[np.ndarray, Any], np.ndarray],
+        policy: HeatmapPolicy,
+        run_id: str,
     ):
         table = output_formats()
         self.folder = folder
@@ -81,7 +87,9 @@ class MapWriter:
             finally:
                 self._threads = None
 
-    def write_later(self, row: dict[str, Any], item: Item, method: str, class_index: int, attributions: np.ndarray) -> None:
+    def write_later(
+        self, row: dict[str, Any], item: Item, method: str, class_index: int, attributions: np.ndarray
+    ) -> None:
         """Write one map (now, or on the writer threads); :meth:`settle` puts its file names into ``row``."""
         row[_PENDING] = self._submit(self.write_map, item, method, class_index, attributions)
 
@@ -106,7 +114,9 @@ class MapWriter:
         except BaseException:
             self.folder.remove([map_.name(suffix) for fmt in self.formats for suffix in fmt.suffixes])
             raise
-        written["npy_bytes"] = str(os.path.getsize(self.folder.out / written["npy_path"])) if written.get("npy_path") else ""
+        written["npy_bytes"] = (
+            str(os.path.getsize(self.folder.out / written["npy_path"])) if written.get("npy_path") else ""
+        )
         return written
 
     def _submit(self, function: Callable[..., Any], *args: Any) -> Future:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from medxai.io.index import INDEX_NAME, RUN_NAME
 from medxai.io.writers import write_text
@@ -79,9 +80,13 @@ class Provenance:
         executor: Mapping[str, Any],
         index: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Write ``run.json``: ``running`` while ``summary`` is None, else ``finished`` with the ``index``'s geometry."""
+        """Write ``run.json``: ``running`` while ``summary`` is None, else ``finished`` with the index's geometry."""
         head, config = self.scores.head, self.config
-        geometry = {r["image_id"]: {k: r.get(k, "") for k in _GEOMETRY_COLUMNS} for r in reversed(index) if r.get("source_shape")}
+        geometry = {
+            r["image_id"]: {k: r.get(k, "") for k in _GEOMETRY_COLUMNS}
+            for r in reversed(index)
+            if r.get("source_shape")
+        }
         record = {
             "medxai": "run",
             "fingerprint": self.fingerprint,
@@ -89,9 +94,7 @@ class Provenance:
             "started": started.isoformat(),
             "ended": None if ended is None else ended.isoformat(),
             "config": config.to_dict(),
-            "methods": [
-                {"name": m.name, "method": type(m).name, "params": jsonable(m.params())} for m in self.methods
-            ],
+            "methods": [{"name": m.name, "method": type(m).name, "params": jsonable(m.params())} for m in self.methods],
             "heatmap": jsonable(config.heatmap.to_dict()),
             "model": {
                 "path": str(config.model.path),
@@ -143,7 +146,9 @@ def study_warnings(config: Config, rows: Mapping[str, list[dict[str, Any]]]) -> 
             counts[tuple(stored)] = counts.get(tuple(stored), 0) + 1
     if len(counts) < 2:
         return []
-    listed = ", ".join(f"{lo:g}..{hi:g} in {n} image(s)" for (lo, hi), n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    listed = ", ".join(
+        f"{lo:g}..{hi:g} in {n} image(s)" for (lo, hi), n in sorted(counts.items(), key=lambda kv: -kv[1])
+    )
     return [
         f"the images differ in stored value range ({listed}) and preprocess.scale is none, so the model "
         "sees them on different scales; set preprocess.scale: stored_range (or minmax) unless the model "

@@ -14,8 +14,9 @@ import errno
 import os
 import shutil
 import sys
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Collection, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from medxai.errors import StudyError
 from medxai.io import ManifestRow
@@ -114,7 +115,9 @@ class RunFolder:
             removed += [f"{folder}/{name}" for name in remove_stale_temps(self.out / folder)]
         if removed:
             shown = ", ".join(removed[:3]) + (" ..." if len(removed) > 3 else "")
-            print(f"medxai: removed {len(removed)} temporary file(s) left by an interrupted run: {shown}", file=sys.stderr)
+            print(
+                f"medxai: removed {len(removed)} temporary file(s) left by an interrupted run: {shown}", file=sys.stderr
+            )
 
     def remove(self, names: Sequence[str]) -> None:
         """Delete files (or a volume's ``.sc`` folder) of the run folder, where they exist."""
@@ -163,7 +166,8 @@ class RunFolder:
             what = "; ".join(f"{image_id}: {problem}" for image_id, problem in list(damaged.items())[:3])
             more = " ..." if len(damaged) > 3 else ""
             print(
-                f"medxai: {len(damaged)} image(s) have missing or damaged map files ({what}{more}); computing them again",
+                f"medxai: {len(damaged)} image(s) have missing or damaged map files ({what}{more}); computing them "
+                "again",
                 file=sys.stderr,
             )
         return reused
@@ -188,11 +192,18 @@ class RunFolder:
                 self.remove(map_files(row))
                 error = f"the map file {gone[row['image_id']]} was removed during the run; run again to compute it"
                 row.update(no_files(), status="error", error=f"{row['source_path']}: {error}")
-        folder = "the output folder was removed or cleaned" if not (self.out / RUN_NAME).exists() else "map files were removed"
-        return [(
-            f"output.dir: {folder} while the run went on ({self.out}): the {len(gone)} image(s) whose maps are gone "
-            f"are error rows ({some(list(gone))}); run the same command again to compute them"
-        )]
+        folder = (
+            "the output folder was removed or cleaned"
+            if not (self.out / RUN_NAME).exists()
+            else "map files were removed"
+        )
+        return [
+            (
+                f"output.dir: {folder} while the run went on ({self.out}): the {len(gone)} image(s) whose maps are "
+                "gone "
+                f"are error rows ({some(list(gone))}); run the same command again to compute them"
+            )
+        ]
 
     def full_message(
         self,
@@ -251,10 +262,14 @@ def append(log: BinaryIO, path: Path, text: str) -> None:
             data = data[written:]
     except OSError as err:
         if is_disk_full(err):
-            full = DiskFullError(err.errno if err.errno is not None else errno.ENOSPC, f"no space left on the device writing {path}")
+            full = DiskFullError(
+                err.errno if err.errno is not None else errno.ENOSPC, f"no space left on the device writing {path}"
+            )
             full.path, full.needed = str(path), len(data)
             raise full from err
-        raise OSError(*([err.errno] if err.errno is not None else []), f"cannot write {path}: {err.strerror or err}") from err
+        raise OSError(
+            *([err.errno] if err.errno is not None else []), f"cannot write {path}: {err.strerror or err}"
+        ) from err
 
 
 def some(ids: Sequence[str], limit: int = 5) -> str:
@@ -298,7 +313,7 @@ def _shared_folder(out: Path) -> str | None:
 
 
 def _run_output(out: Path, path: Path) -> str | None:
-    """What the run (or ``evaluate``/``report``) writes at ``path`` when it lies in the run folder ``out``; else None."""
+    """What the run (or ``evaluate``/``report``) writes at ``path`` when it lies in the run folder ``out``, or None."""
     try:
         relative = path.resolve().relative_to(out.resolve())
     except (OSError, ValueError):

@@ -9,8 +9,9 @@ on the executor ``runtime.executor`` names and, when the config has an
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from medxai.errors import ConfigError
 from medxai.io import ManifestRow, read_manifest

@@ -118,5 +118,7 @@ def class_index(value: int | str, n_classes: int, class_names: Sequence[str] | N
             raise ValueError(f"{key}: unknown class name {value!r} (known: {', '.join(class_names)})")
         return list(class_names).index(value)
     if not 0 <= int(value) < n_classes:
-        raise ValueError(f"{key}: class {value} is out of range: the model has {n_classes} classes (0..{n_classes - 1})")
+        raise ValueError(
+            f"{key}: class {value} is out of range: the model has {n_classes} classes (0..{n_classes - 1})"
+        )
     return int(value)

@@ -48,8 +48,6 @@ class Geometry:
     patient_geometry: bool = False
 
 
-
-
 class Preprocessor:
     """Turns images into model input (and maps back) for one model and one spec.
 

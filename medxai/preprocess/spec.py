@@ -135,12 +135,20 @@ class ScaleStats(SpecMixin):
 
     mean: Annotated[
         float | tuple[float, ...],
-        BeforeValidator(with_library_message(lambda v: number_or_numbers(_flat(v), any_number), lambda v: f"scale mean must be finite numbers, got {v!r}")),
+        BeforeValidator(
+            with_library_message(
+                lambda v: number_or_numbers(_flat(v), any_number),
+                lambda v: f"scale mean must be finite numbers, got {v!r}",
+            )
+        ),
     ]
     std: Annotated[
         float | tuple[float, ...],
         BeforeValidator(
-            with_library_message(lambda v: number_or_numbers(_flat(v), positive_number), lambda v: f"scale std must be > 0 and values finite, got {v!r}")
+            with_library_message(
+                lambda v: number_or_numbers(_flat(v), positive_number),
+                lambda v: f"scale std must be > 0 and values finite, got {v!r}",
+            )
         ),
     ]
 
@@ -278,12 +286,19 @@ class PreprocessSpec(SpecMixin):
                 raise _with_library(exc, f"window must be 'auto', None or (center, width), got {value!r}") from None
             return WindowSpec(keys.center, keys.width)
         library = f"window must be 'auto', None or (center, width), got {value!r}"
-        if not _in_config(info) and not isinstance(value, str) and isinstance(value, (Sequence, np.ndarray)) and len(value) == 2:
+        if (
+            not _in_config(info)
+            and not isinstance(value, str)
+            and isinstance(value, (Sequence, np.ndarray))
+            and len(value) == 2
+        ):
             try:
                 return WindowSpec(*value)
             except (TypeError, ValueError) as err:
                 library = str(err)
-        raise validation_error(f"expected 'auto', none or {{center: .., width: ..}}, got {show_value(value)}", library=library)
+        raise validation_error(
+            f"expected 'auto', none or {{center: .., width: ..}}, got {show_value(value)}", library=library
+        )
 
     @field_validator("scale", mode="before")
     @classmethod
@@ -335,7 +350,8 @@ class PreprocessSpec(SpecMixin):
             return stats
         hint = did_you_mean(value.strip().lower() if isinstance(value, str) else None, _SCALE_WORDS)
         raise validation_error(
-            f"expected 'minmax', 'stored_range', {{mean: .., std: ..}}, [low, high] or none, got {show_value(value)}{hint}",
+            f"expected 'minmax', 'stored_range', {{mean: .., std: ..}}, [low, high] or none, got "
+            f"{show_value(value)}{hint}",
             library=f"scale must be {_SCALE_FORMS}, got {value!r}{hint}",
         )
 
@@ -360,18 +376,22 @@ class PreprocessSpec(SpecMixin):
         problems, library = [], []
         if self.scale not in ("minmax", "stored_range"):
             scale = self.spec_kwargs()["scale"]
-            problems.append((
-                ("scale",),
-                f"with preset {self.preset!r} scale must be 'minmax' or 'stored_range' (how the image "
-                f"reaches 0..255 for the preset), got {show_value(scale)}",
-            ))
+            problems.append(
+                (
+                    ("scale",),
+                    f"with preset {self.preset!r} scale must be 'minmax' or 'stored_range' (how the image "
+                    f"reaches 0..255 for the preset), got {show_value(scale)}",
+                )
+            )
             library.append(f"preset {self.preset!r} needs scale 'minmax' or 'stored_range', got {scale!r}")
         mode = PRESETS[self.preset]
         if mode in RGB_MODES and self.channels is not None and self.channels != 3:
-            problems.append((
-                ("channels",),
-                f"preset {self.preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), got {self.channels}",
-            ))
+            problems.append(
+                (
+                    ("channels",),
+                    f"preset {self.preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), got {self.channels}",
+                )
+            )
             library.append(f"preset {self.preset!r} (Keras mode {mode!r}) needs 3 channels, got {self.channels}")
         if problems:
             raise validation_error("", *problems, library="; ".join(library))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 import numpy as np
 
@@ -39,7 +38,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 #: (a 1 KB JPEG declaring 32 x 64800 spent minutes there).
 MAX_ASPECT_CHANGE = 32
 
-ScaleSpec = Union[str, tuple[float, float], Mapping, ScaleStats, None]
+ScaleSpec = str | tuple[float, float] | Mapping | ScaleStats | None
 
 
 def check_finite(x: np.ndarray) -> None:
@@ -69,9 +68,7 @@ def apply_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def invert_intensity(
-    x: np.ndarray, *, windowed: bool, stored_range: tuple[float, float] | None = None
-) -> np.ndarray:
+def invert_intensity(x: np.ndarray, *, windowed: bool, stored_range: tuple[float, float] | None = None) -> np.ndarray:
     """Inverts grey levels (MONOCHROME1).
 
     ``1 - v`` after a window; else ``(low + high) - v`` about ``stored_range`` when
@@ -105,9 +102,7 @@ def resize_spatial(x: np.ndarray, shape: Sequence[int], *, anti_aliasing: bool |
         anti_aliasing = any(t < s for t, s in zip(shape, x.shape[:-1]))
     out = np.empty(shape + (x.shape[-1],), dtype=np.float32)
     for c in range(x.shape[-1]):
-        out[..., c] = resize(
-            x[..., c], shape, order=1, mode="edge", preserve_range=True, anti_aliasing=anti_aliasing
-        )
+        out[..., c] = resize(x[..., c], shape, order=1, mode="edge", preserve_range=True, anti_aliasing=anti_aliasing)
     return out
 
 
@@ -128,9 +123,7 @@ def match_channels(x: np.ndarray, channels: int | None) -> np.ndarray:
     raise PreprocessError(f"cannot convert an image with {have} channel(s) to the model's {channels}")
 
 
-def scale_intensity(
-    x: np.ndarray, scale: ScaleSpec, *, stored_range: tuple[float, float] | None = None
-) -> np.ndarray:
+def scale_intensity(x: np.ndarray, scale: ScaleSpec, *, stored_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scales intensities (see :class:`PreprocessSpec` ``scale``).
 
     Args:
@@ -208,12 +201,14 @@ def apply_preset(x: np.ndarray, preset: str) -> np.ndarray:
             f"preset {preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), the image has {x.shape[-1]}"
         )
     if mode == "torch":
-        return (x / np.float32(255.0) - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(IMAGENET_STD, dtype=np.float32)
+        return (x / np.float32(255.0) - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(
+            IMAGENET_STD, dtype=np.float32
+        )
     return x[..., ::-1] - np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
 
 
 def check_aspect_change(source: Sequence[int], target: Sequence[int]) -> None:
-    """Refuses a resize of the in-plane (last two) axes whose shrink factors differ over :data:`MAX_ASPECT_CHANGE` times.
+    """Refuses a resize of the in-plane (last two) axes whose shrink factors differ over MAX_ASPECT_CHANGE times.
 
     Raises:
         PreprocessError: e.g. a 32 x 64800 image for a 64 x 64 model.

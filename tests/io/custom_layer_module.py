@@ -19,4 +19,3 @@ class TimesFactor(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "factor": self.factor}
-

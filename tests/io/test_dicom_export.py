@@ -29,8 +29,15 @@ KW = {"method": "integrated_gradients", "class_index": 1, "class_name": "pneumon
 
 def ct_slice(path, k, *, series=SERIES, spacing=(0.8, 0.7)):
     hu = np.random.default_rng(k).normal(40, 200, (ROWS, COLS))
-    return write_ct_dicom(path, hu, uid_seed=("slice", series, k), study_uid=STUDY, series_uid=series,
-                          instance_number=k, pixel_spacing=spacing)
+    return write_ct_dicom(
+        path,
+        hu,
+        uid_seed=("slice", series, k),
+        study_uid=STUDY,
+        series_uid=series,
+        instance_number=k,
+        pixel_spacing=spacing,
+    )
 
 
 def maps(n=None, seed=0):
@@ -63,15 +70,18 @@ def oblique(tmp_path):
         ds.ImagePositionPatient = [round(v, 4) for v in origin + 2.5 * k * np.cross(row, col)]
         ds.save_as(path)
         paths.append(path)
-    return sorted(paths, key=lambda p: float(np.dot(normal(pydicom.dcmread(p)),
-                                                     pydicom.dcmread(p).ImagePositionPatient)))
+    return sorted(
+        paths, key=lambda p: float(np.dot(normal(pydicom.dcmread(p)), pydicom.dcmread(p).ImagePositionPatient))
+    )
 
 
 def test_2d_parametric_map(tmp_path, ct2d):
     heat, rgb = maps()
     out = write_dicom_outputs(heat, rgb, [ct2d], tmp_path / "maps" / "ct_000_c1", **KW)
-    assert out == {"dicom_map_path": str(tmp_path / "maps" / "ct_000_c1.pm.dcm"),
-                   "dicom_overlay_path": str(tmp_path / "maps" / "ct_000_c1.sc.dcm")}
+    assert out == {
+        "dicom_map_path": str(tmp_path / "maps" / "ct_000_c1.pm.dcm"),
+        "dicom_overlay_path": str(tmp_path / "maps" / "ct_000_c1.sc.dcm"),
+    }
     src, pm = pydicom.dcmread(ct2d), pydicom.dcmread(out["dicom_map_path"])
     assert pm.SOPClassUID == PM_STORAGE and pm.file_meta.MediaStorageSOPClassUID == PM_STORAGE
     for kw in ("StudyInstanceUID", "PatientID", "PatientName", "FrameOfReferenceUID"):
@@ -124,8 +134,9 @@ def test_2d_secondary_capture(tmp_path, ct2d):
 
 def test_long_names_fit_their_value_representations(tmp_path, ct2d):
     heat, rgb = maps()
-    out = write_dicom_outputs(heat, rgb, [ct2d], tmp_path / "m", method="m" * 80 + "\\x", class_index=12,
-                              class_name="n" * 80)
+    out = write_dicom_outputs(
+        heat, rgb, [ct2d], tmp_path / "m", method="m" * 80 + "\\x", class_index=12, class_name="n" * 80
+    )
     pm = pydicom.dcmread(out["dicom_map_path"])
     label = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0].LUTLabel
     assert len(label) <= 16 and label.endswith(" c12")

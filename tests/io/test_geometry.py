@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from _files import dicom_series, rotation, simpleitk_misplacement, simpleitk_ras_affine
 from PIL import Image
 
 from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
@@ -23,7 +24,6 @@ from medxai.io.geometry import (
     voxel_spacing,
 )
 from medxai.io.nifti import write_nifti
-from _files import dicom_series, rotation, simpleitk_misplacement, simpleitk_ras_affine
 
 OBLIQUE = rotation(25, -10, 30)[:, :2].T  # two orthonormal rows: an oblique ImageOrientationPatient
 
@@ -47,7 +47,9 @@ def test_an_oblique_shuffled_series_is_read_as_one_volume_with_simpleitks_geomet
     assert image.spacing == pytest.approx((2.5, 0.8, 0.6))  # from the positions, not SliceThickness (7)
     assert image.meta["source_files"] == [os.fspath(f) for f in files]
     assert image.patient_geometry and image.window == (40.0, 400.0)
-    np.testing.assert_allclose(array_to_nifti_affine(image.affine, 3), simpleitk_ras_affine(tmp_path / "series"), atol=1e-9)
+    np.testing.assert_allclose(
+        array_to_nifti_affine(image.affine, 3), simpleitk_ras_affine(tmp_path / "series"), atol=1e-9
+    )
 
 
 def test_a_series_affine_puts_each_voxel_where_its_file_says(tmp_path):
@@ -88,7 +90,9 @@ def test_a_folder_of_two_series_needs_a_series_uid(tmp_path):
     dicom_series(tmp_path / "other", _volume((2, 4, 4), 2), series_uid="1.2.3.2")
     for path in (tmp_path / "other").iterdir():
         shutil.move(path, tmp_path / "two" / f"b_{path.name}")
-    with pytest.raises(ImageReadError, match=r"several DICOM series.*series_uid.*1\.2\.3\.1 \(3 files\).*1\.2\.3\.2 \(2 files\)"):
+    with pytest.raises(
+        ImageReadError, match=r"several DICOM series.*series_uid.*1\.2\.3\.1 \(3 files\).*1\.2\.3\.2 \(2 files\)"
+    ):
         read_image(tmp_path / "two")
     assert read_image(tmp_path / "two", series_uid="1.2.3.2").array.shape == (2, 4, 4, 1)
     with pytest.raises(ImageReadError, match=r"series 9\.9 is not in the folder.*1\.2\.3\.1"):
@@ -125,7 +129,11 @@ def test_positions_off_the_normal_are_refused(tmp_path):
     files = dicom_series(tmp_path / "s", _volume((3, 3, 3)))
     for k, path in enumerate(files):  # a gantry tilt: each slice shifted along y
         ds = pydicom.dcmread(path)
-        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1] + 1.5 * k, ds.ImagePositionPatient[2]]
+        ds.ImagePositionPatient = [
+            ds.ImagePositionPatient[0],
+            ds.ImagePositionPatient[1] + 1.5 * k,
+            ds.ImagePositionPatient[2],
+        ]
         ds.save_as(path)
     with pytest.raises(ImageReadError, match="do not lie along the slice normal"):
         read_image(tmp_path / "s")
@@ -201,8 +209,21 @@ def test_a_nifti_map_keeps_both_transforms_of_a_source_whose_sform_and_qform_dif
     image = read_image(tmp_path / "reg.nii.gz")
     write_nifti(tmp_path / "map.nii.gz", image.array[..., 0], image.affine, xforms=image.meta["nifti_xforms"])
     back = nib.load(tmp_path / "map.nii.gz")
-    for key in ("sform_code", "qform_code", "srow_x", "srow_y", "srow_z", "quatern_b", "quatern_c", "quatern_d",
-                "qoffset_x", "qoffset_y", "qoffset_z", "pixdim", "xyzt_units"):
+    for key in (
+        "sform_code",
+        "qform_code",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+        "pixdim",
+        "xyzt_units",
+    ):
         np.testing.assert_array_equal(back.header[key], source.header[key], err_msg=key)
     np.testing.assert_allclose(back.affine, nib.load(tmp_path / "reg.nii.gz").affine, atol=1e-6)  # nibabel agrees
     assert simpleitk_misplacement(tmp_path / "reg.nii.gz", tmp_path / "map.nii.gz") < 1e-4  # ITK agrees (was 10 mm)

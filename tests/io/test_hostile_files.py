@@ -9,9 +9,9 @@ headers that must be refused or reported in ``meta["warnings"]``.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import math
-import importlib.util
 import os
 import random
 import struct
@@ -28,15 +28,23 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _files import StuckReader, abandoned_reads_end, dicom_dataset, dicom_series, nifti_with_affine, non_dicom_mutants, save, stub_read
+from _files import (
+    StuckReader,
+    abandoned_reads_end,
+    dicom_dataset,
+    dicom_series,
+    nifti_with_affine,
+    non_dicom_mutants,
+    save,
+    stub_read,
+)
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-from medxai.io import dicom_decode
-from medxai.io import ImageReadError, LoadedImage, read_image
-from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
+from medxai.io import ImageReadError, LoadedImage, dicom_decode, read_image
 from medxai.io.dicom import read_dicom
+from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
 from medxai.io.readers import READERS
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
@@ -162,7 +170,9 @@ def test_fuzzed_png_jpeg_tiff_nifti_and_npy_files_give_an_image_or_an_image_read
     paths = non_dicom_mutants(tmp_path)
     assert len(paths) >= 40
     outcomes: dict[str, int] = {"image": 0, "error": 0}
-    escaped = [problem for path in paths for problem in read_fuzzed(path, outcomes, finite=False)]  # NaN pixels: preprocessing refuses them
+    escaped = [
+        problem for path in paths for problem in read_fuzzed(path, outcomes, finite=False)
+    ]  # NaN pixels: preprocessing refuses them
     assert not escaped, "\n".join(escaped)
     assert outcomes["image"] >= 5 and outcomes["error"] >= 20, outcomes  # both outcomes are exercised
 
@@ -329,7 +339,9 @@ def _codestream_bomb(tmp_path: Path, name: str) -> Path:
     if at >= 0 and ds.file_meta.TransferSyntaxUID.name.startswith("JPEG 2000"):
         struct.pack_into(">II", codestream, at + 6, 40000, 40000)  # SIZ: Xsiz, Ysiz
     else:
-        at = min(i for i in (codestream.find(m) for m in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc3", b"\xff\xf7")) if i >= 0)
+        at = min(
+            i for i in (codestream.find(m) for m in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc3", b"\xff\xf7")) if i >= 0
+        )
         struct.pack_into(">HH", codestream, at + 5, 40000, 40000)  # SOFn: Y, X
     ds.PixelData = encapsulate([bytes(codestream), *frames[1:]])
     path = tmp_path / f"bomb-{name}"
@@ -628,7 +640,14 @@ def test_a_read_within_the_time_limit_returns_the_image(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"timeout": 0}, {"timeout": -1.0}, {"timeout": math.nan}, {"max_pixels": 0}, {"max_pixels": 1.5}, {"max_abandoned": 0}],
+    [
+        {"timeout": 0},
+        {"timeout": -1.0},
+        {"timeout": math.nan},
+        {"max_pixels": 0},
+        {"max_pixels": 1.5},
+        {"max_abandoned": 0},
+    ],
 )
 def test_bad_limits_are_the_callers_bug(tmp_path, bad):
     with pytest.raises(ValueError):

@@ -4,16 +4,22 @@ import csv
 
 import pytest
 
-from medxai.io.index import index_columns, csv_cell, csv_text, csv_value, index_text, is_run_file, read_index
+from medxai.io.index import csv_cell, csv_text, csv_value, index_columns, index_text, is_run_file, read_index
 
 
 def test_round_trip_in_column_order_with_empty_cells(tmp_path):
-    rows = [{"image_id": "a", "method": "ig", "class_index": 1, "score": None}, {"method": "gradient", "image_id": "b,c"}]
+    rows = [
+        {"image_id": "a", "method": "ig", "class_index": 1, "score": None},
+        {"method": "gradient", "image_id": "b,c"},
+    ]
     path = tmp_path / "index.csv"
     path.write_text(index_text(rows, header=True))
     header, read = read_index(path)
     assert header == list(index_columns())
-    assert [(r["image_id"], r["method"], r["class_index"], r["score"]) for r in read] == [("a", "ig", "1", ""), ("b,c", "gradient", "", "")]
+    assert [(r["image_id"], r["method"], r["class_index"], r["score"]) for r in read] == [
+        ("a", "ig", "1", ""),
+        ("b,c", "gradient", "", ""),
+    ]
     assert all(set(r) == set(index_columns()) for r in read)
 
 
@@ -29,7 +35,17 @@ def test_missing_file_has_no_rows(tmp_path):
     assert read_index(tmp_path / "none.csv") == ([], [])
 
 
-PAYLOADS = ['=HYPERLINK("http://x.example","click")', "+1+1", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)", "\tcmd", "\rcmd", "'quoted", "''", "'"]
+PAYLOADS = [
+    '=HYPERLINK("http://x.example","click")',
+    "+1+1",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)",
+    "\tcmd",
+    "\rcmd",
+    "'quoted",
+    "''",
+    "'",
+]
 
 
 @pytest.mark.parametrize("value", PAYLOADS)
@@ -54,7 +70,13 @@ def test_csv_text_writes_any_columns_the_same_way():
 
 
 def test_is_run_file_knows_the_run_files_and_their_temporary_names_only():
-    for name in ("index.csv", "run.json", "contact_sheet_2.png", ".index.csv.0123456789ab.tmp", ".medxai-probe.abcdef012345.tmp"):
+    for name in (
+        "index.csv",
+        "run.json",
+        "contact_sheet_2.png",
+        ".index.csv.0123456789ab.tmp",
+        ".medxai-probe.abcdef012345.tmp",
+    ):
         assert is_run_file(name), name
     for name in ("notes.csv", ".notes.abcdef123456.tmp", ".index.csv.0123.tmp", "medxai-probe", "maps"):
         assert not is_run_file(name), name

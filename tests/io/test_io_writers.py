@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import skimage.io
 
-from medxai.io import atomic_write_bytes, write_npy, write_png, write_text
-from medxai.io import writers
+from medxai.io import atomic_write_bytes, write_npy, write_png, write_text, writers
 
 
 def listing(folder):

@@ -20,10 +20,7 @@ def write(path, text):
 def test_ids_labels_masks_and_root_resolution(tmp_path):
     manifest = write(
         tmp_path / "data" / "manifest.csv",
-        "image_id,path,label,mask\n"
-        "p1,images/a.dcm,1,masks/a.png\n"
-        "p2,/abs/b.png,0,\n"
-        "p3,../c.npy,,\n",
+        "image_id,path,label,mask\np1,images/a.dcm,1,masks/a.png\np2,/abs/b.png,0,\np3,../c.npy,,\n",
     )
     rows = read_manifest(manifest, id_column="image_id", label_column="label", mask_column="mask")
     base = tmp_path / "data"
@@ -185,7 +182,9 @@ def test_the_delimiter_is_sniffed(tmp_path, sep):
 def test_a_given_delimiter_and_a_wrong_one_with_a_hint(tmp_path):
     manifest = write(tmp_path / "m.csv", "id;path\na;1.png\n")
     assert read_manifest(manifest, id_column="id", delimiter=";")[0].image_id == "a"
-    with pytest.raises(ManifestError, match=r"missing column.*one column only: is the delimiter right\? set data.delimiter"):
+    with pytest.raises(
+        ManifestError, match=r"missing column.*one column only: is the delimiter right\? set data.delimiter"
+    ):
         read_manifest(manifest, id_column="id", delimiter=",")
 
 

@@ -63,7 +63,10 @@ def test_safe_mode_stays_on_with_custom_objects(tmp_path, layer_module):
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("custom_layer_module.TimesFactor", r"custom_objects: 'custom_layer_module\.TimesFactor' is not 'package\.module:NAME'"),
+        (
+            "custom_layer_module.TimesFactor",
+            r"custom_objects: 'custom_layer_module\.TimesFactor' is not 'package\.module:NAME'",
+        ),
         ("a:b:c", r"'a:b:c' is not 'package\.module:NAME'"),
         (":TimesFactor", r"':TimesFactor' is not"),
         (3, r"3 is not 'package\.module:NAME'"),
@@ -72,7 +75,10 @@ def test_safe_mode_stays_on_with_custom_objects(tmp_path, layer_module):
             r"cannot import module 'no_such_module_for_medxai' for 'no_such_module_for_medxai:Layer' "
             r"\(is it installed, or on PYTHONPATH\?\).*ModuleNotFoundError",
         ),
-        ("custom_layer_module:Missing", r"module 'custom_layer_module' has no 'Missing' \(for 'custom_layer_module:Missing'\)"),
+        (
+            "custom_layer_module:Missing",
+            r"module 'custom_layer_module' has no 'Missing' \(for 'custom_layer_module:Missing'\)",
+        ),
     ],
 )
 def test_bad_specs_name_the_spec(layer_module, spec, match):

@@ -344,7 +344,11 @@ def test_bare_string_methods(study):
         MethodSpec(name="smoothgrad", params={"samples": 5}),
         MethodSpec(name="integrated_gradients"),
     ]
-    assert cfg.to_dict()["methods"] == [{"name": "ig"}, {"name": "smoothgrad", "samples": 5}, {"name": "integrated_gradients"}]
+    assert cfg.to_dict()["methods"] == [
+        {"name": "ig"},
+        {"name": "smoothgrad", "samples": 5},
+        {"name": "integrated_gradients"},
+    ]
     # A single bare name is a one-entry list.
     cfg = load(write(study, MINIMAL + "methods: gradient\n"))
     assert cfg.methods == [MethodSpec(name="gradient")]
@@ -352,7 +356,13 @@ def test_bare_string_methods(study):
 
 @pytest.mark.parametrize(
     ("window", "expected"),
-    [("auto", "auto"), ("AUTO", "auto"), (None, None), ("none", None), ({"center": -600, "width": 1500.5}, WindowSpec(center=-600.0, width=1500.5))],
+    [
+        ("auto", "auto"),
+        ("AUTO", "auto"),
+        (None, None),
+        ("none", None),
+        ({"center": -600, "width": 1500.5}, WindowSpec(center=-600.0, width=1500.5)),
+    ],
 )
 def test_window_forms(study, window, expected):
     cfg = Config.from_dict(minimal(preprocess={"window": window}), base_dir=study, method_registry=registry)
@@ -375,7 +385,9 @@ def test_scale_forms(study, scale, expected):
     assert cfg.preprocess.scale == expected
 
 
-@pytest.mark.parametrize(("targets", "expected"), [("all", "all"), ("Predicted", "predicted"), ([3, 0], (3, 0)), (1, (1,))])
+@pytest.mark.parametrize(
+    ("targets", "expected"), [("all", "all"), ("Predicted", "predicted"), ([3, 0], (3, 0)), (1, (1,))]
+)
 def test_target_forms(study, targets, expected):
     cfg = Config.from_dict(minimal(targets=targets), base_dir=study, method_registry=registry)
     assert cfg.targets == expected
@@ -384,7 +396,11 @@ def test_target_forms(study, targets, expected):
 def test_preprocess_spec_kwargs(study):
     section = PreprocessSection(size=(64, 64), channels=1, window=WindowSpec(center=40, width=400), scale=(-1.0, 1.0))
     assert section.spec_kwargs() == {
-        "size": (64, 64), "channels": 1, "window": (40.0, 400.0), "scale": (-1.0, 1.0), "preset": None
+        "size": (64, 64),
+        "channels": 1,
+        "window": (40.0, 400.0),
+        "scale": (-1.0, 1.0),
+        "preset": None,
     }
     section = PreprocessSection(window=None, scale=ScaleStats(mean=(0.5, 0.4, 0.3), std=0.2))
     assert section.spec_kwargs() == {
@@ -395,7 +411,11 @@ def test_preprocess_spec_kwargs(study):
         "preset": None,
     }
     assert PreprocessSection().spec_kwargs() == {
-        "size": None, "channels": None, "window": "auto", "scale": "minmax", "preset": None
+        "size": None,
+        "channels": None,
+        "window": "auto",
+        "scale": "minmax",
+        "preset": None,
     }
 
 
@@ -438,8 +458,14 @@ def test_parse_override(text, path, value):
     ("text", "message"),
     [
         ("runtime.batch_size", "override 'runtime.batch_size': expected KEY=VALUE, e.g. runtime.batch_size=8"),
-        ("runtime..seed=1", "override 'runtime..seed=1': expected KEY=VALUE with a dotted KEY, e.g. runtime.batch_size=8"),
-        ("targets=[0, 2", "targets: cannot read override value '[0, 2' as YAML (expected ',' or ']', but got '<stream end>')"),
+        (
+            "runtime..seed=1",
+            "override 'runtime..seed=1': expected KEY=VALUE with a dotted KEY, e.g. runtime.batch_size=8",
+        ),
+        (
+            "targets=[0, 2",
+            "targets: cannot read override value '[0, 2' as YAML (expected ',' or ']', but got '<stream end>')",
+        ),
     ],
 )
 def test_parse_override_errors(text, message):
@@ -497,7 +523,8 @@ def test_apply_overrides_reports_every_bad_key():
         "output.dir.sub: unknown key (output.dir is a single value)",
         "methods[3]: index out of range (methods has 1 entries)",
         "targets[0].x: unknown key (targets[0] is a single value)",
-        "colormap: unknown key (known keys: model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate)",
+        "colormap: unknown key (known keys: model, data, preprocess, methods, targets, heatmap, output, runtime, "
+        "evaluate)",
     ]
 
 
@@ -568,7 +595,8 @@ def test_many_problems_reported_at_once(study):
         "preprocess.channels: expected 1, 3 or null, got 2",
         "preprocess.window.width: expected a positive number, got 0",
         f"methods[0].name: unknown method 'smoothgard' (known: {KNOWN}; did you mean 'smoothgrad'?)",
-        "methods[1].stepz: unknown parameter for ig (known: steps, rule, baseline, n_baselines, seed; did you mean 'steps'?)",
+        "methods[1].stepz: unknown parameter for ig (known: steps, rule, baseline, n_baselines, seed; did you mean "
+        "'steps'?)",
         "targets: 'label' needs data.label_column",
         "heatmap.reduce: expected one of abs_sum, sum, max_abs, l2, got 'mean'",
         "output.alpha: expected a number between 0 and 1, got 1.5",
@@ -597,9 +625,15 @@ def test_error_text_has_no_pydantic_noise(study):
     ("data", "problem"),
     [
         ({"modle": {}}, "modle: unknown key (did you mean 'model'?)"),
-        ({"output": {"dir": "out", "where": "x"}}, "output.where: unknown key (known keys: dir, formats, colormap, alpha, max_size, overlay_outline)"),
+        (
+            {"output": {"dir": "out", "where": "x"}},
+            "output.where: unknown key (known keys: dir, formats, colormap, alpha, max_size, overlay_outline)",
+        ),
         ({"output": {"dir": "out", "colour_map": "x"}}, "output.colour_map: unknown key (did you mean 'colormap'?)"),
-        ({"data": {"manifest": "data/manifest.csv", "label_col": "y"}}, "data.label_col: unknown key (did you mean 'label_column'?)"),
+        (
+            {"data": {"manifest": "data/manifest.csv", "label_col": "y"}},
+            "data.label_col: unknown key (did you mean 'label_column'?)",
+        ),
         ({"heatmap": {"clip": {"mode": "value", "hihg": 99}}}, "heatmap.clip.hihg: unknown key (did you mean 'high'?)"),
         ({"preprocess": {"scale": {"mean": 0, "sd": 1}}}, "preprocess.scale.std: required key missing"),
     ],
@@ -620,24 +654,39 @@ def test_missing_required_sections_and_keys(study):
     ("sections", "problem"),
     [
         ({"model": {"path": "models/clf.keras", "output": ""}}, "model.output: expected a non-empty string, got ''"),
-        ({"data": {"manifest": "data/manifest.csv", "path_column": 3}}, "data.path_column: expected a non-empty string, got 3"),
+        (
+            {"data": {"manifest": "data/manifest.csv", "path_column": 3}},
+            "data.path_column: expected a non-empty string, got 3",
+        ),
         ({"data": {"manifest": 12}}, "data.manifest: expected a path, got 12"),
-        ({"preprocess": {"size": [224]}}, "preprocess.size: expected null or a list of 2 or 3 positive integers, got [224]"),
-        ({"preprocess": {"size": [224, 22.5]}}, "preprocess.size: expected null or a list of 2 or 3 positive integers, got [224, 22.5]"),
+        (
+            {"preprocess": {"size": [224]}},
+            "preprocess.size: expected null or a list of 2 or 3 positive integers, got [224]",
+        ),
+        (
+            {"preprocess": {"size": [224, 22.5]}},
+            "preprocess.size: expected null or a list of 2 or 3 positive integers, got [224, 22.5]",
+        ),
         ({"preprocess": {"channels": "3"}}, "preprocess.channels: expected 1, 3 or null, got '3'"),
         ({"methods": []}, "methods: expected at least one method"),
         ({"methods": 3}, "methods: expected a list of methods, got 3"),
         ({"methods": [5]}, "methods[0]: expected a method name or a mapping {name: .., <parameters>}, got 5"),
         ({"methods": [{"steps": 3}]}, "methods[0].name: required key missing"),
         ({"methods": [{"name": ""}]}, "methods[0].name: expected a non-empty string, got ''"),
-        ({"output": {"dir": "out", "colormap": "infern"}}, "output.colormap: unknown matplotlib colormap 'infern' (did you mean 'inferno'?)"),
+        (
+            {"output": {"dir": "out", "colormap": "infern"}},
+            "output.colormap: unknown matplotlib colormap 'infern' (did you mean 'inferno'?)",
+        ),
         ({"output": {"dir": "out", "alpha": True}}, "output.alpha: expected a number between 0 and 1, got true"),
         ({"output": {"dir": ["a"]}}, "output.dir: expected a path, got ['a']"),
         ({"runtime": {"batch_size": 0}}, "runtime.batch_size: expected a positive integer, got 0"),
         ({"runtime": {"batch_size": True}}, "runtime.batch_size: expected a positive integer, got true"),
         ({"runtime": {"seed": None}}, "runtime.seed: expected a non-negative integer, got null"),
         ({"runtime": {"progress": "yes"}}, "runtime.progress: expected true or false, got 'yes'"),
-        ({"heatmap": {"polarity": "postive"}}, "heatmap.polarity: expected one of absolute, positive, negative, got 'postive' (did you mean 'positive'?)"),
+        (
+            {"heatmap": {"polarity": "postive"}},
+            "heatmap.polarity: expected one of absolute, positive, negative, got 'postive' (did you mean 'positive'?)",
+        ),
         ({"runtime": 5}, "runtime: expected a mapping, got 5"),
     ],
 )
@@ -650,13 +699,28 @@ def test_missing_files(study):
     (study / "empty_dir").mkdir()
     (study / "out_file").write_text("x")
     cases = [
-        ({"model": {"path": "models/nope.keras"}}, f"model.path: file or directory not found: {study / 'models' / 'nope.keras'}"),
-        ({"model": {"path": "models/clf.onnx"}}, "model.path: expected a .keras or .h5 file or a SavedModel directory, got 'clf.onnx'"),
-        ({"model": {"path": "empty_dir"}}, f"model.path: directory is not a SavedModel (no saved_model.pb): {study / 'empty_dir'}"),
+        (
+            {"model": {"path": "models/nope.keras"}},
+            f"model.path: file or directory not found: {study / 'models' / 'nope.keras'}",
+        ),
+        (
+            {"model": {"path": "models/clf.onnx"}},
+            "model.path: expected a .keras or .h5 file or a SavedModel directory, got 'clf.onnx'",
+        ),
+        (
+            {"model": {"path": "empty_dir"}},
+            f"model.path: directory is not a SavedModel (no saved_model.pb): {study / 'empty_dir'}",
+        ),
         ({"data": {"manifest": "data/nope.csv"}}, f"data.manifest: file not found: {study / 'data' / 'nope.csv'}"),
         ({"data": {"manifest": "data"}}, f"data.manifest: expected a file, got a directory: {study / 'data'}"),
-        ({"data": {"manifest": "data/manifest.csv", "root": "imgs"}}, f"data.root: directory not found: {study / 'imgs'}"),
-        ({"data": {"manifest": "data/manifest.csv", "root": "out_file"}}, f"data.root: expected a directory, got a file: {study / 'out_file'}"),
+        (
+            {"data": {"manifest": "data/manifest.csv", "root": "imgs"}},
+            f"data.root: directory not found: {study / 'imgs'}",
+        ),
+        (
+            {"data": {"manifest": "data/manifest.csv", "root": "out_file"}},
+            f"data.root: expected a directory, got a file: {study / 'out_file'}",
+        ),
         ({"output": {"dir": "out_file"}}, f"output.dir: exists and is not a directory: {study / 'out_file'}"),
     ]
     for sections, problem in cases:
@@ -678,8 +742,10 @@ def test_unknown_method_parameters(study):
         {"name": "needs_layer"},
     ]
     assert problems_of(minimal(methods=methods), study) == [
-        "methods[0].stepz: unknown parameter for integrated_gradients (known: steps, rule, baseline, n_baselines, seed; did you mean 'steps'?)",
-        "methods[0].colour: unknown parameter for integrated_gradients (known: steps, rule, baseline, n_baselines, seed)",
+        "methods[0].stepz: unknown parameter for integrated_gradients (known: steps, rule, baseline, n_baselines, "
+        "seed; did you mean 'steps'?)",
+        "methods[0].colour: unknown parameter for integrated_gradients (known: steps, rule, baseline, n_baselines, "
+        "seed)",
         "methods[1].nosie: unknown parameter for smoothgrad (known: samples, noise, seed; did you mean 'noise'?)",
         "methods[2].steps: unknown parameter for gradient (known: absolute)",
         "methods[3]: missing required parameter 'layer' for needs_layer",
@@ -699,44 +765,86 @@ def test_base_options_are_not_allowed_in_a_method_entry(study):
 @pytest.mark.parametrize(
     ("sections", "problems"),
     [
-        ({"preprocess": {"window": "soft"}}, ["preprocess.window: expected 'auto', none or {center: .., width: ..}, got 'soft'"]),
+        (
+            {"preprocess": {"window": "soft"}},
+            ["preprocess.window: expected 'auto', none or {center: .., width: ..}, got 'soft'"],
+        ),
         ({"preprocess": {"window": {"center": 40}}}, ["preprocess.window.width: required key missing"]),
-        ({"preprocess": {"window": {"center": "x", "width": -1, "level": 2}}}, [
-            "preprocess.window.center: expected a number, got 'x'",
-            "preprocess.window.width: expected a positive number, got -1",
-            "preprocess.window.level: unknown key (known keys: center, width)",
-        ]),
-        ({"preprocess": {"scale": "zscore"}}, ["preprocess.scale: expected 'minmax', 'stored_range', {mean: .., std: ..}, [low, high] or none, got 'zscore'"]),
+        (
+            {"preprocess": {"window": {"center": "x", "width": -1, "level": 2}}},
+            [
+                "preprocess.window.center: expected a number, got 'x'",
+                "preprocess.window.width: expected a positive number, got -1",
+                "preprocess.window.level: unknown key (known keys: center, width)",
+            ],
+        ),
+        (
+            {"preprocess": {"scale": "zscore"}},
+            [
+                "preprocess.scale: expected 'minmax', 'stored_range', {mean: .., std: ..}, [low, high] or none, got "
+                "'zscore'"
+            ],
+        ),
         ({"preprocess": {"scale": [1, 0]}}, ["preprocess.scale: expected [low, high] with low < high, got [1, 0]"]),
         ({"preprocess": {"scale": [0, 1, 2]}}, ["preprocess.scale: expected [low, high] (two numbers), got [0, 1, 2]"]),
-        ({"preprocess": {"scale": {"mean": 0, "std": [1, 0, -1]}}}, [
-            "preprocess.scale.std[1]: expected a positive number, got 0",
-            "preprocess.scale.std[2]: expected a positive number, got -1",
-        ]),
-        ({"preprocess": {"scale": {"mean": [0, 0], "std": [1, 1, 1]}}}, ["preprocess.scale: mean and std have different lengths (2 and 3)"]),
-        ({"preprocess": {"channels": 1, "scale": {"mean": [0, 0, 0], "std": 1}}}, ["preprocess.scale.mean: expected 1 or 1 values (one per channel), got 3"]),
-        ({"heatmap": {"clip": "yes"}}, ["heatmap.clip: expected null or {mode: value|mass, low: .., high: ..}, got 'yes'"]),
-        ({"heatmap": {"clip": {"mode": "mas"}}}, ["heatmap.clip.mode: expected one of value, mass, got 'mas' (did you mean 'mass'?)"]),
-        ({"heatmap": {"clip": {"low": 50, "high": 10}}}, ["heatmap.clip: expected 0 <= low < high <= 100, got low=50, high=10"]),
+        (
+            {"preprocess": {"scale": {"mean": 0, "std": [1, 0, -1]}}},
+            [
+                "preprocess.scale.std[1]: expected a positive number, got 0",
+                "preprocess.scale.std[2]: expected a positive number, got -1",
+            ],
+        ),
+        (
+            {"preprocess": {"scale": {"mean": [0, 0], "std": [1, 1, 1]}}},
+            ["preprocess.scale: mean and std have different lengths (2 and 3)"],
+        ),
+        (
+            {"preprocess": {"channels": 1, "scale": {"mean": [0, 0, 0], "std": 1}}},
+            ["preprocess.scale.mean: expected 1 or 1 values (one per channel), got 3"],
+        ),
+        (
+            {"heatmap": {"clip": "yes"}},
+            ["heatmap.clip: expected null or {mode: value|mass, low: .., high: ..}, got 'yes'"],
+        ),
+        (
+            {"heatmap": {"clip": {"mode": "mas"}}},
+            ["heatmap.clip.mode: expected one of value, mass, got 'mas' (did you mean 'mass'?)"],
+        ),
+        (
+            {"heatmap": {"clip": {"low": 50, "high": 10}}},
+            ["heatmap.clip: expected 0 <= low < high <= 100, got low=50, high=10"],
+        ),
         ({"heatmap": {"clip": {"high": 101}}}, ["heatmap.clip: expected 0 <= low < high <= 100, got low=0, high=101"]),
-        ({"output": {"dir": "out", "formats": []}}, ["output.formats: expected a non-empty list of npy, png, overlay, nifti, dicom, got []"]),
-        ({"output": {"dir": "out", "formats": ["png", "jpg", "png"]}}, [
-            "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay, nifti, dicom; did you mean 'png'?)",
-            "output.formats[2]: duplicate format 'png'",
-        ]),
-        ({"targets": []}, [
-            "targets: expected 'predicted', 'label', 'all', {top_k: K}, {threshold: T} or a list of class "
-            "indices or names, got []"
-        ]),
+        (
+            {"output": {"dir": "out", "formats": []}},
+            ["output.formats: expected a non-empty list of npy, png, overlay, nifti, dicom, got []"],
+        ),
+        (
+            {"output": {"dir": "out", "formats": ["png", "jpg", "png"]}},
+            [
+                "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay, nifti, dicom; did you mean 'png'?)",
+                "output.formats[2]: duplicate format 'png'",
+            ],
+        ),
+        (
+            {"targets": []},
+            [
+                "targets: expected 'predicted', 'label', 'all', {top_k: K}, {threshold: T} or a list of class "
+                "indices or names, got []"
+            ],
+        ),
         ({"targets": {"top": 3}}, ["targets: expected {top_k: K} or {threshold: T}, got a mapping {top: 3}"]),
         ({"targets": {"top_k": 0}}, ["targets.top_k: expected a positive integer, got 0"]),
         ({"targets": {"threshold": 1.5}}, ["targets.threshold: expected a number between 0 and 1, got 1.5"]),
-        ({"targets": [0, -1, "", 0, "Mass", "Mass"]}, [
-            "targets[1]: expected a non-negative class index or a class name, got -1",
-            "targets[2]: expected a non-negative class index or a class name, got ''",
-            "targets[3]: duplicate class 0",
-            "targets[5]: duplicate class 'Mass'",
-        ]),
+        (
+            {"targets": [0, -1, "", 0, "Mass", "Mass"]},
+            [
+                "targets[1]: expected a non-negative class index or a class name, got -1",
+                "targets[2]: expected a non-negative class index or a class name, got ''",
+                "targets[3]: duplicate class 0",
+                "targets[5]: duplicate class 'Mass'",
+            ],
+        ),
         ({"targets": "label"}, ["targets: 'label' needs data.label_column"]),
     ],
 )
@@ -762,7 +870,8 @@ def test_yaml_syntax_error_names_the_line(study):
     with pytest.raises(ConfigError) as info:
         load(path)
     assert info.value.problems == [
-        "line 3, column 2: YAML syntax error: while parsing a block mapping expected <block end>, but found '<block mapping start>'"
+        "line 3, column 2: YAML syntax error: while parsing a block mapping expected <block end>, but found '<block "
+        "mapping start>'"
     ]
     assert str(info.value).startswith(f"invalid config {path}:\n  - line 3, column 2:")
 
@@ -829,9 +938,21 @@ def test_error_values_are_rendered_within_their_limit_however_large():
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("", "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate (model, data, output are required)"),
-        ("# only comments\n", "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate (model, data, output are required)"),
-        ("- model\n- data\n", "expected a mapping of sections (model, data, preprocess, methods, targets, heatmap, output, runtime, evaluate) at the top level, got ['model', 'data']"),
+        (
+            "",
+            "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, "
+            "runtime, evaluate (model, data, output are required)",
+        ),
+        (
+            "# only comments\n",
+            "the file is empty; expected the sections model, data, preprocess, methods, targets, heatmap, output, "
+            "runtime, evaluate (model, data, output are required)",
+        ),
+        (
+            "- model\n- data\n",
+            "expected a mapping of sections (model, data, preprocess, methods, targets, heatmap, output, runtime, "
+            "evaluate) at the top level, got ['model', 'data']",
+        ),
     ],
 )
 def test_empty_or_non_mapping_file(study, text, problem):
@@ -973,20 +1094,44 @@ def test_overlay_outline_overrides(study):
 @pytest.mark.parametrize(
     ("outline", "problems"),
     [
-        ({"top_percent": 0}, ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got 0"]),
-        ({"top_percent": 150}, ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got 150"]),
-        ({"top_percent": "5"}, ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got '5'"]),
+        (
+            {"top_percent": 0},
+            ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got 0"],
+        ),
+        (
+            {"top_percent": 150},
+            ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got 150"],
+        ),
+        (
+            {"top_percent": "5"},
+            ["output.overlay_outline.top_percent: expected a number greater than 0 and at most 100, got '5'"],
+        ),
         ({"top_pct": 5}, ["output.overlay_outline.top_pct: unknown key (did you mean 'top_percent'?)"]),
         ({"colour": [0, 0, 0]}, ["output.overlay_outline.colour: unknown key (did you mean 'color'?)"]),
-        ({"radius": -1, "min_size": 2.5, "cleanup": "yes", "only": 1}, [
-            "output.overlay_outline.cleanup: expected true or false, got 'yes'",
-            "output.overlay_outline.radius: expected a non-negative integer, got -1",
-            "output.overlay_outline.min_size: expected a non-negative integer, got 2.5",
-            "output.overlay_outline.only: expected true or false, got 1",
-        ]),
-        ({"color": [0, 0, 300]}, ["output.overlay_outline.color: expected [r, g, b], three integers from 0 to 255, got [0, 0, 300]"]),
-        ({"color": "green"}, ["output.overlay_outline.color: expected [r, g, b], three integers from 0 to 255, got 'green'"]),
-        (5, ["output.overlay_outline: expected null, true or a mapping {top_percent: .., cleanup: .., radius: .., min_size: .., color: .., only: ..}, got 5"]),
+        (
+            {"radius": -1, "min_size": 2.5, "cleanup": "yes", "only": 1},
+            [
+                "output.overlay_outline.cleanup: expected true or false, got 'yes'",
+                "output.overlay_outline.radius: expected a non-negative integer, got -1",
+                "output.overlay_outline.min_size: expected a non-negative integer, got 2.5",
+                "output.overlay_outline.only: expected true or false, got 1",
+            ],
+        ),
+        (
+            {"color": [0, 0, 300]},
+            ["output.overlay_outline.color: expected [r, g, b], three integers from 0 to 255, got [0, 0, 300]"],
+        ),
+        (
+            {"color": "green"},
+            ["output.overlay_outline.color: expected [r, g, b], three integers from 0 to 255, got 'green'"],
+        ),
+        (
+            5,
+            [
+                "output.overlay_outline: expected null, true or a mapping "
+                "{top_percent: .., cleanup: .., radius: .., min_size: .., color: .., only: ..}, got 5"
+            ],
+        ),
     ],
 )
 def test_overlay_outline_bad_values(study, outline, problems):
@@ -999,7 +1144,13 @@ def test_evaluate_section(study):
 
     assert build().evaluate is None
     on = build(evaluate=True).evaluate
-    assert (on.faithfulness, on.baseline, on.step_percent, on.sanity_images, on.sanity_threshold) == (True, "blur", 5.0, 4, 0.5)
+    assert (on.faithfulness, on.baseline, on.step_percent, on.sanity_images, on.sanity_threshold) == (
+        True,
+        "blur",
+        5.0,
+        4,
+        0.5,
+    )
     custom = build(evaluate={"baseline": "zeros", "sanity_images": 0})
     assert Config.from_dict(custom.to_dict(), method_registry=registry) == custom
     with pytest.raises(ConfigError) as err:
@@ -1013,14 +1164,29 @@ def test_evaluate_section(study):
 def test_polarity_that_means_nothing_for_a_method_is_a_config_error(study):
     from medxai.methods.registry import available_methods
 
-    methods = ["gradient", {"name": "smoothgrad", "statistic": "variance"}, "ig", {"name": "gradient", "absolute": False}]
+    methods = [
+        "gradient",
+        {"name": "smoothgrad", "statistic": "variance"},
+        "ig",
+        {"name": "gradient", "absolute": False},
+    ]
     with pytest.raises(ConfigError) as info:
-        Config.from_dict(minimal(methods=methods, heatmap={"polarity": "negative"}), base_dir=study, method_registry=available_methods)
+        Config.from_dict(
+            minimal(methods=methods, heatmap={"polarity": "negative"}),
+            base_dir=study,
+            method_registry=available_methods,
+        )
     problems = info.value.problems
     assert len(problems) == 2
-    assert problems[0].startswith("methods[0]: heatmap polarity 'negative' with gradient") and "all zeros" in problems[0]
+    assert (
+        problems[0].startswith("methods[0]: heatmap polarity 'negative' with gradient") and "all zeros" in problems[0]
+    )
     assert problems[1].startswith("methods[1]: heatmap polarity 'negative' with smoothgrad")
-    signed = Config.from_dict(minimal(methods=methods[2:], heatmap={"polarity": "negative"}), base_dir=study, method_registry=available_methods)
+    signed = Config.from_dict(
+        minimal(methods=methods[2:], heatmap={"polarity": "negative"}),
+        base_dir=study,
+        method_registry=available_methods,
+    )
     assert signed.heatmap.polarity == "negative"
 
 

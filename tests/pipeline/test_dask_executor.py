@@ -18,8 +18,8 @@ import pytest
 from study_helpers import comparable, interrupt_on_call, read_index, write_config
 
 import medxai
-from medxai.pipeline import executors
 from medxai.cli import main
+from medxai.pipeline import executors
 from medxai.pipeline.config import Config, ConfigError
 from medxai.pipeline.executors import partition_chunks
 
@@ -160,7 +160,9 @@ def test_a_run_started_locally_finishes_on_dask(study, cluster, reference, monke
 @pytest.mark.slow
 def test_cli_flags_and_progress(study, cluster, reference, capsys):
     path = write_config(study, "dask_cli", runtime=LOCAL)
-    code = main(["run", str(path), "--executor", "dask", "--dask-address", cluster[0], "--set", "runtime.progress=true"])
+    code = main(
+        ["run", str(path), "--executor", "dask", "--dask-address", cluster[0], "--set", "runtime.progress=true"]
+    )
     assert code == 1
     captured = capsys.readouterr()
     assert "7 images" in captured.out and "7/7" in captured.err and f"Dask scheduler {cluster[0]}" in captured.err
@@ -182,7 +184,9 @@ def test_unreachable_scheduler_exits_2_naming_the_key(study, capsys):
     path = write_config(study, "dask_nowhere", runtime={**LOCAL, "dask": {"timeout": 0.5}})
     assert main(["run", str(path), "--dask-address", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
-    assert "runtime.dask.address: cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err and "Traceback" not in err
+    assert (
+        "runtime.dask.address: cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err and "Traceback" not in err
+    )
     assert not (study / "dask_nowhere").exists()
 
 
@@ -190,11 +194,19 @@ def test_missing_dask_is_a_clear_error(study, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now fails
     path = write_config(study, "dask_missing", runtime={**LOCAL, "executor": "dask"})
     assert main(["validate", str(path)]) == 2
-    assert "runtime.executor: 'dask' needs the dask and distributed packages: pip install medxai[dask]" in capsys.readouterr().err
+    assert (
+        "runtime.executor: 'dask' needs the dask and distributed packages: pip install medxai[dask]"
+        in capsys.readouterr().err
+    )
 
 
 def _config(study, runtime) -> Config:
-    data = {"model": {"path": "model.keras"}, "data": {"manifest": "manifest.csv"}, "output": {"dir": "x"}, "runtime": runtime}
+    data = {
+        "model": {"path": "model.keras"},
+        "data": {"manifest": "manifest.csv"},
+        "output": {"dir": "x"},
+        "runtime": runtime,
+    }
     return Config.from_dict(data, base_dir=study)
 
 
@@ -219,7 +231,11 @@ def test_bad_dask_settings_are_config_errors_naming_the_key(study, runtime, mess
 
 def test_dask_settings_defaults_and_addresses(study):
     assert _config(study, {"dask": None}).runtime.dask == _config(study, {}).runtime.dask
-    for given, kept in [("LOCAL", "local"), ("10.0.0.5:8786", "tcp://10.0.0.5:8786"), ("tls://[::1]:8786", "tls://[::1]:8786")]:
+    for given, kept in [
+        ("LOCAL", "local"),
+        ("10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+        ("tls://[::1]:8786", "tls://[::1]:8786"),
+    ]:
         assert _config(study, {"dask": {"address": given}}).runtime.dask.address == kept
     config = _config(study, {"executor": "dask", "dask": {"address": "tcp://h:1", "workers": 3}})
     assert Config.from_dict(config.to_dict()) == config
@@ -318,7 +334,9 @@ def test_a_partition_that_keeps_killing_workers_becomes_error_rows(study):
 
     delivered = []
     executor._deliver(Lost(), [images], lambda imgs, rows: delivered.append((imgs, rows)))
-    (imgs, rows), = delivered
+    ((imgs, rows),) = delivered
     assert imgs == images and [r["image_id"] for r in rows] == ["wide", "ct"]
-    assert all(r["status"] == "error" and "the Dask workers computing this image's partition died" in r["error"] for r in rows)
+    assert all(
+        r["status"] == "error" and "the Dask workers computing this image's partition died" in r["error"] for r in rows
+    )
     assert "tcp://10.0.0.9:4000" in rows[0]["error"] and not any(r.get("npy_path") for r in rows)

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import skimage.io
 import yaml
-
-import medxai
 from analytic_models import tiny_model
 from study_helpers import comparable, count_processed, interrupt_on_call, read_index, write_config
-from medxai.io.index import index_columns
+
+import medxai
 from medxai.errors import StudyError
 from medxai.io import read_image
+from medxai.io.index import index_columns
 from medxai.preprocess import Preprocessor, PreprocessSpec
+
 
 @pytest.fixture(scope="module")
 def finished(study):
@@ -68,7 +69,9 @@ def test_unsafe_ids_stay_inside_the_output_folder(finished):
 
 def test_maps_equal_the_python_api(finished, study):
     _, out = finished
-    row = next(r for r in read_index(out / "index.csv") if r["image_id"] == "same" and r["method"] == "integrated_gradients")
+    row = next(
+        r for r in read_index(out / "index.csv") if r["image_id"] == "same" and r["method"] == "integrated_gradients"
+    )
     model = keras.saving.load_model(study / "model.keras")
     tensor, _ = Preprocessor(PreprocessSpec(), (16, 16, 1))(read_image(study / "same.npy"))
     expected = medxai.IntegratedGradients(model, steps=8).compute_heatmap(tensor, int(row["class_index"]))
@@ -185,7 +188,9 @@ def test_duplicate_method_is_a_study_error(study):
 
 
 def test_formats_subset(study):
-    summary = medxai.run(write_config(study, "npy_only", methods=["gradient"], output={"dir": "npy_only", "formats": ["npy"]}))
+    summary = medxai.run(
+        write_config(study, "npy_only", methods=["gradient"], output={"dir": "npy_only", "formats": ["npy"]})
+    )
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
     assert rows and all(r["npy_path"] and not r["png_path"] and not r["overlay_path"] for r in rows)
     assert not list(summary.output_dir.rglob("*.png"))
@@ -193,7 +198,9 @@ def test_formats_subset(study):
 
 def test_overlay_outlines_reach_the_written_overlays(study):
     outline = {"top_percent": 10, "cleanup": False, "color": [0, 255, 0]}
-    summary = medxai.run(write_config(study, "outlined", methods=["gradient"], output={"dir": "outlined", "overlay_outline": outline}))
+    summary = medxai.run(
+        write_config(study, "outlined", methods=["gradient"], output={"dir": "outlined", "overlay_outline": outline})
+    )
     plain = medxai.run(write_config(study, "not_outlined", methods=["gradient"]))
     for rows_dir in (summary.output_dir, plain.output_dir):
         rows = [r for r in read_index(rows_dir / "index.csv") if r["status"] == "ok"]
@@ -206,7 +213,13 @@ def test_image_of_the_wrong_shape_is_a_per_image_error(tmp_path):
     np.save(tmp_path / "two_channels.npy", np.zeros((16, 16, 2), np.float32))
     np.save(tmp_path / "good.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32))
     (tmp_path / "m.csv").write_text("path\ntwo_channels.npy\ngood.npy\n")
-    config = {"model": {"path": "model.keras"}, "data": {"manifest": "m.csv"}, "methods": ["gradient"], "output": {"dir": "o"}, "runtime": {"progress": False}}
+    config = {
+        "model": {"path": "model.keras"},
+        "data": {"manifest": "m.csv"},
+        "methods": ["gradient"],
+        "output": {"dir": "o"},
+        "runtime": {"progress": False},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     summary = medxai.run(tmp_path / "c.yaml")
     rows = read_index(tmp_path / "o" / "index.csv")
@@ -231,7 +244,9 @@ def test_adaptive_steps_and_warnings_reach_the_index(study):
     summary = medxai.run(write_config(study, "adaptive", methods=methods))
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
     assert rows and all(r["steps"] == "9" and "not met within max_steps=9" in r["warning"] for r in rows)
-    summary = medxai.run(write_config(study, "adaptive_ok", methods=[{"name": "ig", "steps": "auto", "max_steps": 512}]))
+    summary = medxai.run(
+        write_config(study, "adaptive_ok", methods=[{"name": "ig", "steps": "auto", "max_steps": 512}])
+    )
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["status"] == "ok"]
     assert all(r["warning"] == "" and r["relative_delta"] != "" and int(r["steps"]) >= 5 for r in rows)
 
@@ -248,7 +263,10 @@ def test_what_was_explained_is_recorded_and_a_hidden_softmax_is_refused(study):
     hidden = keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.softmax(t))(scores))
     with pytest.raises(medxai.pipeline.decoder.StudyError, match="model.output: .*look like .*probabilities"):
         medxai.run(write_config(study, "hidden", methods=["gradient"]), model=hidden)
-    summary = medxai.run(write_config(study, "hidden_p", methods=["gradient"], model={"path": "model.keras", "output": "probabilities"}), model=hidden)
+    summary = medxai.run(
+        write_config(study, "hidden_p", methods=["gradient"], model={"path": "model.keras", "output": "probabilities"}),
+        model=hidden,
+    )
     assert summary.maps > 0
 
 

@@ -13,9 +13,9 @@ import yaml
 from analytic_models import linear_model, tiny_model
 
 import medxai
-from medxai.methods import registry
 from medxai.cli import main
 from medxai.io import read_image
+from medxai.methods import registry
 from medxai.metrics import curve_area, deletion_curve, gini, relevance_mass, topk_iou
 from medxai.metrics.randomisation import randomised_copy, weighted_layers
 from medxai.pipeline.evaluation import METRICS_COLUMNS, SANITY_COLUMNS, EvaluationError, EvaluationSpec, evaluate_run
@@ -88,7 +88,9 @@ def test_metrics_csv_has_one_row_per_map_with_exact_figures(evaluated, run_dir):
         assert row["pointing_game"] in ("0.0000", "1.0000")
         assert 0 <= float(row["deletion_auc"]) <= 1 and 0 <= float(row["insertion_auc"]) <= 1
         if row["method"] == "integrated_gradients":
-            assert float(row["completeness"]) == pytest.approx(float(entry.get("relative_delta", entry.get("delta"))), abs=1e-4)
+            assert float(row["completeness"]) == pytest.approx(
+                float(entry.get("relative_delta", entry.get("delta"))), abs=1e-4
+            )
         else:
             assert row["completeness"] == ""
 
@@ -261,7 +263,9 @@ def test_batchnorm_model_sanity_check_and_per_method_errors(tmp_path, extra_meth
     result = evaluate_run(run, EvaluationSpec(sanity_images=2, sanity_seeds=2, step_percent=25), progress=False)
     grad = [r for r in read(run / "sanity.csv") if r["method"] == "gradient"]
     assert [r["layer"] for r in grad] == ["dense", "bn", "conv"]
-    assert all(np.isfinite(float(r[k])) for r in grad for k in ("spearman", "spearman_sd", "spearman_abs", "spearman_abs_sd"))
+    assert all(
+        np.isfinite(float(r[k])) for r in grad for k in ("spearman", "spearman_sd", "spearman_abs", "spearman_abs_sd")
+    )
     assert result.sanity["gradient"]["verdict"] in ("PASS", "FAIL")
     flaky = result.sanity["flaky"]
     assert flaky["verdict"] == "error" and flaky["passed"] is None
@@ -273,7 +277,9 @@ def test_batchnorm_model_sanity_check_and_per_method_errors(tmp_path, extra_meth
     metrics = read(run / "metrics.csv")
     assert len(metrics) == 6 and all(r["gini"] != "" for r in metrics)
     for row in (r for r in metrics if r["method"] == "zero_map"):
-        assert [row[k] for k in ("pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")] == [""] * 5
+        assert [row[k] for k in ("pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")] == [
+            ""
+        ] * 5
     summary = {(r["method"], r["metric"]): r for r in read(run / "summary.csv")}
     assert summary[("zero_map", "pointing_game")]["n"] == "0" and summary[("gradient", "pointing_game")]["n"] == "2"
     Flaky.allowed = 1
@@ -323,7 +329,10 @@ def test_evaluate_refuses_a_model_that_is_not_the_one_that_made_the_maps(tmp_pat
     assert main(["evaluate", str(run), "--sanity-images", "0", "--no-progress"]) == 2
     assert run_sha in capsys.readouterr().err
     # on purpose: --model names the other model, and evaluation.json records it
-    assert main(["evaluate", str(run), "--sanity-images", "0", "--no-progress", "--model", str(tmp_path / "model.keras")]) == 0
+    assert (
+        main(["evaluate", str(run), "--sanity-images", "0", "--no-progress", "--model", str(tmp_path / "model.keras")])
+        == 0
+    )
     record = json.loads((run / "evaluation.json").read_text())["model"]
     assert record["run_sha256"] == run_sha and record["sha256"] != run_sha and record["same_as_run"] is False
     (tmp_path / "model.keras").write_bytes(original)  # the very file that made the maps: accepted

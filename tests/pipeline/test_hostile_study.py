@@ -15,26 +15,27 @@ import numpy as np
 import pytest
 import yaml
 from _files import StuckReader, abandoned_reads_end, non_dicom_mutants, stub_read
+from analytic_models import tiny_model
 from pydicom.data import get_testdata_file
+from study_helpers import read_index
 
 import medxai
 import medxai.io.formats as formats_module
 import medxai.pipeline.explainer as explainer_module
 import medxai.pipeline.item as item_module
-from analytic_models import tiny_model
 from medxai.cli import main
 from medxai.data.synthetic import write_ct_dicom
 from medxai.io.readers import READERS
 from medxai.pipeline.explainer import Explainer
 from medxai.pipeline.map_writer import MapWriter
 from medxai.preprocess import Preprocessor
-from study_helpers import read_index
 
 SOURCES = ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "MR_small.dcm"]
 
 
 def _png_bomb(path: Path, side: int) -> Path:
     """A valid greyscale PNG of side x side zeros, a few hundred KB on disk, written row by row."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -76,9 +77,18 @@ def hostile(tmp_path_factory) -> Path:
     if hasattr(os, "mkfifo"):
         os.mkfifo(root / "fifo.dcm")
     with open(root / "huge.npy", "wb") as handle:  # a header declaring 10^10 values, and no data
-        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+        np.lib.format.write_array_header_1_0(
+            handle, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)}
+        )
     write_ct_dicom(root / "constant.dcm", np.full((16, 16), 40.0), uid_seed="constant")
-    names = [p.name for p in good + bad] + ["bomb.png", "empty.dcm", "text.dcm", "folder.png", "huge.npy", "constant.dcm"]
+    names = [p.name for p in good + bad] + [
+        "bomb.png",
+        "empty.dcm",
+        "text.dcm",
+        "folder.png",
+        "huge.npy",
+        "constant.dcm",
+    ]
     if hasattr(os, "mkfifo"):
         names.append("fifo.dcm")
     with open(root / "manifest.csv", "w", newline="") as handle:
@@ -171,6 +181,7 @@ def run_study(root: Path, out: str, images: dict[str, str], formats=("npy",), cl
 
 def _break(monkeypatch, step: str) -> str:
     """Make ``step`` fail for ``bad.nii`` only; the text its error row must hold."""
+
     def bad(path) -> bool:
         return os.path.basename(str(path)).startswith("bad")
 
@@ -184,6 +195,7 @@ def _break(monkeypatch, step: str) -> str:
 
         monkeypatch.setattr(explainer_module, "read_image", read)
     elif step == "geometry":  # the issue's failure: nibabel's aff2axcodes on a hostile affine
+
         def orientation(affine, ndim):
             raise np.linalg.LinAlgError("SVD did not converge")
 
@@ -222,11 +234,15 @@ def _break(monkeypatch, step: str) -> str:
 
 
 @pytest.mark.parametrize("step", ["read", "geometry", "preprocess", "score", "explain", "write"])
-def test_a_failure_at_any_step_of_one_image_is_its_error_row_and_its_chunk_companion_gets_its_maps(pair, monkeypatch, step):
+def test_a_failure_at_any_step_of_one_image_is_its_error_row_and_its_chunk_companion_gets_its_maps(
+    pair, monkeypatch, step
+):
     expected = _break(monkeypatch, step)
     summary, rows = run_study(pair, f"step-{step}", {"bad": "bad.nii", "good": "good.npy"})  # one chunk (batch_size 8)
     assert summary.images == 2 and summary.errors == 1 and summary.exit_code == 1
-    assert rows["good"] and all(r["status"] == "ok" and (pair / f"step-{step}" / r["npy_path"]).is_file() for r in rows["good"])
+    assert rows["good"] and all(
+        r["status"] == "ok" and (pair / f"step-{step}" / r["npy_path"]).is_file() for r in rows["good"]
+    )
     for row in rows["bad"]:
         assert row["status"] == "error" and not row["npy_path"], row
         assert str(pair / "bad.nii") in row["error"] and expected in row["error"], row["error"]
@@ -251,7 +267,9 @@ def test_a_handful_of_hostile_non_dicom_files_and_a_good_image_in_one_chunk_on_t
 
 
 def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pair):
-    summary, rows = run_study(pair, "nan-nifti", {"nan": "fuzz/nan-affine.nii", "good": "good.npy"}, formats=("npy", "nifti"))
+    summary, rows = run_study(
+        pair, "nan-nifti", {"nan": "fuzz/nan-affine.nii", "good": "good.npy"}, formats=("npy", "nifti")
+    )
     assert rows["good"][0]["status"] == "ok" and (pair / "nan-nifti" / rows["good"][0]["nifti_path"]).is_file()
     error = rows["nan"][0]["error"]
     assert rows["nan"][0]["status"] == "error" and str(pair / "fuzz" / "nan-affine.nii") in error
@@ -259,7 +277,9 @@ def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pai
     assert summary.errors == 1
 
 
-def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_hold_back_are_error_rows(pair, monkeypatch):
+def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_hold_back_are_error_rows(
+    pair, monkeypatch
+):
     reader = StuckReader(READERS["npy"].read)
     stub_read(monkeypatch, "npy", reader)
     images = {"good": "good.npy"}
@@ -295,7 +315,7 @@ def test_an_output_folder_removed_mid_run_leaves_no_ok_row_without_its_file(pair
     monkeypatch.setattr(MapWriter, "settle", settle)
     images = {f"img{k}": "good.npy" for k in range(4)}
     summary, rows = run_study(pair, "removed", images, formats=("npy", "png"), batch_size=1, overlap_io=False)
-    for image_id, image_rows in rows.items():
+    for image_rows in rows.values():
         for row in image_rows:
             if row["status"] == "ok":
                 assert (out / row["npy_path"]).is_file() and (out / row["png_path"]).is_file(), row

@@ -13,7 +13,14 @@ from medxai.pipeline.journal import completed_rows, content_digest, previous_fin
 
 
 def row(image_id, method, status="ok", npy="", npy_bytes=""):
-    return {"image_id": image_id, "method": method, "class_index": 0, "status": status, "npy_path": npy, "npy_bytes": npy_bytes}
+    return {
+        "image_id": image_id,
+        "method": method,
+        "class_index": 0,
+        "status": status,
+        "npy_path": npy,
+        "npy_bytes": npy_bytes,
+    }
 
 
 def a_map(folder, name="a.npy"):

@@ -45,11 +45,18 @@ def test_one_holder_at_a_time_and_the_refusal_names_it(tmp_path, use_flock):
     with RunLock(tmp_path, "medxai run a.yaml", use_flock=use_flock) as first:
         assert first.held
         holder = json.loads((tmp_path / LOCK_NAME).read_text())
-        assert holder["pid"] == os.getpid() and holder["host"] == platform.node() and holder["command"] == "medxai run a.yaml"
+        assert (
+            holder["pid"] == os.getpid()
+            and holder["host"] == platform.node()
+            and holder["command"] == "medxai run a.yaml"
+        )
         with pytest.raises(RunFolderBusy) as refused:
             RunLock(tmp_path, "medxai run b.yaml", use_flock=use_flock).acquire()
         message = str(refused.value)
-        assert message.startswith(f"output.dir: {tmp_path} is in use by another medxai command (pid {os.getpid()} on {platform.node()}, since ")
+        assert message.startswith(
+            f"output.dir: {tmp_path} is in use by another medxai command (pid {os.getpid()} on {platform.node()}, "
+            "since "
+        )
         assert message.endswith(": medxai run a.yaml); wait until it ends, or give this run another output.dir")
         assert refused.value.holder["command"] == "medxai run a.yaml"
         if use_flock:  # (lock_holder judges a lock file by flock wherever the file system has it)
@@ -74,7 +81,9 @@ def test_another_process_holding_it_is_refused_and_its_death_frees_it(tmp_path):
 
 
 def test_lock_file_protocol_detects_a_dead_holder_on_this_host(tmp_path, capsys):
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": dead_pid(), "host": platform.node(), "since": "x", "command": "medxai run old.yaml"}))
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": dead_pid(), "host": platform.node(), "since": "x", "command": "medxai run old.yaml"})
+    )
     with RunLock(tmp_path, use_flock=False):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert "removed the stale lock of pid" in capsys.readouterr().err
@@ -92,7 +101,9 @@ def test_lock_file_protocol_respects_a_live_holder_and_another_hosts(tmp_path):
     # the killed holder's file stays, and is stale: a new holder replaces it
     with RunLock(tmp_path, use_flock=False):
         pass
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "x", "command": "medxai run"}))
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": 1, "host": "elsewhere", "since": "x", "command": "medxai run"})
+    )
     with pytest.raises(RunFolderBusy, match=f"If that command no longer runs, delete {tmp_path / LOCK_NAME}"):
         RunLock(tmp_path, use_flock=False).acquire()
 

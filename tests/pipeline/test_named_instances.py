@@ -13,7 +13,12 @@ from medxai.pipeline.config import Config, ConfigError
 
 def config_of(study, methods):
     return Config.from_dict(
-        {"model": {"path": "model.keras"}, "data": {"manifest": "manifest.csv"}, "output": {"dir": "o"}, "methods": methods},
+        {
+            "model": {"path": "model.keras"},
+            "data": {"manifest": "manifest.csv"},
+            "output": {"dir": "o"},
+            "methods": methods,
+        },
         base_dir=study,
         method_registry=available_methods,
     )
@@ -22,15 +27,26 @@ def config_of(study, methods):
 def test_an_instance_names_its_method_and_keeps_its_parameters(study):
     config = config_of(study, [{"name": "ig_blur", "method": "ig", "baseline": "blur", "steps": 4}, "gradient"])
     spec = config.methods[0]
-    assert (spec.name, spec.method, spec.registered, spec.params) == ("ig_blur", "ig", "ig", {"baseline": "blur", "steps": 4})
-    assert config.to_dict()["methods"] == [{"name": "ig_blur", "method": "ig", "baseline": "blur", "steps": 4}, {"name": "gradient"}]
+    assert (spec.name, spec.method, spec.registered, spec.params) == (
+        "ig_blur",
+        "ig",
+        "ig",
+        {"baseline": "blur", "steps": 4},
+    )
+    assert config.to_dict()["methods"] == [
+        {"name": "ig_blur", "method": "ig", "baseline": "blur", "steps": 4},
+        {"name": "gradient"},
+    ]
     assert Config.from_dict(config.to_dict(), method_registry=available_methods).methods == config.methods
 
 
 @pytest.mark.parametrize(
     "entry,problem",
     [
-        ({"name": "ig_x", "method": "integrated_gradientz"}, "methods[0].method: unknown method 'integrated_gradientz'"),
+        (
+            {"name": "ig_x", "method": "integrated_gradientz"},
+            "methods[0].method: unknown method 'integrated_gradientz'",
+        ),
         ({"name": "ig/x", "method": "ig"}, "methods[0].name: an instance name is a folder name"),
         ({"name": "ig_x", "method": "ig", "stepz": 3}, "methods[0].stepz: unknown parameter for ig"),
     ],
@@ -52,7 +68,9 @@ def test_two_instances_of_one_method_in_one_run(study):
     by_image = {}
     for row in rows:
         assert row["npy_path"].startswith(f"maps/{row['method']}/")
-        by_image.setdefault((row["image_id"], row["class_index"]), {})[row["method"]] = np.load(summary.output_dir / row["npy_path"])
+        by_image.setdefault((row["image_id"], row["class_index"]), {})[row["method"]] = np.load(
+            summary.output_dir / row["npy_path"]
+        )
     assert any(not np.allclose(maps["ig_zero"], maps["ig_blur"]) for maps in by_image.values())
     record = json.loads((summary.output_dir / "run.json").read_text())
     assert [(m["name"], m["method"], m["params"]["baseline"]) for m in record["methods"]] == [

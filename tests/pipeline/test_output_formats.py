@@ -34,14 +34,20 @@ def mean_format():
 
 
 def test_a_registered_format_is_configurable_written_and_indexed(study, mean_format):
-    summary = medxai.run(write_config(study, "toy_format", methods=["gradient"], output={"dir": "toy_format", "formats": ["npy", "mean"]}))
+    summary = medxai.run(
+        write_config(
+            study, "toy_format", methods=["gradient"], output={"dir": "toy_format", "formats": ["npy", "mean"]}
+        )
+    )
     out = summary.output_dir
     rows = read_index(out / "index.csv")
     assert list(rows[0]) == list(index_columns()) and "mean_path" in rows[0]
     ok = [r for r in rows if r["status"] == "ok"]
     assert ok and all(r["mean_path"] == r["npy_path"][: -len(".npy")] + ".mean.txt" for r in ok)
     for row in ok:
-        assert float((out / row["mean_path"]).read_text()) == pytest.approx(float(np.load(out / row["npy_path"]).mean()))
+        assert float((out / row["mean_path"]).read_text()) == pytest.approx(
+            float(np.load(out / row["npy_path"]).mean())
+        )
     assert all(not r["mean_path"] for r in rows if r["status"] != "ok")
     assert not list(out.rglob("*.png"))  # only the formats asked for
 
@@ -53,7 +59,11 @@ def test_a_format_that_fails_leaves_no_file_of_the_map(study):
 
     register_format(OutputFormat("broken", columns=("broken_path",), suffixes=(".half",), write=broken))
     try:
-        summary = medxai.run(write_config(study, "toy_broken", methods=["gradient"], output={"dir": "toy_broken", "formats": ["npy", "broken"]}))
+        summary = medxai.run(
+            write_config(
+                study, "toy_broken", methods=["gradient"], output={"dir": "toy_broken", "formats": ["npy", "broken"]}
+            )
+        )
     finally:
         unregister_format("broken")
     rows = read_index(summary.output_dir / "index.csv")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from study_helpers import count_processed
 
 import medxai
 from medxai.pipeline.config import Config, ConfigError, apply_overrides
-from study_helpers import count_processed
 from medxai.pipeline.journal import fingerprint as _fingerprint
 
 FAILING = ["fake", "gone", "nan"]  # the study's images that always fail, so are never resumed
@@ -116,7 +117,9 @@ def schema_keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[s
     for name, field in _fields(model).items():
         options = (field.annotation, *typing.get_args(field.annotation))
         sections = [
-            a for a in options if isinstance(a, type) and (issubclass(a, BaseModel) or hasattr(a, "__pydantic_fields__"))
+            a
+            for a in options
+            if isinstance(a, type) and (issubclass(a, BaseModel) or hasattr(a, "__pydantic_fields__"))
         ]
         if sections:
             yield from schema_keys(sections[0], f"{prefix}{name}.")

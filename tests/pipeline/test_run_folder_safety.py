@@ -141,7 +141,9 @@ def test_evaluate_and_report_refuse_a_folder_a_run_is_writing(tmp_path, model_fi
         for command in ("evaluate", "report"):
             assert main([command, str(out), "--no-progress"]) == 2
             err = capsys.readouterr().err
-            assert f"medxai {command}: {out} is in use by another medxai command" in err and "medxai run study.yaml" in err
+            assert (
+                f"medxai {command}: {out} is in use by another medxai command" in err and "medxai run study.yaml" in err
+            )
     assert not (out / "metrics.csv").exists() and not (out / "report.html").exists()
     assert main(["report", str(out), "--no-progress"]) == 0  # free again
 
@@ -197,13 +199,18 @@ def truncate_npy(root, out):
         (edit_label, "1 image(s) changed since the last run (label: img1)"),
         (edit_path, "1 image(s) changed since the last run (path: img1)"),
         (edit_content, "1 image(s) changed since the last run (file: img1)"),
-        (replace_keeping_size_and_time, "1 image(s) changed since the last run (other content, same size and time: img1)"),
+        (
+            replace_keeping_size_and_time,
+            "1 image(s) changed since the last run (other content, same size and time: img1)",
+        ),
         (edit_mask, "1 image(s) changed since the last run (mask: img1)"),
         (delete_map, "1 image(s) have missing or damaged map files (img1: maps/gradient/img1_c1.png is missing)"),
         (truncate_npy, "1 image(s) have missing or damaged map files (img1: "),
     ],
 )
-def test_resume_recomputes_exactly_the_images_whose_inputs_or_files_changed(tmp_path, model_file, monkeypatch, capsys, edit, message):
+def test_resume_recomputes_exactly_the_images_whose_inputs_or_files_changed(
+    tmp_path, model_file, monkeypatch, capsys, edit, message
+):
     make_study(tmp_path, model_file)
     runtime = ONE_PER_BATCH
     first = medxai.run(config(tmp_path, runtime=runtime))
@@ -228,16 +235,23 @@ def test_an_unchanged_study_resumes_everything(tmp_path, model_file, monkeypatch
 
 
 # ------------------------------------------------------------------ inputs never overwritten
-@pytest.mark.parametrize("name", ["index.csv", "index.partial.csv", "run.json", "metrics.csv", "report.html", "contact_sheet_2.png"])
+@pytest.mark.parametrize(
+    "name", ["index.csv", "index.partial.csv", "run.json", "metrics.csv", "report.html", "contact_sheet_2.png"]
+)
 def test_a_manifest_the_run_would_overwrite_is_refused(tmp_path, model_file, capsys, name):
     make_study(tmp_path, model_file)
     (tmp_path / "out").mkdir()
     shutil.copy(tmp_path / "manifest.csv", tmp_path / "out" / name)
-    path = config(tmp_path, data={"manifest": f"out/{name}", "id_column": "image_id", "label_column": "label", "root": "."})
+    path = config(
+        tmp_path, data={"manifest": f"out/{name}", "id_column": "image_id", "label_column": "label", "root": "."}
+    )
     for command in ("validate", "run"):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err
-        assert f"data.manifest: {tmp_path / 'out' / name} is inside output.dir ({tmp_path / 'out'}) where the run writes {name}" in err
+        assert (
+            f"data.manifest: {tmp_path / 'out' / name} is inside output.dir ({tmp_path / 'out'}) where the run writes "
+            f"{name}" in err
+        )
     assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "manifest.csv").read_bytes()
 
 
@@ -262,7 +276,10 @@ def test_a_manifest_anywhere_in_the_output_folder_is_refused(tmp_path, model_fil
     data = {"manifest": "out/lists/manifest.csv", "id_column": "image_id", "label_column": "label", "root": "."}
     assert main(["validate", str(config(tmp_path, data=data))]) == 2
     err = capsys.readouterr().err
-    assert f"data.manifest: {tmp_path / 'out' / 'lists' / 'manifest.csv'} is inside output.dir ({tmp_path / 'out'}); {OWN}" in err
+    assert (
+        f"data.manifest: {tmp_path / 'out' / 'lists' / 'manifest.csv'} is inside output.dir ({tmp_path / 'out'}); {OWN}"
+        in err
+    )
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
@@ -283,7 +300,8 @@ def test_a_folder_holding_the_images_but_not_the_manifest_is_refused(tmp_path, m
         (tmp_path / f"{image_id}.npy").rename(tmp_path / "images" / f"{image_id}.npy")
     write_manifest(tmp_path, [(i, f"images/{i}.npy", k % 2, "") for k, i in enumerate(IDS)])
     path = config(tmp_path, "images")
-    message = f"output.dir: {tmp_path / 'images'} holds the manifest's images (e.g. {tmp_path / 'images' / 'img0.npy'}); {OWN}"
+    example = tmp_path / "images" / "img0.npy"
+    message = f"output.dir: {tmp_path / 'images'} holds the manifest's images (e.g. {example}); {OWN}"
     assert main(["validate", str(path)]) == 2
     assert message in capsys.readouterr().err
     with pytest.raises(StudyError) as refused:
@@ -313,7 +331,10 @@ def test_an_output_folder_that_cannot_be_created_is_exit_2_naming_output_dir(tmp
     for command in ("validate", "run"):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err
-        assert f"output.dir: cannot create or write {tmp_path / 'a_file' / 'out'}" in err and "is a file, not a folder" in err
+        assert (
+            f"output.dir: cannot create or write {tmp_path / 'a_file' / 'out'}" in err
+            and "is a file, not a folder" in err
+        )
         assert "Traceback" not in err
     with pytest.raises(StudyError, match="output.dir: "):
         medxai.run(path)
@@ -343,7 +364,9 @@ FORMULAS = ['=HYPERLINK("http://x.example","click")', "+1+1", "-2+3+cmd|' /C cal
 
 def test_formula_ids_and_class_names_are_inert_in_every_csv_and_read_back_exactly(tmp_path, model_file, capsys):
     make_study(tmp_path, model_file, ids=["img0", "img1", "img2", "img3", "plain"])
-    write_manifest(tmp_path, [(i, f"img{k}.npy", k % 2, "") for k, i in enumerate(FORMULAS)] + [("plain", "plain.npy", 0, "")])
+    write_manifest(
+        tmp_path, [(i, f"img{k}.npy", k % 2, "") for k, i in enumerate(FORMULAS)] + [("plain", "plain.npy", 0, "")]
+    )
     names = ["=cmd|' /C calc'!A0", "'-1+1"]
     path = config(tmp_path, model={"path": "model.keras", "class_names": names}, runtime=ONE_PER_BATCH)
     assert main(["run", str(path)]) == 0
@@ -363,7 +386,9 @@ def test_formula_ids_and_class_names_are_inert_in_every_csv_and_read_back_exactl
     metrics = read_index(out / "metrics.csv")
     assert {r["image_id"] for r in metrics} == {*FORMULAS, "plain"} and any(r["gini"].startswith("0.") for r in metrics)
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert all(json.dumps(i) in report for i in FORMULAS) and f"0 ({names[0]})" in report and f"1 ({names[1]})" in report
+    assert (
+        all(json.dumps(i) in report for i in FORMULAS) and f"0 ({names[0]})" in report and f"1 ({names[1]})" in report
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -448,7 +473,10 @@ def test_a_full_disk_stops_the_run_early_keeps_the_journal_and_resumes(tmp_path,
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     out = tmp_path / "out"
-    assert f"medxai: output.dir: the disk holding {out} is full; the run stopped early: no space left on the device writing {out / 'maps'}" in err
+    assert (
+        f"medxai: output.dir: the disk holding {out} is full; the run stopped early: no space left on the device "
+        f"writing {out / 'maps'}" in err
+    )
     assert "more is needed for the " in err and "free some space and run the same command again" in err
     assert "Traceback" not in err
     assert len(set(processed)) < len(ids)  # stopped early: the last chunks were never computed
@@ -481,7 +509,9 @@ def test_a_failed_map_write_gives_error_rows_that_name_no_file(tmp_path, model_f
     assert summary.exit_code == 1 and summary.failed_ids == ["img2"]
     rows = [r for r in read_index(summary.output_dir / "index.csv") if r["image_id"] == "img2"]
     assert rows and all(r["status"] == "error" and not any(r[c] for c in (*file_columns(), "npy_bytes")) for r in rows)
-    assert any(f"cannot write {summary.output_dir / 'maps'}" in r["error"] and "Permission denied" in r["error"] for r in rows)
+    assert any(
+        f"cannot write {summary.output_dir / 'maps'}" in r["error"] and "Permission denied" in r["error"] for r in rows
+    )
     assert files_of(summary.output_dir, "img2") == []
     assert all(r["status"] == "ok" for r in read_index(summary.output_dir / "index.csv") if r["image_id"] != "img2")
 
@@ -499,7 +529,10 @@ def test_an_index_that_cannot_be_written_keeps_the_journal_and_says_how_to_resum
     with pytest.raises(RunStoppedError) as stopped:
         medxai.run(config(tmp_path))
     out = tmp_path / "out"
-    assert f"output.dir: cannot write the index: [Errno 28] no space left on the device writing {out / 'index.csv'}" in str(stopped.value)
+    assert (
+        f"output.dir: cannot write the index: [Errno 28] no space left on the device writing {out / 'index.csv'}"
+        in str(stopped.value)
+    )
     assert f"every finished map is recorded in {out / 'index.partial.csv'}" in str(stopped.value)
     assert "once you free some space" in str(stopped.value)
     assert len(read_index(out / "index.partial.csv")) == 8
@@ -512,7 +545,9 @@ def test_an_index_that_cannot_be_written_keeps_the_journal_and_says_how_to_resum
 def _tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     try:
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, timeout=20)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return result.returncode == 0
@@ -526,7 +561,9 @@ def test_a_real_full_tmpfs_stops_the_run_and_resumes_once_it_grows(tmp_path, mod
     if not _tmpfs(disk, "160k"):
         pytest.skip("cannot mount a tmpfs here (needs root, and a container that allows it)")
     try:
-        path = config(tmp_path, str(disk.relative_to(tmp_path) / "out"), preprocess={"size": [16, 16]}, runtime=ONE_PER_BATCH)
+        path = config(
+            tmp_path, str(disk.relative_to(tmp_path) / "out"), preprocess={"size": [16, 16]}, runtime=ONE_PER_BATCH
+        )
         with pytest.raises(RunStoppedError, match=f"the disk holding {disk / 'out'} is full"):
             medxai.run(path)
         journal = read_index(disk / "out" / "index.partial.csv")
@@ -588,7 +625,11 @@ def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_pa
         return image
 
     monkeypatch.setattr(explainer_module, "read_image", reader)
-    path = config(tmp_path, data={"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label", "max_pixels": 5000}, runtime={"batch_size": 2, "progress": False, "read_timeout": 7.5, "max_abandoned_reads": 3})
+    path = config(
+        tmp_path,
+        data={"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label", "max_pixels": 5000},
+        runtime={"batch_size": 2, "progress": False, "read_timeout": 7.5, "max_abandoned_reads": 3},
+    )
     assert main(["run", str(path)]) == 0
     assert set(calls) == {(5000, 7.5, 3)}
     captured = capsys.readouterr()

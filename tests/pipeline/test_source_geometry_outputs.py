@@ -12,14 +12,14 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-from pydicom.data import get_testdata_file
-
-import medxai
 from _files import dicom_series, rotation, simpleitk_misplacement, simpleitk_ras_affine
 from analytic_models import tiny_model
-from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
+from PIL import Image
+from pydicom.data import get_testdata_file
 from study_helpers import read_index
+
+import medxai
+from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
 
 
 def cube_model(array_shape: tuple[int, ...], cube: tuple[slice, ...]) -> keras.Model:
@@ -169,7 +169,11 @@ def test_dicom_output_for_a_png_source_is_an_error_row_and_the_run_goes_on(tmp_p
     assert by_id["png"]["status"] == "error"
     assert "output.formats: dicom needs a DICOM source" in by_id["png"]["error"] and "PNG" in by_id["png"]["error"]
     ok = by_id["ct"]
-    assert ok["status"] == "ok" and ok["dicom_map_path"].endswith(".pm.dcm") and ok["dicom_overlay_path"].endswith(".sc.dcm")
+    assert (
+        ok["status"] == "ok"
+        and ok["dicom_map_path"].endswith(".pm.dcm")
+        and ok["dicom_overlay_path"].endswith(".sc.dcm")
+    )
     pm = pydicom.dcmread(tmp_path / "run" / ok["dicom_map_path"])
     np.testing.assert_array_equal(pm.pixel_array, np.load(tmp_path / "run" / ok["npy_path"]))
     assert ok["orientation"] == "PL" and ok["source_shape"] == "16x16"
@@ -209,7 +213,9 @@ def test_pydicoms_12_bit_jpeg_lossy_file_is_explained(tmp_path):
 
 
 def test_the_secondary_capture_is_bounded_by_output_max_size_and_the_map_is_not(tmp_path):
-    source = write_ct_dicom(tmp_path / "ct.dcm", np.random.default_rng(0).normal(40, 200, (16, 16)).round(), uid_seed="s")
+    source = write_ct_dicom(
+        tmp_path / "ct.dcm", np.random.default_rng(0).normal(40, 200, (16, 16)).round(), uid_seed="s"
+    )
     model = tiny_model()
     model.save(tmp_path / "model.keras")
     (tmp_path / "manifest.csv").write_text("image_id,path\nct,ct.dcm\n")
@@ -225,5 +231,7 @@ def test_the_secondary_capture_is_bounded_by_output_max_size_and_the_map_is_not(
     sc = pydicom.dcmread(tmp_path / "run" / row["dicom_overlay_path"])
     pm = pydicom.dcmread(tmp_path / "run" / row["dicom_map_path"])
     spacing = [float(v) for v in pydicom.dcmread(source).PixelSpacing]
-    assert (sc.Rows, sc.Columns) == (8, 8) and [float(v) for v in sc.PixelSpacing] == pytest.approx([2 * s for s in spacing])
+    assert (sc.Rows, sc.Columns) == (8, 8) and [float(v) for v in sc.PixelSpacing] == pytest.approx(
+        [2 * s for s in spacing]
+    )
     assert (pm.Rows, pm.Columns) == (16, 16)  # the map itself stays exact

@@ -8,12 +8,12 @@ import json
 import keras
 import numpy as np
 import pytest
+from study_helpers import read_index
 
 import medxai
 from medxai.errors import StudyError
 from medxai.methods import Gradient
 from medxai.pipeline.targets import TargetRule, predicted_classes
-from study_helpers import read_index
 
 MULTI_LABEL_BIAS = np.array([3.0, -3.0, 0.5, -0.5, -2.0], np.float32)  # p ~ .95 .05 .62 .38 .12
 NAMES = ["Effusion", "Mass", "Nodule", "Atelectasis", "Edema"]
@@ -104,7 +104,10 @@ def test_multi_hot_labels_by_number_and_by_name(tmp_path):
     summary, rows = _study(tmp_path, multi_label_model(), IMAGES, labels, targets="label", model__class_names=NAMES)
     assert summary.exit_code == 0
     assert _explained(rows) == [
-        (i, m, c) for i, cs in (("a", ["1", "3"]), ("b", ["4", "0"])) for m in ("gradient", "integrated_gradients") for c in cs
+        (i, m, c)
+        for i, cs in (("a", ["1", "3"]), ("b", ["4", "0"]))
+        for m in ("gradient", "integrated_gradients")
+        for c in cs
     ]
     assert {r["label"] for r in rows if r["image_id"] == "b"} == {"4;0"}
 
@@ -115,7 +118,10 @@ def test_an_image_with_no_class_over_the_threshold_is_skipped_not_failed(tmp_pat
     rows = read_index(tmp_path / "run" / "index.csv")
     assert summary.exit_code == 0 and summary.maps == 0
     assert [(r["image_id"], r["status"]) for r in rows] == [
-        ("a", "skipped"), ("a", "skipped"), ("b", "skipped"), ("b", "skipped")
+        ("a", "skipped"),
+        ("a", "skipped"),
+        ("b", "skipped"),
+        ("b", "skipped"),
     ]
     assert "none scored at or over 0.99" in rows[0]["warning"]
     again = medxai.run(settings)
@@ -126,7 +132,10 @@ def test_a_binary_sigmoid_model_has_two_classes_and_0_1_labels_just_work(tmp_pat
     summary, rows = _study(tmp_path, binary_model(), IMAGES, {"a": "0", "b": "1"}, targets="label")
     assert summary.exit_code == 0
     assert _explained(rows) == [
-        ("a", "gradient", "0"), ("a", "integrated_gradients", "0"), ("b", "gradient", "1"), ("b", "integrated_gradients", "1")
+        ("a", "gradient", "0"),
+        ("a", "integrated_gradients", "0"),
+        ("b", "gradient", "1"),
+        ("b", "integrated_gradients", "1"),
     ]
     by_image = {r["image_id"]: r for r in rows}
     assert by_image["a"]["predicted"] == "0" and by_image["b"]["predicted"] == "1"
@@ -144,14 +153,19 @@ def test_class_0_of_a_binary_model_is_the_negative_logit():
     probabilities = Gradient(model, output="probabilities", absolute=False)
     p = np.asarray(model(x))[:, 0]
     expected = (p * (1 - p))[:, None, None] * 0.1  # d(1 - p)/dx = -p(1 - p) w
-    np.testing.assert_allclose(probabilities.attribute(x, [0, 0, 0])[..., 0], -np.broadcast_to(expected, (3, 8, 8)), rtol=1e-4)
+    np.testing.assert_allclose(
+        probabilities.attribute(x, [0, 0, 0])[..., 0], -np.broadcast_to(expected, (3, 8, 8)), rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
         ({"targets": [7]}, r"targets: class 7 is out of range: the model has 5 classes \(0\.\.4\)"),
-        ({"targets": ["Cardiomegaly"], "model__class_names": NAMES}, r"targets: unknown class name 'Cardiomegaly' \(known: Effusion, Mass"),
+        (
+            {"targets": ["Cardiomegaly"], "model__class_names": NAMES},
+            r"targets: unknown class name 'Cardiomegaly' \(known: Effusion, Mass",
+        ),
         ({"targets": ["Mass"]}, r"targets: 'Mass' is a class name, but model.class_names is not set"),
         ({"targets": {"top_k": 6}}, r"targets: top_k is 6 but the model has 5 classes"),
         ({"model__class_names": ["x", "y"]}, r"model.class_names has 2 names but the model has 5 classes"),
@@ -252,16 +266,22 @@ def one_unit_logits_model() -> keras.Model:
 def test_a_one_unit_logits_model_keeps_the_sigmoid_convention(tmp_path):
     """Class 1 is the unit, class 0 its negative; `predicted` follows sigmoid(z), as with a sigmoid head."""
     summary, rows = _study(tmp_path, one_unit_logits_model(), IMAGES, {"a": "0", "b": "1"}, targets="label")
-    _, with_head = _study(tmp_path / "head", binary_model(), IMAGES, {"a": "0", "b": "1"}, targets="label") if (
-        tmp_path / "head"
-    ).mkdir() is None else (None, None)
+    _, with_head = (
+        _study(tmp_path / "head", binary_model(), IMAGES, {"a": "0", "b": "1"}, targets="label")
+        if (tmp_path / "head").mkdir() is None
+        else (None, None)
+    )
     assert summary.exit_code == 0
     keep = ("image_id", "method", "class_index", "predicted", "score")
     assert [{k: r[k] for k in keep} for r in rows] == [{k: r[k] for k in keep} for r in with_head]
     by_image = {r["image_id"]: r for r in rows}
     assert by_image["a"]["predicted"] == "0" and by_image["b"]["predicted"] == "1"
     ours = {r["image_id"]: np.load(tmp_path / "run" / r["npy_path"]) for r in rows if r["method"] == "gradient"}
-    theirs = {r["image_id"]: np.load(tmp_path / "head" / "run" / r["npy_path"]) for r in with_head if r["method"] == "gradient"}
+    theirs = {
+        r["image_id"]: np.load(tmp_path / "head" / "run" / r["npy_path"])
+        for r in with_head
+        if r["method"] == "gradient"
+    }
     for image_id in IMAGES:
         np.testing.assert_array_equal(ours[image_id], theirs[image_id])
 
@@ -276,7 +296,9 @@ def hidden_multi_label_model() -> keras.Model:
 
 
 def test_multi_label_inside_a_lambda_is_read_from_the_values(tmp_path):
-    summary, rows = _study(tmp_path, hidden_multi_label_model(), IMAGES, targets="predicted", model__output="probabilities")
+    summary, rows = _study(
+        tmp_path, hidden_multi_label_model(), IMAGES, targets="predicted", model__output="probabilities"
+    )
     assert summary.exit_code == 0 and {r["predicted"] for r in rows} == {"0;2"}
     assert {r["class_index"] for r in rows} == {"0", "2"}
     with pytest.raises(StudyError, match="model.output: .*Lambda.*look like probabilities.*output_kind: logits"):

@@ -490,9 +490,8 @@ def read_head(model: keras.Model, spec: OutputSpec | str = OUTPUT_LOGITS) -> Hea
         activation = _default_activation(spec, units)
         return Head("logits", activation, words, "user", model.outputs[0], units=units, blocker=found.blocker)
     if spec.kind == "probabilities":
-        activation = spec.activation or ("softmax" if found.removed in ("softmax", "log_softmax") else None)
-        if activation is None:
-            activation = "softmax" if read_values(_probe(model)) == "softmax" else "sigmoid"
+        stated = spec.activation or ("softmax" if found.removed in ("softmax", "log_softmax") else None)
+        activation = stated or ("softmax" if read_values(_probe(model)) == "softmax" else "sigmoid")
         return Head("probabilities", activation, f"the model output ({where}; model.output_kind: probabilities)",
                     "user", units=units, blocker=found.blocker)  # fmt: skip
     seen = read_values(_probe(model))

@@ -33,7 +33,6 @@ Modules, in import order (each imports only those above it):
 * ``loading.py``: :func:`load_config` (YAML, overrides, validation).
 """
 
-
 from __future__ import annotations
 
 from medxai.errors import ConfigError

@@ -93,7 +93,9 @@ class MethodSpec(BaseModel):
                 if key in rest:
                     shaped[key] = rest.pop(key)
             return shaped
-        raise validation_error(f"expected a method name or a mapping {{name: .., <parameters>}}, got {show_value(value)}")
+        raise validation_error(
+            f"expected a method name or a mapping {{name: .., <parameters>}}, got {show_value(value)}"
+        )
 
     @field_validator("name", "method", mode="before")
     @classmethod
@@ -120,14 +122,14 @@ class MethodSpec(BaseModel):
             known = sorted(registry)
             hint = did_you_mean(self.registered, known, inside=True)
             key = "method" if self.method is not None else "name"
-            raise validation_error("", ((key,), f"unknown method '{self.registered}' (known: {', '.join(known)}{hint})"))
+            raise validation_error(
+                "", ((key,), f"unknown method '{self.registered}' (known: {', '.join(known)}{hint})")
+            )
         accepted, required = _method_parameters(registry[self.registered])
         problems: Problems = []
         for key in self.params:
             if key in RESERVED_METHOD_PARAMS:
-                problems.append(
-                    ((key,), f"not allowed in a method entry; it is set by {RESERVED_METHOD_PARAMS[key]}")
-                )
+                problems.append(((key,), f"not allowed in a method entry; it is set by {RESERVED_METHOD_PARAMS[key]}"))
             elif key not in accepted:
                 known = f"known: {', '.join(accepted)}" if accepted else "it takes no parameters"
                 hint = did_you_mean(key, accepted, inside=True)

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from medxai.errors import ConfigError
 from medxai._validation import dotted_key, find_model, schema_fields, unknown_key_message
+from medxai.errors import ConfigError
 from medxai.pipeline.config.method_spec import MethodSpec
 from medxai.pipeline.config.schema import Config
 
@@ -176,4 +176,3 @@ def apply_overrides(
     if problems:
         raise ConfigError(problems)
     return result
-

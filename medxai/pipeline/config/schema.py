@@ -18,9 +18,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticUseDefault
 
-from medxai.errors import ConfigError
-from medxai.heatmap import HeatmapPolicy
-from medxai.preprocess import PreprocessSpec
 from medxai._validation import (
     Problems,
     is_int,
@@ -32,6 +29,8 @@ from medxai._validation import (
     validation_error,
     validation_errors,
 )
+from medxai.errors import ConfigError
+from medxai.heatmap import HeatmapPolicy
 from medxai.pipeline.config.method_spec import (
     DEFAULT_METHOD,
     MethodRegistry,
@@ -46,6 +45,7 @@ from medxai.pipeline.config.sections import (
     ThresholdTargets,
     TopKTargets,
 )
+from medxai.preprocess import PreprocessSpec
 
 _SECTIONS = ("model", "data", "preprocess", "methods", "targets", "heatmap", "output", "runtime", "evaluate")
 _REQUIRED_SECTIONS = ("model", "data", "output")
@@ -138,7 +138,9 @@ class Config(BaseModel):
                 if isinstance(item, str) and item.strip():
                     item = item.strip()
                 elif not is_int(item) or item < 0:
-                    problems.append(((i,), f"expected a non-negative class index or a class name, got {show_value(item)}"))
+                    problems.append(
+                        ((i,), f"expected a non-negative class index or a class name, got {show_value(item)}")
+                    )
                     continue
                 if item in seen:
                     problems.append(((i,), f"duplicate class {item!r}"))

@@ -22,14 +22,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
     model_serializer,
+    model_validator,
 )
 
-from medxai.errors import SAVED_MODEL_IS_CODE, ConfigError
-from medxai.heatmap import ClipSpec, HeatmapPolicy
-from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
-from medxai.viz.outline_spec import OutlineSpec
 from medxai._validation import (
     Name,
     NonNegativeInt,
@@ -50,7 +46,11 @@ from medxai._validation import (
     validation_error,
     validation_errors,
 )
+from medxai.errors import SAVED_MODEL_IS_CODE, ConfigError
+from medxai.heatmap import ClipSpec, HeatmapPolicy
 from medxai.pipeline.config.validators import existing_path, to_path
+from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec  # noqa: F401 - config section types
+from medxai.viz.outline_spec import OutlineSpec
 
 
 def _known_formats() -> dict[str, bool]:
@@ -76,9 +76,7 @@ class ModelSection(_Section):
     """The classifier to explain."""
 
     path: Path = Field(description="A .keras or .h5 file, or a SavedModel directory.")
-    output: Name = Field(
-        default="logits", description="'logits', 'probabilities' or the name of a layer to explain."
-    )
+    output: Name = Field(default="logits", description="'logits', 'probabilities' or the name of a layer to explain.")
     output_kind: Annotated[
         Literal["auto", "logits", "probabilities"], BeforeValidator(one_of("auto", "logits", "probabilities"))
     ] = Field(
@@ -101,8 +99,7 @@ class ModelSection(_Section):
     )
     custom_objects: tuple[str, ...] | None = Field(
         default=None,
-        description="'package.module:NAME' (or a list): custom layers/objects the model needs to load. "
-        "Runs that code.",
+        description="'package.module:NAME' (or a list): custom layers/objects the model needs to load. Runs that code.",
     )
     trust_saved_model: StrictBool = Field(
         default=False,
@@ -198,8 +195,10 @@ def _delimiter(value: Any) -> str | None:
         return None
     if isinstance(value, str) and value.lower() in ("tab", "\\t"):
         return "\t"
-    if not isinstance(value, str) or len(value) != 1 or value in "\r\n\"":
-        raise validation_error(f"expected one character (e.g. ',', ';', tab) or null to sniff it, got {show_value(value)}")
+    if not isinstance(value, str) or len(value) != 1 or value in '\r\n"':
+        raise validation_error(
+            f"expected one character (e.g. ',', ';', tab) or null to sniff it, got {show_value(value)}"
+        )
     return value
 
 
@@ -354,7 +353,9 @@ def _dask_address(value: Any) -> str:
     if isinstance(value, str) and _SCHEDULER_ADDRESS.match(value.strip()):
         address = value.strip()
         return address if "://" in address else f"tcp://{address}"
-    raise validation_error(f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {show_value(value)}")
+    raise validation_error(
+        f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {show_value(value)}"
+    )
 
 
 class DaskSection(_Section):
