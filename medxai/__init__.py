@@ -28,6 +28,7 @@ _EXPORTS = {
             "ImageReadError",
             "PreprocessError",
             "ModelLoadError",
+            "SettingError",
             "OutputSelectionError",
             "EvaluationError",
             "SanityCheckError",

@@ -59,8 +59,58 @@ class PreprocessError(ValueError):
     """A per-image problem: NaN/inf values, channels or spatial dims the model cannot take."""
 
 
+class SettingError(ValueError):
+    """A value that does not fit the setting it was given for; the setting is data, never read back from the text.
+
+    ``str()`` is the key, ``sep`` and the message: ``"methods[1]: ig is configured twice ..."``. Code that
+    turns it into a config's message reads ``key``; ``sep`` is wording only (``"model.class_names has 3
+    names ..."`` joins with a space).
+
+    Attributes:
+        key: The setting, as a dotted config key (``methods[1]``, ``targets``, ``model.class_names``).
+        message: What is wrong, without the key.
+        sep: What joins the key and the message.
+    """
+
+    def __init__(self, key: str, message: str, sep: str = ": ") -> None:
+        """Create the error.
+
+        Args:
+            key: The setting the value was given for.
+            message: What is wrong, without the key.
+            sep: What joins the key and the message in ``str()``.
+        """
+        super().__init__(key, message, sep)
+        self.key = key
+        self.message = message
+        self.sep = sep
+
+    def __str__(self) -> str:
+        return f"{self.key}{self.sep}{self.message}"
+
+
 class ModelLoadError(ValueError):
-    """The model file cannot be loaded as a one-input Keras classifier."""
+    """The model file cannot be loaded as a one-input Keras classifier.
+
+    Attributes:
+        key: The ``load_model`` argument at fault when it is not the file: ``"custom_objects"``; None
+            when it is the file (or folder) itself. ``str()`` puts it in front: ``"custom_objects: ..."``.
+        message: What is wrong, without the key.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        """Create the error.
+
+        Args:
+            message: What is wrong, without the key.
+            key: The argument at fault (``"custom_objects"``), or None for the model file itself.
+        """
+        super().__init__(*((message,) if key is None else (message, key)))
+        self.message = message
+        self.key = key
+
+    def __str__(self) -> str:
+        return self.message if self.key is None else f"{self.key}: {self.message}"
 
 
 class OutputSelectionError(ValueError):

@@ -17,6 +17,7 @@ RAISED_IN = {
     "ImageReadError": "medxai.io",
     "PreprocessError": "medxai.preprocess",
     "ModelLoadError": "medxai.io.model",
+    "SettingError": "medxai.methods.registry",
     "OutputSelectionError": "medxai.methods._engine.output",
     "EvaluationError": "medxai.pipeline.evaluation",
     "SanityCheckError": "medxai.metrics.randomisation",

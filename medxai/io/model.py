@@ -48,8 +48,8 @@ def load_model(
 
     Raises:
         ModelLoadError: missing file, unknown format, an untrusted SavedModel, a custom object that cannot be
-            imported (naming its spec), or a load failure with the cause; a model whose
-            custom class Keras cannot find says to name it in ``model.custom_objects``.
+            imported (naming its spec; its ``key`` is ``"custom_objects"``), or a load failure with the
+            cause; a model whose custom class Keras cannot find says to name it in ``model.custom_objects``.
     """
     path = Path(path)
     if not path.exists():
@@ -78,7 +78,8 @@ def resolve_custom_objects(custom_objects: CustomObjects) -> dict[str, Any]:
 
     Raises:
         ModelLoadError: a spec that is not ``"package.module:NAME"``, a module that cannot
-            be imported, or a module without ``NAME``; the message names the spec.
+            be imported, or a module without ``NAME``; the message names the spec, the
+            error's ``key`` is ``"custom_objects"``.
     """
     if custom_objects is None:
         return {}
@@ -101,21 +102,22 @@ def resolve_custom_objects(custom_objects: CustomObjects) -> dict[str, Any]:
 def _import_object(spec: object) -> tuple[str, Any]:
     """``(last part of NAME, the object)`` for one ``"package.module:NAME"`` spec."""
     if not isinstance(spec, str) or spec.count(":") != 1:
-        raise ModelLoadError(f"custom_objects: {spec!r} is not 'package.module:NAME'")
+        raise ModelLoadError(f"{spec!r} is not 'package.module:NAME'", key="custom_objects")
     module_name, name = (part.strip() for part in spec.split(":"))
     if not module_name or not name:
-        raise ModelLoadError(f"custom_objects: {spec!r} is not 'package.module:NAME'")
+        raise ModelLoadError(f"{spec!r} is not 'package.module:NAME'", key="custom_objects")
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # the user's module may fail in any way
         hint = " (is it installed, or on PYTHONPATH?)" if isinstance(err, ModuleNotFoundError) else ""
         raise ModelLoadError(
-            f"custom_objects: cannot import module {module_name!r} for {spec!r}{hint}: {type(err).__name__}: {err}"
+            f"cannot import module {module_name!r} for {spec!r}{hint}: {type(err).__name__}: {err}",
+            key="custom_objects",
         ) from err
     obj: Any = module
     for part in name.split("."):
         if not hasattr(obj, part):
-            raise ModelLoadError(f"custom_objects: module {module_name!r} has no {name!r} (for {spec!r})")
+            raise ModelLoadError(f"module {module_name!r} has no {name!r} (for {spec!r})", key="custom_objects")
         obj = getattr(obj, part)
     return name.rsplit(".", 1)[-1], obj
 

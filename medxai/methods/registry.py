@@ -20,6 +20,7 @@ from importlib import import_module, metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medxai.errors import SettingError
 from medxai.methods.base import XAIMethod, normalize_name
 
 if TYPE_CHECKING:
@@ -181,8 +182,8 @@ def build_methods(
         The methods, in the order of ``specs``; dropping them frees the model.
 
     Raises:
-        ValueError: two entries would write under the same name (``methods[i]`` says which),
-            or a name is unknown.
+        SettingError: two entries would write under the same name (its ``key`` is ``methods[i]``).
+        ValueError: a name is unknown, or a method does not take its parameters.
     """
     from medxai.methods._engine.engine import GradientEngine  # deferred: TensorFlow starts here
 
@@ -193,10 +194,11 @@ def build_methods(
         cls = resolve_method(registered)
         name = instance or cls.name
         if name in seen:
-            raise ValueError(
-                f"methods[{position}]: {name} is configured twice (also methods[{seen[name]}]); "
+            raise SettingError(
+                f"methods[{position}]",
+                f"{name} is configured twice (also methods[{seen[name]}]); "
                 "one run writes one map per method: give each entry its own name "
-                "({name: <instance>, method: <method>, ...})"
+                "({name: <instance>, method: <method>, ...})",
             )
         seen[name] = position
         params = dict(params)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from medxai.errors import ModelLoadError, OutputSelectionError, StudyError
+from medxai.errors import ModelLoadError, OutputSelectionError, SettingError, StudyError
 from medxai.heatmap import HeatmapPolicy
 from medxai.io import ManifestRow, read_image
 from medxai.io.limits import must_propagate
@@ -61,8 +61,8 @@ class Explainer:
                     trust_saved_model=config.model.trust_saved_model,
                 )
             self.model = model
-        except ModelLoadError as err:
-            key = "model" if str(err).startswith("custom_objects") else "model.path"
+        except ModelLoadError as err:  # load_model's custom_objects is model.custom_objects; else the file
+            key = "model" if err.key == "custom_objects" else "model.path"
             raise StudyError(f"{key}: {err}") from err
         try:
             self.scores = GradientEngine(
@@ -81,15 +81,19 @@ class Explainer:
             self.explained = {m.name: getattr(getattr(m, "engine", None), "explained", "") for m in self.methods}
         except OutputSelectionError as err:
             raise StudyError(f"model.output: {err}") from err
+        except SettingError as err:  # the entry at fault: methods[i]
+            raise StudyError(str(err)) from err
         except (ValueError, TypeError) as err:
-            raise StudyError(str(err) if str(err).startswith("methods") else f"methods: {err}") from err
+            raise StudyError(f"methods: {err}") from err
         self.class_names = config.model.class_names
         try:
             self.targets = target_rule(
                 config.targets, self.scores.n_outputs, self.class_names, multi_label=self.head.multi_label
             )
+        except SettingError as err:  # the setting at fault: targets or model.class_names
+            raise StudyError(str(err)) from err
         except ValueError as err:
-            raise StudyError(str(err) if str(err).startswith(("targets", "model.")) else f"targets: {err}") from err
+            raise StudyError(f"targets: {err}") from err
         self.policy: HeatmapPolicy = config.heatmap
 
     def load(self, row: ManifestRow, writer: MapWriter) -> Item:

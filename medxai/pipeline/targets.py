@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from medxai.errors import SettingError
+
 __all__ = ["TargetRule", "target_rule", "predicted_classes", "MULTI_LABEL_THRESHOLD"]
 
 #: The probability at which a multi-label (sigmoid) model calls a class positive.
@@ -86,19 +88,22 @@ def target_rule(
         multi_label: the model's head is a sigmoid over several outputs.
 
     Raises:
-        ValueError: an index out of range, an unknown name, ``top_k`` above the class
-            count, or class names that do not match the model; the message names the setting.
+        SettingError: an index out of range, an unknown name, ``top_k`` above the class
+            count, or class names that do not match the model; ``key`` names the setting
+            (``targets`` or ``model.class_names``).
     """
     if class_names is not None and len(class_names) != n_classes:
-        raise ValueError(
-            f"model.class_names has {len(class_names)} names but the model has {n_classes} classes"
-            + (" (a one-unit sigmoid model has 2: the negative, then the positive)" if n_classes == 2 else "")
+        raise SettingError(
+            "model.class_names",
+            f"has {len(class_names)} names but the model has {n_classes} classes"
+            + (" (a one-unit sigmoid model has 2: the negative, then the positive)" if n_classes == 2 else ""),
+            sep=" ",
         )
     if isinstance(targets, str):
         return TargetRule(targets, multi_label=multi_label)
     if hasattr(targets, "top_k"):
         if targets.top_k > n_classes:
-            raise ValueError(f"targets: top_k is {targets.top_k} but the model has {n_classes} classes")
+            raise SettingError("targets", f"top_k is {targets.top_k} but the model has {n_classes} classes")
         return TargetRule("top_k", top_k=int(targets.top_k), multi_label=multi_label)
     if hasattr(targets, "threshold"):
         return TargetRule("threshold", threshold=float(targets.threshold), multi_label=multi_label)
@@ -109,16 +114,16 @@ def class_index(value: int | str, n_classes: int, class_names: Sequence[str] | N
     """A class given by index or name, as an index.
 
     Raises:
-        ValueError: out of range, or a name that is not in ``class_names`` (naming ``key``).
+        SettingError: out of range, or a name that is not in ``class_names`` (its ``key`` is ``key``).
     """
     if isinstance(value, str):
         if class_names is None:
-            raise ValueError(f"{key}: {value!r} is a class name, but model.class_names is not set")
+            raise SettingError(key, f"{value!r} is a class name, but model.class_names is not set")
         if value not in class_names:
-            raise ValueError(f"{key}: unknown class name {value!r} (known: {', '.join(class_names)})")
+            raise SettingError(key, f"unknown class name {value!r} (known: {', '.join(class_names)})")
         return list(class_names).index(value)
     if not 0 <= int(value) < n_classes:
-        raise ValueError(
-            f"{key}: class {value} is out of range: the model has {n_classes} classes (0..{n_classes - 1})"
+        raise SettingError(
+            key, f"class {value} is out of range: the model has {n_classes} classes (0..{n_classes - 1})"
         )
     return int(value)
