@@ -221,7 +221,7 @@ class Explainer:
 
         Raises:
             StudyError: the study's outputs look unlike the probe images' (see
-                :meth:`medxai.methods._engine.output.Head.check_values`).
+                :meth:`medxai.methods._engine.head.Head.check_values`).
         """
         if self._witnessed:
             return

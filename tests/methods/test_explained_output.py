@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 
 from medxai import Gradient, IntegratedGradients, SmoothGrad
-from medxai.errors import ModelLoadError
+from medxai.errors import ModelLoadError, OutputSelectionError
 from medxai.io.model import load_model
-from medxai.methods._engine.output import OutputSelectionError, explained_output
+from medxai.methods._engine.output import explained_output
 
 SHAPE = (3, 3, 1)
 x = np.random.default_rng(0).uniform(size=(4, *SHAPE)).astype(np.float32)

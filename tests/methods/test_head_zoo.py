@@ -13,7 +13,8 @@ import tensorflow as tf
 import medxai
 from medxai import IntegratedGradients
 from medxai.errors import OutputSelectionError
-from medxai.methods._engine.output import explained_output, read_head, read_values
+from medxai.methods._engine.head import read_head, read_values
+from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.registry import canonical_methods
 

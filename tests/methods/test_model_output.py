@@ -6,7 +6,8 @@ import pytest
 from analytic_models import linear_model
 
 from medxai import Gradient, IntegratedGradients
-from medxai.methods._engine.output import OutputSelectionError, explained_model
+from medxai.errors import OutputSelectionError
+from medxai.methods._engine.output import explained_model
 from medxai.methods._engine.spec import OutputSpec
 
 SHAPE = (3, 3, 1)

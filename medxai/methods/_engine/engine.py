@@ -31,9 +31,10 @@ import numpy as np
 import tensorflow as tf
 
 from medxai.methods._engine import OUTPUT_LOGITS
-from medxai.methods._engine.output import OutputSpec, explained_output
+from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.precision import PRECISIONS, computed_precision, mixed_precision_copy
+from medxai.methods._engine.spec import OutputSpec
 
 
 class _Moments:
