@@ -300,7 +300,7 @@ def peak_memory(steps: int, size: int) -> float:
 
 
 def end_to_end(n_images: int, model: keras.Model | None = None, steps: int = 16) -> None:
-    from medxai.data.synthetic import write_study
+    from medxai.data.study_files import write_study
     from medxai.io import read_image
     from medxai.pipeline.decoder import Decoder
     from medxai.pipeline.study import study_rows

@@ -1,4 +1,4 @@
-"""Write the synthetic demo study (a thin command line over medxai.data.synthetic).
+"""Write the synthetic demo study (a thin command line over medxai.data.study_files).
 
     python data_samples/make_study.py --out data_samples/study --seed 0
 
@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 try:
-    from medxai.data.synthetic import write_study
+    from medxai.data.study_files import write_study
 except ImportError:  # run as a script from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from medxai.data.synthetic import write_study
+    from medxai.data.study_files import write_study
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medxai.data.synthetic import make_dataset, write_ct_dicom, write_xray_dicom  # noqa: E402
+from medxai.data.study_files import write_ct_dicom, write_xray_dicom  # noqa: E402
+from medxai.data.synthetic import make_dataset  # noqa: E402
 from medxai.io import read_image, read_manifest, write_png  # noqa: E402
 from medxai.preprocess import Preprocessor, PreprocessSpec  # noqa: E402
 

@@ -24,7 +24,7 @@ def study(tmp_path_factory):
     import skimage.io
     from analytic_models import tiny_model
 
-    from medxai.data.synthetic import write_ct_dicom
+    from medxai.data.study_files import write_ct_dicom
 
     root = tmp_path_factory.mktemp("study")
     tiny_model().save(root / "model.keras")

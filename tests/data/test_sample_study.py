@@ -14,16 +14,9 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from scipy import ndimage as ndi
 
-from medxai.data import synthetic
-from medxai.data.synthetic import (
-    ct_slice,
-    make_dataset,
-    radiograph,
-    study_items,
-    write_ct_dicom,
-    write_study,
-    write_xray_dicom,
-)
+from medxai.data import study_files, synthetic
+from medxai.data.study_files import study_items, write_ct_dicom, write_study, write_xray_dicom
+from medxai.data.synthetic import ct_slice, make_dataset, radiograph
 
 N_CT, N_XRAY = 24, 12
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +28,7 @@ def study(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def items() -> list[synthetic.StudyItem]:
+def items() -> list[study_files.StudyItem]:
     return study_items(seed=0, n_ct=N_CT, n_xray=N_XRAY)
 
 

@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from medxai._version import __version__
-from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
+from medxai.data.study_files import write_ct_dicom, write_xray_dicom
 from medxai.io import dicom_export
 from medxai.io.dicom_export import DicomExportError, write_dicom_outputs
 

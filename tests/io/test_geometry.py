@@ -12,7 +12,7 @@ import pytest
 from _files import dicom_series, rotation, simpleitk_misplacement, simpleitk_ras_affine
 from PIL import Image
 
-from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
+from medxai.data.study_files import write_ct_dicom, write_xray_dicom
 from medxai.errors import ImageReadError
 from medxai.io import read_image
 from medxai.io.geometry import (

@@ -24,7 +24,7 @@ import medxai.io.formats as formats_module
 import medxai.pipeline.explainer as explainer_module
 import medxai.pipeline.item as item_module
 from medxai.cli import main
-from medxai.data.synthetic import write_ct_dicom
+from medxai.data.study_files import write_ct_dicom
 from medxai.io.readers import READERS
 from medxai.pipeline.explainer import Explainer
 from medxai.pipeline.map_writer import MapWriter

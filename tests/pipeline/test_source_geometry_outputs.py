@@ -19,7 +19,7 @@ from pydicom.data import get_testdata_file
 from study_helpers import read_index
 
 import medxai
-from medxai.data.synthetic import write_ct_dicom, write_xray_dicom
+from medxai.data.study_files import write_ct_dicom, write_xray_dicom
 
 
 def cube_model(array_shape: tuple[int, ...], cube: tuple[slice, ...]) -> keras.Model:

@@ -20,7 +20,7 @@ from analytic_models import tiny_model
 from test_report_scale import page_json
 
 import medxai
-from medxai.data.synthetic import write_ct_dicom
+from medxai.data.study_files import write_ct_dicom
 from medxai.viz.report import CONTACT_SHEET_LIMIT, ReportError, write_report
 
 NASTY_ID = "<b>&x"
