@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("DICOM export needs highdicom: pip install 'highdicom>=0.28'") from exc
 
 from medxai._version import __version__
-from medxai.io.dicom_geometry import frame_geometry
+from medxai.io.dicom_geometry import frame_geometry, orientation_letters, source_orientation
 from medxai.io.writers import atomic_write_bytes
 
 __all__ = ["DicomExportError", "write_dicom_outputs"]
@@ -358,7 +358,7 @@ def _build_sc(
 ) -> Dataset:
     iop, _, frame_spacing = frame_geometry(ds, frame or 0)
     spacing: Sequence[float] | None = frame_spacing or _imager_pixel_spacing(ds)
-    orientation = _orientation_letters(iop) if iop is not None else _source_orientation(ds)
+    orientation = orientation_letters(iop) if iop is not None else source_orientation(ds)
     laterality = _laterality(ds)
     try:
         sc = hd.sc.SCImage.from_ref_dataset(
@@ -452,22 +452,6 @@ def _imager_pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (rows, cols) if np.isfinite([rows, cols]).all() and rows > 0 and cols > 0 else None
-
-
-def _orientation_letters(iop: Sequence[float]) -> tuple[str, str]:
-    """Patient Orientation (PS3.3 C.7.6.1.1.1) of rows and columns: the dominant axis of each cosine."""
-    letters = []
-    for cosine in (np.asarray(iop[:3], float), np.asarray(iop[3:6], float)):
-        axis = int(np.argmax(np.abs(cosine)))
-        letters.append(("LPH" if cosine[axis] > 0 else "RAF")[axis])
-    return letters[0], letters[1]
-
-
-def _source_orientation(ds: Dataset) -> tuple[str, str] | None:
-    value = list(ds.get("PatientOrientation") or [])
-    if len(value) == 2 and all(isinstance(v, str) and v[:1] in "APRLHF" and v for v in value):
-        return value[0][0], value[1][0]  # highdicom takes one letter per direction
-    return None
 
 
 def _to_bytes(ds: Dataset) -> bytes:

@@ -6,6 +6,7 @@ object's functional groups (per-frame, then shared; PS3.3 C.7.6.16).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -13,7 +14,10 @@ from pydicom.dataset import Dataset
 
 from medxai.io.geometry import dicom_affine
 
-__all__ = ["FrameGeometry", "frame_geometry", "frames_affine", "functional_group", "pixel_spacing"]
+__all__ = [
+    "FrameGeometry", "frame_geometry", "frames_affine", "functional_group", "orientation_letters", "pixel_spacing",
+    "source_orientation",
+]  # fmt: skip
 
 
 def functional_group(ds: Dataset, sequence: str, frame: int) -> Dataset | None:
@@ -117,3 +121,20 @@ def frames_affine(ds: Dataset, frames: int) -> np.ndarray | None:
         return dicom_affine(orientation, position, spacing, step)
     except ValueError:
         return None
+
+
+def orientation_letters(iop: Sequence[float]) -> tuple[str, str]:
+    """Patient Orientation (PS3.3 C.7.6.1.1.1) of rows and columns: the dominant axis of each cosine."""
+    letters = []
+    for cosine in (np.asarray(iop[:3], float), np.asarray(iop[3:6], float)):
+        axis = int(np.argmax(np.abs(cosine)))
+        letters.append(("LPH" if cosine[axis] > 0 else "RAF")[axis])
+    return letters[0], letters[1]
+
+
+def source_orientation(ds: Dataset) -> tuple[str, str] | None:
+    """The source's own PatientOrientation (one letter per direction), or None when it has no usable one."""
+    value = list(ds.get("PatientOrientation") or [])
+    if len(value) == 2 and all(isinstance(v, str) and v[:1] in "APRLHF" and v for v in value):
+        return value[0][0], value[1][0]  # highdicom takes one letter per direction
+    return None
