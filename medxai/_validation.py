@@ -4,10 +4,10 @@ The library's settings (:class:`medxai.heatmap.HeatmapPolicy`, :class:`medxai.pr
 :class:`medxai.viz.render.OutlineSpec`, ...) are pydantic dataclasses, and the study config
 (:mod:`medxai.pipeline.config`) uses them as its sections, so each setting has one schema.
 
-A check raises :func:`validation_error` with the message a config user reads ("expected a positive
-integer, got -3"; the config puts the dotted key in front) and, where the library words it
-differently, the library's own message (``library=``): :func:`library_errors` makes
-direct construction raise that as a plain ``ValueError``. :func:`_collect` turns a pydantic
+A check raises :func:`validation_error` with its one message ("expected a positive integer,
+got -3"). The config puts the dotted key in front ("preprocess.channels: expected ..."); a library
+setting built directly (:func:`library_errors`) raises a plain ``ValueError`` with the field's name
+in front ("channels: expected ..."): the same words either way. :func:`_collect` turns a pydantic
 ``ValidationError`` into ``(location, message)`` pairs and :func:`problem_lines` into the lines
 of a :class:`~medxai.errors.ConfigError`.
 
@@ -35,18 +35,10 @@ _T = TypeVar("_T")
 _ERROR_TYPE = "medxai"
 
 
-def validation_error(
-    message: str, *problems: tuple[tuple[str | int, ...], str], library: str | None = None
-) -> PydanticCustomError:
-    """A pydantic error carrying our own message(s); sub-keys extend the error's location.
-
-    ``library``: the message direct construction of a library setting raises instead
-    (:func:`library_errors`), where the library words the problem its own way.
-    """
+def validation_error(message: str, *problems: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:
+    """A pydantic error carrying our own message(s); sub-keys extend the error's location."""
     items = list(problems) if problems else [((), message)]
     context: dict[str, Any] = {"reason": "; ".join(m for _, m in items), "problems": items}
-    if library is not None:
-        context["library"] = library
     return PydanticCustomError(_ERROR_TYPE, "{reason}", context)
 
 
@@ -348,15 +340,12 @@ def null_is_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
-def optional_section(
-    model: type, expected: str, *, switch: bool, none_word: bool = True, library: str | None = None
-) -> Callable[[Any], Any]:
+def optional_section(model: type, expected: str, *, switch: bool, none_word: bool = True) -> Callable[[Any], Any]:
     """A before-validator for a section that may be off (None).
 
     Off: null, and the string 'none' if ``none_word``; with ``switch`` also false,
     and true means the section with every default. Anything else must be a
-    mapping (or a ``model``); else the error says "expected <expected>" (and, built
-    directly, ``library`` followed by the value's repr).
+    mapping (or a ``model``); else the error says "expected <expected>".
     """
 
     def check(value: Any) -> Any:
@@ -365,10 +354,7 @@ def optional_section(
         if switch and value is True:
             return {}
         if not isinstance(value, (Mapping, model)):
-            raise validation_error(
-                f"expected {expected}, got {show_value(value)}",
-                library=None if library is None else f"{library}{value!r}",
-            )
+            raise validation_error(f"expected {expected}, got {show_value(value)}")
         return value
 
     return check
@@ -377,38 +363,15 @@ def optional_section(
 # ------------------------------------------------------------ library construction
 
 
-def with_library_message(check: Callable[[Any], Any], library: Callable[[Any], str]) -> Callable[[Any], Any]:
-    """``check``, whose failure reads ``library(value)`` when a library setting is built directly."""
-
-    @functools.wraps(check)
-    def wrapped(value: Any) -> Any:
-        try:
-            return check(value)
-        except PydanticCustomError as exc:
-            if exc.type != _ERROR_TYPE:
-                raise
-            raise PydanticCustomError(
-                _ERROR_TYPE, exc.message_template, {**(exc.context or {}), "library": library(value)}
-            ) from None
-
-    return wrapped
-
-
-def _library_message(err: Mapping[str, Any]) -> str:
-    if err["type"] == _ERROR_TYPE:
-        ctx = err["ctx"]
-        return ctx.get("library") or "; ".join(
-            f"{dotted_key(sub) + ': ' if sub else ''}{m}" for sub, m in ctx["problems"]
-        )
-    where = dotted_key(err["loc"])
-    return f"{where + ': ' if where else ''}{err['msg'][:1].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
-
-
 def library_errors(cls: type[_T]) -> type[_T]:
     """Class decorator for a library setting (a pydantic dataclass): direct construction raises
-    ``ValueError`` with the library's message (``TypeError`` for an unknown or missing argument,
-    as a plain dataclass does), not pydantic's ``ValidationError``. Validation inside a
-    config (no ``__init__`` call) keeps the config's messages."""
+    ``ValueError`` (``TypeError`` for an unknown or missing argument, as a plain dataclass does),
+    not pydantic's ``ValidationError``.
+
+    The ``ValueError`` reads ``"<field>: <message>"`` for each problem, ``"; "``-joined: the
+    field's name (``size``, ``clip.low``) and the rule's one message, the words a config shows
+    after its dotted key (``preprocess.size: ...``). A check of several fields has no name in front.
+    """
     init = cls.__init__
 
     @functools.wraps(init)
@@ -423,7 +386,9 @@ def library_errors(cls: type[_T]) -> type[_T]:
                 for e in errors
             ):
                 raise TypeError(f"{cls.__name__}: {exc}") from None
-            raise ValueError("; ".join(_library_message(e) for e in errors)) from None
+            raise ValueError(
+                "; ".join(f"{dotted_key(loc) + ': ' if loc else ''}{msg}" for loc, msg in _collect(exc, cls))
+            ) from None
 
     setattr(cls, "__init__", __init__)  # mypy forbids assigning to a method
     return cls

@@ -28,13 +28,12 @@ from pydantic import BeforeValidator, ConfigDict, field_validator, model_validat
 from pydantic.dataclasses import dataclass
 
 from medxai._validation import (
+    Number,
     SpecMixin,
-    any_number,
     library_errors,
     one_of,
     optional_section,
     validation_error,
-    with_library_message,
 )
 
 REDUCTIONS = ("abs_sum", "sum", "max_abs", "l2")
@@ -42,20 +41,15 @@ POLARITIES = ("absolute", "positive", "negative")
 CLIP_MODES = ("value", "mass")
 
 # One schema for the library and the study config (whose ``heatmap:`` section *is* a
-# HeatmapPolicy): each check gives the config's message, and the library's own where it
-# differs, raised as a ValueError when a policy is built directly (medxai._validation).
+# HeatmapPolicy): each check has one message, after the config's dotted key
+# (``heatmap.reduce: ...``) or, raised as a ValueError when a policy is built directly,
+# after the field's name (``reduce: ...``; medxai._validation).
 _SETTINGS = ConfigDict(extra="forbid")
 
 
-def _one_of(what: str, options: tuple[str, ...]) -> Any:
-    """Case-insensitive choice; built directly: ``"<what> must be one of (...), got 'x'"``."""
-    return BeforeValidator(
-        with_library_message(one_of(*options), lambda v: f"{what} must be one of {options}, got {v!r}")
-    )
-
-
-def _percentile(value: Any) -> float:
-    return with_library_message(any_number, lambda v: f"clip low and high must be numbers, got {v!r}")(value)
+def _one_of(options: tuple[str, ...]) -> Any:
+    """Case-insensitive choice: ``"expected one of a, b, got 'x'"``."""
+    return BeforeValidator(one_of(*options))
 
 
 @library_errors
@@ -75,17 +69,14 @@ class ClipSpec(SpecMixin):
         ValueError: a mode that is not ``value`` or ``mass``, or not ``0 <= low < high <= 100``.
     """
 
-    mode: Annotated[Literal["value", "mass"], _one_of("clip mode", CLIP_MODES)] = "value"
-    low: Annotated[float, BeforeValidator(_percentile)] = 0.0
-    high: Annotated[float, BeforeValidator(_percentile)] = 99.5
+    mode: Annotated[Literal["value", "mass"], _one_of(CLIP_MODES)] = "value"
+    low: Number = 0.0
+    high: Number = 99.5
 
     @model_validator(mode="after")
     def _check_range(self) -> ClipSpec:
         if not 0 <= self.low < self.high <= 100:
-            raise validation_error(
-                f"expected 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}",
-                library=f"clip needs 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}",
-            )
+            raise validation_error(f"expected 0 <= low < high <= 100, got low={self.low:g}, high={self.high:g}")
         return self
 
 
@@ -99,17 +90,12 @@ class HeatmapPolicy(SpecMixin):
     None, a :class:`ClipSpec` or a mapping of its fields.
     """
 
-    reduce: Annotated[Literal["abs_sum", "sum", "max_abs", "l2"], _one_of("reduce", REDUCTIONS)] = "abs_sum"
-    polarity: Annotated[Literal["absolute", "positive", "negative"], _one_of("polarity", POLARITIES)] = "absolute"
+    reduce: Annotated[Literal["abs_sum", "sum", "max_abs", "l2"], _one_of(REDUCTIONS)] = "abs_sum"
+    polarity: Annotated[Literal["absolute", "positive", "negative"], _one_of(POLARITIES)] = "absolute"
     clip: ClipSpec | None = None
 
     _check_clip = field_validator("clip", mode="before")(
-        optional_section(
-            ClipSpec,
-            "null or {mode: value|mass, low: .., high: ..}",
-            switch=False,
-            library="clip must be None, a dict or a ClipSpec, got ",
-        )
+        optional_section(ClipSpec, "null or {mode: value|mass, low: .., high: ..}", switch=False)
     )
 
     @classmethod

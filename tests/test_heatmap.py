@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -74,17 +76,19 @@ def test_3d_maps():
 
 
 @pytest.mark.parametrize(
-    "policy,match",
+    ("policy", "message"),
     [
-        ({"reduce": "mean"}, "reduce"),
-        ({"polarity": "both"}, "polarity"),
-        ({"clip": {"mode": "rank"}}, "clip mode"),
-        ({"clip": {"low": 60, "high": 50}}, "low < high"),
-        ({"colour": "red"}, "unknown heatmap option"),
+        ({"reduce": "mean"}, "reduce: expected one of abs_sum, sum, max_abs, l2, got 'mean'"),
+        ({"polarity": "both"}, "polarity: expected one of absolute, positive, negative, got 'both'"),
+        ({"clip": {"mode": "rank"}}, "clip.mode: expected one of value, mass, got 'rank'"),
+        ({"clip": {"low": "1"}}, "clip.low: expected a number, got '1'"),
+        ({"clip": {"low": 60, "high": 50}}, "clip: expected 0 <= low < high <= 100, got low=60, high=50"),
+        ({"clip": 5}, "clip: expected null or {mode: value|mass, low: .., high: ..}, got 5"),
+        ({"colour": "red"}, "unknown heatmap option(s): colour"),
     ],
 )
-def test_bad_policy(policy, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_policy(policy, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         HeatmapPolicy.from_value(policy)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from _files import dicom_dataset, ramp, save
@@ -96,18 +98,34 @@ def test_scale_modes():
 def test_spec_validation_and_lists():
     spec = PreprocessSpec(size=[8, 8], window=[40, 400], scale=[0, 1])
     assert spec.size == (8, 8) and spec.window == (40.0, 400.0) and spec.scale == (0.0, 1.0)
-    for bad in [
-        dict(window=(40, 0)),
-        dict(window="lung"),
-        dict(scale="zscore"),
-        dict(scale=(1, 0)),
-        dict(scale={"mean": 0}),
-        dict(scale={"mean": 0, "std": 0}),
-        dict(size=(0, 8)),
-        dict(channels=0),
-    ]:
-        with pytest.raises(ValueError):
-            PreprocessSpec(**bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (dict(window=(40, 0)), "window: expected (center, width), finite numbers with width > 0, got [40, 0]"),
+        (dict(window={"center": 40, "width": 0}), "window.width: expected a positive number, got 0"),
+        (dict(window="lung"), "window: expected 'auto', none, (center, width) or {center: .., width: ..}, got 'lung'"),
+        (
+            dict(scale="zscore"),
+            "scale: expected 'minmax', 'stored_range', {mean: .., std: ..}, [low, high] or none, got 'zscore'",
+        ),
+        (dict(scale=(1, 0)), "scale: expected [low, high] with low < high, got [1, 0]"),
+        (dict(scale=(1, 2, 3)), "scale: expected [low, high] (two numbers), got [1, 2, 3]"),
+        (dict(scale={"mean": 0}), "scale.std: required key missing"),
+        (dict(scale={"mean": 0, "std": 0}), "scale.std: expected a positive number, got 0"),
+        (dict(scale={"mean": 0, "std": [1, 0]}), "scale.std[1]: expected a positive number, got 0"),
+        (
+            dict(channels=3, scale={"mean": [0, 0], "std": 1}),
+            "scale.mean: expected 1 or 3 values (one per channel), got 2",
+        ),
+        (dict(size=(0, 8)), "size: expected null or a list of 2 or 3 positive integers, got [0, 8]"),
+        (dict(channels=0), "channels: expected a positive integer, got 0"),
+    ],
+)
+def test_a_bad_spec_names_the_field_the_rule_and_the_value(bad, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        PreprocessSpec(**bad)
 
 
 def test_spec_and_model_must_agree():

@@ -83,11 +83,17 @@ def test_spec_preset_names():
     assert PreprocessSpec(preset="none").preset is None
     assert PreprocessSpec(preset="resnet50").spec_kwargs()["preset"] == "resnet50"
     assert PreprocessSpec(preset="vgg16", scale="bit_depth").model_dump()["scale"] == "stored_range"
-    with pytest.raises(ValueError, match="did you mean 'densenet'"):
+    with pytest.raises(
+        ValueError, match=r"^preset: expected one of convnext, .* got 'densnet' \(did you mean 'densenet'\?\)$"
+    ):
         PreprocessSpec(preset="densnet")
-    with pytest.raises(ValueError, match="preset 'densenet' needs scale 'minmax' or 'stored_range'"):
+    with pytest.raises(
+        ValueError, match=r"^scale: with preset 'densenet' scale must be 'minmax' or 'stored_range' .*, got null$"
+    ):
         PreprocessSpec(preset="densenet", scale=None)
-    with pytest.raises(ValueError, match="needs 3 channels"):
+    with pytest.raises(
+        ValueError, match=r"^channels: preset 'vgg16' \(Keras mode 'caffe'\) takes 3 channels \(RGB\), got 1$"
+    ):
         PreprocessSpec(preset="vgg16", channels=1)
     assert PreprocessSpec(preset="xception", channels=1).channels == 1  # tf mode works on any channel count
 

@@ -19,7 +19,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
-from pydantic_core import PydanticCustomError
 
 from medxai._validation import (
     Number,
@@ -38,7 +37,6 @@ from medxai._validation import (
     show_value,
     sub_validate,
     validation_error,
-    with_library_message,
 )
 
 __all__ = ["PRESETS", "RGB_MODES", "PreprocessSpec", "ScaleStats", "WindowSpec"]
@@ -78,8 +76,9 @@ RGB_MODES = ("torch", "caffe")
 
 
 # One schema for the library and the study config, whose ``preprocess:`` section is a
-# PreprocessSpec: each check gives the config's message (the config names the key) and,
-# built directly, the library's own as a ValueError (see medxai._validation). The config
+# PreprocessSpec: each check has one message, after the config's dotted key
+# (``preprocess.size: ...``) or, built directly (a ValueError), after the field's name
+# (``size: ...``; see medxai._validation). The config
 # (validated with a context) reads only its YAML forms; direct construction also takes the
 # Python forms it always took (a window as a (center, width) sequence, any channel count).
 _SETTINGS = ConfigDict(extra="forbid")
@@ -135,21 +134,11 @@ class ScaleStats(SpecMixin):
 
     mean: Annotated[
         float | tuple[float, ...],
-        BeforeValidator(
-            with_library_message(
-                lambda v: number_or_numbers(_flat(v), any_number),
-                lambda v: f"scale mean must be finite numbers, got {v!r}",
-            )
-        ),
+        BeforeValidator(lambda v: number_or_numbers(_flat(v), any_number)),
     ]
     std: Annotated[
         float | tuple[float, ...],
-        BeforeValidator(
-            with_library_message(
-                lambda v: number_or_numbers(_flat(v), positive_number),
-                lambda v: f"scale std must be > 0 and values finite, got {v!r}",
-            )
-        ),
+        BeforeValidator(lambda v: number_or_numbers(_flat(v), positive_number)),
     ]
 
     @model_validator(mode="after")
@@ -180,11 +169,6 @@ _channels = int_where("1, 3 or null", lambda v: v in (1, 3))
 
 
 _SCALE_WORDS = ("minmax", "stored_range", "bit_depth", "none")
-_SCALE_FORMS = "'minmax', 'stored_range', (low, high), {'mean': m, 'std': s} or None"
-
-
-def _with_library(exc: PydanticCustomError, message: str) -> PydanticCustomError:
-    return PydanticCustomError(exc.type, exc.message_template, {**(exc.context or {}), "library": message})
 
 
 @library_errors
@@ -259,7 +243,7 @@ class PreprocessSpec(SpecMixin):
     def _check_size(cls, value: Any) -> tuple[int, ...] | None:
         if value is None:
             return None
-        return with_library_message(_size, lambda v: f"size must be 2 or 3 positive integers, got {v!r}")(_flat(value))
+        return _size(_flat(value))
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -268,7 +252,7 @@ class PreprocessSpec(SpecMixin):
             return None
         if _in_config(info):
             return _channels(value)
-        return with_library_message(positive_int, lambda v: f"channels must be a positive integer, got {v!r}")(value)
+        return positive_int(value)
 
     @field_validator("window", mode="before")
     @classmethod
@@ -280,24 +264,19 @@ class PreprocessSpec(SpecMixin):
         if is_word(value, "auto"):
             return "auto"
         if isinstance(value, Mapping):
-            try:
-                keys = sub_validate(_WindowKeys, value, info)
-            except PydanticCustomError as exc:
-                raise _with_library(exc, f"window must be 'auto', None or (center, width), got {value!r}") from None
+            keys = sub_validate(_WindowKeys, value, info)
             return WindowSpec(keys.center, keys.width)
-        library = f"window must be 'auto', None or (center, width), got {value!r}"
-        if (
-            not _in_config(info)
-            and not isinstance(value, str)
-            and isinstance(value, (Sequence, np.ndarray))
-            and len(value) == 2
-        ):
+        if _in_config(info):  # the config writes a window as a mapping only
+            raise validation_error(f"expected 'auto', none or {{center: .., width: ..}}, got {show_value(value)}")
+        if not isinstance(value, str) and isinstance(value, (Sequence, np.ndarray)) and len(value) == 2:
             try:
                 return WindowSpec(*value)
-            except (TypeError, ValueError) as err:
-                library = str(err)
+            except (TypeError, ValueError):
+                raise validation_error(
+                    f"expected (center, width), finite numbers with width > 0, got {show_value(_flat(value))}"
+                ) from None
         raise validation_error(
-            f"expected 'auto', none or {{center: .., width: ..}}, got {show_value(value)}", library=library
+            f"expected 'auto', none, (center, width) or {{center: .., width: ..}}, got {show_value(_flat(value))}"
         )
 
     @field_validator("scale", mode="before")
@@ -313,28 +292,11 @@ class PreprocessSpec(SpecMixin):
             if len(value) == 2 and all(is_number(v) and np.isfinite(v) for v in value):
                 low, high = float(value[0]), float(value[1])
                 if low >= high:
-                    raise validation_error(
-                        f"expected [low, high] with low < high, got {show_value(_flat(value))}",
-                        library=f"scale range must have low < high, got {value!r}",
-                    )
+                    raise validation_error(f"expected [low, high] with low < high, got {show_value(_flat(value))}")
                 return (low, high)
-            raise validation_error(
-                f"expected [low, high] (two numbers), got {show_value(_flat(value))}",
-                library=f"scale must be {_SCALE_FORMS}, got {value!r}",
-            )
+            raise validation_error(f"expected [low, high] (two numbers), got {show_value(_flat(value))}")
         if isinstance(value, (Mapping, ScaleStats)):
-            if isinstance(value, ScaleStats):
-                stats = value
-            else:
-                try:
-                    stats = sub_validate(ScaleStats, value, info)
-                except PydanticCustomError as exc:
-                    library = (
-                        f"scale std must be > 0 and values finite, got {dict(value)!r}"
-                        if set(value) == {"mean", "std"}
-                        else f"scale dict needs exactly the keys 'mean' and 'std', got {sorted(value)}"
-                    )
-                    raise _with_library(exc, library) from None
+            stats = value if isinstance(value, ScaleStats) else sub_validate(ScaleStats, value, info)
             channels = info.data.get("channels")
             problems = [
                 ((key,), f"expected 1 or {channels} values (one per channel), got {len(v)}")
@@ -342,17 +304,12 @@ class PreprocessSpec(SpecMixin):
                 if isinstance(v := getattr(stats, key), tuple) and channels and len(v) not in (1, channels)
             ]
             if problems:
-                raise validation_error(
-                    "",
-                    *problems,
-                    library=f"scale mean/std need 1 or {channels} values (one per channel), got {dict(value)!r}",
-                )
+                raise validation_error("", *problems)
             return stats
         hint = did_you_mean(value.strip().lower() if isinstance(value, str) else None, _SCALE_WORDS)
         raise validation_error(
             f"expected 'minmax', 'stored_range', {{mean: .., std: ..}}, [low, high] or none, got "
-            f"{show_value(value)}{hint}",
-            library=f"scale must be {_SCALE_FORMS}, got {value!r}{hint}",
+            f"{show_value(value)}{hint}"
         )
 
     @field_validator("preset", mode="before")
@@ -363,17 +320,14 @@ class PreprocessSpec(SpecMixin):
         if isinstance(value, str) and value.strip().lower() in PRESETS:
             return value.strip().lower()
         hint = did_you_mean(value.strip().lower() if isinstance(value, str) else None, list(PRESETS))
-        raise validation_error(
-            f"expected one of {', '.join(PRESETS)} or none, got {show_value(value)}{hint}",
-            library=f"preset must be one of {', '.join(PRESETS)} or None, got {value!r}{hint}",
-        )
+        raise validation_error(f"expected one of {', '.join(PRESETS)} or none, got {show_value(value)}{hint}")
 
     @model_validator(mode="after")
     def _preset_fits(self) -> PreprocessSpec:
         """A preset takes RGB-like values in [0, 255]: ``scale`` must say how they get there."""
         if self.preset is None:
             return self
-        problems, library = [], []
+        problems = []
         if self.scale not in ("minmax", "stored_range"):
             scale = self.spec_kwargs()["scale"]
             problems.append(
@@ -383,7 +337,6 @@ class PreprocessSpec(SpecMixin):
                     f"reaches 0..255 for the preset), got {show_value(scale)}",
                 )
             )
-            library.append(f"preset {self.preset!r} needs scale 'minmax' or 'stored_range', got {scale!r}")
         mode = PRESETS[self.preset]
         if mode in RGB_MODES and self.channels is not None and self.channels != 3:
             problems.append(
@@ -392,7 +345,6 @@ class PreprocessSpec(SpecMixin):
                     f"preset {self.preset!r} (Keras mode {mode!r}) takes 3 channels (RGB), got {self.channels}",
                 )
             )
-            library.append(f"preset {self.preset!r} (Keras mode {mode!r}) needs 3 channels, got {self.channels}")
         if problems:
-            raise validation_error("", *problems, library="; ".join(library))
+            raise validation_error("", *problems)
         return self

@@ -24,7 +24,6 @@ from medxai._validation import (
     number_where,
     show_value,
     validation_error,
-    with_library_message,
 )
 
 __all__ = ["OutlineSpec"]
@@ -47,13 +46,9 @@ def _outline_color(value: Any) -> tuple[int, int, int]:
     return tuple(int(c) for c in value)  # type: ignore[return-value]
 
 
-def _in_words(check: Any, name: str, what: str) -> BeforeValidator:
-    """``check``; built directly, a failure reads ``"outline <name> must be <what>, got <repr>"``."""
-    return BeforeValidator(with_library_message(check, lambda v: f"outline {name} must be {what}, got {v!r}"))
-
-
 # One schema for the library and the study config, whose ``output.overlay_outline:`` section
-# is an OutlineSpec: config messages name the key, direct construction raises ValueError.
+# is an OutlineSpec: each check has one message, after the config's dotted key or, built
+# directly (a ValueError), after the field's name (``radius: expected ...``).
 @library_errors
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class OutlineSpec(SpecMixin):
@@ -81,26 +76,21 @@ class OutlineSpec(SpecMixin):
     """
 
     top_percent: Annotated[
-        float,
-        _in_words(
-            number_where("a number greater than 0 and at most 100", lambda v: 0 < v <= 100),
-            "top_percent",
-            "a number in (0, 100]",
-        ),
+        float, BeforeValidator(number_where("a number greater than 0 and at most 100", lambda v: 0 < v <= 100))
     ] = Field(default=10.0, description="Outline the top X% of map values, 0 < X <= 100.")
-    cleanup: Annotated[bool, _in_words(_outline_bool, "cleanup", "true or false")] = Field(
+    cleanup: Annotated[bool, BeforeValidator(_outline_bool)] = Field(
         default=True, description="Opening, closing, then drop small regions."
     )
-    radius: Annotated[int, _in_words(non_negative_int, "radius", "a non-negative integer")] = Field(
+    radius: Annotated[int, BeforeValidator(non_negative_int)] = Field(
         default=2, description="Clean-up disk radius in pixels; 0: none."
     )
-    min_size: Annotated[int, _in_words(non_negative_int, "min_size", "a non-negative integer")] = Field(
+    min_size: Annotated[int, BeforeValidator(non_negative_int)] = Field(
         default=32, description="Smallest region kept, in pixels."
     )
-    color: Annotated[tuple[int, int, int], _in_words(_outline_color, "color", "three integers in 0..255 (RGB)")] = (
-        Field(default=(0, 255, 0), description="RGB, ints 0..255.")
+    color: Annotated[tuple[int, int, int], BeforeValidator(_outline_color)] = Field(
+        default=(0, 255, 0), description="RGB, ints 0..255."
     )
-    only: Annotated[bool, _in_words(_outline_bool, "only", "true or false")] = Field(
+    only: Annotated[bool, BeforeValidator(_outline_bool)] = Field(
         default=False, description="Outlines on the plain image, no colour map."
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import medxai.pipeline.config as config
+from medxai.errors import ConfigError
 from medxai.heatmap import ClipSpec, HeatmapPolicy
 from medxai.pipeline.config import Config, OutputSection
 from medxai.preprocess import PreprocessSpec, ScaleStats, WindowSpec
@@ -63,12 +64,48 @@ def test_a_config_section_is_ready_for_the_library(tmp_path):
     assert cfg.to_dict()["preprocess"]["window"] == {"center": 40.0, "width": 400.0}
 
 
-def test_direct_construction_keeps_the_library_messages():
-    with pytest.raises(ValueError, match=r"^clip needs 0 <= low < high <= 100, got low=60, high=50$"):
+def test_direct_construction_says_the_field_then_the_rules_one_message():
+    with pytest.raises(ValueError, match=r"^expected 0 <= low < high <= 100, got low=60, high=50$"):
         ClipSpec("value", 60, 50)
-    with pytest.raises(ValueError, match=r"^reduce must be one of"):
+    with pytest.raises(ValueError, match=r"^clip: expected 0 <= low < high <= 100, got low=60, high=50$"):
+        HeatmapPolicy(clip={"low": 60, "high": 50})
+    with pytest.raises(ValueError, match=r"^clip\.low: expected a number, got 'x'$"):
+        HeatmapPolicy(clip={"low": "x"})
+    with pytest.raises(ValueError, match=r"^reduce: expected one of abs_sum, sum, max_abs, l2, got 'mean'$"):
         HeatmapPolicy(reduce="mean")
-    with pytest.raises(ValueError, match=r"^window must be 'auto', None or \(center, width\), got 'lung'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^window: expected 'auto', none, \(center, width\) or \{center: \.\., width: \.\.\}, got 'lung'$",
+    ):
         PreprocessSpec(window="lung")
-    with pytest.raises(ValueError, match=r"^outline radius must be a non-negative integer, got -1$"):
+    with pytest.raises(ValueError, match=r"^radius: expected a non-negative integer, got -1$"):
         OutlineSpec(radius=-1)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "cls"),
+    [
+        ("heatmap", "reduce", "mean", HeatmapPolicy),
+        ("heatmap", "polarity", "both", HeatmapPolicy),
+        ("preprocess", "size", [0, 8], PreprocessSpec),
+        ("preprocess", "scale", [1, 0], PreprocessSpec),
+        ("preprocess", "preset", "densnet", PreprocessSpec),
+    ],
+)
+def test_the_config_and_the_library_give_the_same_message(tmp_path, section, key, value, cls):
+    (tmp_path / "m.keras").write_bytes(b"")
+    (tmp_path / "manifest.csv").write_text("path\n")
+    with pytest.raises(ConfigError) as config_error:
+        Config.from_dict(
+            {
+                "model": {"path": "m.keras"},
+                "data": {"manifest": "manifest.csv"},
+                section: {key: value},
+                "output": {"dir": "out"},
+            },
+            base_dir=tmp_path,
+            method_registry=lambda: {"integrated_gradients": object},
+        )
+    with pytest.raises(ValueError) as library_error:
+        cls(**{key: value})
+    assert f"{section}.{library_error.value}" in str(config_error.value)
