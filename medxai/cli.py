@@ -19,8 +19,14 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medxai.pipeline.quiet import import_tensorflow_quietly, quiet_reader_logs
+
+if TYPE_CHECKING:  # the command line starts no TensorFlow before a config validates
+    from medxai.io import ManifestRow
+    from medxai.pipeline.config import Config
+    from medxai.pipeline.decoder import Decoder
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -131,7 +137,7 @@ def _executor_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
+def _prepare(args: argparse.Namespace) -> tuple[Config, Decoder, list[ManifestRow]] | None:
     """Validate the config, read the manifest and load the model.
 
     Prints every problem (never a traceback) and returns None when the study cannot start.
@@ -166,7 +172,7 @@ def _prepare(args: argparse.Namespace) -> tuple[object, object, list] | None:
         make_executor(config)  # is dask installed, when asked for?
     except StudyError as err:
         problems.append(str(err))
-    if problems:
+    if problems or decoder is None or rows is None:  # (decoder and rows are set when nothing went wrong)
         print("invalid study:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return None
     return config, decoder, rows

@@ -131,9 +131,9 @@ class MethodSpec(BaseModel):
             if key in RESERVED_METHOD_PARAMS:
                 problems.append(((key,), f"not allowed in a method entry; it is set by {RESERVED_METHOD_PARAMS[key]}"))
             elif key not in accepted:
-                known = f"known: {', '.join(accepted)}" if accepted else "it takes no parameters"
+                listed = f"known: {', '.join(accepted)}" if accepted else "it takes no parameters"
                 hint = did_you_mean(key, accepted, inside=True)
-                problems.append(((key,), f"unknown parameter for {self.registered} ({known}{hint})"))
+                problems.append(((key,), f"unknown parameter for {self.registered} ({listed}{hint})"))
         problems.extend(
             ((), f"missing required parameter '{key}' for {self.registered}")
             for key in required
@@ -155,7 +155,7 @@ class MethodSpec(BaseModel):
 
 def _method_parameters(cls: Callable[..., Any]) -> tuple[list[str], list[str]]:
     """The keyword parameters a method entry may set, and those among them with no default."""
-    init = cls.__init__ if isinstance(cls, type) else cls
+    init = getattr(cls, "__init__") if isinstance(cls, type) else cls  # the class's own, not an instance's
     try:
         signature = inspect.signature(init)
     except (TypeError, ValueError):  # builtins without a signature: accept nothing

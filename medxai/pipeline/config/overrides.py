@@ -85,7 +85,7 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
                 container[part] = value
                 return None
             child = container[part]
-            child_node = node
+            child_node: Any = node
             if isinstance(child, str) and node is _AnyKeys:
                 child = {"name": child}  # bare method name -> entry
             elif not isinstance(child, dict):  # an entry that is a value cannot take keys
@@ -95,7 +95,7 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> st
             if node is None:
                 return f"{here}: unknown key ({parent} is a single value)"
             if node is _AnyKeys:
-                child_node: Any = _AnyKeys
+                child_node = _AnyKeys
             else:
                 fields = schema_fields(node)
                 if part not in fields:

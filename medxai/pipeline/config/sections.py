@@ -145,7 +145,7 @@ class ModelSection(_Section):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not items:
             raise validation_error(f"expected 'package.module:NAME' or a list of them, got {show_value(value)}")
-        problems = [
+        problems: list[tuple[tuple[str | int, ...], str]] = [
             ((i,), f"expected 'package.module:NAME', got {show_value(item)}")
             for i, item in enumerate(items)
             if not (isinstance(item, str) and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", item.strip()))
