@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from collections.abc import Callable, Container, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ class Decoder:
         )
         self._tick: Callable[[float], Any] | None = None  # progress within a chunk (runs in this process)
 
-    def locked(self, command: str | None = None) -> Iterator[RunLock]:
+    def locked(self, command: str | None = None) -> AbstractContextManager[RunLock]:
         """Hold the output folder's lock (:mod:`medxai.pipeline.lock`) for the ``with`` body.
 
         :meth:`run` takes it itself; hold it around more (``run`` then an evaluation) to
@@ -150,9 +150,11 @@ class Decoder:
         overlap = self.config.runtime.overlap_io and len(chunks) > 1
         full: list[OSError] = []
         with ThreadPoolExecutor(2) if overlap else nullcontext() as loader, self.writer.threads(overlap):
-            load = (
-                (lambda chunk: [loader.submit(self.explainer.load, r, self.writer) for r in chunk]) if overlap else None
-            )
+
+            def load(chunk: Sequence[ManifestRow]) -> list[Future[Item]] | None:
+                """Start reading ``chunk``'s images in the loader threads (None without them)."""
+                return None if loader is None else [loader.submit(self.explainer.load, r, self.writer) for r in chunk]
+
             upcoming = load(chunks[0]) if overlap else None
             unsettled: list[tuple[list[Item], list[dict[str, Any]]]] = []
 
@@ -170,7 +172,7 @@ class Decoder:
                 for index, chunk in enumerate(chunks):
                     items = (
                         [f.result() for f in upcoming]
-                        if overlap
+                        if upcoming is not None
                         else [self.explainer.load(r, self.writer) for r in chunk]
                     )
                     if overlap and index + 1 < len(chunks):

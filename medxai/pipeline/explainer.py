@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from medxai.heatmap import HeatmapPolicy
 from medxai.io import ManifestRow, read_image
 from medxai.io.limits import must_propagate
 from medxai.methods._engine import OUTPUT_PROBABILITIES
-from medxai.methods.base import Explanation
+from medxai.methods.base import Explanation, XAIMethod
 from medxai.pipeline.config import Config
 from medxai.pipeline.item import Item, image_error, placement
 from medxai.pipeline.journal import source_key
@@ -31,6 +31,9 @@ from medxai.pipeline.provenance import STORED
 from medxai.pipeline.study_methods import output_spec, study_methods
 from medxai.pipeline.targets import predicted_classes, target_rule
 from medxai.preprocess import Preprocessor
+
+if TYPE_CHECKING:  # the module imports Keras: TensorFlow starts in __init__
+    from medxai.methods._engine.head import Head
 
 T = TypeVar("T")
 Tick = Callable[[float], Any]
@@ -70,7 +73,10 @@ class Explainer:
             )  # scores are probabilities
         except OutputSelectionError as err:
             raise StudyError(f"model: the scores (probabilities) cannot be computed: {err}") from err
-        self.head = self.scores.head
+        head = self.scores.head
+        if head is None:  # the probabilities view always reads the head; only a named layer has none
+            raise StudyError("model: the scores (probabilities) cannot be computed: the model's output was not read")
+        self.head: Head = head
         self._witnessed = False  # the study's first batch has not yet confirmed what the output is
         try:
             self.preprocessor = Preprocessor(config.preprocess, self.scores.input_shape)
@@ -167,14 +173,15 @@ class Explainer:
             score_of.append(score)
         for method in self.methods:
             started = time.perf_counter()
-            explained, failed = _each_alone(
-                lambda ix, method=method: self.explain(method, [ready[i] for i in ix], [classes[i] for i in ix]),
-                len(ready),
-            )
-            for i, err in failed.items():
+
+            def explain_some(ix: list[int], method: XAIMethod = method) -> Explanation:
+                return self.explain(method, [ready[i] for i in ix], [classes[i] for i in ix])
+
+            explained, failed = _each_alone(explain_some, len(ready))
+            for i, exc in failed.items():
                 item = ready[i]
                 rows.extend(
-                    self.row(item, method.name, c, status="error", error=image_error(err, item.row.path))
+                    self.row(item, method.name, c, status="error", error=image_error(exc, item.row.path))
                     for c in classes[i]
                 )
             for group, explanation in explained:
@@ -204,12 +211,12 @@ class Explainer:
 
     def predict(self, items: list[Item]) -> np.ndarray:
         """The scores (probabilities) of a group of images, one row per image."""
-        return self.scores.predict(np.stack([item.tensor for item in items]), self.config.runtime.batch_size)
+        return self.scores.predict(np.stack([_tensor(item) for item in items]), self.config.runtime.batch_size)
 
     def explain(self, method: Any, items: list[Item], classes: list[list[int]]) -> Explanation:
         """Explain every (image, class) pair of a group in one packed call."""
         owners = [i for i, cs in enumerate(classes) for _ in cs]
-        images = np.stack([items[i].tensor for i in owners])
+        images = np.stack([_tensor(items[i]) for i in owners])
         targets = [c for cs in classes for c in cs]
         explain = getattr(method, "explain", None)
         if explain is not None:
@@ -226,7 +233,7 @@ class Explainer:
         if self._witnessed:
             return
         if self.head.witness == "values":
-            images = np.stack([item.tensor for item in items[: self.config.runtime.batch_size]])
+            images = np.stack([_tensor(item) for item in items[: self.config.runtime.batch_size]])
             values = np.asarray(self.model(images, training=False))
             try:
                 self.head.check_values(values)
@@ -277,6 +284,13 @@ class Explainer:
         else:
             classes = self.targets.top_k if kind == "top_k" else len(self.targets.classes) if kind == "list" else 1
         return max(1, int(np.prod(shape)) * classes)
+
+
+def _tensor(item: Item) -> np.ndarray:
+    """The tensor of an image loaded without error."""
+    if item.tensor is None:
+        raise ValueError(f"image {item.row.image_id!r} has no tensor: it was not loaded")
+    return item.tensor
 
 
 def _tick(tick: Tick | None, images: float) -> None:
