@@ -67,10 +67,8 @@ class Explainer:
         except ModelLoadError as err:  # load_model's custom_objects is model.custom_objects; else the file
             key = "model" if err.key == "custom_objects" else "model.path"
             raise StudyError(f"{key}: {err}") from err
-        try:
-            self.scores = GradientEngine(
-                self.model, output_spec(config, OUTPUT_PROBABILITIES)
-            )  # scores are probabilities
+        try:  # scores are probabilities, whatever the head
+            self.scores = GradientEngine(self.model, output_spec(config, OUTPUT_PROBABILITIES))
         except OutputSelectionError as err:
             raise StudyError(f"model: the scores (probabilities) cannot be computed: {err}") from err
         head = self.scores.head

@@ -1,7 +1,8 @@
 """What every method shares: the gradient engine, the explained output, precision, quadrature, adaptive steps.
 
-Only :mod:`~medxai.methods._engine.engine`, :mod:`~medxai.methods._engine.output` and
-:mod:`~medxai.methods._engine.precision` import TensorFlow/Keras; the rest is numpy.
+The engines and the modules that read a model's graph (engine, activations, forward, guided,
+geometry, graph_walk, head, output, precision) import TensorFlow/Keras; ``spec``, ``plan``,
+``quadrature``, ``adaptive`` and ``baselines`` are numpy only, so method classes import without it.
 """
 
 #: The explained outputs that are not a layer name.

@@ -153,11 +153,9 @@ def walk(tensor: Any) -> Found:
         if isinstance(operation, keras.Model):
             inner = _through_nested(operation, source, where)
             if inner.status != "input":
-                if inner.status == "opaque" and blocker is None:
-                    return Found(
-                        "opaque", inner.where, removed=inner.removed, passed=tuple(passed), blocker=inner.blocker
-                    )
-                return found(inner.status, inner.where, tensor=inner.tensor, removed=inner.removed)
+                return found(
+                    inner.status, inner.where, tensor=inner.tensor, removed=inner.removed, blocker=inner.blocker
+                )
             passed.extend(inner.passed)
         else:
             squash = _squashing(operation, kind)
@@ -231,15 +229,3 @@ def _through_nested(model: keras.Model, source: Any, where: str) -> Found:
         return replace(inner, where=f"{inner.where} inside {where}", passed=passed, blocker=blocker)
     view = keras.Model(inner_inputs[0], inner.tensor, name=f"{model.name}_logits")
     return Found("squash", f"{inner.where} inside {where}", view(source), inner.removed, passed)
-
-
-def head_activation(model: keras.Model) -> str | None:
-    """The squashing activation at the end of ``model`` from its graph (``"softmax"``, ``"sigmoid"``, ...), or None.
-
-    None when the output is not squashed, or when the graph hides it (a Lambda, a SavedModel).
-    """
-    try:
-        found = walk(model.outputs[0])
-    except (AttributeError, ValueError, IndexError, TypeError):
-        return None
-    return found.removed if found.status == "squash" else None

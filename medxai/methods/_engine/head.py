@@ -8,7 +8,7 @@ are softmax probabilities, ``exp(rows)`` summing to 1 log-probabilities, values 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -51,7 +51,7 @@ class Head:
     removed: str | None = None
     values: str | None = None
     blocker: str | None = None
-    units: int = field(default=0)
+    units: int = 0
 
     @property
     def multi_label(self) -> bool:
