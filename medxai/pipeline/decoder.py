@@ -78,6 +78,8 @@ class Decoder:
         model: An already loaded Keras model (default: load ``config.model.path``).
         check_output: Check ``output.dir`` first (see Raises); False for a decoder that
             only reads a finished run (e.g. to evaluate a run folder that was moved).
+        model_checksum: The SHA-256 of ``config.model.path`` when the caller has just taken it
+            (``medxai evaluate`` does, to refuse another model before loading it); else taken here.
 
     Raises:
         StudyError: the message starts with the config key: ``output.dir`` cannot be created
@@ -88,7 +90,9 @@ class Decoder:
             preprocessing, methods or targets do not fit.
     """
 
-    def __init__(self, config: Config, model: Any = None, *, check_output: bool = True):
+    def __init__(
+        self, config: Config, model: Any = None, *, check_output: bool = True, model_checksum: str | None = None
+    ):
         from medxai.io.model import file_checksum  # deferred: TensorFlow starts here
 
         self.config = config
@@ -100,7 +104,7 @@ class Decoder:
         ex = self.explainer
         self.model, self.scores, self.head, self.preprocessor = ex.model, ex.scores, ex.head, ex.preprocessor
         self.methods, self.policy = ex.methods, ex.policy
-        self.model_checksum = file_checksum(config.model.path)
+        self.model_checksum = model_checksum or file_checksum(config.model.path)
         self.fingerprint = fingerprint(config, self.model_checksum)
         self.writer = MapWriter(
             self.folder, config.output, self.preprocessor.to_source, self.policy, self.fingerprint[:16]

@@ -155,7 +155,8 @@ def _load_run(run_dir: Path, decoder=None, model: str | os.PathLike | None = Non
                 "purpose (it is recorded in evaluation.json)"
             )
         try:
-            decoder = Decoder(config, check_output=False)  # the run folder may have moved since
+            # the run folder may have moved since; the model's hash is the one just taken
+            decoder = Decoder(config, check_output=False, model_checksum=sha)
         except StudyError as err:
             raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
     else:
