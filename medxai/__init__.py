@@ -63,10 +63,10 @@ def __getattr__(name: str) -> Any:
         return sorted([*_EXPORTS, *_method_classes(), "__version__"])
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)
-    elif name in _method_classes():
-        value = _method_classes()[name]
     else:
-        raise AttributeError(f"module 'medxai' has no attribute {name!r}")
+        value = _method_classes().get(name)
+        if value is None:
+            raise AttributeError(f"module 'medxai' has no attribute {name!r}")
     globals()[name] = value
     return value
 
