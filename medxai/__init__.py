@@ -46,6 +46,7 @@ _EXPORTS = {
     "get_method": "medxai.methods.registry",
     "register_method": "medxai.methods.registry",
     "read_image": "medxai.io",
+    "Region": "medxai.regions",
     "Config": "medxai.pipeline.config",
     "load_config": "medxai.pipeline.config",
     "RunSummary": "medxai.pipeline.decoder",

@@ -16,11 +16,12 @@ shifts on the way this is the linear resize of the whole map over the whole inpu
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medxai.methods._engine.targets import TargetLike
 from medxai.methods.base import ExplainingMethod, Explanation
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class CAMMethod(ExplainingMethod):
             ``(n, *spatial)`` non-negative maps at the layer's resolution.
         """
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """The upsampled maps, the same on every channel (no completeness delta)."""
         images, targets = self.engine.check_inputs(images, targets)
         self.engine.sync_weights()  # precision "mixed": copy the current weights into the half model

@@ -15,7 +15,7 @@ integrate, as a :class:`medxai.methods._engine.engine.PathPlan`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # importing a method class starts no TensorFlow; building one
     import keras
 
     from medxai.methods._engine.engine import GradientEngine
+    from medxai.methods._engine.targets import TargetLike, Targets
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ class XAIMethod(abc.ABC):
     def attribute(
         self,
         images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
+        targets: TargetLike,
         *,
         return_delta: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -354,13 +355,13 @@ class ExplainingMethod(XAIMethod):
     """
 
     @abc.abstractmethod
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """Attributions of a batch with their figures (see :class:`Explanation`)."""
 
     def attribute(
         self,
         images: np.ndarray,
-        targets: int | Sequence[int] | np.ndarray,
+        targets: TargetLike,
         *,
         return_delta: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -381,7 +382,7 @@ class PathMethod(ExplainingMethod):
     def plan(self, images: np.ndarray) -> PathPlan:
         """What to integrate for this (checked, float32) batch."""
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """Attributions with completeness figures (where the method defines them)."""
         images, targets = self.engine.check_inputs(images, targets)
         plan = self.plan(images)
@@ -394,14 +395,12 @@ class PathMethod(ExplainingMethod):
         steps = np.full(n, len(plan.alphas)) if plan.baselines is not None else None
         return Explanation(attributions, delta, gap, np.full(n, plan.evaluations_per_image), steps)
 
-    def _gap(self, images: np.ndarray, targets: np.ndarray, baselines: np.ndarray | None) -> np.ndarray:
+    def _gap(self, images: np.ndarray, targets: Targets, baselines: np.ndarray | None) -> np.ndarray:
         """``F(x) - mean_b F(b)`` per image (``baselines``: ``(N, B, *spatial, C)``), for the completeness delta."""
         if baselines is None:
             raise ValueError(f"{self.name or type(self).__name__}: a completeness delta needs baselines")
-        rows = np.arange(len(images))
-        at_input = self.engine.predict(images, self.batch_size)[rows, targets]
+        at_input = targets.pick(self.engine.predict(images, self.batch_size))
         n_base = baselines.shape[1]
         bases = baselines.reshape((-1, *images.shape[1:]))
-        at_base = self.engine.predict(bases, self.batch_size)
-        at_base = at_base[np.arange(len(bases)), np.repeat(targets, n_base)].reshape(-1, n_base)
+        at_base = targets.repeat(n_base).pick(self.engine.predict(bases, self.batch_size)).reshape(-1, n_base)
         return at_input.astype(np.float64) - at_base.mean(axis=1, dtype=np.float64)

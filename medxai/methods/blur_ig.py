@@ -17,13 +17,13 @@ model gets ``w * (x - x(max_sigma))`` exactly for any ``steps``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from medxai.filters import gaussian_blur
 from medxai.methods._engine.plan import PathPlan
+from medxai.methods._engine.targets import TargetLike
 from medxai.methods.base import Explanation, PathMethod, _check_positive_int, check_number
 
 #: Default ``max_sigma`` as a fraction of the smallest spatial side (the authors use
@@ -99,7 +99,7 @@ class BlurIG(PathMethod):
 
         return PathPlan(alphas=1.0 - middles / ends[-1], weights=np.ones(self.steps), path=path)
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         images, targets = self.engine.check_inputs(images, targets)
         attributions = self.engine.integrate(images, targets, self.plan(images), batch_size=self.batch_size)
         start = self.blurred(images, self.sigma_max(images))

@@ -7,11 +7,11 @@ arXiv:1610.02391 (section 3.1, "Guided Grad-CAM").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medxai.methods._engine.targets import TargetLike
 from medxai.methods.base import ExplainingMethod, Explanation
 from medxai.methods.gradcam import GradCAM
 from medxai.methods.guided_backprop import GuidedBackprop
@@ -53,7 +53,7 @@ class GuidedGradCAM(ExplainingMethod):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "layer": self.layer}
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """Guided backprop times the upsampled Grad-CAM map (no completeness delta)."""
         images, targets = self.engine.check_inputs(images, targets)
         cam = self.gradcam.explain(images, targets)  # upsampled, on every channel

@@ -26,13 +26,13 @@ batch, the feature selection is vectorised over images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
+from medxai.methods._engine.targets import TargetLike, Targets
 from medxai.methods.base import Explanation, PathMethod, _check_positive_int, check_number
 
 _EPSILON = 1e-9  # the authors' tolerance for "reached the step's L1 target"
@@ -100,13 +100,13 @@ class GuidedIG(PathMethod):
     def plan(self, images: np.ndarray) -> PathPlan:
         raise ValueError("guided_ig adapts its path to the gradients step by step and has no fixed plan")
 
-    def _gradients(self, points: np.ndarray, targets: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    def _gradients(self, points: np.ndarray, targets: Targets, shape: tuple[int, ...]) -> np.ndarray:
         """Gradients at ``(n, D)`` points, one engine call for all of them."""
         plan = PathPlan(alphas=np.ones(1), weights=np.ones(1))
         batch = points.reshape((-1, *shape)).astype(np.float32)
         return self.engine.integrate(batch, targets, plan, batch_size=self.batch_size).reshape(len(points), -1)
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         images, targets = self.engine.check_inputs(images, targets)
         baselines = make_baselines(images, self.baseline, seed=self.seed)
         n, shape = len(images), images.shape[1:]

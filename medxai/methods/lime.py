@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medxai._validation import per_axis_ints
+from medxai.methods._engine.targets import TargetLike
 from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, _check_positive_int, check_fill, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow (nor scikit-image)
@@ -314,7 +315,7 @@ class LIME(ExplainingMethod):
             ) from err
         return consecutive(np.asarray(labels))[0]
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """The superpixel coefficients as attributions, and the model evaluations they cost (``samples`` per image)."""
         from medxai.methods._engine.forward import (
             forward_engine,  # deferred: TensorFlow starts here

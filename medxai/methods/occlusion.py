@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medxai._validation import per_axis_ints
+from medxai.methods._engine.targets import TargetLike
 from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, check_fill
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
@@ -150,7 +151,7 @@ class Occlusion(ExplainingMethod):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "window": self.window, "stride": self.stride, "fill": self.fill}
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """Attributions and the model evaluations they cost per image (windows + the image itself)."""
         from medxai.methods._engine.forward import (
             forward_engine,  # deferred: TensorFlow starts here

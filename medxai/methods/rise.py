@@ -7,12 +7,12 @@ Black-box Models", arXiv:1806.07421.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medxai.methods._engine.targets import TargetLike
 from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
@@ -143,7 +143,7 @@ class RISE(ExplainingMethod):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "samples": self.samples, "cells": self.cells, "p": self.p, "seed": self.seed}
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """The saliency maps and the model evaluations they cost (``samples`` per image)."""
         from medxai.methods._engine.forward import (
             forward_engine,  # deferred: TensorFlow starts here

@@ -7,13 +7,13 @@ Visual Explanations for Convolutional Neural Networks", CVPR workshops, arXiv:19
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medxai.methods._cam import CAMMethod
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
+from medxai.methods._engine.targets import TargetLike, Targets
 from medxai.methods.base import Explanation
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
@@ -135,7 +135,7 @@ class ScoreCAM(CAMMethod):
         weights = weights.reshape((len(weights),) + (1,) * (activations.ndim - 2) + (-1,))
         return np.maximum((weights * activations).sum(axis=-1), 0.0)
 
-    def channel_weights(self, images: np.ndarray, targets: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    def channel_weights(self, images: np.ndarray, targets: Targets, activations: np.ndarray) -> np.ndarray:
         """``(N, K)`` float64 weights ``w_k`` of checked images (see the class docstring)."""
         from medxai.methods._engine.forward import (
             forward_engine,  # deferred: TensorFlow starts here
@@ -146,12 +146,12 @@ class ScoreCAM(CAMMethod):
         masks = _ChannelMasks(activations, baselines, matrices)
         scores = forward_engine(self.engine).scores(images, targets, masks, self.batch_size)
         if self.weights == "increase":
-            at_base = self.engine.predict(baselines, self.batch_size)[np.arange(len(images)), targets]
+            at_base = targets.pick(self.engine.predict(baselines, self.batch_size))
             return scores - at_base.astype(np.float64)[:, None]
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
-    def explain(self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray) -> Explanation:
+    def explain(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """The maps and the model evaluations they cost per image.
 
         The cost counts the activations, ``K`` masked copies, and ``F(b)`` with ``increase``.

@@ -12,8 +12,10 @@ A second, forward-only routine returns the activations alone (Score-CAM needs no
 (:mod:`~medxai.methods._engine.geometry`): the matrices that upsample a map and the pixels the model sees.
 
 The layer is found from the graph, never from ``model.layers[-1]``: walking back from
-the output, the first layer whose output has spatial axes (rank 4 for 2D inputs,
-rank 5 for 3D) is the default; ``layer="name"`` picks another.
+the explained output, the first layer whose output has spatial axes (rank 4 for 2D inputs,
+rank 5 for 3D) is the default; ``layer="name"`` picks another. For a segmentation model
+(a dense output) the head's own logits are skipped: the default is the last feature map
+under the head (Seg-Grad-CAM, Vinogradova et al. 2020).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from medxai.methods._engine import OUTPUT_LOGITS
+from medxai.methods._engine.engine import TargetTensors, select, target_tensors
 from medxai.methods._engine.geometry import feature_geometry, placement
 from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.spec import OutputSpec
+from medxai.methods._engine.targets import Targets
 
 
 def _producer(tensor: Any) -> tuple[Any, list[Any]] | None:
@@ -42,12 +46,13 @@ def _producer(tensor: Any) -> tuple[Any, list[Any]] | None:
     return operation, list(node.input_tensors)
 
 
-def spatial_layers(model: keras.Model) -> list[tuple[str, Any]]:
+def spatial_layers(model: keras.Model, start: Any = None, skip: Any = None) -> list[tuple[str, Any]]:
     """Layers of the model's graph whose output has spatial axes, nearest the output first.
 
-    Walks back (breadth first) from the model output through the outer graph; a nested
-    model counts as one layer (its output, in the outer graph), its own layers are not
-    entered. The model's input is never a candidate.
+    Walks back (breadth first) from ``start`` (default: the model output) through the outer
+    graph; a nested model counts as one layer (its output, in the outer graph), its own layers
+    are not entered. The model's input is never a candidate, nor the tensor ``skip`` (a dense
+    output's own logits: the explained score, not a feature map).
 
     Returns:
         ``(layer name, symbolic output tensor)`` pairs.
@@ -55,7 +60,7 @@ def spatial_layers(model: keras.Model) -> list[tuple[str, Any]]:
     rank = len(model.inputs[0].shape)  # batch + spatial + channel
     found: list[tuple[str, Any]] = []
     seen: set[int] = set()
-    queue = deque([model.outputs[0]])
+    queue = deque([model.outputs[0] if start is None else start])
     while queue:
         tensor = queue.popleft()
         if id(tensor) in seen:
@@ -67,7 +72,7 @@ def spatial_layers(model: keras.Model) -> list[tuple[str, Any]]:
         operation, inputs = produced
         if isinstance(operation, keras.layers.InputLayer):
             continue
-        if isinstance(operation, keras.layers.Layer) and len(tensor.shape) == rank:
+        if isinstance(operation, keras.layers.Layer) and len(tensor.shape) == rank and tensor is not skip:
             found.append((operation.name, tensor))
         queue.extend(inputs)
     return found
@@ -83,8 +88,11 @@ def _nested_owner(model: keras.Model, name: str) -> str | None:
     return None
 
 
-def find_layer(model: keras.Model, layer: str | None = None) -> tuple[str, Any]:
+def find_layer(model: keras.Model, layer: str | None = None, start: Any = None, skip: Any = None) -> tuple[str, Any]:
     """The layer whose activations are explained: ``layer`` or the last spatial layer of the graph.
+
+    The graph is walked from ``start`` (the explained output; default the model output), so
+    only layers the explained score depends on are candidates (see :func:`spatial_layers`).
 
     Raises:
         ValueError: naming ``layer`` and the candidate layers when there is no such layer,
@@ -93,7 +101,7 @@ def find_layer(model: keras.Model, layer: str | None = None) -> tuple[str, Any]:
     spatial_rank = len(model.inputs[0].shape) - 2
     kind = {2: "2D (rank 4: batch, height, width, channels)", 3: "3D (rank 5: batch, depth, height, width, channels)"}
     wanted = kind.get(spatial_rank, f"{spatial_rank} spatial axes")
-    candidates = spatial_layers(model)
+    candidates = spatial_layers(model, start, skip)
     names = ", ".join(n for n, _ in candidates) or "none"
     if layer is None:
         if not candidates:
@@ -142,8 +150,12 @@ class ActivationEngine:
         source: keras.Model | None = None,
     ):
         source = model if source is None else source
-        self.layer, tensor = find_layer(source, layer)
         view = explained_output(source, output)
+        explained = view.model.outputs[0]
+        # a segmentation model's own logits are the explained score, not a feature map (Seg-Grad-CAM
+        # reads the last feature map under the head)
+        own = view.head.logits if view.head is not None and len(explained.shape) > 2 else None
+        self.layer, tensor = find_layer(source, layer, explained, own)
         self.explained = view.description
         self.model = keras.Model(source.inputs[0], [tensor, view.model.outputs[0]], name=f"{source.name}_cam")
         self.features = keras.Model(source.inputs[0], tensor, name=f"{source.name}_features")
@@ -175,11 +187,11 @@ class ActivationEngine:
         """The layer's output shape without the batch axis: ``(*spatial, K)``."""
         return tuple(self.model.outputs[0].shape[1:])
 
-    def _chunk(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _chunk(self, images: tf.Tensor, targets: TargetTensors) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             activations, out = self.model(images, training=False)
             tape.watch(activations)
-            selected = tf.gather(tf.cast(out, tf.float32), targets, axis=1, batch_dims=1)
+            selected = select(out, targets)
         gradients = tape.gradient(selected, activations)
         return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32)
 
@@ -195,18 +207,18 @@ class ActivationEngine:
         return np.concatenate(parts, axis=0)
 
     def chunks(
-        self, images: np.ndarray, targets: np.ndarray, batch_size: int = 32
+        self, images: np.ndarray, targets: Targets, batch_size: int = 32
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(start, A, dY/dA)`` per chunk of at most ``batch_size`` images, each ``(n, *spatial, K)`` float32.
 
         Args:
             images: ``(N, *spatial, C)`` float32, already checked.
-            targets: ``(N,)`` int32 class per image.
+            targets: The images' :class:`~medxai.methods._engine.targets.Targets`.
             batch_size: Images per model call (the memory bound).
         """
         for start in range(0, len(images), batch_size):
             activations, gradients = self._fn(
                 tf.constant(images[start : start + batch_size]),
-                tf.constant(targets[start : start + batch_size], tf.int32),
+                target_tensors(targets[start : start + batch_size]),
             )
             yield start, activations.numpy(), gradients.numpy()

@@ -31,6 +31,7 @@ import numpy as np
 
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.quadrature import integration_points
+from medxai.methods._engine.targets import Targets
 
 if TYPE_CHECKING:
     from medxai.methods._engine.engine import GradientEngine
@@ -92,7 +93,7 @@ def relative_change(new: np.ndarray, old: np.ndarray) -> np.ndarray:
 def adaptive_integrated_gradients(
     engine: GradientEngine,
     images: np.ndarray,
-    targets: np.ndarray,
+    targets: Targets,
     baselines: np.ndarray,
     *,
     rule: str,
@@ -105,7 +106,7 @@ def adaptive_integrated_gradients(
     Args:
         engine: The gradient engine of the explained model.
         images: ``(N, *spatial, C)`` checked float32 inputs.
-        targets: ``(N,)`` classes.
+        targets: The images' targets.
         baselines: ``(N, B, *spatial, C)`` baselines (IG is averaged over B).
         rule: An integration rule name (see the module docstring).
         tolerance: Target relative L2 change of the map between two levels.

@@ -30,11 +30,54 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medxai.methods._engine import OUTPUT_LOGITS
+from medxai.methods._engine import OUTPUT_LOGITS, OUTPUT_PROBABILITIES
 from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.precision import PRECISIONS, computed_precision, mixed_precision_copy
 from medxai.methods._engine.spec import OutputSpec
+from medxai.methods._engine.targets import Targets
+from medxai.regions import Region
+
+#: A target inside compiled code: ``(channel (R,) int32, region weights (R, *spatial) float32 or None)``.
+TargetTensors = tuple[tf.Tensor, "tf.Tensor | None"]
+
+
+def target_tensors(targets: Targets) -> TargetTensors:
+    """The tensors of some rows' targets, for a compiled routine (see :func:`select`)."""
+    channel, weights = targets.parts()
+    return tf.constant(channel, tf.int32), None if weights is None else tf.constant(weights, tf.float32)
+
+
+def select(out: tf.Tensor, target: TargetTensors) -> tf.Tensor:
+    """The explained score of each row: the target class of ``(R, classes)``, or the region score.
+
+    For a region, ``sum_p w_p * out[r, p, channel_r]`` over the output grid: the weights are
+    constants, so gradients flow through the model's output only (the mask is held fixed).
+    The one place any engine turns the model's output into the differentiated score.
+    """
+    channel, weights = target
+    out = tf.cast(out, tf.float32)
+    if weights is None:
+        return tf.gather(out, channel, axis=1, batch_dims=1)
+    picked = tf.gather(out, channel, axis=len(out.shape) - 1, batch_dims=1)
+    return tf.reduce_sum(picked * weights, axis=list(range(1, len(picked.shape))))
+
+
+def _regions(targets: Any, n: int) -> list[Region] | None:
+    """One :class:`Region` per image when ``targets`` are regions (one, or one per image), else None."""
+    if isinstance(targets, Region):
+        return [targets] * n
+    if isinstance(targets, (list, tuple)) and any(isinstance(t, Region) for t in targets):
+        if not all(isinstance(t, Region) for t in targets):
+            raise ValueError("targets mix Region objects and class indices; give one kind")
+        if len(targets) != n:
+            raise ValueError(f"targets must be one Region or {n} Regions (one per image), got {len(targets)}")
+        return list(targets)
+    return None
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
 
 
 class _Moments:
@@ -105,7 +148,11 @@ class GradientEngine:
         #: The precision the model really computes in (``precision`` asks; a model's own policy may differ).
         self.computes_in = computed_precision(self.model, precision)
         self.input_shape: tuple[int | None, ...] = tuple(self.model.inputs[0].shape[1:])
+        #: The explained output per image: ``(classes,)``, or ``(*spatial, channels)`` for a dense output.
+        self.output_shape: tuple[int | None, ...] = tuple(self.model.outputs[0].shape[1:])
         self.n_outputs = int(self.model.outputs[0].shape[-1])
+        #: A dense (segmentation) output, explained through region targets.
+        self.dense = len(self.output_shape) > 1
         self._compiled: dict[tuple[bool, bool] | str, Any] = {}
         self._predict_fn = tf.function(self._predict, reduce_retracing=not jit, jit_compile=jit)
 
@@ -129,10 +176,14 @@ class GradientEngine:
             self._half.set_weights(self.source_model.get_weights())
 
     # ------------------------------------------------------------------ checks
-    def check_inputs(
-        self, images: np.ndarray, targets: int | Sequence[int] | np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Validate a batch and its targets; return float32 images and int32 targets."""
+    def check_inputs(self, images: np.ndarray, targets: Any) -> tuple[np.ndarray, Targets]:
+        """Validate a batch and its targets; return float32 images and their :class:`Targets`.
+
+        ``targets`` is one class index or one per image (a classifier), or one
+        :class:`~medxai.regions.Region` or one per image (a dense, segmentation output).
+        Regions whose mask is a name (``predicted`` ...) are resolved on the model's
+        prediction for each image.
+        """
         images = np.asarray(images)
         if images.dtype == object or not np.issubdtype(images.dtype, np.number):
             raise ValueError(f"images must be a numeric array, got dtype {images.dtype}")
@@ -145,6 +196,19 @@ class GradientEngine:
             raise ValueError("images is an empty batch")
         if not np.all(np.isfinite(images)):
             raise ValueError("images contain NaN or infinite values")
+        if isinstance(targets, Targets):
+            if len(targets) != len(images):
+                raise ValueError(f"targets hold {len(targets)} images' targets for a batch of {len(images)}")
+            return images, targets
+        regions = _regions(targets, len(images))
+        if regions is not None:
+            return images, self.resolve_regions(images, regions)
+        if self.dense:
+            raise ValueError(
+                f"this model's explained output is dense, {_shape(self.output_shape)} per image (a segmentation "
+                "model): a class index does not name a score. Explain a region: medxai.Region(channel), "
+                "e.g. Region(1, mask='predicted'), or one Region per image"
+            )
         targets = np.asarray(targets)
         if targets.ndim == 0:
             targets = np.full(images.shape[0], targets)
@@ -163,22 +227,55 @@ class GradientEngine:
                 f"target class {int(bad[0])} is out of range: the explained output has "
                 f"{self.n_outputs} classes (0..{self.n_outputs - 1})"
             )
-        return images, targets.astype(np.int32)
+        return images, Targets(targets.astype(np.int32))
+
+    def output_grid(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's spatial shape for inputs of this spatial shape (a dense output)."""
+        known = self.output_shape[:-1]
+        if all(s is not None for s in known):
+            return tuple(int(s) for s in known if s is not None)
+        probe = np.zeros((1, *spatial, self.input_shape[-1] or 1), np.float32)
+        return tuple(int(s) for s in self.predict(probe).shape[1:-1])
+
+    def resolve_regions(self, images: np.ndarray, regions: Sequence[Region]) -> Targets:
+        """The :class:`Targets` of one region per image, masks named by the model's prediction resolved.
+
+        Raises:
+            ValueError: the explained output is not dense, a channel is out of range, an array
+                mask has another shape than the output grid, or a region is empty
+                (:class:`~medxai.regions.EmptyRegionError`).
+        """
+        if not self.dense:
+            raise ValueError(
+                f"Region targets explain a dense (segmentation) output; this model's explained output is "
+                f"{_shape(self.output_shape)} per image (classes): give class indices"
+            )
+        named = [i for i, r in enumerate(regions) if isinstance(r.mask, str)]
+        outputs = dict(zip(named, self.predict(images[named]))) if named else {}
+        activation = self.head.activation if self.head is not None else "sigmoid"
+        logits = self.spec.explain != OUTPUT_PROBABILITIES
+        resolved = []
+        for i, region in enumerate(regions):
+            if i in outputs:
+                resolved.append(region.resolve(outputs[i], activation, logits))
+            else:  # an array mask: checked against the output grid of this input
+                grid = self.output_grid(images.shape[1:-1])
+                resolved.append(region.resolve(np.zeros((*grid, self.n_outputs), np.float32), activation, logits))
+        return Targets.of_regions(resolved)
 
     # --------------------------------------------------------------- compiled
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.model(x, training=False), tf.float32)
 
-    def _target_gradient(self, points: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-        """``d(explained output[target]) / d(points)`` per row, float32 (compiled code only).
+    def _target_gradient(self, points: tf.Tensor, target: TargetTensors) -> tf.Tensor:
+        """``d(explained score of target) / d(points)`` per row, float32 (compiled code only).
 
         The one place the engine differentiates the model: an engine that changes how
         gradients flow (guided backpropagation) overrides this method alone.
         """
         with tf.GradientTape() as tape:
             tape.watch(points)
-            out = tf.cast(self.model(points, training=False), tf.float32)
-            selected = tf.gather(out, target, axis=1, batch_dims=1)
+            selected = select(self.model(points, training=False), target)
         return tf.cast(tape.gradient(selected, points), tf.float32)
 
     def _chunk(
@@ -193,7 +290,7 @@ class GradientEngine:
         seed: tf.Tensor,
         alpha: tf.Tensor,
         weight: tf.Tensor,
-        target: tf.Tensor,
+        target: TargetTensors,
         segment: tf.Tensor,
         n_segments: tf.Tensor,
         has_base: bool,
@@ -227,7 +324,7 @@ class GradientEngine:
         points: tf.Tensor,
         directions: tf.Tensor,
         weight: tf.Tensor,
-        target: tf.Tensor,
+        target: TargetTensors,
         segment: tf.Tensor,
         n_segments: tf.Tensor,
     ) -> tf.Tensor:
@@ -264,7 +361,7 @@ class GradientEngine:
 
     # ------------------------------------------------------------------ public
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Explained outputs ``(N, n_outputs)`` float32, in chunks of ``batch_size``."""
+        """Explained outputs ``(N, *output_shape)`` float32, in chunks of ``batch_size``."""
         self.sync_weights()
         images = np.asarray(images, dtype=np.float32)
         parts = [
@@ -272,7 +369,7 @@ class GradientEngine:
         ]
         return np.concatenate(parts, axis=0)
 
-    def integrate(self, images: np.ndarray, targets: np.ndarray, plan: PathPlan, batch_size: int = 32) -> np.ndarray:
+    def integrate(self, images: np.ndarray, targets: Targets, plan: PathPlan, batch_size: int = 32) -> np.ndarray:
         """Run a plan: the statistic over samples of the weighted path sums.
 
         Each sample's path sums are first averaged over its baselines; the
@@ -281,7 +378,7 @@ class GradientEngine:
 
         Args:
             images: ``(N, *spatial, C)`` float32, already checked.
-            targets: ``(N,)`` int32 class per image.
+            targets: The images' :class:`~medxai.methods._engine.targets.Targets`.
             plan: What to integrate.
             batch_size: Rows per model call (the memory bound).
 
@@ -319,7 +416,7 @@ class GradientEngine:
                     tf.constant(np.asarray(points, dtype=np.float32)),
                     tf.constant(np.asarray(directions, dtype=np.float32)),
                     tf.constant(weights[point]),
-                    tf.constant(targets[image], tf.int32),
+                    target_tensors(targets[image]),
                     tf.constant(item - item[0], tf.int32),
                     tf.constant(int(item[-1] - item[0] + 1), tf.int32),
                 ).numpy()
@@ -348,7 +445,7 @@ class GradientEngine:
                 seed,
                 tf.constant(alphas[point]),
                 tf.constant(weights[point]),
-                tf.constant(targets[image], tf.int32),
+                target_tensors(targets[image]),
                 tf.constant(item - item[0], tf.int32),
                 tf.constant(int(item[-1] - item[0] + 1), tf.int32),
                 has_base,

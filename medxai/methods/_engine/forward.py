@@ -33,7 +33,8 @@ from typing import Any, Protocol
 import numpy as np
 import tensorflow as tf
 
-from medxai.methods._engine.engine import GradientEngine
+from medxai.methods._engine.engine import GradientEngine, TargetTensors, select, target_tensors
+from medxai.methods._engine.targets import Targets
 
 
 class Perturbation(Protocol):
@@ -89,15 +90,14 @@ class ForwardEngine:
         per_image: dict[str, tf.Tensor],
         rows: dict[str, tf.Tensor],
         row_image: tf.Tensor,
-        target: tf.Tensor,
+        target: TargetTensors,
         with_weights: bool,
     ) -> tuple[tf.Tensor, ...]:
         """The explained output's target score of each row's perturbed copy (and the row's weight map)."""
         source = tf.gather(images, row_image)
         gathered = {k: tf.gather(v, row_image) for k, v in per_image.items()}
         copies, weight = perturbation.apply(source, gathered, rows)
-        out = tf.cast(self.engine.model(copies, training=False), tf.float32)
-        score = tf.gather(out, target, axis=1, batch_dims=1)
+        score = select(self.engine.model(copies, training=False), target)
         return (score, tf.cast(weight, tf.float32)) if with_weights else (score,)
 
     def _function(self, perturbation: Perturbation, with_weights: bool) -> Callable[..., Any]:
@@ -117,7 +117,7 @@ class ForwardEngine:
     def _chunks(
         self,
         images: np.ndarray,
-        targets: np.ndarray,
+        targets: Targets,
         perturbation: Perturbation,
         batch_size: int,
         with_weights: bool,
@@ -145,12 +145,12 @@ class ForwardEngine:
                 {k: tf.constant(v[image_u]) for k, v in per_image.items()},
                 described,
                 tf.constant(row_image, tf.int32),
-                tf.constant(targets[image], tf.int32),
+                target_tensors(targets[image]),
             )
             yield rows, tuple(o.numpy()[: len(rows)] for o in out)
 
     def run(
-        self, images: np.ndarray, targets: np.ndarray, perturbation: Perturbation, batch_size: int = 32
+        self, images: np.ndarray, targets: Targets, perturbation: Perturbation, batch_size: int = 32
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sum the weighted scores of every copy of every image.
 
@@ -160,7 +160,7 @@ class ForwardEngine:
 
         Args:
             images: ``(N, *spatial, C)`` float32, already checked.
-            targets: ``(N,)`` int32 class per image.
+            targets: The images' :class:`~medxai.methods._engine.targets.Targets`.
             perturbation: What the copies are.
             batch_size: Rows per model call (the memory bound).
 
@@ -182,7 +182,7 @@ class ForwardEngine:
         return scored, weights, scores.reshape(n, per_row)
 
     def scores(
-        self, images: np.ndarray, targets: np.ndarray, perturbation: Perturbation, batch_size: int = 32
+        self, images: np.ndarray, targets: Targets, perturbation: Perturbation, batch_size: int = 32
     ) -> np.ndarray:
         """The explained output for the target of every copy of every image.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from medxai.methods._engine.engine import GradientEngine
+from medxai.methods._engine.engine import GradientEngine, TargetTensors, select
 
 #: The registered gradient that replaces ``Relu``'s inside guided routines.
 GUIDED_RELU = "MedxaiGuidedRelu"
@@ -48,12 +48,12 @@ class GuidedGradientEngine(GradientEngine):
     the engine's own. Forward values (:meth:`predict`) are the model's.
     """
 
-    def _target_gradient(self, points: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    def _target_gradient(self, points: tf.Tensor, target: TargetTensors) -> tf.Tensor:
         graph = tf.compat.v1.get_default_graph()
         if tf.executing_eagerly():  # the override lives in a traced graph; the engine always compiles
             raise RuntimeError("guided gradients are computed inside the engine's compiled routine only")
         with graph.gradient_override_map({"Relu": GUIDED_RELU}):
-            out = tf.cast(self.model(points, training=False), tf.float32)
-        selected = tf.gather(out, target, axis=1, batch_dims=1)
+            out = self.model(points, training=False)
+        selected = select(out, target)
         (gradient,) = tf.gradients(selected, [points], unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return tf.cast(gradient, tf.float32)

@@ -114,6 +114,8 @@ def looks_like_probabilities(values: np.ndarray) -> bool:
 def read_values(values: np.ndarray) -> str:
     """What ``(N, units)`` outputs look like: ``"softmax"``, ``"log_softmax"``, ``"sigmoid"`` or ``"logits"``.
 
+    A dense output ``(N, *spatial, units)`` is read per output pixel (each pixel a row).
+
     Rows summing to 1 (within 1e-3) are softmax probabilities, rows whose
     exponentials sum to 1 log-probabilities, values all in [0, 1] sigmoid
     probabilities; anything else logits.
@@ -128,7 +130,8 @@ def read_values(values: np.ndarray) -> str:
         >>> read_values(np.array([[0.9, 1.7]]))
         'logits'
     """
-    values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    values = np.asarray(values, dtype=np.float64)
+    values = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(len(values), -1)
     several = values.shape[-1] > 1
     if several and looks_like_probabilities(values) and np.all(np.abs(values.sum(-1) - 1) <= _SUM_TOLERANCE):
         return "softmax"

@@ -177,7 +177,9 @@ def explained_output(model: keras.Model, output: str | OutputSpec = OUTPUT_LOGIT
             :class:`OutputSpec` that also says what the model outputs.
 
     Returns:
-        An :class:`ExplainedOutput` whose model maps the input to ``(N, n_outputs)``.
+        An :class:`ExplainedOutput` whose model maps the input to ``(N, n_outputs)``, or for a
+        dense (segmentation) output to ``(N, *spatial, channels)``: a per-pixel softmax or
+        sigmoid is found and removed as for a classifier (region targets select the score).
 
     Raises:
         OutputSelectionError: unknown layer name, several inputs/outputs, an unbuilt
@@ -194,9 +196,10 @@ def explained_output(model: keras.Model, output: str | OutputSpec = OUTPUT_LOGIT
         result = _logits_view(model, head) if spec.explain == OUTPUT_LOGITS else _probabilities_view(model, head)
     else:
         result = _layer_view(model, spec.explain)
-    if len(result.model.outputs[0].shape) != 2:
+    if len(result.model.outputs[0].shape) < 2:
         raise OutputSelectionError(
-            f"the explained output must be (batch, classes); got shape {result.model.outputs[0].shape}"
+            f"the explained output must be (batch, classes), or (batch, *spatial, channels) for a segmentation "
+            f"model; got shape {result.model.outputs[0].shape}"
         )
     return _two_classes(result) if result.head is not None and result.model.outputs[0].shape[-1] == 1 else result
 
