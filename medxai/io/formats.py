@@ -64,6 +64,8 @@ class MapToWrite:
     alpha: float = 0.5
     outline: Any = None
     max_size: int = 2048
+    region: np.ndarray | None = None
+    region_stem: Path | None = None
     _pictures: tuple[np.ndarray, np.ndarray | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def name(self, suffix: str) -> str:

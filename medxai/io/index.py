@@ -1,4 +1,8 @@
-"""The run folder's index: one CSV row per (image, method, class), read and written here only.
+"""The run folder's index: one CSV row per (image, method, target), read and written here only.
+
+A target is a class, or for a segmentation model a region: a channel's region
+(``channel``, ``region``, ``component``, its size ``region_voxels`` and the explained
+``region_score``); :func:`map_key` names one map whatever its kind.
 
 Two columns exist for resuming: ``source_key`` (a short hash of what decides the
 image's maps: its id, path, label(s), mask path, series UID and the source file's
@@ -34,13 +38,25 @@ from medxai.io.writers import PROBE_NAME, STALE_TEMP
 
 #: The index's columns before and after the file columns (those come from :mod:`medxai.io.formats`).
 _LEADING_COLUMNS: tuple[str, ...] = (
-    "image_id", "source_path", "series_uid", "method", "class_index", "class_name", "score", "label", "predicted",
-    "status", "error",
+    "image_id", "source_path", "series_uid", "method", "class_index", "class_name", "channel", "region",
+    "component", "region_voxels", "region_score", "score", "label", "predicted", "status", "error",
 )  # fmt: skip
 _TRAILING_COLUMNS: tuple[str, ...] = (
     "relative_delta", "steps", "warning", "seconds", "evaluations", "reduce", "polarity", "clip", "explained",
     "output_kind", "activation", "mask_path", "source_shape", "spacing", "orientation", "source_key", "npy_bytes",
 )  # fmt: skip
+
+
+def map_key(row: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """``(image_id, method, class_index, region, component)``: the key of one map of an index row.
+
+    Classifier rows leave ``region`` and ``component`` empty; a row written before region
+    targets existed has no such columns and reads the same.
+    """
+    return (
+        str(row["image_id"]), str(row["method"]), str(row.get("class_index", "")),
+        str(row.get("region", "") or ""), str(row.get("component", "") or ""),
+    )  # fmt: skip
 
 
 def index_columns() -> tuple[str, ...]:

@@ -41,6 +41,8 @@ class ManifestRow:
             folder), or None when absent/empty.
         labels: every class label of the row (several for multi-label data,
             written ``2;3;11``), in the order given; empty when absent.
+        region_path: absolute path of the region mask a segmentation model's
+            ``targets: {region: manifest}`` explains (``data.region_column``), or None.
     """
 
     image_id: str
@@ -50,6 +52,7 @@ class ManifestRow:
     row: int
     series_uid: str | None = None
     labels: tuple[int, ...] = ()
+    region_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.label is not None and not self.labels:
@@ -64,6 +67,7 @@ def read_manifest(
     label_column: str | None = None,
     mask_column: str | None = None,
     root: str | os.PathLike | None = None,
+    region_column: str | None = None,
     series_column: str | None = None,
     class_names: Sequence[str] | None = None,
     delimiter: str | None = None,
@@ -79,6 +83,8 @@ def read_manifest(
             separated by ``;`` (multi-label, "2;3;11"), class names from ``class_names``,
             or empty.
         mask_column: column holding mask paths (empty cells mean no mask).
+        region_column: column holding region mask paths for a segmentation model's
+            ``targets: {region: manifest}`` (empty cells: no region to explain).
         root: folder that relative paths resolve against; default: the manifest's folder.
         series_column: column holding DICOM SeriesInstanceUIDs, for paths that are
             folders of several series (empty cells: the folder's only series).
@@ -94,7 +100,8 @@ def read_manifest(
     """
     manifest = Path(os.fspath(path))
     table = _read_table(manifest, delimiter, encoding)
-    columns = [c for c in (path_column, id_column, label_column, mask_column, series_column) if c is not None]
+    named = (path_column, id_column, label_column, mask_column, series_column, region_column)
+    columns = [c for c in named if c is not None]
     missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
     if missing:
         hint = ""
@@ -125,6 +132,7 @@ def read_manifest(
             continue
         mask = record[mask_column].strip() if mask_column is not None else ""
         series = record[series_column].strip() if series_column is not None else ""
+        region = record[region_column].strip() if region_column is not None else ""
         rows.append(
             ManifestRow(
                 image_id=image_id,
@@ -134,6 +142,7 @@ def read_manifest(
                 row=i,
                 series_uid=series or None,
                 labels=labels,
+                region_path=_resolve(base, region) if region else None,
             )
         )
     problems.extend(_id_problems(rows))

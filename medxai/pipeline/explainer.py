@@ -1,8 +1,9 @@
 """The explainer: loads images and explains groups of them with every configured method.
 
 A group's images are scored together (the scores are probabilities), each image's
-classes are chosen by the ``targets`` rule, and every method explains every
-(image, class) pair of the group in one packed call; the maps go to the
+classes (a segmentation model: regions of its output channels) are chosen by the
+``targets`` rule, and every method explains every (image, target) pair of the group
+in one packed call; the maps go to the
 :class:`~medxai.pipeline.map_writer.MapWriter`. One image that breaks a step (a read,
 a model, a method or a shape it cannot take) is that image's error row, never its
 companions'.
@@ -29,10 +30,12 @@ from medxai.pipeline.journal import source_key
 from medxai.pipeline.map_writer import MapWriter
 from medxai.pipeline.provenance import STORED
 from medxai.pipeline.study_methods import output_spec, study_methods
-from medxai.pipeline.targets import predicted_classes, target_rule
+from medxai.pipeline.targets import Target, predicted_channels, predicted_classes, target_rule
 from medxai.preprocess import Preprocessor
+from medxai.regions import Region, ResolvedRegion
 
 if TYPE_CHECKING:  # the module imports Keras: TensorFlow starts in __init__
+    from medxai.methods._engine.engine import GradientEngine
     from medxai.methods._engine.head import Head
 
 T = TypeVar("T")
@@ -98,6 +101,12 @@ class Explainer:
             raise StudyError(str(err)) from err
         except ValueError as err:
             raise StudyError(f"targets: {err}") from err
+        self.dense = self.scores.dense
+        self.region_engine: GradientEngine | None = None  # the explained output, for region scores
+        if self.dense != (self.targets.kind == "region"):
+            raise StudyError(_targets_mismatch(self.dense, self.scores.output_shape))
+        if self.dense:
+            self.region_engine = GradientEngine(self.model, output_spec(config))
         self.policy: HeatmapPolicy = config.heatmap
 
     def load(self, row: ManifestRow, writer: MapWriter) -> Item:
@@ -123,6 +132,8 @@ class Explainer:
             item.nifti_shape = image.meta.get("shape_xyz") if image.kind == "nifti" else None
             item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
             item.placement = placement(item.geometry)
+            if self.targets.region == "manifest" and row.region_path:
+                item.region = self._manifest_region(row.region_path, item.tensor.shape[:-1])
         except BaseException as err:  # a reader's panic (pyo3 PanicException) is a BaseException
             if must_propagate(err):
                 raise
@@ -149,26 +160,29 @@ class Explainer:
         for i, err in failed.items():
             rows.extend(self.error_rows(good[i], image_error(err, good[i].row.path)))
         scored = sorted((i, score) for ix, scores in predicted for i, score in zip(ix, scores))
-        ready, classes, score_of = [], [], []
+        ready: list[Item] = []
+        classes: list[list[Target]] = []
+        score_of: list[dict[Any, dict[str, str]]] = []
         for item, score in ((good[i], score) for i, score in scored):
-            item.placement = {
-                **item.placement,
-                "predicted": ";".join(map(str, predicted_classes(score, self.head.multi_label))),
-            }
             try:
-                chosen = self.targets.select(score, item.row.labels)
+                chosen, skipped, scores = self._targets(item, score)
             except Exception as err:  # noqa: BLE001 - e.g. a label the model has no class for
                 rows.extend(self.error_rows(item, image_error(err, item.row.path)))
                 continue
-            if not chosen:
-                reason = f"no class to explain: none scored at or over {self.targets.threshold:g}"
+            for target, reason in skipped:
                 rows.extend(
-                    self.row(item, method.name, None, status="skipped", warning=reason) for method in self.methods
+                    self.row(item, method.name, target, status="skipped", warning=reason) for method in self.methods
                 )
+            if not chosen:
+                if not skipped:
+                    reason = f"no class to explain: none scored at or over {self.targets.threshold:g}"
+                    rows.extend(
+                        self.row(item, method.name, None, status="skipped", warning=reason) for method in self.methods
+                    )
                 continue
             ready.append(item)
             classes.append(chosen)
-            score_of.append(score)
+            score_of.append(scores)
         for method in self.methods:
             started = time.perf_counter()
 
@@ -194,7 +208,7 @@ class Explainer:
                             item,
                             method.name,
                             c,
-                            score=_format(float(score[c])),
+                            **score[_key(c)],
                             relative_delta=_format(None if relative is None else float(relative[k])),
                             steps=_entry(explanation.steps, k),
                             warning=_entry(explanation.warnings, k),
@@ -207,15 +221,65 @@ class Explainer:
             _tick(tick, len(items) / len(self.methods))
         return rows
 
+    def _targets(
+        self, item: Item, score: np.ndarray
+    ) -> tuple[list[Target], list[tuple[Target | None, str]], dict[Any, dict[str, str]]]:
+        """What one image explains: its targets, the skipped ones with the reason, and each target's score columns.
+
+        Sets the image's ``predicted`` column (classes, or the channels predicted somewhere).
+        """
+        activation = self.head.activation
+        if self.targets.kind != "region":
+            predicted = predicted_classes(score, self.head.multi_label)
+            item.placement = {**item.placement, "predicted": ";".join(map(str, predicted))}
+            classes = self.targets.select(score, item.row.labels)
+            return list(classes), [], {c: {"score": _format(float(score[c]))} for c in classes}
+        item.placement = {**item.placement, "predicted": ";".join(map(str, predicted_channels(score, activation)))}
+        if self.targets.region == "manifest" and item.region is None:
+            reason = "no region mask for this image in data.region_column"
+            return [], [(None, reason)], {}
+        regions = self.targets.regions(score, activation, item.region)
+        assert self.region_engine is not None
+        explained = self.region_engine.predict(_tensor(item)[None])[0]
+        chosen: list[Target] = []
+        skipped: list[tuple[Target | None, str]] = []
+        scores: dict[Any, dict[str, str]] = {}
+        for region in regions:
+            if region.voxels == 0:
+                skipped.append(
+                    (region, f"the {region.name} region of channel {region.channel} is empty: nothing to explain")
+                )
+                continue
+            chosen.append(region)
+            inside = score[..., region.channel][region.mask]
+            scores[_key(region)] = {
+                "score": _format(float(inside.mean())),
+                "region_score": _format(region.score(explained)),
+            }
+        return chosen, skipped, scores
+
+    def _manifest_region(self, path: str, spatial: tuple[int, ...]) -> np.ndarray:
+        """The manifest's region mask for an image, on the model's output grid for its input ``spatial``."""
+        assert self.region_engine is not None
+        mask = read_image(
+            path,
+            max_pixels=self.config.data.max_pixels,
+            timeout=self.config.runtime.read_timeout,
+            max_abandoned=self.config.runtime.max_abandoned_reads,
+        )
+        return self.preprocessor.region_mask(mask, self.region_engine.output_grid(tuple(spatial)))
+
     def predict(self, items: list[Item]) -> np.ndarray:
         """The scores (probabilities) of a group of images, one row per image."""
         return self.scores.predict(np.stack([_tensor(item) for item in items]), self.config.runtime.batch_size)
 
-    def explain(self, method: Any, items: list[Item], classes: list[list[int]]) -> Explanation:
-        """Explain every (image, class) pair of a group in one packed call."""
+    def explain(self, method: Any, items: list[Item], classes: list[list[Target]]) -> Explanation:
+        """Explain every (image, target) pair of a group in one packed call."""
         owners = [i for i, cs in enumerate(classes) for _ in cs]
         images = np.stack([_tensor(items[i]) for i in owners])
-        targets = [c for cs in classes for c in cs]
+        targets: list[Any] = [
+            Region(c.channel, c.mask, c.reduce) if isinstance(c, ResolvedRegion) else c for cs in classes for c in cs
+        ]
         explain = getattr(method, "explain", None)
         if explain is not None:
             return explain(images, targets)
@@ -239,15 +303,17 @@ class Explainer:
                 raise StudyError(f"model.output_kind: {err}") from err
         self._witnessed = True
 
-    def error_rows(self, item: Item, message: str, classes: Sequence[int | None] = (None,)) -> list[dict[str, Any]]:
+    def error_rows(self, item: Item, message: str, classes: Sequence[Target | None] = (None,)) -> list[dict[str, Any]]:
         """The image's error rows: one per method (and class), each saying ``message``."""
         return [
             self.row(item, method.name, c, status="error", error=message) for method in self.methods for c in classes
         ]
 
-    def row(self, item: Item, method: str, class_index: int | None, **values: Any) -> dict[str, Any]:
+    def row(self, item: Item, method: str, target: Target | None, **values: Any) -> dict[str, Any]:
         """One index row of ``item``: the image's and the settings' columns, then ``values``."""
         clip = self.policy.clip
+        region = target if isinstance(target, ResolvedRegion) else None
+        class_index = region.channel if region is not None else target if isinstance(target, int) else None
         row = {
             "image_id": item.row.image_id,
             "source_path": item.row.path,
@@ -255,6 +321,10 @@ class Explainer:
             "method": method,
             "class_index": "" if class_index is None else class_index,
             "class_name": "" if class_index is None or self.class_names is None else self.class_names[class_index],
+            "channel": "" if region is None else region.channel,
+            "region": "" if region is None else region.name,
+            "component": region.component if region is not None and region.component else "",
+            "region_voxels": "" if region is None else region.voxels,
             "label": ";".join(map(str, item.row.labels)),
             "status": "ok",
             "reduce": self.policy.reduce,
@@ -282,6 +352,25 @@ class Explainer:
         else:
             classes = self.targets.top_k if kind == "top_k" else len(self.targets.classes) if kind == "list" else 1
         return max(1, int(np.prod(shape)) * classes)
+
+
+def _key(target: Target) -> Any:
+    """A hashable key of a target (regions are compared by identity)."""
+    return id(target) if isinstance(target, ResolvedRegion) else target
+
+
+def _targets_mismatch(dense: bool, shape: tuple[int | None, ...]) -> str:
+    shown = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+    if dense:
+        return (
+            f"targets: the model's output is dense, {shown} per image (a segmentation model): a class does not "
+            "name a score. Explain regions: targets: {region: predicted, channels: [1]} (region: predicted, "
+            "connected, border, manifest or all)"
+        )
+    return (
+        f"targets: {{region: ...}} explains a segmentation model's dense output; this model outputs {shown} "
+        "per image (classes): use predicted, label, all, {top_k: K}, {threshold: T} or a list of classes"
+    )
 
 
 def _tensor(item: Item) -> np.ndarray:

@@ -29,6 +29,7 @@ class Item:
     stored_range: tuple[float, float] | None = None  # the values the file can store, in the image's units
     source_key: str = ""  # what decides the maps, taken before the read (journal.source_key)
     warnings: list[str] = field(default_factory=list)  # the reader's notes (image.meta["warnings"])
+    region: np.ndarray | None = None  # the manifest's region mask on the model's output grid (region: manifest)
 
 
 def placement(geometry: Any) -> dict[str, str]:

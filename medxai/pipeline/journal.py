@@ -25,7 +25,7 @@ import numpy as np
 
 from medxai._version import __version__
 from medxai.io.formats import file_columns
-from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_columns, read_index
+from medxai.io.index import INDEX_NAME, JOURNAL_NAME, RUN_NAME, index_columns, map_key, read_index
 from medxai.io.manifest import ManifestRow
 from medxai.io.writers import npy_problem
 from medxai.pipeline.config import Config
@@ -128,7 +128,8 @@ def source_key(row: ManifestRow) -> str:
 
     Two parts, ``<state>-<content>``. The state hashes the image id, path, label(s), mask path
     and series UID from the manifest, and the source's size and modification time (for a DICOM
-    series folder: of every file in it). The content is :func:`content_digest` of the source's
+    series folder: of every file in it); and a region mask's path, size and time where
+    ``data.region_column`` gives one. The content is :func:`content_digest` of the source's
     bytes. A resumed run reuses an image's rows only when both are unchanged.
     """
     return f"{_state_key(row)}-{content_digest(row.path)}"
@@ -136,6 +137,8 @@ def source_key(row: ManifestRow) -> str:
 
 def _state_key(row: ManifestRow) -> str:
     state = [row.image_id, row.path, list(row.labels), row.mask_path or "", row.series_uid or "", _file_state(row.path)]
+    if row.region_path:  # the region mask decides a segmentation model's maps (absent: the key is as before)
+        state += [row.region_path, _file_state(row.region_path)]
     return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()[:16]
 
 
@@ -192,7 +195,7 @@ def completed_rows(
         by_image.update(fresh)
     complete = {}
     for image_id, rows in by_image.items():
-        keys = [(r["method"], r["class_index"]) for r in rows]
+        keys = [map_key(r) for r in rows]
         ok = all(r["status"] in ("ok", "skipped") for r in rows) and {r["method"] for r in rows} == methods
         if not ok or len(set(keys)) != len(keys):
             continue

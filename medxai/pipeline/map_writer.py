@@ -25,6 +25,9 @@ from medxai.io.limits import must_propagate
 from medxai.io.writers import is_disk_full
 from medxai.pipeline.item import Item, image_error
 from medxai.pipeline.run_folder import RunFolder, map_files, no_files
+from medxai.pipeline.targets import Target, target_tag
+from medxai.preprocess import resize_mask
+from medxai.regions import ResolvedRegion
 
 _PENDING = "_pending_files"  # a row's not yet finished map writes (a Future of its paths)
 
@@ -88,24 +91,32 @@ class MapWriter:
                 self._threads = None
 
     def write_later(
-        self, row: dict[str, Any], item: Item, method: str, class_index: int, attributions: np.ndarray
+        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: np.ndarray
     ) -> None:
         """Write one map (now, or on the writer threads); :meth:`settle` puts its file names into ``row``."""
-        row[_PENDING] = self._submit(self.write_map, item, method, class_index, attributions)
+        row[_PENDING] = self._submit(self.write_map, item, method, target, attributions)
 
-    def write_map(self, item: Item, method: str, class_index: int, attributions: np.ndarray) -> dict[str, str]:
+    def write_map(self, item: Item, method: str, target: Target, attributions: np.ndarray) -> dict[str, str]:
         """Write one map in every format; on any failure remove what this call wrote, then raise.
+
+        A region target's map is written with its region (at the source's geometry) for the
+        pictures' outline and the ``mask`` format.
 
         Returns:
             The index cells: every file column (empty when its format is not written) and ``npy_bytes``.
         """
         heatmap = self.to_source(to_heatmap(attributions, self.policy), item.geometry)
         output = self.output
+        tag = f"{safe_id(item.row.image_id)}_{target_tag(target)}"
+        region = target if isinstance(target, ResolvedRegion) else None
         map_ = MapToWrite(
-            heatmap, self.folder.out, Path("maps") / method / f"{safe_id(item.row.image_id)}_c{class_index}",
-            method, class_index, display=item.display, affine=item.geometry.affine, nifti_shape=item.nifti_shape,
+            heatmap, self.folder.out, Path("maps") / method / tag,
+            method, target.channel if isinstance(target, ResolvedRegion) else target, display=item.display,
+            affine=item.geometry.affine, nifti_shape=item.nifti_shape,
             nifti_xforms=item.nifti_xforms, source_files=item.source_files, run_id=self.run_id,
             colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline, max_size=output.max_size,
+            region=None if region is None else resize_mask(region.mask, item.geometry.source_spatial_shape),
+            region_stem=None if region is None else Path("regions") / tag,
         )  # fmt: skip
         written = {k: "" for k in file_columns()}
         try:

@@ -95,6 +95,7 @@ def study_rows(config: Config) -> list[ManifestRow]:
         id_column=data.id_column,
         label_column=data.label_column,
         mask_column=data.mask_column,
+        region_column=data.region_column,
         root=data.root,
         series_column=data.series_column,
         class_names=config.model.class_names,

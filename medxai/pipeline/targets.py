@@ -5,6 +5,10 @@
 model. ``{top_k: K}`` and ``{threshold: T}`` say it explicitly; ``label`` takes the
 manifest's labels (one, or several as ``2;3;11``); ``all`` every class; a list
 names classes by index or by ``model.class_names``.
+
+A segmentation model (a dense output) takes ``{region: ..., channels: [...], reduce: ...}``:
+each listed channel's region (predicted, its connected components, its border, the
+manifest's mask, or the whole channel; see :mod:`medxai.regions`) is one target.
 """
 
 from __future__ import annotations
@@ -16,8 +20,19 @@ from typing import Any
 import numpy as np
 
 from medxai.errors import SettingError
+from medxai.regions import Region, ResolvedRegion, components, predicted_mask
 
-__all__ = ["TargetRule", "target_rule", "predicted_classes", "MULTI_LABEL_THRESHOLD"]
+__all__ = [
+    "TargetRule",
+    "target_rule",
+    "predicted_classes",
+    "predicted_channels",
+    "target_tag",
+    "MULTI_LABEL_THRESHOLD",
+]
+
+#: What one index row explains: a class index, or a region of a segmentation model's output.
+Target = int | ResolvedRegion
 
 #: The probability at which a multi-label (sigmoid) model calls a class positive.
 MULTI_LABEL_THRESHOLD = 0.5
@@ -28,8 +43,9 @@ class TargetRule:
     """A validated ``targets`` setting for one model.
 
     Attributes:
-        kind: ``"predicted"``, ``"label"``, ``"all"``, ``"top_k"``, ``"threshold"`` or ``"list"``.
-        classes: the listed classes (``kind == "list"``).
+        kind: ``"predicted"``, ``"label"``, ``"all"``, ``"top_k"``, ``"threshold"``, ``"list"`` or
+            ``"region"`` (a segmentation model).
+        classes: the listed classes (``kind == "list"``), or the channels (``kind == "region"``).
         top_k: K of ``{top_k: K}``.
         threshold: T of ``{threshold: T}``.
         multi_label: the model scores classes independently (sigmoid outputs), so
@@ -41,6 +57,40 @@ class TargetRule:
     top_k: int = 1
     threshold: float = MULTI_LABEL_THRESHOLD
     multi_label: bool = False
+    region: str = ""
+    reduce: str = "sum"
+    components: int | None = None
+
+    def regions(
+        self, probabilities: np.ndarray, activation: str, manifest: np.ndarray | None = None
+    ) -> list[ResolvedRegion]:
+        """The regions to explain for one image of a segmentation model (``kind == "region"``).
+
+        Args:
+            probabilities: ``(*output_spatial, channels)`` the model's probabilities for the image.
+            activation: the head's squashing function (``softmax``: argmax; a sigmoid: >= 0.5).
+            manifest: the image's mask from ``data.region_column`` on the output grid (``region: manifest``).
+
+        Returns:
+            One region per channel (``connected``: one per component, largest first, at most
+            ``components``); a region may be empty (its rows are skipped, with the reason).
+        """
+        found: list[ResolvedRegion] = []
+        for channel in self.classes:
+            if self.region == "manifest":
+                if manifest is None:
+                    raise ValueError("targets: region: manifest, but this image has no mask in data.region_column")
+                found.append(ResolvedRegion(channel, np.asarray(manifest, dtype=bool), "manifest", self.reduce))
+            elif self.region == "connected":
+                parts = components(predicted_mask(probabilities, channel, activation, logits=False))
+                parts = parts[: self.components] if self.components is not None else parts
+                found.extend(ResolvedRegion(channel, m, "connected", self.reduce, k + 1) for k, m in enumerate(parts))
+                if not parts:  # nothing predicted: one empty region says so in a skipped row
+                    empty = np.zeros(probabilities.shape[:-1], dtype=bool)
+                    found.append(ResolvedRegion(channel, empty, "connected", self.reduce))
+            else:
+                found.append(Region(channel, self.region, self.reduce).resolve(probabilities, activation, False))
+        return found
 
     def select(self, scores: np.ndarray, labels: Sequence[int]) -> list[int]:
         """The classes to explain for one image (its probabilities ``scores`` and manifest ``labels``).
@@ -99,6 +149,17 @@ def target_rule(
             + (" (a one-unit sigmoid model has 2: the negative, then the positive)" if n_classes == 2 else ""),
             sep=" ",
         )
+    if hasattr(targets, "region"):
+        channels = range(1, n_classes) if targets.channels is None else targets.channels
+        chosen = tuple(class_index(c, n_classes, class_names, "targets.channels") for c in channels)
+        return TargetRule(
+            "region",
+            classes=chosen,
+            multi_label=multi_label,
+            region=targets.region,
+            reduce=targets.reduce,
+            components=targets.components,
+        )
     if isinstance(targets, str):
         return TargetRule(targets, multi_label=multi_label)
     if hasattr(targets, "top_k"):
@@ -108,6 +169,19 @@ def target_rule(
     if hasattr(targets, "threshold"):
         return TargetRule("threshold", threshold=float(targets.threshold), multi_label=multi_label)
     return TargetRule("list", classes=tuple(class_index(c, n_classes, class_names, "targets") for c in targets))
+
+
+def predicted_channels(probabilities: np.ndarray, activation: str) -> list[int]:
+    """The channels a segmentation model predicts somewhere in an image (``(*spatial, channels)`` probabilities)."""
+    channels = probabilities.shape[-1]
+    return [c for c in range(channels) if predicted_mask(probabilities, c, activation, logits=False).any()]
+
+
+def target_tag(target: Target) -> str:
+    """The file-name part of a target: ``c2`` for a class, ``c1_predicted``, ``c1_connected2`` for regions."""
+    if isinstance(target, ResolvedRegion):
+        return f"c{target.channel}_{target.name}{target.component or ''}"
+    return f"c{target}"
 
 
 def class_index(value: int | str, n_classes: int, class_names: Sequence[str] | None, key: str) -> int:

@@ -32,6 +32,7 @@ from medxai.preprocess.transforms import (
     check_finite,
     invert_intensity,
     match_channels,
+    resize_mask,
     resize_spatial,
     scale_intensity,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "check_finite",
     "invert_intensity",
     "match_channels",
+    "resize_mask",
     "resize_spatial",
     "scale_intensity",
 ]

@@ -20,6 +20,7 @@ from medxai.preprocess.transforms import (
     check_finite,
     invert_intensity,
     match_channels,
+    resize_mask,
     resize_spatial,
     scale_intensity,
 )
@@ -165,6 +166,18 @@ class Preprocessor:
         # Plain linear interpolation: no smoothing, so a peak keeps its value where it can.
         out = resize_spatial(h[..., np.newaxis], geometry.source_spatial_shape, anti_aliasing=False)[..., 0]
         return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def region_mask(self, image: LoadedImage, grid: Sequence[int]) -> np.ndarray:
+        """A mask image (non-zero inside) resampled to the model's output ``grid``, nearest neighbour.
+
+        The mask covers the image's extent, as the model input does: it is resampled the
+        way the image is resized to the model's input, whatever its own size.
+
+        Raises:
+            PreprocessError: a mask of other dimensions than the model's.
+        """
+        mask = self._spatial(image)
+        return resize_mask(np.any(mask != 0, axis=-1), grid)
 
     # ------------------------------------------------------------------ steps
 

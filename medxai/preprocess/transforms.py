@@ -106,6 +106,27 @@ def resize_spatial(x: np.ndarray, shape: Sequence[int], *, anti_aliasing: bool |
     return out
 
 
+def resize_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Resizes a bool mask ``(*spatial)`` to ``shape`` by nearest neighbour (no smoothing: a mask stays a mask).
+
+    Example:
+        >>> resize_mask(np.array([[True, False], [False, False]]), (4, 4)).astype(int)
+        array([[1, 1, 0, 0],
+               [1, 1, 0, 0],
+               [0, 0, 0, 0],
+               [0, 0, 0, 0]])
+    """
+    mask = np.asarray(mask, dtype=bool)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != mask.ndim:
+        raise ValueError(f"target shape {shape} does not match the {mask.ndim} spatial axes of the mask {mask.shape}")
+    if shape == mask.shape:
+        return mask.copy()
+    from skimage.transform import resize  # deferred: the spec (a config section) imports light
+
+    return resize(mask, shape, order=0, mode="edge", preserve_range=True, anti_aliasing=False).astype(bool)
+
+
 def match_channels(x: np.ndarray, channels: int | None) -> np.ndarray:
     """Converts the last axis to ``channels``: 1 -> 3 replicates, 3 -> 1 is BT.601 luma.
 

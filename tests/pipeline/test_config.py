@@ -245,6 +245,7 @@ def test_minimal_config_fills_every_default(study):
             "id_column": None,
             "label_column": None,
             "mask_column": None,
+            "region_column": None,
             "series_column": None,
             "delimiter": None,
             "encoding": "utf-8",
@@ -833,7 +834,10 @@ def test_base_options_are_not_allowed_in_a_method_entry(study):
                 "indices or names, got []"
             ],
         ),
-        ({"targets": {"top": 3}}, ["targets: expected {top_k: K} or {threshold: T}, got a mapping {top: 3}"]),
+        (
+            {"targets": {"top": 3}},
+            ["targets: expected {top_k: K}, {threshold: T} or {region: ..., channels: [...]}, got a mapping {top: 3}"],
+        ),
         ({"targets": {"top_k": 0}}, ["targets.top_k: expected a positive integer, got 0"]),
         ({"targets": {"threshold": 1.5}}, ["targets.threshold: expected a number between 0 and 1, got 1.5"]),
         (

@@ -32,6 +32,7 @@ MAP_SETTINGS = [
     "data.id_column=null",
     "data.label_column=null",
     "data.mask_column=label",
+    "data.region_column=label",
     "data.series_column=label",
     "data.delimiter=';'",
     "data.encoding=latin-1",

@@ -51,6 +51,7 @@ What was explained is recorded in :attr:`ExplainedOutput.description`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import keras
 
@@ -111,12 +112,13 @@ def _probabilities_view(model: keras.Model, head: Head) -> ExplainedOutput:
     if head.kind == "logits":
         logits = _logits_view(model, head).model
         squash = {"softmax": keras.ops.softmax, "sigmoid": keras.ops.sigmoid, "hard_sigmoid": keras.ops.hard_sigmoid}
-        probabilities = squash[head.activation](logits.outputs[0])
+        probabilities = _step(model, head.activation, squash[head.activation], logits.outputs[0])
         view = keras.Model(model.inputs[0], probabilities, name=f"{model.name}_probabilities")
         words = f"probabilities: {head.activation} of the logits ({head.where})"
         return ExplainedOutput(view, OUTPUT_PROBABILITIES, words, head.removed, head)
     if head.kind == "log_probabilities":
-        view = keras.Model(model.inputs[0], keras.ops.exp(model.outputs[0]), name=f"{model.name}_probabilities")
+        exp = _step(model, "exp", keras.ops.exp, model.outputs[0])
+        view = keras.Model(model.inputs[0], exp, name=f"{model.name}_probabilities")
         return ExplainedOutput(view, OUTPUT_PROBABILITIES, f"probabilities: exp of the model output, log-probabilities "
                                f"({head.where})", None, head)  # fmt: skip
     return ExplainedOutput(model, OUTPUT_PROBABILITIES, f"probabilities: {head.where}", None, head)
@@ -215,18 +217,38 @@ def _layer_view(model: keras.Model, name: str) -> ExplainedOutput:
     description = f"layer {name!r}"
     if len(tensor.shape) > 2:
         axes = tuple(range(1, len(tensor.shape) - 1))
-        tensor = keras.ops.mean(tensor, axis=axes)
+        tensor = _step(model, "mean", lambda t: keras.ops.mean(t, axis=axes), tensor)
         description += " (averaged over its spatial axes)"
     return ExplainedOutput(keras.Model(model.inputs[0], tensor, name=f"{model.name}_{name}"), name, description)
+
+
+def _step(model: keras.Model, what: str, function: Any, tensor: Any) -> Any:
+    """``function(tensor)`` as one layer of the view, named so that no layer of ``model`` has its name.
+
+    A bare ``keras.ops`` call in a functional graph is named after the op (``concatenate``,
+    ``softmax``), and in a process that loaded the model from a file that name can be a layer
+    of the model's own (Keras then refuses the view): the layer's name is made unique here.
+    """
+    taken = {layer.name for layer in model.layers}
+    name, k = f"medxai_{what}", 1
+    while name in taken:
+        k += 1
+        name = f"medxai_{what}_{k}"
+    return keras.layers.Lambda(function, name=name)(tensor)
 
 
 def _two_classes(result: ExplainedOutput) -> ExplainedOutput:
     """One output unit as two classes: ``[-z, z]`` for a logit, ``[1 - p, p]`` for a probability."""
     unit = result.model.outputs[0]
     probability = result.requested == OUTPUT_PROBABILITIES
-    other = keras.ops.subtract(1.0, unit) if probability else keras.ops.negative(unit)
-    both = keras.ops.concatenate([other, unit], axis=-1)
-    model = keras.Model(result.model.inputs[0], both, name=f"{result.model.name}_two_classes")
+    model = result.model
+    both = _step(
+        model,
+        "two_classes",
+        lambda u: keras.ops.concatenate([keras.ops.subtract(1.0, u) if probability else keras.ops.negative(u), u], -1),
+        unit,
+    )
+    model = keras.Model(model.inputs[0], both, name=f"{model.name}_two_classes")
     note = "1 - p" if probability else "its negative"
     description = f"{result.description}; one output unit read as two classes (1: the unit, 0: {note})"
     return replace(result, model=model, description=description)

@@ -41,9 +41,11 @@ from medxai.pipeline.config.sections import (
     EvaluateSection,
     ModelSection,
     OutputSection,
+    RegionTargets,
     RuntimeSection,
     ThresholdTargets,
     TopKTargets,
+    class_list,
 )
 from medxai.preprocess import PreprocessSpec
 
@@ -63,9 +65,13 @@ class Config(BaseModel):
     data: DataSection
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec(name=DEFAULT_METHOD)])
-    targets: Literal["predicted", "label", "all"] | TopKTargets | ThresholdTargets | tuple[int | str, ...] = Field(
+    targets: (
+        Literal["predicted", "label", "all"] | TopKTargets | ThresholdTargets | RegionTargets | tuple[int | str, ...]
+    ) = Field(
         default="predicted",
-        description="'predicted', 'label', 'all', {top_k: K}, {threshold: T}, or a list of class indices or names.",
+        description="'predicted', 'label', 'all', {top_k: K}, {threshold: T}, a list of class indices or names; "
+        "or for a segmentation model {region: predicted | connected | border | manifest | all, channels: [...], "
+        "reduce: sum | mean}.",
     )
     heatmap: HeatmapPolicy = Field(default_factory=HeatmapPolicy)
     output: OutputSection
@@ -119,7 +125,7 @@ class Config(BaseModel):
     def _check_targets(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("predicted", "label", "all"):
             value = value.strip().lower()
-            if value == "label" and _label_column(info) is None:
+            if value == "label" and _data_key(info, "label_column") is None:
                 raise validation_error("'label' needs data.label_column")
             return value
         if isinstance(value, Mapping):
@@ -128,26 +134,20 @@ class Config(BaseModel):
                 return sub_validate(TopKTargets, value, info)
             if keys == {"threshold"}:
                 return sub_validate(ThresholdTargets, value, info)
-            raise validation_error(f"expected {{top_k: K}} or {{threshold: T}}, got {show_value(value)}")
+            if "region" in keys:
+                region = sub_validate(RegionTargets, value, info)
+                if region.region == "manifest" and _data_key(info, "region_column") is None:
+                    raise validation_error("region: manifest needs data.region_column (the column of mask files)")
+                if region.components is not None and region.region != "connected":
+                    raise validation_error(f"components applies to region: connected, not region: {region.region}")
+                return region
+            raise validation_error(
+                f"expected {{top_k: K}}, {{threshold: T}} or {{region: ..., channels: [...]}}, got {show_value(value)}"
+            )
         if is_int(value) or isinstance(value, str):
             value = [value]
         if isinstance(value, (list, tuple)) and value:
-            problems: Problems = []
-            seen: list[Any] = []
-            for i, item in enumerate(value):
-                if isinstance(item, str) and item.strip():
-                    item = item.strip()
-                elif not is_int(item) or item < 0:
-                    problems.append(
-                        ((i,), f"expected a non-negative class index or a class name, got {show_value(item)}")
-                    )
-                    continue
-                if item in seen:
-                    problems.append(((i,), f"duplicate class {item!r}"))
-                seen.append(item if isinstance(item, str) else int(item))
-            if problems:
-                raise validation_errors(problems)
-            return tuple(seen)
+            return class_list(value)
         raise validation_error(
             "expected 'predicted', 'label', 'all', {top_k: K}, {threshold: T} or a list of class indices "
             f"or names, got {show_value(value)}"
@@ -188,13 +188,14 @@ def _json_fallback(value: Any) -> Any:
     return tolist() if callable(tolist) else repr(value)
 
 
-def _label_column(info: ValidationInfo) -> Any:
+def _data_key(info: ValidationInfo, key: str) -> Any:
+    """``data.<key>`` of the config being validated (validated if the data section was, else as written)."""
     data = info.data.get("data")
     if data is not None:
-        return data.label_column
+        return getattr(data, key)
     raw = (info.context or {}).get("raw") or {}
     section = raw.get("data") if isinstance(raw, Mapping) else None
-    return section.get("label_column") if isinstance(section, Mapping) else None
+    return section.get(key) if isinstance(section, Mapping) else None
 
 
 # -------------------------------------------------------------- validation driver

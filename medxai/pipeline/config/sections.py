@@ -36,6 +36,7 @@ from medxai._validation import (
     StrictBool,
     UnitInterval,
     did_you_mean,
+    is_int,
     is_word,
     non_empty_name,
     null_is_empty,
@@ -214,6 +215,60 @@ class ThresholdTargets(_Section):
     threshold: UnitInterval
 
 
+class RegionTargets(_Section):
+    """``targets: {region: ..., channels: [...], reduce: sum}``: regions of a segmentation model's output.
+
+    Each (image, channel) explains the region score: the sum (or mean) of the channel's
+    logits over the region (see :mod:`medxai.regions`).
+    """
+
+    region: Literal["predicted", "connected", "border", "manifest", "all"] = Field(
+        description="predicted: where the model predicts the channel; connected: each connected component of "
+        "it (largest first); border: its inside border; manifest: the mask file of data.region_column; "
+        "all: the whole channel."
+    )
+    channels: tuple[int | str, ...] | None = Field(
+        default=None, description="Output channels by index or model.class_names; None: every channel but 0."
+    )
+    reduce: Literal["sum", "mean"] = "sum"
+    components: PositiveInt | None = Field(
+        default=None, description="With region: connected, keep the N largest components; None: all."
+    )
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _check_channels(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if is_int(value) or isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise validation_error(f"expected a list of channel indices or class names, got {show_value(value)}")
+        return class_list(value, "channel")
+
+
+def class_list(value: list[Any] | tuple[Any, ...], what: str = "class") -> tuple[int | str, ...]:
+    """Classes (or channels) by index or name, checked: non-negative integers or non-empty names, no duplicates.
+
+    Raises:
+        ValidationError: every bad entry, by position.
+    """
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    seen: list[Any] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str) and item.strip():
+            item = item.strip()
+        elif not is_int(item) or item < 0:
+            problems.append(((i,), f"expected a non-negative {what} index or a class name, got {show_value(item)}"))
+            continue
+        if item in seen:
+            problems.append(((i,), f"duplicate {what} {item!r}"))
+        seen.append(item if isinstance(item, str) else int(item))
+    if problems:
+        raise validation_errors(problems)
+    return tuple(seen)
+
+
 class DataSection(_Section):
     """The dataset manifest and the columns to read from it."""
 
@@ -222,6 +277,11 @@ class DataSection(_Section):
     id_column: OptionalName = Field(default=None, description="None: the row number is the id.")
     label_column: OptionalName = None
     mask_column: OptionalName = None
+    region_column: OptionalName = Field(
+        default=None,
+        description="Column of region mask paths (NIfTI, PNG, NPY, DICOM SEG) that a segmentation model's "
+        "targets: {region: manifest} explains; empty cells: nothing to explain for that image.",
+    )
     series_column: OptionalName = Field(
         default=None, description="Column of DICOM SeriesInstanceUIDs, for paths that are folders of several series."
     )
