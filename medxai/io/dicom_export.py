@@ -29,6 +29,11 @@ geometry (no ImageOrientationPatient/ImagePositionPatient at all, e.g. a CR or
 DX radiograph) get no Parametric Map: the IOD requires a frame of reference
 and plane positions (and highdicom 0.28 cannot build one without them), so
 only the overlay is written and ``dicom_map_path`` is absent from the result.
+
+An explained region (a segmentation model's target, :mod:`medxai.regions`) is
+written by :func:`write_dicom_seg` as a DICOM Segmentation (PS3.3 A.51, BINARY,
+one segment) built with highdicom from the same sources, its frames paired with
+them as the map's are.
 """
 
 from __future__ import annotations
@@ -57,10 +62,10 @@ from medxai._version import __version__
 from medxai.io.dicom_geometry import frame_geometry, orientation_letters, source_orientation
 from medxai.io.writers import atomic_write_bytes
 
-__all__ = ["DicomExportError", "write_dicom_outputs"]
+__all__ = ["DicomExportError", "write_dicom_outputs", "write_dicom_seg"]
 
 SERIES_NUMBER_BASE = 9000
-_SERIES_OFFSET = {"pm": 0, "sc": 1}
+_SERIES_OFFSET = {"pm": 0, "sc": 1, "seg": 2}
 _CONTENT_LABEL = "ATTRIBUTION_MAP"
 _CREATOR = "medxai^"  # trailing caret: a one-component person name (highdicom warns otherwise)
 # Type 2 attributes highdicom reads as attributes from the source: present, maybe empty.
@@ -184,6 +189,104 @@ def write_dicom_outputs(
     return out
 
 
+def write_dicom_seg(
+    mask: np.ndarray,
+    sources: Sequence[str | os.PathLike],
+    path: str | os.PathLike,
+    *,
+    channel: int,
+    region: str,
+    run_id: str = "",
+) -> bool:
+    """Writes an explained region as a DICOM Segmentation (BINARY, one segment), atomically.
+
+    The mask's frames pair with the sources as a map's do in :func:`write_dicom_outputs`:
+    frame k belongs to ``sources[k]``, or to frame k+1 of a single multi-frame source;
+    each SEG frame keeps its source's position and references it (highdicom stores
+    them in its own order). Every source frame gets a SEG frame, empty ones too
+    (``omit_empty_frames=False``), so the SEG covers exactly the map's grid. Sources
+    without patient geometry (a radiograph) get a SEG without a frame of reference,
+    its pixels tied to the source's by the Derivation Image references alone.
+
+    The segment is labelled ``medxai region: channel <channel> <region>``, coded as
+    a Spatial and Relational Concept (SCT 309825002) of type Region in Space
+    (DCM 130488), made AUTOMATICally by medxai (algorithm family Artificial
+    Intelligence); the SEG lives in a new series of the source study (UIDs from the
+    run, the source series, the channel and ``region``), series number
+    ``9000 + 10 * (crc32(channel, region) % 100) + 2``.
+
+    Args:
+        mask: bool (or 0/1) array at the sources' geometry, ``(rows, cols)`` or ``(frames, rows, cols)``.
+        sources: the source DICOM files, one per frame, or one multi-frame file.
+        path: the file to write (``<region_stem>.seg.dcm``).
+        channel: the explained output channel.
+        region: the region's name (the segment label's end), e.g. ``"ct_001_c1_predicted"``.
+        run_id: run fingerprint mixed into the UIDs.
+
+    Returns:
+        True when written; False (nothing written) for an all-empty mask, which has no segment.
+
+    Raises:
+        DicomExportError: unreadable or disagreeing sources, a mask of another shape, or highdicom refusing it.
+    """
+    paths = [Path(os.fspath(p)) for p in sources]
+    if not paths:
+        raise DicomExportError("no source DICOM files given")
+    datasets = [_read_source(p) for p in paths]
+    _check_agree(datasets, paths)
+    mask = np.asarray(mask)
+    _check_shape(mask, "region mask", datasets, paths)
+    mask = mask.astype(bool)
+    if not mask.any():
+        return False
+    first = datasets[0]
+    name = _clean(f"channel {int(channel)} {region}", 64 - len("medxai region: "))
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="medxai", family=codes.DCM.ArtificialIntelligence, version=__version__
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=f"medxai region: {name}",
+        segmented_property_category=codes.SCT.SpatialAndRelationalConcept,
+        segmented_property_type=codes.DCM.RegionInSpace,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+    entropy = ["medxai", run_id, first.SeriesInstanceUID, "region", str(int(channel)), region, "seg"]
+    crc = zlib.crc32(f"region\0{int(channel)}\0{region}".encode())
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=datasets,
+            pixel_array=mask.astype(np.uint8),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=[segment],
+            series_instance_uid=generate_uid(entropy_srcs=entropy),
+            series_number=SERIES_NUMBER_BASE + 10 * (crc % 100) + _SERIES_OFFSET["seg"],
+            sop_instance_uid=generate_uid(entropy_srcs=[*entropy, *(ds.SOPInstanceUID for ds in datasets)]),
+            instance_number=_instance_number(first) if mask.ndim == 2 else 1,
+            manufacturer="medxai",
+            manufacturer_model_name="medxai",
+            software_versions=__version__,
+            device_serial_number="none",
+            omit_empty_frames=False,
+            content_label="REGION",
+            content_description=_clean(f"medxai explained region, {name}", 64),
+            content_creator_name=_CREATOR,
+            series_description=_clean(f"medxai region {name}", 64),
+        )
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
+        raise DicomExportError(f"highdicom cannot build a Segmentation from {paths[0]}: {exc}", paths[0]) from exc
+    if "FrameOfReferenceUID" not in seg:
+        # Pixel Measures belongs to a patient frame of reference (PS3.3 A.51.5); without one,
+        # highdicom 0.28 still writes a PixelSpacing-only group that its own reader refuses.
+        for group in seg.SharedFunctionalGroupsSequence:
+            if "PixelMeasuresSequence" in group:
+                del group.PixelMeasuresSequence
+    _copy_series_anatomy(first, seg)
+    atomic_write_bytes(path, _to_bytes(seg))
+    return True
+
+
 class _Texts:
     """The wording shared by both objects, cut to the VR lengths (SH 16, LO 64)."""
 
@@ -250,15 +353,7 @@ def _check_arrays(
     heatmap: Any, overlay: Any, datasets: list[Dataset], paths: list[Path]
 ) -> tuple[np.ndarray, np.ndarray]:
     heatmap, overlay = np.asarray(heatmap), np.asarray(overlay)
-    where = f"{len(paths)} source(s) from {paths[0]}"
-    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
-    frames = _n_frames(datasets[0]) if len(datasets) == 1 else len(datasets)
-    expected = [(frames, rows, cols)] + ([(rows, cols)] if frames == 1 else [])
-    if heatmap.shape not in expected:
-        raise DicomExportError(
-            f"heatmap shape {heatmap.shape} does not match {where}: expected "
-            f"{' or '.join(map(str, expected))} (frames, rows, cols)"
-        )
+    where = _check_shape(heatmap, "heatmap", datasets, paths)
     if heatmap.dtype.kind not in "fiub":
         raise DicomExportError(f"heatmap must be real numbers, got dtype {heatmap.dtype}")
     if not np.all(np.isfinite(heatmap)):
@@ -278,6 +373,24 @@ def _check_arrays(
             f"got {overlay.dtype} {overlay.shape}"
         )
     return heatmap.astype(np.float32, copy=False), overlay
+
+
+def _check_shape(array: np.ndarray, what: str, datasets: list[Dataset], paths: list[Path]) -> str:
+    """Raises unless ``array`` is ``(frames, rows, cols)`` of the sources (or ``(rows, cols)`` for one frame).
+
+    Returns:
+        The sources as the messages name them.
+    """
+    where = f"{len(paths)} source(s) from {paths[0]}"
+    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
+    frames = _n_frames(datasets[0]) if len(datasets) == 1 else len(datasets)
+    expected = [(frames, rows, cols)] + ([(rows, cols)] if frames == 1 else [])
+    if array.shape not in expected:
+        raise DicomExportError(
+            f"{what} shape {array.shape} does not match {where}: expected "
+            f"{' or '.join(map(str, expected))} (frames, rows, cols)"
+        )
+    return where
 
 
 def _has_patient_geometry(ds: Dataset, path: Path) -> bool:

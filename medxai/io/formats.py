@@ -15,6 +15,9 @@ function plus one :func:`register_format`::
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +50,12 @@ class MapToWrite:
         run_id: The run's id (the DICOM series' provenance).
         colormap, alpha, outline: How pictures are drawn.
         max_size: The longest side of a picture in pixels (the map files stay at full size).
+        region: The explained region (a segmentation model's target, :mod:`medxai.regions`)
+            as a bool array at the source's geometry, the shape of ``heatmap``; None for a
+            class target. The overlay pictures outline it; the ``mask`` format writes it.
+        region_stem: ``regions/<image id>_<target tag>``, relative to ``folder``: where the
+            ``mask`` format writes the region (the same for every method explaining it;
+            None: ``regions/<stem's name>``).
     """
 
     heatmap: np.ndarray
@@ -78,15 +87,24 @@ class MapToWrite:
             self._pictures = picture_size(self.heatmap, self.display, self.max_size)
         return self._pictures
 
+    def picture_region(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The region (None without one) sized to a picture's ``shape`` (:meth:`pictures`, :func:`picture_size`)."""
+        if self.region is None:
+            return None
+        region = np.asarray(self.region, dtype=bool)
+        if region.shape == tuple(shape):
+            return region
+        return resize_spatial(region[..., np.newaxis].astype(np.float32), shape, anti_aliasing=False)[..., 0] >= 0.5
+
     def source_picture(self) -> np.ndarray:
         """The windowed source image (formats with ``display``); ValueError where the run has none."""
         if self.display is None:
             raise ValueError("this output format draws over the source image, and none was loaded for it")
         return self.display
 
-    def overlay(self, display: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
-        """``heatmap`` over ``display`` in this map's colours (an RGB uint8 picture)."""
-        return overlay(display, heatmap, colormap=self.colormap, alpha=self.alpha, outline=self.outline)
+    def overlay(self, display: np.ndarray, heatmap: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+        """``heatmap`` over ``display`` in this map's colours (an RGB uint8 picture), ``region`` outlined."""
+        return overlay(display, heatmap, colormap=self.colormap, alpha=self.alpha, outline=self.outline, region=region)
 
 
 @dataclass(frozen=True)
@@ -180,19 +198,93 @@ def _write_png(map_: MapToWrite) -> dict[str, str]:
 
 
 def _write_overlay(map_: MapToWrite) -> dict[str, str]:
+    """The map over the source image; the strongest regions' and the explained region's outlines."""
     name = map_.name(".overlay.png")
     small, display = map_.pictures()
     if display is None:
         display = map_.source_picture()  # raises: an overlay needs the source image
-    write_png(map_.folder / name, map_.overlay(display, small))
+    write_png(map_.folder / name, map_.overlay(display, small, map_.picture_region(small.shape)))
     return {"overlay_path": name}
+
+
+def _nifti(map_: MapToWrite, name: str, array: np.ndarray, **kwargs: Any) -> None:
+    """``array`` (at the map's geometry) as the NIfTI ``name``, placed as the map is: one geometry for both."""
+    affine = map_.affine if map_.affine is not None else default_affine(None, map_.heatmap.ndim)
+    write_nifti(map_.folder / name, array, affine, shape_xyz=map_.nifti_shape, xforms=map_.nifti_xforms, **kwargs)
 
 
 def _write_nifti(map_: MapToWrite) -> dict[str, str]:
     name = map_.name(".nii.gz")
-    affine = map_.affine if map_.affine is not None else default_affine(None, map_.heatmap.ndim)
-    write_nifti(map_.folder / name, map_.heatmap, affine, shape_xyz=map_.nifti_shape, xforms=map_.nifti_xforms)
+    _nifti(map_, name, map_.heatmap)
     return {"nifti_path": name}
+
+
+_written_regions: dict[str, str] = {}  # region file (absolute) -> the key of what this process wrote there
+_region_locks: dict[str, threading.Lock] = {}
+_region_locks_lock = threading.Lock()
+
+
+def _write_once(path: Path, key: str, write: Callable[[], object]) -> None:
+    """Run ``write`` unless this process already wrote ``path`` with ``key`` and it is still there.
+
+    One region's files are named by every row explaining it (one a method); the writer
+    threads may reach them together, so each path has a lock.
+    """
+    where = os.path.abspath(path)
+    with _region_locks_lock:
+        lock = _region_locks.setdefault(where, threading.Lock())
+    with lock:
+        if _written_regions.get(where) == key and os.path.exists(where):
+            return
+        write()
+        _written_regions[where] = key
+
+
+def _write_mask(map_: MapToWrite) -> dict[str, str]:
+    """The explained region as a 0/1 NIfTI and, for a DICOM source, a DICOM Segmentation.
+
+    Written once per run at ``<region_stem>.nii.gz`` / ``.seg.dcm`` and named by every
+    row explaining that region; a class target (no region) or an empty region writes
+    nothing (empty columns).
+    """
+    region = map_.region
+    if region is None:
+        return {}
+    region = np.asarray(region, dtype=bool)
+    if region.shape != map_.heatmap.shape:
+        raise ValueError(f"the region {region.shape} and the map {map_.heatmap.shape} differ in shape")
+    if not region.any():
+        return {}
+    stem = map_.region_stem if map_.region_stem is not None else Path("regions") / map_.stem.name
+    digest = hashlib.sha256(f"{map_.run_id}\0{region.shape}\0{list(map_.source_files)}".encode())
+    digest.update(np.packbits(region).tobytes())
+    if map_.affine is not None:
+        digest.update(np.ascontiguousarray(map_.affine, dtype=np.float64).tobytes())
+    key = digest.hexdigest()
+    written = {"mask_nifti_path": stem.as_posix() + ".nii.gz"}
+    _write_once(
+        map_.folder / written["mask_nifti_path"],
+        key,
+        lambda: _nifti(map_, written["mask_nifti_path"], region, dtype=np.uint8, description="medxai explained region"),
+    )
+    if map_.source_files:
+        from medxai.io.dicom_export import write_dicom_seg  # deferred: highdicom loads only when asked for
+
+        name = stem.as_posix() + ".seg.dcm"
+        _write_once(
+            map_.folder / name,
+            key,
+            lambda: write_dicom_seg(
+                region,
+                map_.source_files,
+                map_.folder / name,
+                channel=map_.class_index,
+                region=stem.name,
+                run_id=map_.run_id,
+            ),  # fmt: skip
+        )
+        written["mask_seg_path"] = name
+    return written
 
 
 def _write_dicom(map_: MapToWrite) -> dict[str, str]:
@@ -204,10 +296,12 @@ def _write_dicom(map_: MapToWrite) -> dict[str, str]:
     heatmap = map_.heatmap
     small, shown = picture_size(heatmap, map_.source_picture(), map_.max_size, montage_of_slices=False)
     display = map_.source_picture() if shown is None else shown
+    region = map_.picture_region(small.shape)
     if heatmap.ndim == 2:
-        pictures = map_.overlay(display, small)
+        pictures = map_.overlay(display, small, region)
     else:  # one picture per slice, not the montage of the overlay PNG
-        pictures = np.stack([map_.overlay(d, h) for d, h in zip(display, small)])
+        regions = [None] * len(small) if region is None else list(region)
+        pictures = np.stack([map_.overlay(d, h, r) for d, h, r in zip(display, small, regions)])
     written = write_dicom_outputs(
         heatmap,
         pictures,
@@ -230,3 +324,5 @@ register_format(OutputFormat(
     "dicom", ("dicom_map_path", "dicom_overlay_path"), (".pm.dcm", ".sc.dcm", ".sc"), _write_dicom,
     display=True, sources=("dicom",),
 ))  # fmt: skip
+# Beside the region's stem, not the map's: no suffixes to remove when one map fails (other rows share the files).
+register_format(OutputFormat("mask", ("mask_nifti_path", "mask_seg_path"), (), _write_mask))

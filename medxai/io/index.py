@@ -71,7 +71,7 @@ RUN_FILES: tuple[str, ...] = (
     "report.html", ".medxai.lock",
 )  # fmt: skip
 #: Folders of a run folder whose whole content the run writes, and name patterns of other files it writes.
-RUN_FOLDERS: tuple[str, ...] = ("maps",)
+RUN_FOLDERS: tuple[str, ...] = ("maps", "regions")
 RUN_PATTERNS: tuple[str, ...] = ("contact_sheet*.png",)
 
 

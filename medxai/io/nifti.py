@@ -189,8 +189,10 @@ def write_nifti(
     shape_xyz: tuple[int, ...] | None = None,
     xform_code: int = 1,
     xforms: NiftiXforms | None = None,
+    dtype: type[np.float32] | type[np.uint8] = np.float32,
+    description: str = "medxai attribution map",
 ) -> None:
-    """Writes a float32 map as NIfTI-1 (gzipped when ``path`` ends in ``.gz``), atomically.
+    """Writes a float32 map (or a uint8 mask) as NIfTI-1 (gzipped when ``path`` ends in ``.gz``), atomically.
 
     Args:
         path: the destination, ``.nii`` or ``.nii.gz``.
@@ -205,15 +207,24 @@ def write_nifti(
             sets the zooms), both codes and the unit are written as they are,
             instead of ``affine`` and ``xform_code``, so that every reader
             places the map where it places the source.
+        dtype: the stored type: ``np.float32`` (a map) or ``np.uint8`` (a 0/1 mask; anything but
+            whole numbers from 0 to 255 is refused).
+        description: the header's ``descrip`` (at most 80 bytes of ASCII).
 
     Raises:
-        ValueError: not a 2D/3D array, or it or the affine is not finite.
+        ValueError: not a 2D/3D array, or it or the affine is not finite; uint8 data not whole numbers in 0..255.
     """
+    if dtype not in (np.float32, np.uint8):
+        raise ValueError(f"a NIfTI map is float32 or uint8, got {dtype}")
     data = np.asarray(array, dtype=np.float32)
     if data.ndim not in (2, 3):
         raise ValueError(f"a NIfTI map needs 2 or 3 axes, got shape {data.shape}")
     if not np.isfinite(data).all():
         raise ValueError("the map contains NaN or infinite values")
+    if dtype is np.uint8:
+        if data.size and (data.min() < 0 or data.max() > 255 or (data != np.rint(data)).any()):
+            raise ValueError("uint8 NIfTI data must be whole numbers from 0 to 255")
+        data = data.astype(np.uint8)
     if not np.isfinite(np.asarray(affine, dtype=np.float64)).all():
         raise ValueError(
             "the source's affine holds NaN or infinite values: a NIfTI map would have no place in the patient"
@@ -227,7 +238,7 @@ def write_nifti(
     ):
         xyz = xyz.reshape(tuple(shape_xyz))  # give back the source's trailing singleton axes
     image = nib.Nifti1Image(np.asfortranarray(xyz), nifti_affine)
-    image.header.set_data_dtype(np.float32)
+    image.header.set_data_dtype(dtype)
     if xforms is None:
         image.set_sform(nifti_affine, code=xform_code)
         image.set_qform(nifti_affine, code=xform_code)
@@ -235,7 +246,7 @@ def write_nifti(
         image.set_qform(xforms.qform, code=xforms.qform_code)
         image.set_sform(xforms.sform, code=xforms.sform_code)
         image.header.set_xyzt_units(xyz=xforms.xyz_units)
-    image.header["descrip"] = b"medxai attribution map"
+    image.header["descrip"] = description.encode("ascii", "replace")[:80]
     raw = image.to_bytes()
     # Level 1: maps compress well enough at a fraction of the time of the default 9.
     atomic_write_bytes(path, gzip.compress(raw, compresslevel=1, mtime=0) if os.fspath(path).endswith(".gz") else raw)

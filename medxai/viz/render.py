@@ -7,6 +7,8 @@ Overlays can also carry outlines of the map's strongest regions, as the outline
 view of the Keras Integrated Gradients example does: threshold the map at a value
 percentile, clean the region up morphologically, drop specks, then draw the
 region's boundary (:func:`strongest_regions`, :func:`outline`, :class:`OutlineSpec`).
+An explained region (a segmentation model's target, :mod:`medxai.regions`) is outlined
+too, in its own colour (:data:`REGION_COLOR`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from skimage.segmentation import find_boundaries
 from medxai.viz.outline_spec import OutlineSpec
 
 __all__ = [
+    "REGION_COLOR",
     "OutlineSpec",
     "check_colormap",
     "colorize",
@@ -32,6 +35,11 @@ __all__ = [
     "overlay",
     "strongest_regions",
 ]
+
+
+#: The outline colour of an explained region (deep sky blue): apart from the strongest
+#: regions' default green and from the default colormaps' (inferno, viridis) colours.
+REGION_COLOR: tuple[int, int, int] = (0, 191, 255)
 
 
 def check_colormap(name: str) -> None:
@@ -190,6 +198,8 @@ def overlay(
     colormap: str = "inferno",
     alpha: float = 0.5,
     outline: OutlineSpec | Mapping[str, Any] | None = None,
+    region: np.ndarray | None = None,
+    region_color: tuple[int, int, int] = REGION_COLOR,
 ) -> np.ndarray:
     """Blend a colour-mapped heatmap over the image a person sees.
 
@@ -205,6 +215,12 @@ def overlay(
             ``color`` on top of the picture; with ``only=True`` on the plain image.
             For volumes the regions are found on the volume and the outline mask
             is tiled with the same :func:`montage` as the picture.
+        region: None, or the explained region: a bool mask of the heatmap's shape whose
+            boundary (:func:`outline`, slice by slice for volumes, tiled like the picture)
+            is drawn in ``region_color`` last, over everything else, so it stays visible
+            where it crosses the strongest regions' outline.
+        region_color: RGB of the region's outline, three ints in 0..255 (default
+            :data:`REGION_COLOR`, apart from the outline's default green).
 
     Returns:
         RGB uint8 picture (3D inputs: a montage of slices).
@@ -213,6 +229,8 @@ def overlay(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if image.shape[:-1] != heatmap.shape:
         raise ValueError(f"image {image.shape[:-1]} and heatmap {heatmap.shape} differ in shape")
+    if region is not None and np.shape(region) != heatmap.shape:
+        raise ValueError(f"region {np.shape(region)} and heatmap {heatmap.shape} differ in shape")
     check_colormap(colormap)
     spec = OutlineSpec.coerce(outline)
     rank = heatmap.ndim
@@ -236,4 +254,6 @@ def overlay(
             min_size=spec.min_size,
         )
         picture[_as_2d(_outline_of(regions), rank)] = spec.color
+    if region is not None:
+        picture[_as_2d(_outline_of(region), rank)] = region_color
     return picture

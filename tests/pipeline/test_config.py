@@ -818,12 +818,13 @@ def test_base_options_are_not_allowed_in_a_method_entry(study):
         ({"heatmap": {"clip": {"high": 101}}}, ["heatmap.clip: expected 0 <= low < high <= 100, got low=0, high=101"]),
         (
             {"output": {"dir": "out", "formats": []}},
-            ["output.formats: expected a non-empty list of npy, png, overlay, nifti, dicom, got []"],
+            ["output.formats: expected a non-empty list of npy, png, overlay, nifti, dicom, mask, got []"],
         ),
         (
             {"output": {"dir": "out", "formats": ["png", "jpg", "png"]}},
             [
-                "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay, nifti, dicom; did you mean 'png'?)",
+                "output.formats[1]: unknown format 'jpg' (known: npy, png, overlay, nifti, dicom, mask; "
+                "did you mean 'png'?)",
                 "output.formats[2]: duplicate format 'png'",
             ],
         ),
