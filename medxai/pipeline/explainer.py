@@ -163,9 +163,10 @@ class Explainer:
         ready: list[Item] = []
         classes: list[list[Target]] = []
         score_of: list[dict[Any, dict[str, str]]] = []
-        for item, score in ((good[i], score) for i, score in scored):
+        outputs = self._explained_outputs([good[i] for i, _ in scored])
+        for k, (item, score) in enumerate((good[i], score) for i, score in scored):
             try:
-                chosen, skipped, scores = self._targets(item, score)
+                chosen, skipped, scores = self._targets(item, score, None if outputs is None else outputs[k])
             except Exception as err:  # noqa: BLE001 - e.g. a label the model has no class for
                 rows.extend(self.error_rows(item, image_error(err, item.row.path)))
                 continue
@@ -221,12 +222,20 @@ class Explainer:
             _tick(tick, len(items) / len(self.methods))
         return rows
 
+    def _explained_outputs(self, items: list[Item]) -> np.ndarray | None:
+        """The explained output (logits by default) of each image, for region scores (None: a classifier)."""
+        if self.region_engine is None or not items:
+            return None
+        images = np.stack([_tensor(item) for item in items])
+        return self.region_engine.predict(images, self.config.runtime.batch_size)
+
     def _targets(
-        self, item: Item, score: np.ndarray
+        self, item: Item, score: np.ndarray, explained: np.ndarray | None = None
     ) -> tuple[list[Target], list[tuple[Target | None, str]], dict[Any, dict[str, str]]]:
         """What one image explains: its targets, the skipped ones with the reason, and each target's score columns.
 
-        Sets the image's ``predicted`` column (classes, or the channels predicted somewhere).
+        Sets the image's ``predicted`` column (classes, or the channels predicted somewhere);
+        ``explained`` is the image's explained output (a segmentation model's region scores).
         """
         activation = self.head.activation
         if self.targets.kind != "region":
@@ -239,8 +248,8 @@ class Explainer:
             reason = "no region mask for this image in data.region_column"
             return [], [(None, reason)], {}
         regions = self.targets.regions(score, activation, item.region)
-        assert self.region_engine is not None
-        explained = self.region_engine.predict(_tensor(item)[None])[0]
+        if explained is None:
+            raise ValueError("a segmentation model's region scores need its explained output")
         chosen: list[Target] = []
         skipped: list[tuple[Target | None, str]] = []
         scores: dict[Any, dict[str, str]] = {}

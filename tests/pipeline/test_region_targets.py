@@ -65,7 +65,9 @@ def seg_study(tmp_path_factory) -> Path:
     with open(root / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image_id", "path", "label", "region"])
-        writer.writerows([("two", "two.npy", 1, "two_truth.png"), ("one", "one.npy", 1, ""), ("none", "none.npy", 0, "")])
+        writer.writerows(
+            [("two", "two.npy", 1, "two_truth.png"), ("one", "one.npy", 1, ""), ("none", "none.npy", 0, "")]
+        )
     return root
 
 
@@ -169,7 +171,7 @@ def test_a_resumed_region_run_recomputes_nothing_and_keeps_every_row(seg_study, 
 
 
 def test_targets_that_do_not_fit_the_model_are_refused_naming_the_setting(seg_study, study):
-    with pytest.raises(StudyError, match=r"targets: the model's output is dense .*region: predicted"):
+    with pytest.raises(StudyError, match=r"targets: the model's output is dense, .*region: predicted"):
         medxai.run(config(seg_study, "runs/classes", targets="predicted"))
     with pytest.raises(StudyError, match=r"targets.channels: class 5 is out of range"):
         medxai.run(config(seg_study, "runs/range", targets={"region": "predicted", "channels": [5]}))
@@ -205,3 +207,36 @@ def test_a_3d_softmax_model_on_nifti_volumes(tmp_path):
     written = nib.load(tmp_path / "runs/3d" / ok[0]["nifti_path"])
     assert written.shape[:3] == (8, 8, 8)
     np.testing.assert_allclose(written.affine, nib.load(tmp_path / "vol.nii.gz").affine, atol=1e-5)
+
+
+def test_the_mask_format_writes_the_region_once_as_nifti_and_dicom_seg(tmp_path):
+    hd = pytest.importorskip("highdicom")
+    nib = pytest.importorskip("nibabel")
+    from medxai.data.study_files import write_ct_dicom
+
+    local_model((16, 16), "sigmoid").save(tmp_path / "model.keras")
+    hu = np.full((16, 16), -100.0)
+    hu[3:7, 4:9] = 300.0  # 20 pixels
+    write_ct_dicom(tmp_path / "ct.dcm", hu, uid_seed="region")
+    (tmp_path / "manifest.csv").write_text("image_id,path\nct,ct.dcm\n")
+    path = config(
+        tmp_path,
+        "runs/mask",
+        data={"manifest": "manifest.csv", "id_column": "image_id"},
+        preprocess={"scale": "minmax"},
+        targets={"region": "predicted", "channels": [1]},
+        output={"dir": "runs/mask", "formats": ["npy", "overlay", "nifti", "mask"]},
+    )
+    run_study(path)
+    rows = [r for r in read_index(tmp_path / "runs/mask/index.csv") if r["status"] == "ok"]
+    assert len(rows) == 3 and len({r["mask_nifti_path"] for r in rows}) == 1  # one region file for every method
+    out = tmp_path / "runs/mask"
+    region = np.asarray(nib.load(out / rows[0]["mask_nifti_path"]).dataobj)
+    expected = np.zeros((16, 16), bool)
+    expected[3:7, 4:9] = True
+    assert region.dtype == np.uint8 and int(region.sum()) == 20
+    map_nifti = nib.load(out / rows[0]["nifti_path"])
+    np.testing.assert_array_equal(nib.load(out / rows[0]["mask_nifti_path"]).affine, map_nifti.affine)
+    seg = hd.seg.segread(out / rows[0]["mask_seg_path"])
+    assert seg.number_of_segments == 1
+    np.testing.assert_array_equal(np.squeeze(seg.pixel_array).astype(bool), expected)
