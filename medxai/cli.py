@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medxai.pipeline.quiet import import_tensorflow_quietly, quiet_reader_logs
 
@@ -211,6 +211,13 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _regions_words(rule: Any) -> str:
+    """``region predicted of channels 1, 2 (sum)``: what a segmentation run explains."""
+    channels = ", ".join(map(str, rule.classes))
+    components = f", the {rule.components} largest" if rule.components else ""
+    return f"the {rule.region} region{components} of channel(s) {channels} ({rule.reduce})"
+
+
 def _validate(args: argparse.Namespace) -> int:
     prepared = _prepare(args)
     if prepared is None:
@@ -218,9 +225,16 @@ def _validate(args: argparse.Namespace) -> int:
     config, decoder, rows = prepared
     methods = ", ".join(m.name for m in decoder.methods)
     explained = "; ".join(dict.fromkeys(m.engine.explained for m in decoder.methods if hasattr(m, "engine")))
+    scores = decoder.scores
+    outputs = (
+        f"a segmentation output {tuple(scores.output_shape)} ({scores.n_outputs} channels; targets: "
+        f"{_regions_words(decoder.explainer.targets)})"
+        if scores.dense
+        else f"{scores.n_outputs} classes"
+    )
     print(
-        f"{args.config}: valid ({len(rows)} images; model input {tuple(decoder.scores.input_shape)}, "
-        f"{decoder.scores.n_outputs} classes; methods: {methods}; output: {config.output.dir})"
+        f"{args.config}: valid ({len(rows)} images; model input {tuple(scores.input_shape)}, "
+        f"{outputs}; methods: {methods}; output: {config.output.dir})"
         + (f"\n  explains {explained}" if explained else "")
         + f"\n  scores {decoder.scores.explained} (witness: {decoder.head.witness})"
     )

@@ -356,7 +356,9 @@ class Explainer:
         """The accumulator values one image holds (per class explained), for the size of a step."""
         shape = [n for n in self.scores.input_shape if n is not None]
         kind = self.targets.kind
-        if kind == "all" or (kind in ("threshold", "label") or (kind == "predicted" and self.head.multi_label)):
+        if kind == "region":  # one per channel (connected: at least one per channel)
+            classes = len(self.targets.classes) * (self.targets.components or 1)
+        elif kind == "all" or (kind in ("threshold", "label") or (kind == "predicted" and self.head.multi_label)):
             classes = self.scores.n_outputs  # as many as every class
         else:
             classes = self.targets.top_k if kind == "top_k" else len(self.targets.classes) if kind == "list" else 1
