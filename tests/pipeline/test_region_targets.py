@@ -251,3 +251,17 @@ def test_validate_says_what_a_segmentation_run_explains(seg_study, capsys):
     assert "a segmentation output (16, 16, 2) (2 channels" in said
     assert "the connected region, the 2 largest of channel(s) 1 (sum)" in said
     assert "explains logits: the pre-activation of Conv2D 'head' (sigmoid removed)" in said
+    # the SEG written is a manifest region mask for a next run ("why did the model segment this?")
+    (tmp_path / "again.csv").write_text(f"image_id,path,region\nct,ct.dcm,{out / rows[0]['mask_seg_path']}\n")
+    again = config(
+        tmp_path,
+        "runs/again",
+        data={"manifest": "again.csv", "id_column": "image_id", "region_column": "region"},
+        preprocess={"scale": "minmax"},
+        targets={"region": "manifest", "channels": [1]},
+        methods=["gradient"],
+    )
+    run_study(again)
+    (row,) = read_index(tmp_path / "runs/again/index.csv")
+    assert (row["status"], row["region"], row["region_voxels"]) == ("ok", "manifest", "20")
+    assert float(row["region_score"]) == pytest.approx(float(rows[0]["region_score"]), rel=1e-6)
