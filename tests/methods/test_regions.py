@@ -216,6 +216,12 @@ def head_models(head):
         "softmax_layer": lambda: keras.layers.Softmax()(z),
         "softmax_then_rescaling": lambda: keras.layers.Rescaling(100.0)(keras.layers.Softmax()(z)),
         "lambda_over_softmax": lambda: keras.layers.Lambda(lambda p: p * 100.0)(keras.layers.Softmax()(z)),
+        # opaque to the graph walk: only the output's values (read per pixel) tell what they are
+        "lambda_hand_softmax": lambda: keras.layers.Lambda(
+            lambda t: keras.ops.exp(t) / keras.ops.sum(keras.ops.exp(t), axis=-1, keepdims=True)
+        )(z),
+        "lambda_hand_sigmoid": lambda: keras.layers.Lambda(lambda t: 1.0 / (1.0 + keras.ops.exp(-t)))(z),
+        "lambda_times_3": lambda: keras.layers.Lambda(lambda t: t * 3.0)(z),
     }[head]()
     return keras.Model(inputs, outputs), keras.Model(inputs, z)
 
@@ -265,3 +271,26 @@ def test_a_dense_head_hidden_in_a_lambda_is_refused_for_logits(name):
     model, _ = head_models("lambda_over_softmax")
     with pytest.raises(OutputSelectionError, match=r"Lambda .*output: probabilities"):
         medxai.get_method(name, model, **FAST.get(name, {}))
+
+
+@pytest.mark.parametrize("head", ["lambda_hand_softmax", "lambda_hand_sigmoid"])
+def test_probabilities_behind_a_lambda_are_witnessed_per_pixel(head):
+    """No softmax/sigmoid in the graph: per-pixel rows summing to 1 (or values in [0, 1]) are probabilities,
+    so ``logits`` is refused and ``probabilities`` predicts by argmax (or at 0.5) of the reference's logits."""
+    model, reference = head_models(head)
+    with pytest.raises(OutputSelectionError, match="look like .*probabilities"):
+        medxai.Gradient(model)
+    x = rng.uniform(size=(2, 6, 6, 1)).astype(np.float32)
+    _, targets = medxai.Gradient(model, output="probabilities").engine.check_inputs(x, Region(1))
+    z = reference(x).numpy()
+    want = z.argmax(-1) == 1 if head == "lambda_hand_softmax" else z[..., 1] >= 0
+    np.testing.assert_array_equal(np.stack([r.mask for r in targets.regions]), want)
+
+
+def test_values_that_are_not_probabilities_are_explained_as_logits_per_pixel():
+    model, reference = head_models("lambda_times_3")
+    x = rng.uniform(size=(2, 6, 6, 1)).astype(np.float32)
+    mask = some_mask((6, 6), seed=6)
+    explanation = IntegratedGradients(model, steps=4).explain(x, Region(2, mask=mask))
+    z = (reference(x).numpy() - reference(np.zeros_like(x)).numpy())[..., 2].astype(np.float64)
+    np.testing.assert_allclose(explanation.gap, 3.0 * (z * mask).sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
