@@ -8,7 +8,7 @@ input itself as its logits, so each test draws the predicted region it wants.
 import keras
 import numpy as np
 import pytest
-from analytic_models import linear_model, tiny_unet
+from analytic_models import linear_model
 
 import medxai
 from medxai import Region
@@ -187,28 +187,6 @@ def test_regions_and_class_indices_do_not_mix():
         medxai.Gradient(model).attribute(images, [Region(1, mask="all"), 1])
     with pytest.raises(ValueError, match="one Region or 2 Regions"):
         medxai.Gradient(model).attribute(images, [Region(1, mask="all")] * 3)
-
-
-@pytest.fixture(scope="module")
-def unet():
-    return tiny_unet((8, 8, 1), 3, activation="softmax")
-
-
-@pytest.mark.parametrize("name", ["integrated_gradients", "gradcam", "occlusion", "scorecam"])
-def test_one_region_per_image_equals_explaining_each_image_alone(unet, name):
-    x = np.random.default_rng(4).uniform(size=(3, 8, 8, 1)).astype(np.float32)
-    regions = [
-        Region(1, mask=np.random.default_rng(5).random((8, 8)) < 0.3),
-        Region(2, reduce="mean"),
-        Region(0, mask="border"),
-    ]
-    method = medxai.get_method(name, unet, **({"steps": 4} if name == "integrated_gradients" else {}))
-    together = method.explain(x, regions)
-    for i, region in enumerate(regions):
-        alone = method.explain(x[i : i + 1], region)
-        np.testing.assert_allclose(together.attributions[i], alone.attributions[0], rtol=1e-5, atol=1e-7)
-        if method.has_delta:
-            np.testing.assert_allclose(together.delta[i], alone.delta[0], rtol=1e-4, atol=1e-6)
 
 
 def test_a_region_on_a_classifier_is_refused():

@@ -198,6 +198,25 @@ def test_every_method_explains_a_region(segmenters, key, name):
         np.testing.assert_allclose(heatmap, medxai.to_heatmap(attributions[0], method.heatmap), atol=1e-5)
 
 
+#: One method per way of chunking rows (path, explicit path, activations, forward, scores, samples).
+CHUNKING = ["blur_ig", "gradcam", "integrated_gradients", "lime", "occlusion", "scorecam"]
+
+
+@pytest.mark.parametrize("name", CHUNKING)
+def test_one_region_per_image_equals_each_image_alone_at_any_batch_size(segmenters, name):
+    x = np.random.default_rng(4).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+    regions = [Region(1), Region(0, mask="all", reduce="mean"), Region(1, mask=np.eye(8), reduce="mean")]
+    model = segmenters["2d_sigmoid"]
+    big = medxai.get_method(name, model, batch_size=64, **FAST.get(name, {})).explain(x, regions)
+    small = medxai.get_method(name, model, batch_size=2, **FAST.get(name, {}))
+    np.testing.assert_allclose(small.attribute(x, regions), big.attributions, rtol=2e-4, atol=1e-6)
+    for i, region in enumerate(regions):
+        alone = small.explain(x[i : i + 1], region)
+        np.testing.assert_allclose(alone.attributions[0], big.attributions[i], rtol=2e-4, atol=1e-6)
+        if big.delta is not None:
+            np.testing.assert_allclose(alone.delta[0], big.delta[i], rtol=1e-4, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- the head walk
 def head_models(head):
     """(model with the head, reference giving the logits z): one trunk, a 1x1 conv giving z (3 or 1 channels)."""
