@@ -26,11 +26,9 @@ def identity_head(spatial, channels, activation):
 
 
 def resolved(model, logits, region, output="logits"):
-    """The masks of ``region`` (one, or one per image) on images whose logits are ``logits``."""
+    """The masks of ``region`` on each image whose logits are ``logits``."""
     engine = medxai.Gradient(model, output=output).engine
-    images = np.asarray(logits, np.float32)
-    regions = region if isinstance(region, list) else [region] * len(images)
-    _, targets = engine.check_inputs(images, regions)
+    _, targets = engine.check_inputs(np.asarray(logits, np.float32), region)
     return np.stack([r.mask for r in targets.regions])
 
 
