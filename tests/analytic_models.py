@@ -66,3 +66,41 @@ def tiny_model(shape=(16, 16, 1), seed=0) -> keras.Model:
     inputs = keras.Input(shape)
     x = pool()(conv(4, 3, padding="same", activation="relu")(inputs))
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def pointwise_model(shape, n_channels=2, *, activation=None, seed=0):
+    """F(x)_p = W^T x_p + c at every pixel (a 1x1 conv, 2D or 3D by the rank of shape). Returns (model, W, c)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(shape[-1], n_channels)).astype(np.float32)
+    bias = rng.normal(size=(n_channels,)).astype(np.float32)
+    conv = (keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D)(n_channels, 1, activation=activation)
+    inputs = keras.Input(shape)
+    model = keras.Model(inputs, conv(inputs))
+    conv.set_weights([weights.reshape((1,) * (len(shape) - 1) + weights.shape), bias])
+    return model, weights, bias
+
+
+def tiny_unet(shape=(8, 8, 1), n_channels=1, *, activation="sigmoid", positive=False, seed=0):
+    """A two-level U-Net (conv, pool, conv, upsample, skip concatenation, 1x1 conv head), 2D or 3D.
+
+    ``positive``: every kernel non-negative and every bias 0 but the head's (-1 per channel), so each output
+    is a non-decreasing function of every input pixel near it.
+    """
+    keras.utils.set_random_seed(seed)
+    two_d = len(shape) == 3
+    conv = keras.layers.Conv2D if two_d else keras.layers.Conv3D
+    pool = keras.layers.MaxPooling2D if two_d else keras.layers.MaxPooling3D
+    up = keras.layers.UpSampling2D if two_d else keras.layers.UpSampling3D
+    inputs = keras.Input(shape)
+    skip = conv(4, 3, padding="same", activation="relu")(inputs)
+    deep = conv(4, 3, padding="same", activation="relu")(pool(2)(skip))
+    merged = keras.layers.Concatenate()([skip, up(2)(deep)])
+    features = conv(4, 3, padding="same", activation="relu", name="features")(merged)
+    head = conv(n_channels, 1, activation=activation, name="head")
+    model = keras.Model(inputs, head(features))
+    if positive:
+        for layer in model.layers:
+            if layer.weights:
+                kernel, bias = layer.get_weights()
+                layer.set_weights([np.abs(kernel), np.zeros_like(bias) - (layer is head)])
+    return model
