@@ -170,6 +170,12 @@ class ResolvedRegion:
     component: int = 0
 
     @property
+    def words(self) -> str:
+        """``the connected region of channel 1 (component 2)``: the region in words."""
+        component = f" (component {self.component})" if self.component else ""
+        return f"the {self.name} region of channel {self.channel}{component}"
+
+    @property
     def voxels(self) -> int:
         """Output pixels (voxels) inside the region."""
         return int(np.count_nonzero(self.mask))
@@ -182,11 +188,7 @@ class ResolvedRegion:
         """
         voxels = self.voxels
         if voxels == 0:
-            raise EmptyRegionError(
-                f"the {self.name} region of channel {self.channel}"
-                + (f" (component {self.component})" if self.component else "")
-                + " is empty: there is nothing to explain"
-            )
+            raise EmptyRegionError(f"{self.words} is empty: there is nothing to explain")
         scale = 1.0 / voxels if self.reduce == "mean" else 1.0
         return np.where(self.mask, np.float32(scale), np.float32(0.0)).astype(np.float32)
 

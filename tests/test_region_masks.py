@@ -105,7 +105,7 @@ def test_connected_components_in_3d_join_at_a_corner():
     assert first.sum() == 9 and first[2, 2, 2] and first[0, 0, 0]
     second = resolved(model, images, Region(1, mask="connected", component=2))[0]
     assert second.sum() == 4 and second[4, 4, 0] and not (first & second).any()
-    with pytest.raises(ValueError, match="is empty: there is nothing to explain"):
+    with pytest.raises(ValueError, match=r"is empty for image\(s\) 0 of the batch: there is nothing to explain"):
         medxai.Gradient(model).attribute(images, Region(1, mask="connected", component=3))
 
 

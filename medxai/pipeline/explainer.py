@@ -255,9 +255,7 @@ class Explainer:
         scores: dict[Any, dict[str, str]] = {}
         for region in regions:
             if region.voxels == 0:
-                skipped.append(
-                    (region, f"the {region.name} region of channel {region.channel} is empty: nothing to explain")
-                )
+                skipped.append((region, f"{region.words} is empty: nothing to explain"))
                 continue
             chosen.append(region)
             inside = score[..., region.channel][region.mask]

@@ -313,3 +313,25 @@ def test_values_that_are_not_probabilities_are_explained_as_logits_per_pixel():
     explanation = IntegratedGradients(model, steps=4).explain(x, Region(2, mask=mask))
     z = (reference(x).numpy() - reference(np.zeros_like(x)).numpy())[..., 2].astype(np.float64)
     np.testing.assert_allclose(explanation.gap, 3.0 * (z * mask).sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_named_layer_of_a_segmentation_model_stays_dense_for_region_targets():
+    model = tiny_unet((8, 8, 1), 3, activation="softmax")
+    hidden = keras.layers.Lambda(lambda t: t * 1.0, name="opaque")(model.outputs[0])
+    wrapped = keras.Model(model.inputs[0], hidden)
+    head = wrapped.layers[-2].name  # the per-pixel softmax conv: a dense layer output, not averaged
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype("float32")
+    named = medxai.Gradient(wrapped, output=head, absolute=False)
+    reference = medxai.Gradient(model, output="probabilities", absolute=False)
+    assert named.engine.dense and named.engine.output_shape == (8, 8, 3)
+    np.testing.assert_allclose(
+        named.attribute(x, Region(1, "all")), reference.attribute(x, Region(1, "all")), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_an_object_array_of_regions_is_one_region_per_image():
+    model = tiny_unet((8, 8, 1), 1)
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 1)).astype("float32")
+    method = medxai.Gradient(model, absolute=False)
+    regions = np.array([Region(1, "all"), Region(0, "all")], dtype=object)
+    np.testing.assert_allclose(method.attribute(x, regions), method.attribute(x, list(regions)), rtol=0, atol=0)

@@ -240,17 +240,6 @@ def test_the_mask_format_writes_the_region_once_as_nifti_and_dicom_seg(tmp_path)
     seg = hd.seg.segread(out / rows[0]["mask_seg_path"])
     assert seg.number_of_segments == 1
     np.testing.assert_array_equal(np.squeeze(seg.pixel_array).astype(bool), expected)
-
-
-def test_validate_says_what_a_segmentation_run_explains(seg_study, capsys):
-    from medxai.cli import main
-
-    path = config(seg_study, "runs/validate", targets={"region": "connected", "channels": [1], "components": 2})
-    assert main(["validate", str(path)]) == 0
-    said = capsys.readouterr().out
-    assert "a segmentation output (16, 16, 2) (2 channels" in said
-    assert "the connected region, the 2 largest of channel(s) 1 (sum)" in said
-    assert "explains logits: the pre-activation of Conv2D 'head' (sigmoid removed)" in said
     # the SEG written is a manifest region mask for a next run ("why did the model segment this?")
     (tmp_path / "again.csv").write_text(f"image_id,path,region\nct,ct.dcm,{out / rows[0]['mask_seg_path']}\n")
     again = config(
@@ -265,3 +254,14 @@ def test_validate_says_what_a_segmentation_run_explains(seg_study, capsys):
     (row,) = read_index(tmp_path / "runs/again/index.csv")
     assert (row["status"], row["region"], row["region_voxels"]) == ("ok", "manifest", "20")
     assert float(row["region_score"]) == pytest.approx(float(rows[0]["region_score"]), rel=1e-6)
+
+
+def test_validate_says_what_a_segmentation_run_explains(seg_study, capsys):
+    from medxai.cli import main
+
+    path = config(seg_study, "runs/validate", targets={"region": "connected", "channels": [1], "components": 2})
+    assert main(["validate", str(path)]) == 0
+    said = capsys.readouterr().out
+    assert "a segmentation output (16, 16, 2) (2 channels" in said
+    assert "the connected region, the 2 largest of channel(s) 1 (sum)" in said
+    assert "explains logits: the pre-activation of Conv2D 'head' (sigmoid removed)" in said

@@ -36,7 +36,7 @@ from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.precision import PRECISIONS, computed_precision, mixed_precision_copy
 from medxai.methods._engine.spec import OutputSpec
 from medxai.methods._engine.targets import Targets
-from medxai.regions import Region
+from medxai.regions import EmptyRegionError, Region
 
 #: A target inside compiled code: ``(channel (R,) int32, region weights (R, *spatial) float32 or None)``.
 TargetTensors = tuple[tf.Tensor, "tf.Tensor | None"]
@@ -67,6 +67,8 @@ def _regions(targets: Any, n: int) -> list[Region] | None:
     """One :class:`Region` per image when ``targets`` are regions (one, or one per image), else None."""
     if isinstance(targets, Region):
         return [targets] * n
+    if isinstance(targets, np.ndarray) and targets.dtype == object:
+        targets = list(targets.ravel())
     if isinstance(targets, (list, tuple)) and any(isinstance(t, Region) for t in targets):
         if not all(isinstance(t, Region) for t in targets):
             raise ValueError("targets mix Region objects and class indices; give one kind")
@@ -77,7 +79,7 @@ def _regions(targets: Any, n: int) -> list[Region] | None:
 
 
 def _shape(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+    return str(tuple("?" if s is None else s for s in shape)).replace("'", "")
 
 
 class _Moments:
@@ -255,12 +257,20 @@ class GradientEngine:
         activation = self.head.activation if self.head is not None else "sigmoid"
         logits = self.spec.explain != OUTPUT_PROBABILITIES
         resolved = []
+        grid: tuple[int, ...] | None = None
         for i, region in enumerate(regions):
             if i in outputs:
                 resolved.append(region.resolve(outputs[i], activation, logits))
-            else:  # an array mask: checked against the output grid of this input
-                grid = self.output_grid(images.shape[1:-1])
+            else:  # an array mask: checked against the output grid of these inputs
+                grid = self.output_grid(images.shape[1:-1]) if grid is None else grid
                 resolved.append(region.resolve(np.zeros((*grid, self.n_outputs), np.float32), activation, logits))
+        empty = [i for i, r in enumerate(resolved) if r.voxels == 0]
+        if empty:
+            shown = ", ".join(map(str, empty[:5])) + (" ..." if len(empty) > 5 else "")
+            raise EmptyRegionError(
+                f"{resolved[empty[0]].words} is empty for image(s) {shown} of the batch: there is nothing to "
+                "explain there (the region score is a constant 0)"
+            )
         return Targets.of_regions(resolved)
 
     # --------------------------------------------------------------- compiled

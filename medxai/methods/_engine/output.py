@@ -174,8 +174,9 @@ def explained_output(model: keras.Model, output: str | OutputSpec = OUTPUT_LOGIT
         output: ``"logits"`` (the logits, found as the module docstring says),
             ``"probabilities"`` (the squashing function of the logits, or the output
             where it is proved or witnessed to be probabilities) or the name of a
-            layer (a layer with more than two output axes, a feature map, is averaged
-            over its spatial axes, so a target selects one channel); or an
+            layer (for a classifier, a layer with more than two output axes, a feature map, is
+            averaged over its spatial axes, so a target selects one channel; a segmentation
+            model's layer stays dense, for region targets); or an
             :class:`OutputSpec` that also says what the model outputs.
 
     Returns:
@@ -215,7 +216,9 @@ def _layer_view(model: keras.Model, name: str) -> ExplainedOutput:
         )
     tensor = model.get_layer(name).output
     description = f"layer {name!r}"
-    if len(tensor.shape) > 2:
+    # a classifier's feature map is averaged (a target then selects a channel); a segmentation
+    # model's layer is kept dense, for region targets
+    if len(tensor.shape) > 2 and len(model.outputs[0].shape) <= 2:
         axes = tuple(range(1, len(tensor.shape) - 1))
         tensor = _step(model, "mean", lambda t: keras.ops.mean(t, axis=axes), tensor)
         description += " (averaged over its spatial axes)"
