@@ -46,11 +46,10 @@ def build_model(seed: int = 0) -> keras.Model:
     return keras.Model(inputs, outputs, name="demo_lesion_classifier")
 
 
-def files_to_tensors(folder: Path, *, n_ct: int, n_xray: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Write a synthetic set as DICOM/PNG files, then read it back as the pipeline does."""
-    preprocessor = Preprocessor(SPEC, INPUT_SHAPE)
-    ct, _, ct_labels = make_dataset(n_ct, seed=seed, kind="ct")
-    xray, _, xray_labels = make_dataset(n_xray, seed=seed, kind="xray")
+def write_files(folder: Path, *, n_ct: int, n_xray: int, seed: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Write a synthetic set as DICOM/PNG files like the study: the paths, the lesion masks and the labels."""
+    ct, ct_masks, ct_labels = make_dataset(n_ct, seed=seed, kind="ct")
+    xray, xray_masks, xray_labels = make_dataset(n_xray, seed=seed, kind="xray")
     paths = []
     for i, hu in enumerate(ct):
         paths.append(write_ct_dicom(folder / f"ct_{i}.dcm", hu, uid_seed=("train", seed, i)))
@@ -61,23 +60,53 @@ def files_to_tensors(folder: Path, *, n_ct: int, n_xray: int, seed: int) -> tupl
             path = folder / f"xr_{i}.png"
             write_png(path, image)
             paths.append(path)
-    tensors = np.stack([preprocessor(read_image(p))[0] for p in paths])
-    return tensors, np.concatenate([ct_labels, xray_labels])
+    return paths, np.concatenate([ct_masks, xray_masks]), np.concatenate([ct_labels, xray_labels])
+
+
+def read_tensors(paths: list[Path] | list[str]) -> np.ndarray:
+    """The model inputs of image files, read and preprocessed as ``medxai run`` does."""
+    preprocessor = Preprocessor(SPEC, INPUT_SHAPE)
+    return np.stack([preprocessor(read_image(p))[0] for p in paths])
+
+
+def files_to_tensors(folder: Path, *, n_ct: int, n_xray: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Write a synthetic set as DICOM/PNG files, then read it back as the pipeline does."""
+    paths, _, labels = write_files(folder, n_ct=n_ct, n_xray=n_xray, seed=seed)
+    return read_tensors(paths), labels
 
 
 def study_tensors(manifest: Path) -> tuple[np.ndarray, np.ndarray]:
-    preprocessor = Preprocessor(SPEC, INPUT_SHAPE)
     rows = read_manifest(manifest, id_column="image_id", label_column="label", mask_column="mask")
-    return np.stack([preprocessor(read_image(r.path))[0] for r in rows]), np.array([r.label for r in rows])
+    return read_tensors([r.path for r in rows]), np.array([r.label for r in rows])
+
+
+def training_parser(description: str, out: Path, *, train: int, epochs: int) -> argparse.ArgumentParser:
+    """The options of the demo models' training scripts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--train", type=int, default=train, help="training images (2/3 CT, 1/3 radiographs)")
+    parser.add_argument("--test", type=int, default=300, help="held-out images")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int) -> None:
+    """The demo models' training loop: batches of 32, 10% validation, the rate halved on plateaus."""
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=epochs,
+        validation_split=0.1,
+        shuffle=True,
+        verbose=2,
+        callbacks=[keras.callbacks.ReduceLROnPlateau(patience=3, factor=0.5)],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "model.keras")
-    parser.add_argument("--train", type=int, default=1600, help="training images (2/3 CT, 1/3 radiographs)")
-    parser.add_argument("--test", type=int, default=300, help="held-out images")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = training_parser(__doc__.splitlines()[0], HERE / "model.keras", train=1600, epochs=25)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,16 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = build_model(args.seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=32,
-        epochs=args.epochs,
-        validation_split=0.1,
-        shuffle=True,
-        verbose=2,
-        callbacks=[keras.callbacks.ReduceLROnPlateau(patience=3, factor=0.5)],
-    )
+    fit(model, x_train, y_train, args.epochs)
     _, held_out = model.evaluate(x_test, y_test, verbose=0)
     x_study, y_study = study_tensors(HERE / "study" / "manifest.csv")
     study = float(np.mean(model.predict(x_study, verbose=0).argmax(1) == y_study))
