@@ -152,10 +152,12 @@ class ActivationEngine:
         source = model if source is None else source
         view = explained_output(source, output)
         explained = view.model.outputs[0]
-        # a segmentation model's own logits are the explained score, not a feature map (Seg-Grad-CAM
-        # reads the last feature map under the head)
-        own = view.head.logits if view.head is not None and len(explained.shape) > 2 else None
-        self.layer, tensor = find_layer(source, layer, explained, own)
+        logits = view.head.logits if view.head is not None else None
+        # walked from the logits: the view's own steps after them are no feature maps; a segmentation
+        # model's logits are the explained score, not a feature map either (Seg-Grad-CAM reads the
+        # last feature map under the head)
+        start = explained if logits is None else logits
+        self.layer, tensor = find_layer(source, layer, start, logits if len(explained.shape) > 2 else None)
         self.explained = view.description
         self.model = keras.Model(source.inputs[0], [tensor, view.model.outputs[0]], name=f"{source.name}_cam")
         self.features = keras.Model(source.inputs[0], tensor, name=f"{source.name}_features")
