@@ -66,3 +66,13 @@ def tiny_model(shape=(16, 16, 1), seed=0) -> keras.Model:
     inputs = keras.Input(shape)
     x = pool()(conv(4, 3, padding="same", activation="relu")(inputs))
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def tiny_unet(shape=(16, 16, 1), seed=0) -> keras.Model:
+    """A two-level U-Net with a one-unit sigmoid head (a binary segmentation model)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    a = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
+    b = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(keras.layers.MaxPooling2D()(a))
+    merged = keras.layers.Concatenate()([a, keras.layers.UpSampling2D()(b)])
+    return keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")(merged))

@@ -127,14 +127,16 @@ class MapWriter:
         try:
             for fmt in self.formats:
                 written.update(fmt.write(map_))
+            written["region_path"] = (
+                ""
+                if map_.region is None or map_.region_stem is None
+                else self.write_region(map_.region, map_.region_stem)
+            )
         except BaseException:
             self.folder.remove([map_.name(suffix) for fmt in self.formats for suffix in fmt.suffixes])
             raise
         written["npy_bytes"] = (
             str(os.path.getsize(self.folder.out / written["npy_path"])) if written.get("npy_path") else ""
-        )
-        written["region_path"] = (
-            "" if map_.region is None or map_.region_stem is None else self.write_region(map_.region, map_.region_stem)
         )
         return written
 

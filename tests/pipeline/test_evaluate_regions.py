@@ -8,22 +8,12 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-import yaml
+from study_helpers import region_run as study_run
 
 import medxai
 from medxai.metrics import deletion_curve, pointing_game, relevance_mass, topk_iou
 from medxai.pipeline.evaluation import METRICS_COLUMNS, EvaluationSpec, _map_figures, evaluate_run, region_probability
 from medxai.regions import ResolvedRegion
-
-
-def tiny_unet(shape=(16, 16, 1), seed=0) -> keras.Model:
-    """A two-level U-Net with a one-unit sigmoid head (a binary segmentation model)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape)
-    a = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
-    b = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(keras.layers.MaxPooling2D()(a))
-    merged = keras.layers.Concatenate()([a, keras.layers.UpSampling2D()(b)])
-    return keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")(merged))
 
 
 def pixelwise(shape=(16, 16, 1)) -> keras.Model:
@@ -43,23 +33,7 @@ def read(path):
 
 @pytest.fixture(scope="module")
 def region_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate_regions")
-    tiny_unet().save(root / "unet.keras")
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        np.save(root / f"img{i}.npy", rng.random((16, 16)).astype(np.float32))
-    (root / "manifest.csv").write_text("image_id,path\nimg0,img0.npy\nimg1,img1.npy\n")
-    config = {
-        "model": {"path": "unet.keras"},
-        "data": {"manifest": "manifest.csv", "id_column": "image_id"},
-        "methods": [{"name": "ig", "steps": 8}, "gradient"],
-        "targets": {"region": "connected", "channels": [1], "components": 2},
-        "output": {"dir": "run", "formats": ["npy"]},
-        "runtime": {"progress": False},
-    }
-    (root / "c.yaml").write_text(yaml.safe_dump(config))
-    assert medxai.run(root / "c.yaml").exit_code == 0
-    run_dir = root / "run"
+    run_dir = study_run(tmp_path_factory.mktemp("evaluate_regions"), [{"name": "ig", "steps": 8}, "gradient"], ["npy"])
     result = evaluate_run(run_dir, EvaluationSpec(sanity_images=2, sanity_seeds=1, step_percent=25), progress=False)
     return run_dir, result
 
