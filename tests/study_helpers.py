@@ -32,6 +32,34 @@ def write_config(root: Path, out: str, base: dict | None = None, **changes) -> P
     return path
 
 
+def region_run(root: Path, methods: list, formats: list[str]) -> Path:
+    """A run of a tiny U-Net (:func:`analytic_models.tiny_unet`) on a 16 x 16 and a 24 x 24 image.
+
+    It explains the two largest connected components of channel 1; returns the run folder ``root / "run"``.
+    """
+    import numpy as np
+    from analytic_models import tiny_unet
+
+    import medxai
+
+    tiny_unet((16, 16, 1)).save(root / "unet.keras")
+    rng = np.random.default_rng(0)
+    for i, side in enumerate((16, 24)):  # img1 is resampled to the model's 16 x 16 and its maps back
+        np.save(root / f"img{i}.npy", rng.random((side, side)).astype(np.float32))
+    (root / "manifest.csv").write_text("image_id,path\nimg0,img0.npy\nimg1,img1.npy\n")
+    config = {
+        "model": {"path": "unet.keras"},
+        "data": {"manifest": "manifest.csv", "id_column": "image_id"},
+        "methods": methods,
+        "targets": {"region": "connected", "channels": [1], "components": 2},
+        "output": {"dir": "run", "formats": formats},
+        "runtime": {"progress": False},
+    }
+    (root / "c.yaml").write_text(yaml.safe_dump(config))
+    assert medxai.run(root / "c.yaml").exit_code == 0
+    return root / "run"
+
+
 def count_processed(monkeypatch) -> list[str]:
     """The ids of the images the decoder computes from now on."""
     processed: list[str] = []

@@ -2,7 +2,9 @@
 
 A target is a class, or for a segmentation model a region: a channel's region
 (``channel``, ``region``, ``component``, its size ``region_voxels`` and the explained
-``region_score``); :func:`map_key` names one map whatever its kind.
+``region_score``); :func:`map_key` names one map whatever its kind. ``region_path``
+names the region's mask at the source's geometry (``regions/<image id>_<target tag>.npy``,
+bool, written once per region and named by every method's row; the report outlines it).
 
 Two columns exist for resuming: ``source_key`` (a short hash of what decides the
 image's maps: its id, path, label(s), mask path, series UID and the source file's
@@ -44,6 +46,7 @@ _LEADING_COLUMNS: tuple[str, ...] = (
 _TRAILING_COLUMNS: tuple[str, ...] = (
     "relative_delta", "steps", "warning", "seconds", "evaluations", "reduce", "polarity", "clip", "explained",
     "output_kind", "activation", "mask_path", "source_shape", "spacing", "orientation", "source_key", "npy_bytes",
+    "region_path",
 )  # fmt: skip
 
 

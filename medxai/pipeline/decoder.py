@@ -8,6 +8,7 @@ Output layout under ``output.dir`` (the formats are the table of :mod:`medxai.io
     maps/<method>/<image id>_c<class>.nii.gz       (nifti) the .npy map with the source's affine
     maps/<method>/<image id>_c<class>.pm.dcm       (dicom) Parametric Map in a new series of the source study
     maps/<method>/<image id>_c<class>.sc.dcm       (dicom) Secondary Capture of the overlay (volumes: a .sc folder)
+    regions/<image id>_c<channel>_<region>.npy     (region targets) the explained region, bool, at source geometry
     index.csv                                      one row per (image, method, class)
     run.json                                       provenance: config, versions, checksums, counts
 

@@ -18,6 +18,23 @@ map recomputed on the model input (never the saved map resampled back, which
 would blur its ranking). A constant map ranks nothing: its localisation and
 curve figures are NaN (an empty cell). metrics.csv and summary.csv are written
 before the sanity check, so a failure there cannot lose them.
+
+Region targets (a segmentation model, :mod:`medxai.regions`): each row's region is
+recomputed as the run computed it (:meth:`~medxai.pipeline.explainer.Explainer.image_regions`
+on the model's probabilities for the unperturbed image, keyed by channel, region and
+component). Localisation is against that region, resampled to the saved map's geometry by
+nearest neighbour as the map writer does (not against ``mask_path``): relevance mass is the
+share of the map's mass inside the region, the pointing game whether the map's peak is in it,
+top-k IoU its overlap with the map's strongest pixels. The deletion and insertion curves
+follow the region score held on the fixed region: the channel's mean *probability* over the
+region (the index's ``score`` column), bounded in [0, 1] like a classifier's probability, so
+the areas compare across regions of any size (the explained ``region_score`` is a sum or mean
+of logits, unbounded). Completeness is the index's ``relative_delta``: integrated gradients'
+error against the explained region score (the methods' own target). The randomisation check
+explains each chosen image's first region again with every randomised model, the mask held as
+the original model predicted it. ``metrics.csv`` names each map by
+:func:`~medxai.io.index.map_key`: ``channel``, ``region`` and ``component`` follow
+``class_index`` (empty for a classifier).
 """
 
 from __future__ import annotations
@@ -36,7 +53,7 @@ from medxai._progress import progress_bar
 from medxai.errors import ConfigError, EvaluationError, StudyError
 from medxai.heatmap import to_heatmap
 from medxai.io import ImageReadError, read_image
-from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, read_index
+from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, map_key, read_index
 from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
 from medxai.io.writers import read_npy, write_text
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
@@ -45,9 +62,13 @@ from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
 from medxai.pipeline.decoder import Decoder
 from medxai.pipeline.study_methods import study_methods
+from medxai.pipeline.targets import Target, method_target
+from medxai.preprocess import resize_mask
+from medxai.regions import ResolvedRegion
 
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
-METRICS_COLUMNS = ("image_id", "method", "class_index", *METRICS, "error")
+METRICS_COLUMNS = ("image_id", "method", "class_index", "channel", "region", "component", *METRICS, "error")
+MapKey = tuple[str, str, str, str, str]
 SUMMARY_COLUMNS = ("method", "metric", "mean", "median", "ci_low", "ci_high", "n")
 SANITY_COLUMNS = (
     "method",
@@ -175,8 +196,48 @@ def _mask(row: dict[str, str], shape: tuple[int, ...]) -> np.ndarray | None:
     return mask
 
 
-def _model_maps(decoder, rows: list[dict[str, str]], tensor: np.ndarray, geometry) -> dict[tuple[str, str], Any]:
-    """The maps the methods produce on ``tensor`` (model geometry), per (method, class); an error text where one failed.
+def _image_targets(decoder, rows: list[dict[str, str]], tensor: np.ndarray) -> dict[MapKey, Target]:
+    """What each of an image's rows explains, by :func:`map_key`: its class, or its region as the run computed it.
+
+    Raises:
+        ValueError: a row's region is not among those the model gives the image now.
+    """
+    explainer = decoder.explainer
+    if not explainer.dense:
+        return {map_key(r): int(r["class_index"]) for r in rows}
+    score = decoder.scores.predict(tensor[None], decoder.config.runtime.batch_size)[0]
+    manifest = None
+    if explainer.targets.region == "manifest":
+        path = _region_paths(decoder).get(rows[0]["image_id"])
+        manifest = None if path is None else explainer.manifest_region(path, tensor.shape[:-1])
+    regions = explainer.image_regions(score, manifest)
+    targets: dict[MapKey, Target] = {}
+    for row in rows:
+        region = regions.get((row["class_index"], row.get("region", ""), row.get("component", "")))
+        if region is None or region.voxels == 0:
+            raise ValueError(
+                f"the {row.get('region')} region {row.get('component', '')} of channel {row['class_index']} is not "
+                "among the regions the model gives this image now (another model, or other settings?)"
+            )
+        targets[map_key(row)] = region
+    return targets
+
+
+def _region_paths(decoder) -> dict[str, str | None]:
+    """The manifest's region mask per image id (``targets: {region: manifest}``), read once per decoder."""
+    paths = getattr(decoder, "_evaluation_region_paths", None)
+    if paths is None:
+        from medxai.pipeline.study import study_rows  # deferred: study imports this module
+
+        paths = {r.image_id: r.region_path for r in study_rows(decoder.config)}
+        decoder._evaluation_region_paths = paths
+    return paths
+
+
+def _model_maps(
+    decoder, rows: list[dict[str, str]], tensor: np.ndarray, geometry, targets: Mapping[MapKey, Target]
+) -> dict[MapKey, Any]:
+    """The maps the methods produce on ``tensor`` (model geometry), by map key; an error text where one failed.
 
     Empty when the source geometry is the model's: the saved maps are then those maps exactly.
     """
@@ -184,25 +245,26 @@ def _model_maps(decoder, rows: list[dict[str, str]], tensor: np.ndarray, geometr
     if tuple(geometry.source_spatial_shape) == tuple(geometry.model_spatial_shape):
         return {}
     methods = {method.name: method for method in decoder.methods}
-    maps: dict[tuple[str, str], Any] = {}
+    maps: dict[MapKey, Any] = {}
     for name in dict.fromkeys(r["method"] for r in rows):
-        classes = [r["class_index"] for r in rows if r["method"] == name]
+        keys = [map_key(r) for r in rows if r["method"] == name]
         try:
             if name not in methods:
                 raise ValueError(f"method {name!r} of the index is not among the run's methods ({', '.join(methods)})")
-            images = np.repeat(tensor[None], len(classes), axis=0)
-            attributions = methods[name].attribute(images, [int(c) for c in classes])
-            for c, a in zip(classes, attributions):
-                maps[(name, c)] = to_heatmap(a, decoder.policy)
+            images = np.repeat(tensor[None], len(keys), axis=0)
+            attributions = methods[name].attribute(images, [method_target(targets[k]) for k in keys])
+            for k, a in zip(keys, attributions):
+                maps[k] = to_heatmap(a, decoder.policy)
         except Exception as err:  # one method failing must not cost the other figures
-            for c in classes:
-                maps[(name, c)] = f"{type(err).__name__}: {err}"
+            for k in keys:
+                maps[k] = f"{type(err).__name__}: {err}"
     return maps
 
 
 def _map_figures(
-    decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, model_map: Any = None
+    decoder, row, spec: EvaluationSpec, tensor: np.ndarray | None, model_map: Any = None, target: Target | None = None
 ) -> dict[str, Any]:
+    """One map's figures; ``target`` is the row's (a region's localisation and curves need it)."""
     out = decoder.out
     figures: dict[str, Any] = {m: None for m in METRICS}
     delta = row.get("relative_delta", row.get("delta"))
@@ -212,7 +274,11 @@ def _map_figures(
         return figures
     heatmap = read_npy(out / row["npy_path"])  # a damaged map is a ValueError naming the file
     figures["gini"] = gini(heatmap)
-    mask = _mask(row, heatmap.shape)
+    region = target if isinstance(target, ResolvedRegion) else None
+    if row.get("region") and region is None:
+        raise ValueError(f"the region of {row['npy_path']} was not recomputed")
+    # a region row is localised against its region, resampled as the map writer resampled it
+    mask = _mask(row, heatmap.shape) if region is None else resize_mask(region.mask, heatmap.shape)
     if mask is not None:
         figures["pointing_game"] = pointing_game(heatmap, mask)
         figures["relevance_mass"] = relevance_mass(heatmap, mask)
@@ -232,7 +298,10 @@ def _map_figures(
         batch = decoder.config.runtime.batch_size
 
         def predict(images: np.ndarray) -> np.ndarray:
-            return decoder.scores.predict(images, batch)[:, class_index]
+            probabilities = decoder.scores.predict(images, batch)
+            if region is None:
+                return probabilities[:, class_index]
+            return region_probability(probabilities, region)
 
         for name, curve in (("deletion_auc", deletion_curve), ("insertion_auc", insertion_curve)):
             fractions, scores = curve(
@@ -240,6 +309,22 @@ def _map_figures(
             )
             figures[name] = curve_area(fractions, scores)
     return figures
+
+
+def region_probability(probabilities: np.ndarray, region: ResolvedRegion) -> np.ndarray:
+    """The region's channel's mean probability over the (fixed) region, per image: in [0, 1].
+
+    Args:
+        probabilities: ``(N, *output_spatial, channels)``.
+        region: The region (its mask on the output grid; not empty).
+
+    Example:
+        >>> p = np.array([[[0.2, 0.9], [0.4, 0.1]]])[..., None]  # one image, 2x2, one channel
+        >>> region_probability(p, ResolvedRegion(0, np.array([[True, True], [False, False]]), "predicted"))
+        array([0.55])
+    """
+    values = np.asarray(probabilities, dtype=np.float64)[..., region.channel]
+    return values[:, region.mask].mean(axis=1)
 
 
 def _sanity(
@@ -250,11 +335,11 @@ def _sanity(
 
     names = list(dict.fromkeys([m.name for m in decoder.methods] + [r["method"] for r in rows]))
     try:
-        chosen: dict[str, tuple[np.ndarray, int]] = {}
+        chosen: dict[str, tuple[np.ndarray, Any]] = {}
         for row in rows:
             if row["image_id"] not in chosen and len(chosen) < spec.sanity_images:
-                tensor = decoder.preprocessor(_source(decoder, row))[0]
-                chosen[row["image_id"]] = (tensor, int(row["class_index"]))
+                tensor = decoder.preprocessor(_source(decoder, row))[0]  # a region: as the original model predicts it
+                chosen[row["image_id"]] = (tensor, method_target(_image_targets(decoder, [row], tensor)[map_key(row)]))
         if not chosen:
             return [], {}
         images = np.stack([t for t, _ in chosen.values()])
@@ -327,13 +412,17 @@ def evaluate_run(
         by_image.setdefault(row["image_id"], []).append(position)
     figures_of: list[dict[str, Any]] = [{} for _ in rows]
     bar = progress_bar(len(rows), desc="evaluate", unit="map", enabled=progress)
+    dense = decoder.explainer.dense  # region rows need the image for their regions
     for positions in by_image.values():
         image_rows = [rows[p] for p in positions]
         tensor, model_maps, failure = None, {}, None
-        if spec.faithfulness:
+        targets: dict[MapKey, Target] = {}
+        if spec.faithfulness or dense:
             try:
                 tensor, geometry = decoder.preprocessor(_source(decoder, image_rows[0]))
-                model_maps = _model_maps(decoder, image_rows, tensor, geometry)
+                targets = _image_targets(decoder, image_rows, tensor)
+                if spec.faithfulness:
+                    model_maps = _model_maps(decoder, image_rows, tensor, geometry, targets)
             except (ImageReadError, OSError, ValueError) as err:
                 failure = str(err)
         for position, row in zip(positions, image_rows):
@@ -342,14 +431,23 @@ def evaluate_run(
             try:
                 if failure is not None:
                     raise ValueError(failure)
-                figures = _map_figures(decoder, row, spec, tensor, model_maps.get((row["method"], row["class_index"])))
+                key = map_key(row)
+                image = tensor if spec.faithfulness else None
+                figures = _map_figures(decoder, row, spec, image, model_maps.get(key), targets.get(key))
             except (ImageReadError, OSError, ValueError) as err:
                 figures = {m: None for m in METRICS}
                 figures["error"] = str(err)
             figures_of[position] = figures
     bar.close()
+    region_columns = ("channel", "region", "component")
     metrics = [
-        {"image_id": row["image_id"], "method": row["method"], "class_index": row["class_index"], **figures}
+        {
+            "image_id": row["image_id"],
+            "method": row["method"],
+            "class_index": row["class_index"],
+            **{c: row.get(c, "") for c in region_columns},
+            **figures,
+        }
         for row, figures in zip(rows, figures_of)
     ]
     result = EvaluationResult(run_dir, maps=len(metrics))

@@ -30,9 +30,16 @@ from medxai.pipeline.journal import source_key
 from medxai.pipeline.map_writer import MapWriter
 from medxai.pipeline.provenance import STORED
 from medxai.pipeline.study_methods import output_spec, study_methods
-from medxai.pipeline.targets import Target, predicted_channels, predicted_classes, target_rule
+from medxai.pipeline.targets import (
+    Target,
+    method_target,
+    predicted_channels,
+    predicted_classes,
+    region_key,
+    target_rule,
+)
 from medxai.preprocess import Preprocessor
-from medxai.regions import Region, ResolvedRegion
+from medxai.regions import ResolvedRegion
 
 if TYPE_CHECKING:  # the module imports Keras: TensorFlow starts in __init__
     from medxai.methods._engine.engine import GradientEngine
@@ -133,7 +140,7 @@ class Explainer:
             item.nifti_xforms = image.meta.get("nifti_xforms") if image.kind == "nifti" else None
             item.placement = placement(item.geometry)
             if self.targets.region == "manifest" and row.region_path:
-                item.region = self._manifest_region(row.region_path, item.tensor.shape[:-1])
+                item.region = self.manifest_region(row.region_path, item.tensor.shape[:-1])
         except BaseException as err:  # a reader's panic (pyo3 PanicException) is a BaseException
             if must_propagate(err):
                 raise
@@ -247,13 +254,13 @@ class Explainer:
         if self.targets.region == "manifest" and item.region is None:
             reason = "no region mask for this image in data.region_column"
             return [], [(None, reason)], {}
-        regions = self.targets.regions(score, activation, item.region)
+        regions = self.image_regions(score, item.region)
         if explained is None:
             raise ValueError("a segmentation model's region scores need its explained output")
         chosen: list[Target] = []
         skipped: list[tuple[Target | None, str]] = []
         scores: dict[Any, dict[str, str]] = {}
-        for region in regions:
+        for region in regions.values():
             if region.voxels == 0:
                 skipped.append((region, f"{region.words} is empty: nothing to explain"))
                 continue
@@ -265,7 +272,27 @@ class Explainer:
             }
         return chosen, skipped, scores
 
-    def _manifest_region(self, path: str, spatial: tuple[int, ...]) -> np.ndarray:
+    def image_regions(
+        self, score: np.ndarray, manifest: np.ndarray | None = None
+    ) -> dict[tuple[str, str, str], ResolvedRegion]:
+        """An image's regions (a segmentation model), keyed by :func:`~medxai.pipeline.targets.region_key`.
+
+        The one definition of what a run explains for an image: the run and ``medxai evaluate``
+        (which recomputes the region of each row) both call it.
+
+        Args:
+            score: ``(*output_spatial, channels)`` the model's probabilities for the unperturbed image.
+            manifest: The image's manifest mask on the output grid (``region: manifest``; see
+                :meth:`manifest_region`), else None.
+
+        Returns:
+            ``(channel, region, component)`` as the index writes them (strings; component "" but
+            for ``connected``) to the region, in the run's order; a region may be empty.
+        """
+        regions = self.targets.regions(score, self.head.activation, manifest)
+        return {region_key(r): r for r in regions}
+
+    def manifest_region(self, path: str, spatial: tuple[int, ...]) -> np.ndarray:
         """The manifest's region mask for an image, on the model's output grid for its input ``spatial``."""
         assert self.region_engine is not None
         mask = read_image(
@@ -284,9 +311,7 @@ class Explainer:
         """Explain every (image, target) pair of a group in one packed call."""
         owners = [i for i, cs in enumerate(classes) for _ in cs]
         images = np.stack([_tensor(items[i]) for i in owners])
-        targets: list[Any] = [
-            Region(c.channel, c.mask, c.reduce) if isinstance(c, ResolvedRegion) else c for cs in classes for c in cs
-        ]
+        targets: list[Any] = [method_target(c) for cs in classes for c in cs]
         explain = getattr(method, "explain", None)
         if explain is not None:
             return explain(images, targets)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.io import safe_id
 from medxai.io.formats import MapToWrite, OutputFormat, file_columns, output_formats
 from medxai.io.limits import must_propagate
-from medxai.io.writers import is_disk_full
+from medxai.io.writers import is_disk_full, write_npy
 from medxai.pipeline.item import Item, image_error
 from medxai.pipeline.run_folder import RunFolder, map_files, no_files
 from medxai.pipeline.targets import Target, target_tag
@@ -60,6 +61,8 @@ class MapWriter:
         self.policy = policy
         self.run_id = run_id
         self._threads: ThreadPoolExecutor | None = None
+        self._regions: set[str] = set()  # region files this run has written (one per region, whatever the method)
+        self._regions_lock = threading.Lock()
 
     @property
     def needs_display(self) -> bool:
@@ -100,10 +103,12 @@ class MapWriter:
         """Write one map in every format; on any failure remove what this call wrote, then raise.
 
         A region target's map is written with its region (at the source's geometry) for the
-        pictures' outline and the ``mask`` format.
+        pictures' outline and the ``mask`` format; the region itself goes once to
+        ``regions/<image id>_<target tag>.npy`` (bool; :meth:`write_region`).
 
         Returns:
-            The index cells: every file column (empty when its format is not written) and ``npy_bytes``.
+            The index cells: every file column (empty when its format is not written), ``npy_bytes``
+            and ``region_path`` (empty for a class target).
         """
         heatmap = self.to_source(to_heatmap(attributions, self.policy), item.geometry)
         output = self.output
@@ -122,6 +127,11 @@ class MapWriter:
         try:
             for fmt in self.formats:
                 written.update(fmt.write(map_))
+            written["region_path"] = (
+                ""
+                if map_.region is None or map_.region_stem is None
+                else self.write_region(map_.region, map_.region_stem)
+            )
         except BaseException:
             self.folder.remove([map_.name(suffix) for fmt in self.formats for suffix in fmt.suffixes])
             raise
@@ -129,6 +139,15 @@ class MapWriter:
             str(os.path.getsize(self.folder.out / written["npy_path"])) if written.get("npy_path") else ""
         )
         return written
+
+    def write_region(self, region: np.ndarray, stem: Path) -> str:
+        """The region (bool, at the source's geometry) as ``<stem>.npy``, once per run; its relative path."""
+        name = stem.as_posix() + ".npy"
+        with self._regions_lock:
+            if name not in self._regions:
+                write_npy(self.folder.out / name, np.asarray(region, dtype=bool))
+                self._regions.add(name)
+        return name
 
     def _submit(self, function: Callable[..., Any], *args: Any) -> Future:
         """Run now, or on the writer threads when I/O overlaps the computation."""

@@ -248,7 +248,7 @@ def map_files(row: Mapping[str, Any]) -> list[str]:
 
 def no_files() -> dict[str, str]:
     """The index cells of a row that names no file (a failed map's)."""
-    return {k: "" for k in (*file_columns(), "npy_bytes")}
+    return {k: "" for k in (*file_columns(), "npy_bytes", "region_path")}
 
 
 def append(log: BinaryIO, path: Path, text: str) -> None:

@@ -28,6 +28,8 @@ __all__ = [
     "predicted_classes",
     "predicted_channels",
     "target_tag",
+    "region_key",
+    "method_target",
     "MULTI_LABEL_THRESHOLD",
 ]
 
@@ -182,6 +184,25 @@ def target_tag(target: Target) -> str:
     if isinstance(target, ResolvedRegion):
         return f"c{target.channel}_{target.name}{target.component or ''}"
     return f"c{target}"
+
+
+def method_target(target: Target) -> int | Region:
+    """What a method explains for a row's target: the class, or the region with its mask held fixed."""
+    if isinstance(target, ResolvedRegion):
+        return Region(target.channel, target.mask, target.reduce)
+    return target
+
+
+def region_key(region: ResolvedRegion) -> tuple[str, str, str]:
+    """``(channel, region, component)`` of a region as the index writes them (component "" unless ``connected``).
+
+    With the row's image id and method it is :func:`medxai.io.index.map_key`'s key of the region's map.
+
+    Example:
+        >>> region_key(ResolvedRegion(1, np.ones((2, 2), bool), "connected", component=2))
+        ('1', 'connected', '2')
+    """
+    return str(region.channel), region.name, str(region.component) if region.component else ""
 
 
 def class_index(value: int | str, n_classes: int, class_names: Sequence[str] | None, key: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from analytic_models import linear_model, tiny_model
 import medxai
 from medxai.cli import main
 from medxai.io import read_image
+from medxai.io.index import csv_text, read_index
 from medxai.methods import registry
 from medxai.metrics import curve_area, deletion_curve, gini, relevance_mass, topk_iou
 from medxai.metrics.randomisation import randomised_copy, weighted_layers
@@ -184,6 +186,27 @@ def test_cli_evaluate_prints_the_table(run_dir, capsys):
     rows = read(run_dir / "metrics.csv")
     assert all(r["deletion_auc"] == "" for r in rows)
     assert read(run_dir / "sanity.csv") == []
+
+
+def test_classifier_metrics_leave_the_region_columns_empty_and_old_indexes_read_the_same(run_dir, tmp_path):
+    """A classifier's metrics.csv only gains empty channel/region/component; an index without them reads the same."""
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    header, rows = read_index(old / "index.csv")
+    dropped = ("channel", "region", "component", "region_voxels", "region_score", "region_path")
+    columns = [c for c in header if c not in dropped]
+    (old / "index.csv").write_text(csv_text(rows, columns))
+    spec = EvaluationSpec(faithfulness=False, sanity_images=0)
+    registry.register_method(InputAsMap)
+    try:
+        evaluate_run(run_dir, spec, progress=False)
+        evaluate_run(old, spec, progress=False)
+    finally:
+        registry._registered.pop("input_as_map", None)
+    now, before = read(run_dir / "metrics.csv"), read(old / "metrics.csv")
+    assert now == before and len(now) == 9
+    assert all(r["channel"] == r["region"] == r["component"] == "" and r["class_index"] for r in now)
+    assert all(r["gini"] and r["relevance_mass"] and not r["error"] for r in now)
 
 
 class ZeroMap(medxai.XAIMethod):

@@ -52,8 +52,8 @@ def test_unusable_evaluation_files_become_notes_not_errors(tmp_path):
     (root / "summary.csv").write_text("method,metric\ngradient,gini\n")
     (root / "evaluation.json").write_text("[1, 2]")
     run = load_run(root)
-    assert run.metrics == {("a", "gradient", 0): {"gini": 0.5}}
-    assert run.metric_errors == {("a", "gradient", 0): "out of memory"}
+    assert run.metrics == {("a", "gradient", 0, "", ""): {"gini": 0.5}}  # a file without region columns
+    assert run.metric_errors == {("a", "gradient", 0, "", ""): "out of memory"}
     assert run.summary is None and run.evaluation is None
     assert any("summary.csv lacks the column(s) mean" in note for note in run.notes)
     assert any("evaluation.json could not be read" in note for note in run.notes)

@@ -11,12 +11,17 @@ It writes into the run folder:
   the ground-truth mask drawn over it as an inline SVG outline, and **links**
   (relative) to its full-size PNG in the run folder. The image cards are held as
   JSON and rendered by an inline script a page at a time, with filters (method,
-  class, mispredicted or correct, ok or failed) and a sort by any per-map figure.
+  class, mispredicted or correct, ok or failed; a region run's channel) and a sort
+  by any per-map figure. A region target's card (a segmentation model) has the
+  region's outline drawn into its pictures (from ``regions/<image>_<tag>.npy``, the
+  index's ``region_path``) and the caption ``channel N (name) · <region> <component>
+  · <voxels> voxels · score S · p = P`` (S the explained region score, P the
+  channel's mean probability over the region).
   The run's provenance, quality figures, sanity check and failed images are plain
   HTML. CSS and script are inline; there are no web fonts or remote URLs. Every
   piece of text from the run is HTML-escaped, or set as text by the script.
 - ``contact_sheet.png`` (and ``contact_sheet_2.png``, ... for longer runs): one
-  row per image and explained class, one column per method, at most
+  row per image and explained class (region), one column per method, at most
   :data:`CONTACT_SHEET_LIMIT` rows a sheet, every image of the report.
 
 Every picture is read once. Files are written atomically. TensorFlow is never imported.
@@ -157,6 +162,7 @@ def write_report(
         quality=quality(run),
         sanity=sanity(run),
         has_mask=any(block.mask == "outline" for block in blocks),
+        has_regions=any(card.channel is not None for block in blocks for card in block.cards),
         image_count=len(blocks),
         data=script_json(page_data(blocks, run.methods, names, run.evaluation_spec, page_size)),
         sheets=written_sheets,

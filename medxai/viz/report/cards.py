@@ -1,7 +1,10 @@
-"""View models of the "Images" section: per image a block, per map (method and class) a card with its thumbnails.
+"""View models of the "Images" section: per image a block, per map (method and target) a card with its thumbnails.
 
 Each picture is read once: :func:`image_block` makes the card's embedded thumbnails and,
-from the same pixels, the image's rows of the contact sheet.
+from the same pixels, the image's rows of the contact sheet. A region target's card
+(a segmentation model) has its region's outline drawn into its pictures (from the
+run's ``regions/<image>_<tag>.npy``, the index's ``region_path``) and says which
+channel, region and component it explains.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from medxai.viz.report.pictures import (
     file_link,
     mask_contours,
     outline_points,
+    outline_region,
     shrink,
 )
 
@@ -81,6 +85,8 @@ class Card:
     class_index: int | None
     status: str
     score: str = ""
+    channel: int | None = None  # a region target's channel (the channel filter); None for a class
+    caption: str = ""  # a region target's caption: channel, region, size and score
     thumbs: list[Thumb] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
@@ -122,10 +128,7 @@ class _Mask:
 
     def fits(self, rgb: np.ndarray) -> bool:
         """Whether the mask has the picture's aspect ratio (so its outline can be drawn over it)."""
-        if self.array is None:
-            return False
-        mask = self.array
-        return abs(mask.shape[0] / mask.shape[1] - rgb.shape[0] / rgb.shape[1]) < 0.02
+        return self.array is not None and _same_aspect(self.array, rgb)
 
     def mismatch_note(self, rgb: np.ndarray) -> str:
         """Why the outline is not drawn over ``rgb`` ("" when it is, or there is no mask)."""
@@ -136,6 +139,11 @@ class _Mask:
             f"mask {mask.shape[1]}x{mask.shape[0]} does not match the map "
             f"{rgb.shape[1]}x{rgb.shape[0]}; outline not drawn"
         )
+
+
+def _same_aspect(mask: np.ndarray, rgb: np.ndarray) -> bool:
+    """Whether a 2D mask has the picture's aspect ratio (so it can be drawn over it)."""
+    return abs(mask.shape[0] / mask.shape[1] - rgb.shape[0] / rgb.shape[1]) < 0.02
 
 
 def _read_mask(image: ImageEntry, pictures: Pictures) -> _Mask:
@@ -149,9 +157,11 @@ def _read_mask(image: ImageEntry, pictures: Pictures) -> _Mask:
     return _Mask(mask, "outline", outline, mask_contours(mask), problem)
 
 
-def _thumb(rgb: np.ndarray, href: str, mask: _Mask, alt: str, size: int) -> Thumb:
-    """One thumbnail box of a picture that was read, linking to ``href``."""
+def _thumb(rgb: np.ndarray, href: str, mask: _Mask, alt: str, size: int, region: np.ndarray | None = None) -> Thumb:
+    """One thumbnail box of a picture that was read, linking to ``href`` (``region``'s outline drawn in)."""
     small = shrink(rgb, size)
+    if region is not None:
+        small = outline_region(small, region)
     width, height = display_size(*small.shape[:2])
     pixelated = width >= 2 * small.shape[1]  # show small maps' pixels, not a blur
     outline = mask.outline is not None and mask.fits(rgb)
@@ -167,7 +177,7 @@ def _figures(row: MapRow, run: Run) -> tuple[list[Figure], dict[str, float]]:
         css = "warn" if row.delta > DELTA_WARN else ""
         items.append(Figure(METRICS["completeness"][0], percent(row.delta), METRICS["completeness"][2], css))
         values["completeness"] = row.delta
-    figures = (run.metrics or {}).get((row.image_id, row.method, row.class_index)) or {}
+    figures = (run.metrics or {}).get(row.key) or {}
     labels = metric_labels(run.evaluation_spec)
     for metric in [m for m in METRIC_COLUMNS if m in figures] + sorted(set(figures) - set(METRIC_COLUMNS)):
         value = figures[metric]
@@ -184,19 +194,44 @@ def _figures(row: MapRow, run: Run) -> tuple[list[Figure], dict[str, float]]:
     return items, values
 
 
+def region_caption(row: MapRow, names: dict[int, str]) -> str:
+    """A region target's caption: ``channel 1 (lesion) · connected 2 · 352 voxels · score 9.94 · p = 0.507``.
+
+    The score is the explained region score (sum or mean of the channel's logits over the region);
+    p the channel's mean probability over it.
+    """
+    parts = [f"channel {class_text(row.class_index, names)}", f"{row.region} {row.component}".strip()]
+    if row.region_voxels:
+        parts.append(f"{row.region_voxels} voxels")
+    return " · ".join([*parts, f"score {num(row.region_score)}", f"p = {score(row.score)}"])
+
+
+def _region(row: MapRow, pictures: Pictures) -> tuple[np.ndarray | None, str]:
+    """A region row's region mask for its pictures' outline (None for a class row), or why it is not drawn."""
+    if not row.region:
+        return None, ""
+    if not row.region_path:
+        return None, "region outline not drawn: the index names no region file (a run before region_path)"
+    return pictures.region(row.region_path)
+
+
 def _card(
-    row: MapRow, image: ImageEntry, mask: _Mask, run: Run, pictures: Pictures, size: int
-) -> tuple[Card, Picture, list[str]]:
-    """One map's card, the picture for its contact sheet cell, and notes about the mask outline."""
+    row: MapRow, image: ImageEntry, mask: _Mask, run: Run, pictures: Pictures, size: int, names: dict[int, str]
+) -> tuple[Card, Picture, np.ndarray | None, list[str]]:
+    """One map's card, the picture for its contact sheet cell, the region drawn into it, and notes about outlines."""
     overlay = pictures.picture(row, ("overlay",))
     heatmap = pictures.picture(row, ("heatmap", "npy"))
-    thumbs, notes = [], []
+    region, problem = _region(row, pictures)
+    thumbs, notes = [], [problem]
     for picture, what in ((overlay, "overlay"), (heatmap, "heatmap")):
         if picture.rgb is not None:
             # a heatmap drawn from the .npy has no file a browser can show
             href = file_link(run.root, picture.source) if picture.kind in ("overlay", "heatmap") else ""
-            thumbs.append(_thumb(picture.rgb, href, mask, f"{image.image_id} {row.method} {what}", size))
+            drawn = region if region is not None and _same_aspect(region, picture.rgb) else None
+            thumbs.append(_thumb(picture.rgb, href, mask, f"{image.image_id} {row.method} {what}", size, drawn))
             notes.append(mask.mismatch_note(picture.rgb))
+            if region is not None and drawn is None:
+                notes.append(f"region {region.shape[1]}x{region.shape[0]} does not match the map; outline not drawn")
     if not thumbs:
         problem = "; ".join(p for p in (overlay.problem, heatmap.problem) if p) or "no picture written"
         width, height = display_size(1, 1)
@@ -208,7 +243,7 @@ def _card(
         written.append(heatmap.problem)
     if heatmap.kind == "heatmap from .npy":
         written.append("heatmap rendered from the .npy map")
-    key = (row.image_id, row.method, row.class_index)
+    key = row.key
     figures, values = _figures(row, run)
     card = Card(
         method=row.method,
@@ -221,15 +256,19 @@ def _card(
         values=values,
         no_metrics_row=run.metrics is not None and key not in run.metrics,
         metric_error=run.metric_errors.get(key, ""),
+        channel=row.class_index if row.region else None,
+        caption=region_caption(row, names) if row.region else "",
     )
-    return card, overlay if overlay.rgb is not None else heatmap, notes
+    return card, overlay if overlay.rgb is not None else heatmap, region, notes
 
 
-def _sheet_cell(picture: Picture, mask: _Mask) -> SheetCell:
-    """A contact sheet cell from a picture already read (no second read of the file)."""
+def _sheet_cell(picture: Picture, mask: _Mask, region: np.ndarray | None = None) -> SheetCell:
+    """A contact sheet cell from a picture already read (no second read of the file), ``region`` outlined."""
     if picture.rgb is None:
         return SheetCell(None, "no picture")
     cell = fit_cell(picture.rgb)
+    if region is not None and _same_aspect(region, cell):
+        cell = outline_region(cell, region)
     outlines = []
     if mask.array is not None and mask.fits(cell):
         sy, sx = cell.shape[0] / mask.array.shape[0], cell.shape[1] / mask.array.shape[1]
@@ -270,16 +309,24 @@ def image_block(
     )
     sheet_rows = []
     label_text = f"label {shown_label}" if image.label != "" else "no label"
-    for class_index in image.classes:
+    targets = dict.fromkeys((r.class_index, r.region, r.component) for r in image.ok_rows)  # index order
+    for class_index, region, component in targets:
         cells: dict[str, SheetCell] = {}
-        for row in [r for r in image.ok_rows if r.class_index == class_index]:
-            card, picture, card_notes = _card(row, image, mask, run, pictures, size)
+        caption = f"{label_text}\nclass {class_text(class_index, names)} · p={score(scores[class_index])}"
+        for row in [
+            r for r in image.ok_rows if (r.class_index, r.region, r.component) == (class_index, region, component)
+        ]:
+            card, picture, drawn, card_notes = _card(row, image, mask, run, pictures, size, names)
             block.cards.append(card)
             notes.extend(card_notes)
-            cells.setdefault(row.method, _sheet_cell(picture, mask))
-        caption = f"{label_text}\nclass {class_text(class_index, names)} · p={score(scores[class_index])}"
+            cells.setdefault(row.method, _sheet_cell(picture, mask, drawn))
+            if card.caption:
+                caption = f"{label_text}\n{card.caption}"
         sheet_rows.append(SheetRow(image.image_id, caption, [cells.get(m, SheetCell(None, "no map")) for m in methods]))
     for row in image.error_rows:
-        block.cards.append(Card(method=row.method, class_index=row.class_index, status="error", error=row.error))
+        channel = row.class_index if row.region else None  # the channel filter shows a region's failures too
+        block.cards.append(
+            Card(method=row.method, class_index=row.class_index, status="error", error=row.error, channel=channel)
+        )
     block.notes = sorted({n for n in notes if n})
     return block, sheet_rows

@@ -11,12 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from medxai.errors import ReportError
-from medxai.io.index import INDEX_NAME, RUN_NAME, read_index
+from medxai.io.index import INDEX_NAME, RUN_NAME, map_key, read_index
 
 REQUIRED_INDEX = ("image_id", "method", "class_index", "status")
 
-#: (image_id, method, class_index): the key of one map.
-MapKey = tuple[str, str, int | None]
+#: (image_id, method, class_index, region, component): the key of one map (:func:`medxai.io.index.map_key`,
+#: the class as an int); a classifier's region and component are "".
+MapKey = tuple[str, str, int | None, str, str]
+
+
+def row_key(raw: Mapping[str, Any]) -> MapKey:
+    """The :data:`MapKey` of an index or ``metrics.csv`` row (files written before region targets read the same)."""
+    image_id, method, class_index, region, component = map_key(raw)
+    return image_id, method, to_class(class_index), region, component
 
 
 @dataclass
@@ -34,6 +41,16 @@ class MapRow:
     seconds: float
     evaluations: str
     class_name: str = ""
+    region: str = ""  # a region target's mask name (predicted, connected, ...); "" for a class
+    component: str = ""
+    region_voxels: str = ""
+    region_score: float = math.nan
+    region_path: str = ""  # the region's mask (.npy at the map's geometry), relative to the run folder
+
+    @property
+    def key(self) -> MapKey:
+        """The key of this row's map."""
+        return self.image_id, self.method, self.class_index, self.region, self.component
 
 
 @dataclass
@@ -170,6 +187,11 @@ def _read_images(index_path: Path, methods: dict[str, None]) -> list[ImageEntry]
                 seconds=to_float(raw.get("seconds")),
                 evaluations=raw.get("evaluations", ""),
                 class_name=(raw.get("class_name") or "").strip(),
+                region=(raw.get("region") or "").strip(),
+                component=(raw.get("component") or "").strip(),
+                region_voxels=(raw.get("region_voxels") or "").strip(),
+                region_score=to_float(raw.get("region_score")),
+                region_path=raw.get("region_path") or "",
             )
         )
     return list(images.values())
@@ -182,9 +204,9 @@ def _read_metrics(run_dir: Path, notes: list[str]) -> tuple[dict[MapKey, dict[st
         return None, {}
     metrics: dict[MapKey, dict[str, float]] = {}
     errors: dict[MapKey, str] = {}
-    skip = ("image_id", "method", "class_index", "error")
+    skip = ("image_id", "method", "class_index", "channel", "region", "component", "error")
     for raw in rows:
-        key = (raw["image_id"], raw["method"], to_class(raw["class_index"]))
+        key = row_key(raw)
         metrics[key] = {name: to_float(value) for name, value in raw.items() if name not in skip}
         if raw.get("error", "").strip():
             errors[key] = raw["error"].strip()

@@ -36,7 +36,9 @@ def _thumb(thumb: Thumb) -> dict[str, Any]:
 
 
 def _card(card: Card) -> dict[str, Any]:
+    region = {} if card.channel is None else {"channel": card.channel, "caption": card.caption}
     return {
+        **region,
         "method": card.method,
         "class": card.class_index,
         "status": card.status,
@@ -93,9 +95,11 @@ def page_data(
         classes.update(c for c in block.classes if c is not None)
         classes.update(block.labels or ())
         classes.update(block.predicted or ())
+    channels = sorted({c.channel for block in blocks for c in block.cards if c.channel is not None})
     return {
         "methods": list(methods),
         "classes": [{"index": c, "text": class_text(c, names)} for c in sorted(classes)],
+        **({"channels": [{"index": c, "text": class_text(c, names)} for c in channels]} if channels else {}),
         "sortKeys": _sort_keys(blocks, spec),
         "pageSize": page_size,
         "outlineColour": OUTLINE_COLOUR,

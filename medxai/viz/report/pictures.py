@@ -18,6 +18,8 @@ JPEG_QUALITY = 85  # thumbnails: artefacts not visible at 150 CSS pixels
 _PNG_TRIAL = 64 * 64
 #: The ground-truth mask outline colour (cyan: apart from every map colormap).
 OUTLINE_COLOUR = "#00e5ff"
+#: An explained region's outline colour (deep sky blue, the run's overlays' region colour), drawn into the pictures.
+REGION_COLOUR: tuple[int, int, int] = (0, 191, 255)
 DISPLAY_BOX = 150  # CSS pixels of the longer side of a thumbnail on screen
 _MASK_CACHE = 64  # masks kept in memory (an image's rows and the contact sheet reuse them)
 
@@ -127,6 +129,36 @@ class Pictures:
             return Picture(rgb, _KIND_NAMES[kind], "; ".join(problems), relative)
         return Picture(None, "", "; ".join(problems))
 
+    def region(self, region_path: str) -> tuple[np.ndarray | None, str]:
+        """A region target's mask (``region_path``: a bool ``.npy`` at the map's geometry) laid out like the
+        pictures (3D: a montage), or a problem; "" gives neither."""
+        if not region_path:
+            return None, ""
+        key = "region:" + region_path  # the masks' cache: an image's methods share their region
+        if key not in self._masks:
+            if len(self._masks) >= _MASK_CACHE:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = self._load_region(region_path)
+        return self._masks[key]
+
+    def _load_region(self, region_path: str) -> tuple[np.ndarray | None, str]:
+        from medxai.viz.render import montage
+
+        try:
+            path = inside(self.root, region_path)
+            if path is None:
+                return None, f"region outline not drawn: {region_path} is missing"
+            region = np.load(path, allow_pickle=False) != 0
+        except OutsideRun:
+            return None, f"region outline not drawn: {region_path} is outside the run folder"
+        except Exception as err:  # a damaged file must not end the report
+            return None, f"region outline not drawn: {region_path} is unreadable ({type(err).__name__})"
+        if region.ndim == 3:
+            region = montage(region)
+        if region.ndim != 2:
+            return None, f"region outline not drawn: {region_path} has shape {region.shape}"
+        return region, ""
+
     def mask(self, mask_path: str) -> tuple[np.ndarray | None, str]:
         """The ground-truth mask as a 2D bool array laid out like the overlays (3D: a montage), or a problem."""
         if not mask_path:
@@ -227,6 +259,21 @@ def file_link(root: Path, relative: str) -> str:
     from urllib.parse import quote
 
     return quote(path.relative_to(root.resolve()).as_posix())
+
+
+def outline_region(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``rgb`` with the region's outline drawn into it in :data:`REGION_COLOUR`.
+
+    The region is resampled to the picture by nearest neighbour and its inside border
+    (:func:`medxai.regions.inner_border`) painted, one picture pixel wide.
+    """
+    from medxai.preprocess import resize_mask
+    from medxai.regions import inner_border
+
+    border = inner_border(resize_mask(region, rgb.shape[:2]))
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    out[border] = REGION_COLOUR
+    return out
 
 
 def mask_contours(mask: np.ndarray) -> list[np.ndarray]:

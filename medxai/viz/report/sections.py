@@ -130,7 +130,7 @@ def _summary_from_metrics(run: Run) -> list[dict[str, str]]:
     from medxai.metrics import summarise
 
     values: dict[tuple[str, str], list[float]] = {}
-    for (_, method, _), figures in (run.metrics or {}).items():
+    for (_, method, *_), figures in (run.metrics or {}).items():
         for metric, value in figures.items():
             values.setdefault((method, metric), []).append(value)
     rows = []

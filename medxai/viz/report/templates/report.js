@@ -8,7 +8,7 @@
   var SVG = "http://www.w3.org/2000/svg";
   // the view when the address sets nothing (size 0: the report's page size)
   var DEFAULTS = {
-    method: "", cls: "", role: "any", outcome: "", status: "", sort: "", order: "asc", page: 1, size: 0
+    method: "", cls: "", channel: "", role: "any", outcome: "", status: "", sort: "", order: "asc", page: 1, size: 0
   };
 
   function isNumber(value) {
@@ -31,8 +31,10 @@
     if (state.outcome && (image.outcome || "unknown") !== state.outcome) return null;
     var cls = state.cls === "" ? null : Number(state.cls);
     if (cls !== null && classesOf(image, state.role).indexOf(cls) < 0) return null;
+    var channel = state.channel === "" || state.channel === undefined ? null : Number(state.channel);
     var maps = image.maps.filter(function (m) {
-      return (!state.method || m.method === state.method) && (!state.status || m.status === state.status);
+      return (!state.method || m.method === state.method) && (!state.status || m.status === state.status) &&
+        (channel === null || m.channel === channel);
     });
     if (cls !== null && state.role !== "label" && state.role !== "predicted") {
       var own = maps.filter(function (m) { return m["class"] === cls; });
@@ -148,7 +150,8 @@
     figure.appendChild(pair);
     var caption = el("figcaption");
     caption.appendChild(el("b", "", m.method));
-    caption.appendChild(document.createTextNode(" · class " + classText(data, m["class"]) + " · p = " + m.score));
+    var target = m.caption ? m.caption : "class " + classText(data, m["class"]) + " · p = " + m.score;
+    caption.appendChild(document.createTextNode(" · " + target));
     m.written.forEach(function (line) {
       caption.appendChild(el("br"));
       caption.appendChild(el("span", "small muted", line));
@@ -278,6 +281,7 @@
     var controls = {
       method: document.getElementById("f-method"),
       cls: document.getElementById("f-class"),
+      channel: document.getElementById("f-channel"),  // only a region run's page has it
       role: document.getElementById("f-role"),
       outcome: document.getElementById("f-outcome"),
       status: document.getElementById("f-status"),
@@ -285,7 +289,14 @@
       order: document.getElementById("f-order"),
       size: document.getElementById("f-size")
     };
+    if (!controls.channel) {  // a classifier's page: an address's channel filters nothing
+      delete controls.channel;
+      state.channel = "";
+    }
     data.methods.forEach(function (m) { controls.method.appendChild(option(m, m)); });
+    (data.channels || []).forEach(function (c) {
+      if (controls.channel) controls.channel.appendChild(option(String(c.index), c.text));
+    });
     data.classes.forEach(function (c) { controls.cls.appendChild(option(String(c.index), c.text)); });
     data.sortKeys.forEach(function (k) {
       var arrow = k.better === "lower" ? " (lower is better)" : k.better === "higher" ? " (higher is better)" : "";
