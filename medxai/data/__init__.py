@@ -1,1 +1,1 @@
-"""Data the project makes itself: the synthetic demo study."""
+"""Data the project makes itself: the synthetic demo study, and the U-Net of the demo segmentation model."""
