@@ -61,7 +61,7 @@ from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
 from medxai.pipeline.decoder import Decoder
-from medxai.pipeline.study_methods import study_methods
+from medxai.pipeline.study_methods import study_methods, study_rows
 from medxai.pipeline.targets import Target, method_target
 from medxai.preprocess import resize_mask
 from medxai.regions import ResolvedRegion
@@ -227,8 +227,6 @@ def _region_paths(decoder) -> dict[str, str | None]:
     """The manifest's region mask per image id (``targets: {region: manifest}``), read once per decoder."""
     paths = getattr(decoder, "_evaluation_region_paths", None)
     if paths is None:
-        from medxai.pipeline.study import study_rows  # deferred: study imports this module
-
         paths = {r.image_id: r.region_path for r in study_rows(decoder.config)}
         decoder._evaluation_region_paths = paths
     return paths

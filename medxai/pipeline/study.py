@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from medxai.errors import ConfigError
-from medxai.io import ManifestRow, read_manifest
+from medxai.io import ManifestRow
 from medxai.pipeline.config import Config, apply_overrides, load_config
 from medxai.pipeline.decoder import Decoder, RunSummary
 from medxai.pipeline.evaluation import EvaluationSpec, evaluate_run
 from medxai.pipeline.executors import make_executor
+from medxai.pipeline.study_methods import study_rows
 
 
 def run_study(
@@ -84,21 +85,3 @@ def run(
     else:
         raise ConfigError(f"expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
     return run_study(Decoder(config, model=model), study_rows(config), progress=progress)
-
-
-def study_rows(config: Config) -> list[ManifestRow]:
-    """The manifest rows named by the config's ``data`` section."""
-    data = config.data
-    return read_manifest(
-        data.manifest,
-        path_column=data.path_column,
-        id_column=data.id_column,
-        label_column=data.label_column,
-        mask_column=data.mask_column,
-        region_column=data.region_column,
-        root=data.root,
-        series_column=data.series_column,
-        class_names=config.model.class_names,
-        delimiter=data.delimiter,
-        encoding=data.encoding,
-    )

@@ -1,9 +1,10 @@
-"""The methods and the explained output a study's config asks for."""
+"""The methods, the explained output and the manifest rows a study's config asks for."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from medxai.io import ManifestRow, read_manifest
 from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.base import XAIMethod
 from medxai.methods.registry import build_methods
@@ -32,4 +33,22 @@ def study_methods(config: Config, model: Any) -> list[XAIMethod]:
         jit=runtime.jit,
         precision=runtime.precision,
         seed=runtime.seed,
+    )
+
+
+def study_rows(config: Config) -> list[ManifestRow]:
+    """The manifest rows named by the config's ``data`` section."""
+    data = config.data
+    return read_manifest(
+        data.manifest,
+        path_column=data.path_column,
+        id_column=data.id_column,
+        label_column=data.label_column,
+        mask_column=data.mask_column,
+        region_column=data.region_column,
+        root=data.root,
+        series_column=data.series_column,
+        class_names=config.model.class_names,
+        delimiter=data.delimiter,
+        encoding=data.encoding,
     )
