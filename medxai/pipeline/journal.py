@@ -209,8 +209,8 @@ def completed_rows(
 
 def _file_problem(out: Path, rows: list[dict[str, str]]) -> str | None:
     for row in rows:
-        for column in file_columns():
-            name = row[column]
+        for column in (*file_columns(), "region_path"):  # the region file: the report's outline, the evaluation's
+            name = row.get(column, "")
             if name and not (out / name).exists():
                 return f"{name} is missing"
         if row["npy_path"]:

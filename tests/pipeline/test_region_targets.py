@@ -265,3 +265,17 @@ def test_validate_says_what_a_segmentation_run_explains(seg_study, capsys):
     assert "a segmentation output (16, 16, 2) (2 channels" in said
     assert "the connected region, the 2 largest of channel(s) 1 (sum)" in said
     assert "explains logits: the pre-activation of Conv2D 'head' (sigmoid removed)" in said
+
+
+def test_a_resumed_run_computes_again_an_image_whose_region_file_is_gone(seg_study, monkeypatch):
+    from study_helpers import count_processed
+
+    path = config(seg_study, "runs/region_gone")
+    run_study(path)
+    rows = read_index(seg_study / "runs/region_gone/index.csv")
+    gone = next(r for r in rows if r["image_id"] == "one" and r["region_path"])
+    (seg_study / "runs/region_gone" / gone["region_path"]).unlink()
+    processed = count_processed(monkeypatch)
+    run_study(path)
+    assert processed == ["one"]
+    assert (seg_study / "runs/region_gone" / gone["region_path"]).exists()
