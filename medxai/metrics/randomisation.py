@@ -138,8 +138,24 @@ def _layer(model: keras.Model, path: str) -> keras.layers.Layer:
     return layer
 
 
-def _clone(model: keras.Model) -> keras.Model:
+def _unseeded(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new layer of ``layer``'s config whose initializers draw from the global seed, not a fixed one.
+
+    An initializer built with ``seed=`` gives the same weights whatever ``set_random_seed`` says:
+    every seed of the check would then randomise to one and the same model.
+    """
+    config = layer.get_config()
+    for key, value in config.items():
+        inner = value.get("config") if key.endswith("_initializer") and isinstance(value, dict) else None
+        if isinstance(inner, dict) and inner.get("seed") is not None:
+            inner["seed"] = None
+    return layer.__class__.from_config(config)
+
+
+def _clone(model: keras.Model, unseeded: bool = False) -> keras.Model:
     try:
+        if unseeded:
+            return keras.models.clone_model(model, clone_function=_unseeded, recursive=True)
         return keras.models.clone_model(model)
     except Exception as err:
         raise SanityCheckError(
@@ -149,9 +165,9 @@ def _clone(model: keras.Model) -> keras.Model:
 
 
 def _fresh(model: keras.Model, seed: int) -> keras.Model:
-    """A copy of ``model`` with every layer freshly initialised by its own initializers."""
+    """A copy of ``model`` with every layer freshly initialised by its own initializers, drawn from ``seed``."""
     keras.utils.set_random_seed(seed)
-    return _clone(model)
+    return _clone(model, unseeded=True)
 
 
 def _randomised(model: keras.Model, fresh: keras.Model, layers: Sequence[str]) -> keras.Model:

@@ -134,3 +134,20 @@ def test_a_method_that_raises_is_recorded_and_the_others_go_on():
     assert verdict["verdict"] == "error" and "out of memory" in verdict["error"] and verdict["passed"] is None
     result = cascading_randomisation(model, lambda m, name: np.zeros((2, 2)), ["bad_shape"])
     assert "(N, *spatial, C)" in result.errors["bad_shape"]
+
+
+def test_seeded_initializers_still_give_one_randomisation_per_seed():
+    """A model built with ``kernel_initializer=GlorotUniform(seed=7)`` must not randomise to one model for every seed."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(3, 3, kernel_initializer=keras.initializers.GlorotUniform(seed=7), name="conv")(inputs)
+    inner = keras.Model(inputs, x, name="inner")
+    outer_in = keras.Input((8, 8, 1))
+    y = keras.layers.GlobalAveragePooling2D()(inner(outer_in))
+    model = keras.Model(outer_in, keras.layers.Dense(2, kernel_initializer=keras.initializers.HeNormal(seed=3))(y))
+    kernels = {}
+    for seed in (0, 1):
+        copy = randomised_copy(model, weighted_layers(model), seed=seed)
+        kernels[seed] = [w.copy() for w in copy.get_weights() if w.ndim > 1]
+    assert all(not np.allclose(a, b) for a, b in zip(kernels[0], kernels[1]))
+    again = randomised_copy(model, weighted_layers(model), seed=1).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip([w for w in again if w.ndim > 1], kernels[1]))
