@@ -137,7 +137,7 @@ def test_a_method_that_raises_is_recorded_and_the_others_go_on():
 
 
 def test_seeded_initializers_still_give_one_randomisation_per_seed():
-    """A model built with ``kernel_initializer=GlorotUniform(seed=7)`` must not randomise to one model for every seed."""
+    """A model built with ``GlorotUniform(seed=7)`` must not randomise to one model for every seed."""
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(3, 3, kernel_initializer=keras.initializers.GlorotUniform(seed=7), name="conv")(inputs)
     inner = keras.Model(inputs, x, name="inner")
