@@ -245,7 +245,8 @@ class XAIMethod(abc.ABC):
 
         Args:
             images: ``(N, *spatial, C)`` float model inputs (2D or 3D).
-            targets: One class index, or one per image.
+            targets: One class index, or one per image; for a segmentation model (a dense
+                output), one :class:`medxai.Region` or one per image.
             return_delta: Also return the completeness delta per image (methods
                 with ``has_delta`` only).
 
@@ -332,12 +333,13 @@ class XAIMethod(abc.ABC):
             return image[None, ..., None]
         raise ValueError(f"expected one image shaped {self.engine.input_shape} (or a batch of one), got {image.shape}")
 
-    def compute_heatmap(self, image: np.ndarray, class_index: int) -> np.ndarray:
-        """The [0, 1] heatmap of one image for one class (the AUCMEDI contract).
+    def compute_heatmap(self, image: np.ndarray, class_index: TargetLike) -> np.ndarray:
+        """The [0, 1] heatmap of one image for one class (the AUCMEDI contract), or for one region.
 
         Args:
             image: ``(*spatial, C)`` or ``(1, *spatial, C)``.
-            class_index: The class explained.
+            class_index: The class explained, or a :class:`medxai.Region` of a segmentation
+                model's output (e.g. ``Region(1)``: channel 1's summed logits over its predicted region).
 
         Returns:
             float32 ``(*spatial)`` map in [0, 1], 1 at the most important place.
