@@ -30,12 +30,13 @@ import pandas as pd
 from medxai._validation import describe_frame, is_frame
 from medxai.errors import StudyError
 from medxai.heatmap import HeatmapPolicy, to_heatmap
-from medxai.io import LoadedImage, ManifestRow, read_manifest
+from medxai.io import LoadedImage, ManifestRow
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import DataSection, ModelSection, OutputSection
 from medxai.pipeline.explainer import Explainer
 from medxai.pipeline.item import Item, image_error, placement
 from medxai.pipeline.provenance import STORED
+from medxai.pipeline.study_methods import data_rows
 from medxai.pipeline.targets import Target
 from medxai.preprocess import Geometry, Preprocessor, PreprocessSpec
 from medxai.regions import ResolvedRegion
@@ -245,16 +246,7 @@ def _rows(images: Any, data: DataSection) -> list[ManifestRow]:
         ids = names if len(set(names)) == len(names) else [str(i) for i in range(len(paths))]
         images = pd.DataFrame({"image_id": ids, "path": paths})
         data = _data_section(images)
-    return read_manifest(
-        images,
-        path_column=data.path_column,
-        id_column=data.id_column,
-        label_column=data.label_column,
-        mask_column=data.mask_column,
-        region_column=data.region_column,
-        series_column=data.series_column,
-        root=data.root,
-    )
+    return data_rows(data)
 
 
 def _array_items(batch: np.ndarray, explainer: Explainer, preprocess: bool) -> list[Item]:
