@@ -183,3 +183,23 @@ def test_dataframe_errors_show_shape_and_columns_never_the_frame():
     with pytest.raises(StudyError, match=r"needs a 'path' column; got a DataFrame of 3 rows") as err:
         medxai.explain(None, table.rename(columns={"path": "file"}), methods=[IG])
     assert "SECRET_CELL" not in str(err.value)
+
+
+def test_run_takes_a_dataframe_manifest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table = pd.read_csv(STUDY / "manifest.csv").iloc[[0, 3]]
+    config = _config(table, id_column="image_id", root=str(STUDY))
+    summary = medxai.run(
+        {**config, "methods": [IG], "preprocess": PREPROCESS, "output": {"dir": "out", "formats": ["npy"]}},
+        progress=False,
+    )
+    assert summary.exit_code == 0
+    index = pd.read_csv(tmp_path / "out" / "index.csv")
+    assert list(index["image_id"]) == ["ct_000", "ct_003"] and set(index["status"]) == {"ok"}
+
+
+def test_a_preprocess_spec_and_an_array_of_source_images(model, predicted):
+    image = medxai.read_image(PATHS[1])
+    results = medxai.explain(model, image.array[None], methods=[IG], preprocess=PreprocessSpec(scale="minmax"))
+    assert len(results) == 1 and results[0].heatmap.shape == (64, 64)
+    assert results[0].overlay().shape == image.array.shape[:-1] + (3,)  # over the displayed source image
