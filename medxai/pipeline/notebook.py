@@ -38,7 +38,7 @@ from medxai.pipeline.item import Item, image_error, placement
 from medxai.pipeline.provenance import STORED
 from medxai.pipeline.study_methods import data_rows
 from medxai.pipeline.targets import Target
-from medxai.preprocess import Geometry, Preprocessor, PreprocessSpec
+from medxai.preprocess import Geometry, Preprocessor, PreprocessSpec, resize_mask
 from medxai.regions import ResolvedRegion
 
 __all__ = ["Result", "Results", "explain"]
@@ -82,13 +82,25 @@ class Result:
 
     def overlay(self, colormap: str = "inferno", alpha: float = 0.5) -> np.ndarray:
         """An RGB uint8 picture: the heatmap over the displayed image (resampled to the source's
-        grid), or the colourised heatmap alone when there is no displayed image (an array batch)."""
+        grid), or the colourised heatmap alone when there is no displayed image (an array batch).
+
+        A region target's outline is drawn too, as a run's overlay draws it.
+        """
         from medxai.viz.render import colorize, overlay
 
+        region = self.target.mask if isinstance(self.target, ResolvedRegion) else None
         if self.display is None or self.geometry is None or self.preprocessor is None:
-            return colorize(self.heatmap, colormap)
+            if region is None or region.shape != self.heatmap.shape or self.heatmap.ndim != 2:
+                return colorize(self.heatmap, colormap)
+            picture = colorize(self.heatmap, colormap) / 255.0  # the colourised map, the region outlined on it
+            return overlay(picture, self.heatmap, alpha=0.0, region=region)
+        spatial = self.display.shape[:-1]
         return overlay(
-            self.display, self.preprocessor.to_source(self.heatmap, self.geometry), colormap=colormap, alpha=alpha
+            self.display,
+            self.preprocessor.to_source(self.heatmap, self.geometry),
+            colormap=colormap,
+            alpha=alpha,
+            region=None if region is None else resize_mask(region, spatial),
         )
 
     def __repr__(self) -> str:
@@ -123,8 +135,17 @@ class Results(list[Result]):
     """The results of :func:`explain`, a list; :meth:`to_frame` tabulates them."""
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per result: the columns of a run's ``index.csv`` (image_id, method, class_index, score, ...)."""
-        return pd.DataFrame([{k: v for k, v in r.info.items() if k != STORED} for r in self])
+        """One row per result: the columns of a run's ``index.csv`` (image_id, method, class_index, score, ...).
+
+        Columns of numbers are numbers (the index's text, as ``pd.read_csv`` would read it).
+        """
+        frame = pd.DataFrame([{k: v for k, v in r.info.items() if k != STORED} for r in self])
+        for column in frame.columns:
+            try:
+                frame[column] = pd.to_numeric(frame[column])
+            except (ValueError, TypeError):
+                pass  # text, or numbers with empty cells
+        return frame
 
 
 def explain(

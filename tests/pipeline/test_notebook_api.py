@@ -69,6 +69,7 @@ def test_top_k_gives_k_results_per_image_and_method(model):
     assert sorted(r.target for r in results[:2]) == [0, 1]
     frame = results.to_frame()
     assert len(frame) == 8 and {"image_id", "method", "class_index", "score"} <= set(frame.columns)
+    assert frame["score"].dtype == float and frame["class_index"].dtype == int
 
 
 def test_an_array_batch_is_model_input(model, tensors, predicted):
@@ -119,6 +120,9 @@ def test_segmentation_model_gives_region_results():
     assert isinstance(region, ResolvedRegion) and region.channel == 1 and region.name == "predicted"
     assert region.voxels > 0 and results[0].heatmap.shape == (64, 64)
     assert "channel 1" in results[0].title
+    picture = results[0].overlay()
+    assert picture.shape == (128, 128, 3)
+    assert (picture == np.array([0, 191, 255], np.uint8)).all(axis=-1).any()  # the region's outline
 
 
 def test_bad_settings_are_the_configs_errors(model, tensors):
