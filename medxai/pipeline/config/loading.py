@@ -1,4 +1,4 @@
-"""Reading a study file: YAML (duplicate keys are errors), ``--set`` overrides, then validation."""
+"""Reading a study file: YAML (duplicate keys are errors) or a mapping, ``--set`` overrides, then validation."""
 
 from __future__ import annotations
 
