@@ -110,7 +110,7 @@ class Result:
     def title(self) -> str:
         """``image id | method | target``."""
         target = self.target
-        what = f"channel {target.channel} {target.words}" if isinstance(target, ResolvedRegion) else f"class {target}"
+        what = target.words if isinstance(target, ResolvedRegion) else f"class {target}"
         return f"{self.image_id} | {self.method} | {what}"
 
     def plot(self, ax: Any = None, **overlay: Any) -> Any:
