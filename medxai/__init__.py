@@ -6,7 +6,7 @@ The public API::
     heatmap = IntegratedGradients(model, steps=32).compute_heatmap(image, class_index=1)
 
 The root exports what users use: every method class (found by the registry), ``get_method``,
-``run``, ``read_image``, the heatmap policy and the error types. The engines and other
+``run``, ``explain`` (the notebook API), ``read_image``, the heatmap policy and the error types. The engines and other
 internals stay under their packages (``medxai.methods._engine``).
 
 Names are loaded on first use, so ``import medxai.pipeline.config`` (or ``medxai --help``)
@@ -51,6 +51,7 @@ _EXPORTS = {
     "load_config": "medxai.pipeline.config",
     "RunSummary": "medxai.pipeline.decoder",
     "run": "medxai.pipeline.study",
+    "explain": "medxai.pipeline.notebook",
 }
 
 

@@ -20,6 +20,7 @@ import difflib
 import functools
 import math
 import numbers
+import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar, get_args
 
@@ -47,6 +48,19 @@ def validation_errors(problems: Problems) -> PydanticCustomError:
     return validation_error("", *problems)
 
 
+def is_frame(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame (pandas is not imported: a frame's module already is)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def describe_frame(frame: Any, limit: int = 200) -> str:
+    """A DataFrame in words, never its cells: ``a DataFrame of 3 rows x 2 columns ('path', 'label')``."""
+    rows, cols = frame.shape
+    names = "(" + _joined((repr(str(c)) for c in frame.columns), limit) + ")"
+    return f"a DataFrame of {rows} rows x {cols} columns {names}"
+
+
 def show_value(value: Any, limit: int = 60) -> str:
     """Render a value the way a YAML user wrote it (for error messages), cut to ``limit`` characters.
 
@@ -63,6 +77,8 @@ def show_value(value: Any, limit: int = 60) -> str:
         text = "a mapping {" + _joined((f"{k}: {show_value(v, 20)}" for k, v in value.items()), limit) + "}"
     elif isinstance(value, (list, tuple)):
         text = "[" + _joined((show_value(v, 20) for v in value), limit) + "]"
+    elif is_frame(value):  # its shape and columns, in full: never its cells
+        return describe_frame(value)
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

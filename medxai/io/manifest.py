@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from medxai._validation import describe_frame
 from medxai.errors import ManifestError
 
 __all__ = ["ManifestError", "ManifestRow", "read_manifest", "safe_id", "MAX_ID_LENGTH"]
@@ -60,7 +61,7 @@ class ManifestRow:
 
 
 def read_manifest(
-    path: str | os.PathLike,
+    path: str | os.PathLike | pd.DataFrame,
     *,
     path_column: str = "path",
     id_column: str | None = None,
@@ -73,10 +74,13 @@ def read_manifest(
     delimiter: str | None = None,
     encoding: str = "utf-8",
 ) -> list[ManifestRow]:
-    """Reads a CSV manifest with a header row (the delimiter sniffed, or ``delimiter``).
+    """Reads a CSV manifest with a header row (the delimiter sniffed, or ``delimiter``), or a DataFrame of one.
+
+    A DataFrame's cells are read as the file's text would be (missing values are empty cells)
+    and go through the same checks; messages name it by its shape and columns, never its cells.
 
     Args:
-        path: the manifest file.
+        path: the manifest file, or a pandas DataFrame with the same columns.
         path_column: column holding image paths.
         id_column: column holding image ids; None uses the row numbers.
         label_column: column holding class labels: an integer ("1", "1.0"), several
@@ -85,7 +89,8 @@ def read_manifest(
         mask_column: column holding mask paths (empty cells mean no mask).
         region_column: column holding region mask paths for a segmentation model's
             ``targets: {region: manifest}`` (empty cells: no region to explain).
-        root: folder that relative paths resolve against; default: the manifest's folder.
+        root: folder that relative paths resolve against; default: the manifest's folder
+            (a DataFrame's: the current directory).
         series_column: column holding DICOM SeriesInstanceUIDs, for paths that are
             folders of several series (empty cells: the folder's only series).
         class_names: the model's class names, which labels may use instead of numbers.
@@ -98,8 +103,15 @@ def read_manifest(
             or id, a label that is not a class, duplicate ids, ids that become the same
             file name. Row problems are all listed, by line number (the header is line 1).
     """
-    manifest = Path(os.fspath(path))
-    table = _read_table(manifest, delimiter, encoding)
+    if isinstance(path, pd.DataFrame):
+        name = describe_frame(path)
+        table = _frame_table(path, name)
+        manifest: Path | str = name
+        folder = Path.cwd()
+    else:
+        manifest = Path(os.fspath(path))
+        table = _read_table(manifest, delimiter, encoding)
+        folder = manifest.parent
     named = (path_column, id_column, label_column, mask_column, series_column, region_column)
     columns = [c for c in named if c is not None]
     missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
@@ -111,7 +123,7 @@ def read_manifest(
             f"{manifest}: missing column(s) {', '.join(map(repr, missing))}; "
             f"the manifest has: {', '.join(map(repr, table.columns))}{hint}"
         )
-    base = Path(os.path.abspath(manifest.parent if root is None else os.fspath(root)))
+    base = Path(os.path.abspath(folder if root is None else os.fspath(root)))
 
     rows: list[ManifestRow] = []
     problems: list[str] = []
@@ -208,6 +220,16 @@ def _read_table(manifest: Path, delimiter: str | None, encoding: str) -> pd.Data
     table.columns = [str(c).strip() for c in table.columns]
     if len(table) == 0:
         raise ManifestError(f"{manifest}: the manifest has a header but no rows")
+    return table
+
+
+def _frame_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A DataFrame's cells as the text a file would hold: strings, missing values empty."""
+    if len(frame) == 0:
+        raise ManifestError(f"{name}: the manifest has no rows")
+    table = frame.reset_index(drop=True)
+    table = table.astype(object).where(table.notna(), "").astype(str)
+    table.columns = [str(c).strip() for c in table.columns]
     return table
 
 

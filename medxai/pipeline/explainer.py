@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -27,7 +27,6 @@ from medxai.methods.base import Explanation, XAIMethod
 from medxai.pipeline.config import Config
 from medxai.pipeline.item import Item, image_error, placement
 from medxai.pipeline.journal import source_key
-from medxai.pipeline.map_writer import MapWriter
 from medxai.pipeline.provenance import STORED
 from medxai.pipeline.study_methods import output_spec, study_methods
 from medxai.pipeline.targets import (
@@ -47,6 +46,23 @@ if TYPE_CHECKING:  # the module imports Keras: TensorFlow starts in __init__
 
 T = TypeVar("T")
 Tick = Callable[[float], Any]
+
+
+class MapSink(Protocol):
+    """Where the maps go: a run's :class:`~medxai.pipeline.map_writer.MapWriter` (files), or the
+    notebook API's list in memory (:func:`medxai.pipeline.notebook.explain`)."""
+
+    @property
+    def needs_display(self) -> bool:
+        """Whether the display image is needed (a picture is drawn over it)."""
+
+    def check_source(self, kind: str, path: str) -> None:
+        """Refuse an image of a kind the maps cannot be kept for."""
+
+    def write_later(
+        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: np.ndarray
+    ) -> None:
+        """Keep one map of ``row``."""
 
 
 class Explainer:
@@ -116,7 +132,7 @@ class Explainer:
             self.region_engine = GradientEngine(self.model, output_spec(config))
         self.policy: HeatmapPolicy = config.heatmap
 
-    def load(self, row: ManifestRow, writer: MapWriter) -> Item:
+    def load(self, row: ManifestRow, writer: MapSink) -> Item:
         """Read and preprocess one image and place it; any failure (but Ctrl-C) is the item's error, naming the file."""
         item = Item(row)
         try:
@@ -149,7 +165,7 @@ class Explainer:
             item.placement = {}
         return item
 
-    def explain_group(self, items: list[Item], writer: MapWriter, tick: Tick | None = None) -> list[dict[str, Any]]:
+    def explain_group(self, items: list[Item], writer: MapSink, tick: Tick | None = None) -> list[dict[str, Any]]:
         """The index rows of a group of images whose tensors share a shape; their maps go to ``writer``.
 
         ``tick`` (when given) gets the progress in images as each method finishes the group.

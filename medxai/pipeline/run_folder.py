@@ -46,17 +46,19 @@ class RunFolder:
         self.out = out
         self._lock: RunLock | None = None
 
-    def check(self, inputs: Mapping[str, Path | str | None]) -> None:
+    def check(self, inputs: Mapping[str, Any]) -> None:
         """Refuse inputs the run would overwrite, a folder that is not the run's own, and one that cannot be written.
 
         Args:
-            inputs: The run's input files by config key (``data.manifest``, ``model.path``).
+            inputs: The run's input files by config key (``data.manifest``, ``model.path``); a value that
+                is no path (a DataFrame manifest) is no file to protect.
 
         Raises:
             StudyError: naming the config key (see :class:`~medxai.pipeline.decoder.Decoder`).
         """
         clashes = [] if (shared := _shared_folder(self.out)) is None else [f"output.dir: {shared}"]
         for key, path in inputs.items():
+            path = path if isinstance(path, (str, os.PathLike)) else None  # a DataFrame manifest is no file
             written = None if path is None else _run_output(self.out, Path(path))
             if written is not None:
                 clashes.append(

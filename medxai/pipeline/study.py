@@ -73,15 +73,12 @@ def run(
     """
     if isinstance(overrides, str):
         overrides = [overrides]
-    if isinstance(config, (str, os.PathLike)):
+    if isinstance(config, (str, os.PathLike, Mapping)):
         config = load_config(config, overrides)
     elif isinstance(config, Config):
         if overrides:
             # python-mode dump: paths are absolute and method parameters keep their Python objects
             config = Config.from_dict(apply_overrides(config.model_dump(), overrides, base_dir=Path.cwd()))
-    elif isinstance(config, Mapping):
-        data = apply_overrides(config, overrides, base_dir=Path.cwd()) if overrides else dict(config)
-        config = Config.from_dict(data)
     else:
         raise ConfigError(f"expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
     return run_study(Decoder(config, model=model), study_rows(config), progress=progress)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from medxai.io import ManifestRow, read_manifest
 from medxai.methods._engine.spec import OutputSpec
 from medxai.methods.base import XAIMethod
 from medxai.methods.registry import build_methods
-from medxai.pipeline.config import Config
+from medxai.pipeline.config import Config, DataSection
 
 
 def output_spec(config: Config, explain: str | None = None) -> OutputSpec:
@@ -38,7 +39,11 @@ def study_methods(config: Config, model: Any) -> list[XAIMethod]:
 
 def study_rows(config: Config) -> list[ManifestRow]:
     """The manifest rows named by the config's ``data`` section."""
-    data = config.data
+    return data_rows(config.data, config.model.class_names)
+
+
+def data_rows(data: DataSection, class_names: Sequence[str] | None = None) -> list[ManifestRow]:
+    """The rows of a ``data`` section's manifest (a file, or a DataFrame), its columns read as it names them."""
     return read_manifest(
         data.manifest,
         path_column=data.path_column,
@@ -48,7 +53,7 @@ def study_rows(config: Config) -> list[ManifestRow]:
         region_column=data.region_column,
         root=data.root,
         series_column=data.series_column,
-        class_names=config.model.class_names,
+        class_names=class_names,
         delimiter=data.delimiter,
         encoding=data.encoding,
     )

@@ -1,9 +1,10 @@
 """The config layer: YAML -> validated, typed settings.
 
 A study is described by one YAML file (see ``configs/study.yaml`` for every key
-with its default). :func:`load_config` reads it, applies ``--set`` style
-overrides and validates it into a :class:`Config`; :meth:`Config.from_dict`
-builds the same object from a Python mapping.
+with its default). :func:`load_config` reads it (or takes a Python mapping in its shape, whose
+``data.manifest`` may be a pandas DataFrame), applies ``--set`` style overrides and
+validates it into a :class:`Config`; :meth:`Config.from_dict` builds the same object
+from a Python mapping without overrides.
 
 Validation reports every problem at once: a :class:`ConfigError` whose
 ``problems`` are strings that each start with the dotted key they concern, e.g.

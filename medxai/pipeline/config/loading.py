@@ -1,4 +1,4 @@
-"""Reading a study file: YAML (duplicate keys are errors), ``--set`` overrides, then validation."""
+"""Reading a study file: YAML (duplicate keys are errors) or a mapping, ``--set`` overrides, then validation."""
 
 from __future__ import annotations
 
@@ -121,18 +121,18 @@ def _read_yaml(path: Path) -> Any:
 
 
 def load_config(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Mapping[str, Any],
     overrides: Sequence[str] = (),
     *,
     method_registry: MethodRegistry | None = None,
 ) -> Config:
-    """Read, override and validate a YAML config.
+    """Read, override and validate a config: a YAML file, or a mapping in the YAML's shape.
 
-    Relative paths in the file resolve against the file's folder; relative
-    paths in ``overrides`` resolve against the current directory.
+    Relative paths in the file resolve against the file's folder (a mapping's against the
+    current directory); relative paths in ``overrides`` resolve against the current directory.
 
     Args:
-        path: The YAML file.
+        path: The YAML file, or the config as a mapping (``data.manifest`` may be a pandas DataFrame).
         overrides: ``--set`` strings such as ``"runtime.batch_size=8"`` or ``"methods.0.steps=16"``.
         method_registry: Callable returning ``{method name: class}``; None tries
             ``medxai.methods.registry.available_methods`` and skips method checks if it is missing.
@@ -142,6 +142,14 @@ def load_config(
     """
     if isinstance(overrides, str):
         overrides = [overrides]
+    if isinstance(path, Mapping):
+        # no overrides: no deep copy (a method parameter may be an object that cannot be copied)
+        data, problems = overrides_and_problems(path, overrides, Path.cwd()) if overrides else (dict(path), [])
+        config, more = _validate(data, base_dir=None, method_registry=method_registry)
+        if problems or more:
+            raise ConfigError(problems + more)
+        assert config is not None
+        return config
     path = Path(path).expanduser().resolve()
     data = _read_yaml(path)
     if data is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,8 @@ from pydantic_core import PydanticUseDefault
 
 from medxai._validation import (
     Problems,
+    describe_frame,
+    is_frame,
     is_int,
     null_is_empty,
     optional_section,
@@ -184,6 +187,11 @@ class Config(BaseModel):
 
 
 def _json_fallback(value: Any) -> Any:
+    if is_frame(value):  # a DataFrame manifest: its shape, columns and a hash of its cells, never the cells
+        import pandas as pd
+
+        cells = hashlib.sha256(pd.util.hash_pandas_object(value, index=True).to_numpy().tobytes()).hexdigest()
+        return {"dataframe": describe_frame(value), "sha256": cells}
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
     return tolist() if callable(tolist) else repr(value)
 

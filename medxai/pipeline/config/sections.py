@@ -36,6 +36,7 @@ from medxai._validation import (
     StrictBool,
     UnitInterval,
     did_you_mean,
+    is_frame,
     is_int,
     is_word,
     non_empty_name,
@@ -272,7 +273,10 @@ def class_list(value: list[Any] | tuple[Any, ...], what: str = "class") -> tuple
 class DataSection(_Section):
     """The dataset manifest and the columns to read from it."""
 
-    manifest: Path = Field(description="The manifest file listing one image per row.")
+    manifest: Path | Any = Field(
+        description="The manifest file listing one image per row, or (from Python) a pandas DataFrame of its rows; "
+        "a DataFrame's relative paths resolve against data.root, else the current directory."
+    )
     path_column: Name = "path"
     id_column: OptionalName = Field(default=None, description="None: the row number is the id.")
     label_column: OptionalName = None
@@ -302,7 +306,9 @@ class DataSection(_Section):
 
     @field_validator("manifest", mode="before")
     @classmethod
-    def _check_manifest(cls, value: Any, info: ValidationInfo) -> Path:
+    def _check_manifest(cls, value: Any, info: ValidationInfo) -> Any:
+        if is_frame(value):  # its rows are checked as a file's are, when read (medxai.io.read_manifest)
+            return value
         return existing_path(value, info, "file")
 
     @field_validator("root", mode="before")
@@ -310,6 +316,8 @@ class DataSection(_Section):
     def _check_root(cls, value: Any, info: ValidationInfo) -> Path | None:
         if value is None:
             manifest = info.data.get("manifest")
+            if is_frame(manifest):  # no file: the validation's base folder (a mapping's: the current directory)
+                return to_path(".", info)
             return manifest.parent if manifest is not None else None
         return existing_path(value, info, "directory")
 
