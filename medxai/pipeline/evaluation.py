@@ -106,6 +106,11 @@ class EvaluationResult:
         for method in methods:
             means = {row["metric"]: row["mean"] for row in self.summary if row["method"] == method}
             lines.append(method.ljust(22) + "".join(_cell(means.get(m)).rjust(15) for m in METRICS))
+        if methods:
+            lines.append(
+                "(means over maps; summary.csv adds each mean's 95 % confidence interval, the median and the "
+                "2.5-97.5 percentiles of the per-map values)"
+            )
         for method, verdict in sorted(self.sanity.items()):
             lines.append(f"sanity check {method}: {_verdict_text(verdict)}")
         return "\n".join(lines)

@@ -18,7 +18,8 @@ from medxai.pipeline.evaluation import EvaluationSpec, evaluate_run
 def named(study):
     """A finished run of the study with class names (progress off)."""
     model = {"path": "model.keras", "class_names": ["normal", "lesion"]}
-    summary = medxai.run(write_config(study, "named", model=model, methods=["gradient"]))
+    methods = ["gradient", {"name": "ig", "steps": 4}]
+    summary = medxai.run(write_config(study, "named", model=model, methods=methods))
     return summary.output_dir
 
 
@@ -47,11 +48,12 @@ def test_the_sanity_check_bar_counts_every_explanation(named, capsys):
     result = evaluate_run(named, spec, progress=True)  # stderr is no terminal here: plain lines
     assert result.sanity["gradient"]["verdict"] in ("PASS", "FAIL", "undefined")
     err = capsys.readouterr().err
-    assert "medxai: loading the model" in err and "medxai: building 1 method" in err
+    assert "medxai: loading the model" in err and "medxai: building 2 methods" in err
     layers = len(weighted_layers(keras.saving.load_model(named.parent / "model.keras")))
-    total = 1 * (1 + seeds * layers)  # the trained model, then each seed's copy at each step
+    total = 2 * (1 + seeds * layers)  # each method on the trained model, then on each seed's copy at each step
     sanity = [line for line in err.splitlines() if line.startswith("sanity check")]
-    assert sanity and all(line.startswith("sanity check gradient:") for line in sanity)
+    assert len(sanity) == 10  # one line per tenth
+    assert all(re.match(r"sanity check (gradient|integrated_gradients): \d+/\d+ explanations", s) for s in sanity)
     assert f"{total}/{total} explanations (100 %)" in sanity[-1]
 
 
@@ -83,12 +85,12 @@ def test_the_sanity_check_bar_names_each_method(named, monkeypatch):
             pass
 
     monkeypatch.setattr(evaluation, "progress_bar", Bar)
-    # the run has one method; the index names it, the decoder another set: both are checked
-    evaluate_run(named, EvaluationSpec(faithfulness=False, sanity_images=2, sanity_seeds=1), progress=True)
+    evaluate_run(named, EvaluationSpec(faithfulness=False, sanity_images=2, sanity_seeds=3), progress=True)
     sanity = [(desc, total) for desc, total in seen if desc.startswith("sanity check")]
     layers = len(weighted_layers(keras.saving.load_model(named.parent / "model.keras")))
-    assert len(sanity) == sanity[0][1] == 1 + layers
-    assert {desc for desc, _ in sanity} == {"sanity check gradient"}
+    assert len(sanity) == sanity[0][1] == 2 * (1 + 3 * layers)  # every explanation counted, once
+    assert [desc for desc, _ in sanity[:2]] == ["sanity check gradient", "sanity check integrated_gradients"]
+    assert {desc for desc, _ in sanity} == {"sanity check gradient", "sanity check integrated_gradients"}
 
 
 def test_the_summary_line_comes_before_the_evaluation(study, capsys, monkeypatch):
