@@ -149,6 +149,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Decoder, list[ManifestRo
     except ConfigError as err:
         print(err, file=sys.stderr)  # a config that does not validate never starts TensorFlow
         return None
+    from medxai._progress import note
+
+    feedback = config.runtime.progress and not getattr(args, "no_progress", False)  # the progress bar's rule
+    note("starting TensorFlow", feedback)  # the longest silent step of a start (seconds)
     import_tensorflow_quietly()
     from medxai.io import ManifestError
     from medxai.pipeline.decoder import Decoder, StudyError
@@ -161,7 +165,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Decoder, list[ManifestRo
     except ManifestError as err:
         problems.append(f"data.manifest: {err}")
     try:
-        decoder = Decoder(config)
+        decoder = Decoder(config, feedback=feedback)
         if rows is not None:
             decoder.check_sources(rows)
     except StudyError as err:
@@ -185,12 +189,21 @@ def _run(args: argparse.Namespace) -> int:
     _, decoder, rows = prepared
     progress = False if args.no_progress else None
     from medxai.errors import StudyError
-    from medxai.pipeline.decoder import RunStoppedError
+    from medxai.pipeline.decoder import RunStoppedError, RunSummary
     from medxai.pipeline.lock import RunFolderBusy
     from medxai.pipeline.study import run_study
 
+    def maps_done(summary: RunSummary) -> None:
+        """The run's summary line as soon as the maps are done, before an evaluation starts."""
+        print(summary, flush=True)
+        if summary.warned:
+            print(f"medxai: {summary.warned} image(s) with warnings (see the index's warning column)", file=sys.stderr)
+        if summary.failed_ids:
+            shown = ", ".join(summary.failed_ids[:5]) + (" ..." if len(summary.failed_ids) > 5 else "")
+            print(f"medxai: failed images (see the index's error column): {shown}", file=sys.stderr)
+
     try:
-        summary = run_study(decoder, rows, progress=progress)
+        summary = run_study(decoder, rows, progress=progress, maps_done=maps_done)
     except (RunFolderBusy, RunStoppedError) as err:  # another run on the folder; a full disk
         print(f"medxai: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -200,14 +213,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nmedxai: interrupted; run again with runtime.resume: true to continue", file=sys.stderr)
         return 130
-    print(summary)
     if summary.evaluation is not None:
         print(summary.evaluation.table())
-    if summary.warned:
-        print(f"medxai: {summary.warned} image(s) with warnings (see the index's warning column)", file=sys.stderr)
-    if summary.failed_ids:
-        shown = ", ".join(summary.failed_ids[:5]) + (" ..." if len(summary.failed_ids) > 5 else "")
-        print(f"medxai: failed images (see the index's error column): {shown}", file=sys.stderr)
     return summary.exit_code
 
 
@@ -376,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medxai {__version__}")
         return EXIT_OK
     if args.command == "evaluate":
+        from medxai._progress import note
+
+        note("starting TensorFlow", not args.no_progress)
         import_tensorflow_quietly()
     quiet_reader_logs()
     if args.command == "run":

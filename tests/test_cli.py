@@ -80,6 +80,21 @@ def test_run_exit_code_and_set_override(study, capsys):
     assert {r["method"] for r in rows} == {"gradient"}
 
 
+def test_run_says_what_it_does_before_each_long_silent_step_unless_told_not_to(study, capsys):
+    path = write_config(study, "cli_notes", methods=["gradient"], runtime={"progress": True})
+    assert main(["run", str(path)]) == 1
+    captured = capsys.readouterr()
+    notes = ["medxai: starting TensorFlow", f"medxai: loading the model {study / 'model.keras'}", "building 1 method"]
+    positions = [captured.err.index(note) for note in notes]
+    assert positions == sorted(positions)  # in the order they happen, before the maps
+    assert "medxai: 7/7 images (100 %)" in captured.err  # stderr is no terminal here: plain progress lines
+    assert captured.out.startswith("medxai: 7 images (0 resumed), 4 maps, 3 errors in ")
+    assert main(["run", str(path), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert not any(note in captured.err for note in notes) and "/7 images" not in captured.err
+    assert captured.out.startswith("medxai: 7 images (4 resumed)")
+
+
 def test_run_all_good_exits_zero(tmp_path, capsys):
     tiny_model().save(tmp_path / "model.keras")
     import numpy as np

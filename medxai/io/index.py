@@ -12,6 +12,11 @@ size and modification time and a SHA-256 of its bytes, see
 :func:`medxai.pipeline.journal.source_key`) and
 ``npy_bytes`` (the size of the ``.npy`` map as written).
 
+``label`` and ``predicted`` hold class indices (``"4;5"``: every label of the manifest
+row, every class the model predicts; a segmentation model's predicted channels);
+``label_name`` and ``predicted_name`` the same classes by ``model.class_names``
+(``"effusion;edema"``), empty when the config names no classes.
+
 Every reader of ``index.csv`` and of the journal ``index.partial.csv`` (resume,
 ``medxai evaluate``, ``medxai report``) goes through :func:`read_index`, and
 every writer through :func:`index_text`, so the format has one definition. The
@@ -41,7 +46,8 @@ from medxai.io.writers import PROBE_NAME, STALE_TEMP
 #: The index's columns before and after the file columns (those come from :mod:`medxai.io.formats`).
 _LEADING_COLUMNS: tuple[str, ...] = (
     "image_id", "source_path", "series_uid", "method", "class_index", "class_name", "channel", "region",
-    "component", "region_voxels", "region_score", "score", "label", "predicted", "status", "error",
+    "component", "region_voxels", "region_score", "score", "label", "label_name", "predicted", "predicted_name",
+    "status", "error",
 )  # fmt: skip
 _TRAILING_COLUMNS: tuple[str, ...] = (
     "relative_delta", "steps", "warning", "seconds", "evaluations", "reduce", "polarity", "clip", "explained",

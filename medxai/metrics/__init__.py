@@ -6,9 +6,18 @@ empty one or a constant map; :func:`summarise` ignores NaN.
 """
 
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
-from medxai.metrics.scores import gini, pointing_game, rank_correlation, relevance_mass, summarise, topk_iou
+from medxai.metrics.scores import (
+    bootstrap_mean_ci,
+    gini,
+    pointing_game,
+    rank_correlation,
+    relevance_mass,
+    summarise,
+    topk_iou,
+)
 
 __all__ = [
+    "bootstrap_mean_ci",
     "curve_area",
     "deletion_curve",
     "gini",

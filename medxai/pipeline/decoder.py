@@ -81,6 +81,8 @@ class Decoder:
             only reads a finished run (e.g. to evaluate a run folder that was moved).
         model_checksum: The SHA-256 of ``config.model.path`` when the caller has just taken it
             (``medxai evaluate`` does, to refuse another model before loading it); else taken here.
+        feedback: Say on stderr what is happening while the model loads and the methods are
+            built (default: ``runtime.progress``, the progress bar's rule).
 
     Raises:
         StudyError: the message starts with the config key: ``output.dir`` cannot be created
@@ -92,7 +94,13 @@ class Decoder:
     """
 
     def __init__(
-        self, config: Config, model: Any = None, *, check_output: bool = True, model_checksum: str | None = None
+        self,
+        config: Config,
+        model: Any = None,
+        *,
+        check_output: bool = True,
+        model_checksum: str | None = None,
+        feedback: bool | None = None,
     ):
         from medxai.io.model import file_checksum  # deferred: TensorFlow starts here
 
@@ -101,7 +109,7 @@ class Decoder:
         self.folder = RunFolder(self.out)
         if check_output:
             self.folder.check({"data.manifest": config.data.manifest, "model.path": config.model.path})
-        self.explainer = Explainer(config, model)
+        self.explainer = Explainer(config, model, feedback=feedback)
         ex = self.explainer
         self.model, self.scores, self.head, self.preprocessor = ex.model, ex.scores, ex.head, ex.preprocessor
         self.methods, self.policy = ex.methods, ex.policy
@@ -307,12 +315,13 @@ class Decoder:
         bar_format = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
         # Unbuffered: a write that fails (a full disk) fails here, not later in close().
         with (
-            progress_bar(len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format) as bar,
+            progress_bar(
+                len(rows), desc="medxai", unit="img", enabled=show, bar_format=bar_format, initial=summary.resumed
+            ) as bar,
             open(journal, "ab", buffering=0) as log,
         ):
             if log.tell() == 0:
                 append(log, journal, index_text([], header=True))
-            bar.update(summary.resumed)
             finished = {"images": summary.resumed, "maps": 0}
             computing_since = time.perf_counter()
 

@@ -5,7 +5,12 @@ Writes beside the index:
 * ``metrics.csv``: one row per map: IG completeness error, Gini sparseness,
   pointing game, relevance mass and top-k IoU (where a mask exists), deletion
   and insertion areas;
-* ``summary.csv``: per method and metric, mean, median, 2.5/97.5 percentiles, n;
+* ``summary.csv``: per method and metric: ``mean``; ``mean_ci_low``/``mean_ci_high``, a
+  95 % confidence interval of the mean (bootstrap: 2,000 resamples of the per-map values
+  drawn with the evaluation's seed, percentile method; it narrows as ``n`` grows);
+  ``median``; ``p2.5``/``p97.5``, the 2.5th and 97.5th percentiles of the per-map values
+  (their spread over maps, not a confidence interval: before medxai named them
+  ``ci_low``/``ci_high``, and readers still accept those names); ``n``, the maps with a value;
 * ``sanity.csv`` and ``evaluation.json``: the model-randomisation check
   (Adebayo et al. 2018), per method and step, with a per-method verdict
   (PASS, FAIL, undefined or error).
@@ -69,7 +74,9 @@ from medxai.regions import ResolvedRegion
 METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
 METRICS_COLUMNS = ("image_id", "method", "class_index", "channel", "region", "component", *METRICS, "error")
 MapKey = tuple[str, str, str, str, str]
-SUMMARY_COLUMNS = ("method", "metric", "mean", "median", "ci_low", "ci_high", "n")
+SUMMARY_COLUMNS = ("method", "metric", "mean", "mean_ci_low", "mean_ci_high", "median", "p2.5", "p97.5", "n")
+#: summary.csv's names before ``p2.5``/``p97.5`` (the readers accept them in old run folders).
+OLD_SUMMARY_NAMES = {"ci_low": "p2.5", "ci_high": "p97.5"}
 SANITY_COLUMNS = (
     "method",
     "step",
@@ -99,6 +106,11 @@ class EvaluationResult:
         for method in methods:
             means = {row["metric"]: row["mean"] for row in self.summary if row["method"] == method}
             lines.append(method.ljust(22) + "".join(_cell(means.get(m)).rjust(15) for m in METRICS))
+        if methods:
+            lines.append(
+                "(means over maps; summary.csv adds each mean's 95 % confidence interval, the median and the "
+                "2.5-97.5 percentiles of the per-map values)"
+            )
         for method, verdict in sorted(self.sanity.items()):
             lines.append(f"sanity check {method}: {_verdict_text(verdict)}")
         return "\n".join(lines)
@@ -142,7 +154,7 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return csv_text([{k: _cell(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows], columns)
 
 
-def _load_run(run_dir: Path, decoder=None, model: str | os.PathLike | None = None):
+def _load_run(run_dir: Path, decoder=None, model: str | os.PathLike | None = None, progress: bool = False):
     """The run's decoder (rebuilt from ``run.json``) and its finished rows, and the model's provenance.
 
     The model file must be the one the maps were made with (its SHA-256 is in
@@ -177,7 +189,7 @@ def _load_run(run_dir: Path, decoder=None, model: str | os.PathLike | None = Non
             )
         try:
             # the run folder may have moved since; the model's hash is the one just taken
-            decoder = Decoder(config, check_output=False, model_checksum=sha)
+            decoder = Decoder(config, check_output=False, model_checksum=sha, feedback=progress)
         except StudyError as err:
             raise EvaluationError(f"cannot reload the study of {run_dir}: {err}") from err
     else:
@@ -326,10 +338,19 @@ def region_probability(probabilities: np.ndarray, region: ResolvedRegion) -> np.
 
 
 def _sanity(
-    decoder, rows: list[dict[str, str]], spec: EvaluationSpec
+    decoder, rows: list[dict[str, str]], spec: EvaluationSpec, progress: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The sanity.csv rows and per-method verdicts; a failure is recorded per method, never raised."""
-    from medxai.metrics.randomisation import SanityResult, cascading_randomisation  # deferred: needs Keras
+    """The sanity.csv rows and per-method verdicts; a failure is recorded per method, never raised.
+
+    With ``progress`` a bar counts the check's explanations: every method on the trained
+    model, then on each seed's copy at each step (method x (1 + seeds x steps)), the method
+    at work in its description.
+    """
+    from medxai.metrics.randomisation import (  # deferred: needs Keras
+        SanityResult,
+        cascading_randomisation,
+        weighted_layers,
+    )
 
     names = list(dict.fromkeys([m.name for m in decoder.methods] + [r["method"] for r in rows]))
     try:
@@ -343,16 +364,23 @@ def _sanity(
         images = np.stack([t for t, _ in chosen.values()])
         classes = [c for _, c in chosen.values()]
         built: list[Any] = [None, {}]  # the model the methods were last built on, and them
-
-        def explain(model, name: str) -> np.ndarray:
-            if built[0] is not model:
-                built[:] = [model, {m.name: m for m in study_methods(decoder.config, model)}]
-            if name not in built[1]:
-                raise ValueError(f"method {name!r} is not among the run's methods ({', '.join(built[1])})")
-            return built[1][name].attribute(images, classes)
-
         seeds = [spec.seed + k for k in range(spec.sanity_seeds)]
-        result = cascading_randomisation(decoder.model, explain, names, seeds=seeds)
+        total = len(names) * (1 + len(seeds) * len(weighted_layers(decoder.model)))
+
+        with progress_bar(total, desc="sanity check", unit="explanation", enabled=progress) as bar:
+
+            def explain(model, name: str) -> np.ndarray:
+                bar.set_description(f"sanity check {name}")
+                try:
+                    if built[0] is not model:
+                        built[:] = [model, {m.name: m for m in study_methods(decoder.config, model)}]
+                    if name not in built[1]:
+                        raise ValueError(f"method {name!r} is not among the run's methods ({', '.join(built[1])})")
+                    return built[1][name].attribute(images, classes)
+                finally:
+                    bar.update(1)
+
+            result = cascading_randomisation(decoder.model, explain, names, seeds=seeds)
     except Exception as err:  # the model cannot be copied, an image cannot be read: every method says so
         result = SanityResult([], tuple(spec.seed + k for k in range(spec.sanity_seeds)))
         result.errors = {name: f"{type(err).__name__}: {err}" for name in names}
@@ -404,7 +432,7 @@ def evaluate_run(
 
     spec = EvaluationSpec() if spec is None else spec
     run_dir = Path(run_dir).resolve()
-    decoder, rows, provenance = _load_run(run_dir, decoder, model)
+    decoder, rows, provenance = _load_run(run_dir, decoder, model, progress)
     by_image: dict[str, list[int]] = {}
     for position, row in enumerate(rows):
         by_image.setdefault(row["image_id"], []).append(position)
@@ -453,13 +481,13 @@ def evaluate_run(
         for metric in METRICS:
             values = [r[metric] for r in metrics if r["method"] == method and r[metric] is not None]
             if values:
-                stats = summarise(np.asarray(values, dtype=np.float64))
+                stats = summarise(np.asarray(values, dtype=np.float64), seed=spec.seed)
                 result.summary.append({"method": method, "metric": metric, **stats})
     write_text(run_dir / "metrics.csv", _csv(metrics, METRICS_COLUMNS))
     write_text(run_dir / "summary.csv", _csv(result.summary, SUMMARY_COLUMNS))
     sanity_rows: list[dict[str, Any]] = []
     if spec.sanity_images:
-        sanity_rows, result.sanity = _sanity(decoder, rows, spec)
+        sanity_rows, result.sanity = _sanity(decoder, rows, spec, progress)
     write_text(run_dir / "sanity.csv", _csv(sanity_rows, SANITY_COLUMNS))
     record = {
         "spec": spec.model_dump(),

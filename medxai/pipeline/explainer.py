@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from medxai._progress import note
 from medxai.errors import ModelLoadError, OutputSelectionError, SettingError, StudyError
 from medxai.heatmap import HeatmapPolicy
 from medxai.io import ManifestRow, read_image
@@ -71,19 +72,23 @@ class Explainer:
     Args:
         config: A validated config.
         model: An already loaded Keras model (default: load ``config.model.path``).
+        feedback: Say on stderr what is happening before the model loads and the methods
+            are built (default: ``runtime.progress``; the rule of the progress bar).
 
     Raises:
         StudyError: the message starts with the config key: the model, preprocessing,
             methods or targets do not fit.
     """
 
-    def __init__(self, config: Config, model: Any = None):
+    def __init__(self, config: Config, model: Any = None, *, feedback: bool | None = None):
         from medxai.io.model import load_model  # deferred: TensorFlow starts here
         from medxai.methods._engine.engine import GradientEngine
 
         self.config = config
+        show = config.runtime.progress if feedback is None else feedback
         try:
             if model is None:
+                note(f"loading the model {config.model.path}", show)
                 model = load_model(
                     config.model.path,
                     custom_objects=config.model.custom_objects,
@@ -107,6 +112,7 @@ class Explainer:
         except ValueError as err:
             raise StudyError(f"preprocess: {err}") from err
         try:
+            note(f"building {len(config.methods)} method{'s' if len(config.methods) != 1 else ''}", show)
             self.methods = study_methods(config, self.model)
             self.explained = {m.name: getattr(getattr(m, "engine", None), "explained", "") for m in self.methods}
         except OutputSelectionError as err:
@@ -387,9 +393,25 @@ class Explainer:
             STORED: item.stored_range,
         }
         row.update(values)
+        row["label_name"] = self.class_words(str(row["label"]))
+        row["predicted_name"] = self.class_words(str(row.get("predicted", "")))
         if item.warnings:
             row["warning"] = "; ".join([*item.warnings, *([str(row["warning"])] if row.get("warning") else [])])
         return row
+
+    def class_words(self, indices: str) -> str:
+        """``"4;5"`` as ``model.class_names`` say it (``"effusion;edema"``); empty without class names.
+
+        An index the names do not cover (a label the model has no class for) stays a number.
+        """
+        names = self.class_names
+        if not names or not indices:
+            return ""
+        words = []
+        for part in indices.split(";"):
+            index = int(part) if part.strip().lstrip("-").isdigit() else None
+            words.append(names[index] if index is not None and 0 <= index < len(names) else part)
+        return ";".join(words)
 
     def values_per_image(self) -> int:
         """The accumulator values one image holds (per class explained), for the size of a step."""

@@ -9,7 +9,7 @@ on the executor ``runtime.executor`` names and, when the config has an
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,12 @@ from medxai.pipeline.study_methods import study_rows
 
 
 def run_study(
-    decoder: Decoder, rows: Sequence[ManifestRow], *, progress: bool | None = None, executor: Any = None
+    decoder: Decoder,
+    rows: Sequence[ManifestRow],
+    *,
+    progress: bool | None = None,
+    executor: Any = None,
+    maps_done: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Run a built Decoder over ``rows`` on the configured executor, then evaluate if the config asks.
 
@@ -32,6 +37,8 @@ def run_study(
         rows: The manifest rows (:func:`study_rows`).
         progress: Show progress bars (default: ``runtime.progress``).
         executor: Where the chunks are computed (default: the one ``runtime.executor`` names).
+        maps_done: Called with the summary as soon as the maps are done, before the
+            evaluation starts (``medxai run`` prints its summary line there).
 
     Raises:
         medxai.errors.StudyError: the executor cannot start (e.g. no Dask scheduler).
@@ -41,6 +48,8 @@ def run_study(
     show = config.runtime.progress if progress is None else progress
     with decoder.locked():  # the run and its evaluation hold the output folder together
         summary = decoder.run(rows, progress=show, executor=executor)
+        if maps_done is not None:
+            maps_done(summary)
         if config.evaluate is not None:
             spec = EvaluationSpec(**config.evaluate.model_dump(), seed=config.runtime.seed)
             summary.evaluation = evaluate_run(decoder.out, spec, progress=show, decoder=decoder)
@@ -81,4 +90,4 @@ def run(
             config = Config.from_dict(apply_overrides(config.model_dump(), overrides, base_dir=Path.cwd()))
     else:
         raise ConfigError(f"expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
-    return run_study(Decoder(config, model=model), study_rows(config), progress=progress)
+    return run_study(Decoder(config, model=model, feedback=progress), study_rows(config), progress=progress)

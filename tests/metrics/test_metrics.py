@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from medxai.metrics import (
+    bootstrap_mean_ci,
     curve_area,
     deletion_curve,
     gini,
@@ -307,10 +308,32 @@ def test_summarise_ignores_nan():
     assert out["n"] == 2
     assert out["mean"] == pytest.approx(2.0) and out["median"] == pytest.approx(2.0)
     # Linear interpolation between 1 and 3 at 2.5 % and 97.5 %.
-    assert out["ci_low"] == pytest.approx(1.05) and out["ci_high"] == pytest.approx(2.95)
+    assert out["p2.5"] == pytest.approx(1.05) and out["p97.5"] == pytest.approx(2.95)
+    assert 1.0 <= out["mean_ci_low"] <= 2.0 <= out["mean_ci_high"] <= 3.0
     empty = summarise([np.nan, np.nan])
-    assert empty["n"] == 0 and np.isnan(empty["mean"]) and np.isnan(empty["ci_high"])
-    assert summarise(np.arange(101.0))["ci_low"] == pytest.approx(2.5)
+    assert empty["n"] == 0 and np.isnan(empty["mean"]) and np.isnan(empty["p97.5"]) and np.isnan(empty["mean_ci_low"])
+    assert summarise(np.arange(101.0))["p2.5"] == pytest.approx(2.5)
+    assert "ci_low" not in out  # the percentiles are no confidence interval: they are named for what they are
+
+
+def test_bootstrap_ci_of_the_mean_contains_it_shrinks_with_n_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(0.5, 0.2, 25), rng.normal(0.5, 0.2, 400)
+    widths = []
+    for values in (small, large):
+        low, high = bootstrap_mean_ci(values, seed=7)
+        assert low < values.mean() < high
+        widths.append(high - low)
+        # about 2 x 1.96 x SD / sqrt(n) for a normal sample
+        assert widths[-1] == pytest.approx(2 * 1.96 * values.std(ddof=1) / np.sqrt(values.size), rel=0.2)
+    assert widths[1] < widths[0] / 2  # 16 x the values: about a quarter of the width
+    assert bootstrap_mean_ci(small, seed=7) == bootstrap_mean_ci(small, seed=7)
+    assert bootstrap_mean_ci(small, seed=7) != bootstrap_mean_ci(small, seed=8)
+    assert summarise(small, seed=7)["mean_ci_low"] == bootstrap_mean_ci(small, seed=7)[0]
+    assert bootstrap_mean_ci([2.0, np.nan]) == (2.0, 2.0)
+    assert all(np.isnan(bootstrap_mean_ci([np.nan])))
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_mean_ci(small, level=1.5)
 
 
 def test_rank_correlation():

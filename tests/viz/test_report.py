@@ -276,6 +276,7 @@ def test_quality_figures_and_sanity_verdicts_appear(run_dir, tmp_path):
     html_path, _ = write_report(copy)
     text, doc = _parse(html_path)
     assert "0.617" in text and "0.527" in text  # summary.csv means
+    assert "[0.500, 0.700]" in text  # an old summary.csv's ci_low/ci_high: read as the 2.5/97.5 percentiles
     assert "0.424" in text  # a per-map figure from metrics.csv
     assert "hit" in text  # pointing game of the masked image
     sanity = text[text.index('<section id="sanity">') : text.index('<section id="images">')]

@@ -69,3 +69,29 @@ def test_an_index_without_its_columns_is_not_a_run(tmp_path):
     (root / "run.json").write_text("[]")
     with pytest.raises(ReportError, match="expected a JSON object"):
         load_run(root)
+
+
+def test_an_old_summary_csv_with_ci_low_and_ci_high_reads_as_percentiles(tmp_path):
+    """Before issue 22 the 2.5/97.5 percentiles were named ci_low/ci_high; old run folders still load."""
+    from medxai.viz.report.sections import quality
+
+    root = _write_run(tmp_path / "run", [_row("a")])
+    (root / "summary.csv").write_text("method,metric,mean,median,ci_low,ci_high,n\ngradient,gini,0.5,0.4,0.1,0.9,3\n")
+    run = load_run(root)
+    assert run.summary == [
+        {
+            "method": "gradient",
+            "metric": "gini",
+            "mean": "0.5",
+            "median": "0.4",
+            "p2.5": "0.1",
+            "p97.5": "0.9",
+            "n": "3",
+        }
+    ]
+    cell = quality(run).rows[0].cells[0]
+    assert cell is not None and "[0.100, 0.900]" in cell[1] and "CI of the mean" not in cell[1]
+    new = "method,metric,mean,mean_ci_low,mean_ci_high,median,p2.5,p97.5,n\ngradient,gini,0.5,0.45,0.55,0.4,0.1,0.9,3\n"
+    (root / "summary.csv").write_text(new)
+    cell = quality(load_run(root)).rows[0].cells[0]
+    assert cell is not None and "95 % CI of the mean [0.450, 0.550]" in cell[1] and "[0.100, 0.900]" in cell[1]

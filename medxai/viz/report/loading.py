@@ -213,6 +213,23 @@ def _read_metrics(run_dir: Path, notes: list[str]) -> tuple[dict[MapKey, dict[st
     return metrics, errors
 
 
+#: summary.csv's percentile columns as medxai named them before (they are no confidence interval).
+OLD_SUMMARY_NAMES = {"ci_low": "p2.5", "ci_high": "p97.5"}
+
+
+def _summary_rows(rows: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+    """summary.csv's rows under today's names: an old run folder's ``ci_low``/``ci_high`` read as ``p2.5``/``p97.5``.
+
+    Example:
+        >>> _summary_rows([{"method": "ig", "metric": "gini", "mean": "0.5", "ci_low": "0.1", "ci_high": "0.9"}])
+        [{'method': 'ig', 'metric': 'gini', 'mean': '0.5', 'p2.5': '0.1', 'p97.5': '0.9'}]
+    """
+    if rows is None:
+        return None
+    return [{OLD_SUMMARY_NAMES.get(k, k) if OLD_SUMMARY_NAMES.get(k, k) not in row else k: v for k, v in row.items()}
+            for row in rows]  # fmt: skip
+
+
 def _read_evaluation(run_dir: Path, notes: list[str]) -> dict[str, Any] | None:
     path = run_dir / "evaluation.json"
     if not path.is_file():
@@ -252,7 +269,7 @@ def load_run(run_dir: Path) -> Run:
 
     notes: list[str] = []
     metrics, metric_errors = _read_metrics(run_dir, notes)
-    summary = _read_optional_csv(run_dir / "summary.csv", ("method", "metric", "mean"), notes)
+    summary = _summary_rows(_read_optional_csv(run_dir / "summary.csv", ("method", "metric", "mean"), notes))
     sanity = _read_optional_csv(run_dir / "sanity.csv", ("method", "step", "spearman"), notes)
     evaluation = _read_evaluation(run_dir, notes)
     return Run(run_dir, info, images, list(methods), metrics, summary, sanity, evaluation, notes, metric_errors)

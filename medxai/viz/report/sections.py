@@ -141,12 +141,15 @@ def _summary_from_metrics(run: Run) -> list[dict[str, str]]:
 
 
 def _quality_cell(metric: str, row: Mapping[str, str], best: bool) -> tuple[str, str, bool]:
-    low, high = to_float(row.get("ci_low")), to_float(row.get("ci_high"))
     details = []
+    mean_low, mean_high = to_float(row.get("mean_ci_low")), to_float(row.get("mean_ci_high"))
+    if math.isfinite(mean_low) or math.isfinite(mean_high):
+        details.append(f"95 % CI of the mean [{metric_value(metric, mean_low)}, {metric_value(metric, mean_high)}]")
     if row.get("median", "") != "":
         details.append(f"median {metric_value(metric, to_float(row.get('median')))}")
+    low, high = to_float(row.get("p2.5")), to_float(row.get("p97.5"))
     if math.isfinite(low) or math.isfinite(high):
-        details.append(f"[{metric_value(metric, low)}, {metric_value(metric, high)}]")
+        details.append(f"2.5–97.5 % of maps [{metric_value(metric, low)}, {metric_value(metric, high)}]")
     if row.get("n", "") != "":
         details.append(f"n={row['n']}")
     return metric_value(metric, to_float(row.get("mean"))), " ".join(details), best
