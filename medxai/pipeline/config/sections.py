@@ -325,6 +325,39 @@ ClipSection = ClipSpec
 HeatmapSection = HeatmapPolicy
 
 
+class MontageSection(_Section):
+    """Which slices a volume's montage (the png and overlay pictures) shows.
+
+    Attributes:
+        slices: ``top_mass``: the ``n`` slices holding the most map mass, the peak voxel's
+            slice always among them; ``even``: ``n`` evenly spaced slices, the peak's slice
+            replacing the nearest; ``all``: every slice. Shown in slice order, numbered.
+        n: The number of slices (``top_mass``, ``even``).
+    """
+
+    slices: Annotated[Literal["top_mass", "even", "all"], BeforeValidator(one_of("top_mass", "even", "all"))] = (
+        "top_mass"
+    )
+    n: PositiveInt = 16
+
+
+class DisplaySection(_Section):
+    """How pictures show a map's values (png, overlay, ortho; the npy, nifti and dicom maps never change).
+
+    Attributes:
+        transform: ``percentile``: divide by the map's ``percentile``-th percentile, clip at 1;
+            ``gamma``: raise to the power ``gamma``; ``none``: as the map is.
+        percentile: The clipping percentile (``percentile``).
+        gamma: The exponent (``gamma``; below 1 brightens faint values).
+    """
+
+    transform: Annotated[
+        Literal["percentile", "gamma", "none"], BeforeValidator(one_of("percentile", "gamma", "none"))
+    ] = "percentile"
+    percentile: Percent = 99.0
+    gamma: PositiveNumber = 0.5
+
+
 class OutputSection(_Section):
     """Where and how maps are written."""
 
@@ -344,6 +377,8 @@ class OutputSection(_Section):
         default=None,
         description="None: no outlines; a mapping (true: all defaults) outlines the strongest regions.",
     )
+    montage: MontageSection = Field(default_factory=MontageSection)
+    display: DisplaySection = Field(default_factory=DisplaySection)
 
     _check_overlay_outline = field_validator("overlay_outline", mode="before")(
         optional_section(
