@@ -73,6 +73,11 @@ SLICE_CHOICES = ("top_mass", "even", "all")
 DISPLAY_TRANSFORMS = ("percentile", "gamma", "none")
 
 
+def _evenly(depth: int, n: int = 16) -> tuple[int, ...]:
+    """At most ``n`` evenly spaced slice indices of ``depth`` slices, first and last included."""
+    return tuple(int(i) for i in np.unique(np.linspace(0, depth - 1, min(depth, n)).round().astype(int)))
+
+
 def choose_slices(heatmap: np.ndarray, slices: str = "top_mass", n: int = 16) -> tuple[int, ...]:
     """The slice indices (first axis, ascending) of a ``(D, H, W)`` map that its montage shows.
 
@@ -97,7 +102,7 @@ def choose_slices(heatmap: np.ndarray, slices: str = "top_mass", n: int = 16) ->
         return tuple(range(depth))
     peak = int(np.unravel_index(np.argmax(values), values.shape)[0]) if values.size else 0
     if slices == "even":
-        picked = [int(i) for i in np.unique(np.linspace(0, depth - 1, n).round().astype(int))]
+        picked = list(_evenly(depth, n))
         if peak not in picked:
             picked[int(np.argmin([abs(i - peak) for i in picked]))] = peak
         return tuple(sorted(picked))
@@ -127,7 +132,7 @@ def montage(volume: np.ndarray, slices: Sequence[int] | None = None, max_slices:
     """
     depth = volume.shape[0]
     if slices is None:
-        picked = [int(i) for i in np.unique(np.linspace(0, depth - 1, min(depth, max_slices)).round().astype(int))]
+        picked = list(_evenly(depth, max_slices))
     else:
         picked = [int(i) for i in slices]
     rows, cols = montage_grid(len(picked))
@@ -336,13 +341,7 @@ def _finish(
 ) -> np.ndarray:
     """A montage's tiles numbered, then the colour bar (``bar``: its caption; None: none)."""
     if heatmap.ndim == 3:
-        shown = (
-            slices
-            if slices is not None
-            else [
-                int(i) for i in np.unique(np.linspace(0, len(heatmap) - 1, min(len(heatmap), 16)).round().astype(int))
-            ]
-        )
+        shown = _evenly(len(heatmap)) if slices is None else slices
         picture = _number_tiles(picture, shown, heatmap.shape[1:3])
     return picture if bar is None else with_colour_bar(picture, colormap, bar)
 

@@ -191,3 +191,46 @@ def test_orthogonal_views_pass_through_the_peak(tmp_path):
     assert out["ortho_path"] == "maps/ig/vol_c0.ortho.png" and bar == colour_bar_width(ortho.shape[0])
     flat = to_write(tmp_path / "flat", np.ones((8, 8), np.float32))
     assert "ortho_path" not in written(flat, "png")  # 2D maps: no orthogonal views
+
+
+# ------------------------------------------------------------------ the report lays masks out like the pictures
+
+
+def report_pictures(root: Path):
+    from types import SimpleNamespace
+
+    from medxai.viz.report.pictures import Pictures
+
+    return Pictures(SimpleNamespace(root=root, info={"config": {"output": {"montage": {"slices": "top_mass"}}}}))
+
+
+def test_the_report_reads_a_pictures_slices_and_leaves_its_colour_bar_out(tmp_path):
+    from medxai.viz.report.loading import MapRow
+
+    map_ = to_write(tmp_path, lesion_volume())
+    paths = {**written(map_, "npy"), **written(map_, "png"), **written(map_, "overlay")}
+    row = MapRow("vol", "ig", 0, 1.0, "ok", "", paths, 0.0, 0.0, "")
+    pictures = report_pictures(tmp_path)
+    for kinds in (("overlay",), ("heatmap",), ("npy",)):  # the .npy fallback chooses the same slices
+        picture = pictures.picture(row, kinds)
+        assert picture.slices == map_.montage_slices()
+        assert picture.rgb is not None and picture.rgb.shape[:2] == (4 * SIDE, 4 * SIDE)
+
+
+def test_the_report_tiles_a_region_and_a_mask_with_the_maps_slices(tmp_path):
+    from medxai.viz.report.cards import _Mask
+    from medxai.viz.report.pictures import tiled
+
+    region = np.zeros((DEPTH, SIDE, SIDE), bool)
+    region[LESION, 10:20, 12:22] = True
+    np.save(tmp_path / "region.npy", region)
+    slices = choose_slices(lesion_volume())
+    laid_out, problem = report_pictures(tmp_path).region("region.npy", slices)
+    assert problem == "" and laid_out is not None and laid_out.shape == (4 * SIDE, 4 * SIDE)
+    assert tile(laid_out, slices.index(LESION), len(slices)).sum() == region.sum()  # on the lesion's tile
+    assert not tiled(region, None).any()  # the old even montage never showed it
+    mask = _Mask(None, "outline", None, [], "", volume=region, bound=False)
+    rgb = np.zeros((4 * SIDE, 4 * SIDE, 3), np.uint8)
+    assert mask.fits(rgb, slices) and mask.outline is not None  # laid out like the first map
+    other = choose_slices(lesion_volume(), "even")
+    assert not mask.fits(rgb, other) and "other slices" in mask.mismatch_note(rgb, other)

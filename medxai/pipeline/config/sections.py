@@ -370,8 +370,8 @@ class OutputSection(_Section):
     alpha: UnitInterval = 0.5
     max_size: PositiveInt = Field(
         default=2048,
-        description="Longest side of the PNG and overlay pictures in pixels (bigger maps are shrunk for "
-        "pictures only; npy, nifti and dicom stay exact).",
+        description="Longest side of the PNG and overlay pictures in pixels, their colour bar aside (bigger "
+        "maps are shrunk for pictures only; npy, nifti and dicom stay exact).",
     )
     overlay_outline: OutlineSpec | None = Field(
         default=None,
