@@ -90,7 +90,7 @@ class MapToWrite:
     region_stem: Path | None = None
     slices: str = "top_mass"
     n_slices: int = 16
-    transform: str = "percentile"
+    transform: str = "gamma"
     percentile: float = 99.0
     gamma: float = 0.5
     _pictures: tuple[np.ndarray, np.ndarray | None] | None = field(default=None, init=False, repr=False, compare=False)

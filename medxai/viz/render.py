@@ -159,6 +159,7 @@ _GLYPHS = {
     "9": ("###", "#.#", "###", "..#", "###"),
     ".": ("...", "...", "...", "...", ".#."),
     "-": ("...", "...", "###", "...", "..."),
+    "=": ("...", "###", "...", "###", "..."),
     " ": ("...", "...", "...", "...", "..."),
     "A": (".#.", "#.#", "###", "#.#", "#.#"),
     "C": ("###", "#..", "#..", "#..", "###"),
@@ -234,14 +235,17 @@ def _number_tiles(picture: np.ndarray, slices: Sequence[int], tile: tuple[int, i
 
 
 def display_values(
-    heatmap: np.ndarray, transform: str = "percentile", percentile: float = 99.0, gamma: float = 0.5
+    heatmap: np.ndarray, transform: str = "gamma", percentile: float = 99.0, gamma: float = 0.5
 ) -> np.ndarray:
     """The map as a picture shows it, in [0, 1] (the map itself is never changed).
 
-    ``percentile``: divided by its ``percentile``-th percentile value and clipped at 1
+    ``gamma`` (the default): raised to the power ``gamma`` (below 1 brightens faint values; the
+    peak stays the only value at 1, so the top colour still marks it); ``percentile``: divided by
+    its ``percentile``-th percentile value and clipped at 1
     (everything above that percentile is drawn at the top colour; a map whose percentile
-    is 0, as a sparse map's often is, is divided by its maximum); ``gamma``: raised to
-    the power ``gamma`` (below 1 brightens faint values); ``none``: as it is.
+    is 0, as a sparse map's often is, is divided by its maximum; beware: where the map's signal
+    covers less than ``100 - percentile`` % of it, its noise is stretched to the top colour);
+    ``none``: as it is.
     """
     if transform not in DISPLAY_TRANSFORMS:
         raise ValueError(f"transform must be one of {', '.join(DISPLAY_TRANSFORMS)}, got {transform!r}")
@@ -481,7 +485,7 @@ def outline(mask: np.ndarray) -> np.ndarray:
 
 
 #: The shown map value from which an overlay is drawn at its full ``alpha`` (below: a linear ramp from 0).
-OPAQUE_FROM = 0.25
+OPAQUE_FROM = 0.5
 
 _outline_of = outline  # overlay()'s keyword argument `outline` shadows the function
 
@@ -584,7 +588,7 @@ def orthogonal_views(
     """Three orthogonal planes of a ``(D, H, W)`` map through its peak voxel, side by side.
 
     Left to right: the slice ``[z]`` (``H x W``), the plane ``[:, y]`` (``D x W``) and the
-    plane ``[:, :, x]`` (``D x H``), each labelled ``Z<z>``, ``Y<y>``, ``X<x>`` in its corner,
+    plane ``[:, :, x]`` (``D x H``), each labelled ``Z=<z>``, ``Y=<y>``, ``X=<x>`` in its corner,
     shown at the voxel grid (no resampling for anisotropic spacing); the map over ``image``
     (``(D, H, W, 1 or 3)``) when given (:func:`overlay`), else colour-mapped (:func:`colorize`).
 
@@ -596,9 +600,9 @@ def orthogonal_views(
     z, y, x = (int(i) for i in (peak_voxel(heatmap) if peak is None else peak))
     shown = heatmap if values is None else values
     cuts: list[tuple[str, tuple[Any, ...]]] = [
-        (f"Z{z}", (z, slice(None), slice(None))),
-        (f"Y{y}", (slice(None), y, slice(None))),
-        (f"X{x}", (slice(None), slice(None), x)),
+        (f"Z={z}", (z, slice(None), slice(None))),
+        (f"Y={y}", (slice(None), y, slice(None))),
+        (f"X={x}", (slice(None), slice(None), x)),
     ]
     planes = []
     for label_text, cut in cuts:

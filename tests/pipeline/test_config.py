@@ -263,7 +263,7 @@ def test_minimal_config_fills_every_default(study):
             "alpha": 0.5,
             "max_size": 2048,
             "montage": {"slices": "top_mass", "n": 16},
-            "display": {"transform": "percentile", "percentile": 99.0, "gamma": 0.5},
+            "display": {"transform": "gamma", "percentile": 99.0, "gamma": 0.5},
         },
         "runtime": {
             "batch_size": 32,

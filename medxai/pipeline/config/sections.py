@@ -345,15 +345,17 @@ class DisplaySection(_Section):
     """How pictures show a map's values (png, overlay, ortho; the npy, nifti and dicom maps never change).
 
     Attributes:
-        transform: ``percentile``: divide by the map's ``percentile``-th percentile, clip at 1;
-            ``gamma``: raise to the power ``gamma``; ``none``: as the map is.
+        transform: ``gamma``: raise to the power ``gamma`` (the peak stays the only value at 1);
+            ``percentile``: divide by the map's ``percentile``-th percentile, clip at 1 (noise
+            reaches the top colour where the signal covers under ``100 - percentile`` %);
+            ``none``: as the map is.
         percentile: The clipping percentile (``percentile``).
         gamma: The exponent (``gamma``; below 1 brightens faint values).
     """
 
     transform: Annotated[
         Literal["percentile", "gamma", "none"], BeforeValidator(one_of("percentile", "gamma", "none"))
-    ] = "percentile"
+    ] = "gamma"
     percentile: Percent = 99.0
     gamma: PositiveNumber = 0.5
 

@@ -79,7 +79,7 @@ def colourise_npy(path: Path, colormap: str, output: dict | None = None) -> tupl
         slices = choose_slices(heatmap, montage.get("slices", "top_mass"), int(montage.get("n", 16)))
         values = display_values(
             heatmap,
-            display.get("transform", "percentile"),
+            display.get("transform", "gamma"),
             float(display.get("percentile", 99.0)),
             float(display.get("gamma", 0.5)),
         )
