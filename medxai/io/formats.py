@@ -29,7 +29,16 @@ from medxai.io.geometry import default_affine
 from medxai.io.nifti import NiftiXforms, write_nifti
 from medxai.io.writers import write_npy, write_png
 from medxai.preprocess import resize_spatial
-from medxai.viz.render import colorize, montage, overlay
+from medxai.viz.render import (
+    choose_slices,
+    colorize,
+    display_caption,
+    display_values,
+    layout_text,
+    montage_grid,
+    orthogonal_views,
+    overlay,
+)
 
 
 @dataclass
@@ -49,6 +58,10 @@ class MapToWrite:
         source_files: The source's DICOM files (for DICOM outputs).
         run_id: The run's id (the DICOM series' provenance).
         colormap, alpha, outline: How pictures are drawn.
+        slices, n_slices: Which slices a volume's montage shows (:func:`medxai.viz.render.choose_slices`;
+            chosen once per map from the map at full size, the same for every picture of it).
+        transform, percentile, gamma: The pictures' display transform
+            (:func:`medxai.viz.render.display_values`); the map files are never transformed.
         max_size: The longest side of a picture in pixels (the map files stay at full size).
         region: The explained region (a segmentation model's target, :mod:`medxai.regions`)
             as a bool array at the source's geometry, the shape of ``heatmap``; None for a
@@ -75,7 +88,13 @@ class MapToWrite:
     max_size: int = 2048
     region: np.ndarray | None = None
     region_stem: Path | None = None
+    slices: str = "top_mass"
+    n_slices: int = 16
+    transform: str = "gamma"
+    percentile: float = 99.0
+    gamma: float = 0.5
     _pictures: tuple[np.ndarray, np.ndarray | None] | None = field(default=None, init=False, repr=False, compare=False)
+    _slices: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def name(self, suffix: str) -> str:
         """The file name ``<stem><suffix>`` relative to the run folder (with ``/``)."""
@@ -84,8 +103,33 @@ class MapToWrite:
     def pictures(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The map and display image sized for one picture (a volume's: a montage of slices); computed once."""
         if self._pictures is None:
-            self._pictures = picture_size(self.heatmap, self.display, self.max_size)
+            count = len(self.montage_slices()) if self.heatmap.ndim == 3 else None
+            self._pictures = picture_size(self.heatmap, self.display, self.max_size, tiles=count)
         return self._pictures
+
+    def montage_slices(self) -> tuple[int, ...]:
+        """A volume's slices shown in its montage pictures (png, overlay), chosen once from the map; () for 2D."""
+        if self.heatmap.ndim != 3:
+            return ()
+        if self._slices is None:
+            self._slices = choose_slices(self.heatmap, self.slices, self.n_slices)
+        return self._slices
+
+    def shown(self, heatmap: np.ndarray) -> np.ndarray:
+        """``heatmap`` (the map, or the map sized for a picture) as the pictures show it (the display transform)."""
+        return display_values(heatmap, self.transform, self.percentile, self.gamma)
+
+    def caption(self) -> str:
+        """The colour bar's words: what the pictures show."""
+        return display_caption(self.transform, self.percentile, self.gamma)
+
+    def colorize(self, heatmap: np.ndarray) -> np.ndarray:
+        """``heatmap`` (sized by :meth:`pictures`) as this map's png picture.
+
+        A volume's montage slices (numbered), the display transform, the colour bar.
+        """
+        slices = self.montage_slices() or None
+        return colorize(heatmap, self.colormap, slices=slices, values=self.shown(heatmap), bar=self.caption())
 
     def picture_region(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """The region (None without one) sized to a picture's ``shape`` (:meth:`pictures`, :func:`picture_size`)."""
@@ -102,9 +146,27 @@ class MapToWrite:
             raise ValueError("this output format draws over the source image, and none was loaded for it")
         return self.display
 
-    def overlay(self, display: np.ndarray, heatmap: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
-        """``heatmap`` over ``display`` in this map's colours (an RGB uint8 picture), ``region`` outlined."""
-        return overlay(display, heatmap, colormap=self.colormap, alpha=self.alpha, outline=self.outline, region=region)
+    def overlay(
+        self,
+        display: np.ndarray,
+        heatmap: np.ndarray,
+        region: np.ndarray | None = None,
+        *,
+        picture: bool = True,
+        values: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``heatmap`` over ``display`` in this map's colours (an RGB uint8 picture), ``region`` outlined.
+
+        ``picture=True``: the overlay PNG (a volume's montage slices, the colour bar); False: just the
+        blend of one 2D plane (the DICOM Secondary Capture's frames). ``values``: ``heatmap`` as shown
+        (None: :meth:`shown` of it; a plane of a volume passes its part of the volume's).
+        """
+        slices = (self.montage_slices() or None) if picture else None
+        return overlay(
+            display, heatmap, colormap=self.colormap, alpha=self.alpha, outline=self.outline, region=region,
+            slices=slices, values=self.shown(heatmap) if values is None else values,
+            bar=self.caption() if picture else None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,15 +224,21 @@ def file_columns() -> tuple[str, ...]:
 
 
 def picture_size(
-    heatmap: np.ndarray, display: np.ndarray | None, max_size: int, *, montage_of_slices: bool = True
+    heatmap: np.ndarray,
+    display: np.ndarray | None,
+    max_size: int,
+    *,
+    montage_of_slices: bool = True,
+    tiles: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The map (and display image) shrunk so that its picture is at most ``max_size`` on its longest side.
 
-    A volume's picture is a montage of slices, so the slices shrink until the montage fits;
-    with ``montage_of_slices=False`` (one picture per slice) each slice must fit.
+    A volume's picture is a montage of ``tiles`` slices (None: 16 at most), so the slices shrink
+    until the montage fits; with ``montage_of_slices=False`` (one picture per slice) each slice
+    must fit. (The colour bar beside a picture is not counted.)
     """
     if heatmap.ndim == 3 and montage_of_slices:
-        grid = montage(np.zeros((heatmap.shape[0], 1, 1), np.uint8)).shape  # (rows, columns) of slices
+        grid = montage_grid(min(heatmap.shape[0], 16) if tiles is None else tiles)  # (rows, columns) of slices
         extent = (grid[0] * heatmap.shape[1], grid[1] * heatmap.shape[2])
     else:
         extent = heatmap.shape
@@ -192,9 +260,27 @@ def _write_npy(map_: MapToWrite) -> dict[str, str]:
 
 
 def _write_png(map_: MapToWrite) -> dict[str, str]:
+    """The colour-mapped map (a volume's: a montage of numbered slices) with a colour bar; for a
+    volume also ``<stem>.ortho.png``, three orthogonal planes through the peak voxel (over the
+    display image when there is one)."""
     name = map_.name(".png")
-    write_png(map_.folder / name, colorize(map_.pictures()[0], map_.colormap))
-    return {"png_path": name}
+    picture = map_.colorize(map_.pictures()[0])
+    write_png(map_.folder / name, picture, layout_text(picture, map_.montage_slices()))
+    written = {"png_path": name}
+    if map_.heatmap.ndim == 3:
+        written["ortho_path"] = _write_ortho(map_)
+    return written
+
+
+def _write_ortho(map_: MapToWrite) -> str:
+    """Three orthogonal planes through the peak voxel of the map at full size (shrunk planes could miss it)."""
+    name = map_.name(".ortho.png")
+    heatmap, display = map_.heatmap, map_.display
+    picture, _ = orthogonal_views(
+        heatmap, display, colormap=map_.colormap, alpha=map_.alpha, values=map_.shown(heatmap), bar=map_.caption()
+    )
+    write_png(map_.folder / name, picture, layout_text(picture, None))
+    return name
 
 
 def _write_overlay(map_: MapToWrite) -> dict[str, str]:
@@ -203,7 +289,8 @@ def _write_overlay(map_: MapToWrite) -> dict[str, str]:
     small, display = map_.pictures()
     if display is None:
         display = map_.source_picture()  # raises: an overlay needs the source image
-    write_png(map_.folder / name, map_.overlay(display, small, map_.picture_region(small.shape)))
+    picture = map_.overlay(display, small, map_.picture_region(small.shape))
+    write_png(map_.folder / name, picture, layout_text(picture, map_.montage_slices()))
     return {"overlay_path": name}
 
 
@@ -298,10 +385,13 @@ def _write_dicom(map_: MapToWrite) -> dict[str, str]:
     display = map_.source_picture() if shown is None else shown
     region = map_.picture_region(small.shape)
     if heatmap.ndim == 2:
-        pictures = map_.overlay(display, small, region)
+        pictures = map_.overlay(display, small, region, picture=False)
     else:  # one picture per slice, not the montage of the overlay PNG
         regions = [None] * len(small) if region is None else list(region)
-        pictures = np.stack([map_.overlay(d, h, r) for d, h, r in zip(display, small, regions)])
+        shown = map_.shown(small)  # one display transform for the volume
+        pictures = np.stack(
+            [map_.overlay(d, h, r, picture=False, values=v) for d, h, r, v in zip(display, small, regions, shown)]
+        )
     written = write_dicom_outputs(
         heatmap,
         pictures,
@@ -315,7 +405,7 @@ def _write_dicom(map_: MapToWrite) -> dict[str, str]:
 
 
 register_format(OutputFormat("npy", ("npy_path",), (".npy",), _write_npy, default=True))
-register_format(OutputFormat("png", ("png_path",), (".png",), _write_png, default=True))
+register_format(OutputFormat("png", ("png_path", "ortho_path"), (".png", ".ortho.png"), _write_png, default=True))
 register_format(
     OutputFormat("overlay", ("overlay_path",), (".overlay.png",), _write_overlay, default=True, display=True)
 )

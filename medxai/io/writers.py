@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -185,12 +185,13 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(f, array, allow_pickle=False)
 
 
-def write_png(path: str | os.PathLike, rgb_or_grey: np.ndarray) -> None:
+def write_png(path: str | os.PathLike, rgb_or_grey: np.ndarray, text: Mapping[str, str] | None = None) -> None:
     """Writes an 8-bit PNG: grey ``(H, W)``, RGB ``(H, W, 3)`` or RGBA ``(H, W, 4)``.
 
     Args:
         path: the destination.
         rgb_or_grey: uint8, or float in [0, 1] (scaled by 255 and rounded).
+        text: ``tEXt`` chunks to write (Latin-1 keys and values), e.g. a picture's layout.
 
     Raises:
         ValueError: another shape or dtype, or floats outside [0, 1] or not finite.
@@ -210,7 +211,14 @@ def write_png(path: str | os.PathLike, rgb_or_grey: np.ndarray) -> None:
     buffer = io.BytesIO()
     # zlib level 1: about 3x faster to encode than the default 6 for ~15 % larger files;
     # PNGs are for looking at (the exact maps are the .npy files), and writing them is on the hot path.
-    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG", compress_level=1)
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG", compress_level=1, pnginfo=info)
     atomic_write_bytes(path, buffer.getvalue())
 
 

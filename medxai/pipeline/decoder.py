@@ -3,8 +3,10 @@
 Output layout under ``output.dir`` (the formats are the table of :mod:`medxai.io.formats`)::
 
     maps/<method>/<image id>_c<class>.npy          float32 map in [0, 1] at source geometry
-    maps/<method>/<image id>_c<class>.png          colour-mapped map (3D: a montage of slices)
-    maps/<method>/<image id>_c<class>.overlay.png  map over the windowed image
+    maps/<method>/<image id>_c<class>.png          colour-mapped map with a colour bar (3D: a montage of
+                                                   numbered slices, chosen by output.montage)
+    maps/<method>/<image id>_c<class>.ortho.png    (png, 3D) three orthogonal planes through the peak voxel
+    maps/<method>/<image id>_c<class>.overlay.png  map over the windowed image, with a colour bar
     maps/<method>/<image id>_c<class>.nii.gz       (nifti) the .npy map with the source's affine
     maps/<method>/<image id>_c<class>.pm.dcm       (dicom) Parametric Map in a new series of the source study
     maps/<method>/<image id>_c<class>.sc.dcm       (dicom) Secondary Capture of the overlay (volumes: a .sc folder)

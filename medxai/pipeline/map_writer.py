@@ -120,6 +120,8 @@ class MapWriter:
             affine=item.geometry.affine, nifti_shape=item.nifti_shape,
             nifti_xforms=item.nifti_xforms, source_files=item.source_files, run_id=self.run_id,
             colormap=output.colormap, alpha=output.alpha, outline=output.overlay_outline, max_size=output.max_size,
+            slices=output.montage.slices, n_slices=output.montage.n, transform=output.display.transform,
+            percentile=output.display.percentile, gamma=output.display.gamma,
             region=None if region is None else resize_mask(region.mask, item.geometry.source_spatial_shape),
             region_stem=None if region is None else Path("regions") / tag,
         )  # fmt: skip

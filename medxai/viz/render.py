@@ -9,12 +9,18 @@ percentile, clean the region up morphologically, drop specks, then draw the
 region's boundary (:func:`strongest_regions`, :func:`outline`, :class:`OutlineSpec`).
 An explained region (a segmentation model's target, :mod:`medxai.regions`) is outlined
 too, in its own colour (:data:`REGION_COLOR`).
+
+Volumes are shown as a montage of slices chosen once per map (:func:`choose_slices`:
+by default the slices holding the most map mass, the peak's always among them), each
+tile numbered with its slice index, and as three orthogonal views through the peak
+voxel (:func:`orthogonal_views`). Pictures may carry a colour bar (:func:`with_colour_bar`)
+and a display transform (:func:`display_values`) that changes the picture, never the map.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -26,14 +32,27 @@ from skimage.segmentation import find_boundaries
 from medxai.viz.outline_spec import OutlineSpec
 
 __all__ = [
+    "DISPLAY_TRANSFORMS",
     "REGION_COLOR",
+    "SLICE_CHOICES",
     "OutlineSpec",
     "check_colormap",
+    "choose_slices",
     "colorize",
+    "colour_bar_width",
+    "display_caption",
+    "display_values",
+    "layout_text",
+    "read_layout",
     "montage",
+    "montage_grid",
+    "orthogonal_views",
+    "peak_voxel",
     "outline",
     "overlay",
     "strongest_regions",
+    "text_mask",
+    "with_colour_bar",
 ]
 
 
@@ -48,17 +67,75 @@ def check_colormap(name: str) -> None:
         raise ValueError(f"unknown colormap {name!r} (e.g. inferno, viridis, magma, turbo, jet)")
 
 
-def montage(volume: np.ndarray, max_slices: int = 16) -> np.ndarray:
-    """Tile evenly spaced slices of a ``(D, H, W[, C])`` volume into one 2D image.
+#: How a volume's montage picks its slices (``output.montage.slices``).
+SLICE_CHOICES = ("top_mass", "even", "all")
+#: Display transforms of pictures (``output.display.transform``).
+DISPLAY_TRANSFORMS = ("percentile", "gamma", "none")
+
+
+def _evenly(depth: int, n: int = 16) -> tuple[int, ...]:
+    """At most ``n`` evenly spaced slice indices of ``depth`` slices, first and last included."""
+    return tuple(int(i) for i in np.unique(np.linspace(0, depth - 1, min(depth, n)).round().astype(int)))
+
+
+def choose_slices(heatmap: np.ndarray, slices: str = "top_mass", n: int = 16) -> tuple[int, ...]:
+    """The slice indices (first axis, ascending) of a ``(D, H, W)`` map that its montage shows.
+
+    ``top_mass``: the ``n`` slices with the most map mass (sum of the map's values), the
+    peak voxel's slice always among them; ``even``: ``n`` evenly spaced slices, the one
+    nearest the peak's slice replaced by it; ``all``: every slice. Choose once per map
+    and pass the indices to :func:`colorize`, :func:`overlay` and :func:`montage`, so every
+    picture of a map shows the same slices.
+
+    Example:
+        >>> volume = np.zeros((32, 2, 2)); volume[5] = 1.0
+        >>> 5 in choose_slices(volume, "even", 16), choose_slices(volume, "top_mass", 2)
+        (True, (0, 5))
+    """
+    if slices not in SLICE_CHOICES:
+        raise ValueError(f"slices must be one of {', '.join(SLICE_CHOICES)}, got {slices!r}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    values = np.nan_to_num(np.asarray(heatmap, dtype=np.float64))
+    depth = values.shape[0]
+    if slices == "all" or depth <= n:
+        return tuple(range(depth))
+    peak = int(np.unravel_index(np.argmax(values), values.shape)[0]) if values.size else 0
+    if slices == "even":
+        picked = list(_evenly(depth, n))
+        if peak not in picked:
+            picked[int(np.argmin([abs(i - peak) for i in picked]))] = peak
+        return tuple(sorted(picked))
+    mass = values.reshape(depth, -1).sum(axis=1)
+    order = [peak, *(int(i) for i in np.argsort(-mass, kind="stable") if i != peak)]
+    return tuple(sorted(order[:n]))
+
+
+def montage_grid(count: int) -> tuple[int, int]:
+    """``(rows, columns)`` of tiles in a montage of ``count`` slices."""
+    cols = max(1, math.ceil(math.sqrt(count)))
+    return max(1, math.ceil(count / cols)), cols
+
+
+def montage(volume: np.ndarray, slices: Sequence[int] | None = None, max_slices: int = 16) -> np.ndarray:
+    """Tile slices of a ``(D, H, W[, C])`` volume into one 2D image, row by row.
+
+    Args:
+        volume: The volume.
+        slices: The slice indices to show, in order (:func:`choose_slices`); None: at
+            most ``max_slices`` evenly spaced slices.
+        max_slices: The number of slices when ``slices`` is None.
 
     Example:
         >>> montage(np.zeros((4, 2, 3))).shape
         (4, 6)
     """
     depth = volume.shape[0]
-    picked = np.unique(np.linspace(0, depth - 1, min(depth, max_slices)).round().astype(int))
-    cols = math.ceil(math.sqrt(len(picked)))
-    rows = math.ceil(len(picked) / cols)
+    if slices is None:
+        picked = list(_evenly(depth, max_slices))
+    else:
+        picked = [int(i) for i in slices]
+    rows, cols = montage_grid(len(picked))
     height, width = volume.shape[1:3]
     sheet = np.zeros((rows * height, cols * width, *volume.shape[3:]), dtype=volume.dtype)
     for k, index in enumerate(picked):
@@ -67,16 +144,235 @@ def montage(volume: np.ndarray, max_slices: int = 16) -> np.ndarray:
     return sheet
 
 
-def _as_2d(array: np.ndarray, spatial_rank: int) -> np.ndarray:
-    return montage(array) if spatial_rank == 3 else array
+# --------------------------------------------------------------- digits and letters
+# A 3x5 bitmap font: each glyph five rows of three pixels ("#" drawn).
+_GLYPHS = {
+    "0": ("###", "#.#", "#.#", "#.#", "###"),
+    "1": (".#.", "##.", ".#.", ".#.", "###"),
+    "2": ("###", "..#", "###", "#..", "###"),
+    "3": ("###", "..#", ".##", "..#", "###"),
+    "4": ("#.#", "#.#", "###", "..#", "..#"),
+    "5": ("###", "#..", "###", "..#", "###"),
+    "6": ("###", "#..", "###", "#.#", "###"),
+    "7": ("###", "..#", ".#.", ".#.", ".#."),
+    "8": ("###", "#.#", "###", "#.#", "###"),
+    "9": ("###", "#.#", "###", "..#", "###"),
+    ".": ("...", "...", "...", "...", ".#."),
+    "-": ("...", "...", "###", "...", "..."),
+    "=": ("...", "###", "...", "###", "..."),
+    " ": ("...", "...", "...", "...", "..."),
+    "A": (".#.", "#.#", "###", "#.#", "#.#"),
+    "C": ("###", "#..", "#..", "#..", "###"),
+    "D": ("##.", "#.#", "#.#", "#.#", "##."),
+    "E": ("###", "#..", "##.", "#..", "###"),
+    "G": ("###", "#..", "#.#", "#.#", "###"),
+    "I": ("###", ".#.", ".#.", ".#.", "###"),
+    "L": ("#..", "#..", "#..", "#..", "###"),
+    "M": ("#.#", "###", "###", "#.#", "#.#"),
+    "N": ("##.", "#.#", "#.#", "#.#", "#.#"),
+    "O": ("###", "#.#", "#.#", "#.#", "###"),
+    "P": ("###", "#.#", "###", "#..", "#.."),
+    "R": ("##.", "#.#", "##.", "#.#", "#.#"),
+    "S": ("###", "#..", "###", "..#", "###"),
+    "T": ("###", ".#.", ".#.", ".#.", ".#."),
+    "U": ("#.#", "#.#", "#.#", "#.#", "###"),
+    "W": ("#.#", "#.#", "###", "###", "#.#"),
+    "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
+    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."),
+    "Z": ("###", "..#", ".#.", "#..", "###"),
+}
 
 
-def colorize(heatmap: np.ndarray, colormap: str = "inferno") -> np.ndarray:
-    """A ``(*spatial)`` map in [0, 1] as an RGB uint8 picture (3D: a montage of slices)."""
+def text_mask(text: str, scale: int = 1) -> np.ndarray:
+    """``text`` (digits, ``.``, ``-``, space and some capitals) as a bool bitmap, 5 * ``scale`` pixels high.
+
+    Unknown characters are drawn as spaces.
+    """
+    blank = _GLYPHS[" "]
+    columns: list[np.ndarray] = []
+    for k, char in enumerate(text.upper()):
+        glyph = np.array([[c == "#" for c in row] for row in _GLYPHS.get(char, blank)])
+        if k:
+            columns.append(np.zeros((5, 1), bool))
+        columns.append(glyph)
+    bitmap = np.concatenate(columns, axis=1) if columns else np.zeros((5, 0), bool)
+    return np.kron(bitmap, np.ones((scale, scale), bool)).astype(bool)
+
+
+def _stamp(picture: np.ndarray, text: str, top: int, left: int, scale: int = 1) -> None:
+    """Draw ``text`` in white on a black box at ``(top, left)`` of an RGB uint8 picture (clipped to it)."""
+    glyphs = text_mask(text, scale)
+    box = np.zeros((glyphs.shape[0] + 2, glyphs.shape[1] + 2), bool)
+    box[1:-1, 1:-1] = glyphs
+    height = min(box.shape[0], picture.shape[0] - top)
+    width = min(box.shape[1], picture.shape[1] - left)
+    if height <= 0 or width <= 0:
+        return
+    area = picture[top : top + height, left : left + width]
+    area[...] = 0
+    area[box[:height, :width]] = 255
+
+
+def _number_tiles(picture: np.ndarray, slices: Sequence[int], tile: tuple[int, int]) -> np.ndarray:
+    """Each tile of a montage picture numbered with its slice index in its top-left corner.
+
+    The digits (on a black box) are drawn where the box fits in half the tile's width and a
+    third of its height (tiles from 21 pixels high); larger from 128-pixel tiles.
+    """
+    height, width = tile
+    scale = max(1, height // 128)
+    _, cols = montage_grid(len(slices))
+    for k, index in enumerate(slices):
+        label = text_mask(str(index), scale)
+        if label.shape[1] + 2 > width // 2 or label.shape[0] + 2 > height // 3:
+            continue
+        r, c = divmod(k, cols)
+        _stamp(picture, str(index), r * height, c * width, scale)
+    return picture
+
+
+# --------------------------------------------------------------- display transform
+
+
+def display_values(
+    heatmap: np.ndarray, transform: str = "gamma", percentile: float = 99.0, gamma: float = 0.5
+) -> np.ndarray:
+    """The map as a picture shows it, in [0, 1] (the map itself is never changed).
+
+    ``gamma`` (the default): raised to the power ``gamma`` (below 1 brightens faint values; the
+    peak stays the only value at 1, so the top colour still marks it); ``percentile``: divided by
+    its ``percentile``-th percentile value and clipped at 1
+    (everything above that percentile is drawn at the top colour; a map whose percentile
+    is 0, as a sparse map's often is, is divided by its maximum; beware: where the map's signal
+    covers less than ``100 - percentile`` % of it, its noise is stretched to the top colour);
+    ``none``: as it is.
+    """
+    if transform not in DISPLAY_TRANSFORMS:
+        raise ValueError(f"transform must be one of {', '.join(DISPLAY_TRANSFORMS)}, got {transform!r}")
+    values = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
+    if transform == "gamma":
+        return np.power(values, np.float32(gamma))
+    if transform == "percentile" and values.size:
+        top = float(np.percentile(values, percentile))
+        if top <= 0:
+            top = float(values.max())
+        if top > 0:
+            return np.clip(values / np.float32(top), 0, 1)
+    return values
+
+
+def display_caption(transform: str = "none", percentile: float = 99.0, gamma: float = 0.5) -> str:
+    """What a colour bar shows: ``MAP`` with the display transform's words (``MAP CLIP P99``, ``MAP GAMMA 0.5``)."""
+    if transform == "percentile":
+        return f"MAP CLIP P{percentile:g}"
+    if transform == "gamma":
+        return f"MAP GAMMA {gamma:g}"
+    return "MAP"
+
+
+def colour_bar_width(height: int) -> int:
+    """The width in pixels of the colour bar :func:`with_colour_bar` puts beside a picture ``height`` pixels high."""
+    scale = max(1, height // 128)
+    return 2 + 6 * scale + 2 + 3 * scale + 2 + (7 * scale + 2 if height >= 40 * scale else 0)
+
+
+def with_colour_bar(picture: np.ndarray, colormap: str = "inferno", caption: str = "MAP") -> np.ndarray:
+    """``picture`` (RGB uint8) with a vertical colour bar on its right: the colormap from 0
+    (bottom) to 1 (top), ticks ``1`` and ``0``, and ``caption`` written along it where it fits.
+
+    The strip is :func:`colour_bar_width` pixels wide; the picture itself is unchanged.
+    """
     check_colormap(colormap)
-    flat = _as_2d(np.clip(heatmap, 0, 1), heatmap.ndim)
+    height = picture.shape[0]
+    scale = max(1, height // 128)
+    width = colour_bar_width(height)
+    strip = np.zeros((height, width, 3), np.uint8)
+    bar_left, bar_width = 2, 6 * scale
+    ramp = np.linspace(1.0, 0.0, height)
+    colours = (matplotlib.colormaps[colormap](ramp)[:, :3] * 255).round().astype(np.uint8)
+    strip[:, bar_left : bar_left + bar_width] = colours[:, None, :]
+    label_left = bar_left + bar_width + 1
+    if height >= 5 * scale + 2:
+        _stamp(strip, "1", 0, label_left, scale)
+        _stamp(strip, "0", height - 5 * scale - 2, label_left, scale)
+    if height >= 40 * scale:
+        words = text_mask(caption, scale)
+        if words.shape[1] + 2 > height - 2 * (5 * scale + 4):
+            words = text_mask(caption.split(" ")[0], scale)
+        vertical = np.rot90(words)  # read from the bottom up
+        left = label_left + 3 * scale + 2
+        top = (height - vertical.shape[0]) // 2
+        if 0 <= top and left + vertical.shape[1] <= width:
+            strip[top : top + vertical.shape[0], left : left + vertical.shape[1]][vertical] = 255
+    return np.concatenate([np.asarray(picture, np.uint8), strip], axis=1)
+
+
+#: The PNG ``tEXt`` keys of a picture's layout (:func:`layout_text`, :func:`read_layout`).
+LAYOUT_BAR, LAYOUT_SLICES = "medxai:colour_bar", "medxai:slices"
+
+
+def layout_text(picture: np.ndarray, slices: Sequence[int] | None, bar: bool = True) -> dict[str, str]:
+    """A picture's layout as PNG text: the colour bar's width in pixels (on the right), a montage's slices.
+
+    Readers (the report) cut the bar off and tile masks with the same slices, so outlines line up.
+    """
+    text = {LAYOUT_BAR: str(colour_bar_width(picture.shape[0]) if bar else 0)}
+    if slices:
+        text[LAYOUT_SLICES] = " ".join(str(int(i)) for i in slices)
+    return text
+
+
+def read_layout(text: Mapping[str, Any]) -> tuple[int, tuple[int, ...] | None]:
+    """``(colour bar width, montage slices or None)`` from a PNG's text (``(0, None)`` where absent or damaged)."""
+    try:
+        bar = max(0, int(str(text.get(LAYOUT_BAR, "0"))))
+    except ValueError:
+        bar = 0
+    try:
+        words = str(text.get(LAYOUT_SLICES, "")).split()
+        slices = tuple(int(w) for w in words) if words else None
+    except ValueError:
+        slices = None
+    return bar, slices
+
+
+def _as_2d(array: np.ndarray, spatial_rank: int, slices: Sequence[int] | None = None) -> np.ndarray:
+    return montage(array, slices) if spatial_rank == 3 else array
+
+
+def _finish(
+    picture: np.ndarray, heatmap: np.ndarray, slices: Sequence[int] | None, bar: str | None, colormap: str
+) -> np.ndarray:
+    """A montage's tiles numbered, then the colour bar (``bar``: its caption; None: none)."""
+    if heatmap.ndim == 3:
+        shown = _evenly(len(heatmap)) if slices is None else slices
+        picture = _number_tiles(picture, shown, heatmap.shape[1:3])
+    return picture if bar is None else with_colour_bar(picture, colormap, bar)
+
+
+def colorize(
+    heatmap: np.ndarray,
+    colormap: str = "inferno",
+    *,
+    slices: Sequence[int] | None = None,
+    values: np.ndarray | None = None,
+    bar: str | None = None,
+) -> np.ndarray:
+    """A ``(*spatial)`` map in [0, 1] as an RGB uint8 picture (3D: a montage of numbered slices).
+
+    Args:
+        heatmap: The map.
+        colormap: A matplotlib colormap name.
+        slices: A volume's slices to show (:func:`choose_slices`); None: 16 evenly spaced.
+        values: What to colour instead of the map (:func:`display_values` of it), the map's shape.
+        bar: None: no colour bar; else the colour bar's caption (:func:`with_colour_bar`).
+    """
+    check_colormap(colormap)
+    shown = np.clip(heatmap if values is None else values, 0, 1)
+    flat = _as_2d(shown, heatmap.ndim, slices)
     rgba = matplotlib.colormaps[colormap](flat)
-    return (rgba[..., :3] * 255).round().astype(np.uint8)
+    picture = (rgba[..., :3] * 255).round().astype(np.uint8)
+    return _finish(picture, heatmap, slices, bar, colormap)
 
 
 # ------------------------------------------------------------------------ outlines
@@ -188,6 +484,9 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return np.stack(planes).reshape(mask.shape)
 
 
+#: The shown map value from which an overlay is drawn at its full ``alpha`` (below: a linear ramp from 0).
+OPAQUE_FROM = 0.5
+
 _outline_of = outline  # overlay()'s keyword argument `outline` shadows the function
 
 
@@ -200,6 +499,9 @@ def overlay(
     outline: OutlineSpec | Mapping[str, Any] | None = None,
     region: np.ndarray | None = None,
     region_color: tuple[int, int, int] = REGION_COLOR,
+    slices: Sequence[int] | None = None,
+    values: np.ndarray | None = None,
+    bar: str | None = None,
 ) -> np.ndarray:
     """Blend a colour-mapped heatmap over the image a person sees.
 
@@ -208,8 +510,9 @@ def overlay(
             for MONOCHROME1), at the same spatial shape as ``heatmap``.
         heatmap: ``(*spatial)`` map in [0, 1].
         colormap: A matplotlib colormap name.
-        alpha: Opacity of the map, scaled by the map value so unimportant places
-            stay the image itself.
+        alpha: Opacity of the map where its shown value is at least :data:`OPAQUE_FROM`;
+            below, the opacity ramps down linearly to 0 at value 0, so unimportant
+            places stay the image itself while faint parts of a sparse map still show.
         outline: None (no outlines), or an :class:`OutlineSpec` (or a mapping of
             its fields): the boundaries of :func:`strongest_regions` are drawn in
             ``color`` on top of the picture; with ``only=True`` on the plain image.
@@ -221,6 +524,11 @@ def overlay(
             where it crosses the strongest regions' outline.
         region_color: RGB of the region's outline, three ints in 0..255 (default
             :data:`REGION_COLOR`, apart from the outline's default green).
+        slices: A volume's slices to show (:func:`choose_slices`); None: 16 evenly spaced.
+            The outlines are tiled with the same slices.
+        values: What to colour instead of the map (:func:`display_values` of it); the
+            outlines are found on the map itself.
+        bar: None: no colour bar; else the colour bar's caption (:func:`with_colour_bar`).
 
     Returns:
         RGB uint8 picture (3D inputs: a montage of slices).
@@ -236,13 +544,15 @@ def overlay(
     rank = heatmap.ndim
     grey = np.clip(image, 0, 1)
     grey = np.repeat(grey, 3, axis=-1) if grey.shape[-1] == 1 else grey[..., :3]
-    grey = _as_2d(grey, rank)
+    grey = _as_2d(grey, rank, slices)
     if spec is not None and spec.only:
         blended = grey
     else:
-        values = _as_2d(np.clip(heatmap, 0, 1), rank)
-        colour = matplotlib.colormaps[colormap](values)[..., :3]
-        weight = alpha * values[..., None]
+        if values is not None and np.shape(values) != heatmap.shape:
+            raise ValueError(f"values {np.shape(values)} and heatmap {heatmap.shape} differ in shape")
+        shown = _as_2d(np.clip(heatmap if values is None else values, 0, 1), rank, slices)
+        colour = matplotlib.colormaps[colormap](shown)[..., :3]
+        weight = alpha * np.clip(shown / OPAQUE_FROM, 0, 1)[..., None]
         blended = np.clip((1 - weight) * grey + weight * colour, 0, 1)
     picture = (blended * 255).round().astype(np.uint8)
     if spec is not None:
@@ -253,7 +563,64 @@ def overlay(
             radius=spec.radius,
             min_size=spec.min_size,
         )
-        picture[_as_2d(_outline_of(regions), rank)] = spec.color
+        picture[_as_2d(_outline_of(regions), rank, slices)] = spec.color
     if region is not None:
-        picture[_as_2d(_outline_of(region), rank)] = region_color
-    return picture
+        picture[_as_2d(_outline_of(region), rank, slices)] = region_color
+    return _finish(picture, heatmap, slices, bar, colormap)
+
+
+def peak_voxel(heatmap: np.ndarray) -> tuple[int, ...]:
+    """The index of a map's largest value (the first one, in C order, among equal maxima)."""
+    values = np.nan_to_num(np.asarray(heatmap, dtype=np.float64))
+    return tuple(int(i) for i in np.unravel_index(np.argmax(values), values.shape))
+
+
+def orthogonal_views(
+    heatmap: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    colormap: str = "inferno",
+    alpha: float = 0.5,
+    values: np.ndarray | None = None,
+    bar: str | None = None,
+    peak: Sequence[int] | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Three orthogonal planes of a ``(D, H, W)`` map through its peak voxel, side by side.
+
+    Left to right: the slice ``[z]`` (``H x W``), the plane ``[:, y]`` (``D x W``) and the
+    plane ``[:, :, x]`` (``D x H``), each labelled ``Z=<z>``, ``Y=<y>``, ``X=<x>`` in its corner,
+    shown at the voxel grid (no resampling for anisotropic spacing); the map over ``image``
+    (``(D, H, W, 1 or 3)``) when given (:func:`overlay`), else colour-mapped (:func:`colorize`).
+
+    Returns:
+        The RGB uint8 picture (with the colour bar when ``bar`` is a caption) and the voxel ``(z, y, x)``.
+    """
+    if heatmap.ndim != 3:
+        raise ValueError(f"expected a 3D map, got shape {heatmap.shape}")
+    z, y, x = (int(i) for i in (peak_voxel(heatmap) if peak is None else peak))
+    shown = heatmap if values is None else values
+    cuts: list[tuple[str, tuple[Any, ...]]] = [
+        (f"Z={z}", (z, slice(None), slice(None))),
+        (f"Y={y}", (slice(None), y, slice(None))),
+        (f"X={x}", (slice(None), slice(None), x)),
+    ]
+    planes = []
+    for label_text, cut in cuts:
+        if image is None:
+            plane = colorize(heatmap[cut], colormap, values=shown[cut])
+        else:
+            plane = overlay(image[cut], heatmap[cut], colormap=colormap, alpha=alpha, values=shown[cut])
+        if plane.shape[0] >= 9 and plane.shape[1] >= 4 * len(label_text) + 2:
+            _stamp(plane, label_text, 0, 0)
+        planes.append(plane)
+    height = max(p.shape[0] for p in planes)
+    gap = np.zeros((height, 2, 3), np.uint8)
+    parts: list[np.ndarray] = []
+    for plane in planes:
+        padded = np.zeros((height, plane.shape[1], 3), np.uint8)
+        padded[: plane.shape[0]] = plane
+        parts += [padded, gap]
+    picture = np.concatenate(parts[:-1], axis=1)
+    if bar is not None:
+        picture = with_colour_bar(picture, colormap, bar)
+    return picture, (z, y, x)

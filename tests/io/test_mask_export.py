@@ -19,7 +19,7 @@ from medxai.io import read_image
 from medxai.io.formats import MapToWrite, output_formats
 from medxai.io.index import index_columns
 from medxai.io.nifti import write_nifti
-from medxai.viz.render import REGION_COLOR, montage, outline
+from medxai.viz.render import REGION_COLOR, colour_bar_width, montage, outline
 
 ROWS, COLS, N = 12, 16, 4
 STUDY, SERIES = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.1.2"
@@ -241,7 +241,9 @@ def test_the_overlay_outlines_the_region_in_its_own_colour(tmp_path, ct2d, serie
     drawn = write("overlay", to_write(image, tmp_path / "b", mask, outline=spec))
     before, after = picture(tmp_path / "a" / plain["overlay_path"]), picture(tmp_path / "b" / drawn["overlay_path"])
     changed = (before != after).any(axis=-1)
-    lines = montage(outline(mask)) if volume else outline(mask)
+    lines = montage(outline(mask), tuple(range(N))) if volume else outline(mask)
+    assert before.shape[1] > lines.shape[1]  # the colour bar, on the right, unchanged
+    changed, after = changed[:, : lines.shape[1]], after[:, : lines.shape[1]]
     assert changed.any() and not changed[~lines].any()  # only the outline's pixels differ
     assert (after[lines] == REGION_COLOR).all()
     assert tuple(REGION_COLOR) != (0, 255, 0)  # apart from the strongest regions' outline
@@ -253,7 +255,7 @@ def test_a_shrunk_overlay_outlines_the_shrunk_region(tmp_path, ct2d):
     small = map_.picture_region(map_.pictures()[0].shape)
     assert small is not None and small.shape == (6, 8) and small.any()
     after = picture(tmp_path / "run" / write("overlay", map_)["overlay_path"])
-    assert after.shape == (6, 8, 3) and (after[outline(small)] == REGION_COLOR).all()
+    assert after.shape[:2] == (6, 8 + colour_bar_width(6)) and (after[:, :8][outline(small)] == REGION_COLOR).all()
 
 
 @pytest.mark.parametrize("volume", [False, True])

@@ -262,6 +262,8 @@ def test_minimal_config_fills_every_default(study):
             "colormap": "inferno",
             "alpha": 0.5,
             "max_size": 2048,
+            "montage": {"slices": "top_mass", "n": 16},
+            "display": {"transform": "gamma", "percentile": 99.0, "gamma": 0.5},
         },
         "runtime": {
             "batch_size": 32,
@@ -628,7 +630,8 @@ def test_error_text_has_no_pydantic_noise(study):
         ({"modle": {}}, "modle: unknown key (did you mean 'model'?)"),
         (
             {"output": {"dir": "out", "where": "x"}},
-            "output.where: unknown key (known keys: dir, formats, colormap, alpha, max_size, overlay_outline)",
+            "output.where: unknown key (known keys: dir, formats, colormap, alpha, max_size, overlay_outline, "
+            "montage, display)",
         ),
         ({"output": {"dir": "out", "colour_map": "x"}}, "output.colour_map: unknown key (did you mean 'colormap'?)"),
         (

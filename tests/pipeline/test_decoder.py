@@ -19,6 +19,7 @@ from medxai.errors import StudyError
 from medxai.io import read_image
 from medxai.io.index import index_columns
 from medxai.preprocess import Preprocessor, PreprocessSpec
+from medxai.viz.render import colour_bar_width
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,12 @@ def test_run_writes_every_map_and_an_index(finished, study):
         source = read_image(row["source_path"]).spatial_shape
         assert heatmap.shape == source and heatmap.dtype == np.float32
         assert heatmap.min() >= 0 and heatmap.max() <= 1
-        assert skimage.io.imread(out / row["overlay_path"]).shape == (*source, 3)
+        # the picture at the source's size, then its colour bar
+        assert skimage.io.imread(out / row["overlay_path"]).shape == (
+            source[0],
+            source[1] + colour_bar_width(source[0]),
+            3,
+        )
         assert 0 <= float(row["score"]) <= 1 and row["class_index"] in ("0", "1")
         assert (row["relative_delta"] != "") == (row["method"] == "integrated_gradients")
         assert row["reduce"] == "abs_sum" and row["polarity"] == "absolute"

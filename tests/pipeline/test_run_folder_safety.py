@@ -31,6 +31,7 @@ from medxai.io import writers
 from medxai.io.formats import file_columns
 from medxai.pipeline.decoder import RunStoppedError
 from medxai.pipeline.lock import LOCK_NAME, RunFolderBusy, RunLock
+from medxai.viz.render import colour_bar_width
 
 IDS = ["img0", "img1", "img2", "img3"]
 #: One image per batch: an image computed again in a resumed run then meets the same batch companions
@@ -584,11 +585,11 @@ def test_pictures_are_at_most_max_size_and_the_npy_is_exact(tmp_path, model_file
     summary = medxai.run(config(tmp_path, output={"dir": "out", "max_size": 12}, methods=["gradient"]))
     row = read_index(summary.output_dir / "index.csv")[0]
     assert np.load(summary.output_dir / row["npy_path"]).shape == (40, 40)
-    for column in ("png_path", "overlay_path"):
-        assert skimage.io.imread(summary.output_dir / row[column]).shape[:2] == (12, 12)
+    for column in ("png_path", "overlay_path"):  # the map's picture, then its colour bar
+        assert skimage.io.imread(summary.output_dir / row[column]).shape[:2] == (12, 12 + colour_bar_width(12))
     plain = medxai.run(config(tmp_path, "plain", methods=["gradient"]))
     row = read_index(plain.output_dir / "index.csv")[0]
-    assert skimage.io.imread(plain.output_dir / row["png_path"]).shape[:2] == (40, 40)
+    assert skimage.io.imread(plain.output_dir / row["png_path"]).shape[:2] == (40, 40 + colour_bar_width(40))
 
 
 def test_a_volumes_montage_is_at_most_max_size(tmp_path):
@@ -608,7 +609,8 @@ def test_a_volumes_montage_is_at_most_max_size(tmp_path):
     assert np.load(summary.output_dir / row["npy_path"]).shape == (6, 10, 10)
     for column in ("png_path", "overlay_path"):
         picture = skimage.io.imread(summary.output_dir / row[column])
-        assert max(picture.shape[:2]) <= 12 and picture.shape[:2] == (8, 12)  # 2 x 3 slices of 4 x 4
+        bar = colour_bar_width(picture.shape[0])  # beside the montage, not counted in max_size
+        assert picture.shape[:2] == (8, 12 + bar)  # 2 x 3 slices of 4 x 4
 
 
 # ------------------------------------------------------------------------------- reader hooks

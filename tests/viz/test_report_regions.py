@@ -17,6 +17,7 @@ from test_report_scale import page_json, synthetic_run
 
 from medxai.pipeline.evaluation import EvaluationSpec, evaluate_run
 from medxai.regions import inner_border
+from medxai.viz.render import colour_bar_width
 from medxai.viz.report import write_report
 from medxai.viz.report.pictures import REGION_COLOUR, as_rgb, encoded_thumbnail, outline_region
 
@@ -55,6 +56,7 @@ def test_each_region_card_shows_its_regions_outline(region_report):
     for image_id, card in cards:
         row = rows[(image_id, card["caption"].split(" · ")[1].split()[-1])]
         plain = as_rgb(np.asarray(Image.open(run_dir / row["png_path"])))  # the run's picture, no outline
+        plain = plain[:, : plain.shape[1] - colour_bar_width(plain.shape[0])]  # the report shows it without its bar
         region = np.load(run_dir / row["region_path"])
         src = card["thumbs"][0]["src"]
         assert src == encoded_thumbnail(outline_region(plain, region))  # the region's outline drawn in

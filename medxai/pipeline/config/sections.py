@@ -333,6 +333,41 @@ ClipSection = ClipSpec
 HeatmapSection = HeatmapPolicy
 
 
+class MontageSection(_Section):
+    """Which slices a volume's montage (the png and overlay pictures) shows.
+
+    Attributes:
+        slices: ``top_mass``: the ``n`` slices holding the most map mass, the peak voxel's
+            slice always among them; ``even``: ``n`` evenly spaced slices, the peak's slice
+            replacing the nearest; ``all``: every slice. Shown in slice order, numbered.
+        n: The number of slices (``top_mass``, ``even``).
+    """
+
+    slices: Annotated[Literal["top_mass", "even", "all"], BeforeValidator(one_of("top_mass", "even", "all"))] = (
+        "top_mass"
+    )
+    n: PositiveInt = 16
+
+
+class DisplaySection(_Section):
+    """How pictures show a map's values (png, overlay, ortho; the npy, nifti and dicom maps never change).
+
+    Attributes:
+        transform: ``gamma``: raise to the power ``gamma`` (the peak stays the only value at 1);
+            ``percentile``: divide by the map's ``percentile``-th percentile, clip at 1 (noise
+            reaches the top colour where the signal covers under ``100 - percentile`` %);
+            ``none``: as the map is.
+        percentile: The clipping percentile (``percentile``).
+        gamma: The exponent (``gamma``; below 1 brightens faint values).
+    """
+
+    transform: Annotated[
+        Literal["percentile", "gamma", "none"], BeforeValidator(one_of("percentile", "gamma", "none"))
+    ] = "gamma"
+    percentile: Percent = 99.0
+    gamma: PositiveNumber = 0.5
+
+
 class OutputSection(_Section):
     """Where and how maps are written."""
 
@@ -345,13 +380,15 @@ class OutputSection(_Section):
     alpha: UnitInterval = 0.5
     max_size: PositiveInt = Field(
         default=2048,
-        description="Longest side of the PNG and overlay pictures in pixels (bigger maps are shrunk for "
-        "pictures only; npy, nifti and dicom stay exact).",
+        description="Longest side of the PNG and overlay pictures in pixels, their colour bar aside (bigger "
+        "maps are shrunk for pictures only; npy, nifti and dicom stay exact).",
     )
     overlay_outline: OutlineSpec | None = Field(
         default=None,
         description="None: no outlines; a mapping (true: all defaults) outlines the strongest regions.",
     )
+    montage: MontageSection = Field(default_factory=MontageSection)
+    display: DisplaySection = Field(default_factory=DisplaySection)
 
     _check_overlay_outline = field_validator("overlay_outline", mode="before")(
         optional_section(

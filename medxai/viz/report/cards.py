@@ -36,6 +36,7 @@ from medxai.viz.report.pictures import (
     outline_points,
     outline_region,
     shrink,
+    tiled,
 )
 
 DELTA_WARN = 0.05  # relative IG completeness error shown as a warning above this
@@ -118,22 +119,43 @@ class ImageBlock:
 
 @dataclass
 class _Mask:
-    """An image's mask, read once: the array, its outline for the page and its contours for the contact sheet."""
+    """An image's mask, read once: the array, its outline for the page and its contours for the contact sheet.
+
+    A volume's mask is laid out (:func:`tiled`) like the first picture drawn with it: the slices of
+    that map's montage; a map whose montage shows other slices gets no outline (and a note).
+    """
 
     array: np.ndarray | None
     state: str
     outline: Outline | None
     contours: list[np.ndarray]
     problem: str
+    volume: np.ndarray | None = None  # a 3D mask, before it is laid out
+    slices: tuple[int, ...] | None = None
+    bound: bool = True
 
-    def fits(self, rgb: np.ndarray) -> bool:
-        """Whether the mask has the picture's aspect ratio (so its outline can be drawn over it)."""
-        return self.array is not None and _same_aspect(self.array, rgb)
+    def bind(self, slices: tuple[int, ...] | None) -> None:
+        """Lay a volume's mask out as a montage of ``slices`` (the first call only)."""
+        if self.bound or self.volume is None:
+            return
+        self.bound, self.slices = True, slices
+        self.array = tiled(self.volume, slices)
+        polylines = outline_points(self.array)
+        self.outline = Outline(self.array.shape[1], self.array.shape[0], polylines) if polylines else None
+        self.contours = mask_contours(self.array)
 
-    def mismatch_note(self, rgb: np.ndarray) -> str:
+    def fits(self, rgb: np.ndarray, slices: tuple[int, ...] | None = None) -> bool:
+        """Whether the mask has the picture's aspect ratio (and a volume's, its slices), so its outline can be drawn."""
+        self.bind(slices)
+        same_slices = self.volume is None or self.slices == slices
+        return self.array is not None and same_slices and _same_aspect(self.array, rgb)
+
+    def mismatch_note(self, rgb: np.ndarray, slices: tuple[int, ...] | None = None) -> str:
         """Why the outline is not drawn over ``rgb`` ("" when it is, or there is no mask)."""
-        if self.array is None or self.fits(rgb):
+        if self.array is None or self.fits(rgb, slices):
             return ""
+        if self.volume is not None and self.slices != slices:
+            return "mask outline not drawn over a map whose montage shows other slices than the image's first map"
         mask = self.array
         return (
             f"mask {mask.shape[1]}x{mask.shape[0]} does not match the map "
@@ -152,19 +174,29 @@ def _read_mask(image: ImageEntry, pictures: Pictures) -> _Mask:
         return _Mask(None, "", None, [], problem)
     if not mask.any():
         return _Mask(None, "empty", None, [], problem)
+    if mask.ndim == 3:
+        return _Mask(None, "outline", None, [], problem, volume=mask, bound=False)  # laid out by the first map
     polylines = outline_points(mask)
     outline = Outline(mask.shape[1], mask.shape[0], polylines) if polylines else None
     return _Mask(mask, "outline", outline, mask_contours(mask), problem)
 
 
-def _thumb(rgb: np.ndarray, href: str, mask: _Mask, alt: str, size: int, region: np.ndarray | None = None) -> Thumb:
+def _thumb(
+    rgb: np.ndarray,
+    href: str,
+    mask: _Mask,
+    alt: str,
+    size: int,
+    region: np.ndarray | None = None,
+    slices: tuple[int, ...] | None = None,
+) -> Thumb:
     """One thumbnail box of a picture that was read, linking to ``href`` (``region``'s outline drawn in)."""
     small = shrink(rgb, size)
     if region is not None:
         small = outline_region(small, region)
     width, height = display_size(*small.shape[:2])
     pixelated = width >= 2 * small.shape[1]  # show small maps' pixels, not a blur
-    outline = mask.outline is not None and mask.fits(rgb)
+    outline = mask.fits(rgb, slices) and mask.outline is not None
     return Thumb(width, height, encoded_thumbnail(small), href, alt, pixelated, outline)
 
 
@@ -206,13 +238,16 @@ def region_caption(row: MapRow, names: dict[int, str]) -> str:
     return " · ".join([*parts, f"score {num(row.region_score)}", f"p = {score(row.score)}"])
 
 
-def _region(row: MapRow, pictures: Pictures) -> tuple[np.ndarray | None, str]:
-    """A region row's region mask for its pictures' outline (None for a class row), or why it is not drawn."""
+def _region(row: MapRow, pictures: Pictures, slices: tuple[int, ...] | None) -> tuple[np.ndarray | None, str]:
+    """A region row's region mask for its pictures' outline (None for a class row), or why it is not drawn.
+
+    A volume's region is tiled with ``slices``, its pictures' montage slices.
+    """
     if not row.region:
         return None, ""
     if not row.region_path:
         return None, "region outline not drawn: the index names no region file (a run before region_path)"
-    return pictures.region(row.region_path)
+    return pictures.region(row.region_path, slices)
 
 
 def _card(
@@ -221,15 +256,18 @@ def _card(
     """One map's card, the picture for its contact sheet cell, the region drawn into it, and notes about outlines."""
     overlay = pictures.picture(row, ("overlay",))
     heatmap = pictures.picture(row, ("heatmap", "npy"))
-    region, problem = _region(row, pictures)
+    first = overlay if overlay.rgb is not None else heatmap
+    region, problem = _region(row, pictures, first.slices)
     thumbs, notes = [], [problem]
     for picture, what in ((overlay, "overlay"), (heatmap, "heatmap")):
         if picture.rgb is not None:
             # a heatmap drawn from the .npy has no file a browser can show
             href = file_link(run.root, picture.source) if picture.kind in ("overlay", "heatmap") else ""
-            drawn = region if region is not None and _same_aspect(region, picture.rgb) else None
-            thumbs.append(_thumb(picture.rgb, href, mask, f"{image.image_id} {row.method} {what}", size, drawn))
-            notes.append(mask.mismatch_note(picture.rgb))
+            same = picture.slices == first.slices
+            drawn = region if region is not None and same and _same_aspect(region, picture.rgb) else None
+            alt = f"{image.image_id} {row.method} {what}"
+            thumbs.append(_thumb(picture.rgb, href, mask, alt, size, drawn, picture.slices))
+            notes.append(mask.mismatch_note(picture.rgb, picture.slices))
             if region is not None and drawn is None:
                 notes.append(f"region {region.shape[1]}x{region.shape[0]} does not match the map; outline not drawn")
     if not thumbs:
@@ -270,7 +308,7 @@ def _sheet_cell(picture: Picture, mask: _Mask, region: np.ndarray | None = None)
     if region is not None and _same_aspect(region, cell):
         cell = outline_region(cell, region)
     outlines = []
-    if mask.array is not None and mask.fits(cell):
+    if mask.fits(cell, picture.slices) and mask.array is not None:
         sy, sx = cell.shape[0] / mask.array.shape[0], cell.shape[1] / mask.array.shape[1]
         outlines = [np.stack([c[:, 0] * sx, c[:, 1] * sy], axis=1) for c in mask.contours]
     return SheetCell(cell, "", outlines)
@@ -304,7 +342,7 @@ def image_block(
         explained=", ".join(f"class {class_text(c, names)} (p = {score(scores[c])})" for c in image.classes),
         classes=image.classes,
         mask=mask.state,
-        outline=mask.outline,
+        outline=None,  # below: a volume's mask is laid out like its first map
         source_path=image.source_path,
     )
     sheet_rows = []
@@ -328,5 +366,7 @@ def image_block(
         block.cards.append(
             Card(method=row.method, class_index=row.class_index, status="error", error=row.error, channel=channel)
         )
+    mask.bind(None)  # an image without a picture: the montage of runs before the choice of slices
+    block.outline = mask.outline
     block.notes = sorted({n for n in notes if n})
     return block, sheet_rows

@@ -63,18 +63,33 @@ def as_rgb(array: np.ndarray) -> np.ndarray:
     return np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
 
 
-def colourise_npy(path: Path, colormap: str) -> np.ndarray:
-    """A saved ``[0, 1]`` map as the RGB picture ``medxai run`` would have written."""
-    from medxai.viz.render import colorize
+def colourise_npy(path: Path, colormap: str, output: dict | None = None) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """A saved ``[0, 1]`` map as the RGB picture ``medxai run`` would have written (without its colour
+    bar), and a volume's montage slices; ``output``: the run's ``output`` config (montage, display)."""
+    from medxai.viz.render import choose_slices, colorize, display_values
 
+    output = output or {}
     heatmap = np.load(path, allow_pickle=False)
     heatmap = np.nan_to_num(heatmap.astype(np.float32))
     if heatmap.ndim not in (2, 3):
         raise ValueError(f"map of shape {heatmap.shape}")
+    montage = output.get("montage") or {}
+    display = output.get("display") or {}
     try:
-        return colorize(heatmap, colormap)
+        slices = choose_slices(heatmap, montage.get("slices", "top_mass"), int(montage.get("n", 16)))
+        values = display_values(
+            heatmap,
+            display.get("transform", "gamma"),
+            float(display.get("percentile", 99.0)),
+            float(display.get("gamma", 0.5)),
+        )
+    except (TypeError, ValueError):  # a run config from elsewhere: the defaults
+        slices, values = choose_slices(heatmap), display_values(heatmap)
+    shown = slices if heatmap.ndim == 3 else None
+    try:
+        return colorize(heatmap, colormap, slices=shown, values=values), shown
     except ValueError:
-        return colorize(heatmap, "inferno")
+        return colorize(heatmap, "inferno", slices=shown, values=values), shown
 
 
 @dataclass
@@ -85,6 +100,7 @@ class Picture:
     kind: str  # "overlay", "heatmap", "heatmap from .npy" or ""
     problem: str = ""  # why there is no picture, or why a fallback was used
     source: str = ""  # the file it was read from, relative to the run folder
+    slices: tuple[int, ...] | None = None  # a volume's montage slices (None: a 2D map, or a run before them)
 
 
 class Pictures:
@@ -94,15 +110,25 @@ class Pictures:
         self.root = run.root
         output = (run.info.get("config") or {}).get("output") or {}
         self.colormap = str(output.get("colormap") or "inferno")
+        self.output = output if isinstance(output, dict) else {}
         self._masks: dict[str, tuple[np.ndarray | None, str]] = {}
 
-    def _read(self, relative: str) -> np.ndarray | None:
+    def _read(self, relative: str) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
+        """A picture file's pixels without its colour bar, and its montage slices (from its PNG text)."""
         path = inside(self.root, relative)
         if path is None:
-            return None
+            return None, None
         import imageio.v3 as iio
+        from PIL import Image
 
-        return as_rgb(iio.imread(path, plugin="pillow"))
+        from medxai.viz.render import read_layout
+
+        rgb = as_rgb(iio.imread(path, plugin="pillow"))
+        with Image.open(path) as picture:
+            bar, slices = read_layout(getattr(picture, "text", None) or {})
+        if 0 < bar < rgb.shape[1]:
+            rgb = rgb[:, : rgb.shape[1] - bar]  # the report draws outlines over the map, not its colour bar
+        return rgb, slices
 
     def picture(self, row: MapRow, prefer: Sequence[str]) -> Picture:
         """The first picture that exists among ``prefer`` ("overlay", "heatmap", "npy")."""
@@ -114,9 +140,9 @@ class Pictures:
             try:
                 if kind == "npy":
                     path = inside(self.root, relative)
-                    rgb = None if path is None else colourise_npy(path, self.colormap)
+                    rgb, slices = (None, None) if path is None else colourise_npy(path, self.colormap, self.output)
                 else:
-                    rgb = self._read(relative)
+                    rgb, slices = self._read(relative)
             except OutsideRun:
                 problems.append(f"{relative}: not shown (outside the run folder)")
                 continue
@@ -126,12 +152,13 @@ class Pictures:
             if rgb is None:
                 problems.append(f"{relative}: file missing")
                 continue
-            return Picture(rgb, _KIND_NAMES[kind], "; ".join(problems), relative)
+            return Picture(rgb, _KIND_NAMES[kind], "; ".join(problems), relative, slices)
         return Picture(None, "", "; ".join(problems))
 
-    def region(self, region_path: str) -> tuple[np.ndarray | None, str]:
+    def region(self, region_path: str, slices: tuple[int, ...] | None = None) -> tuple[np.ndarray | None, str]:
         """A region target's mask (``region_path``: a bool ``.npy`` at the map's geometry) laid out like the
-        pictures (3D: a montage), or a problem; "" gives neither."""
+        pictures (3D: a montage of ``slices``, the map picture's; None: the montage of 16 evenly spaced
+        slices of runs before the choice), or a problem; "" gives neither."""
         if not region_path:
             return None, ""
         key = "region:" + region_path  # the masks' cache: an image's methods share their region
@@ -139,11 +166,10 @@ class Pictures:
             if len(self._masks) >= _MASK_CACHE:
                 self._masks.pop(next(iter(self._masks)))
             self._masks[key] = self._load_region(region_path)
-        return self._masks[key]
+        region, problem = self._masks[key]
+        return (tiled(region, slices) if region is not None else None), problem
 
     def _load_region(self, region_path: str) -> tuple[np.ndarray | None, str]:
-        from medxai.viz.render import montage
-
         try:
             path = inside(self.root, region_path)
             if path is None:
@@ -153,14 +179,12 @@ class Pictures:
             return None, f"region outline not drawn: {region_path} is outside the run folder"
         except Exception as err:  # a damaged file must not end the report
             return None, f"region outline not drawn: {region_path} is unreadable ({type(err).__name__})"
-        if region.ndim == 3:
-            region = montage(region)
-        if region.ndim != 2:
+        if region.ndim not in (2, 3) or (region.ndim == 3 and region.shape[0] == 0):
             return None, f"region outline not drawn: {region_path} has shape {region.shape}"
         return region, ""
 
     def mask(self, mask_path: str) -> tuple[np.ndarray | None, str]:
-        """The ground-truth mask as a 2D bool array laid out like the overlays (3D: a montage), or a problem."""
+        """The ground-truth mask as a 2D or 3D bool array, or a problem (:func:`tiled` lays it out like a picture)."""
         if not mask_path:
             return None, ""
         if mask_path not in self._masks:
@@ -173,18 +197,31 @@ class Pictures:
     def _load_mask(mask_path: str) -> tuple[np.ndarray | None, str]:
         from medxai.io import read_image
         from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
-        from medxai.viz.render import montage
 
         try:
             image = read_image(mask_path, max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT)
         except Exception as err:
             return None, f"mask not shown: {err}"
         mask = np.nan_to_num(image.array).astype(np.float64).max(axis=-1) > 0
-        if mask.ndim == 3:
-            mask = montage(mask)
-        if mask.ndim != 2:
+        if mask.ndim not in (2, 3) or (mask.ndim == 3 and mask.shape[0] == 0):
             return None, f"mask not shown: unexpected shape {image.array.shape}"
         return mask, ""
+
+
+def tiled(mask: np.ndarray, slices: tuple[int, ...] | None) -> np.ndarray:
+    """A 2D mask as it is; a volume's as the montage of ``slices`` (None: 16 evenly spaced, as runs before
+    the choice of slices drew them); indices past the volume's depth are left empty."""
+    from medxai.viz.render import montage
+
+    if mask.ndim == 2:
+        return mask
+    if slices is not None and any(i < 0 for i in slices):
+        slices = None
+    if slices is not None and any(i >= mask.shape[0] for i in slices):
+        padded = np.zeros((max(max(slices), mask.shape[0] - 1) + 1, *mask.shape[1:]), dtype=bool)
+        padded[: mask.shape[0]] = mask
+        mask = padded
+    return montage(mask, slices)
 
 
 def shrink(rgb: np.ndarray, size: int) -> np.ndarray:
