@@ -145,3 +145,33 @@ def test_make_study_writes_the_3d_study_beside_the_2d_one(tmp_path):
     assert len(_rows(tmp_path / "study3d" / "manifest.csv")) == 4
     module.main(["--out", str(tmp_path / "flat"), "--n-ct", "2", "--n-xray", "1", "--volumes", "0"])
     assert not (tmp_path / "flat3d").exists()
+
+
+def test_demo3d_run_pictures_show_the_one_slice_lesions(tmp_path):
+    """``medxai run configs/demo3d.yaml`` (the gradient only): each one-slice lesion's slice is in its png."""
+    from PIL import Image
+
+    from medxai.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", str(REPO / "configs" / "demo3d.yaml"), "--no-progress", "--set", f"output.dir={out}"]
+    for setting in ("methods=[gradient]", "evaluate.faithfulness=false", "evaluate.sanity_images=0"):
+        argv += ["--set", setting]
+    assert main(argv) == 0
+    with (out / "index.csv").open(newline="", encoding="utf-8") as fh:
+        index = {r["image_id"]: r for r in csv.DictReader(fh)}
+    checked = 0
+    for r in _rows(STUDY3D):
+        mask = medxai.read_image(STUDY3D.parent / r["mask"]).array[..., 0] > 0
+        lesion_slices = np.flatnonzero(mask.any(axis=(1, 2)))
+        if len(lesion_slices) != 1:
+            continue
+        row = index[r["image_id"]]
+        assert row["status"] == "ok" and row["predicted"] == "1"
+        _, shown = render.read_layout(Image.open(out / row["png_path"]).text)
+        heatmap = np.load(out / row["npy_path"])
+        peak_slice = int(np.unravel_index(np.argmax(heatmap), heatmap.shape)[0])
+        assert shown is not None and int(lesion_slices[0]) in shown and peak_slice in shown
+        assert peak_slice == int(lesion_slices[0])  # measured: the gradient peaks on both one-slice lesions
+        checked += 1
+    assert checked == 2
