@@ -29,14 +29,26 @@ from medxai.data.synthetic import (
     HU_MAX,
     HU_MIN,
     STREAM_STUDY,
+    VOLUME_SPACING,
     XRAY_MAX_STORED,
     balanced_labels,
     ct_slice,
+    ct_volume,
     radiograph,
     random_streams,
+    volume_streams,
 )
 
-__all__ = ["write_ct_dicom", "write_xray_dicom", "write_mask_png", "StudyItem", "study_items", "write_study"]
+__all__ = [
+    "write_ct_dicom",
+    "write_xray_dicom",
+    "write_mask_png",
+    "StudyItem",
+    "study_items",
+    "write_study",
+    "write_ct_nifti",
+    "write_volume_study",
+]
 
 # Fixed, so that files are byte-identical from run to run.
 _STUDY_DATE, _STUDY_TIME = "20240101", "090000"
@@ -373,3 +385,91 @@ def _pick_dicom(labels: Sequence[int] | np.ndarray, k: int) -> set[int]:
             if pool and len(picked) < k:
                 picked.append(pool.pop(0))
     return set(picked)
+
+
+# --------------------------------------------------------------------------
+# 3D: NIfTI volumes
+# --------------------------------------------------------------------------
+def _volume_affine() -> np.ndarray:
+    from medxai.io.geometry import default_affine
+
+    return default_affine(VOLUME_SPACING, 3)
+
+
+def write_ct_nifti(path: str | Path, hu: np.ndarray) -> Path:
+    """Write a ``(slices, rows, cols)`` HU volume as gzipped NIfTI-1, int16, 2.5 x 1 x 1 mm voxels.
+
+    Byte-identical for the same array (the gzip header carries no time). The
+    affine is medxai's default one of :data:`~medxai.data.synthetic.VOLUME_SPACING`
+    (sform and qform code 1), so :func:`medxai.read_image` gives back the array
+    and the spacing ``(2.5, 1.0, 1.0)``.
+    """
+    import gzip
+
+    import nibabel as nib
+
+    from medxai.io.geometry import array_to_nifti_affine
+
+    hu = np.asarray(hu)
+    if hu.ndim != 3:
+        raise ValueError(f"a volume needs 3 axes, got shape {hu.shape}")
+    if (hu != np.rint(hu)).any() or hu.min() < HU_MIN or hu.max() > HU_MAX:
+        raise ValueError(f"HU must be whole numbers in [{HU_MIN:g}, {HU_MAX:g}]")
+    affine = array_to_nifti_affine(_volume_affine(), 3)
+    image = nib.Nifti1Image(np.asfortranarray(hu.astype(np.int16).T), affine)
+    image.header.set_data_dtype(np.int16)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    image.header.set_xyzt_units(xyz="mm")
+    image.header["descrip"] = b"medxai synthetic CT volume (HU)"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(image.to_bytes(), compresslevel=6, mtime=0))
+    return path
+
+
+def write_volume_study(out_dir: str | Path, *, seed: int = 0, n: int = 8) -> Path:
+    """Write the synthetic 3D study (NIfTI volumes and lesion masks) and return its manifest path.
+
+    Layout under ``out_dir``: ``volumes/vol_000.nii.gz`` (int16 HU, 32 slices of
+    32x32, voxels 1 mm x 1 mm x 2.5 mm), ``masks/vol_000.nii.gz`` (uint8 0/1, one per
+    volume, all zero for a negative) and ``manifest.csv`` (``image_id,path,label,mask``).
+    Half the volumes are positive (:func:`~medxai.data.synthetic.ct_volume`); the first
+    two positives carry a lesion on one slice only. NIfTI has no window tags:
+    explain the volumes with an explicit window (the soft-tissue window, 40/400).
+    The random streams are the study's own (apart from the 2D study's and
+    :func:`~medxai.data.synthetic.make_volumes`'s); the same seed gives byte-identical files.
+
+    Args:
+        out_dir: Destination folder (created; existing files are overwritten).
+        seed: Seed of everything random.
+        n: Number of volumes (at least 4, so two positives can have one-slice lesions).
+
+    Returns:
+        Path of ``manifest.csv``.
+    """
+    from medxai.io.nifti import write_nifti
+
+    if not isinstance(n, (int, np.integer)) or n < 4:
+        raise ValueError(f"n must be an integer >= 4, got {n!r}")
+    rngs = volume_streams(seed, STREAM_STUDY, n)
+    labels = balanced_labels(rngs[-1], n)
+    positives = [i for i in range(n) if labels[i] == 1]
+    one_slice = set(positives[:2])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        hu, mask = ct_volume(rngs[i], lesion=bool(labels[i]), lesion_slices=1 if i in one_slice else None)
+        image_id = f"vol_{i:03d}"
+        path, mask_path = f"volumes/{image_id}.nii.gz", f"masks/{image_id}.nii.gz"
+        write_ct_nifti(out / path, hu)
+        (out / mask_path).parent.mkdir(parents=True, exist_ok=True)
+        write_nifti(out / mask_path, mask.astype(np.uint8), _volume_affine(), dtype=np.uint8, description="lesion mask")
+        rows.append([image_id, path, int(labels[i]), mask_path])
+    manifest = out / "manifest.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["image_id", "path", "label", "mask"])
+        writer.writerows(rows)
+    return manifest

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["CT_WINDOW", "CT_RESCALE_INTERCEPT", "ct_slice", "radiograph", "make_dataset"]
+__all__ = ["CT_WINDOW", "CT_RESCALE_INTERCEPT", "ct_slice", "ct_volume", "radiograph", "make_dataset", "make_volumes"]
 
 #: (center, width) in HU written to the CT files: the soft-tissue window,
 #: in which both the lung nodules and the soft-tissue lesions are visible.
@@ -327,3 +327,161 @@ def make_dataset(
     for i in range(n):
         images[i], masks[i] = draw(rngs[i], lesion=bool(labels[i]), size=size)
     return images, masks, labels
+
+
+# --------------------------------------------------------------------------
+# 3D: CT-like volumes
+# --------------------------------------------------------------------------
+#: Voxel spacing of the synthetic volumes in array order ``(slice, row, column)``, in mm.
+VOLUME_SPACING: tuple[float, float, float] = (2.5, 1.0, 1.0)
+_STREAM_VOLUME = 3  # the volumes' own spawn key (never the 2D streams' kind codes)
+
+
+def ct_volume(
+    rng: np.random.Generator,
+    *,
+    lesion: bool,
+    size: int = 32,
+    depth: int = 32,
+    lesion_slices: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A small CT-like chest volume in Hounsfield units: a stack of axial slices.
+
+    The anatomy is one :func:`ct_slice` (drawn at 64x64 without a lesion and
+    averaged down to ``size`` when ``size`` is smaller) repeated along the
+    slices with fresh noise per slice. A positive volume carries one lesion
+    (a solid nodule in a lung, or a hyperdense lesion in soft tissue):
+    roughly spherical in millimetres (slices 2.5 mm apart, pixels 1 mm, see
+    :data:`VOLUME_SPACING`) so it spans a few slices, or, with
+    ``lesion_slices=k``, confined to exactly ``k`` consecutive slices
+    (``lesion_slices=1``: a lesion on one slice only, the case an evenly
+    spaced montage can miss).
+
+    Args:
+        rng: The random generator (the only source of randomness).
+        lesion: Whether to draw a lesion (label 1).
+        size: Height and width in pixels (at least 16).
+        depth: Number of slices (at least 4).
+        lesion_slices: None for a spherical lesion, else the exact number of
+            slices the lesion occupies (1 to ``depth // 2``).
+
+    Returns:
+        ``(hu, mask)``: ``hu`` float32 ``(depth, size, size)`` of whole HU values
+        in [-1024, 3071], ``mask`` bool of the same shape, all False when
+        ``lesion`` is False.
+
+    Example:
+        >>> hu, mask = ct_volume(np.random.default_rng(0), lesion=True, lesion_slices=1)
+        >>> hu.shape, int(mask.any(axis=(1, 2)).sum())
+        ((32, 32, 32), 1)
+    """
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise ValueError(f"size must be an integer >= 16, got {size!r}")
+    if not isinstance(depth, (int, np.integer)) or depth < 4:
+        raise ValueError(f"depth must be an integer >= 4, got {depth!r}")
+    if lesion_slices is not None and not (
+        isinstance(lesion_slices, (int, np.integer)) and 1 <= lesion_slices <= depth // 2
+    ):
+        raise ValueError(f"lesion_slices must be None or an integer from 1 to {depth // 2}, got {lesion_slices!r}")
+    base, _ = ct_slice(rng, lesion=False, size=max(64, size))
+    if base.shape[0] != size:
+        base = ndi.zoom(
+            ndi.gaussian_filter(base.astype(np.float64), 0.5 * base.shape[0] / size), size / base.shape[0], order=1
+        )
+    base = base.astype(np.float64)
+    hu = np.repeat(base[None], depth, axis=0)
+    mask = np.zeros(hu.shape, dtype=bool)
+    if lesion:
+        mask, hu = _add_volume_lesion(rng, hu, base, lesion_slices)
+    hu += 6.0 * _correlated_noise(rng, hu.shape, 0.8) + rng.normal(0.0, 5.0, hu.shape)
+    return np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.float32), mask
+
+
+def _add_volume_lesion(rng, hu, base, lesion_slices):
+    depth, size = hu.shape[0], hu.shape[1]
+    body = ndi.binary_fill_holes(base > -500)
+    lungs = body & (base < -600)
+    soft = body & (base > -200) & (base < 200)
+    region_is_lung = bool(rng.random() < 0.5)
+    if not (lungs if region_is_lung else soft).any():
+        region_is_lung = not region_is_lung
+    # The centre: deep inside the region (at 32x32 a lung is only ~8 px wide, so the
+    # lesion may overlap the region's edge a little).
+    room = ndi.distance_transform_edt(lungs if region_is_lung else soft)
+    candidates = np.flatnonzero(room >= 0.6 * room.max())
+    cy, cx = (float(v) for v in np.unravel_index(candidates[rng.integers(candidates.size)], room.shape))
+    radius = min(rng.uniform(2.5, 4.5) * size / 32.0, max(float(room.max()) + 1.0, 2.0))  # mm = pixels
+    dz_mm = VOLUME_SPACING[0]
+    if lesion_slices is None:
+        reach = int(np.floor(radius / dz_mm))
+        z0 = int(rng.integers(reach + 1, depth - reach - 1))
+        zs = np.arange(z0 - reach, z0 + reach + 1)
+        radii = np.sqrt(np.maximum(radius**2 - ((zs - z0) * dz_mm) ** 2, 0.0))
+    else:
+        z0 = int(rng.integers(1, depth - lesion_slices))
+        zs = np.arange(z0, z0 + lesion_slices)
+        t = (zs - (z0 + (lesion_slices - 1) / 2.0)) / (lesion_slices / 2.0)
+        radii = radius * np.sqrt(np.maximum(1.0 - t**2, 0.3))
+    radii = np.maximum(radii, 1.0)
+    yy, xx = _grid(size)
+    target = rng.uniform(-60.0, 60.0)
+    boost = rng.uniform(80.0, 140.0)
+    mask = np.zeros(hu.shape, dtype=bool)
+    for z, r in zip(zs, radii):
+        mask[z], weight = _lesion_shape(rng, yy, xx, cy, cx, float(r))
+        if region_is_lung:
+            hu[z] = hu[z] * (1.0 - weight) + target * weight
+        else:
+            hu[z] = hu[z] + boost * weight
+    return mask, hu
+
+
+def volume_streams(seed: int, stream: int, n: int) -> list[np.random.Generator]:
+    """One independent random stream per volume (and one more for the labels), apart from the 2D streams."""
+    root = np.random.SeedSequence(seed, spawn_key=(stream, _STREAM_VOLUME))
+    return [np.random.default_rng(child) for child in root.spawn(n + 1)]
+
+
+def make_volumes(
+    n: int,
+    *,
+    seed: int,
+    size: int = 32,
+    depth: int = 32,
+    positive_fraction: float = 0.5,
+    one_slice_fraction: float = 0.25,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Any number of CT-like volumes (:func:`ct_volume`) for training, in memory.
+
+    The random stream differs from the 3D study's
+    (:func:`medxai.data.study_files.write_volume_study`).
+
+    Args:
+        n: Number of volumes.
+        seed: Seed; the same seed gives the same arrays.
+        size: Height and width.
+        depth: Number of slices.
+        positive_fraction: Share of label-1 volumes (rounded to a count).
+        one_slice_fraction: Share of the positives whose lesion lies on one slice only.
+
+    Returns:
+        ``(volumes, masks, labels)``: float32 ``(n, depth, size, size)`` in HU,
+        bool of the same shape, int64 ``(n,)``.
+
+    Example:
+        >>> x, m, y = make_volumes(2, seed=1)
+        >>> x.shape, int(y.sum())
+        ((2, 32, 32, 32), 1)
+    """
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    rngs = volume_streams(seed, _STREAM_TRAIN, n)
+    labels = balanced_labels(rngs[-1], n, positive_fraction)
+    one_slice = rngs[-1].random(n) < one_slice_fraction
+    volumes = np.empty((n, depth, size, size), dtype=np.float32)
+    masks = np.empty((n, depth, size, size), dtype=bool)
+    for i in range(n):
+        volumes[i], masks[i] = ct_volume(
+            rngs[i], lesion=bool(labels[i]), size=size, depth=depth, lesion_slices=1 if one_slice[i] else None
+        )
+    return volumes, masks, labels
