@@ -335,3 +335,21 @@ def test_an_object_array_of_regions_is_one_region_per_image():
     method = medxai.Gradient(model, absolute=False)
     regions = np.array([Region(1, "all"), Region(0, "all")], dtype=object)
     np.testing.assert_allclose(method.attribute(x, regions), method.attribute(x, list(regions)), rtol=0, atol=0)
+
+
+def test_a_unet_nested_whole_is_refused_by_the_cam_family_with_advice_that_holds():
+    inner = tiny_unet((8, 8, 1), 1)
+    inputs = keras.Input((8, 8, 1))
+    outer = keras.Model(inputs, inner(inputs))
+    with pytest.raises(ValueError, match=r"inside the nested model\(s\) '.+', which the outer graph cannot enter"):
+        medxai.GradCAM(outer)
+    with pytest.raises(ValueError, match=r"call the inner model itself, or rebuild") as refused:
+        medxai.GradCAM(outer, layer="features")
+    assert "use layer:" not in str(refused.value)  # the nested model's output is no feature map: never advised
+    x = np.random.default_rng(3).normal(size=(1, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(  # the gradient methods explain it, as the inner model itself
+        medxai.Gradient(outer, absolute=False).attribute(x, Region(1, "all")),
+        medxai.Gradient(inner, absolute=False).attribute(x, Region(1, "all")),
+        rtol=1e-5,
+        atol=1e-7,
+    )

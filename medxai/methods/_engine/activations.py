@@ -103,12 +103,19 @@ def find_layer(model: keras.Model, layer: str | None = None, start: Any = None, 
     wanted = kind.get(spatial_rank, f"{spatial_rank} spatial axes")
     candidates = spatial_layers(model, start, skip)
     names = ", ".join(n for n, _ in candidates) or "none"
+    nested = [lay.name for lay in model.layers if isinstance(lay, keras.Model)]
+    rebuild = (
+        f"; its layers sit inside the nested model(s) {', '.join(map(repr, nested))}, which the outer graph "
+        "cannot enter: call the inner model itself, or rebuild the model as one functional graph"
+        if nested
+        else ""
+    )
     if layer is None:
         if not candidates:
             raise ValueError(
                 f"layer: the model has no layer with {wanted} outputs between its input and its output, "
                 "so there is no activation map to explain (activation-map methods need a convolutional "
-                "feature map; use a gradient method such as 'gradient' or 'integrated_gradients')"
+                f"feature map; use a gradient method such as 'gradient' or 'integrated_gradients'){rebuild}"
             )
         return candidates[0]
     if not isinstance(layer, str) or not layer:
@@ -118,9 +125,12 @@ def find_layer(model: keras.Model, layer: str | None = None, start: Any = None, 
             return name, tensor
     owner = _nested_owner(model, layer)
     if owner is not None:
+        usable = any(name == owner for name, _ in candidates)
         reason = (
             f"it is inside the nested model {owner!r}, whose inner layers cannot be reached from the outer "
-            f"graph; use layer: {owner!r} (its output) or rebuild the model as one functional graph"
+            "graph; "
+            + (f"use layer: {owner!r} (its output) or " if usable else "call the inner model itself, or ")
+            + "rebuild the model as one functional graph"
         )
     elif layer in {lay.name for lay in model.layers}:
         reason = f"its output is not a {wanted} feature map on the way to the model output"
