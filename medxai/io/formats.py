@@ -311,11 +311,12 @@ _region_locks: dict[str, threading.Lock] = {}
 _region_locks_lock = threading.Lock()
 
 
-def _write_once(path: Path, key: str, write: Callable[[], object]) -> None:
+def write_once(path: Path, key: str, write: Callable[[], object]) -> None:
     """Run ``write`` unless this process already wrote ``path`` with ``key`` and it is still there.
 
     One region's files are named by every row explaining it (one a method); the writer
-    threads may reach them together, so each path has a lock.
+    threads may reach them together, so each path has a lock. ``key`` names the content
+    (a deleted file, or other content at the same path, is written again).
     """
     where = os.path.abspath(path)
     with _region_locks_lock:
@@ -349,7 +350,7 @@ def _write_mask(map_: MapToWrite) -> dict[str, str]:
         digest.update(np.ascontiguousarray(map_.affine, dtype=np.float64).tobytes())
     key = digest.hexdigest()
     written = {"mask_nifti_path": stem.as_posix() + ".nii.gz"}
-    _write_once(
+    write_once(
         map_.folder / written["mask_nifti_path"],
         key,
         lambda: _nifti(map_, written["mask_nifti_path"], region, dtype=np.uint8, description="medxai explained region"),
@@ -358,7 +359,7 @@ def _write_mask(map_: MapToWrite) -> dict[str, str]:
         from medxai.io.dicom_export import write_dicom_seg  # deferred: highdicom loads only when asked for
 
         name = stem.as_posix() + ".seg.dcm"
-        _write_once(
+        write_once(
             map_.folder / name,
             key,
             lambda: write_dicom_seg(

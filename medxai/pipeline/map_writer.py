@@ -10,8 +10,8 @@ pixels on their longest side; the ``.npy``, NIfTI and DICOM maps are always at f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 
 from medxai.heatmap import HeatmapPolicy, to_heatmap
 from medxai.io import safe_id
-from medxai.io.formats import MapToWrite, OutputFormat, file_columns, output_formats
+from medxai.io.formats import MapToWrite, OutputFormat, file_columns, output_formats, write_once
 from medxai.io.limits import must_propagate
 from medxai.io.writers import is_disk_full, write_npy
 from medxai.pipeline.item import Item, image_error
@@ -61,8 +61,6 @@ class MapWriter:
         self.policy = policy
         self.run_id = run_id
         self._threads: ThreadPoolExecutor | None = None
-        self._regions: set[str] = set()  # region files this run has written (one per region, whatever the method)
-        self._regions_lock = threading.Lock()
 
     @property
     def needs_display(self) -> bool:
@@ -145,10 +143,9 @@ class MapWriter:
     def write_region(self, region: np.ndarray, stem: Path) -> str:
         """The region (bool, at the source's geometry) as ``<stem>.npy``, once per run; its relative path."""
         name = stem.as_posix() + ".npy"
-        with self._regions_lock:
-            if name not in self._regions:
-                write_npy(self.folder.out / name, np.asarray(region, dtype=bool))
-                self._regions.add(name)
+        mask = np.asarray(region, dtype=bool)
+        key = hashlib.sha256(f"{self.run_id}\0{mask.shape}".encode() + np.packbits(mask).tobytes()).hexdigest()
+        write_once(self.folder.out / name, key, lambda: write_npy(self.folder.out / name, mask))
         return name
 
     def _submit(self, function: Callable[..., Any], *args: Any) -> Future:
