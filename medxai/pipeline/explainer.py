@@ -24,6 +24,7 @@ from medxai.heatmap import HeatmapPolicy
 from medxai.io import ManifestRow, read_image
 from medxai.io.limits import must_propagate
 from medxai.methods._engine import OUTPUT_PROBABILITIES
+from medxai.methods._engine.spec import shape_words
 from medxai.methods.base import Explanation, XAIMethod
 from medxai.pipeline.config import Config
 from medxai.pipeline.item import Item, image_error, placement
@@ -432,7 +433,7 @@ def _key(target: Target) -> Any:
 
 
 def _targets_mismatch(dense: bool, shape: tuple[int | None, ...]) -> str:
-    shown = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+    shown = shape_words(shape)
     if dense:
         return (
             f"targets: the model's output is dense, {shown} per image (a segmentation model): a class does not "

@@ -34,7 +34,7 @@ from medxai.methods._engine import OUTPUT_LOGITS, OUTPUT_PROBABILITIES
 from medxai.methods._engine.output import explained_output
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.precision import PRECISIONS, computed_precision, mixed_precision_copy
-from medxai.methods._engine.spec import OutputSpec
+from medxai.methods._engine.spec import OutputSpec, shape_words
 from medxai.methods._engine.targets import Targets
 from medxai.regions import EmptyRegionError, Region
 
@@ -76,10 +76,6 @@ def _regions(targets: Any, n: int) -> list[Region] | None:
             raise ValueError(f"targets must be one Region or {n} Regions (one per image), got {len(targets)}")
         return list(targets)
     return None
-
-
-def _shape(shape: tuple[int | None, ...]) -> str:
-    return str(tuple("?" if s is None else s for s in shape)).replace("'", "")
 
 
 class _Moments:
@@ -207,7 +203,7 @@ class GradientEngine:
             return images, self.resolve_regions(images, regions)
         if self.dense:
             raise ValueError(
-                f"this model's explained output is dense, {_shape(self.output_shape)} per image (a segmentation "
+                f"this model's explained output is dense, {shape_words(self.output_shape)} per image (a segmentation "
                 "model): a class index does not name a score. Explain a region: medxai.Region(channel), "
                 "e.g. Region(1, mask='predicted'), or one Region per image"
             )
@@ -250,7 +246,7 @@ class GradientEngine:
         if not self.dense:
             raise ValueError(
                 f"Region targets explain a dense (segmentation) output; this model's explained output is "
-                f"{_shape(self.output_shape)} per image (classes): give class indices"
+                f"{shape_words(self.output_shape)} per image (classes): give class indices"
             )
         named = [i for i, r in enumerate(regions) if isinstance(r.mask, str)]
         outputs = dict(zip(named, self.predict(images[named]))) if named else {}

@@ -17,6 +17,16 @@ OUTPUT_KINDS = ("auto", "logits", "probabilities")
 ACTIVATIONS = ("softmax", "sigmoid")
 
 
+def shape_words(shape: tuple[int | None, ...]) -> str:
+    """A per-image output shape as messages print it, unknown sizes as ``?``.
+
+    Example:
+        >>> shape_words((None, 64, 2)), shape_words((3,))
+        ('(?, 64, 2)', '(3,)')
+    """
+    return str(tuple("?" if s is None else s for s in shape)).replace("'", "")
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """What to explain, and what the user states about the model's output.
