@@ -10,7 +10,9 @@ The root exports what users use: every method class (found by the registry), ``g
 internals stay under their packages (``medxai.methods._engine``).
 
 Names are loaded on first use, so ``import medxai.pipeline.config`` (or ``medxai --help``)
-does not start TensorFlow.
+does not start TensorFlow. The names that compute (``explain``, ``run``, ``get_method`` and the
+method classes) start it on first use with its C++ start-up messages hidden, as the command line
+does (``MEDXAI_TF_LOGS=1`` shows them); a TensorFlow the caller imported first is left as it is.
 """
 
 from importlib import import_module
@@ -60,9 +62,15 @@ def _method_classes() -> dict[str, Any]:
     return import_module("medxai.methods").method_classes()
 
 
+#: The names whose use starts TensorFlow (with the method classes).
+_COMPUTING = ("explain", "run", "get_method")
+
+
 def __getattr__(name: str) -> Any:
     if name == "__all__":
         return sorted([*_EXPORTS, *_method_classes(), "__version__"])
+    if name in _COMPUTING or (name not in _EXPORTS and name in _method_classes()):
+        import_module("medxai.pipeline.quiet").import_tensorflow_quietly()
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)
     else:

@@ -119,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
         default=160,
         help="longest side of the embedded thumbnails, in pixels (default 160)",
     )
+    report.add_argument(
+        "--viewer-mb",
+        type=float,
+        default=100,
+        metavar="MB",
+        help="embed the interactive viewer (slices, opacity, window/level, orthogonal views) for the images in "
+        "order until its data reach MB megabytes (default 100; 0: none)",
+    )
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -366,6 +374,7 @@ def _report(args: argparse.Namespace) -> int:
                 max_images=args.max_images,
                 thumbnail_size=args.thumbnail_size,
                 progress=not args.no_progress,
+                viewer_mb=args.viewer_mb,
             )
     except ValueError as err:  # ReportError, a bad --max-images, or the folder in use (RunFolderBusy)
         print(f"medxai report: {err}", file=sys.stderr)

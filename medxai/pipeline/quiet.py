@@ -1,4 +1,4 @@
-"""Starting TensorFlow without its C++ start-up chatter (for the command line and Dask workers)."""
+"""Starting TensorFlow without its C++ start-up chatter (for the command line, Dask workers and the Python API)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up messages (CUDA probing on CPU machines) hidden.
 
     They are written to file descriptor 2 before Python can filter them; set
-    ``MEDXAI_TF_LOGS=1`` to see them.
+    ``MEDXAI_TF_LOGS=1`` to see them. Nothing happens once TensorFlow is imported
+    (by medxai or by the caller).
     """
+    if "tensorflow" in sys.modules:
+        return
     if os.environ.get("MEDXAI_TF_LOGS"):
         import tensorflow  # noqa: F401
 

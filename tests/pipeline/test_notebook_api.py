@@ -206,3 +206,25 @@ def test_a_preprocess_spec_and_an_array_of_source_images(model, predicted):
     results = medxai.explain(model, image.array[None], methods=[IG], preprocess=PreprocessSpec(scale="minmax"))
     assert len(results) == 1 and results[0].heatmap.shape == (64, 64)
     assert results[0].overlay().shape == image.array.shape[:-1] + (3,)  # over the displayed source image
+
+
+def _python_api_stderr(extra_env: dict[str, str]) -> str:
+    """What a fresh Python using medxai's root API (a method class, then a TensorFlow op) writes to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MEDXAI_TF_LOGS")}
+    code = "import medxai; medxai.IntegratedGradients; import tensorflow as tf; tf.constant(1.0) + 1.0"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**env, **extra_env}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stderr
+
+
+@pytest.mark.slow
+def test_the_python_api_keeps_tensorflows_start_up_messages_out():
+    assert _python_api_stderr({}) == ""
+    if not _python_api_stderr({"MEDXAI_TF_LOGS": "1"}):  # on this machine: oneDNN, CUDA drivers, CPU features
+        pytest.skip("this TensorFlow prints nothing at start-up, so hiding it is not shown here")

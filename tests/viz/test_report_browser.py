@@ -11,6 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_report_scale import page_json, synthetic_run
@@ -99,6 +100,14 @@ def _expected(data: dict, *, method: str = "", outcome: str = "", sort: str = ""
     return [image["id"] for image, _ in rows]
 
 
+def node_json(code: str) -> Any:
+    """What a Node.js program prints (one JSON value); its exit status must be 0."""
+    assert NODE is not None
+    done = subprocess.run([NODE, "-e", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def _dom(report: Path, query: str = "") -> _Dom:
     done = subprocess.run(
         [BROWSER, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
@@ -157,9 +166,7 @@ def test_the_scripts_filter_and_sort_match_their_description(report, tmp_path):
         "console.log(JSON.stringify(cases.map(c => report.select(data, Object.assign({}, report.DEFAULTS, c))"
         ".map(r => [r.image.id, r.maps.map(m => m.method)]))));"
     )
-    done = subprocess.run([NODE, "-e", code], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
+    results = node_json(code)
     ids = [[image for image, _ in result] for result in results]
     assert ids[0] == [f"img{k:04d}" for k in range(IMAGES)]
     assert ids[1] == _expected(data, outcome="mispredicted")

@@ -60,11 +60,13 @@ from medxai.viz.report.pictures import THUMBNAIL_SIZE, Pictures
 from medxai.viz.report.render import render_page
 from medxai.viz.report.sections import failures, provenance, quality, sanity
 from medxai.viz.report.sheets import SHEET_NAME, ContactSheets
+from medxai.viz.report.viewer import VIEWER_MB
 
 __all__ = [
     "CONTACT_SHEET_LIMIT",
     "METRIC_COLUMNS",
     "THUMBNAIL_SIZE",
+    "VIEWER_MB",
     "ReportError",
     "write_report",
 ]
@@ -98,6 +100,7 @@ def write_report(
     thumbnail_size: int = THUMBNAIL_SIZE,
     page_size: int = PAGE_SIZE,
     progress: bool = True,
+    viewer_mb: float = VIEWER_MB,
 ) -> tuple[Path, Path]:
     """Write ``run_dir/report.html`` and the contact sheets; return the page's and the first sheet's paths.
 
@@ -112,14 +115,22 @@ def write_report(
             :data:`THUMBNAIL_SIZE`); the page's size grows with its square.
         page_size: Images per page of the "Images" section when it opens (the reader can change it).
         progress: Show a progress bar on stderr (images, images per second).
+        viewer_mb: Embed the interactive viewer (slices, opacity, window/level, orthogonal
+            views; :mod:`~medxai.viz.report.viewer`) for the images with maps in order until
+            its data reach this many megabytes (default :data:`VIEWER_MB`; 0: no viewer); later
+            images show thumbnails only. A 64x128x128 CT volume costs about 1.3 MB and each of
+            its maps 0.2 to 1.3 MB; a 256 px 2D image about 0.1 MB (``benchmarks/bench_viewer.py``).
 
     Returns:
         ``(report_html_path, contact_sheet_path)``; later sheets are ``contact_sheet_2.png``, ...
 
     Raises:
         ReportError: ``run_dir`` is not a medxai run, or its index or run.json is unreadable.
-        ValueError: ``max_images``, ``thumbnail_size`` or ``page_size`` is not a positive integer.
+        ValueError: ``max_images``, ``thumbnail_size`` or ``page_size`` is not a positive integer,
+            or ``viewer_mb`` is not a number >= 0.
     """
+    if isinstance(viewer_mb, bool) or not isinstance(viewer_mb, (int, float)) or not viewer_mb >= 0:
+        raise ValueError(f"viewer_mb must be a number of megabytes >= 0, got {viewer_mb!r}")
     _check_positive("max_images", max_images, optional=True)
     _check_positive("thumbnail_size", thumbnail_size)
     _check_positive("page_size", page_size)
@@ -132,10 +143,14 @@ def write_report(
     names = class_names(run)
     pictures = Pictures(run)
     sheets = ContactSheets(root, root.name, methods)
-    blocks = []
+    blocks, viewed, spent = [], 0, 0
     with progress_bar(len(shown), desc="report", unit="img", enabled=progress, log_interval=2.0) as bar:
         for number, image in enumerate(shown, start=1):
-            block, sheet_rows = image_block(number, image, run, pictures, names, methods, thumbnail_size)
+            viewer = bool(image.ok_rows) and spent < viewer_mb * 1e6
+            block, sheet_rows = image_block(number, image, run, pictures, names, methods, thumbnail_size, viewer)
+            if block.view is not None:
+                viewed += 1
+                spent += len(block.view["src"]) + sum(len(card.view["map"]) for card in block.cards if card.view)
             blocks.append(block)
             sheets.add(number, sheet_rows)
             bar.update(1)
@@ -147,6 +162,17 @@ def write_report(
     if len(shown_with_maps) < len(with_maps):
         notes.append(
             f"Showing the first {len(shown_with_maps)} of {len(with_maps)} images with maps (max_images={max_images})."
+        )
+    without = [block for block in blocks if block.viewer_problem]
+    if without:
+        notes.append(
+            f"No interactive viewer for {len(without)} image{'s' if len(without) != 1 else ''} "
+            f"(e.g. {without[0].image_id}: {without[0].viewer_problem})."
+        )
+    if spent >= viewer_mb * 1e6 and viewed < len(shown_with_maps):
+        notes.append(
+            f"The interactive viewer is embedded for the first {viewed} of {len(shown_with_maps)} images with "
+            f"maps ({spent / 1e6:.1f} MB; viewer_mb={viewer_mb:g}); the others show thumbnails."
         )
     failed_count, failure_rows = failures(run)
     page = render_page(
@@ -164,7 +190,7 @@ def write_report(
         has_mask=any(block.mask == "outline" for block in blocks),
         has_regions=any(card.channel is not None for block in blocks for card in block.cards),
         image_count=len(blocks),
-        data=script_json(page_data(blocks, run.methods, names, run.evaluation_spec, page_size)),
+        data=script_json(page_data(blocks, run.methods, names, run.evaluation_spec, page_size, pictures.colormap)),
         sheets=written_sheets,
         failed_count=failed_count,
         failures=failure_rows,
@@ -190,11 +216,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=THUMBNAIL_SIZE,
         help=f"longest side of the embedded thumbnails in pixels (default {THUMBNAIL_SIZE})",
     )
+    parser.add_argument(
+        "--viewer-mb",
+        type=float,
+        default=VIEWER_MB,
+        help=f"embed the interactive viewer until its data reach MB megabytes (default {VIEWER_MB:g}; 0: none)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         html_path, sheet_path = write_report(
-            args.run_dir, max_images=args.max_images, thumbnail_size=args.thumbnail_size, progress=not args.no_progress
+            args.run_dir,
+            max_images=args.max_images,
+            thumbnail_size=args.thumbnail_size,
+            progress=not args.no_progress,
+            viewer_mb=args.viewer_mb,
         )
     except (ReportError, ValueError) as err:
         print(f"medxai report: {err}", file=sys.stderr)

@@ -38,6 +38,7 @@ from medxai.viz.report.pictures import (
     shrink,
     tiled,
 )
+from medxai.viz.report.viewer import image_viewer
 
 DELTA_WARN = 0.05  # relative IG completeness error shown as a warning above this
 
@@ -95,6 +96,7 @@ class Card:
     no_metrics_row: bool = False
     metric_error: str = ""
     error: str = ""
+    view: dict | None = None  # the viewer's map (packed values, peak voxel); None: not in the viewer
 
 
 @dataclass
@@ -115,6 +117,8 @@ class ImageBlock:
     source_path: str
     cards: list[Card] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    view: dict | None = None  # the viewer's source (:mod:`~medxai.viz.report.viewer`); None: thumbnails only
+    viewer_problem: str = ""  # why an image meant to have the viewer has none
 
 
 @dataclass
@@ -322,8 +326,10 @@ def image_block(
     names: dict[int, str],
     methods: list[str],
     size: int = THUMBNAIL_SIZE,
+    viewer: bool = False,
 ) -> tuple[ImageBlock, list[SheetRow]]:
-    """One image's block, and its contact sheet rows (one per explained class, one cell per method in ``methods``)."""
+    """One image's block, and its contact sheet rows (one per explained class, one cell per method in ``methods``);
+    with ``viewer``, the block and its cards carry the interactive viewer's data."""
     mask = _read_mask(image, pictures)
     notes = [mask.problem] if mask.problem else []
     scores: dict[int | None, float] = {}
@@ -346,6 +352,7 @@ def image_block(
         source_path=image.source_path,
     )
     sheet_rows = []
+    ok_cards: list[tuple[Card, MapRow]] = []
     label_text = f"label {shown_label}" if image.label != "" else "no label"
     targets = dict.fromkeys((r.class_index, r.region, r.component) for r in image.ok_rows)  # index order
     for class_index, region, component in targets:
@@ -355,6 +362,7 @@ def image_block(
             r for r in image.ok_rows if (r.class_index, r.region, r.component) == (class_index, region, component)
         ]:
             card, picture, drawn, card_notes = _card(row, image, mask, run, pictures, size, names)
+            ok_cards.append((card, row))
             block.cards.append(card)
             notes.extend(card_notes)
             cells.setdefault(row.method, _sheet_cell(picture, mask, drawn))
@@ -366,6 +374,11 @@ def image_block(
         block.cards.append(
             Card(method=row.method, class_index=row.class_index, status="error", error=row.error, channel=channel)
         )
+    if viewer:
+        block.view, views, viewer_notes, block.viewer_problem = image_viewer(image, run, pictures)
+        notes.extend(viewer_notes)
+        for card, row in ok_cards:
+            card.view = views.get(row.key)
     mask.bind(None)  # an image without a picture: the montage of runs before the choice of slices
     block.outline = mask.outline
     block.notes = sorted({n for n in notes if n})

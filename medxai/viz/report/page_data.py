@@ -18,6 +18,7 @@ from medxai.viz.report.cards import Card, ImageBlock, Thumb
 from medxai.viz.report.formatting import METRIC_COLUMNS, METRICS, metric_labels
 from medxai.viz.report.outcomes import class_text
 from medxai.viz.report.pictures import OUTLINE_COLOUR
+from medxai.viz.report.viewer import colour_table
 
 PAGE_SIZE = 50  # image blocks per page of the "Images" section
 
@@ -50,6 +51,7 @@ def _card(card: Card) -> dict[str, Any]:
         "noMetrics": card.no_metrics_row,
         "metricError": card.metric_error,
         "error": card.error,
+        **({"view": card.view} if card.view is not None else {}),
     }
 
 
@@ -70,6 +72,7 @@ def _image(block: ImageBlock) -> dict[str, Any]:
         "source": block.source_path,
         "notes": block.notes,
         "maps": [_card(c) for c in block.cards],
+        **({"view": block.view} if block.view is not None else {}),
     }
 
 
@@ -88,6 +91,7 @@ def page_data(
     names: Mapping[int, str],
     spec: Mapping[str, Any] | None,
     page_size: int = PAGE_SIZE,
+    colormap: str = "inferno",
 ) -> dict[str, Any]:
     """Everything the page's script needs: the images, and the choices of its filters and sort."""
     classes: set[int] = set()
@@ -103,6 +107,7 @@ def page_data(
         "sortKeys": _sort_keys(blocks, spec),
         "pageSize": page_size,
         "outlineColour": OUTLINE_COLOUR,
+        "lut": colour_table(colormap),  # the viewer's map colours
         "images": [_image(b) for b in blocks],
     }
 

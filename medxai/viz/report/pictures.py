@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,10 +64,27 @@ def as_rgb(array: np.ndarray) -> np.ndarray:
     return np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
 
 
+def shown_values(heatmap: np.ndarray, output: dict | None = None) -> np.ndarray:
+    """What the run's pictures colour for a ``[0, 1]`` map: the display transform of its ``output``
+    config (:func:`medxai.viz.render.display_values`; a config from elsewhere: the default)."""
+    from medxai.viz.render import display_values
+
+    display = (output or {}).get("display") or {}
+    try:
+        return display_values(
+            heatmap,
+            display.get("transform", "gamma"),
+            float(display.get("percentile", 99.0)),
+            float(display.get("gamma", 0.5)),
+        )
+    except (TypeError, ValueError):
+        return display_values(heatmap)
+
+
 def colourise_npy(path: Path, colormap: str, output: dict | None = None) -> tuple[np.ndarray, tuple[int, ...] | None]:
     """A saved ``[0, 1]`` map as the RGB picture ``medxai run`` would have written (without its colour
     bar), and a volume's montage slices; ``output``: the run's ``output`` config (montage, display)."""
-    from medxai.viz.render import choose_slices, colorize, display_values
+    from medxai.viz.render import choose_slices, colorize
 
     output = output or {}
     heatmap = np.load(path, allow_pickle=False)
@@ -74,17 +92,11 @@ def colourise_npy(path: Path, colormap: str, output: dict | None = None) -> tupl
     if heatmap.ndim not in (2, 3):
         raise ValueError(f"map of shape {heatmap.shape}")
     montage = output.get("montage") or {}
-    display = output.get("display") or {}
     try:
         slices = choose_slices(heatmap, montage.get("slices", "top_mass"), int(montage.get("n", 16)))
-        values = display_values(
-            heatmap,
-            display.get("transform", "gamma"),
-            float(display.get("percentile", 99.0)),
-            float(display.get("gamma", 0.5)),
-        )
     except (TypeError, ValueError):  # a run config from elsewhere: the defaults
-        slices, values = choose_slices(heatmap), display_values(heatmap)
+        slices = choose_slices(heatmap)
+    values = shown_values(heatmap, output)
     shown = slices if heatmap.ndim == 3 else None
     try:
         return colorize(heatmap, colormap, slices=shown, values=values), shown
@@ -111,6 +123,10 @@ class Pictures:
         output = (run.info.get("config") or {}).get("output") or {}
         self.colormap = str(output.get("colormap") or "inferno")
         self.output = output if isinstance(output, dict) else {}
+        try:
+            self.alpha = min(max(float(output.get("alpha", 0.5)), 0.0), 1.0)
+        except (TypeError, ValueError):
+            self.alpha = 0.5
         self._masks: dict[str, tuple[np.ndarray | None, str]] = {}
 
     def _read(self, relative: str) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
@@ -154,6 +170,22 @@ class Pictures:
                 continue
             return Picture(rgb, _KIND_NAMES[kind], "; ".join(problems), relative, slices)
         return Picture(None, "", "; ".join(problems))
+
+    def shown_values(self, heatmap: np.ndarray) -> np.ndarray:
+        """What this run's pictures colour for ``heatmap`` (:func:`shown_values` with the run's output config)."""
+        return shown_values(heatmap, self.output)
+
+    def source(self, source_path: str) -> tuple[Any, str]:
+        """The image's source as read (a :class:`medxai.io.LoadedImage`), or None and why it cannot be read."""
+        if not source_path:
+            return None, "the index names no source file"
+        from medxai.io import read_image
+        from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
+
+        try:
+            return read_image(source_path, max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT), ""
+        except Exception as err:  # a source moved or damaged since the run must not end the report
+            return None, f"the source cannot be read ({type(err).__name__}: {err})"
 
     def region(self, region_path: str, slices: tuple[int, ...] | None = None) -> tuple[np.ndarray | None, str]:
         """A region target's mask (``region_path``: a bool ``.npy`` at the map's geometry) laid out like the

@@ -79,8 +79,41 @@
     return rows;
   }
 
+
+  /* The viewer's arrays: byte planes (low bytes first) of `itemsize`-byte unsigned integers, the
+     differences along rows of `rowLength` when `delta` (medxai.viz.report.viewer.pack). */
+  function unplane(bytes, itemsize, delta, rowLength) {
+    var n = bytes.length / itemsize;
+    var out = itemsize === 2 ? new Uint16Array(n) : new Uint8Array(n);
+    var i;
+    if (itemsize === 2) {
+      for (i = 0; i < n; i++) out[i] = bytes[i] | (bytes[n + i] << 8);
+    } else {
+      out.set(bytes.subarray(0, n));
+    }
+    if (delta) {
+      for (var start = 0; start < n; start += rowLength) {
+        for (i = start + 1; i < start + rowLength; i++) out[i] = out[i] + out[i - 1];  // wraps as unsigned
+      }
+    }
+    return out;
+  }
+
+  /* One pixel of a picture: the windowed grey (0..1) with the map's colour blended over it, as the run's
+     overlays are drawn (medxai.viz.render.overlay: opacity ramps up to `alpha` at shown value 0.5). */
+  function blend(grey, shown, lut, alpha) {
+    var weight = alpha * Math.min(1, shown / 127.5);
+    return [
+      (1 - weight) * grey[0] * 255 + weight * lut[3 * shown],
+      (1 - weight) * grey[1] * 255 + weight * lut[3 * shown + 1],
+      (1 - weight) * grey[2] * 255 + weight * lut[3 * shown + 2]
+    ];
+  }
+
   if (typeof module !== "undefined" && module.exports) {
-    module.exports = { select: select, visibleMaps: visibleMaps, sortValue: sortValue, DEFAULTS: DEFAULTS };
+    module.exports = {
+      select: select, visibleMaps: visibleMaps, sortValue: sortValue, DEFAULTS: DEFAULTS, unplane: unplane, blend: blend
+    };
   }
   if (typeof document === "undefined") return;
 
@@ -172,6 +205,247 @@
     return figure;
   }
 
+
+  // ---- the viewer: the source, windowed, with each map blended on top; one slice, opacity and window
+  //      for all the maps of an image (linked), orthogonal views through one point for volumes
+
+  function decode(text, itemsize, rowLength) {
+    var binary = atob(text.slice(2));
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Response(stream).arrayBuffer().then(function (buffer) {
+      return unplane(new Uint8Array(buffer), itemsize, text.slice(0, 2) === "d:", rowLength);
+    });
+  }
+
+  function cached(holder, key, text, itemsize, rowLength) {
+    if (!holder["_" + key]) holder["_" + key] = decode(text, itemsize, rowLength);
+    return holder["_" + key];
+  }
+
+  function lutOf(data) {
+    if (!data._lut) {
+      data._lut = new Uint8Array(768);
+      for (var i = 0; i < 768; i++) data._lut[i] = parseInt(data.lut.substr(2 * i, 2), 16);
+    }
+    return data._lut;
+  }
+
+  /* The plane through the point `at` ([z, y, x]) seen along `axis` (0: axial, 1: coronal, 2: sagittal):
+     its size and the volume index of its pixel (u, v). */
+  function plane(dims, axis, at) {
+    var d = dims[0], h = dims[1], w = dims[2];
+    if (axis === 0) return { w: w, h: h, index: function (u, v) { return (at[0] * h + v) * w + u; } };
+    if (axis === 1) return { w: w, h: d, index: function (u, v) { return ((d - 1 - v) * h + at[1]) * w + u; } };
+    return { w: h, h: d, index: function (u, v) { return ((d - 1 - v) * h + u) * w + at[2]; } };
+  }
+
+  /* Draws the plane of `axis` through state.at onto `canvas` (sized in device pixels to its CSS box):
+     the voxels as blocks (no smoothing), then a 1-pixel cross where the other two planes cut it. */
+  function drawPlane(canvas, view, source, shown, state, axis, lut) {
+    var p = plane(view.dims, axis, state.at);
+    var native = canvas._native || (canvas._native = document.createElement("canvas"));
+    native.width = p.w;
+    native.height = p.h;
+    var picture = native.getContext("2d").createImageData(p.w, p.h);
+    var window_ = view.windows[state.window];
+    var low = window_.c - window_.w / 2, voxels = view.dims[0] * view.dims[1] * view.dims[2];
+    var grey = [0, 0, 0];
+    for (var v = 0; v < p.h; v++) {
+      for (var u = 0; u < p.w; u++) {
+        var k = p.index(u, v);
+        for (var c = 0; c < 3; c++) {
+          var value = view.offset + view.scale * source[(view.ch === 3 ? c : 0) * voxels + k];
+          var g = Math.min(1, Math.max(0, (value - low) / window_.w));
+          grey[c] = view.invert ? 1 - g : g;
+        }
+        var rgb = blend(grey, shown[k], lut, state.opacity);
+        var o = 4 * (v * p.w + u);
+        picture.data[o] = rgb[0];
+        picture.data[o + 1] = rgb[1];
+        picture.data[o + 2] = rgb[2];
+        picture.data[o + 3] = 255;
+      }
+    }
+    native.getContext("2d").putImageData(picture, 0, 0);
+    var ratio = window.devicePixelRatio || 1;
+    var width = Math.round(parseFloat(canvas.style.width) * ratio), height = Math.round(parseFloat(canvas.style.height) * ratio);
+    if (canvas.width !== width) canvas.width = width;
+    if (canvas.height !== height) canvas.height = height;
+    var context = canvas.getContext("2d");
+    context.imageSmoothingEnabled = false;
+    context.drawImage(native, 0, 0, width, height);
+    if (view.dims[0] > 1) {  // the cross: where the other two planes cut this one, through the voxel's centre
+      var across = axis === 0 ? [state.at[2], state.at[1]] : axis === 1 ? [state.at[2], view.dims[0] - 1 - state.at[0]]
+        : [state.at[1], view.dims[0] - 1 - state.at[0]];
+      var x = Math.floor((across[0] + 0.5) * width / p.w), y = Math.floor((across[1] + 0.5) * height / p.h);
+      context.fillStyle = "rgba(0, 229, 255, 0.8)";
+      context.fillRect(x, 0, Math.max(1, Math.round(ratio)), height);
+      context.fillRect(0, y, width, Math.max(1, Math.round(ratio)));
+    }
+  }
+
+  /* CSS size of a plane: the longer side 240 px (2D: 220), the voxel spacing kept. */
+  function cssSize(view, axis) {
+    var s = view.spacing, d = view.dims;
+    var mm = axis === 0 ? [d[2] * s[2], d[1] * s[1]] : axis === 1 ? [d[2] * s[2], d[0] * s[0]] : [d[1] * s[1], d[0] * s[0]];
+    var box = d[0] > 1 ? 240 : 220, scale = box / Math.max(mm[0], mm[1]);
+    return [Math.max(1, Math.round(mm[0] * scale)), Math.max(1, Math.round(mm[1] * scale))];
+  }
+
+  function slider(label, min, max, value) {
+    var wrap = el("label", "v-control", label + " ");
+    var input = el("input");
+    input.type = "range";
+    input.min = String(min);
+    input.max = String(max);
+    input.value = String(value);
+    wrap.appendChild(input);
+    return { wrap: wrap, input: input };
+  }
+
+  function viewer(image, maps, data) {
+    var view = image.view;
+    var shown = maps.filter(function (m) { return m.status === "ok" && m.view; });
+    var box = el("div", "viewer");
+    if (!view || !shown.length) return null;
+    if (typeof DecompressionStream === "undefined") {
+      box.appendChild(el("p", "small muted", "The viewer needs a browser with DecompressionStream " +
+        "(Chrome 80, Firefox 113, Safari 16.4 or later); the thumbnails below show every map."));
+      return box;
+    }
+    var volume = view.dims[0] > 1;
+    var first = shown[0].view.peak;
+    var state = { at: first.slice(), opacity: view.alpha, window: 0 };
+    var controls = el("div", "v-controls");
+    var slice = volume ? slider("slice", 0, view.dims[0] - 1, state.at[0]) : null;
+    var sliceLabel = el("span", "v-slice-label num");
+    if (slice) {
+      slice.input.className = "v-slice";
+      slice.wrap.appendChild(sliceLabel);
+      controls.appendChild(slice.wrap);
+    }
+    var opacity = slider("map opacity", 0, 100, Math.round(100 * state.opacity));
+    opacity.input.className = "v-opacity";
+    controls.appendChild(opacity.wrap);
+    var windowLabel = el("label", "v-control", "window ");
+    var windowSelect = el("select", "v-window");
+    view.windows.forEach(function (w, i) {
+      windowSelect.appendChild(option(String(i), w.name + " (" + +w.c.toPrecision(6) + " / " + +w.w.toPrecision(6) + ")"));
+    });
+    windowLabel.appendChild(windowSelect);
+    controls.appendChild(windowLabel);
+    var peak = el("button", "", volume ? "to the peak" : "reset");
+    peak.type = "button";
+    controls.appendChild(peak);
+    box.appendChild(controls);
+    var grid = el("div", "v-grid");
+    box.appendChild(grid);
+    var axes = volume ? [0, 1, 2] : [0];
+    var names = ["axial", "coronal", "sagittal"];
+    var panels = shown.map(function (m) {
+      var column = el("div", "v-map");
+      var title = el("div", "small");
+      title.appendChild(el("b", "", m.method));
+      title.appendChild(document.createTextNode(" · " + (m.caption || "class " + classText(data, m["class"]))));
+      column.appendChild(title);
+      var planes = el("div", "v-planes");
+      column.appendChild(planes);
+      var canvases = axes.map(function (axis) {
+        var canvas = el("canvas", "v-plane v-" + names[axis]);
+        var size = cssSize(view, axis);
+        canvas.style.width = size[0] + "px";
+        canvas.style.height = size[1] + "px";
+        canvas.setAttribute("title", names[axis] + (volume ? ": click to move the cross, wheel to change slice" : ""));
+        planes.appendChild(canvas);
+        return canvas;
+      });
+      grid.appendChild(column);
+      return { map: m, canvases: canvases };
+    });
+    var status = el("p", "small muted v-status", "decoding…");
+    box.appendChild(status);
+    var lut = lutOf(data);
+    var voxels = view.dims[0] * view.dims[1] * view.dims[2];
+    var ready = null;
+
+    function draw() {
+      if (!ready) return;
+      if (slice) {
+        slice.input.value = String(state.at[0]);
+        sliceLabel.textContent = " " + state.at[0] + " of " + (view.dims[0] - 1) + " (source slice " +
+          view.z[state.at[0]] + ")";
+      }
+      panels.forEach(function (panel, i) {
+        panel.canvases.forEach(function (canvas, j) {
+          drawPlane(canvas, view, ready.source, ready.maps[i], state, axes[j], lut);
+        });
+      });
+      status.textContent = volume ? "point z " + state.at[0] + ", y " + state.at[1] + ", x " + state.at[2] +
+        " (viewer voxels; each " + view.factors.join("×") + " source voxels)" : "";
+    }
+
+    function clampAt() {
+      for (var a = 0; a < 3; a++) state.at[a] = Math.min(view.dims[a] - 1, Math.max(0, state.at[a]));
+    }
+
+    if (slice) {
+      slice.input.addEventListener("input", function () {
+        state.at[0] = parseInt(slice.input.value, 10) || 0;
+        draw();
+      });
+    }
+    opacity.input.addEventListener("input", function () {
+      state.opacity = (parseInt(opacity.input.value, 10) || 0) / 100;
+      draw();
+    });
+    windowSelect.addEventListener("change", function () {
+      state.window = parseInt(windowSelect.value, 10) || 0;
+      draw();
+    });
+    peak.addEventListener("click", function () {
+      state.at = first.slice();
+      draw();
+    });
+    panels.forEach(function (panel) {
+      panel.canvases.forEach(function (canvas, j) {
+        var axis = axes[j];
+        canvas.addEventListener("click", function (event) {
+          if (!volume) return;
+          var rect = canvas.getBoundingClientRect(), p = plane(view.dims, axis, state.at);
+          var u = Math.floor((event.clientX - rect.left) / rect.width * p.w);
+          var v = Math.floor((event.clientY - rect.top) / rect.height * p.h);
+          if (axis === 0) { state.at[2] = u; state.at[1] = v; }
+          if (axis === 1) { state.at[2] = u; state.at[0] = view.dims[0] - 1 - v; }
+          if (axis === 2) { state.at[1] = u; state.at[0] = view.dims[0] - 1 - v; }
+          clampAt();
+          draw();
+        });
+        if (volume && axis === 0) {
+          canvas.addEventListener("wheel", function (event) {
+            event.preventDefault();
+            state.at[0] += event.deltaY > 0 ? 1 : -1;
+            clampAt();
+            draw();
+          }, { passive: false });
+        }
+      });
+    });
+    var rowLength = view.dims[2];
+    Promise.all([cached(view, "src", view.src, 2, rowLength)].concat(shown.map(function (m) {
+      return cached(m.view, "map", m.view.map, 1, rowLength);
+    }))).then(function (arrays) {
+      if (arrays[0].length !== view.ch * voxels) throw new Error("the source's size does not match its shape");
+      ready = { source: arrays[0], maps: arrays.slice(1) };
+      box.setAttribute("data-ready", "1");
+      draw();
+    }).catch(function (err) {
+      status.textContent = "The viewer could not decode its data: " + err;
+    });
+    return box;
+  }
+
   function block(row, data) {
     var image = row.image;
     var article = el("article", "image");
@@ -198,6 +472,8 @@
     head.appendChild(line);
     article.appendChild(head);
     article.appendChild(el("p", "src small muted mono", image.source));
+    var panel = viewer(image, row.maps, data);
+    if (panel) article.appendChild(panel);
     var ok = row.maps.filter(function (m) { return m.status === "ok"; });
     image.classes.forEach(function (cls) {
       var own = ok.filter(function (m) { return m["class"] === cls; });
