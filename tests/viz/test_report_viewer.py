@@ -334,3 +334,34 @@ def test_the_colour_table_is_the_colormaps():
     expected = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
     assert table == expected.tobytes()
     assert colour_table("no-such-map") == colour_table("inferno")
+
+
+@pytest.mark.slow
+def test_the_3d_demo_shows_every_maps_peak_slice_in_its_png_and_its_report(tmp_path):
+    """The 3D demo (data_samples/study3d, model3d.keras): each map's peak slice is a tile of its PNG and
+    the report's viewer holds it (the page opens a map's peak with one click); Grad-CAM and the gradient."""
+    from PIL import Image
+
+    import medxai
+    from medxai.viz.render import read_layout
+
+    demo = Path(__file__).resolve().parents[2] / "configs" / "demo3d.yaml"
+    summary = medxai.run(
+        demo,
+        overrides=[f"output.dir={tmp_path / 'run'}", "methods=[{name: gradient}, {name: gradcam}]", "evaluate=null"],
+        progress=False,
+    )
+    assert summary.errors == 0
+    data = page_json(write_report(tmp_path / "run", progress=False)[0].read_text(encoding="utf-8"))
+    import pandas as pd
+
+    index = pd.read_csv(tmp_path / "run" / "index.csv", keep_default_na=False)
+    assert len(index) == 16 and (index["status"] == "ok").all()
+    cards = {(image["id"], m["method"]): m for image in data["images"] for m in image["maps"]}
+    for row in index.itertuples():
+        heatmap = np.load(tmp_path / "run" / row.npy_path)
+        peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+        with Image.open(tmp_path / "run" / row.png_path) as picture:
+            _, slices = read_layout(picture.text)
+        assert slices is not None and peak[0] in slices, (row.image_id, row.method)
+        assert cards[(row.image_id, row.method)]["view"]["peak"] == [int(i) for i in peak]

@@ -336,7 +336,7 @@
     });
     windowLabel.appendChild(windowSelect);
     controls.appendChild(windowLabel);
-    var peak = el("button", "", volume ? "to the peak" : "reset");
+    var peak = el("button", "", volume ? "to the first map's peak" : "reset");
     peak.type = "button";
     controls.appendChild(peak);
     box.appendChild(controls);
@@ -348,7 +348,16 @@
       var column = el("div", "v-map");
       var title = el("div", "small");
       title.appendChild(el("b", "", m.method));
-      title.appendChild(document.createTextNode(" · " + (m.caption || "class " + classText(data, m["class"]))));
+      title.appendChild(document.createTextNode(" · " + (m.caption || "class " + classText(data, m["class"])) + " "));
+      if (volume) {  // each map's own peak, one click away
+        var own = el("button", "v-peak small", "peak: slice " + view.z[m.view.peak[0]]);
+        own.type = "button";
+        own.addEventListener("click", function () {
+          state.at = m.view.peak.slice();
+          draw();
+        });
+        title.appendChild(own);
+      }
       column.appendChild(title);
       var planes = el("div", "v-planes");
       column.appendChild(planes);
