@@ -26,6 +26,7 @@ _EXPORTS = {
             "StudyError",
             "ManifestError",
             "ImageReadError",
+            "CorruptPixelDataError",
             "PreprocessError",
             "ModelLoadError",
             "SettingError",

@@ -15,8 +15,8 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medxai.io.dicom_size import check_codestreams, max_file_bytes
-from medxai.io.image import describe, read_error
-from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, must_propagate
+from medxai.io.image import corrupt_error, describe, read_error
+from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, OnCorrupt, must_propagate
 
 __all__ = ["decode_pixels", "transfer_syntax"]
 
@@ -44,7 +44,12 @@ def _plugin_order(decoder: Any) -> list[str]:
 
 
 def decode_pixels(
-    ds: Dataset, path: str, notes: list[str], max_pixels: int | None = None, timeout: float | None = None
+    ds: Dataset,
+    path: str,
+    notes: list[str],
+    max_pixels: int | None = None,
+    timeout: float | None = None,
+    on_corrupt: OnCorrupt = "error",
 ) -> tuple[np.ndarray, dict]:
     """The pixel data as an array, and pydicom's facts about it.
 
@@ -54,6 +59,16 @@ def decode_pixels(
     BitsAllocated 32 in a JPEG file), which aborts the whole process, and it
     holds the GIL while it works. GDCM reads only what no other plugin can
     (e.g. 12-bit JPEG Extended), in a separate process: :func:`_decode_with_gdcm`.
+
+    Malformed pixel data (found by :func:`~medxai.io.dicom_size.check_codestreams` before any
+    decoder runs, reported by a decoder that refused what a later one decoded, or longer than
+    its size tags say) is refused with ``on_corrupt="error"``, before decoding where it can be;
+    with ``"warn"`` the decoded pixels are returned with a note in ``notes`` naming the decoder
+    that read them and what was wrong.
+
+    Raises:
+        CorruptPixelDataError: malformed pixel data with ``on_corrupt="error"``, or no decoder read it.
+        ImageReadError: no decoder for the transfer syntax, or none could decode the pixel data.
     """
     ts = transfer_syntax(ds)
     if getattr(ds, "file_meta", None) is None:
@@ -67,7 +82,9 @@ def decode_pixels(
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "no plugin"
         raise read_error("no decoder installed for the DICOM transfer syntax", path, f"{ts.name}: {missing}")
-    check_codestreams(ds, ts, path)
+    corrupt = check_codestreams(ds, ts, path)
+    if corrupt and on_corrupt == "error":
+        raise corrupt_error("DICOM", path, corrupt)
     failures: list[str] = []
     for plugin in _plugin_order(decoder) if ts.is_encapsulated else [""]:
         try:
@@ -90,15 +107,51 @@ def decode_pixels(
             failures.append(f"{plugin}: {text}" if plugin else text)
             continue
         if any("excess padding" in str(w.message) for w in caught):
-            notes.append("the pixel data is longer than its size tags say; the excess was ignored")
-        return arr, info
+            corrupt.append("the pixel data is longer than its size tags say")
+        return _decoded(arr, info, plugin or "pydicom", corrupt + _refusals(failures), path, notes, on_corrupt)
     if ts.is_compressed:
         decoded, why = _decode_with_gdcm(path, ds, max_pixels, timeout)
         if decoded is not None:
-            return decoded
+            return _decoded(*decoded, "gdcm", corrupt + _refusals(failures), path, notes, on_corrupt)
         failures.append(f"gdcm: {why}")
+    if corrupt or _refusals(failures):
+        raise corrupt_error("DICOM", path, [*corrupt, *failures])
     raise read_error("cannot decode DICOM pixel data", path, f"{ts.name}; {'; '.join(failures)}")
 
+
+def _refusals(failures: list[str]) -> list[str]:
+    """The decoders' failures that say the pixel data is malformed (not merely unsupported), as findings."""
+    return [
+        f"{failure.partition(': ')[0]} refused it: {failure.partition(': ')[2]}"
+        for failure in failures
+        if any(word in failure for word in _MALFORMED_WORDS)
+    ]
+
+
+def _decoded(
+    arr: np.ndarray, info: dict, decoder: str, corrupt: list[str], path: str, notes: list[str], on_corrupt: OnCorrupt
+) -> tuple[np.ndarray, dict]:
+    """What ``decoder`` read, unless the pixel data is malformed (``corrupt``) and ``on_corrupt`` refuses it."""
+    if not corrupt:
+        return arr, info
+    if on_corrupt == "error":
+        raise corrupt_error("DICOM", path, corrupt)
+    notes.append(f"corrupt pixel data ({'; '.join(corrupt)}); {decoder} decoded it anyway, the pixels may be wrong")
+    return arr, info
+
+
+# What the decoders say of malformed data: pylibjpeg-rle panics, Pillow's and OpenJPEG's truncated or
+# broken streams, CharLS's structural problems, libjpeg's markers past the data, a frame of the wrong size.
+_MALFORMED_WORDS = (
+    "PanicException",
+    "truncated",
+    "Truncated",
+    "broken data stream",
+    "Invalid JPEG-LS stream",
+    "run out of data",
+    "could not broadcast",
+    "decoded RLE segment data doesn't match",
+)
 
 # How pydicom starts the error of a plugin that failed (each call here names one plugin).
 _ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
