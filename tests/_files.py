@@ -381,17 +381,20 @@ def frames_of(path: Path) -> list[bytes]:
     return list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
 
 
-def issue25_file(path: Path) -> Path | None:
-    """pydicom's ``MR_small_RLE.dcm`` with byte 7449 set to 211: its second RLE segment overruns (issue 25).
-
-    None when pydicom's test files are not installed.
-    """
+def pydicom_file(name: str) -> Path:
+    """One of pydicom's test files (installed with pydicom, never downloaded); the test is skipped without it."""
+    import pytest
     from pydicom.data import get_testdata_file
 
-    source = get_testdata_file("MR_small_RLE.dcm", download=False)
-    if source is None:
-        return None
-    data = bytearray(Path(source).read_bytes())
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    return Path(path)
+
+
+def issue25_file(path: Path) -> Path:
+    """pydicom's ``MR_small_RLE.dcm`` with byte 7449 set to 211: its second RLE segment overruns (issue 25)."""
+    data = bytearray(pydicom_file("MR_small_RLE.dcm").read_bytes())
     data[7449] = 211
     path.write_bytes(bytes(data))
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from medxai.io.dicom_size import check_codestreams, max_file_bytes
+from medxai.io.dicom_size import check_codestreams, declared_size, max_file_bytes
 from medxai.io.image import corrupt_error, describe, read_error
 from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, OnCorrupt, must_propagate
 
@@ -86,6 +87,7 @@ def decode_pixels(
     if corrupt and on_corrupt == "error":
         raise corrupt_error("DICOM", path, corrupt)
     failures: list[str] = []
+    refused: list[str] = []  # the failures that say the data is malformed, not merely unsupported
     for plugin in _plugin_order(decoder) if ts.is_encapsulated else [""]:
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -104,28 +106,24 @@ def decode_pixels(
             if "less than expected" in str(exc):
                 raise read_error("truncated DICOM file", path, "pixel data is shorter than its size tags say") from None
             text = describe(exc).removeprefix(f"RuntimeError: {_ALL_PLUGINS_FAILED} {plugin}: ")
+            if sizes := _WRONG_SIZE.search(text):  # pydicom puts each decoded frame into an array of the header's size
+                text = f"it decoded a frame of {sizes[1]} values, Rows x Columns x SamplesPerPixel is {sizes[2]}"
             failures.append(f"{plugin}: {text}" if plugin else text)
+            if any(word in text.lower() for word in _MALFORMED_WORDS):
+                refused.append(f"{plugin or 'pydicom'} refused it: {text}")
             continue
         if any("excess padding" in str(w.message) for w in caught):
             corrupt.append("the pixel data is longer than its size tags say")
-        return _decoded(arr, info, plugin or "pydicom", corrupt + _refusals(failures), path, notes, on_corrupt)
+        return _decoded(arr, info, plugin or "pydicom", corrupt + refused, path, notes, on_corrupt)
     if ts.is_compressed:
         decoded, why = _decode_with_gdcm(path, ds, max_pixels, timeout)
         if decoded is not None:
-            return _decoded(*decoded, "gdcm", corrupt + _refusals(failures), path, notes, on_corrupt)
+            wrong_size = _gdcm_size_problem(ds, decoded[0])
+            return _decoded(*decoded, "gdcm", corrupt + refused + wrong_size, path, notes, on_corrupt)
         failures.append(f"gdcm: {why}")
-    if corrupt or _refusals(failures):
+    if corrupt or refused:
         raise corrupt_error("DICOM", path, [*corrupt, *failures])
     raise read_error("cannot decode DICOM pixel data", path, f"{ts.name}; {'; '.join(failures)}")
-
-
-def _refusals(failures: list[str]) -> list[str]:
-    """The decoders' failures that say the pixel data is malformed (not merely unsupported), as findings."""
-    return [
-        f"{failure.partition(': ')[0]} refused it: {failure.partition(': ')[2]}"
-        for failure in failures
-        if any(word in failure for word in _MALFORMED_WORDS)
-    ]
 
 
 def _decoded(
@@ -140,18 +138,32 @@ def _decoded(
     return arr, info
 
 
-# What the decoders say of malformed data: pylibjpeg-rle panics, Pillow's and OpenJPEG's truncated or
-# broken streams, CharLS's structural problems, libjpeg's markers past the data, a frame of the wrong size.
+# What the decoders say of malformed data (lower case): pylibjpeg-rle's panics, Pillow's and OpenJPEG's
+# truncated or broken streams, CharLS's structural problems, libjpeg's marker segments cut short, pydicom's
+# RLE segments of the wrong length, a decoded frame of the wrong size (numpy cannot fit it in the array).
 _MALFORMED_WORDS = (
-    "PanicException",
+    "panicexception",
     "truncated",
-    "Truncated",
     "broken data stream",
-    "Invalid JPEG-LS stream",
+    "invalid jpeg-ls stream",
     "run out of data",
-    "could not broadcast",
-    "decoded RLE segment data doesn't match",
+    "decoded rle segment data doesn't match",
+    "it decoded a frame of",
 )
+_WRONG_SIZE = re.compile(r"could not broadcast input array from shape \((\d+),?\) into shape \((\d+),?\)")
+
+
+def _gdcm_size_problem(ds: Dataset, arr: np.ndarray) -> list[str]:
+    """GDCM's reader sizes the image by the codestream: its frames, rows and columns unless the header's."""
+    size = declared_size(ds)
+    found = arr.shape if arr.ndim == 3 else (1, *arr.shape)
+    if size is None or found == size[:3]:
+        return []
+    return [
+        f"gdcm decoded {' x '.join(map(str, found))} (frames x rows x columns), the header declares "
+        f"{' x '.join(map(str, size[:3]))}"
+    ]
+
 
 # How pydicom starts the error of a plugin that failed (each call here names one plugin).
 _ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"

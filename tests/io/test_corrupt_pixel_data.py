@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from _files import dicom_dataset, frames_of, issue25_file, rle_dicom, save, with_frames
+from _files import dicom_dataset, frames_of, issue25_file, pydicom_file, rle_dicom, save, with_frames
 
 from medxai.io import CorruptPixelDataError, ImageReadError, read_image
 from medxai.io.dicom_rle import rle_frame_problem
@@ -100,8 +101,6 @@ def test_a_codestream_ends_with_its_end_marker_and_at_most_a_pad_byte(tail, prob
 
 def test_the_issue_25_file_is_an_error_naming_the_file_frame_segment_and_sizes(tmp_path):
     path = issue25_file(tmp_path / "overrun.dcm")
-    if path is None:
-        pytest.skip("pydicom's test files are not installed")
     with pytest.raises(CorruptPixelDataError) as caught:
         read_image(path)
     assert isinstance(caught.value, ImageReadError) and caught.value.path == os.fspath(path)
@@ -113,8 +112,6 @@ def test_the_issue_25_file_is_an_error_naming_the_file_frame_segment_and_sizes(t
 
 def test_the_issue_25_file_under_warn_is_read_with_a_warning_naming_the_decoder(tmp_path):
     path = issue25_file(tmp_path / "overrun.dcm")
-    if path is None:
-        pytest.skip("pydicom's test files are not installed")
     image = read_image(path, on_corrupt="warn")
     assert image.array.shape == (64, 64, 1)
     [warning] = image.meta["warnings"]
@@ -183,13 +180,9 @@ def test_native_pixel_data_longer_than_declared_is_corrupt_and_cut_with_a_warnin
 
 
 def test_a_truncated_jpeg_that_one_decoder_refuses_and_another_reads_names_both(tmp_path):
-    from pydicom.data import get_testdata_file
-
-    source = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)  # JPEG baseline: Pillow, then pylibjpeg
-    if source is None:
-        pytest.skip("pydicom's test files are not installed")
-    [frame] = frames_of(Path(source))
-    path = with_frames(Path(source), tmp_path / "cut.dcm", [frame[: len(frame) - 172]])
+    source = pydicom_file("SC_rgb_jpeg_dcmtk.dcm")  # JPEG baseline: Pillow, then pylibjpeg
+    [frame] = frames_of(source)
+    path = with_frames(source, tmp_path / "cut.dcm", [frame[: len(frame) - 172]])
     with pytest.raises(CorruptPixelDataError, match="ends without its end marker \\(FFD9\\): truncated"):
         read_image(path)
     image = read_image(path, on_corrupt="warn")
@@ -202,3 +195,28 @@ def test_on_corrupt_must_be_error_or_warn(tmp_path):
     path = save(dicom_dataset(np.zeros((4, 4), np.uint16)), tmp_path / "a.dcm")
     with pytest.raises(ValueError, match="on_corrupt must be one of 'error', 'warn', got 'ignore'"):
         read_image(path, on_corrupt="ignore")  # type: ignore[arg-type]
+
+
+def test_a_frame_decoded_to_another_size_than_the_header_says_is_corrupt(tmp_path):
+    ds = pydicom.dcmread(pydicom_file("SC_rgb_jpeg_dcmtk.dcm"))  # 100 x 100 RGB in the codestream
+    ds.Rows = 102
+    path = save(ds, tmp_path / "rows.dcm")
+    wrong = "it decoded a frame of 30000 values, Rows x Columns x SamplesPerPixel is 30600"
+    for on_corrupt in ("error", "warn"):  # no decoder reads it: an error under warn too
+        with pytest.raises(CorruptPixelDataError) as caught:
+            read_image(path, on_corrupt=on_corrupt)
+        assert str(caught.value).startswith(f"corrupt DICOM pixel data: {path} (pillow: {wrong}; pylibjpeg: {wrong}")
+
+
+def test_gdcm_reading_another_size_than_the_header_says_is_corrupt(tmp_path):
+    pytest.importorskip("gdcm")
+    ds = pydicom.dcmread(pydicom_file("JPEG-lossy.dcm"))  # 12-bit JPEG: only GDCM reads it, sized by itself
+    ds.Rows = ds.Rows + 2
+    path = save(ds, tmp_path / "rows.dcm")
+    problem = "gdcm decoded 1 x 1024 x 256 (frames x rows x columns), the header declares 1 x 1026 x 256"
+    with pytest.raises(CorruptPixelDataError, match=re.escape(f"{path} ({problem})")):
+        read_image(path)
+    image = read_image(path, on_corrupt="warn")
+    assert image.meta["warnings"] == [
+        f"corrupt pixel data ({problem}); gdcm decoded it anyway, the pixels may be wrong"
+    ]

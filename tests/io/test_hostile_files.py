@@ -36,6 +36,7 @@ from _files import (
     frames_of,
     nifti_with_affine,
     non_dicom_mutants,
+    pydicom_file,
     save,
     stub_read,
     with_frames,
@@ -51,15 +52,6 @@ from medxai.io.readers import READERS
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
 MIB = 1 << 20
-
-
-def pydicom_file(name: str) -> Path:
-    from pydicom.data import get_testdata_file
-
-    path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"pydicom's test file {name} is not installed")
-    return Path(path)
 
 
 def expect_error(path: Path, match: str | None = None, **kwargs) -> ImageReadError:
