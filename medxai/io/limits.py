@@ -37,7 +37,6 @@ __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "MAX_ABANDONED_SETTING",
     "MAX_PIXELS_SETTING",
-    "ON_CORRUPT_SETTING",
     "OnCorrupt",
     "READ_TIMEOUT_SETTING",
     "ROOM_WAIT",
@@ -65,7 +64,6 @@ DEFAULT_MAX_ABANDONED_READS = 2
 MAX_PIXELS_SETTING = "data.max_pixels"
 READ_TIMEOUT_SETTING = "runtime.read_timeout"
 MAX_ABANDONED_SETTING = "runtime.max_abandoned_reads"
-ON_CORRUPT_SETTING = "data.on_corrupt"
 #: What a reader does with malformed pixel data: refuse the image, or read it with a warning.
 OnCorrupt = Literal["error", "warn"]
 
