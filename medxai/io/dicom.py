@@ -17,12 +17,14 @@ Suspicious headers are refused or reported, never silently used:
   written, with a warning in ``meta["warnings"]``;
 * an invalid window (non-finite, width <= 0, or under 1 for a LINEAR window,
   PS3.3 C.11.2.1.2) is dropped with a warning instead of silently;
-* malformed pixel data (an RLE segment that does not decode to Rows x Columns
-  bytes, a truncated or overlong JPEG/JPEG 2000 codestream, a frame a decoder
-  refuses as malformed, data past the declared frames, natively too) is a
-  :class:`~medxai.errors.CorruptPixelDataError` (``on_corrupt="error"``, the default), or
-  read as the decoder reads it, with a warning naming the decoder
-  (``on_corrupt="warn"``); never more frames than NumberOfFrames are read.
+* malformed compressed pixel data (an RLE segment that does not decode to Rows x
+  Columns bytes, a truncated or overlong JPEG/JPEG 2000 codestream, a frame a
+  decoder refuses as malformed or decodes to another size, frames past
+  NumberOfFrames) is a :class:`~medxai.errors.CorruptPixelDataError`
+  (``on_corrupt="error"``, the default), or read as a decoder reads it, with a
+  warning naming the decoder (``on_corrupt="warn"``);
+* native pixel data longer than its size tags say is cut to them (never read as
+  extra frames), with a warning.
 
 With ``max_pixels`` (``data.max_pixels``) the size is checked before anything is
 decoded (:mod:`medxai.io.dicom_size`); the pixels are decoded by

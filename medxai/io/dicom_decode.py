@@ -61,11 +61,13 @@ def decode_pixels(
     holds the GIL while it works. GDCM reads only what no other plugin can
     (e.g. 12-bit JPEG Extended), in a separate process: :func:`_decode_with_gdcm`.
 
-    Malformed pixel data (found by :func:`~medxai.io.dicom_size.check_codestreams` before any
-    decoder runs, reported by a decoder that refused what a later one decoded, or longer than
-    its size tags say) is refused with ``on_corrupt="error"``, before decoding where it can be;
-    with ``"warn"`` the decoded pixels are returned with a note in ``notes`` naming the decoder
-    that read them and what was wrong.
+    Malformed compressed pixel data (found by :func:`~medxai.io.dicom_size.check_codestreams`
+    before any decoder runs, reported by a decoder that refused what a later one decoded, or
+    decoded by GDCM to another size than the header's) is refused with ``on_corrupt="error"``,
+    before decoding where it can be; with ``"warn"`` the decoded pixels are returned with a note
+    in ``notes`` naming the decoder that read them and what was wrong. Native pixel data longer
+    than its size tags say (whole frames, then padding) is cut to them with a note, whatever
+    ``on_corrupt``.
 
     Raises:
         CorruptPixelDataError: malformed pixel data with ``on_corrupt="error"``, or no decoder read it.
@@ -112,8 +114,8 @@ def decode_pixels(
             if any(word in text.lower() for word in _MALFORMED_WORDS):
                 refused.append(f"{plugin or 'pydicom'} refused it: {text}")
             continue
-        if any("excess padding" in str(w.message) for w in caught):
-            corrupt.append("the pixel data is longer than its size tags say")
+        if any("excess padding" in str(w.message) for w in caught):  # native data: the frames are whole
+            notes.append("the pixel data is longer than its size tags say; the excess was ignored")
         return _decoded(arr, info, plugin or "pydicom", corrupt + refused, path, notes, on_corrupt)
     if ts.is_compressed:
         decoded, why = _decode_with_gdcm(path, ds, max_pixels, timeout)
@@ -138,13 +140,13 @@ def _decoded(
     return arr, info
 
 
-# What the decoders say of malformed data (lower case): pylibjpeg-rle's panics, Pillow's and OpenJPEG's
-# truncated or broken streams, CharLS's structural problems, libjpeg's marker segments cut short, pydicom's
-# RLE segments of the wrong length, a decoded frame of the wrong size (numpy cannot fit it in the array).
+# What the decoders say of malformed data (lower case): pylibjpeg-rle's panics, Pillow's truncated streams,
+# CharLS's structural problems, libjpeg's marker segments cut short, pydicom's RLE segments of the wrong
+# length, a decoded frame of the wrong size (numpy cannot fit it in the array). Not Pillow's "broken data
+# stream": it says that of codestreams it merely cannot read (pydicom's GDCMJ2K_TextGBR.dcm, which OpenJPEG reads).
 _MALFORMED_WORDS = (
     "panicexception",
     "truncated",
-    "broken data stream",
     "invalid jpeg-ls stream",
     "run out of data",
     "decoded rle segment data doesn't match",
