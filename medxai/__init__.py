@@ -28,6 +28,7 @@ _EXPORTS = {
             "StudyError",
             "ManifestError",
             "ImageReadError",
+            "CorruptPixelDataError",
             "PreprocessError",
             "ModelLoadError",
             "SettingError",

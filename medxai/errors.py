@@ -55,6 +55,27 @@ class ImageReadError(Exception):
         self.path = None if path is None else os.fspath(path)
 
 
+class CorruptPixelDataError(ImageReadError):
+    """An image whose pixel data is malformed: a decoder would have to guess (``data.on_corrupt: error``).
+
+    An RLE segment that decodes to more or fewer bytes than the frame needs, a truncated or
+    overlong JPEG/JPEG 2000 codestream, a decoded frame of the wrong size, data past the declared
+    frames. The message names the file and, where known, the frame, the segment and the sizes;
+    ``problems`` lists each finding without the file.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, problems: Sequence[str] = ()) -> None:
+        """Create the error.
+
+        Args:
+            message: The whole message, naming the file.
+            path: The file.
+            problems: What is wrong, one finding each, without the file.
+        """
+        super().__init__(message, path)
+        self.problems: list[str] = list(problems)
+
+
 class PreprocessError(ValueError):
     """A per-image problem: NaN/inf values, channels or spatial dims the model cannot take."""
 

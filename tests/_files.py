@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 
 from medxai.io.readers import READERS
 
@@ -321,7 +322,7 @@ def non_dicom_mutants(folder: Path, seed: int = 19) -> list[Path]:
 
 
 def stub_read(monkeypatch, kind: str, read) -> None:
-    """For one test, ``read_image`` reads files of ``kind`` with ``read(path, *, max_pixels, timeout)``."""
+    """For one test, ``read_image`` reads files of ``kind`` with ``read(path, *, max_pixels, timeout, on_corrupt)``."""
     monkeypatch.setitem(READERS, kind, dataclasses.replace(READERS[kind], read=read))
 
 
@@ -358,3 +359,42 @@ def abandoned_reads_end(seconds: float = 60) -> bool:
     while abandoned_reads() and time.monotonic() < deadline:
         time.sleep(0.05)
     return abandoned_reads() == 0
+
+
+def rle_dicom(path: Path, pixels: np.ndarray, *, frames: int | None = None, **tags) -> Path:
+    """``pixels`` (as :func:`dicom_dataset` takes them) written as RLE Lossless by pydicom's own encoder."""
+    ds = dicom_dataset(pixels, frames=frames, **tags)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    return save(ds, path)
+
+
+def with_frames(source: Path, path: Path, frames: list[bytes]) -> Path:
+    """``source`` with its encapsulated pixel data replaced by ``frames`` (one fragment each, no offset table)."""
+    ds = pydicom.dcmread(source)
+    ds.PixelData = encapsulate(frames, has_bot=False)
+    return save(ds, path)
+
+
+def frames_of(path: Path) -> list[bytes]:
+    """The encapsulated frames of a DICOM file."""
+    ds = pydicom.dcmread(path)
+    return list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
+
+
+def pydicom_file(name: str) -> Path:
+    """One of pydicom's test files (installed with pydicom, never downloaded); the test is skipped without it."""
+    import pytest
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    return Path(path)
+
+
+def issue25_file(path: Path) -> Path:
+    """pydicom's ``MR_small_RLE.dcm`` with byte 7449 set to 211: its second RLE segment overruns (issue 25)."""
+    data = bytearray(pydicom_file("MR_small_RLE.dcm").read_bytes())
+    data[7449] = 211
+    path.write_bytes(bytes(data))
+    return path

@@ -15,6 +15,7 @@ RAISED_IN = {
     "StudyError": "medxai.pipeline.decoder",
     "ManifestError": "medxai.io.manifest",
     "ImageReadError": "medxai.io",
+    "CorruptPixelDataError": "medxai.io",
     "PreprocessError": "medxai.preprocess",
     "ModelLoadError": "medxai.io.model",
     "SettingError": "medxai.methods.registry",

@@ -6,13 +6,14 @@ TensorFlow. Image geometry (affines) is :mod:`medxai.io.geometry`; DICOM Paramet
 :mod:`medxai.io.dicom_export` (imported on use: it loads highdicom).
 """
 
-from medxai.io.image import ImageReadError, LoadedImage
+from medxai.io.image import CorruptPixelDataError, ImageReadError, LoadedImage
 from medxai.io.manifest import ManifestError, ManifestRow, read_manifest, safe_id
 from medxai.io.nifti import write_nifti
 from medxai.io.readers import read_image, register_reader, supported_suffixes, unregister_reader
 from medxai.io.writers import atomic_write_bytes, write_npy, write_png, write_text
 
 __all__ = [
+    "CorruptPixelDataError",
     "ImageReadError",
     "LoadedImage",
     "ManifestError",

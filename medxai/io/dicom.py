@@ -17,7 +17,13 @@ Suspicious headers are refused or reported, never silently used:
   written, with a warning in ``meta["warnings"]``;
 * an invalid window (non-finite, width <= 0, or under 1 for a LINEAR window,
   PS3.3 C.11.2.1.2) is dropped with a warning instead of silently;
-* pixel data longer than its size tags say is cut to them (never read as
+* malformed compressed pixel data (an RLE segment that does not decode to Rows x
+  Columns bytes, a truncated or overlong JPEG/JPEG 2000 codestream, a frame a
+  decoder refuses as malformed or decodes to another size, frames past
+  NumberOfFrames) is a :class:`~medxai.errors.CorruptPixelDataError`
+  (``on_corrupt="error"``, the default), or read as a decoder reads it, with a
+  warning naming the decoder (``on_corrupt="warn"``);
+* native pixel data longer than its size tags say is cut to them (never read as
   extra frames), with a warning.
 
 With ``max_pixels`` (``data.max_pixels``) the size is checked before anything is
@@ -45,6 +51,7 @@ from medxai.io.dicom_decode import decode_pixels, transfer_syntax
 from medxai.io.dicom_geometry import frames_affine, functional_group, pixel_spacing
 from medxai.io.dicom_size import check_dicom_size, check_file_bytes
 from medxai.io.image import ImageReadError, LoadedImage, as_image_array, describe, read_error
+from medxai.io.limits import OnCorrupt
 
 __all__ = ["has_dicom_magic", "looks_like_bare_dataset", "read_dicom"]
 
@@ -80,7 +87,12 @@ def looks_like_bare_dataset(head: bytes) -> bool:
 
 
 def read_dicom(
-    path: str | os.PathLike, *, force: bool = False, max_pixels: int | None = None, timeout: float | None = None
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    max_pixels: int | None = None,
+    timeout: float | None = None,
+    on_corrupt: OnCorrupt = "error",
 ) -> LoadedImage:
     """Reads one DICOM file.
 
@@ -93,6 +105,8 @@ def read_dicom(
         timeout: seconds the GDCM fallback's child process may take
             (``runtime.read_timeout``); None: :data:`~medxai.io.limits.DEFAULT_READ_TIMEOUT`.
             The time limit of the whole read is :func:`medxai.io.read_image`'s.
+        on_corrupt: malformed pixel data is an error (``"error"``), or read with a warning
+            naming the decoder that read it (``"warn"``) (``data.on_corrupt``).
 
     Returns:
         A :class:`LoadedImage` of kind ``"dicom"``; ``meta["warnings"]`` lists
@@ -103,6 +117,7 @@ def read_dicom(
         ImageReadError: not DICOM, truncated, too large, no pixel data, no decoder
             for the transfer syntax, an unsupported photometric interpretation,
             or an unusable rescale (see the module's notes).
+        CorruptPixelDataError: malformed pixel data, with ``on_corrupt="error"``.
     """
     path = os.fspath(path)
     check_file_bytes(path, max_pixels)
@@ -111,7 +126,7 @@ def read_dicom(
         raise read_error("DICOM file has no pixel data", path)
     check_dicom_size(ds, path, max_pixels)
     notes: list[str] = []
-    arr, info = decode_pixels(ds, path, notes, max_pixels, timeout)
+    arr, info = decode_pixels(ds, path, notes, max_pixels, timeout, on_corrupt)
 
     frames = int(info.get("number_of_frames") or 1)
     samples = int(info.get("samples_per_pixel") or 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import signal
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from medxai.io.dicom_size import check_codestreams, max_file_bytes
-from medxai.io.image import describe, read_error
-from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, must_propagate
+from medxai.io.dicom_size import check_codestreams, declared_size, max_file_bytes
+from medxai.io.image import corrupt_error, describe, read_error
+from medxai.io.limits import DEFAULT_READ_TIMEOUT, READ_TIMEOUT_SETTING, OnCorrupt, must_propagate
 
 __all__ = ["decode_pixels", "transfer_syntax"]
 
@@ -44,7 +45,12 @@ def _plugin_order(decoder: Any) -> list[str]:
 
 
 def decode_pixels(
-    ds: Dataset, path: str, notes: list[str], max_pixels: int | None = None, timeout: float | None = None
+    ds: Dataset,
+    path: str,
+    notes: list[str],
+    max_pixels: int | None = None,
+    timeout: float | None = None,
+    on_corrupt: OnCorrupt = "error",
 ) -> tuple[np.ndarray, dict]:
     """The pixel data as an array, and pydicom's facts about it.
 
@@ -54,6 +60,18 @@ def decode_pixels(
     BitsAllocated 32 in a JPEG file), which aborts the whole process, and it
     holds the GIL while it works. GDCM reads only what no other plugin can
     (e.g. 12-bit JPEG Extended), in a separate process: :func:`_decode_with_gdcm`.
+
+    Malformed compressed pixel data (found by :func:`~medxai.io.dicom_size.check_codestreams`
+    before any decoder runs, reported by a decoder that refused what a later one decoded, or
+    decoded by GDCM to another size than the header's) is refused with ``on_corrupt="error"``,
+    before decoding where it can be; with ``"warn"`` the decoded pixels are returned with a note
+    in ``notes`` naming the decoder that read them and what was wrong. Native pixel data longer
+    than its size tags say (whole frames, then padding) is cut to them with a note, whatever
+    ``on_corrupt``.
+
+    Raises:
+        CorruptPixelDataError: malformed pixel data with ``on_corrupt="error"``, or no decoder read it.
+        ImageReadError: no decoder for the transfer syntax, or none could decode the pixel data.
     """
     ts = transfer_syntax(ds)
     if getattr(ds, "file_meta", None) is None:
@@ -67,8 +85,11 @@ def decode_pixels(
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "no plugin"
         raise read_error("no decoder installed for the DICOM transfer syntax", path, f"{ts.name}: {missing}")
-    check_codestreams(ds, ts, path)
+    corrupt = check_codestreams(ds, ts, path)
+    if corrupt and on_corrupt == "error":
+        raise corrupt_error("DICOM", path, corrupt)
     failures: list[str] = []
+    refused: list[str] = []  # the failures that say the data is malformed, not merely unsupported
     for plugin in _plugin_order(decoder) if ts.is_encapsulated else [""]:
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -87,17 +108,63 @@ def decode_pixels(
             if "less than expected" in str(exc):
                 raise read_error("truncated DICOM file", path, "pixel data is shorter than its size tags say") from None
             text = describe(exc).removeprefix(f"RuntimeError: {_ALL_PLUGINS_FAILED} {plugin}: ")
+            if sizes := _WRONG_SIZE.search(text):  # pydicom puts each decoded frame into an array of the header's size
+                text = f"it decoded a frame of {sizes[1]} values, Rows x Columns x SamplesPerPixel is {sizes[2]}"
             failures.append(f"{plugin}: {text}" if plugin else text)
+            if any(word in text.lower() for word in _MALFORMED_WORDS):
+                refused.append(f"{plugin or 'pydicom'} refused it: {text}")
             continue
-        if any("excess padding" in str(w.message) for w in caught):
+        if any("excess padding" in str(w.message) for w in caught):  # native data: the frames are whole
             notes.append("the pixel data is longer than its size tags say; the excess was ignored")
-        return arr, info
+        return _decoded(arr, info, plugin or "pydicom", corrupt + refused, path, notes, on_corrupt)
     if ts.is_compressed:
         decoded, why = _decode_with_gdcm(path, ds, max_pixels, timeout)
         if decoded is not None:
-            return decoded
+            wrong_size = _gdcm_size_problem(ds, decoded[0])
+            return _decoded(*decoded, "gdcm", corrupt + refused + wrong_size, path, notes, on_corrupt)
         failures.append(f"gdcm: {why}")
+    if corrupt or refused:
+        raise corrupt_error("DICOM", path, [*corrupt, *failures])
     raise read_error("cannot decode DICOM pixel data", path, f"{ts.name}; {'; '.join(failures)}")
+
+
+def _decoded(
+    arr: np.ndarray, info: dict, decoder: str, corrupt: list[str], path: str, notes: list[str], on_corrupt: OnCorrupt
+) -> tuple[np.ndarray, dict]:
+    """What ``decoder`` read, unless the pixel data is malformed (``corrupt``) and ``on_corrupt`` refuses it."""
+    if not corrupt:
+        return arr, info
+    if on_corrupt == "error":
+        raise corrupt_error("DICOM", path, corrupt)
+    notes.append(f"corrupt pixel data ({'; '.join(corrupt)}); {decoder} decoded it anyway, the pixels may be wrong")
+    return arr, info
+
+
+# What the decoders say of malformed data (lower case): pylibjpeg-rle's panics, Pillow's truncated streams,
+# CharLS's structural problems, libjpeg's marker segments cut short, pydicom's RLE segments of the wrong
+# length, a decoded frame of the wrong size (numpy cannot fit it in the array). Not Pillow's "broken data
+# stream": it says that of codestreams it merely cannot read (pydicom's GDCMJ2K_TextGBR.dcm, which OpenJPEG reads).
+_MALFORMED_WORDS = (
+    "panicexception",
+    "truncated",
+    "invalid jpeg-ls stream",
+    "run out of data",
+    "decoded rle segment data doesn't match",
+    "it decoded a frame of",
+)
+_WRONG_SIZE = re.compile(r"could not broadcast input array from shape \((\d+),?\) into shape \((\d+),?\)")
+
+
+def _gdcm_size_problem(ds: Dataset, arr: np.ndarray) -> list[str]:
+    """GDCM's reader sizes the image by the codestream: its frames, rows and columns unless the header's."""
+    size = declared_size(ds)
+    found = arr.shape if arr.ndim == 3 else (1, *arr.shape)
+    if size is None or found == size[:3]:
+        return []
+    return [
+        f"gdcm decoded {' x '.join(map(str, found))} (frames x rows x columns), the header declares "
+        f"{' x '.join(map(str, size[:3]))}"
+    ]
 
 
 # How pydicom starts the error of a plugin that failed (each call here names one plugin).

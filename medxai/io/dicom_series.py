@@ -22,7 +22,7 @@ from medxai.io.dicom_geometry import frame_geometry
 from medxai.io.dicom_size import declared_size
 from medxai.io.geometry import dicom_affine
 from medxai.io.image import LoadedImage, describe, read_error
-from medxai.io.limits import check_declared_size, is_regular_file
+from medxai.io.limits import OnCorrupt, check_declared_size, is_regular_file
 
 __all__ = ["read_dicom_series"]
 
@@ -40,6 +40,7 @@ def read_dicom_series(
     *,
     max_pixels: int | None = None,
     timeout: float | None = None,
+    on_corrupt: OnCorrupt = "error",
 ) -> LoadedImage:
     """Reads the single-frame DICOM files of one series in ``folder`` as a ``(slices, rows, cols, 1)`` volume.
 
@@ -50,6 +51,7 @@ def read_dicom_series(
         max_pixels: the most values the series' headers may declare in all
             (``data.max_pixels``), checked before any pixel is decoded; None: no limit.
         timeout: passed to :func:`~medxai.io.dicom.read_dicom` for each slice.
+        on_corrupt: passed to :func:`~medxai.io.dicom.read_dicom` for each slice.
 
     Returns:
         A :class:`LoadedImage` of kind ``"dicom"`` whose slices run along the
@@ -85,7 +87,7 @@ def read_dicom_series(
     value_ranges: list[tuple[float, float]] = []
     notes: dict[str, list[str]] = {}
     for k, (path, _) in enumerate(ordered):
-        image = read_dicom(path, max_pixels=max_pixels, timeout=timeout)
+        image = read_dicom(path, max_pixels=max_pixels, timeout=timeout, on_corrupt=on_corrupt)
         if image.channels != 1:
             raise read_error("a DICOM series must be greyscale to be read as a volume", root)
         if array is None:

@@ -6,6 +6,12 @@ checked before any pixel is decoded; so is the size each compressed frame's own
 codestream header declares (JPEG SOFn, JPEG-LS SOF55, JPEG 2000 SIZ), which the
 decoders allocate by; the file itself, or a deflated data set once inflated, may
 hold at most :func:`max_file_bytes` bytes.
+
+:func:`check_codestreams` also finds what makes compressed pixel data malformed
+(``data.on_corrupt`` decides what then happens): an RLE frame whose header or
+segments do not decode to its size (:mod:`medxai.io.dicom_rle`), a JPEG or JPEG 2000
+codestream cut before its end marker or with data after it, frames past
+NumberOfFrames.
 """
 
 from __future__ import annotations
@@ -17,8 +23,16 @@ import zlib
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.filereader import read_file_meta_info
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, RLELossless
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+    RLELossless,
+)
 
+from medxai.io.dicom_rle import rle_frame_problem
 from medxai.io.image import ImageReadError, describe, read_error
 from medxai.io.limits import check_declared_size
 
@@ -26,6 +40,7 @@ __all__ = [
     "check_codestreams",
     "check_dicom_size",
     "check_file_bytes",
+    "codestream_end_problem",
     "codestream_size",
     "declared_size",
     "max_file_bytes",
@@ -35,6 +50,9 @@ __all__ = [
 _HEADER_ROOM = 64 << 20
 # JPEG (ISO 10918) SOFn and DHP markers, and JPEG-LS SOF55: Lf, P, Y, X, Nf follow.
 _SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xDE, 0xF7})
+# The transfer syntaxes whose frames are one codestream ending in FFD9: JPEG's and JPEG-LS's EOI, JPEG 2000's EOC.
+_ENDS_WITH_FFD9 = frozenset({*JPEGTransferSyntaxes, *JPEGLSTransferSyntaxes, *JPEG2000TransferSyntaxes})
+_END_MARKER = b"\xff\xd9"
 
 
 def declared_size(ds: Dataset) -> tuple[int, int, int, int] | None:
@@ -102,29 +120,60 @@ def codestream_size(frame: bytes) -> tuple[int, int, int] | None:
     return max(y - y0, 0), max(x - x0, 0), components
 
 
-def check_codestreams(ds: Dataset, ts: UID, path: str) -> None:
-    """Refuses encapsulated pixel data that cannot be split into frames, or declares more than the header in a frame.
+def codestream_end_problem(frame: bytes) -> str | None:
+    """What is wrong with the end of a JPEG, JPEG-LS or JPEG 2000 codestream, or None.
+
+    It must end with its end marker (FFD9: EOI, or JPEG 2000's EOC), then at most the
+    one pad byte that makes a fragment's length even.
+    """
+    size = len(frame)
+    if frame.endswith(_END_MARKER) or frame[size - 3 : size - 1] == _END_MARKER:
+        return None
+    at = frame.rfind(_END_MARKER)
+    if at < 0:
+        return f"the {size}-byte codestream ends without its end marker (FFD9): truncated"
+    return f"{size - at - 2} bytes follow the codestream's end marker (FFD9) at byte {at} of {size}"
+
+
+def check_codestreams(ds: Dataset, ts: UID, path: str) -> list[str]:
+    """Refuses encapsulated pixel data that cannot be split into frames, or declares more than the header in a frame;
+    returns what makes it malformed.
 
     The JPEG family's decoders allocate what the codestream declares, before
     pydicom compares it with Rows and Columns: a 3 KB frame declaring
     40000 x 40000 would take gigabytes. Malformed item tags or lengths are
     refused here, before the GDCM fallback, which spends seconds and
     gigabytes on them.
+
+    Returns:
+        What is malformed, one sentence per frame at fault (``"frame 2 of 3: RLE segment 1 of 2 ..."``): an
+        RLE frame that does not decode to its size, a codestream cut short or followed by data, frames past
+        NumberOfFrames. Empty when nothing is.
     """
     if not ts.is_encapsulated or "PixelData" not in ds:
-        return
+        return []
     size = declared_size(ds)
     if size is None:
-        return
+        return []
     frames, rows, cols, samples = size
+    segments = _rle_segments(ds, samples) if ts == RLELossless else None
     offsets = None
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
         offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    problems: list[str] = []
     try:
         for k, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=frames, extended_offsets=offsets)):
             if k >= frames:
+                problems.append(f"the pixel data holds more frames than NumberOfFrames = {frames}")
                 break
-            found = None if ts == RLELossless else codestream_size(frame)  # RLE decoders allocate by Rows, Columns
+            if ts == RLELossless:  # no codestream size: RLE decoders allocate by Rows and Columns
+                problem = None if segments is None else rle_frame_problem(frame, rows, cols, segments)
+                if problem is not None:
+                    problems.append(f"frame {k + 1} of {frames}: {problem}")
+                continue
+            if ts in _ENDS_WITH_FFD9 and (problem := codestream_end_problem(frame)) is not None:
+                problems.append(f"frame {k + 1} of {frames}: {problem}")
+            found = codestream_size(frame)
             if found is None:
                 continue  # no size to check: the decoders refuse what they cannot parse
             r, c, comps = found
@@ -140,6 +189,16 @@ def check_codestreams(ds: Dataset, ts: UID, path: str) -> None:
     except Exception as exc:
         detail = f"malformed encapsulated pixel data; {describe(exc)}"
         raise read_error("cannot decode DICOM pixel data", path, detail) from None
+    return problems
+
+
+def _rle_segments(ds: Dataset, samples: int) -> int | None:
+    """The segments an RLE frame holds: SamplesPerPixel x BitsAllocated / 8; None for bits the decoders refuse."""
+    try:
+        bits = int(ds.get("BitsAllocated") or 0)
+    except Exception:  # a malformed value: the decoder refuses the file with the details
+        return None
+    return samples * bits // 8 if bits > 0 and bits % 8 == 0 and samples > 0 else None
 
 
 def check_file_bytes(path: str, max_pixels: int | None) -> None:

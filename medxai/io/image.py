@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from medxai.errors import ImageReadError
+from medxai.errors import CorruptPixelDataError, ImageReadError
 from medxai.io.geometry import default_affine
 
-__all__ = ["ImageReadError", "LoadedImage"]
+__all__ = ["CorruptPixelDataError", "ImageReadError", "LoadedImage"]
 
 
 def read_error(problem: str, path: str | os.PathLike, detail: str | None = None) -> ImageReadError:
     """Builds an :class:`ImageReadError` as ``"<problem>: <path> (<detail>)"``."""
+    return ImageReadError(_message(problem, path, detail), path)
+
+
+def corrupt_error(kind: str, path: str | os.PathLike, problems: Sequence[str]) -> CorruptPixelDataError:
+    """Builds a :class:`CorruptPixelDataError` as ``"corrupt <kind> pixel data: <path> (<problem>; ...)"``."""
+    return CorruptPixelDataError(_message(f"corrupt {kind} pixel data", path, "; ".join(problems)), path, problems)
+
+
+def _message(problem: str, path: str | os.PathLike, detail: str | None) -> str:
     message = f"{problem}: {os.fspath(path)}"
     if detail:
         message += f" ({detail})"
-    return ImageReadError(message, path)
+    return message
 
 
 def describe(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 from medxai.errors import ImageReadError
 from medxai.io.image import describe
@@ -37,11 +37,13 @@ __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "MAX_ABANDONED_SETTING",
     "MAX_PIXELS_SETTING",
+    "OnCorrupt",
     "READ_TIMEOUT_SETTING",
     "ROOM_WAIT",
     "abandoned_reads",
     "call_with_timeout",
     "check_declared_size",
+    "check_on_corrupt",
     "convert_failure",
     "is_regular_file",
     "must_propagate",
@@ -62,6 +64,8 @@ DEFAULT_MAX_ABANDONED_READS = 2
 MAX_PIXELS_SETTING = "data.max_pixels"
 READ_TIMEOUT_SETTING = "runtime.read_timeout"
 MAX_ABANDONED_SETTING = "runtime.max_abandoned_reads"
+#: What a reader does with malformed pixel data: refuse the image, or read it with a warning.
+OnCorrupt = Literal["error", "warn"]
 
 #: Exceptions that must stop the program, never become an error row.
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -153,6 +157,19 @@ def convert_failure(exc: BaseException, path: str | os.PathLike, problem: str = 
     if isinstance(exc, MemoryError):
         problem = "not enough memory to read the image"
     return ImageReadError(f"{problem}: {os.fspath(path)} ({describe(exc)})", path)
+
+
+def check_on_corrupt(on_corrupt: object) -> OnCorrupt:
+    """``on_corrupt`` when it is one of :data:`OnCorrupt`'s values.
+
+    Raises:
+        ValueError: any other value (a caller's bug), naming the allowed ones.
+    """
+    allowed: tuple[OnCorrupt, ...] = get_args(OnCorrupt)
+    for value in allowed:
+        if on_corrupt == value:
+            return value
+    raise ValueError(f"on_corrupt must be one of {', '.join(map(repr, allowed))}, got {on_corrupt!r}")
 
 
 def must_propagate(exc: BaseException) -> bool:

@@ -22,7 +22,14 @@ from medxai.io.arrays import is_npy, read_npy, value_range_of
 from medxai.io.dicom import has_dicom_magic, looks_like_bare_dataset, read_dicom
 from medxai.io.dicom_series import read_dicom_series
 from medxai.io.image import LoadedImage, describe, read_error
-from medxai.io.limits import call_with_timeout, convert_failure, must_propagate, regular_file
+from medxai.io.limits import (
+    OnCorrupt,
+    call_with_timeout,
+    check_on_corrupt,
+    convert_failure,
+    must_propagate,
+    regular_file,
+)
 from medxai.io.nifti import is_nifti, read_nifti
 from medxai.io.raster import is_jpeg, is_png, is_tiff, read_raster
 
@@ -44,8 +51,13 @@ _HEAD_BYTES = 1024
 class ReadFunction(Protocol):
     """What a reader's ``read`` is: reads one file whose content its ``sniff`` recognised."""
 
-    def __call__(self, path: Path, *, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+    def __call__(
+        self, path: Path, *, max_pixels: int | None, timeout: float | None, on_corrupt: OnCorrupt
+    ) -> LoadedImage:
         """Reads ``path``; ``max_pixels`` bounds what may be decoded, ``timeout`` what a child process may take.
+
+        ``on_corrupt``: what malformed pixel data is, where the format can tell (``"error"``:
+        a :class:`~medxai.errors.CorruptPixelDataError`; ``"warn"``: the decoded image, with a warning).
 
         Raises:
             ImageReadError: the file cannot be read (anything else raised becomes one too).
@@ -185,6 +197,7 @@ def read_image(
     max_pixels: int | None = None,
     timeout: float | None = None,
     max_abandoned: int | None = None,
+    on_corrupt: OnCorrupt = "error",
 ) -> LoadedImage:
     """Reads any supported image file (see :func:`supported_suffixes`), or a DICOM series folder.
 
@@ -218,10 +231,17 @@ def read_image(
         max_abandoned: with a ``timeout``, the most abandoned reads that may still
             run when this one starts (``runtime.max_abandoned_reads``); at that many
             it waits up to ``timeout`` for one to end, else it is refused. None: no bound.
+        on_corrupt: malformed compressed pixel data (an RLE segment that decodes to more or fewer
+            bytes than the frame needs, a truncated or overlong JPEG/JPEG 2000 codestream, data past the
+            declared frames, a decoder that reports the data malformed) raises
+            :class:`~medxai.errors.CorruptPixelDataError` (``"error"``), or is read as a decoder reads it,
+            with a warning naming the decoder and what is wrong (``"warn"``) (``data.on_corrupt``).
 
     Raises:
         ImageReadError: for every per-file problem; the message names the file.
-        ValueError: ``max_pixels``, ``timeout`` or ``max_abandoned`` is not positive (a caller's bug).
+        CorruptPixelDataError: malformed pixel data (an :class:`ImageReadError`), with ``on_corrupt="error"``.
+        ValueError: ``max_pixels``, ``timeout`` or ``max_abandoned`` is not positive, or ``on_corrupt``
+            is not ``"error"`` or ``"warn"`` (a caller's bug).
     """
     if max_pixels is not None:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
@@ -235,19 +255,24 @@ def read_image(
         isinstance(max_abandoned, bool) or not isinstance(max_abandoned, numbers.Integral) or max_abandoned < 1
     ):
         raise ValueError(f"max_abandoned must be a positive integer or None, got {max_abandoned!r}")
+    on_corrupt = check_on_corrupt(on_corrupt)
     p = Path(os.fspath(path))
     try:
-        return call_with_timeout(lambda: _read_image(p, series_uid, max_pixels, timeout), timeout, p, max_abandoned)
+        return call_with_timeout(
+            lambda: _read_image(p, series_uid, max_pixels, timeout, on_corrupt), timeout, p, max_abandoned
+        )
     except BaseException as exc:
         if must_propagate(exc):
             raise
         raise convert_failure(exc, p) from None
 
 
-def _read_image(p: Path, series_uid: str | None, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+def _read_image(
+    p: Path, series_uid: str | None, max_pixels: int | None, timeout: float | None, on_corrupt: OnCorrupt
+) -> LoadedImage:
     st = regular_file(p, allow_dir=True)
     if stat.S_ISDIR(st.st_mode):
-        return _finish(read_dicom_series(p, series_uid, max_pixels=max_pixels, timeout=timeout))
+        return _finish(read_dicom_series(p, series_uid, max_pixels=max_pixels, timeout=timeout, on_corrupt=on_corrupt))
     if st.st_size == 0:
         raise read_error("empty file", p)
     try:
@@ -269,7 +294,7 @@ def _read_image(p: Path, series_uid: str | None, max_pixels: int | None, timeout
 
     reader = READERS[kind]
     try:
-        image = reader.read(p, max_pixels=max_pixels, timeout=timeout)
+        image = reader.read(p, max_pixels=max_pixels, timeout=timeout, on_corrupt=on_corrupt)
     except BaseException as exc:  # a safety net: library errors (even Rust panics) never escape
         if must_propagate(exc):
             raise
@@ -299,9 +324,9 @@ def _finish(image: LoadedImage) -> LoadedImage:
 
 def _untimed(read: Callable[..., LoadedImage], *args: Any) -> ReadFunction:
     """``read(path, *args, max_pixels=...)`` as a :class:`ReadFunction`: a reader no child process runs,
-    whose time :func:`read_image` bounds from outside."""
+    whose time :func:`read_image` bounds from outside, and whose decoder refuses malformed data itself."""
 
-    def read_file(path: Path, *, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+    def read_file(path: Path, *, max_pixels: int | None, timeout: float | None, on_corrupt: OnCorrupt) -> LoadedImage:
         return read(path, *args, max_pixels=max_pixels)
 
     return read_file

@@ -125,6 +125,7 @@ def _source(decoder: Any, row: Mapping[str, str]) -> Any:
         max_pixels=config.data.max_pixels,
         timeout=config.runtime.read_timeout,
         max_abandoned=config.runtime.max_abandoned_reads,
+        on_corrupt=config.data.on_corrupt,
     )
 
 

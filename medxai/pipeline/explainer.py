@@ -150,6 +150,7 @@ class Explainer:
                 max_pixels=self.config.data.max_pixels,
                 timeout=self.config.runtime.read_timeout,
                 max_abandoned=self.config.runtime.max_abandoned_reads,
+                on_corrupt=self.config.data.on_corrupt,
             )
             item.warnings = [str(w) for w in (image.meta.get("warnings") or [])]
             writer.check_source(image.kind, row.path)
@@ -323,6 +324,7 @@ class Explainer:
             max_pixels=self.config.data.max_pixels,
             timeout=self.config.runtime.read_timeout,
             max_abandoned=self.config.runtime.max_abandoned_reads,
+            on_corrupt=self.config.data.on_corrupt,
         )
         return self.preprocessor.region_mask(mask, self.region_engine.output_grid(tuple(spatial)))
 

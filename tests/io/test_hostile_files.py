@@ -33,31 +33,25 @@ from _files import (
     abandoned_reads_end,
     dicom_dataset,
     dicom_series,
+    frames_of,
     nifti_with_affine,
     non_dicom_mutants,
+    pydicom_file,
     save,
     stub_read,
+    with_frames,
 )
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-from medxai.io import ImageReadError, LoadedImage, dicom_decode, read_image
+from medxai.io import CorruptPixelDataError, ImageReadError, LoadedImage, dicom_decode, read_image
 from medxai.io.dicom import read_dicom
 from medxai.io.limits import DEFAULT_MAX_PIXELS, abandoned_reads, check_declared_size, convert_failure, stop_waiting
 from medxai.io.readers import READERS
 
 MAX = DEFAULT_MAX_PIXELS  # 2**27, the config's data.max_pixels default
 MIB = 1 << 20
-
-
-def pydicom_file(name: str) -> Path:
-    from pydicom.data import get_testdata_file
-
-    path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"pydicom's test file {name} is not installed")
-    return Path(path)
 
 
 def expect_error(path: Path, match: str | None = None, **kwargs) -> ImageReadError:
@@ -177,6 +171,75 @@ def test_fuzzed_png_jpeg_tiff_nifti_and_npy_files_give_an_image_or_an_image_read
     assert outcomes["image"] >= 5 and outcomes["error"] >= 20, outcomes  # both outcomes are exercised
 
 
+def _malformed_rle_mutant(rng: random.Random, frames: list[bytes], rows: int, columns: int) -> list[bytes] | None:
+    """``frames`` with a few bytes of one frame's RLE header or segment data changed; None when the change left
+    every segment decoding to Rows x Columns bytes by pydicom's own segment decoder (a changed pixel, not a
+    malformed segment: no decoder can tell)."""
+    from pydicom.pixels.decoders.rle import _rle_decode_segment  # the oracle: pydicom 3's PackBits decoder
+
+    k = rng.randrange(len(frames))
+    data = bytearray(frames[k])
+    count, *offsets = struct.unpack_from("<16I", data)
+    where = rng.choice(["header", "data"])
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(64) if where == "header" else rng.randrange(64, len(data))
+        data[at] = (data[at] + rng.randrange(1, 256)) % 256  # always a different byte
+    if where == "data":
+        ends = [*offsets[1:count], len(data)]
+        lengths = [len(_rle_decode_segment(bytes(data[offsets[i] : ends[i]]))) for i in range(count)]
+        if all(length == rows * columns for length in lengths):
+            return None
+    return [*frames[:k], bytes(data), *frames[k + 1 :]]
+
+
+def _expect_corrupt_or_warned(path: Path) -> list[str]:
+    """An error naming the file by default; under warn an error or an image warned of; what went otherwise."""
+    try:
+        read_image(path, max_pixels=MAX, timeout=30)
+        return [f"{path.name}: read without an error"]
+    except CorruptPixelDataError as err:
+        if os.fspath(path) not in str(err):
+            return [f"{path.name}: message without the path: {err}"]
+    except ImageReadError as err:
+        return [f"{path.name}: not a CorruptPixelDataError: {err}"]
+    try:
+        image = read_image(path, max_pixels=MAX, timeout=30, on_corrupt="warn")
+    except ImageReadError:
+        return []
+    return [] if any(w.startswith("corrupt pixel data (") for w in image.meta["warnings"]) else [f"{path.name}: silent"]
+
+
+@pytest.mark.parametrize(
+    "name", ["MR_small_RLE.dcm", "SC_rgb_rle.dcm", "SC_rgb_rle_16bit.dcm", "SC_rgb_rle_2frame.dcm"]
+)
+def test_fuzzed_rle_segment_headers_and_data_are_never_read_silently(tmp_path, name):
+    source = pydicom_file(name)
+    ds = pydicom.dcmread(source)
+    frames = frames_of(source)
+    rng = random.Random(25)
+    mutants: list[Path] = []
+    for attempt in range(60):
+        mutant = _malformed_rle_mutant(rng, frames, ds.Rows, ds.Columns)
+        if mutant is not None:
+            mutants.append(with_frames(source, tmp_path / f"{source.stem}-{attempt}.dcm", mutant))
+        if len(mutants) == 8:
+            break
+    assert len(mutants) == 8
+    problems = [problem for path in mutants for problem in _expect_corrupt_or_warned(path)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg_gdcm.dcm", "MR_small_jpeg_ls_lossless.dcm"])  # JPEG Lossless, JPEG-LS
+def test_a_truncated_jpeg_lossless_frame_is_never_read_silently(tmp_path, name):
+    source = pydicom_file(name)
+    [frame] = frames_of(source)
+    end = frame.rfind(b"\xff\xd9")  # the EOI marker (a pad byte may follow it)
+    kept = [end + 1, end, end - 1, end - 40, len(frame) // 2, 200]
+    mutants = [with_frames(source, tmp_path / f"cut{keep}.dcm", [frame[:keep]]) for keep in kept]
+    problems = [problem for path in mutants for problem in _expect_corrupt_or_warned(path)]
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_a_nifti_with_a_non_finite_affine_is_read_with_a_warning(tmp_path, value):
     image = read_image(nifti_with_affine(tmp_path / "odd.nii", value))
@@ -215,8 +278,11 @@ def test_a_rust_panic_in_the_rle_decoder_is_an_image_read_error(tmp_path, timeou
     path = _rle_panic_file(tmp_path)  # this escaped ``except Exception`` and ended the run
     if path is None:
         pytest.skip("no byte found that makes this pylibjpeg-rle panic")
-    err = expect_error(path, "cannot decode DICOM pixel data", timeout=timeout)
-    assert "pylibjpeg: PanicException" in str(err)  # then pydicom's own RLE decoder refused it too
+    err = expect_error(path, "corrupt DICOM pixel data", timeout=timeout)  # refused before any decoder runs
+    assert "RLE segment" in str(err) and "PanicException" not in str(err)
+    # Under warn the decoders are tried: the panic is caught, and pydicom's own RLE decoder refused it too.
+    err = expect_error(path, "corrupt DICOM pixel data", timeout=timeout, on_corrupt="warn")
+    assert "pylibjpeg: PanicException" in str(err)
 
 
 class FakePanic(BaseException):
@@ -736,14 +802,6 @@ def test_a_constant_image_is_reported(tmp_path):
     assert image.meta["value_range"] == (15.0, 15.0)
     np.save(tmp_path / "zeros.npy", np.zeros((4, 4), np.float32))
     assert read_image(tmp_path / "zeros.npy").meta["warnings"] == ["the image is constant (every pixel is 0)"]
-
-
-def test_pixel_data_longer_than_declared_is_cut_with_a_warning(tmp_path):
-    ds = dicom_dataset(np.arange(16, dtype=np.uint16).reshape(4, 4))
-    ds.PixelData = ds.PixelData + bytes(96)  # three more frames' worth: never read as frames
-    image = read_image(save(ds, tmp_path / "long.dcm"))
-    assert image.array.shape == (4, 4, 1)
-    assert "the pixel data is longer than its size tags say; the excess was ignored" in image.meta["warnings"]
 
 
 def test_series_warnings_are_merged(tmp_path):

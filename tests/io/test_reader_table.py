@@ -17,7 +17,7 @@ def _is_toy(head: bytes) -> bool:
     return head.startswith(_TOY_MAGIC)
 
 
-def _read_toy(path: Path, *, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+def _read_toy(path: Path, *, max_pixels: int | None, timeout: float | None, on_corrupt: str) -> LoadedImage:
     """A toy format: the magic line, then rows of whitespace-separated numbers."""
     rows = [[float(v) for v in line.split()] for line in path.read_text().splitlines()[1:] if line.strip()]
     return LoadedImage(np.asarray(rows, np.float32)[..., None], str(path), "toy")

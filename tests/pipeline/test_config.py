@@ -250,6 +250,7 @@ def test_minimal_config_fills_every_default(study):
             "delimiter": None,
             "encoding": "utf-8",
             "max_pixels": 1 << 27,
+            "on_corrupt": "error",
             "root": str(study / "data"),  # the manifest's folder
         },
         "preprocess": {"size": None, "channels": None, "window": "auto", "scale": "minmax", "preset": None},

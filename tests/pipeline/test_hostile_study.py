@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from _files import StuckReader, abandoned_reads_end, non_dicom_mutants, stub_read
+from _files import StuckReader, abandoned_reads_end, issue25_file, non_dicom_mutants, stub_read
 from analytic_models import tiny_model
 from pydicom.data import get_testdata_file
 from study_helpers import read_index
@@ -25,6 +25,7 @@ import medxai.pipeline.explainer as explainer_module
 import medxai.pipeline.item as item_module
 from medxai.cli import main
 from medxai.data.study_files import write_ct_dicom
+from medxai.errors import ConfigError
 from medxai.io.readers import READERS
 from medxai.pipeline.explainer import Explainer
 from medxai.pipeline.map_writer import MapWriter
@@ -156,14 +157,17 @@ def pair(tmp_path_factory) -> Path:
     return root
 
 
-def run_study(root: Path, out: str, images: dict[str, str], formats=("npy",), cli: bool = False, **runtime) -> tuple:
+def run_study(
+    root: Path, out: str, images: dict[str, str], formats=("npy",), cli: bool = False, data=None, **runtime
+) -> tuple:
     """Run ``images`` (id: file under ``root``) with one method, through ``medxai.run`` or the ``medxai run``
-    command line (``cli``); the summary (the exit code for the CLI) and the index rows by id."""
+    command line (``cli``), with more ``data`` settings; the summary (the exit code for the CLI) and the index
+    rows by id."""
     with open(root / f"{out}.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("image_id", "path"), *images.items()])
     config = {
         "model": {"path": str(root / "model.keras")},
-        "data": {"manifest": str(root / f"{out}.csv"), "id_column": "image_id"},
+        "data": {"manifest": str(root / f"{out}.csv"), "id_column": "image_id", **(data or {})},
         "methods": ["gradient"],
         "output": {"dir": str(root / out), "formats": list(formats)},
         "runtime": {"batch_size": 8, "progress": False, "read_timeout": 30, **runtime},
@@ -275,6 +279,26 @@ def test_a_nifti_map_of_a_source_with_a_nan_affine_is_an_error_row_naming_it(pai
     assert rows["nan"][0]["status"] == "error" and str(pair / "fuzz" / "nan-affine.nii") in error
     assert "the source's affine holds NaN or infinite values" in error
     assert summary.errors == 1
+
+
+def test_a_corrupt_rle_image_is_an_error_row_and_under_warn_an_ok_row_with_its_warning(pair):
+    path = issue25_file(pair / "overrun.dcm")  # issue 25: decoded by pydicom, 191 of 4096 pixels wrong, silently
+    images = {"bad": path.name, "good": "good.npy"}
+    problem = "frame 1 of 1: RLE segment 2 of 2 (4160 bytes at byte 1948) decodes past the 4096 bytes"
+    _, rows = run_study(pair, "corrupt-default", images)
+    [bad] = rows["bad"]
+    assert bad["status"] == "error" and bad["error"].startswith(f"corrupt DICOM pixel data: {path} ({problem}"), bad
+    assert rows["good"][0]["status"] == "ok"
+    _, rows = run_study(pair, "corrupt-warn", images, data={"on_corrupt": "warn"})
+    [bad] = rows["bad"]
+    assert bad["status"] == "ok" and bad["npy_path"], bad
+    assert bad["warning"].startswith(f"corrupt pixel data ({problem}"), bad["warning"]
+    assert "pydicom decoded it anyway, the pixels may be wrong" in bad["warning"]
+
+
+def test_on_corrupt_is_validated_naming_the_key_and_the_allowed_values(pair):
+    with pytest.raises(ConfigError, match="data.on_corrupt: input should be 'error' or 'warn', got 'ignore'"):
+        run_study(pair, "corrupt-bad-setting", {"good": "good.npy"}, data={"on_corrupt": "ignore"})
 
 
 def test_abandoned_reads_in_a_run_never_outnumber_the_cap_and_the_images_they_hold_back_are_error_rows(

@@ -37,6 +37,7 @@ MAP_SETTINGS = [
     "data.delimiter=';'",
     "data.encoding=latin-1",
     "data.max_pixels=1000",
+    "data.on_corrupt=warn",
     "model.trust_saved_model=true",
     "output.max_size=64",
     "data.root={study}/sub",

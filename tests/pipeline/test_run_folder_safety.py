@@ -619,8 +619,8 @@ def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_pa
     real_read = explainer_module.read_image
     calls = []
 
-    def reader(path, *, series_uid=None, max_pixels=None, timeout=None, max_abandoned=None):
-        calls.append((max_pixels, timeout, max_abandoned))
+    def reader(path, *, series_uid=None, max_pixels=None, timeout=None, max_abandoned=None, on_corrupt=None):
+        calls.append((max_pixels, timeout, max_abandoned, on_corrupt))
         image = real_read(path, series_uid=series_uid)
         if Path(path).name == "img1.npy":
             image.meta["warnings"] = ["the file is named as PNG but its content is NPY"]
@@ -629,11 +629,17 @@ def test_the_readers_limits_are_passed_and_their_warnings_reach_the_index(tmp_pa
     monkeypatch.setattr(explainer_module, "read_image", reader)
     path = config(
         tmp_path,
-        data={"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label", "max_pixels": 5000},
+        data={
+            "manifest": "manifest.csv",
+            "id_column": "image_id",
+            "label_column": "label",
+            "max_pixels": 5000,
+            "on_corrupt": "warn",
+        },
         runtime={"batch_size": 2, "progress": False, "read_timeout": 7.5, "max_abandoned_reads": 3},
     )
     assert main(["run", str(path)]) == 0
-    assert set(calls) == {(5000, 7.5, 3)}
+    assert set(calls) == {(5000, 7.5, 3, "warn")}
     captured = capsys.readouterr()
     assert "1 with warnings" in captured.out and "1 image(s) with warnings" in captured.err
     rows = read_index(tmp_path / "out" / "index.csv")

@@ -298,6 +298,13 @@ class DataSection(_Section):
         description="The largest image read, in values (rows x columns x frames x samples per pixel, from "
         "the file's header, before decoding); bigger images are error rows. Bounds a run's memory.",
     )
+    on_corrupt: Literal["error", "warn"] = Field(
+        default="error",
+        description="Malformed compressed pixel data (an RLE segment that decodes to more or fewer bytes than the "
+        "frame needs, a truncated or overlong JPEG/JPEG 2000 codestream, data past the declared frames, a "
+        "decoder reporting it malformed): error, an error row naming the file and what is wrong; warn, explained "
+        "as a decoder read it, with a warning saying which decoder and what is wrong.",
+    )
     root: Path | None = Field(
         default=None,
         validate_default=True,
