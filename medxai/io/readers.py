@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import inspect
 import math
 import numbers
 import os
@@ -133,9 +134,27 @@ def register_reader(
             raise ValueError(f"a suffix is lower case and starts with a dot, got {suffix!r}")
         if suffix in claimed:
             raise ValueError(f"the suffix {suffix!r} is already read as {claimed[suffix]!r}")
-    reader = Reader(kind, name or kind.upper(), suffixes, sniff, read, gzipped, sniff_unmarked)
+    reader = Reader(kind, name or kind.upper(), suffixes, sniff, _with_on_corrupt(read), gzipped, sniff_unmarked)
     READERS[kind] = reader
     return reader
+
+
+def _with_on_corrupt(read: Callable[..., LoadedImage]) -> ReadFunction:
+    """``read`` as a :class:`ReadFunction`: a reader written before ``on_corrupt`` (``read(path, *,
+    max_pixels, timeout)``) is called without it (its format cannot tell damaged data)."""
+    try:
+        parameters = inspect.signature(read).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it as documented
+        return read
+    if any(p.name == "on_corrupt" or p.kind is p.VAR_KEYWORD for p in parameters):
+        return read
+
+    def read_without(
+        path: Path, *, max_pixels: int | None, timeout: float | None, on_corrupt: OnCorrupt
+    ) -> LoadedImage:
+        return read(path, max_pixels=max_pixels, timeout=timeout)
+
+    return read_without
 
 
 def unregister_reader(kind: str) -> None:

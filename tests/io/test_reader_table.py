@@ -32,6 +32,18 @@ def toy_reader():
         unregister_reader("toy")
 
 
+def test_a_reader_written_before_on_corrupt_is_still_called(tmp_path):
+    def old_read(path: Path, *, max_pixels: int | None, timeout: float | None) -> LoadedImage:
+        return _read_toy(path, max_pixels=max_pixels, timeout=timeout, on_corrupt="error")
+
+    register_reader("toy", suffixes=(".toy",), sniff=_is_toy, read=old_read)
+    try:
+        image = read_image(_toy_file(tmp_path / "a.toy"), on_corrupt="warn")
+        assert image.kind == "toy" and image.array.shape == (2, 3, 1)
+    finally:
+        unregister_reader("toy")
+
+
 def _toy_file(path: Path) -> Path:
     path.write_bytes(_TOY_MAGIC + b"1 2 3\n4 5 6\n")
     return path
