@@ -206,7 +206,7 @@ def build_methods(
         params = dict(params)
         if "seed" in method_parameters(cls) and "seed" not in params:
             params["seed"] = seed
-        if params.get(UNCERTAINTY):  # the stability noise is seeded by the run's seed too
+        if params.get(UNCERTAINTY) not in (None, False):  # the stability noise is seeded by the run's seed too
             params[UNCERTAINTY] = Uncertainty.of(params[UNCERTAINTY], seed=seed)
         method = cls(
             model,

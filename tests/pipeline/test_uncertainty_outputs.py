@@ -75,3 +75,13 @@ def test_the_notebook_api_gives_sd_and_stability():
     assert smooth and all(r.sd.shape == r.heatmap.shape and r.stability > 0 for r in smooth)
     plain = [r for r in results if r.method == "gradient"]
     assert all(r.sd is None and r.stability is None for r in plain)
+
+
+def test_the_runs_seed_seeds_the_stability_noise():
+    from medxai.methods.registry import build_methods
+
+    specs = [("gradient", None, {"uncertainty": True}), ("smoothgrad", None, {"uncertainty": {"seed": 2}})]
+    methods = build_methods(
+        specs, tiny_model(), output="logits", batch_size=4, heatmap=None, jit=False, precision="float32", seed=5
+    )
+    assert [m.uncertainty.seed for m in methods] == [5, 2]

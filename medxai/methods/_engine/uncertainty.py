@@ -24,6 +24,19 @@
   amount of noise; on an image in [0, 1] the two agree); the draws are seeded
   (``numpy.random.default_rng([seed, k])``, the same for every image and batching) so a rerun gives
   the same figure; an all-zero image (``||x|| = 0``) divides by 1, not by 0.
+
+  Reading it: ``Phi`` is in the method's own units, so the figure compares images, models and
+  settings of one method; across methods whose attributions have other scales (occlusion's score
+  differences against a gradient) it compares scales as much as stability. A linear model's
+  gradient map has stability 0 (its gradient does not depend on the input). Cost: each map
+  explains ``samples`` perturbed copies more, i.e. the method's own cost times ``1 + samples``.
+
+The SD maps (:attr:`medxai.methods.base.Explanation.sd`) are the population standard deviation
+(``ddof=0``, numpy's ``std``) of the signed attributions over what the method averages:
+SmoothGrad's noisy samples, Integrated Gradients' random baselines (``n_baselines > 1``), or for
+RISE and LIME :func:`seed_groups` disjoint groups of their masks/samples, each group's own map
+(the spread of a map made of ``samples / groups`` copies: about ``sqrt(groups)`` times the
+spread of the full map). A deterministic method's SD map is zero.
 """
 
 from __future__ import annotations
