@@ -317,7 +317,8 @@ def _methods() -> int:
             print(f"    {param} = {default!r}")
     print(
         "every method also takes: output, batch_size, heatmap, jit, precision (set by the config's model, runtime and "
-        "heatmap sections)"
+        "heatmap sections), and uncertainty = False (true, or {samples, radius, seed}: an SD map beside each map "
+        "and its stability figure)"
     )
     return EXIT_OK
 

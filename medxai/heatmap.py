@@ -191,7 +191,11 @@ def to_heatmap(attributions: np.ndarray, policy: HeatmapPolicy | Mapping[str, An
         >>> to_heatmap(np.array([[[0.0], [-2.0]], [[1.0], [4.0]]])).tolist()
         [[0.0, 0.5], [0.25, 1.0]]
     """
-    policy = HeatmapPolicy.from_value(policy)
+    return normalize(_map_values(attributions, HeatmapPolicy.from_value(policy)))
+
+
+def _map_values(attributions: np.ndarray, policy: HeatmapPolicy) -> np.ndarray:
+    """The map before its min-max normalisation: polarity, channel reduction, clipping (float64)."""
     attributions = np.asarray(attributions, dtype=np.float64)
     if attributions.ndim < 2:
         raise ValueError(
@@ -202,4 +206,39 @@ def to_heatmap(attributions: np.ndarray, policy: HeatmapPolicy | Mapping[str, An
     values = reduce_channels(apply_polarity(attributions, policy.polarity), policy.reduce)
     if policy.clip is not None:
         values = clip_outliers(values, policy.clip)
-    return normalize(values)
+    return values
+
+
+def heatmap_sd(
+    attributions: np.ndarray, sd: np.ndarray, policy: HeatmapPolicy | Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """The SD map beside :func:`to_heatmap`'s map: in the map's units, so ``map +- sd`` reads directly.
+
+    ``sd`` is the per-value standard deviation of the *signed* attributions ``(*spatial, C)``
+    (over a method's samples, baselines or seed groups). Its channels are folded the way that
+    bounds the SD of the map's pre-normalisation value (polarity, absolute value and clipping
+    never widen a spread, being 1-Lipschitz): ``abs_sum`` and ``sum`` add the channels' SDs,
+    ``max_abs`` and ``l2`` take their root sum of squares (one channel: the SD itself). The
+    result is then divided by the same ``max - min`` as the map in its min-max normalisation,
+    i.e. it is the SD *after* the [0, 1] normalisation's scaling (not shifted: an SD has no
+    offset). A constant map (normalised to zeros) gives an SD of zeros.
+
+    Returns:
+        float32 ``(*spatial)``, >= 0.
+
+    Example:
+        >>> heatmap_sd(np.array([[[0.0]], [[4.0]]]), np.array([[[1.0]], [[2.0]]])).tolist()
+        [[0.25], [0.5]]
+    """
+    policy = HeatmapPolicy.from_value(policy)
+    values = _map_values(attributions, policy)
+    sd = np.abs(np.asarray(sd, dtype=np.float64))
+    if sd.shape != np.shape(attributions):
+        raise ValueError(f"sd {sd.shape} and attributions {np.shape(attributions)} differ in shape")
+    if not np.all(np.isfinite(sd)):
+        raise ValueError("sd contains NaN or infinite values")
+    folded = sd.sum(axis=-1) if policy.reduce in ("abs_sum", "sum") else np.sqrt(np.square(sd).sum(axis=-1))
+    spread = float(values.max() - values.min())
+    if spread <= 0:
+        return np.zeros(folded.shape, dtype=np.float32)
+    return (folded / spread).astype(np.float32)

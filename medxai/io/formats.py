@@ -306,6 +306,23 @@ def _write_nifti(map_: MapToWrite) -> dict[str, str]:
     return {"nifti_path": name}
 
 
+#: What the SD map of a map is written as, beside the map: ``<stem>.sd.npy`` and, with NIfTI, ``<stem>.sd.nii.gz``.
+SD_SUFFIXES = (".sd.npy", ".sd.nii.gz")
+
+
+def write_sd(map_: MapToWrite, sd: np.ndarray, nifti: bool) -> str:
+    """A map's SD map (float32, at the map's geometry) as ``<stem>.sd.npy`` and, when ``nifti``,
+    ``<stem>.sd.nii.gz`` placed as the map's NIfTI is; returns the ``.npy``'s relative path."""
+    sd = np.asarray(sd, dtype=np.float32)
+    if sd.shape != map_.heatmap.shape:
+        raise ValueError(f"the SD map {sd.shape} and the map {map_.heatmap.shape} differ in shape")
+    name = map_.name(SD_SUFFIXES[0])
+    write_npy(map_.folder / name, sd)
+    if nifti:
+        _nifti(map_, map_.name(SD_SUFFIXES[1]), sd, description="medxai SD map")
+    return name
+
+
 _written_regions: dict[str, str] = {}  # region file (absolute) -> the key of what this process wrote there
 _region_locks: dict[str, threading.Lock] = {}
 _region_locks_lock = threading.Lock()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -26,6 +26,7 @@ from medxai.methods._engine import OUTPUT_LOGITS
 from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.quadrature import MAX_POINTS
 from medxai.methods._engine.spec import OutputSpec
+from medxai.methods._engine.uncertainty import Uncertainty, max_sensitivity, uncertainty_problems
 
 if TYPE_CHECKING:  # importing a method class starts no TensorFlow; building one on a model does
     import keras
@@ -46,6 +47,11 @@ class Explanation:
         steps: ``(N,)`` path points per baseline used per image (path methods), or None.
         warnings: ``(N,)`` strings, empty where all is well (e.g. an adaptive IG
             that reached ``max_steps`` before its tolerance), or None.
+        sd: ``(N, *spatial, C)`` float32 per-value standard deviation of the signed attributions
+            over the method's samples, baselines or seed groups (zeros for a deterministic
+            method), or None when not computed (``uncertainty`` off).
+        stability: ``(N,)`` max-sensitivity of each map under small input noise
+            (:func:`~medxai.methods._engine.uncertainty.max_sensitivity`), or None.
     """
 
     attributions: np.ndarray
@@ -54,6 +60,8 @@ class Explanation:
     evaluations: np.ndarray | None = None
     steps: np.ndarray | None = None
     warnings: np.ndarray | None = None
+    sd: np.ndarray | None = None
+    stability: np.ndarray | None = None
 
     @property
     def relative_delta(self) -> np.ndarray | None:
@@ -140,13 +148,14 @@ def check_shared_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     Counts (``steps``, ``samples``, ...) must be positive integers up to :data:`MAX_COUNTS`
     (``steps: auto`` is left to the method); numbers must be in range (:func:`check_number`),
-    ``fill`` a number or ``"mean"`` (:func:`check_fill`). Nothing is built.
+    ``fill`` a number or ``"mean"`` (:func:`check_fill`), ``uncertainty`` true, false or a mapping
+    (:func:`~medxai.methods._engine.uncertainty.uncertainty_problems`). Nothing is built.
 
     Example:
         >>> check_shared_params({"steps": 0, "noise": -1, "samples": 5})
         [('steps', 'steps must be a positive integer, got 0'), ('noise', 'noise must be a number >= 0, got -1')]
     """
-    problems = []
+    problems = uncertainty_problems(params.get(UNCERTAINTY))
     for key, value in params.items():
         if key in MAX_COUNTS and not (key == "steps" and isinstance(value, str)):
             try:
@@ -165,6 +174,9 @@ def normalize_name(name: str) -> str:
     """Lower case, with ``-`` and spaces as ``_``: ``"Integrated-Gradients"`` -> ``"integrated_gradients"``."""
     return str(name).strip().lower().replace("-", "_").replace(" ", "_")
 
+
+#: The option every method takes, and a config's method entry may set: per-map uncertainty.
+UNCERTAINTY = "uncertainty"
 
 #: The constructor options every method takes from :class:`XAIMethod` (the rest are its own parameters).
 SHARED_OPTIONS: tuple[str, ...] = (
@@ -194,6 +206,14 @@ class XAIMethod(abc.ABC):
         engine: A :class:`~medxai.methods._engine.engine.GradientEngine` of the same model and
             settings to share (and its compiled traces) with other methods; by
             default the method builds its own.
+        uncertainty: Per-map uncertainty (opt-in): ``True``, or a mapping of ``samples``,
+            ``radius`` and ``seed`` of the stability figure
+            (:class:`~medxai.methods._engine.uncertainty.Uncertainty`). Then
+            :meth:`explain_with_uncertainty` adds to each map the per-value standard deviation of
+            its signed attributions over the method's samples (SmoothGrad's noisy copies), random
+            baselines (IG with ``n_baselines > 1``) or seed groups (RISE, LIME: 8 disjoint groups
+            of the masks/samples, each group's own map), zeros for a deterministic method, and its
+            stability (Yeh et al. 2019 max-sensitivity, as Quantus computes it).
     """
 
     name: str = ""  # the registered name; a named instance of a run sets its own
@@ -212,8 +232,10 @@ class XAIMethod(abc.ABC):
         jit: bool = False,
         precision: str = "float32",
         engine: GradientEngine | None = None,
+        uncertainty: bool | Mapping[str, Any] | Uncertainty = False,
     ):
         self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.uncertainty: Uncertainty | None = Uncertainty.of(uncertainty)
         self.heatmap = HeatmapPolicy.from_value(heatmap)
         spec = output if isinstance(output, OutputSpec) else OutputSpec(output, output_kind, activation)
         if engine is None:
@@ -315,7 +337,46 @@ class XAIMethod(abc.ABC):
             "batch_size": self.batch_size,
             "jit": self.engine.jit,
             "precision": self.engine.computes_in,
+            **({UNCERTAINTY: self.uncertainty.to_dict()} if self.uncertainty is not None else {}),
         }
+
+    def explain_with_uncertainty(self, images: np.ndarray, targets: TargetLike) -> Explanation:
+        """The explanation of a batch with its per-map uncertainty: ``sd`` and ``stability`` filled.
+
+        ``sd`` is the method's own spread (:attr:`Explanation.sd`; zeros for a deterministic
+        method); ``stability`` the max-sensitivity of each map
+        (:func:`~medxai.methods._engine.uncertainty.max_sensitivity`) over ``uncertainty.samples``
+        perturbed copies, explained ``batch_size`` copies at a time, each with its image's target
+        (a region's mask held as resolved for the unperturbed image). Without ``uncertainty`` it
+        is the plain explanation.
+        """
+        setting = self.uncertainty
+        explain = getattr(self, "explain", None)
+        images, checked = self.engine.check_inputs(images, targets)
+
+        def plain(batch: np.ndarray, batch_targets: Targets) -> Explanation:
+            return (
+                explain(batch, batch_targets)
+                if explain is not None
+                else Explanation(np.asarray(self.attribute(batch, batch_targets)))
+            )
+
+        explanation = plain(images, checked)
+        if setting is None:
+            return explanation
+        sd = explanation.sd if explanation.sd is not None else np.zeros_like(explanation.attributions)
+        self.uncertainty = None  # the perturbed copies' own spread is not needed
+        try:
+            stability = max_sensitivity(
+                lambda copies, owner: plain(copies, checked[owner]).attributions,
+                images,
+                explanation.attributions,
+                setting,
+                self.batch_size,
+            )
+        finally:
+            self.uncertainty = setting
+        return replace(explanation, sd=sd.astype(np.float32), stability=stability)
 
     def as_batch(self, image: np.ndarray) -> np.ndarray:
         """One image ``(*spatial, C)``, ``(1, *spatial, C)`` or, for one channel, ``(*spatial)`` as a batch of one."""
@@ -388,14 +449,17 @@ class PathMethod(ExplainingMethod):
         """Attributions with completeness figures (where the method defines them)."""
         images, targets = self.engine.check_inputs(images, targets)
         plan = self.plan(images)
-        attributions = self.engine.integrate(images, targets, plan, batch_size=self.batch_size)
+        attributions, sd = self.engine.integrate_with_sd(images, targets, plan, batch_size=self.batch_size)
         delta = gap = None
         if self.has_delta:
             gap = self._gap(images, targets, plan.baselines)
             delta = attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
         n = len(images)
         steps = np.full(n, len(plan.alphas)) if plan.baselines is not None else None
-        return Explanation(attributions, delta, gap, np.full(n, plan.evaluations_per_image), steps)
+        evaluations = np.full(n, plan.evaluations_per_image)
+        return Explanation(
+            attributions, delta, gap, evaluations, steps, sd=sd if self.uncertainty is not None else None
+        )
 
     def _gap(self, images: np.ndarray, targets: Targets, baselines: np.ndarray | None) -> np.ndarray:
         """``F(x) - mean_b F(b)`` per image (``baselines``: ``(N, B, *spatial, C)``), for the completeness delta."""

@@ -44,7 +44,8 @@ class IntegratedGradients(PathMethod):
             an image that reaches it keeps its finest map and a warning.
         baseline: ``"zeros"``/``"black"``, ``"white"``, ``"uniform"`` (random),
             ``"blur"``, a float or an array, in the model's input space.
-        n_baselines: Average the attributions over this many random baselines.
+        n_baselines: Average the attributions over this many random baselines (with
+            ``uncertainty``, the SD map is over them).
         seed: Seed of random baselines.
         blur_sigma: Sigma of the ``"blur"`` baseline (default 1/8 of the smallest side).
         **kwargs: ``output``, ``batch_size``, ``heatmap`` (see :class:`XAIMethod`).
@@ -88,6 +89,11 @@ class IntegratedGradients(PathMethod):
             self.alphas, self.weights = integration_points(rule, int(steps))
         self.tolerance, self.max_steps = float(tolerance), int(max_steps)
         validate_baseline(baseline, n_baselines)
+        if steps == AUTO and n_baselines > 1 and self.uncertainty is not None:
+            raise ValueError(
+                "steps 'auto' with n_baselines > 1 has no per-map SD over baselines; give a fixed number of "
+                "steps with uncertainty"
+            )
         check_number("blur_sigma", blur_sigma)
         self.steps, self.rule = steps if steps == AUTO else int(steps), rule
         self.baseline, self.n_baselines = baseline, int(n_baselines)

@@ -30,6 +30,7 @@ import numpy as np
 
 from medxai._validation import per_axis_ints
 from medxai.methods._engine.targets import TargetLike
+from medxai.methods._engine.uncertainty import Welford, check_groups, seed_groups
 from medxai.methods.base import FILL_MEAN, ExplainingMethod, Explanation, _check_positive_int, check_fill, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow (nor scikit-image)
@@ -227,6 +228,7 @@ class LIME(ExplainingMethod):
         self.fill = check_fill(fill)
         check_number("seed", seed)
         self.seed = int(seed)
+        check_groups(self.samples, self.uncertainty is not None)
         self._check_polarity()
 
     @staticmethod
@@ -326,12 +328,25 @@ class LIME(ExplainingMethod):
         counts = segments.reshape(len(images), -1).max(axis=1) + 1
         bits = sample_bits(self.samples, int(counts.max()), self.seed)
         superpixels = _Superpixels(segments, counts, bits, self.fill, self.kernel_width)
-        scored, _, _ = forward_engine(self.engine).run(images, targets, superpixels, self.batch_size)
+        engine = forward_engine(self.engine)
+        channels, sd = images.shape[-1], None
+        groups = None if self.uncertainty is None else seed_groups(self.samples)
+        scored, _, scores = engine.run(images, targets, superpixels, self.batch_size, groups=groups)
         attributions = np.empty(images.shape[:-1], dtype=np.float64)
+        spread = Welford(len(images), images.shape[1:-1])
         for i, j in enumerate(counts):
-            flat = segments[i].ravel()
-            xty = np.bincount(flat, weights=scored[i].ravel(), minlength=j) / np.bincount(flat, minlength=j)
-            coefficients = weighted_ridge(bits[:, :j], superpixels.weights[i], xty, self.ridge)
-            attributions[i] = coefficients[segments[i]]
-        attributions = np.repeat(attributions[..., None], images.shape[-1], axis=-1).astype(np.float32)
-        return Explanation(attributions, evaluations=np.full(len(images), self.samples))
+            flat, kernel = segments[i].ravel(), superpixels.weights[i]
+            sums = scored[i] if groups is None else scored[i].sum(axis=0)
+            xty = np.bincount(flat, weights=sums.ravel(), minlength=j) / np.bincount(flat, minlength=j)
+            attributions[i] = weighted_ridge(bits[:, :j], kernel, xty, self.ridge)[segments[i]]
+            for g in range(groups or 0):  # each seed group's own regression on its own samples
+                member = np.arange(self.samples) * int(groups or 0) // self.samples == g
+                xty_g = np.bincount(flat, weights=scored[i, g].ravel(), minlength=j) / np.bincount(flat, minlength=j)
+                # the engine centred every sample's bits on all samples' weighted mean; a group centres on its own
+                own = kernel[member] @ bits[member, :j] / kernel[member].sum()
+                xty_g += (superpixels.centre[i, :j] - own) * (kernel[member] @ scores[i, member])
+                spread.add(i, weighted_ridge(bits[member, :j], kernel[member], xty_g, self.ridge)[segments[i]])
+        if groups is not None:
+            sd = np.repeat(spread.sd()[..., None], channels, axis=-1)
+        attributions = np.repeat(attributions[..., None], channels, axis=-1).astype(np.float32)
+        return Explanation(attributions, evaluations=np.full(len(images), self.samples), sd=sd)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medxai.errors import SettingError
-from medxai.methods.base import XAIMethod, normalize_name
+from medxai.methods._engine.uncertainty import Uncertainty
+from medxai.methods.base import UNCERTAINTY, XAIMethod, normalize_name
 
 if TYPE_CHECKING:
     import keras
@@ -176,7 +177,8 @@ def build_methods(
         heatmap: The heatmap policy.
         jit: Whether the engine compiles with XLA.
         precision: The engine's precision.
-        seed: Given to each method that takes a ``seed`` and was not given one.
+        seed: Given to each method that takes a ``seed`` and was not given one, and to the
+            stability noise of each method with ``uncertainty`` that sets no seed of its own.
 
     Returns:
         The methods, in the order of ``specs``; dropping them frees the model.
@@ -204,6 +206,8 @@ def build_methods(
         params = dict(params)
         if "seed" in method_parameters(cls) and "seed" not in params:
             params["seed"] = seed
+        if params.get(UNCERTAINTY) not in (None, False):  # the stability noise is seeded by the run's seed too
+            params[UNCERTAINTY] = Uncertainty.of(params[UNCERTAINTY], seed=seed)
         method = cls(
             model,
             output=output,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medxai.methods._engine.targets import TargetLike
+from medxai.methods._engine.uncertainty import Welford, check_groups, seed_groups
 from medxai.methods.base import ExplainingMethod, Explanation, _check_positive_int, check_number
 
 if TYPE_CHECKING:  # importing the class starts no TensorFlow
@@ -138,6 +139,7 @@ class RISE(ExplainingMethod):
             raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
         self.p: float = float(p)
         self.seed: int = int(check_number("seed", seed))
+        check_groups(self.samples, self.uncertainty is not None)
         self._check_polarity()
 
     def params(self) -> dict[str, Any]:
@@ -151,9 +153,28 @@ class RISE(ExplainingMethod):
 
         images, targets = self.engine.check_inputs(images, targets)
         masks = _Masks(self.samples, self.cells, self.p, self.seed)
-        scored, covered, scores = forward_engine(self.engine).run(images, targets, masks, self.batch_size)
-        mean = scores.mean(axis=1).reshape((-1,) + (1,) * (images.ndim - 2))
+        engine = forward_engine(self.engine)
+        channels = images.shape[-1]
+        sd = None
+        if self.uncertainty is None:
+            scored, covered, scores = engine.run(images, targets, masks, self.batch_size)
+            saliency = self._saliency(scored, covered, scores)
+        else:  # the same masks in seed groups: each group's own saliency, their SD
+            groups = seed_groups(self.samples)
+            scored_g, covered_g, scores = engine.run(images, targets, masks, self.batch_size, groups=groups)
+            saliency = self._saliency(scored_g.sum(axis=1), covered_g.sum(axis=1), scores)
+            member = np.arange(self.samples) * groups // self.samples
+            spread = Welford(len(images), images.shape[1:-1])
+            for g in range(groups):
+                part = self._saliency(scored_g[:, g], covered_g[:, g], scores[:, member == g])
+                for i in range(len(images)):
+                    spread.add(i, part[i])
+            sd = np.repeat(spread.sd()[..., None], channels, axis=-1)
+        attributions = np.repeat(saliency[..., None], channels, axis=-1).astype(np.float32)
+        return Explanation(attributions, evaluations=np.full(len(images), self.samples), sd=sd)
+
+    def _saliency(self, scored: np.ndarray, covered: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The covariance estimator (class docstring) from the sums over some masks and their scores."""
+        mean = scores.mean(axis=1).reshape((-1,) + (1,) * (scored.ndim - 1))
         # sum_i (F_i - Fbar) M_i = sum_i F_i M_i - Fbar sum_i M_i
-        saliency = (scored - mean * covered) / ((self.samples - 1) * self.p)
-        attributions = np.repeat(saliency[..., None], images.shape[-1], axis=-1).astype(np.float32)
-        return Explanation(attributions, evaluations=np.full(len(images), self.samples))
+        return (scored - mean * covered) / ((scores.shape[1] - 1) * self.p)

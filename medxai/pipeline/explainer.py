@@ -27,7 +27,7 @@ from medxai.methods._engine import OUTPUT_PROBABILITIES
 from medxai.methods._engine.spec import shape_words
 from medxai.methods.base import Explanation, XAIMethod
 from medxai.pipeline.config import Config
-from medxai.pipeline.item import Item, image_error, placement
+from medxai.pipeline.item import Item, MapSD, image_error, placement
 from medxai.pipeline.journal import source_key
 from medxai.pipeline.provenance import STORED
 from medxai.pipeline.study_methods import output_spec, study_methods
@@ -62,9 +62,9 @@ class MapSink(Protocol):
         """Refuse an image of a kind the maps cannot be kept for."""
 
     def write_later(
-        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: np.ndarray
+        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: np.ndarray, sd: MapSD = None
     ) -> None:
-        """Keep one map of ``row``."""
+        """Keep one map of ``row`` (and its per-value SD, :attr:`Explanation.sd`, where computed)."""
 
 
 class Explainer:
@@ -229,7 +229,7 @@ class Explainer:
                     for c in classes[i]
                 )
             for group, explanation in explained:
-                relative = explanation.relative_delta
+                relative, stability = explanation.relative_delta, explanation.stability
                 n_maps = sum(len(classes[i]) for i in group)
                 seconds = (time.perf_counter() - started) / max(1, n_maps)
                 k = 0
@@ -246,8 +246,10 @@ class Explainer:
                             warning=_entry(explanation.warnings, k),
                             seconds=f"{seconds:.4f}",
                             evaluations=_entry(explanation.evaluations, k),
+                            stability=_format(None if stability is None else float(stability[k])),
                         )
-                        writer.write_later(row, item, method.name, c, explanation.attributions[k])
+                        sd = None if explanation.sd is None else explanation.sd[k]
+                        writer.write_later(row, item, method.name, c, explanation.attributions[k], sd)
                         rows.append(row)
                         k += 1
             _tick(tick, len(items) / len(self.methods))
@@ -337,6 +339,8 @@ class Explainer:
         owners = [i for i, cs in enumerate(classes) for _ in cs]
         images = np.stack([_tensor(items[i]) for i in owners])
         targets: list[Any] = [method_target(c) for cs in classes for c in cs]
+        if getattr(method, "uncertainty", None) is not None:
+            return method.explain_with_uncertainty(images, targets)
         explain = getattr(method, "explain", None)
         if explain is not None:
             return explain(images, targets)

@@ -12,6 +12,9 @@ from medxai.io.geometry import orientation_code, voxel_spacing
 from medxai.io.nifti import NiftiXforms
 from medxai.preprocess import PreprocessError
 
+#: A map's per-value SD of its signed attributions (a method with ``uncertainty``), or None.
+MapSD = np.ndarray | None
+
 
 @dataclass
 class Item:

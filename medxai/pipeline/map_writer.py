@@ -19,12 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from medxai.heatmap import HeatmapPolicy, to_heatmap
+from medxai.heatmap import HeatmapPolicy, heatmap_sd, to_heatmap
 from medxai.io import safe_id
-from medxai.io.formats import MapToWrite, OutputFormat, file_columns, output_formats, write_once
+from medxai.io.formats import (
+    SD_SUFFIXES,
+    MapToWrite,
+    OutputFormat,
+    file_columns,
+    output_formats,
+    write_once,
+    write_sd,
+)
 from medxai.io.limits import must_propagate
 from medxai.io.writers import is_disk_full, write_npy
-from medxai.pipeline.item import Item, image_error
+from medxai.pipeline.item import Item, MapSD, image_error
 from medxai.pipeline.run_folder import RunFolder, map_files, no_files
 from medxai.pipeline.targets import Target, target_tag
 from medxai.preprocess import resize_mask
@@ -92,21 +100,27 @@ class MapWriter:
                 self._threads = None
 
     def write_later(
-        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: np.ndarray
+        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: np.ndarray, sd: MapSD = None
     ) -> None:
         """Write one map (now, or on the writer threads); :meth:`settle` puts its file names into ``row``."""
-        row[_PENDING] = self._submit(self.write_map, item, method, target, attributions)
+        row[_PENDING] = self._submit(self.write_map, item, method, target, attributions, sd)
 
-    def write_map(self, item: Item, method: str, target: Target, attributions: np.ndarray) -> dict[str, str]:
+    def write_map(
+        self, item: Item, method: str, target: Target, attributions: np.ndarray, sd: np.ndarray | None = None
+    ) -> dict[str, str]:
         """Write one map in every format; on any failure remove what this call wrote, then raise.
 
         A region target's map is written with its region (at the source's geometry) for the
         pictures' outline and the ``mask`` format; the region itself goes once to
-        ``regions/<image id>_<target tag>.npy`` (bool; :meth:`write_region`).
+        ``regions/<image id>_<target tag>.npy`` (bool; :meth:`write_region`). With ``sd`` (the
+        per-value SD of the signed attributions, a method with ``uncertainty``), the SD map in
+        the map's units (:func:`medxai.heatmap.heatmap_sd`), resampled to the source's geometry
+        as the map is, goes beside it as ``<stem>.sd.npy`` (and ``<stem>.sd.nii.gz`` when NIfTI
+        maps are written).
 
         Returns:
-            The index cells: every file column (empty when its format is not written), ``npy_bytes``
-            and ``region_path`` (empty for a class target).
+            The index cells: every file column (empty when its format is not written), ``npy_bytes``,
+            ``region_path`` (empty for a class target) and ``sd_path`` (empty without ``sd``).
         """
         heatmap = self.to_source(to_heatmap(attributions, self.policy), item.geometry)
         output = self.output
@@ -132,13 +146,30 @@ class MapWriter:
                 if map_.region is None or map_.region_stem is None
                 else self.write_region(map_.region, map_.region_stem)
             )
+            written["sd_path"] = "" if sd is None else write_sd(map_, self.sd_map(attributions, sd, item), self.nifti)
         except BaseException:
-            self.folder.remove([map_.name(suffix) for fmt in self.formats for suffix in fmt.suffixes])
+            suffixes = [suffix for fmt in self.formats for suffix in fmt.suffixes] + list(SD_SUFFIXES)
+            self.folder.remove([map_.name(suffix) for suffix in suffixes])
             raise
         written["npy_bytes"] = (
             str(os.path.getsize(self.folder.out / written["npy_path"])) if written.get("npy_path") else ""
         )
         return written
+
+    @property
+    def nifti(self) -> bool:
+        """Whether maps are written as NIfTI (then SD maps are too)."""
+        return any(fmt.name == "nifti" for fmt in self.formats)
+
+    def sd_map(self, attributions: np.ndarray, sd: np.ndarray, item: Item) -> np.ndarray:
+        """The SD map in the map's units (:func:`medxai.heatmap.heatmap_sd`) at the source's geometry.
+
+        Resampled by the map's own resampling (linear); it is scaled into [0, 1] for it and back,
+        so an SD over 1 is not clipped.
+        """
+        values = heatmap_sd(attributions, sd, self.policy)
+        scale = max(1.0, float(values.max()))
+        return self.to_source(values / scale, item.geometry) * np.float32(scale)
 
     def write_region(self, region: np.ndarray, stem: Path) -> str:
         """The region (bool, at the source's geometry) as ``<stem>.npy``, once per run; its relative path."""

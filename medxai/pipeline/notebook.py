@@ -29,7 +29,7 @@ import pandas as pd
 
 from medxai._validation import describe_frame, is_frame
 from medxai.errors import StudyError
-from medxai.heatmap import HeatmapPolicy, to_heatmap
+from medxai.heatmap import HeatmapPolicy, heatmap_sd, to_heatmap
 from medxai.io import LoadedImage, ManifestRow
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import DataSection, ModelSection, OutputSection
@@ -67,6 +67,9 @@ class Result:
         heatmap: ``(*model_spatial)`` in [0, 1], the heatmap policy applied.
         explained: What output the method explained (e.g. ``logits``), as the run's index says.
         info: The row a run's ``index.csv`` would hold for this map (score, predicted, ...).
+        sd: ``(*model_spatial)`` the SD map in the heatmap's units (:func:`medxai.heatmap.heatmap_sd`:
+            the spread over the method's samples, baselines or seed groups, divided by the same
+            range as the heatmap; zeros for a deterministic method), or None without ``uncertainty``.
     """
 
     image_id: str
@@ -79,6 +82,13 @@ class Result:
     display: np.ndarray | None = field(default=None, repr=False)
     geometry: Geometry | None = field(default=None, repr=False)
     preprocessor: Preprocessor | None = field(default=None, repr=False)
+    sd: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def stability(self) -> float | None:
+        """The map's max-sensitivity (lower is more stable, 0: identical maps), or None without ``uncertainty``."""
+        value = self.info.get("stability", "")
+        return None if value in ("", None) else float(value)
 
     def overlay(self, colormap: str = "inferno", alpha: float = 0.5) -> np.ndarray:
         """An RGB uint8 picture: the heatmap over the displayed image (resampled to the source's
@@ -168,7 +178,8 @@ def explain(
             ``image_id``, ``label``, ``mask``, ``region``, ``series_uid``).
         methods: What a config's ``methods`` takes: a name, a mapping with parameters
             (``{"name": "integrated_gradients", "steps": 32}``) or a list of them;
-            None: ``integrated_gradients``.
+            None: ``integrated_gradients``. ``{"name": "smoothgrad", "uncertainty": True}`` adds
+            the per-map uncertainty: :attr:`Result.sd` and :attr:`Result.stability`.
         targets: What a config's ``targets`` takes: ``predicted``, ``label`` (a DataFrame's
             ``label`` column), ``all``, ``{"top_k": K}``, ``{"threshold": T}``, a list of classes;
             a segmentation model's ``{"region": ..., "channels": [...]}``.
@@ -218,7 +229,7 @@ def explain(
             warnings.warn(f"{r['image_id']}: {r['method']}: skipped: {r['warning']}", stacklevel=2)
     results = Results()
     order = {id(item): k for k, item in enumerate(items)}  # image by image (a stable sort keeps the rest)
-    for row, item, method, target, attributions in sorted(sink.maps, key=lambda m: order[id(m[1])]):
+    for row, item, method, target, attributions, sd in sorted(sink.maps, key=lambda m: order[id(m[1])]):
         results.append(
             Result(
                 image_id=item.row.image_id,
@@ -231,6 +242,7 @@ def explain(
                 display=item.display,
                 geometry=item.geometry,
                 preprocessor=explainer.preprocessor if item.display is not None else None,
+                sd=None if sd is None else heatmap_sd(attributions, sd, explainer.policy),
             )
         )
     return results
@@ -242,13 +254,15 @@ class _Maps:
     needs_display = True
 
     def __init__(self) -> None:
-        self.maps: list[tuple[dict[str, Any], Item, str, Target, np.ndarray]] = []
+        self.maps: list[tuple[dict[str, Any], Item, str, Target, np.ndarray, np.ndarray | None]] = []
 
     def check_source(self, kind: str, path: str) -> None:
         """Every image kind has a picture in memory."""
 
-    def write_later(self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: Any) -> None:
-        self.maps.append((row, item, method, target, np.asarray(attributions)))
+    def write_later(
+        self, row: dict[str, Any], item: Item, method: str, target: Target, attributions: Any, sd: Any = None
+    ) -> None:
+        self.maps.append((row, item, method, target, np.asarray(attributions), None if sd is None else np.asarray(sd)))
 
 
 def _data_section(frame: Any) -> DataSection:

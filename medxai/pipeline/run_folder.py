@@ -245,12 +245,12 @@ class RunFolder:
 
 def map_files(row: Mapping[str, Any]) -> list[str]:
     """The map files an index row names (relative to the run folder)."""
-    return [row[k] for k in file_columns() if row.get(k)]
+    return [row[k] for k in (*file_columns(), "sd_path") if row.get(k)]
 
 
 def no_files() -> dict[str, str]:
     """The index cells of a row that names no file (a failed map's)."""
-    return {k: "" for k in (*file_columns(), "npy_bytes", "region_path")}
+    return {k: "" for k in (*file_columns(), "npy_bytes", "region_path", "sd_path")}
 
 
 def append(log: BinaryIO, path: Path, text: str) -> None:

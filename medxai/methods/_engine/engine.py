@@ -36,6 +36,7 @@ from medxai.methods._engine.plan import PathPlan
 from medxai.methods._engine.precision import PRECISIONS, computed_precision, mixed_precision_copy
 from medxai.methods._engine.spec import OutputSpec, shape_words
 from medxai.methods._engine.targets import Targets
+from medxai.methods._engine.uncertainty import Welford
 from medxai.regions import EmptyRegionError, Region
 
 #: A target inside compiled code: ``(channel (R,) int32, region weights (R, *spatial) float32 or None)``.
@@ -79,31 +80,24 @@ def _regions(targets: Any, n: int) -> list[Region] | None:
 
 
 class _Moments:
-    """Running per-image mean (and M2 for the variance) in float64 (Welford)."""
+    """The plan's statistic over each image's samples, from running moments (:class:`Welford`)."""
 
     def __init__(self, n: int, shape: tuple[int, ...], statistic: str, transform: str | None):
         self.statistic = statistic
         self.transform = transform
-        self.count = np.zeros(n, dtype=np.int64)
-        self.mean = np.zeros((n, *shape), dtype=np.float64)
-        self.m2 = np.zeros((n, *shape), dtype=np.float64) if statistic == "variance" else None
+        self.moments = Welford(n, shape)
 
     def add(self, index: int, value: np.ndarray) -> None:
         if self.transform == "abs":
             value = np.abs(value)
         if self.statistic == "squared":
             value = value * value
-        self.count[index] += 1
-        delta = value - self.mean[index]
-        self.mean[index] += delta / self.count[index]
-        if self.m2 is not None:
-            self.m2[index] += delta * (value - self.mean[index])
+        self.moments.add(index, value)
 
     def result(self) -> np.ndarray:
-        if self.m2 is not None:
-            count = self.count.reshape((-1,) + (1,) * (self.mean.ndim - 1))
-            return (self.m2 / count).astype(np.float32)
-        return self.mean.astype(np.float32)
+        if self.statistic == "variance":
+            return self.moments.variance().astype(np.float32)
+        return self.moments.mean.astype(np.float32)
 
 
 class GradientEngine:
@@ -376,7 +370,13 @@ class GradientEngine:
         return np.concatenate(parts, axis=0)
 
     def integrate(self, images: np.ndarray, targets: Targets, plan: PathPlan, batch_size: int = 32) -> np.ndarray:
-        """Run a plan: the statistic over samples of the weighted path sums.
+        """Run a plan: the statistic over samples of the weighted path sums (see :meth:`integrate_with_sd`)."""
+        return self.integrate_with_sd(images, targets, plan, batch_size)[0]
+
+    def integrate_with_sd(
+        self, images: np.ndarray, targets: Targets, plan: PathPlan, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run a plan: the statistic over samples of the weighted path sums, and their per-value spread.
 
         Each sample's path sums are first averaged over its baselines; the
         transform and the statistic apply to that mean (SmoothGrad-squared of IG
@@ -388,8 +388,15 @@ class GradientEngine:
             plan: What to integrate.
             batch_size: Rows per model call (the memory bound).
 
+        The spread is the population standard deviation (numpy's ``std``, ``ddof=0``), folded in
+        the same pass (Welford) as the statistic: over the samples of the values the statistic
+        averages (each sample's mean over baselines, transformed; squared for ``"squared"``; for
+        ``"variance"``, the SD of the samples, the square root of the map) or, with one sample
+        and several baselines (IG over random baselines), over the baselines. One sample of one
+        baseline (a plain gradient, IG from one baseline): zeros.
+
         Returns:
-            ``(N, *spatial, C)`` float32 attributions.
+            ``(N, *spatial, C)`` float32 attributions, and ``(N, *spatial, C)`` float32 standard deviations.
         """
         self.sync_weights()
         n = len(images)
@@ -407,6 +414,7 @@ class GradientEngine:
         empty_keys = tf.zeros([0], dtype=tf.int64)
 
         moments = _Moments(n, shape, plan.statistic, plan.transform)
+        over_baselines = Welford(n, shape) if plan.samples == 1 and n_base > 1 else None
         open_items: dict[int, np.ndarray] = {}
         open_samples: dict[int, tuple[np.ndarray, int]] = {}  # (image, sample) -> (sum over baselines, count)
         for start in range(0, total_rows, batch_size):
@@ -426,7 +434,9 @@ class GradientEngine:
                     tf.constant(item - item[0], tf.int32),
                     tf.constant(int(item[-1] - item[0] + 1), tf.int32),
                 ).numpy()
-                self._fold(sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments)
+                self._fold(
+                    sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments, over_baselines
+                )
                 continue
             image_u, row_image = np.unique(image, return_inverse=True)
             if bases is not None:
@@ -457,8 +467,11 @@ class GradientEngine:
                 has_base,
                 has_noise,
             ).numpy()
-            self._fold(sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments)
-        return moments.result()
+            self._fold(
+                sums, item, rows, n_points, n_base, plan.samples, open_items, open_samples, moments, over_baselines
+            )
+        spread = moments.moments if over_baselines is None else over_baselines
+        return moments.result(), spread.sd()
 
     @staticmethod
     def _fold(
@@ -471,6 +484,7 @@ class GradientEngine:
         open_items: dict[int, np.ndarray],
         open_samples: dict[int, tuple[np.ndarray, int]],
         moments: _Moments,
+        over_baselines: Welford | None = None,
     ) -> None:
         """Add a chunk's per-item sums; fold finished items into their sample and image."""
         for offset, partial in enumerate(sums):
@@ -484,7 +498,10 @@ class GradientEngine:
             if (key + 1) * n_points <= finished_rows:
                 sample_key = key // n_base
                 total, count = open_samples.pop(sample_key, (0.0, 0))
-                total, count = total + open_items.pop(key), count + 1
+                finished = open_items.pop(key)
+                if over_baselines is not None:
+                    over_baselines.add(sample_key // samples, finished)
+                total, count = total + finished, count + 1
                 if count == n_base:
                     moments.add(sample_key // samples, total / n_base)
                 else:

@@ -150,7 +150,12 @@ class ForwardEngine:
             yield rows, tuple(o.numpy()[: len(rows)] for o in out)
 
     def run(
-        self, images: np.ndarray, targets: Targets, perturbation: Perturbation, batch_size: int = 32
+        self,
+        images: np.ndarray,
+        targets: Targets,
+        perturbation: Perturbation,
+        batch_size: int = 32,
+        groups: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sum the weighted scores of every copy of every image.
 
@@ -163,22 +168,30 @@ class ForwardEngine:
             targets: The images' :class:`~medxai.methods._engine.targets.Targets`.
             perturbation: What the copies are.
             batch_size: Rows per model call (the memory bound).
+            groups: None, or the number of disjoint, contiguous groups of each image's copies
+                (copy ``k`` in group ``k * groups // rows_per_image``) whose sums are kept apart
+                (per-map uncertainty over seed groups; memory grows by ``groups``).
 
         Returns:
-            ``(sum_k F(copy_k) * W_k, sum_k W_k)``, each ``(N, *spatial)`` float64, and the scores
-            ``F(copy_k)`` ``(N, rows_per_image)`` float64.
+            ``(sum_k F(copy_k) * W_k, sum_k W_k)``, each ``(N, *spatial)`` float64 (with ``groups``:
+            ``(N, groups, *spatial)``, one sum per group), and the scores ``F(copy_k)``
+            ``(N, rows_per_image)`` float64.
         """
         n, per_row = len(images), perturbation.rows_per_image
         spatial = images.shape[1:-1]
-        scored = np.zeros((n, *spatial), dtype=np.float64)
-        weights = np.zeros((n, *spatial), dtype=np.float64)
+        count = 1 if groups is None else groups
+        scored = np.zeros((n, count, *spatial), dtype=np.float64)
+        weights = np.zeros((n, count, *spatial), dtype=np.float64)
         scores = np.empty(n * per_row, dtype=np.float64)
         for rows, (score, weight) in self._chunks(images, targets, perturbation, batch_size, with_weights=True):
             scores[rows] = score
             score, weight = score.astype(np.float64), weight.astype(np.float64)
-            for row, s, w in zip(rows // per_row, score, weight):  # a fixed order of additions per image
-                scored[row] += s * w
-                weights[row] += w
+            group = (rows % per_row) * count // per_row
+            for row, g, s, w in zip(rows // per_row, group, score, weight):  # a fixed order of additions per image
+                scored[row, g] += s * w
+                weights[row, g] += w
+        if groups is None:
+            return scored[:, 0], weights[:, 0], scores.reshape(n, per_row)
         return scored, weights, scores.reshape(n, per_row)
 
     def scores(

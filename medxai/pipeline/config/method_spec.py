@@ -30,6 +30,8 @@ from medxai._validation import (
     validation_error,
     validation_errors,
 )
+from medxai.methods._engine.uncertainty import uncertainty_problems
+from medxai.methods.base import UNCERTAINTY
 
 MethodRegistry = Callable[[], Mapping[str, Callable[..., Any]]]
 """Zero-argument callable returning ``{method name or alias (lower-case): class}``."""
@@ -128,6 +130,11 @@ class MethodSpec(BaseModel):
         accepted, required = _method_parameters(registry[self.registered])
         problems: Problems = []
         for key in self.params:
+            if key == UNCERTAINTY:  # every method's option (medxai.methods.base.XAIMethod)
+                problems.extend(
+                    (tuple(where.split(".")), message) for where, message in uncertainty_problems(self.params[key])
+                )
+                continue
             if key in RESERVED_METHOD_PARAMS:
                 problems.append(((key,), f"not allowed in a method entry; it is set by {RESERVED_METHOD_PARAMS[key]}"))
             elif key not in accepted:
@@ -141,7 +148,8 @@ class MethodSpec(BaseModel):
         )
         check = getattr(registry[self.registered], "check_params", None)
         if check is not None and not problems:
-            problems.extend(((key,), message) for key, message in check(self.params))
+            own = {k: v for k, v in self.params.items() if k != UNCERTAINTY}
+            problems.extend(((key,), message) for key, message in check(own))
         if problems:
             raise validation_errors(problems)
         return self
