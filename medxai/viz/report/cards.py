@@ -26,6 +26,7 @@ from medxai.viz.report.formatting import (
 from medxai.viz.report.loading import ImageEntry, MapRow, Run
 from medxai.viz.report.outcomes import class_set, class_text, classes_text, outcome
 from medxai.viz.report.pictures import (
+    SD_TOP,
     THUMBNAIL_SIZE,
     Picture,
     Pictures,
@@ -41,6 +42,10 @@ from medxai.viz.report.pictures import (
 from medxai.viz.report.viewer import image_viewer
 
 DELTA_WARN = 0.05  # relative IG completeness error shown as a warning above this
+STABILITY_TITLE = (
+    "max-sensitivity under small input noise (Yeh et al. 2019, as Quantus computes it): lower is more stable, "
+    "0 = the same map; in the method's units, so compare it within a method"
+)
 
 
 @dataclass
@@ -213,6 +218,9 @@ def _figures(row: MapRow, run: Run) -> tuple[list[Figure], dict[str, float]]:
         css = "warn" if row.delta > DELTA_WARN else ""
         items.append(Figure(METRICS["completeness"][0], percent(row.delta), METRICS["completeness"][2], css))
         values["completeness"] = row.delta
+    if math.isfinite(row.stability):
+        items.append(Figure("stability", num(row.stability), STABILITY_TITLE))
+        values["stability"] = row.stability
     figures = (run.metrics or {}).get(row.key) or {}
     labels = metric_labels(run.evaluation_spec)
     for metric in [m for m in METRIC_COLUMNS if m in figures] + sorted(set(figures) - set(METRIC_COLUMNS)):
@@ -279,6 +287,12 @@ def _card(
         width, height = display_size(1, 1)
         thumbs.append(Thumb(width, height, problem=problem))
     written = []
+    spread = pictures.sd(row, first.slices)  # uncertainty: true wrote an SD map beside the map
+    if spread.rgb is not None:
+        alt = f"{image.image_id} {row.method} SD map (0 to {SD_TOP:g} of the map's range)"
+        thumbs.append(_thumb(spread.rgb, "", mask, alt, size, None, spread.slices))
+    elif spread.problem:
+        written.append(f"SD map {spread.problem}")
     if overlay.rgb is None:
         written.append(overlay.problem if row.paths["overlay_path"] else "no overlay written")
     if heatmap.rgb is not None and heatmap.problem:

@@ -36,7 +36,7 @@ class MapRow:
     score: float
     status: str
     error: str
-    paths: dict[str, str]  # npy_path, png_path, overlay_path (relative, may be "")
+    paths: dict[str, str]  # npy_path, png_path, overlay_path, sd_path (relative, may be "")
     delta: float
     seconds: float
     evaluations: str
@@ -46,6 +46,7 @@ class MapRow:
     region_voxels: str = ""
     region_score: float = math.nan
     region_path: str = ""  # the region's mask (.npy at the map's geometry), relative to the run folder
+    stability: float = math.nan  # max-sensitivity under input noise (Yeh et al. 2019), with uncertainty on
 
     @property
     def key(self) -> MapKey:
@@ -182,7 +183,7 @@ def _read_images(index_path: Path, methods: dict[str, None]) -> list[ImageEntry]
                 score=to_float(raw.get("score")),
                 status=(raw.get("status") or "").strip() or "error",
                 error=raw.get("error", ""),
-                paths={k: raw.get(k, "") or "" for k in ("npy_path", "png_path", "overlay_path")},
+                paths={k: raw.get(k, "") or "" for k in ("npy_path", "png_path", "overlay_path", "sd_path")},
                 delta=to_float(raw.get("relative_delta", raw.get("delta"))),
                 seconds=to_float(raw.get("seconds")),
                 evaluations=raw.get("evaluations", ""),
@@ -192,6 +193,7 @@ def _read_images(index_path: Path, methods: dict[str, None]) -> list[ImageEntry]
                 region_voxels=(raw.get("region_voxels") or "").strip(),
                 region_score=to_float(raw.get("region_score")),
                 region_path=raw.get("region_path") or "",
+                stability=to_float(raw.get("stability")),
             )
         )
     return list(images.values())

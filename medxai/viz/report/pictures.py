@@ -104,6 +104,25 @@ def colourise_npy(path: Path, colormap: str, output: dict | None = None) -> tupl
         return colorize(heatmap, "inferno", slices=shown, values=values), shown
 
 
+#: The SD map's pictures: colours from 0 to this SD, in the map's units ([0, 1] is the map's range).
+SD_TOP = 0.5
+SD_COLORMAP = "viridis"  # apart from the maps' colours: an SD picture is never read as a map
+
+
+def colourise_sd(path: Path, slices: tuple[int, ...] | None) -> np.ndarray:
+    """A saved SD map (``<stem>.sd.npy``, in the map's units) as an RGB picture: :data:`SD_COLORMAP`
+    from 0 to :data:`SD_TOP`; a volume's montage of ``slices`` (its map picture's)."""
+    from medxai.viz.render import colorize
+
+    sd = np.nan_to_num(np.load(path, allow_pickle=False).astype(np.float32))
+    if sd.ndim not in (2, 3):
+        raise ValueError(f"SD map of shape {sd.shape}")
+    shown = slices if sd.ndim == 3 else None
+    if shown is not None and any(not 0 <= i < sd.shape[0] for i in shown):
+        shown = None
+    return colorize(sd, SD_COLORMAP, slices=shown, values=np.clip(sd / SD_TOP, 0, 1))
+
+
 @dataclass
 class Picture:
     """A map picture for the report: pixels, where it came from, or why there is none."""
@@ -170,6 +189,21 @@ class Pictures:
                 continue
             return Picture(rgb, _KIND_NAMES[kind], "; ".join(problems), relative, slices)
         return Picture(None, "", "; ".join(problems))
+
+    def sd(self, row: MapRow, slices: tuple[int, ...] | None) -> Picture:
+        """The row's SD map picture (``sd_path``, written with ``uncertainty: true``), or why there is none."""
+        relative = row.paths.get("sd_path", "")
+        if not relative:
+            return Picture(None, "")
+        try:
+            path = inside(self.root, relative)
+            if path is None:
+                return Picture(None, "", f"{relative}: file missing")
+            return Picture(colourise_sd(path, slices), "SD", "", relative, slices)
+        except OutsideRun:
+            return Picture(None, "", f"{relative}: not shown (outside the run folder)")
+        except Exception as err:  # a damaged file must not end the report
+            return Picture(None, "", f"{relative}: unreadable ({type(err).__name__})")
 
     def shown_values(self, heatmap: np.ndarray) -> np.ndarray:
         """What this run's pictures colour for ``heatmap`` (:func:`shown_values` with the run's output config)."""
