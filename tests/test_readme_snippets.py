@@ -32,7 +32,12 @@ both sides before they are compared:
 Everything else, numbers included, must be equal.
 
 **Links.** Every relative link in the pages (``[text](docs/methods.md#adaptive-steps)``) must
-name a file that exists and, with ``#anchor``, a heading of that file (GitHub's anchors).
+name a file that exists and, with ``#anchor``, a heading of that file (GitHub's anchors), and the
+README links every docs page.
+
+**Lists.** The pages' lists follow the code's tables: docs/methods.md has a row for every built-in
+method with exactly its aliases (and the README's intro their number), docs/outputs.md names every
+index column, docs/evaluation.md every figure and every column of summary.csv and sanity.csv.
 """
 
 from __future__ import annotations
@@ -365,3 +370,23 @@ def test_the_methods_page_has_every_method_and_alias_and_the_readme_their_number
     assert len(names) == len(builtin)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f"{len(builtin)} methods" in readme.split("## ")[0], "the README's intro counts the methods"
+
+
+def code_words(page: str) -> set[str]:
+    """The words of a page's inline code (`a, b` names a and b)."""
+    text = _FENCE.sub("", (REPO / page).read_text(encoding="utf-8"))
+    return {word for span in re.findall(r"`([^`]+)`", text) for word in re.split(r"[\s,;/]+", span) if word}
+
+
+def test_the_outputs_page_names_every_index_column():
+    from medxai.io.index import index_columns
+
+    missing = [c for c in index_columns() if c not in code_words("docs/outputs.md")]
+    assert not missing, f"docs/outputs.md does not name the index columns {missing}"
+
+
+def test_the_evaluation_page_names_every_figure_and_summary_column():
+    from medxai.pipeline.evaluation import METRICS, SANITY_COLUMNS, SUMMARY_COLUMNS
+
+    missing = [c for c in (*METRICS, *SUMMARY_COLUMNS, *SANITY_COLUMNS) if c not in code_words("docs/evaluation.md")]
+    assert not missing, f"docs/evaluation.md does not name {missing}"
