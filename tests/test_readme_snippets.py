@@ -42,6 +42,7 @@ index column, docs/evaluation.md every figure and every column of summary.csv an
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -273,7 +274,8 @@ def test_a_transcript_prints_what_its_page_shows(transcript, ran):
     for command, result in zip(transcript["commands"], ran[(transcript["page"], transcript["line"])]):
         got, shown = masked(result["output"], roots), masked("\n".join(command["shown"]), roots)
         where = f"{transcript['page']} line {transcript['line']}, $ {shlex.join(command['argv'])}"
-        assert shows(got, shown), f"{where}: the page shows\n" + "\n".join(shown) + "\nit prints\n" + "\n".join(got)
+        diff = "\n".join(difflib.unified_diff(shown, got, "the page shows", "the command prints", lineterm=""))
+        assert shows(got, shown), f"{where}:\n{diff}"
 
 
 def test_the_masks_keep_what_matters():
