@@ -1,4 +1,4 @@
-"""The README's plug-in example, installed from a real dist-info, works by name everywhere."""
+"""The plug-in example of the pages (docs/extending.md), installed from a real dist-info, works by name everywhere."""
 
 import re
 import sys
@@ -12,12 +12,14 @@ import medxai
 from medxai.methods import registry
 from medxai.pipeline.config import Config, ConfigError
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
-def readme_plugin_source() -> str:
-    blocks = re.findall(r"```python\n(# my_package/contrast.py\n.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 1
+def pages_plugin_source() -> str:
+    pattern = r"```python\n(# my_package/contrast.py\n.*?)```"
+    blocks = [block for page in PAGES for block in re.findall(pattern, page.read_text(encoding="utf-8"), re.S)]
+    assert len(blocks) == 1  # one example, in README.md or docs/*.md
     return blocks[0]
 
 
@@ -26,7 +28,7 @@ def installed(tmp_path, monkeypatch):
     package = tmp_path / "my_package"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "contrast.py").write_text(readme_plugin_source())
+    (package / "contrast.py").write_text(pages_plugin_source())
     dist = tmp_path / "my_package-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-package\nVersion: 0.1\n")
