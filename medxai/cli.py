@@ -34,8 +34,8 @@ EXIT_OK, EXIT_IMAGES_FAILED, EXIT_INVALID = 0, 1, 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medxai",
-        description="Gradient attribution maps (Integrated Gradients, saliency, SmoothGrad) "
-        "for Keras medical-image classifiers.",
+        description="Attribution maps (16 methods: Integrated Gradients, gradients, SmoothGrad, the CAM family, "
+        "occlusion, RISE, LIME, ...) for Keras medical-image classifiers and segmentation models.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
