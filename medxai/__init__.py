@@ -10,9 +10,9 @@ The root exports what users use: every method class (found by the registry), ``g
 internals stay under their packages (``medxai.methods._engine``).
 
 Names are loaded on first use, so ``import medxai.pipeline.config`` (or ``medxai --help``)
-does not start TensorFlow. The names that compute (``explain``, ``run``, ``get_method`` and the
-method classes) start it on first use with its C++ start-up messages hidden, as the command line
-does (``MEDXAI_TF_LOGS=1`` shows them); a TensorFlow the caller imported first is left as it is.
+does not start TensorFlow, nor do the method classes. ``explain`` and ``run``, which load models
+themselves, start it on first use with its C++ start-up messages hidden, as the command line does
+(``MEDXAI_TF_LOGS=1`` shows them); a TensorFlow the caller imported first is left as it is.
 """
 
 from importlib import import_module
@@ -63,14 +63,14 @@ def _method_classes() -> dict[str, Any]:
     return import_module("medxai.methods").method_classes()
 
 
-#: The names whose use starts TensorFlow (with the method classes).
-_COMPUTING = ("explain", "run", "get_method")
+#: The names whose use starts TensorFlow: they may load a model from a path themselves.
+_COMPUTING = ("explain", "run")
 
 
 def __getattr__(name: str) -> Any:
     if name == "__all__":
         return sorted([*_EXPORTS, *_method_classes(), "__version__"])
-    if name in _COMPUTING or (name not in _EXPORTS and name in _method_classes()):
+    if name in _COMPUTING:
         import_module("medxai.pipeline.quiet").import_tensorflow_quietly()
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)

@@ -209,13 +209,13 @@ def test_a_preprocess_spec_and_an_array_of_source_images(model, predicted):
 
 
 def _python_api_stderr(extra_env: dict[str, str]) -> str:
-    """What a fresh Python using medxai's root API (a method class, then a TensorFlow op) writes to stderr."""
+    """What a fresh Python using medxai's root API (``medxai.explain``, then a TensorFlow op) writes to stderr."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MEDXAI_TF_LOGS")}
-    code = "import medxai; medxai.IntegratedGradients; import tensorflow as tf; tf.constant(1.0) + 1.0"
+    code = "import medxai; medxai.explain; import tensorflow as tf; tf.constant(1.0) + 1.0"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**env, **extra_env}
     )
