@@ -503,7 +503,8 @@ class EvaluateSection(_Section):
     """Quality figures computed right after the run, the same as ``medxai evaluate RUN_DIR``.
 
     Attributes:
-        faithfulness: Compute deletion/insertion curves (one batched model pass per step).
+        faithfulness: Compute deletion/insertion curves (one batched model pass per step) and ROAD
+            (:func:`medxai.metrics.road.road_score`: nine imputed removals per map).
         baseline: What deleted pixels become: ``"blur"`` or ``"zeros"`` (model input space).
         step_percent: Pixels removed or inserted per curve step, in percent.
         topk_percent: The top-k region of the map for IoU with the mask, in percent.
