@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="the run's output folder")
     evaluate.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves and ROAD")
     evaluate.add_argument(
+        "--no-road", action="store_true", help="skip ROAD (nine sparse solves per map: slow on large images)"
+    )
+    evaluate.add_argument(
         "--baseline", choices=("blur", "zeros"), default="blur", help="what deleted pixels become (default blur)"
     )
     evaluate.add_argument(
@@ -323,6 +326,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:  # checked by the config's `evaluate:` schema; each problem reads "key: message"
         spec = EvaluationSpec(
             faithfulness=not args.no_faithfulness,
+            road=not args.no_road,
             baseline=args.baseline,
             step_percent=args.step_percent,
             topk_percent=args.topk_percent,

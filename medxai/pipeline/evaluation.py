@@ -325,7 +325,8 @@ def _map_figures(
         if model_map.shape != tensor.shape[:-1]:
             raise ValueError(f"map {row['npy_path']} is {model_map.shape}, the model input {tensor.shape[:-1]}")
         if np.ptp(model_map) == 0:
-            figures["deletion_auc"] = figures["insertion_auc"] = figures["road"] = float("nan")
+            figures["deletion_auc"] = figures["insertion_auc"] = float("nan")
+            figures["road"] = float("nan") if spec.road else None
             return figures
         class_index = int(row["class_index"])
         batch = decoder.config.runtime.batch_size
@@ -341,7 +342,8 @@ def _map_figures(
                 predict, tensor, model_map, baseline=spec.baseline, step_percent=spec.step_percent, batch_size=batch
             )
             figures[name] = curve_area(fractions, scores)
-        figures["road"] = road_score(predict, tensor, model_map, seed=spec.seed, batch_size=batch)
+        if spec.road:
+            figures["road"] = road_score(predict, tensor, model_map, seed=spec.seed, batch_size=batch)
     return figures
 
 

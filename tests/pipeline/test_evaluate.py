@@ -430,7 +430,7 @@ def test_run_prints_the_recommendation_and_flags_an_insensitive_model(tmp_path, 
             "methods": ["input_as_map", "gradient"],
             "output": {"dir": "run"},
             "runtime": {"progress": False},
-            "evaluate": {"sanity_images": 4, "sanity_seeds": 2, "step_percent": 25},
+            "evaluate": {"sanity_images": 4, "sanity_seeds": 2, "step_percent": 25, "road": False},
         }
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
         assert main(["run", str(tmp_path / "c.yaml")]) == 0
@@ -444,3 +444,29 @@ def test_run_prints_the_recommendation_and_flags_an_insensitive_model(tmp_path, 
     assert rows["input_as_map"]["randomisation"] == "FAIL" and rows["gradient"]["randomisation"] == "undefined"
     assert all(r["recommended"] == "no" and r["faithfulness_rank"] == "" for r in rows.values())
     assert all(r["localisation_rank"] == "" for r in rows.values())  # no masks
+    metrics = read(tmp_path / "run" / "metrics.csv")
+    assert all(r["road"] == "" for r in metrics) and any(r["deletion_auc"] != "" for r in metrics)  # road: false
+
+
+def test_the_index_stability_column_ranks_and_flags_unstable_maps(run_dir, tmp_path):
+    """index.csv's ``stability`` (max-sensitivity, lower is more stable): a mean above 0.5 is ``unstable``."""
+    copy = tmp_path / "with_stability"
+    shutil.copytree(run_dir, copy)
+    header, rows = read_index(copy / "index.csv")
+    by_method = {"integrated_gradients": 0.05, "gradient": 0.9, "input_as_map": ""}  # input_as_map: not computed
+    for k, row in enumerate(rows):
+        value = by_method[row["method"]]
+        row["stability"] = value if value == "" else value + 0.01 * k
+    (copy / "index.csv").write_text(csv_text(rows, [*header, "stability"]))
+    registry.register_method(InputAsMap)
+    try:
+        result = evaluate_run(copy, EvaluationSpec(faithfulness=False, sanity_images=0), progress=False)
+    finally:
+        registry._registered.pop("input_as_map", None)
+    table = {r["method"]: r for r in read(copy / "recommendation.csv")}
+    assert table["gradient"]["flags"] == "unstable" and table["integrated_gradients"]["flags"] == ""
+    assert float(table["integrated_gradients"]["stability"]) < 0.1 and table["input_as_map"]["stability"] == ""
+    differences = [d for d in result.comparison if d.metric == "stability"]
+    assert [(d.method_a, d.method_b) for d in differences] == [("integrated_gradients", "gradient")]
+    assert differences[0].diff == pytest.approx(-0.85, abs=0.05) and differences[0].n == 3
+    assert "unstable (gradient): mean max-sensitivity" in result.table()
