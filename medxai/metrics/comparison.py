@@ -12,7 +12,7 @@ medxai's convention, after the papers it follows:
 * **Who beats whom**: method A beats B on a metric when the interval excludes 0 in
   A's favour (the metric's direction) and at least :data:`MIN_PAIRS` maps are paired;
   otherwise they tie. On a group of metrics (faithfulness: deletion AUC, insertion
-  AUC, ROAD; localisation: pointing game, relevance mass, top-k IoU; stability)
+  AUC, ROAD; localisation: pointing game, relevance mass, top-k IoU)
   A beats B when it beats B on at least one metric of the group and loses on none.
 * **Rank with ties**: a method's rank in a group is 1 + the number of methods that
   beat it there; methods nobody separates share a rank.
@@ -26,13 +26,17 @@ medxai's convention, after the papers it follows:
   ``sanity_underpowered``, the randomisation check (Adebayo et al. 2018) used fewer
   than :data:`MIN_SANITY_IMAGES` images, or fewer than two seeds, or the SD over
   seeds of a final correlation is above :data:`SANITY_SD_BOUND` (the notes say which).
-  ``unstable``, the method's mean ``stability`` (index.csv: Yeh et al. 2019
-  max-sensitivity, lower is more stable) is above :data:`UNSTABLE_ABOVE`; skipped
-  when the run has no stability figures.
+  ``unstable``, the method's mean ``stability`` (index.csv, written by a method's
+  ``uncertainty`` option: Yeh et al. 2019 max-sensitivity as Quantus computes it,
+  ``max_k ||Phi(x + d_k) - Phi(x)|| / ||x||`` on the raw attributions; lower is more
+  stable) is above :data:`UNSTABLE_ABOVE`; skipped when the run has no stability
+  figures. The figure is in each method's own attribution units, so medxai does not
+  rank or compare methods by it (that would compare scales as much as stability):
+  it is shown per method, and the threshold is a coarse alarm, not a ranking.
 * **Recommended**: the methods that pass the randomisation check (verdict PASS;
   FAIL, undefined, error or a check not run never recommend a method) and are not
   ``unstable``, and that no other such method *dominates*: beats it in a group
-  (faithfulness, localisation, stability) while losing to it in none. Flags such as
+  (faithfulness, localisation) while losing to it in none. Flags such as
   ``sanity_underpowered`` and ``model_insensitive`` stay beside a recommended
   method: they qualify the evidence, the row shows them, no single score hides them.
 
@@ -79,13 +83,11 @@ DIRECTIONS = {
     "deletion_auc": "lower",
     "insertion_auc": "higher",
     "road": "lower",
-    "stability": "lower",
 }
 #: The groups of metrics a method is ranked on.
 GROUPS = {
     "faithfulness": ("deletion_auc", "insertion_auc", "road"),
     "localisation": ("pointing_game", "relevance_mass", "topk_iou"),
-    "stability": ("stability",),
 }
 #: Fewest paired maps for a difference to separate two methods (a bootstrap of fewer is too narrow to trust).
 MIN_PAIRS = 10
@@ -95,7 +97,8 @@ INSENSITIVE_BAND = 0.05
 MIN_SANITY_IMAGES = 10
 #: ``sanity_underpowered`` when the SD over seeds of a final correlation is above this.
 SANITY_SD_BOUND = 0.2
-#: ``unstable`` when a method's mean stability (max-sensitivity) is above this.
+#: ``unstable`` when a method's mean stability (max-sensitivity, the method's attribution units per unit of
+#: input norm) is above this: medxai's convention, a coarse alarm (the figure's scale differs between methods).
 UNSTABLE_ABOVE = 0.5
 
 FLAGS = ("model_insensitive", "sanity_underpowered", "unstable")
@@ -252,7 +255,7 @@ class Recommendation:
 
     RULE = (
         "recommended = passes the randomisation check (Adebayo et al. 2018) and is not unstable, and no other such "
-        "method beats it on faithfulness, localisation or stability without losing on another; one method beats "
+        "method beats it on faithfulness or localisation without losing on the other; one method beats "
         f"another on a metric when the 95 % bootstrap CI of their paired mean difference excludes 0 (>= {MIN_PAIRS} "
         "shared maps); ranks tie where no interval separates them"
     )

@@ -429,8 +429,9 @@ def _compare(
 ) -> tuple[list[Difference], Recommendation]:
     """The paired comparison of the methods and the recommendation (:mod:`medxai.metrics.comparison`).
 
-    Maps pair by image and target (``map_key`` without the method); the per-map stability is
-    index.csv's ``stability`` where the run wrote one (its other figures come from ``metrics``).
+    Maps pair by image and target (``map_key`` without the method). index.csv's ``stability``
+    (where the run wrote one) is averaged per method for the ``unstable`` flag, not compared
+    between methods: it is in each method's own units.
     """
 
     def pair(row: Mapping[str, Any]) -> tuple[str, ...]:
@@ -449,7 +450,6 @@ def _compare(
         except ValueError:
             continue
         if math.isfinite(value):
-            values.setdefault("stability", {}).setdefault(row["method"], {})[pair(row)] = value
             stability.setdefault(row["method"], []).append(value)
     ordered = {metric: {m: per[m] for m in methods if m in per} for metric, per in values.items()}
     differences = compare_methods(ordered, seed=spec.seed)

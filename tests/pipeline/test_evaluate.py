@@ -466,7 +466,5 @@ def test_the_index_stability_column_ranks_and_flags_unstable_maps(run_dir, tmp_p
     table = {r["method"]: r for r in read(copy / "recommendation.csv")}
     assert table["gradient"]["flags"] == "unstable" and table["integrated_gradients"]["flags"] == ""
     assert float(table["integrated_gradients"]["stability"]) < 0.1 and table["input_as_map"]["stability"] == ""
-    differences = [d for d in result.comparison if d.metric == "stability"]
-    assert [(d.method_a, d.method_b) for d in differences] == [("integrated_gradients", "gradient")]
-    assert differences[0].diff == pytest.approx(-0.85, abs=0.05) and differences[0].n == 3
+    assert not any(d.metric == "stability" for d in result.comparison)  # each method's own units: not compared
     assert "unstable (gradient): mean max-sensitivity" in result.table()
