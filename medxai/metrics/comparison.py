@@ -403,6 +403,7 @@ def recommend(
                 "FAIL": "not recommended: fails the randomisation check (its maps survive randomising the model)",
                 "not run": "not recommended: the randomisation check did not run (evaluate with sanity_images > 0)",
             }.get(v.randomisation, f"not recommended: the randomisation check is {v.randomisation}")
+            v.why += "; also unstable" if "unstable" in v.flags else ""
             continue
         if "unstable" in v.flags:
             v.why = "not recommended: unstable (its map changes under small input noise)"

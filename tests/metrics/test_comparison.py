@@ -124,6 +124,8 @@ def test_unstable_maps_are_flagged_and_not_recommended():
     assert rows["a"].stability == pytest.approx(0.15) and rows["c"].stability is None
     assert rows["b"].flags == ["unstable"] and not rows["b"].recommended
     assert rows["a"].recommended and rows["c"].recommended and rows["c"].flags == []
+    failing = recommend(["b"], [], sanity={"b": FAIL}, stability={"b": [0.9]}).methods[0]
+    assert failing.why.startswith("not recommended: fails the randomisation") and failing.why.endswith("also unstable")
     csv_row = rows["b"].row()
     assert list(csv_row) == [
         "method", "randomisation", "faithfulness_rank", "localisation_rank", "stability", "recommended", "flags"
