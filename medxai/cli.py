@@ -74,12 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate = commands.add_parser(
         "evaluate",
-        help="quality figures of a finished run: metrics.csv, summary.csv, sanity check",
+        help="quality figures of a finished run: metrics.csv, summary.csv, sanity check, method comparison",
         description="compute completeness, sparseness, localisation against masks, deletion/insertion "
-        "areas and the model-randomisation sanity check for every map of a finished run",
+        "areas, ROAD and the model-randomisation sanity check for every map of a finished run, then compare the "
+        "methods (comparison.csv: paired differences with bootstrap confidence intervals) and recommend "
+        "(recommendation.csv)",
     )
     evaluate.add_argument("run_dir", help="the run's output folder")
-    evaluate.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves")
+    evaluate.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves and ROAD")
+    evaluate.add_argument(
+        "--no-road", action="store_true", help="skip ROAD (nine sparse solves per map: slow on large images)"
+    )
     evaluate.add_argument(
         "--baseline", choices=("blur", "zeros"), default="blur", help="what deleted pixels become (default blur)"
     )
@@ -330,6 +335,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:  # checked by the config's `evaluate:` schema; each problem reads "key: message"
         spec = EvaluationSpec(
             faithfulness=not args.no_faithfulness,
+            road=not args.no_road,
             baseline=args.baseline,
             step_percent=args.step_percent,
             topk_percent=args.topk_percent,
@@ -361,7 +367,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"medxai evaluate: {err}", file=sys.stderr)
         return EXIT_INVALID
     print(result.table())
-    print(f"medxai: {result.maps} maps evaluated -> {result.run_dir / 'metrics.csv'}, summary.csv, sanity.csv")
+    print(
+        f"medxai: {result.maps} maps evaluated -> {result.run_dir / 'metrics.csv'}, summary.csv, sanity.csv, "
+        "comparison.csv, recommendation.csv"
+    )
     return EXIT_OK
 
 

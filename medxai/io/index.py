@@ -83,7 +83,7 @@ INDEX_NAME, JOURNAL_NAME, RUN_NAME = "index.csv", "index.partial.csv", "run.json
 #: Files that the run, ``medxai evaluate`` and ``medxai report`` write at the top of a run folder.
 RUN_FILES: tuple[str, ...] = (
     INDEX_NAME, JOURNAL_NAME, RUN_NAME, "metrics.csv", "summary.csv", "sanity.csv", "evaluation.json",
-    "report.html", ".medxai.lock",
+    "comparison.csv", "recommendation.csv", "report.html", ".medxai.lock",
 )  # fmt: skip
 #: Folders of a run folder whose whole content the run writes, and name patterns of other files it writes.
 RUN_FOLDERS: tuple[str, ...] = ("maps", "regions")

@@ -4,7 +4,9 @@ Writes beside the index:
 
 * ``metrics.csv``: one row per map: IG completeness error, Gini sparseness,
   pointing game, relevance mass and top-k IoU (where a mask exists), deletion
-  and insertion areas;
+  and insertion areas, and ROAD (:func:`~medxai.metrics.road.road_score`: the mean score with
+  the most relevant 10-90 % of the pixels removed and imputed from their neighbours, Rong et
+  al. 2022; lower is better);
 * ``summary.csv``: per method and metric: ``mean``; ``mean_ci_low``/``mean_ci_high``, a
   95 % confidence interval of the mean (bootstrap: 2,000 resamples of the per-map values
   drawn with the evaluation's seed, percentile method; it narrows as ``n`` grows);
@@ -13,7 +15,16 @@ Writes beside the index:
   ``ci_low``/``ci_high``, and readers still accept those names); ``n``, the maps with a value;
 * ``sanity.csv`` and ``evaluation.json``: the model-randomisation check
   (Adebayo et al. 2018), per method and step, with a per-method verdict
-  (PASS, FAIL, undefined or error).
+  (PASS, FAIL, undefined or error);
+* ``comparison.csv``: per metric and pair of methods, the paired mean difference
+  ``method_a - method_b`` over the maps both have for the same image and target, with its
+  95 % bootstrap confidence interval (the same bootstrap and seed as summary.csv's);
+* ``recommendation.csv``: one row per method: its randomisation verdict, faithfulness and
+  localisation ranks (with ties where no interval separates methods; empty where the
+  figures are missing, or the model does not react to deletion), mean stability (index.csv's
+  ``stability``, when the run computed it), whether it is recommended, and flags
+  (``model_insensitive``, ``sanity_underpowered``, ``unstable``). The rule, the flags'
+  thresholds and the papers are in :mod:`medxai.metrics.comparison`.
 
 Localisation figures use the saved maps at the source geometry against the
 masks. Faithfulness curves (Petsiuk et al. 2018) run the model on the
@@ -61,7 +72,9 @@ from medxai.io import ImageReadError, read_image
 from medxai.io.index import INDEX_NAME, RUN_NAME, csv_text, map_key, read_index
 from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
 from medxai.io.writers import read_npy, write_text
+from medxai.metrics.comparison import Difference, Recommendation, compare_methods, recommend
 from medxai.metrics.faithfulness import curve_area, deletion_curve, insertion_curve
+from medxai.metrics.road import road_score
 from medxai.metrics.scores import gini, pointing_game, relevance_mass, summarise, topk_iou
 from medxai.pipeline.config import Config
 from medxai.pipeline.config.sections import EvaluationSpec  # the config's `evaluate:` section plus a seed
@@ -71,7 +84,9 @@ from medxai.pipeline.targets import Target, method_target
 from medxai.preprocess import resize_mask
 from medxai.regions import ResolvedRegion
 
-METRICS = ("completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc")
+METRICS = (
+    "completeness", "gini", "pointing_game", "relevance_mass", "topk_iou", "deletion_auc", "insertion_auc", "road"
+)  # fmt: skip
 METRICS_COLUMNS = ("image_id", "method", "class_index", "channel", "region", "component", *METRICS, "error")
 MapKey = tuple[str, str, str, str, str]
 SUMMARY_COLUMNS = ("method", "metric", "mean", "mean_ci_low", "mean_ci_high", "median", "p2.5", "p97.5", "n")
@@ -88,6 +103,10 @@ SANITY_COLUMNS = (
     "undefined",
     "error",
 )
+COMPARISON_COLUMNS = ("metric", "method_a", "method_b", "diff", "ci_low", "ci_high")
+RECOMMENDATION_COLUMNS = (
+    "method", "randomisation", "faithfulness_rank", "localisation_rank", "stability", "recommended", "flags"
+)  # fmt: skip
 
 
 @dataclass
@@ -98,6 +117,8 @@ class EvaluationResult:
     maps: int = 0
     summary: list[dict[str, Any]] = field(default_factory=list)
     sanity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comparison: list[Difference] = field(default_factory=list)
+    recommendation: Recommendation | None = None
 
     def table(self) -> str:
         """The per-method means as a small text table (what the CLI prints)."""
@@ -113,6 +134,8 @@ class EvaluationResult:
             )
         for method, verdict in sorted(self.sanity.items()):
             lines.append(f"sanity check {method}: {_verdict_text(verdict)}")
+        if self.recommendation is not None and self.recommendation.methods:
+            lines.append(self.recommendation.table())
         return "\n".join(lines)
 
 
@@ -304,6 +327,7 @@ def _map_figures(
             raise ValueError(f"map {row['npy_path']} is {model_map.shape}, the model input {tensor.shape[:-1]}")
         if np.ptp(model_map) == 0:
             figures["deletion_auc"] = figures["insertion_auc"] = float("nan")
+            figures["road"] = float("nan") if spec.road else None
             return figures
         class_index = int(row["class_index"])
         batch = decoder.config.runtime.batch_size
@@ -319,6 +343,8 @@ def _map_figures(
                 predict, tensor, model_map, baseline=spec.baseline, step_percent=spec.step_percent, batch_size=batch
             )
             figures[name] = curve_area(fractions, scores)
+        if spec.road:
+            figures["road"] = road_score(predict, tensor, model_map, seed=spec.seed, batch_size=batch)
     return figures
 
 
@@ -393,6 +419,47 @@ def _sanity(
         if method in result.errors:
             table.append({"method": method, "step": None, "layer": None, "error": result.errors[method]})
     return table, verdicts
+
+
+def _compare(
+    methods: list[str],
+    metrics: list[dict[str, Any]],
+    rows: list[dict[str, str]],
+    sanity: dict[str, dict[str, Any]],
+    spec: EvaluationSpec,
+) -> tuple[list[Difference], Recommendation]:
+    """The paired comparison of the methods and the recommendation (:mod:`medxai.metrics.comparison`).
+
+    Maps pair by image and target (``map_key`` without the method). index.csv's ``stability``
+    (where the run wrote one) is averaged per method for the ``unstable`` flag, not compared
+    between methods: it is in each method's own units.
+    """
+
+    def pair(row: Mapping[str, Any]) -> tuple[str, ...]:
+        image_id, _, *target = map_key(row)
+        return (image_id, *target)
+
+    values: dict[str, dict[str, dict[tuple[str, ...], float]]] = {}
+    for row in metrics:
+        for metric in METRICS:
+            if row.get(metric) is not None and math.isfinite(row[metric]):
+                values.setdefault(metric, {}).setdefault(row["method"], {})[pair(row)] = float(row[metric])
+    stability: dict[str, list[float]] = {}
+    for row in rows:
+        try:
+            value = float(row.get("stability") or "nan")
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            stability.setdefault(row["method"], []).append(value)
+    ordered = {metric: {m: per[m] for m in methods if m in per} for metric, per in values.items()}
+    differences = compare_methods(ordered, seed=spec.seed)
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for row in metrics:
+        if row.get("deletion_auc") is not None and row.get("insertion_auc") is not None:
+            curves.setdefault(row["method"], []).append((row["deletion_auc"], row["insertion_auc"]))
+    present = [m for m in methods if any(r["method"] == m for r in metrics) or m in sanity]
+    return differences, recommend(present, differences, sanity=sanity, curves=curves, stability=stability or None)
 
 
 def _json_safe(value: Any) -> Any:
@@ -490,12 +557,24 @@ def evaluate_run(
     if spec.sanity_images:
         sanity_rows, result.sanity = _sanity(decoder, rows, spec, progress)
     write_text(run_dir / "sanity.csv", _csv(sanity_rows, SANITY_COLUMNS))
+    methods = list(dict.fromkeys([m.name for m in decoder.methods] + [r["method"] for r in metrics]))
+    result.comparison, result.recommendation = _compare(methods, metrics, rows, result.sanity, spec)
+    comparison = [{c: getattr(d, c) for c in COMPARISON_COLUMNS} for d in result.comparison]
+    write_text(run_dir / "comparison.csv", _csv(comparison, COMPARISON_COLUMNS))
+    recommendation = [v.row() for v in result.recommendation.methods]
+    write_text(run_dir / "recommendation.csv", _csv(recommendation, RECOMMENDATION_COLUMNS))
     record = {
         "spec": spec.model_dump(),
         "model": provenance,
         "maps": result.maps,
         "summary": result.summary,
         "sanity": result.sanity,
+        "comparison": [asdict(d) for d in result.comparison],
+        "recommendation": {
+            "rule": Recommendation.RULE,
+            "methods": [asdict(v) for v in result.recommendation.methods],
+            "notes": result.recommendation.notes,
+        },
     }
     write_text(run_dir / "evaluation.json", json.dumps(_json_safe(record), indent=2, default=float) + "\n")
     return result

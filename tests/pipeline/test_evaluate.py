@@ -20,7 +20,15 @@ from medxai.io.index import csv_text, read_index
 from medxai.methods import registry
 from medxai.metrics import curve_area, deletion_curve, gini, relevance_mass, topk_iou
 from medxai.metrics.randomisation import randomised_copy, weighted_layers
-from medxai.pipeline.evaluation import METRICS_COLUMNS, SANITY_COLUMNS, EvaluationError, EvaluationSpec, evaluate_run
+from medxai.pipeline.evaluation import (
+    COMPARISON_COLUMNS,
+    METRICS_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    SANITY_COLUMNS,
+    EvaluationError,
+    EvaluationSpec,
+    evaluate_run,
+)
 
 
 class InputAsMap(medxai.XAIMethod):
@@ -121,6 +129,35 @@ def test_sanity_check_fails_a_method_that_ignores_the_model(evaluated, run_dir):
     assert "medxai's convention" in evaluated.table()
 
 
+def test_comparison_and_recommendation_files(evaluated, run_dir):
+    """(Before the CLI test below writes the files again without the curves.)"""
+    comparison = read(run_dir / "comparison.csv")
+    assert tuple(comparison[0]) == COMPARISON_COLUMNS == ("metric", "method_a", "method_b", "diff", "ci_low", "ci_high")
+    road = {(r["method_a"], r["method_b"]): r for r in comparison if r["metric"] == "road"}
+    assert set(road) == {
+        ("integrated_gradients", "gradient"), ("integrated_gradients", "input_as_map"), ("gradient", "input_as_map")
+    }  # fmt: skip
+    metrics = read(run_dir / "metrics.csv")
+    by = {(r["method"], r["image_id"]): float(r["road"]) for r in metrics}
+    assert all(0 <= v <= 1 for v in by.values())
+    pair = road[("gradient", "input_as_map")]
+    expected = np.mean([by[("gradient", f"img{i}")] - by[("input_as_map", f"img{i}")] for i in range(3)])
+    assert float(pair["diff"]) == pytest.approx(expected, abs=2e-4)
+    assert float(pair["ci_low"]) <= float(pair["diff"]) <= float(pair["ci_high"])
+    rows = {r["method"]: r for r in read(run_dir / "recommendation.csv")}
+    assert tuple(read(run_dir / "recommendation.csv")[0]) == RECOMMENDATION_COLUMNS
+    assert rows["input_as_map"]["randomisation"] == "FAIL" and rows["input_as_map"]["recommended"] == "no"
+    for row in rows.values():  # 2 images in the check; no localisation masks missing: ranks given, ties at 3 maps
+        assert "sanity_underpowered" in row["flags"].split(";") and row["stability"] == ""
+        assert row["localisation_rank"] == "1" and row["faithfulness_rank"] in ("1", "")
+    record = json.loads((run_dir / "evaluation.json").read_text())["recommendation"]
+    assert "randomisation check" in record["rule"] and any("2 image(s), fewer than 10" in n for n in record["notes"])
+    table = evaluated.table()
+    assert "recommendation (ranks: 1 = best" in table and "input_as_map: not recommended: fails the randomisation" in (
+        table
+    )
+
+
 def decoder_of(config_path):
     from medxai.pipeline.config import load_config
     from medxai.pipeline.decoder import Decoder
@@ -183,6 +220,7 @@ def test_cli_evaluate_prints_the_table(run_dir, capsys):
         registry._registered.pop("input_as_map", None)
     out = capsys.readouterr().out
     assert "integrated_gradients" in out and "maps evaluated" in out
+    assert "recommendation (ranks: 1 = best" in out and "the randomisation check did not run" in out
     rows = read(run_dir / "metrics.csv")
     assert all(r["deletion_auc"] == "" for r in rows)
     assert read(run_dir / "sanity.csv") == []
@@ -361,3 +399,72 @@ def test_evaluate_refuses_a_model_that_is_not_the_one_that_made_the_maps(tmp_pat
     (tmp_path / "model.keras").write_bytes(original)  # the very file that made the maps: accepted
     evaluate_run(run, spec, progress=False)
     assert json.loads((run / "evaluation.json").read_text())["model"]["same_as_run"] is True
+
+
+def insensitive_model():
+    """The tiny model with its convolution zeroed: the output is softmax(dense bias), whatever the input."""
+    model = tiny_model()
+    conv = next(layer for layer in model.layers if layer.weights and "conv" in layer.name)
+    conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
+    return model
+
+
+def test_run_prints_the_recommendation_and_flags_an_insensitive_model(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    images = []
+    for i in range(4):
+        np.save(tmp_path / f"img{i}.npy", rng.random((16, 16)).astype(np.float32))
+        images.append((f"img{i}.npy", None))
+    registry.register_method(InputAsMap)
+    try:
+        model = insensitive_model()
+        sample = rng.random((2, 16, 16, 1)).astype(np.float32)
+        np.testing.assert_allclose(model.predict(sample, verbose=0)[0], model.predict(sample * 0, verbose=0)[0])
+        model.save(tmp_path / "model.keras")
+        (tmp_path / "manifest.csv").write_text(
+            "image_id,path,label\n" + "".join(f"img{i},{name},0\n" for i, (name, _) in enumerate(images))
+        )
+        config = {
+            "model": {"path": "model.keras"},
+            "data": {"manifest": "manifest.csv", "id_column": "image_id", "label_column": "label"},
+            "methods": ["input_as_map", "gradient"],
+            "output": {"dir": "run"},
+            "runtime": {"progress": False},
+            "evaluate": {"sanity_images": 4, "sanity_seeds": 2, "step_percent": 25, "road": False},
+        }
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        assert main(["run", str(tmp_path / "c.yaml")]) == 0
+    finally:
+        registry._registered.pop("input_as_map", None)
+    out = capsys.readouterr().out
+    assert "recommendation (ranks: 1 = best" in out and "model_insensitive: the model does not react to deletion" in out
+    assert "sanity_underpowered (input_as_map, gradient): 4 image(s), fewer than 10" in out
+    rows = {r["method"]: r for r in read(tmp_path / "run" / "recommendation.csv")}
+    assert rows["input_as_map"]["flags"] == "model_insensitive;sanity_underpowered"
+    assert rows["input_as_map"]["randomisation"] == "FAIL" and rows["gradient"]["randomisation"] == "undefined"
+    assert all(r["recommended"] == "no" and r["faithfulness_rank"] == "" for r in rows.values())
+    assert all(r["localisation_rank"] == "" for r in rows.values())  # no masks
+    metrics = read(tmp_path / "run" / "metrics.csv")
+    assert all(r["road"] == "" for r in metrics) and any(r["deletion_auc"] != "" for r in metrics)  # road: false
+
+
+def test_the_index_stability_column_ranks_and_flags_unstable_maps(run_dir, tmp_path):
+    """index.csv's ``stability`` (max-sensitivity, lower is more stable): a mean above 0.5 is ``unstable``."""
+    copy = tmp_path / "with_stability"
+    shutil.copytree(run_dir, copy)
+    header, rows = read_index(copy / "index.csv")
+    by_method = {"integrated_gradients": 0.05, "gradient": 0.9, "input_as_map": ""}  # input_as_map: not computed
+    for k, row in enumerate(rows):
+        value = by_method[row["method"]]
+        row["stability"] = value if value == "" else value + 0.01 * k
+    (copy / "index.csv").write_text(csv_text(rows, [*header, "stability"]))
+    registry.register_method(InputAsMap)
+    try:
+        result = evaluate_run(copy, EvaluationSpec(faithfulness=False, sanity_images=0), progress=False)
+    finally:
+        registry._registered.pop("input_as_map", None)
+    table = {r["method"]: r for r in read(copy / "recommendation.csv")}
+    assert table["gradient"]["flags"] == "unstable" and table["integrated_gradients"]["flags"] == ""
+    assert float(table["integrated_gradients"]["stability"]) < 0.1 and table["input_as_map"]["stability"] == ""
+    assert not any(d.metric == "stability" for d in result.comparison)  # each method's own units: not compared
+    assert "unstable (gradient): mean max-sensitivity" in result.table()

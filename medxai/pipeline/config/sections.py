@@ -510,7 +510,10 @@ class EvaluateSection(_Section):
     """Quality figures computed right after the run, the same as ``medxai evaluate RUN_DIR``.
 
     Attributes:
-        faithfulness: Compute deletion/insertion curves (one batched model pass per step).
+        faithfulness: Compute deletion/insertion curves (one batched model pass per step) and ROAD
+            (:func:`medxai.metrics.road.road_score`: nine imputed removals per map).
+        road: With ``faithfulness``, also ROAD (nine sparse solves per map: about 0.2 s for a
+            64 x 64 map and 4 s for 224 x 224 on one core; ``false`` skips it on large studies).
         baseline: What deleted pixels become: ``"blur"`` or ``"zeros"`` (model input space).
         step_percent: Pixels removed or inserted per curve step, in percent.
         topk_percent: The top-k region of the map for IoU with the mask, in percent.
@@ -525,6 +528,7 @@ class EvaluateSection(_Section):
     """
 
     faithfulness: StrictBool = True
+    road: StrictBool = True
     baseline: Annotated[Literal["blur", "zeros"], BeforeValidator(one_of("blur", "zeros"))] = "blur"
     step_percent: Percent = 5.0
     topk_percent: Percent = 5.0

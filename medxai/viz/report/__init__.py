@@ -58,7 +58,7 @@ from medxai.viz.report.outcomes import class_names
 from medxai.viz.report.page_data import PAGE_SIZE, page_data, script_json
 from medxai.viz.report.pictures import THUMBNAIL_SIZE, Pictures
 from medxai.viz.report.render import render_page
-from medxai.viz.report.sections import failures, provenance, quality, sanity
+from medxai.viz.report.sections import failures, provenance, quality, recommendation, sanity
 from medxai.viz.report.sheets import SHEET_NAME, ContactSheets
 from medxai.viz.report.viewer import VIEWER_MB
 
@@ -184,6 +184,7 @@ def write_report(
         ),
         sanity_link=bool(run.sanity or run.evaluation),
         notes=notes,
+        recommendation=recommendation(run),
         provenance=provenance(run),
         quality=quality(run),
         sanity=sanity(run),

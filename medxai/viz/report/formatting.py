@@ -19,6 +19,7 @@ METRIC_COLUMNS = (
     "topk_iou",
     "deletion_auc",
     "insertion_auc",
+    "road",
 )
 
 # name: short label, "higher"/"lower" is better or "" (no direction), description
@@ -38,6 +39,12 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "topk_iou": ("top-k IoU", "higher", "IoU of the map's top pixels with the mask"),
     "deletion_auc": ("deletion AUC", "lower", "score as the most important pixels are removed: lower is better"),
     "insertion_auc": ("insertion AUC", "higher", "score as the most important pixels are put back: higher is better"),
+    "road": (
+        "ROAD",
+        "lower",
+        "mean score as the most important 10-90 % of pixels are removed and imputed from their neighbours "
+        "(Rong et al. 2022): lower is better",
+    ),
 }
 
 

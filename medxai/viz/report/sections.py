@@ -1,12 +1,14 @@
-"""View models of the run-level sections (run, quality figures, sanity check, failed images) as plain text."""
+"""View models of the run-level sections (recommendation, run, quality figures, sanity check, failed images) as text."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medxai.io.index import read_index
 from medxai.viz.report.figures import sanity_chart
 from medxai.viz.report.formatting import (
     METRIC_COLUMNS,
@@ -305,3 +307,41 @@ def failures(run: Run) -> tuple[int, list[Failure]]:
             which = "all methods" if every else ", ".join(dict.fromkeys(methods))
             table.append(Failure(image.image_id, image.source_path, which, error))
     return len(failed), table
+
+
+@dataclass
+class RecommendationTable:
+    """The "Which map to trust" section: ``recommendation.csv``'s rows (plus ``why``), the rule and the notes."""
+
+    columns: list[str]
+    rows: list[dict[str, str]]
+    rule: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def recommendation(run: Run) -> RecommendationTable | None:
+    """``recommendation.csv`` with evaluation.json's words (why, the rule, the flags' notes); None without the file."""
+    path = run.root / "recommendation.csv"
+    if not path.is_file():
+        return None
+    try:
+        header, rows = read_index(path)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    record = (run.evaluation or {}).get("recommendation")
+    record = record if isinstance(record, Mapping) else {}
+    methods = record.get("methods")
+    methods = methods if isinstance(methods, list) else []
+    why = {m.get("method"): text(m.get("why")) for m in methods if isinstance(m, Mapping)}
+    notes = record.get("notes")
+    notes = notes if isinstance(notes, list) else []
+    columns = [c for c in header if c != "method"]
+    return RecommendationTable(
+        columns=columns,
+        rows=[
+            {**{c: text(row.get(c)) for c in ["method", *columns]}, "why": why.get(row.get("method"), "")}
+            for row in rows
+        ],
+        rule=text(record.get("rule")),
+        notes=[text(n) for n in notes],
+    )
