@@ -15,8 +15,9 @@ size and modification time and a SHA-256 of its bytes, see
 Per-map uncertainty (a method entry's ``uncertainty: true``): ``sd_path`` names the SD map
 ``<stem>.sd.npy`` beside the map (relative path; empty when not computed) and ``stability``
 holds the map's max-sensitivity (Yeh et al. 2019, as Quantus's ``MaxSensitivity``; lower is
-more stable, 0: identical maps; empty when not computed); see
-:mod:`medxai.methods._engine.uncertainty`.
+more stable, 0: identical maps; empty when not computed) and ``stability_relative`` the same
+largest change over the map's own norm (free of the method's units: comparable across methods);
+see :mod:`medxai.methods._engine.uncertainty`.
 
 ``label`` and ``predicted`` hold class indices (``"4;5"``: every label of the manifest
 row, every class the model predicts; a segmentation model's predicted channels);
@@ -58,7 +59,7 @@ _LEADING_COLUMNS: tuple[str, ...] = (
 _TRAILING_COLUMNS: tuple[str, ...] = (
     "relative_delta", "steps", "warning", "seconds", "evaluations", "reduce", "polarity", "clip", "explained",
     "output_kind", "activation", "mask_path", "source_shape", "spacing", "orientation", "source_key", "npy_bytes",
-    "region_path", "sd_path", "stability",
+    "region_path", "sd_path", "stability", "stability_relative",
 )  # fmt: skip
 
 

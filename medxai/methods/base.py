@@ -52,6 +52,8 @@ class Explanation:
             method), or None when not computed (``uncertainty`` off).
         stability: ``(N,)`` max-sensitivity of each map under small input noise
             (:func:`~medxai.methods._engine.uncertainty.max_sensitivity`), or None.
+        stability_relative: ``(N,)`` the same largest change over the map's own norm (free of the
+            method's units), or None.
     """
 
     attributions: np.ndarray
@@ -62,6 +64,7 @@ class Explanation:
     warnings: np.ndarray | None = None
     sd: np.ndarray | None = None
     stability: np.ndarray | None = None
+    stability_relative: np.ndarray | None = None
 
     @property
     def relative_delta(self) -> np.ndarray | None:
@@ -367,7 +370,7 @@ class XAIMethod(abc.ABC):
         sd = explanation.sd if explanation.sd is not None else np.zeros_like(explanation.attributions)
         self.uncertainty = None  # the perturbed copies' own spread is not needed
         try:
-            stability = max_sensitivity(
+            stability, relative = max_sensitivity(
                 lambda copies, owner: plain(copies, checked[owner]).attributions,
                 images,
                 explanation.attributions,
@@ -376,7 +379,7 @@ class XAIMethod(abc.ABC):
             )
         finally:
             self.uncertainty = setting
-        return replace(explanation, sd=sd.astype(np.float32), stability=stability)
+        return replace(explanation, sd=sd.astype(np.float32), stability=stability, stability_relative=relative)
 
     def as_batch(self, image: np.ndarray) -> np.ndarray:
         """One image ``(*spatial, C)``, ``(1, *spatial, C)`` or, for one channel, ``(*spatial)`` as a batch of one."""

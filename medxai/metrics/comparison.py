@@ -26,13 +26,14 @@ medxai's convention, after the papers it follows:
   ``sanity_underpowered``, the randomisation check (Adebayo et al. 2018) used fewer
   than :data:`MIN_SANITY_IMAGES` images, or fewer than two seeds, or the SD over
   seeds of a final correlation is above :data:`SANITY_SD_BOUND` (the notes say which).
-  ``unstable``, the method's mean ``stability`` (index.csv, written by a method's
-  ``uncertainty`` option: Yeh et al. 2019 max-sensitivity as Quantus computes it,
-  ``max_k ||Phi(x + d_k) - Phi(x)|| / ||x||`` on the raw attributions; lower is more
-  stable) is above :data:`UNSTABLE_ABOVE`; skipped when the run has no stability
-  figures. The figure is in each method's own attribution units, so medxai does not
-  rank or compare methods by it (that would compare scales as much as stability):
-  it is shown per method, and the threshold is a coarse alarm, not a ranking.
+  ``unstable``, the method's mean ``stability_relative`` (index.csv, written by a method's
+  ``uncertainty`` option: the largest change of the map under small input noise over the
+  map's own norm, ``max_k ||Phi(x + d_k) - Phi(x)|| / ||Phi(x)||``, the draws of Yeh et al.
+  2019's max-sensitivity as Quantus computes it) is above :data:`UNSTABLE_ABOVE`: some
+  noisy copy's map moved, on average over the maps, by more than half the map; skipped when
+  the run has no such figures. Index.csv's ``stability`` (Quantus's ``... / ||x||``) is in
+  each method's own attribution units, so it is neither compared nor flagged here; the
+  relative figure is free of units, yet it is shown per method, not ranked.
 * **Recommended**: the methods that pass the randomisation check (verdict PASS;
   FAIL, undefined, error or a check not run never recommend a method) and are not
   ``unstable``, and that no other such method *dominates*: beats it in a group
@@ -97,8 +98,8 @@ INSENSITIVE_BAND = 0.05
 MIN_SANITY_IMAGES = 10
 #: ``sanity_underpowered`` when the SD over seeds of a final correlation is above this.
 SANITY_SD_BOUND = 0.2
-#: ``unstable`` when a method's mean stability (max-sensitivity, the method's attribution units per unit of
-#: input norm) is above this: medxai's convention, a coarse alarm (the figure's scale differs between methods).
+#: ``unstable`` when a method's mean relative stability (the largest change of a map under small input noise
+#: over the map's own norm) is above this: medxai's convention, half the map.
 UNSTABLE_ABOVE = 0.5
 
 FLAGS = ("model_insensitive", "sanity_underpowered", "unstable")
@@ -350,8 +351,9 @@ def recommend(
             (:meth:`~medxai.metrics.randomisation.SanityResult.verdict` plus ``images``);
             None or missing: the check did not run.
         curves: Per method, ``(deletion_auc, insertion_auc)`` per map, for ``model_insensitive``.
-        stability: Per method, the maps' stability (max-sensitivity); None: not computed.
-        unstable_above: The ``unstable`` threshold on a method's mean stability.
+        stability: Per method, the maps' relative stability (index.csv's ``stability_relative``);
+            None: not computed.
+        unstable_above: The ``unstable`` threshold on a method's mean relative stability.
 
     Example:
         >>> rec = recommend(["a", "b"], [], sanity={"a": {"verdict": "PASS", "images": 20, "seeds": 3},
@@ -370,7 +372,8 @@ def recommend(
         )
     groups = {g: m for g, m in GROUPS.items() if not (insensitive and g == "faithfulness")}
     ranks = {g: group_ranks(differences, methods, metrics) for g, metrics in groups.items()}
-    means = {m: _finite((stability or {}).get(m)) for m in methods}
+    given = {m: np.asarray((stability or {}).get(m, []), dtype=np.float64).ravel() for m in methods}
+    means = {m: values[~np.isnan(values)] for m, values in given.items()}  # an infinite change counts
     verdicts = []
     underpowered: dict[str, list[str]] = {}  # why -> the methods it holds for
     for method in methods:
@@ -383,7 +386,10 @@ def recommend(
         mean_stability = float(means[method].mean()) if means[method].size else None
         if mean_stability is not None and mean_stability > unstable_above:
             flags.append("unstable")
-            notes.append(f"unstable ({method}): mean max-sensitivity {mean_stability:.3f}, above {unstable_above:g}")
+            notes.append(
+                f"unstable ({method}): its maps change under small input noise by {mean_stability:.3f} of their own "
+                f"norm on average (largest over the copies), above {unstable_above:g}"
+            )
         verdicts.append(
             MethodVerdict(
                 method,

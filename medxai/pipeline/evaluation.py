@@ -21,8 +21,8 @@ Writes beside the index:
   95 % bootstrap confidence interval (the same bootstrap and seed as summary.csv's);
 * ``recommendation.csv``: one row per method: its randomisation verdict, faithfulness and
   localisation ranks (with ties where no interval separates methods; empty where the
-  figures are missing, or the model does not react to deletion), mean stability (index.csv's
-  ``stability``, when the run computed it), whether it is recommended, and flags
+  figures are missing, or the model does not react to deletion), mean relative stability
+  (index.csv's ``stability_relative``, when the run computed it), whether it is recommended, and flags
   (``model_insensitive``, ``sanity_underpowered``, ``unstable``). The rule, the flags'
   thresholds and the papers are in :mod:`medxai.metrics.comparison`.
 
@@ -430,9 +430,9 @@ def _compare(
 ) -> tuple[list[Difference], Recommendation]:
     """The paired comparison of the methods and the recommendation (:mod:`medxai.metrics.comparison`).
 
-    Maps pair by image and target (``map_key`` without the method). index.csv's ``stability``
-    (where the run wrote one) is averaged per method for the ``unstable`` flag, not compared
-    between methods: it is in each method's own units.
+    Maps pair by image and target (``map_key`` without the method). index.csv's
+    ``stability_relative`` (where the run wrote one; free of the method's units) is averaged per
+    method for the ``unstable`` flag and the table's ``stability``; it is not ranked.
     """
 
     def pair(row: Mapping[str, Any]) -> tuple[str, ...]:
@@ -447,10 +447,10 @@ def _compare(
     stability: dict[str, list[float]] = {}
     for row in rows:
         try:
-            value = float(row.get("stability") or "nan")
+            value = float(row.get("stability_relative") or "nan")
         except ValueError:
             continue
-        if math.isfinite(value):
+        if not math.isnan(value):  # an infinite figure (a zero map that changed) counts
             stability.setdefault(row["method"], []).append(value)
     ordered = {metric: {m: per[m] for m in methods if m in per} for metric, per in values.items()}
     differences = compare_methods(ordered, seed=spec.seed)

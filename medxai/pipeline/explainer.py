@@ -230,6 +230,7 @@ class Explainer:
                 )
             for group, explanation in explained:
                 relative, stability = explanation.relative_delta, explanation.stability
+                stability_relative = explanation.stability_relative
                 n_maps = sum(len(classes[i]) for i in group)
                 seconds = (time.perf_counter() - started) / max(1, n_maps)
                 k = 0
@@ -247,6 +248,9 @@ class Explainer:
                             seconds=f"{seconds:.4f}",
                             evaluations=_entry(explanation.evaluations, k),
                             stability=_format(None if stability is None else float(stability[k])),
+                            stability_relative=_format(
+                                None if stability_relative is None else float(stability_relative[k])
+                            ),
                         )
                         sd = None if explanation.sd is None else explanation.sd[k]
                         writer.write_later(row, item, method.name, c, explanation.attributions[k], sd)

@@ -90,6 +90,12 @@ class Result:
         value = self.info.get("stability", "")
         return None if value in ("", None) else float(value)
 
+    @property
+    def stability_relative(self) -> float | None:
+        """The same largest change over the map's own norm (comparable across methods), or None."""
+        value = self.info.get("stability_relative", "")
+        return None if value in ("", None) else float(value)
+
     def overlay(self, colormap: str = "inferno", alpha: float = 0.5) -> np.ndarray:
         """An RGB uint8 picture: the heatmap over the displayed image (resampled to the source's
         grid), or the colourised heatmap alone when there is no displayed image (an array batch).

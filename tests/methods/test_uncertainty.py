@@ -147,6 +147,11 @@ def test_stability_matches_the_closed_form():
             for k in range(7)
         )
         assert explanation.stability[i] == pytest.approx(expected, rel=1e-4)
+        relative = max(
+            np.linalg.norm((w * stability_noise(image, k, 0.05, 4)).ravel()) / np.linalg.norm((w * image).ravel())
+            for k in range(7)
+        )
+        assert explanation.stability_relative[i] == pytest.approx(relative, rel=1e-4)  # over the map's own norm
 
 
 def test_max_sensitivity_is_seeded_and_takes_the_maximum():
@@ -157,10 +162,22 @@ def test_max_sensitivity_is_seeded_and_takes_the_maximum():
         return copies * 3.0
 
     setting = Uncertainty(samples=4, radius=0.1, seed=1)
-    first = max_sensitivity(explain, images, maps, setting, chunk=3)
-    assert first.tolist() == max_sensitivity(explain, images, maps, setting, chunk=1).tolist()
+    first, relative = max_sensitivity(explain, images, maps, setting, chunk=3)
+    again, relative_again = max_sensitivity(explain, images, maps, setting, chunk=1)
+    assert first.tolist() == again.tolist() and relative.tolist() == relative_again.tolist()
     draws = [3.0 * np.linalg.norm(stability_noise(images[0], k, 0.1, 1)) for k in range(4)]
     assert first[0] == pytest.approx(max(draws) / np.linalg.norm(images[0]), rel=1e-5)
+    assert relative[0] == pytest.approx(max(draws) / np.linalg.norm(maps[0]), rel=1e-5)  # free of the map's scale
+    tenfold = max_sensitivity(lambda c, o: c * 30.0, images, maps * 10, setting, chunk=2)
+    assert tenfold[0][0] == pytest.approx(10 * first[0]) and tenfold[1][0] == pytest.approx(relative[0])
+
+
+def test_the_relative_figure_of_a_zero_map():
+    images = _images(2)
+    zero = np.zeros_like(images)
+    setting = Uncertainty(samples=2, radius=0.1, seed=0)
+    assert max_sensitivity(lambda c, o: np.zeros_like(c), images, zero, setting, 2)[1].tolist() == [0.0, 0.0]
+    assert np.isinf(max_sensitivity(lambda c, o: c, images, zero, setting, 2)[1]).all()
 
 
 def test_stability_noise_is_uniform_within_the_radius_of_the_value_range():

@@ -124,6 +124,8 @@ def test_unstable_maps_are_flagged_and_not_recommended():
     assert rows["a"].stability == pytest.approx(0.15) and rows["c"].stability is None
     assert rows["b"].flags == ["unstable"] and not rows["b"].recommended
     assert rows["a"].recommended and rows["c"].recommended and rows["c"].flags == []
+    zero_map = recommend(["z"], [], sanity={"z": PASS}, stability={"z": [0.1, float("inf")]}).methods[0]
+    assert zero_map.flags == ["unstable"]  # a zero map that changes under noise: an infinite relative change
     failing = recommend(["b"], [], sanity={"b": FAIL}, stability={"b": [0.9]}).methods[0]
     assert failing.why.startswith("not recommended: fails the randomisation") and failing.why.endswith("also unstable")
     csv_row = rows["b"].row()

@@ -448,16 +448,18 @@ def test_run_prints_the_recommendation_and_flags_an_insensitive_model(tmp_path, 
     assert all(r["road"] == "" for r in metrics) and any(r["deletion_auc"] != "" for r in metrics)  # road: false
 
 
-def test_the_index_stability_column_ranks_and_flags_unstable_maps(run_dir, tmp_path):
-    """index.csv's ``stability`` (max-sensitivity, lower is more stable): a mean above 0.5 is ``unstable``."""
+def test_the_index_relative_stability_flags_unstable_maps(run_dir, tmp_path):
+    """index.csv's ``stability_relative`` (the largest change over the map's norm): a mean above 0.5 is
+    ``unstable``; ``stability`` (in each method's units) is neither compared nor flagged."""
     copy = tmp_path / "with_stability"
     shutil.copytree(run_dir, copy)
     header, rows = read_index(copy / "index.csv")
     by_method = {"integrated_gradients": 0.05, "gradient": 0.9, "input_as_map": ""}  # input_as_map: not computed
     for k, row in enumerate(rows):
         value = by_method[row["method"]]
-        row["stability"] = value if value == "" else value + 0.01 * k
-    (copy / "index.csv").write_text(csv_text(rows, [*header, "stability"]))
+        row["stability_relative"] = value if value == "" else value + 0.01 * k
+        row["stability"] = "" if value == "" else 100.0  # in the method's own units: never flagged
+    (copy / "index.csv").write_text(csv_text(rows, [*header, "stability", "stability_relative"]))
     registry.register_method(InputAsMap)
     try:
         result = evaluate_run(copy, EvaluationSpec(faithfulness=False, sanity_images=0), progress=False)
@@ -467,4 +469,4 @@ def test_the_index_stability_column_ranks_and_flags_unstable_maps(run_dir, tmp_p
     assert table["gradient"]["flags"] == "unstable" and table["integrated_gradients"]["flags"] == ""
     assert float(table["integrated_gradients"]["stability"]) < 0.1 and table["input_as_map"]["stability"] == ""
     assert not any(d.metric == "stability" for d in result.comparison)  # each method's own units: not compared
-    assert "unstable (gradient): mean max-sensitivity" in result.table()
+    assert "unstable (gradient): its maps change under small input noise by" in result.table()

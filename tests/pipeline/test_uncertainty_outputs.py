@@ -20,7 +20,7 @@ def test_a_run_writes_the_sd_map_beside_the_map_and_fills_the_columns(study):
     summary = medxai.run(
         write_config(study, "uncertain", methods=METHODS, output={"dir": "uncertain", "formats": ["npy", "nifti"]})
     )
-    assert {"sd_path", "stability"} <= set(index_columns())
+    assert {"sd_path", "stability", "stability_relative"} <= set(index_columns())
     rows = read_index(summary.output_dir / "index.csv")
     smooth = _ok(rows, "smoothgrad")
     assert smooth
@@ -31,9 +31,9 @@ def test_a_run_writes_the_sd_map_beside_the_map_and_fills_the_columns(study):
         assert sd.dtype == np.float32 and sd.shape == heatmap.shape  # the map's geometry (the source's)
         assert np.all(sd >= 0) and np.any(sd > 0)
         assert (summary.output_dir / (row["sd_path"][: -len(".npy")] + ".nii.gz")).is_file()
-        assert float(row["stability"]) > 0
+        assert float(row["stability"]) > 0 and float(row["stability_relative"]) > 0
     for row in _ok(rows, "gradient"):  # uncertainty off: nothing computed
-        assert row["sd_path"] == "" and row["stability"] == ""
+        assert row["sd_path"] == "" and row["stability"] == "" and row["stability_relative"] == ""
     again = medxai.run(write_config(study, "uncertain2", methods=METHODS, output={"dir": "uncertain2"}))
     rerun = {
         (r["image_id"], r["class_index"]): r for r in _ok(read_index(again.output_dir / "index.csv"), "smoothgrad")
@@ -73,6 +73,7 @@ def test_the_notebook_api_gives_sd_and_stability():
     results = medxai.explain(tiny_model(), images, methods=methods, targets=[0])
     smooth = [r for r in results if r.method == "smoothgrad"]
     assert smooth and all(r.sd.shape == r.heatmap.shape and r.stability > 0 for r in smooth)
+    assert all(r.stability_relative > 0 for r in smooth)
     plain = [r for r in results if r.method == "gradient"]
     assert all(r.sd is None and r.stability is None for r in plain)
 

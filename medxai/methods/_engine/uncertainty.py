@@ -31,6 +31,11 @@
   gradient map has stability 0 (its gradient does not depend on the input). Cost: each map
   explains ``samples`` perturbed copies more, i.e. the method's own cost times ``1 + samples``.
 
+  The **relative** figure, ``stability_relative(x) = max_k ||Phi(x + d_k) - Phi(x)||_2 / ||Phi(x)||_2``
+  (the same draws), is the largest change of the map measured in the map's own size: free of the
+  method's units, so it compares methods (0.5: some copy's map moved by half the map; an all-zero
+  map that stays zero is 0, one that changes is infinite). medxai's ``unstable`` flag reads it.
+
 The SD maps (:attr:`medxai.methods.base.Explanation.sd`) are the population standard deviation
 (``ddof=0``, numpy's ``std``) of the signed attributions over what the method averages:
 SmoothGrad's noisy samples, Integrated Gradients' random baselines (``n_baselines > 1``), or for
@@ -187,16 +192,20 @@ def stability_noise(image: np.ndarray, k: int, radius: float, seed: int) -> np.n
     return (r * unit).astype(np.float32)
 
 
-def sensitivity(attributions: np.ndarray, perturbed: np.ndarray, image: np.ndarray) -> float:
-    """``||perturbed - attributions||_F / ||image||_F`` (float64; a zero image divides by 1)."""
-    numerator = np.linalg.norm((np.asarray(perturbed, np.float64) - np.asarray(attributions, np.float64)).ravel())
-    denominator = np.linalg.norm(np.asarray(image, np.float64).ravel())
-    return float(numerator / (denominator if denominator > 0 else 1.0))
+def sensitivity(attributions: np.ndarray, perturbed: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    """``||perturbed - attributions||_F`` over ``||image||_F`` (a zero image divides by 1) and over
+    ``||attributions||_F`` (0 when both are 0, infinite when only the map is 0), in float64."""
+    change = np.asarray(perturbed, np.float64) - np.asarray(attributions, np.float64)
+    numerator = float(np.linalg.norm(change.ravel()))
+    denominator = float(np.linalg.norm(np.asarray(image, np.float64).ravel()))
+    size = float(np.linalg.norm(np.asarray(attributions, np.float64).ravel()))
+    relative = numerator / size if size > 0 else (0.0 if numerator == 0 else float("inf"))
+    return numerator / (denominator if denominator > 0 else 1.0), relative
 
 
 def max_sensitivity(
     explain: Any, images: np.ndarray, attributions: np.ndarray, setting: Uncertainty, chunk: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The stability figure of each image's map (module docstring).
 
     Args:
@@ -207,10 +216,12 @@ def max_sensitivity(
         chunk: Perturbed copies per ``explain`` call (bounds host memory).
 
     Returns:
-        ``(N,)`` float64, the maximum over the draws.
+        ``(N,)`` float64 each: the maximum over the draws of the change over ``||x||`` (the stability
+        figure) and over ``||Phi(x)||`` (the relative figure).
     """
     n = len(images)
     worst = np.zeros(n, dtype=np.float64)
+    worst_relative = np.zeros(n, dtype=np.float64)
     pairs = [(i, k) for k in range(setting.samples) for i in range(n)]
     for start in range(0, len(pairs), max(1, chunk)):
         part = pairs[start : start + max(1, chunk)]
@@ -218,5 +229,6 @@ def max_sensitivity(
         copies = np.stack([images[i] + stability_noise(images[i], k, setting.radius, setting.seed) for i, k in part])
         explained = explain(copies, owner)
         for j, i in enumerate(owner):
-            worst[i] = max(worst[i], sensitivity(attributions[i], explained[j], images[i]))
-    return worst
+            absolute, relative = sensitivity(attributions[i], explained[j], images[i])
+            worst[i], worst_relative[i] = max(worst[i], absolute), max(worst_relative[i], relative)
+    return worst, worst_relative
