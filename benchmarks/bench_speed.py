@@ -17,7 +17,8 @@ Prints, on one machine in one run:
 7. XLA and mixed precision;
 8. ``steps: auto`` at per-pixel accuracy: evaluations per map, per-pixel error against a
    2048-point reference, and the per-step loop's cost at equal per-pixel error
-   (``--only adaptive``, about 10 min on 2 cores);
+   (``--only adaptive``, about 10 min on 2 cores; ``benchmarks/bench_ig_auto.py`` compares every
+   adaptive rule, the loop and xplique at equal per-pixel accuracy);
 9. every registered method with its defaults, seconds per map on the demo model and on
    DenseNet121 224x224 (``--only methods``).
 
@@ -137,7 +138,7 @@ def method_rows(model: keras.Model, images: np.ndarray, batch_size: int, limit: 
             IntegratedGradients(model, steps=50, rule="trapezoid", batch_size=batch_size),
         ),
         (
-            "medxai IG, steps: auto, 1 % per pixel (trapezoid)",
+            "medxai IG, steps: auto, 1 % per pixel (adaptive Simpson)",
             IntegratedGradients(model, steps="auto", batch_size=batch_size),
         ),
         ("medxai SmoothGrad, 25 samples", SmoothGrad(model, samples=25, batch_size=batch_size)),
@@ -190,7 +191,7 @@ def adaptive_accuracy(
             )
         )
     print(
-        f"\n8. {title}: steps: auto (trapezoid, nested) at per-pixel tolerance, {len(images)} images, "
+        f"\n8. {title}: steps: auto (adaptive Simpson, the default) at per-pixel tolerance, {len(images)} images, "
         "error = ||A - A_2048|| / ||A_2048|| per map"
     )
     print(

@@ -45,6 +45,20 @@ def exp_model(shape, *, seed=0):
     return model, v[:, 0]
 
 
+def tanh_model(shape, scale, *, hard=False, seed=0):
+    """F(x) = sum_i tanh(v_i x_i), one output: saturating, and IG from 0 is exactly tanh(v_i x_i).
+
+    ``hard``: clip(v_i x_i, -1, 1) instead (saturating like a ReLU network: the path gradient
+    jumps to 0 at alpha = 1 / (v_i x_i)); IG from 0 is exactly clip(v_i x_i, -1, 1). Returns (model, v).
+    """
+    v = (scale * np.random.default_rng(seed).uniform(0.5, 1.0, size=int(np.prod(shape)))).astype(np.float32)
+    squash = (lambda z: keras.ops.clip(z, -1.0, 1.0)) if hard else keras.ops.tanh
+    inputs = keras.Input(shape)
+    flat = keras.layers.Flatten()(inputs)
+    out = keras.layers.Lambda(lambda z: keras.ops.sum(squash(z * v), axis=1, keepdims=True))(flat)
+    return keras.Model(inputs, out), v
+
+
 def small_cnn(shape=(16, 16, 1), n_classes=2, *, seed=0):
     """A small random ReLU CNN (2D or 3D by the rank of shape) ending in softmax."""
     keras.utils.set_random_seed(seed)

@@ -18,7 +18,7 @@ from medxai.methods._engine.adaptive import (
 )
 from medxai.methods._engine.baselines import make_baselines, validate_baseline
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.quadrature import MAX_POINTS, canonical_rule, integration_points
+from medxai.methods._engine.quadrature import ADAPTIVE_ONLY_RULES, MAX_POINTS, canonical_rule, integration_points
 from medxai.methods.base import Explanation, PathMethod, check_number
 
 AUTO = "auto"
@@ -31,15 +31,21 @@ class IntegratedGradients(PathMethod):
         model: A built Keras model.
         steps: Gradient evaluations per path (per baseline), or ``"auto"``: per
             image, refine the path until the map's relative L2 change between
-            two levels is at most ``tolerance`` (per-pixel accuracy, see
+            two levels (or, for a Gauss-Kronrod rule, its embedded error estimate)
+            is at most ``tolerance`` (per-pixel accuracy, see
             :mod:`medxai.methods._engine.adaptive`; completeness is reported separately).
         rule: ``"gauss_legendre"``, ``"trapezoid"``, ``"riemann_left"``,
             ``"riemann_right"`` or ``"riemann_middle"`` (Captum's ``"gausslegendre"`` and
             ``"riemann_trapezoid"`` are accepted too). Default: Gauss-Legendre
-            for a fixed number of steps; the trapezoid with ``steps="auto"``
-            (nested: each level reuses every earlier gradient, about half the
-            cost of restarting Gauss-Legendre at equal per-pixel accuracy).
-        tolerance: Target relative L2 change of the map with ``steps="auto"``.
+            for a fixed number of steps. ``steps="auto"`` also takes
+            ``"adaptive_simpson"`` (its default), ``"gauss_kronrod_7"`` and
+            ``"gauss_kronrod_15"``: adaptive subdivision of the path with an embedded
+            pair (Simpson/trapezoid, Lyness 1969; Gauss-Kronrod, Kronrod 1965), whose
+            per-pixel error estimate costs no extra gradient; Simpson's halves reuse
+            every point, so it spends the fewest gradients on ReLU networks. The
+            fixed rules refine by levels there (the trapezoid is nested: each level
+            reuses every earlier gradient).
+        tolerance: Target relative L2 error of the map with ``steps="auto"``.
         max_steps: Most path points per baseline of a map with ``steps="auto"``;
             an image that reaches it keeps its finest map and a warning.
         baseline: ``"zeros"``/``"black"``, ``"white"``, ``"uniform"`` (random),
@@ -75,7 +81,7 @@ class IntegratedGradients(PathMethod):
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        rule = ("trapezoid" if steps == AUTO else "gauss_legendre") if rule is None else canonical_rule(rule)
+        rule = ("adaptive_simpson" if steps == AUTO else "gauss_legendre") if rule is None else canonical_rule(rule)
         if steps == AUTO:
             check_number("tolerance", tolerance)
             least = smallest_max_steps(rule)
@@ -139,12 +145,13 @@ class IntegratedGradients(PathMethod):
         )
         gap = self._gap(images, targets, baselines)
         delta = result.attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
+        measured = "estimated error" if self.rule in ADAPTIVE_ONLY_RULES else "last relative change"
         warnings = np.array(
             [
                 ""
                 if met
                 else f"per-pixel tolerance {self.tolerance:g} not met within max_steps={self.max_steps} "
-                f"(last relative change {change:.3g}); kept the finest map"
+                f"({measured} {change:.3g}); kept the finest map"
                 for met, change in zip(result.met, result.change)
             ],
             dtype=object,

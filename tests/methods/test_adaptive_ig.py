@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from analytic_models import UNIT, exp_model, linear_model, small_cnn
+from analytic_models import UNIT, exp_model, linear_model, small_cnn, tanh_model
 
 from medxai import IntegratedGradients, SmoothGrad
 from medxai.methods._engine.adaptive import relative_change
@@ -73,8 +73,8 @@ def test_fewer_points_on_an_easy_model_than_on_a_hard_one():
     easy, _, _ = linear_model(shape, n_classes=1)
     hard, _ = exp_model(shape)
     x = rand((3, *shape), high=6.0)  # a long, curved path for the exponential model
-    easy_steps = IntegratedGradients(easy, steps="auto").explain(x, UNIT).steps
-    hard_steps = IntegratedGradients(hard, steps="auto").explain(x, UNIT).steps
+    easy_steps = IntegratedGradients(easy, steps="auto", rule="trapezoid").explain(x, UNIT).steps
+    hard_steps = IntegratedGradients(hard, steps="auto", rule="trapezoid").explain(x, UNIT).steps
     assert easy_steps.tolist() == [5, 5, 5]  # trapezoid 3 then 5 points: no change, done
     assert np.all(hard_steps > easy_steps)
 
@@ -138,9 +138,9 @@ def test_max_steps_keeps_the_finest_map_and_warns():
 def test_batch_size_and_batch_composition_do_not_change_adaptive_results():
     model = small_cnn((8, 8, 1))
     x = rand((4, 8, 8, 1))
-    together = IntegratedGradients(model, steps="auto", batch_size=5).explain(x, 1)
+    together = IntegratedGradients(model, steps="auto", rule="trapezoid", batch_size=5).explain(x, 1)
     for i in range(4):
-        alone = IntegratedGradients(model, steps="auto", batch_size=64).explain(x[i : i + 1], 1)
+        alone = IntegratedGradients(model, steps="auto", rule="trapezoid", batch_size=64).explain(x[i : i + 1], 1)
         np.testing.assert_allclose(alone.attributions[0], together.attributions[i], rtol=1e-4, atol=1e-7)
         assert alone.steps[0] == together.steps[i]
 
@@ -148,7 +148,9 @@ def test_batch_size_and_batch_composition_do_not_change_adaptive_results():
 def test_several_random_baselines():
     model, weights, _ = linear_model((3, 3, 1), n_classes=1)
     x = rand((2, 3, 3, 1))
-    explanation = IntegratedGradients(model, steps="auto", baseline="uniform", n_baselines=3).explain(x, 0)
+    explanation = IntegratedGradients(model, steps="auto", rule="trapezoid", baseline="uniform", n_baselines=3).explain(
+        x, 0
+    )
     assert np.all(explanation.relative_delta <= 1e-5)
     assert explanation.steps.tolist() == [5, 5] and explanation.evaluations.tolist() == [15, 15]  # per baseline x 3
 
@@ -158,7 +160,8 @@ def test_several_random_baselines():
     [
         ({"tolerance": 0}, "tolerance"),
         ({"tolerance": -1}, "tolerance"),
-        ({"max_steps": 4}, "max_steps must be an integer >= 5 for rule 'trapezoid'"),
+        ({"max_steps": 4, "rule": "trapezoid"}, "max_steps must be an integer >= 5 for rule 'trapezoid'"),
+        ({"max_steps": 2}, "max_steps must be an integer >= 3 for rule 'adaptive_simpson'"),
         ({"max_steps": 7, "rule": "gauss_legendre"}, "max_steps must be an integer >= 8"),
         ({"rule": "simpson"}, "integration rule"),
     ],
@@ -181,3 +184,99 @@ def test_relative_change_edge_cases():
     zero = np.zeros((1, 2))
     assert relative_change(zero, zero).tolist() == [0.0]
     assert relative_change(zero, np.ones((1, 2))).tolist() == [np.inf]
+
+
+EMBEDDED = ["adaptive_simpson", "gauss_kronrod_7", "gauss_kronrod_15"]
+
+
+def saturating(n=3, scale=12.0, hard=False, shape=(4, 4, 1)):
+    """F(x) = sum tanh(v x) (or clip) with v x up to ``scale``: the path gradient is a spike (a step) near 0."""
+    model, v = tanh_model(shape, scale, hard=hard)
+    x = rand((n, *shape), seed=2, high=1.0)
+    squash = (lambda z: np.clip(z, -1, 1)) if hard else np.tanh  # noqa: E731
+    return model, x, squash(v * x.reshape(n, -1)).reshape(x.shape)  # IG from 0, exactly
+
+
+@pytest.mark.parametrize("rule,points", [("adaptive_simpson", 3), ("gauss_kronrod_15", 15), ("gauss_kronrod_7", 7)])
+def test_embedded_pairs_are_exact_on_a_linear_model_with_one_panel(rule, points):
+    model, weights, _ = linear_model((3, 3, 1), n_classes=2)
+    x = rand((2, 3, 3, 1))
+    explanation = IntegratedGradients(model, steps="auto", rule=rule).explain(x, 1)
+    np.testing.assert_allclose(
+        explanation.attributions.reshape(2, -1), weights[:, 1] * x.reshape(2, -1), rtol=1e-5, atol=1e-6
+    )
+    assert explanation.steps.tolist() == explanation.evaluations.tolist() == [points] * 2  # fine = coarse: done
+
+
+@pytest.mark.parametrize("rule", EMBEDDED)
+@pytest.mark.parametrize("tolerance", [0.05, 1e-3])
+def test_embedded_pairs_meet_their_tolerance_per_pixel_against_the_closed_form(rule, tolerance):
+    model, x, exact = saturating()
+    explanation = IntegratedGradients(model, steps="auto", rule=rule, tolerance=tolerance, max_steps=1024).explain(
+        x, UNIT
+    )
+    assert np.all(explanation.warnings == "")
+    assert np.all(per_image_error(explanation.attributions, exact) <= tolerance)
+    # completeness: the attributions sum to F(x) - F(0), as closely as the map is accurate
+    assert np.all(explanation.relative_delta <= tolerance)
+    np.testing.assert_allclose(explanation.gap, exact.reshape(3, -1).sum(1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("rule", EMBEDDED)
+def test_embedded_pairs_spend_fewer_gradients_than_a_fixed_rule_at_the_same_error(rule):
+    # a hard-saturating model (its path gradients jump, as a ReLU network's do): subdivision finds the jumps
+    model, x, exact = saturating(scale=20.0, hard=True, shape=(2, 2, 1))
+    explanation = IntegratedGradients(model, steps="auto", rule=rule, tolerance=1e-3, max_steps=1024).explain(x, UNIT)
+    reached = per_image_error(explanation.attributions, exact)
+    assert np.all(reached <= 1e-3) and np.all(reached >= 0.2e-3)  # met, not overshot by much
+    for i, spent in enumerate(explanation.evaluations):
+        # the fixed rules, given as many gradients as auto spent in all, miss the error it reached
+        for fixed in ("gauss_legendre", "trapezoid"):
+            same_budget = IntegratedGradients(model, steps=int(spent), rule=fixed).attribute(x[i : i + 1], UNIT)
+            assert per_image_error(same_budget, exact[i : i + 1])[0] > reached[i]
+
+
+@pytest.mark.parametrize("rule", ["adaptive_simpson", "gauss_kronrod_7"])
+def test_embedded_pairs_do_not_depend_on_batching(rule):
+    model, x, _ = saturating(n=4)
+    ig = lambda size: IntegratedGradients(  # noqa: E731
+        model, steps="auto", rule=rule, tolerance=1e-3, batch_size=size, max_steps=1024
+    )
+    together = ig(5).explain(x, UNIT)
+    for i in range(4):
+        alone = ig(256).explain(x[i : i + 1], UNIT)
+        np.testing.assert_allclose(alone.attributions[0], together.attributions[i], rtol=1e-5, atol=1e-7)
+        assert (alone.steps[0], alone.evaluations[0]) == (together.steps[i], together.evaluations[i])
+
+
+def test_embedded_pairs_several_baselines_and_max_steps():
+    model, x, _ = saturating(n=2)
+    short = IntegratedGradients(model, steps="auto", rule="gauss_kronrod_15", tolerance=1e-9, max_steps=45).explain(
+        x, UNIT
+    )
+    assert short.steps.tolist() == [45, 45]  # 1, then 2, then 3 panels: no room for a fourth
+    assert all("not met within max_steps=45" in w and "estimated error" in w for w in short.warnings)
+    model, weights, _ = linear_model((3, 3, 1), n_classes=1)
+    explanation = IntegratedGradients(
+        model, steps="auto", rule="gauss_kronrod_7", baseline="uniform", n_baselines=3
+    ).explain(rand((2, 3, 3, 1)), 0)
+    assert np.all(explanation.relative_delta <= 1e-5)
+    assert explanation.steps.tolist() == [7, 7] and explanation.evaluations.tolist() == [21, 21]  # 7 per baseline
+
+
+def test_adaptive_simpson_evaluates_each_point_once_and_is_the_default():
+    model, x, _ = saturating(n=1, scale=20.0, hard=True, shape=(2, 2, 1))
+    ig = IntegratedGradients(model, steps="auto", tolerance=1e-3)
+    assert ig.rule == "adaptive_simpson"
+    explanation = ig.explain(x, UNIT)
+    # bisecting a panel adds its two quarter points: every gradient is kept in the map
+    assert explanation.steps.tolist() == explanation.evaluations.tolist()
+    assert explanation.steps[0] > 3 and explanation.steps[0] % 2 == 1
+
+
+def test_kronrod_needs_one_panel_and_auto():
+    model, _, _ = linear_model((2, 2, 1))
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 15 for rule 'gauss_kronrod_15'"):
+        IntegratedGradients(model, steps="auto", rule="gauss_kronrod_15", max_steps=14)
+    with pytest.raises(ValueError, match="use it with steps='auto'"):
+        IntegratedGradients(model, steps=15, rule="gauss_kronrod_15")

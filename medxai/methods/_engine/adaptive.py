@@ -18,8 +18,16 @@ are not). Completeness is still reported, separately, as a check.
 * **Gauss-Legendre** and ``riemann_middle`` are not nested: each level is
   computed afresh at twice the order, so a map kept at order ``n`` cost about
   ``2n`` evaluations (reported as ``evaluations``; ``steps`` is ``n``).
+* **Embedded pairs** (``adaptive_simpson``: Simpson with the trapezoid, the nested
+  3- and 2-point Clenshaw-Curtis rules; ``gauss_kronrod_15``: G7/K15;
+  ``gauss_kronrod_7``: G3/K7, Kronrod 1965) subdivide the path where the integrand
+  bends (QUADPACK's ``qag``, Piessens et al. 1983): each sub-interval carries its map
+  and the per-pixel error vector of the pair, computed from the same gradients, and
+  the worst sub-intervals are bisected until the map's estimated relative L2 error is
+  at most the tolerance (see :func:`_panels`). No second level is needed to measure.
 
-Memory stays bounded by the engine's ``batch_size`` plus a few arrays per image.
+Memory stays bounded by the engine's ``batch_size`` plus a few arrays per image
+(the embedded pairs: the kept points' terms of each image still refining).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medxai.methods._engine.plan import PathPlan
-from medxai.methods._engine.quadrature import integration_points
+from medxai.methods._engine.quadrature import ADAPTIVE_ONLY_RULES, embedded_pair, integration_points
 from medxai.methods._engine.targets import Targets
 
 if TYPE_CHECKING:
@@ -47,18 +55,29 @@ class AdaptiveResult:
     attributions: np.ndarray  # (N, *spatial, C) float32: the finest level's map
     steps: np.ndarray  # (N,) path points per baseline of the kept map
     evaluations: np.ndarray  # (N,) path points per baseline evaluated in all levels
-    change: np.ndarray  # (N,) relative L2 change between the last two levels (inf after one level)
+    change: np.ndarray  # (N,) relative L2 change of the last two levels (inf after one), or the estimated error
     met: np.ndarray  # (N,) bool: change <= tolerance
+
+
+#: Share of the squared error estimate whose sub-intervals are bisected in one round (the worst first).
+BISECTED_SHARE = 0.5
 
 
 def first_points(rule: str) -> int:
     """Path points of the first level of an adaptive rule."""
+    if rule in ADAPTIVE_ONLY_RULES:
+        return len(embedded_pair(rule)[0])
     return {"trapezoid": 3, "riemann_left": 2, "riemann_right": 2}.get(rule, 4)
 
 
 def smallest_max_steps(rule: str) -> int:
-    """The fewest points ``max_steps`` may allow: two levels are needed to measure a change."""
+    """The fewest points ``max_steps`` may allow: two levels are needed to measure a change.
+
+    An embedded pair measures its error at its first level: one sub-interval is enough.
+    """
     first = first_points(rule)
+    if rule in ADAPTIVE_ONLY_RULES:
+        return first
     return 2 * first - 1 if rule == "trapezoid" else 2 * first
 
 
@@ -117,6 +136,8 @@ def adaptive_integrated_gradients(
         An :class:`AdaptiveResult`; images that never met the tolerance keep
         their finest map and ``met`` False.
     """
+    if rule in ADAPTIVE_ONLY_RULES:
+        return _panels(rule, engine, images, targets, baselines, tolerance, max_steps, batch_size)
     n = len(images)
     nested = rule in NESTED_RULES
     result = np.zeros(images.shape, dtype=np.float32)
@@ -157,3 +178,108 @@ def adaptive_integrated_gradients(
             points *= 2
         first = False
     return AdaptiveResult(result, steps, evaluations, change, change <= tolerance)
+
+
+#: ``adaptive_simpson``'s estimate is ``|Simpson - trapezoid|``, the trapezoid's error; on the rough path
+#: integrands of ReLU networks Simpson's own error is about half of it (measured on the demo model,
+#: ``benchmarks/bench_ig_auto.py``), so the estimate is halved. The Gauss-Kronrod pairs use
+#: ``|K - G|`` as it is (an overestimate of K's error).
+CALIBRATION = {"adaptive_simpson": 0.5}
+
+
+@dataclass
+class _Panel:
+    """One sub-interval of one image's path: its fine map and its error vector (fine - coarse rule)."""
+
+    lo: float
+    hi: float
+    fine: np.ndarray  # (pixels,) float64
+    error: np.ndarray  # (pixels,) float64
+
+
+def _to_bisect(errors: np.ndarray, budget: int) -> np.ndarray:
+    """The worst panels holding :data:`BISECTED_SHARE` of the squared error, at most ``budget`` of them."""
+    order = np.argsort(-errors, kind="stable")
+    mass = np.cumsum(errors[order] ** 2)
+    count = int(np.searchsorted(mass, BISECTED_SHARE * mass[-1])) + 1
+    return order[: min(count, budget)]
+
+
+def _panels(
+    rule: str,
+    engine: GradientEngine,
+    images: np.ndarray,
+    targets: Targets,
+    baselines: np.ndarray,
+    tolerance: float,
+    max_steps: int,
+    batch_size: int,
+) -> AdaptiveResult:
+    """Globally adaptive quadrature with an embedded pair (QUADPACK's ``qag``, Piessens et al. 1983) for maps.
+
+    Each sub-interval ("panel") of an image's path is integrated by the pair's fine rule
+    and, with the same gradients, by its embedded coarse rule (:func:`embedded_pair`);
+    ``fine - coarse`` is the panel's per-pixel error vector. The map is the sum of the
+    fine panels; its error estimate is ``c * sqrt(sum_panels ||fine - coarse||^2) / ||map||``
+    (panels' errors taken as independent, as a ReLU network's jumps are; ``c`` from
+    :data:`CALIBRATION`). While it is above the tolerance, the worst panels (half the
+    squared error) are bisected. The points of every image still refining are evaluated
+    together, ``batch_size`` model rows at a time. A point is evaluated once: the
+    gradients a panel's halves share with it are reused (all of them for
+    ``adaptive_simpson``; none inside a Gauss-Kronrod panel, so ``evaluations`` counts
+    them and ``steps`` counts the points of the kept panels). Memory: the kept points'
+    terms per image being refined (at most ``max_steps`` maps each).
+    """
+    nodes, fine_w, coarse_w = embedded_pair(rule)
+
+    def points(lo: float, hi: float) -> list[float]:  # rounded: a bisection's halves find their parent's points
+        return [round(float(a), 12) for a in lo + (hi - lo) * nodes]
+
+    pair = np.stack([fine_w, fine_w - coarse_w])
+    scale = CALIBRATION.get(rule, 1.0)
+    n = len(images)
+    cache: list[dict[float, np.ndarray]] = [{} for _ in range(n)]  # per image: alpha -> path term
+    panels: list[list[_Panel]] = [[] for _ in range(n)]
+    error = np.full(n, np.inf)
+    evaluations = np.zeros(n, dtype=np.int64)
+    steps = np.zeros(n, dtype=np.int64)
+    pending = [(i, 0.0, 1.0) for i in range(n)]
+    while pending:
+        wanted = {(i, a) for i, lo, hi in pending for a in points(lo, hi)}
+        missing = sorted(key for key in wanted if key[1] not in cache[key[0]])
+        if missing:
+            image = np.array([i for i, _ in missing])
+            terms = engine.path_terms(images, targets, baselines, image, np.array([a for _, a in missing]), batch_size)
+            for (i, a), term in zip(missing, terms):
+                cache[i][a] = term.ravel()
+            evaluations += np.bincount(image, minlength=n)
+        for i, lo, hi in pending:
+            values = np.stack([cache[i][a] for a in points(lo, hi)]).astype(np.float64)
+            fine, difference = (hi - lo) * (pair @ values)
+            panels[i].append(_Panel(lo, hi, fine, difference))
+        refined = sorted({i for i, _, _ in pending})
+        pending = []
+        for i in refined:
+            own = sorted(panels[i], key=lambda p: p.lo)
+            local = np.array([np.linalg.norm(p.error) for p in own])
+            size = np.linalg.norm(np.sum([p.fine for p in own], axis=0))
+            total = scale * float(np.sqrt(np.sum(local**2)))
+            error[i] = 0.0 if total == 0 else (total / size if size > 0 else np.inf)
+            used = {a for p in own for a in points(p.lo, p.hi)}
+            steps[i] = len(used)
+            new_per_bisection = len(nodes) - 1 if rule == "adaptive_simpson" else len(nodes)
+            budget = (max_steps - steps[i]) // new_per_bisection
+            if error[i] <= tolerance or budget <= 0:
+                panels[i], cache[i] = own, {}
+                continue
+            chosen = set(_to_bisect(local, budget).tolist())
+            panels[i] = [p for j, p in enumerate(own) if j not in chosen]
+            for j in sorted(chosen):
+                middle = 0.5 * (own[j].lo + own[j].hi)
+                pending += [(i, own[j].lo, middle), (i, middle, own[j].hi)]
+            keep = used | {a for _, lo, hi in pending[-2 * len(chosen) :] for a in points(lo, hi)}
+            cache[i] = {a: term for a, term in cache[i].items() if a in keep}
+    attributions = np.stack([np.sum([p.fine for p in own], axis=0) for own in panels])
+    return AdaptiveResult(
+        attributions.reshape(images.shape).astype(np.float32), steps, evaluations, error, error <= tolerance
+    )

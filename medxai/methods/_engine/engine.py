@@ -473,6 +473,68 @@ class GradientEngine:
         spread = moments.moments if over_baselines is None else over_baselines
         return moments.result(), spread.sd()
 
+    def path_terms(
+        self,
+        images: np.ndarray,
+        targets: Targets,
+        baselines: np.ndarray,
+        image: np.ndarray,
+        alpha: np.ndarray,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Straight-path terms, each row at its own image and ``alpha``, for adaptive quadrature.
+
+        Row ``r`` is ``mean_b (x - b) * grad F(b + alpha_r (x - b))`` of image ``image[r]``
+        over its baselines ``b``: the integrand of Integrated Gradients at one point, which
+        a rule then weights. Unlike :meth:`integrate`, every image may have its own points.
+        The rows run through the same compiled routine as Integrated Gradients.
+
+        Args:
+            images: ``(N, *spatial, C)`` float32, already checked.
+            targets: The images' :class:`~medxai.methods._engine.targets.Targets`.
+            baselines: ``(N, B, *spatial, C)`` baselines per image.
+            image: ``(R,)`` image index of each row.
+            alpha: ``(R,)`` path position of each row.
+            batch_size: Model rows per call (a row costs ``B`` model rows).
+
+        Returns:
+            ``(R, *spatial, C)`` float32 terms.
+        """
+        self.sync_weights()
+        shape = images.shape[1:]
+        n_base = baselines.shape[1]
+        bases = baselines.reshape((-1, *shape)).astype(np.float32, copy=False)
+        out = np.zeros((len(image), *shape), dtype=np.float32)
+        # every row once per baseline: model row k is row k // B against baseline k % B
+        model_image = np.repeat(image, n_base)
+        model_base = model_image * n_base + np.tile(np.arange(n_base), len(image))
+        model_alpha = np.repeat(np.asarray(alpha, dtype=np.float32), n_base)
+        seed, empty_keys = tf.constant(0, dtype=tf.int64), tf.zeros([0], dtype=tf.int64)
+        for start in range(0, len(model_image), batch_size):
+            part = slice(start, start + batch_size)
+            rows = np.arange(start, min(start + batch_size, len(model_image)))
+            image_u, row_image = np.unique(model_image[part], return_inverse=True)
+            base_u, row_base = np.unique(model_base[part], return_inverse=True)
+            item = rows // n_base  # a chunk's rows of one path point are summed over their baselines
+            out[item[0] : item[-1] + 1] += self._chunk_fn(
+                tf.constant(images[image_u]),
+                tf.constant(row_image, tf.int32),
+                tf.constant(bases[base_u]),
+                tf.constant(row_base, tf.int32),
+                empty_keys,
+                tf.constant(row_image, tf.int32),
+                tf.zeros([len(rows)]),
+                seed,
+                tf.constant(model_alpha[part]),
+                tf.fill([len(rows)], np.float32(1.0 / n_base)),
+                target_tensors(targets[model_image[part]]),
+                tf.constant(item - item[0], tf.int32),
+                tf.constant(int(item[-1] - item[0] + 1), tf.int32),
+                True,
+                False,
+            ).numpy()
+        return out
+
     @staticmethod
     def _fold(
         sums: np.ndarray,
