@@ -142,6 +142,9 @@ def viewer_run(root: Path) -> Path:
     rng = np.random.default_rng(4)
     _write_nifti(root / "src" / "vol.nii.gz", rng.integers(-1000, 400, size=(SIDE, SIDE, DEPTH)).astype(np.int16))
     spatial = read_image(root / "src" / "vol.nii.gz").array.shape[:-1]
+    lesion = np.zeros((SIDE, SIDE, DEPTH), np.uint8)
+    lesion[3:9, 10:16, 5:9] = 1  # a box in the file's axes; the page gets it in the reader's
+    _write_nifti(root / "src" / "vol_mask.nii.gz", lesion)
     Image.fromarray(rng.integers(0, 255, size=(24, 32), dtype=np.uint8)).save(root / "src" / "flat.png")
     rows = []
     for method, scale in (("integrated_gradients", 0.1), ("gradient", 0.3)):
@@ -150,7 +153,7 @@ def viewer_run(root: Path) -> Path:
         np.save(root / "maps" / f"vol_{method}.npy", heat)
         rows.append({"image_id": "vol", "source_path": str(root / "src" / "vol.nii.gz"), "method": method,
                      "class_index": 1, "score": 0.9, "label": 1, "predicted": 1, "status": "ok",
-                     "npy_path": f"maps/vol_{method}.npy"})  # fmt: skip
+                     "npy_path": f"maps/vol_{method}.npy", "mask_path": str(root / "src" / "vol_mask.nii.gz")})  # fmt: skip
     flat = rng.random((24, 32)).astype(np.float32) * 0.2
     flat[3, 30] = 1.0
     np.save(root / "maps" / "flat.npy", flat)
@@ -167,6 +170,10 @@ def viewer_run(root: Path) -> Path:
     }  # fmt: skip
     (root / "run.json").write_text(json.dumps(info), encoding="utf-8")
     return root
+
+
+def root_of(report: Path) -> Path:
+    return report.parent
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +194,9 @@ def test_the_page_carries_each_image_and_map_for_the_viewer(report):
     stored = unpack(volume["view"]["src"], np.uint16, (1, *spatial))[0]
     assert np.array_equal(stored + volume["view"]["offset"], source)  # lossless Hounsfield units
     assert len(data["lut"]) == 1536 and data["lut"] == colour_table("inferno")
+    mask = read_image(root_of(report) / "src" / "vol_mask.nii.gz").array[..., 0] > 0
+    assert np.array_equal(unpack(volume["view"]["mask"], np.uint8, spatial), mask.astype(np.uint8))
+    assert "mask" not in flat["view"]  # no mask in the manifest
 
 
 def test_viewer_mb_bounds_the_viewers_and_says_so(tmp_path):
@@ -292,6 +302,12 @@ function __run() {
     choice.value = "1"; choice.dispatchEvent(new Event("change"));
     out.windowed = __sum(__pixels(axial)) !== before;
     out.planes = viewer.querySelectorAll("canvas.v-plane").length;
+    var outline = viewer.querySelector("input.v-outline");
+    slice.value = "6"; slice.dispatchEvent(new Event("input"));  // a slice through the mask
+    var drawn = __sum(__pixels(axial));
+    outline.checked = false; outline.dispatchEvent(new Event("change"));
+    out.outlineToggles = __sum(__pixels(axial)) !== drawn;
+    out.flatOutline = flat.querySelectorAll("input.v-outline").length;
   }
   var p = document.createElement("pre"); p.id = "probe"; p.textContent = JSON.stringify(out);
   document.body.appendChild(p);
@@ -327,6 +343,7 @@ def test_in_chromium_the_slider_and_wheel_change_the_slice_with_no_console_error
     assert result["flatSlider"] == 0  # a 2D image has no slices
     assert result["windowed"] is True
     assert result["planes"] == 6  # two maps x (axial, coronal, sagittal), side by side, one slider
+    assert result["outlineToggles"] is True and result["flatOutline"] == 0  # the mask's outline, where there is one
 
 
 def test_the_colour_table_is_the_colormaps():

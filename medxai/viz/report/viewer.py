@@ -11,7 +11,9 @@ For each image the report embeds (in order, until ``viewer_mb`` megabytes are sp
   away), as the run's display transform shows it (:func:`medxai.viz.render.display_values`,
   the pictures' one implementation), 8 bits, and its peak voxel;
 - the geometry: the downscaling factors and the voxel spacing (the orthogonal views'
-  aspect), the source slice index of every shown slice.
+  aspect), the source slice index of every shown slice;
+- the ground-truth mask (the manifest's ``mask_column``) over the same grid, whose outline
+  the page draws over every plane.
 
 Arrays are packed by :func:`pack`: the values or their differences along the last axis
 (whichever compresses better), split in byte planes, zlib (deflate) level 6, base64.
@@ -232,6 +234,19 @@ def map_view(heatmap: np.ndarray, view: SourceView, values: np.ndarray) -> dict[
     return {"map": pack(q if q.ndim == 3 else q[np.newaxis]), "peak": peak}
 
 
+def mask_view(mask: np.ndarray | None, view: SourceView) -> str | None:
+    """A ground-truth mask over ``view``'s grid (block maximum: a small lesion stays), packed as 0/1
+    bytes; None without a mask, or for one not at the source's grid (or empty)."""
+    if mask is None or not mask.any():
+        return None
+    factors = view.factors if mask.ndim == 3 else view.factors[1:]
+    small = block_reduce(mask.astype(np.uint8), factors, "max")
+    volume = small if small.ndim == 3 else small[np.newaxis]
+    if volume.shape != tuple(view.dims):
+        return None
+    return pack(np.ascontiguousarray(volume, dtype=np.uint8))
+
+
 def colour_table(colormap: str) -> str:
     """The colormap's 256 colours as one hex string (``"rrggbb"`` x 256), for the page's blending."""
     import matplotlib
@@ -280,4 +295,7 @@ def image_viewer(image: Any, run: Any, pictures: Any) -> tuple[dict[str, Any] | 
             notes.append(f"viewer: {relative} not shown ({type(err).__name__}: {err})")
     if not maps:
         return None, {}, notes, "no map could be read"
-    return {**view.as_json(), "alpha": pictures.alpha}, maps, notes, ""
+    mask = mask_view(pictures.mask(image.mask_path)[0], view)
+    if image.mask_path and mask is None:
+        notes.append("viewer: the mask's outline is not drawn (the mask cannot be read or is not at the source's grid)")
+    return {**view.as_json(), "alpha": pictures.alpha, **({"mask": mask} if mask else {})}, maps, notes, ""

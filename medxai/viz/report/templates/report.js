@@ -243,7 +243,7 @@
 
   /* Draws the plane of `axis` through state.at onto `canvas` (sized in device pixels to its CSS box):
      the voxels as blocks (no smoothing), then a 1-pixel cross where the other two planes cut it. */
-  function drawPlane(canvas, view, source, shown, state, axis, lut) {
+  function drawPlane(canvas, view, source, shown, mask, state, axis, lut) {
     var p = plane(view.dims, axis, state.at);
     var native = canvas._native || (canvas._native = document.createElement("canvas"));
     native.width = p.w;
@@ -266,6 +266,20 @@
         picture.data[o + 1] = rgb[1];
         picture.data[o + 2] = rgb[2];
         picture.data[o + 3] = 255;
+      }
+    }
+    if (mask && state.outline) {  // the mask's outline: mask pixels of the plane with a neighbour outside
+      for (v = 0; v < p.h; v++) {
+        for (u = 0; u < p.w; u++) {
+          if (!mask[p.index(u, v)]) continue;
+          var edge = u === 0 || v === 0 || u === p.w - 1 || v === p.h - 1 || !mask[p.index(u - 1, v)] ||
+            !mask[p.index(u + 1, v)] || !mask[p.index(u, v - 1)] || !mask[p.index(u, v + 1)];
+          if (!edge) continue;
+          o = 4 * (v * p.w + u);
+          picture.data[o] = 0;
+          picture.data[o + 1] = 229;
+          picture.data[o + 2] = 255;
+        }
       }
     }
     native.getContext("2d").putImageData(picture, 0, 0);
@@ -317,7 +331,7 @@
     }
     var volume = view.dims[0] > 1;
     var first = shown[0].view.peak;
-    var state = { at: first.slice(), opacity: view.alpha, window: 0 };
+    var state = { at: first.slice(), opacity: view.alpha, window: 0, outline: true };
     var controls = el("div", "v-controls");
     var slice = volume ? slider("slice", 0, view.dims[0] - 1, state.at[0]) : null;
     var sliceLabel = el("span", "v-slice-label num");
@@ -336,6 +350,19 @@
     });
     windowLabel.appendChild(windowSelect);
     controls.appendChild(windowLabel);
+    if (view.mask) {
+      var outlineLabel = el("label", "v-control");
+      var outlineBox = el("input", "v-outline");
+      outlineBox.type = "checkbox";
+      outlineBox.checked = true;
+      outlineLabel.appendChild(outlineBox);
+      outlineLabel.appendChild(document.createTextNode(" mask outline"));
+      outlineBox.addEventListener("change", function () {
+        state.outline = outlineBox.checked;
+        draw();
+      });
+      controls.appendChild(outlineLabel);
+    }
     var peak = el("button", "", volume ? "to the first map's peak" : "reset");
     peak.type = "button";
     controls.appendChild(peak);
@@ -388,7 +415,7 @@
       }
       panels.forEach(function (panel, i) {
         panel.canvases.forEach(function (canvas, j) {
-          drawPlane(canvas, view, ready.source, ready.maps[i], state, axes[j], lut);
+          drawPlane(canvas, view, ready.source, ready.maps[i], ready.mask, state, axes[j], lut);
         });
       });
       status.textContent = volume ? "point z " + state.at[0] + ", y " + state.at[1] + ", x " + state.at[2] +
@@ -442,11 +469,13 @@
       });
     });
     var rowLength = view.dims[2];
-    Promise.all([cached(view, "src", view.src, 2, rowLength)].concat(shown.map(function (m) {
+    var parts = [cached(view, "src", view.src, 2, rowLength)];
+    parts.push(view.mask ? cached(view, "mask", view.mask, 1, rowLength) : Promise.resolve(null));
+    Promise.all(parts.concat(shown.map(function (m) {
       return cached(m.view, "map", m.view.map, 1, rowLength);
     }))).then(function (arrays) {
       if (arrays[0].length !== view.ch * voxels) throw new Error("the source's size does not match its shape");
-      ready = { source: arrays[0], maps: arrays.slice(1) };
+      ready = { source: arrays[0], mask: arrays[1], maps: arrays.slice(2) };
       box.setAttribute("data-ready", "1");
       draw();
     }).catch(function (err) {
