@@ -153,7 +153,8 @@ def viewer_run(root: Path) -> Path:
         np.save(root / "maps" / f"vol_{method}.npy", heat)
         rows.append({"image_id": "vol", "source_path": str(root / "src" / "vol.nii.gz"), "method": method,
                      "class_index": 1, "score": 0.9, "label": 1, "predicted": 1, "status": "ok",
-                     "npy_path": f"maps/vol_{method}.npy", "mask_path": str(root / "src" / "vol_mask.nii.gz")})  # fmt: skip
+                     "npy_path": f"maps/vol_{method}.npy",
+                     "mask_path": str(root / "src" / "vol_mask.nii.gz")})  # fmt: skip
     flat = rng.random((24, 32)).astype(np.float32) * 0.2
     flat[3, 30] = 1.0
     np.save(root / "maps" / "flat.npy", flat)
