@@ -31,6 +31,21 @@ def import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    import logging
+
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
+
+
+def _not_retracing(record: object) -> bool:
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning.
+
+    TensorFlow counts traces per Python function, not per compiled function: medxai compiles one
+    engine per model (the sanity check's re-initialised copies, each method), each traced once,
+    which it reports as excessive retracing of one function. Noise on the command line.
+    """
+    import logging
+
+    return not (isinstance(record, logging.LogRecord) and "triggered tf.function retracing" in record.getMessage())
 
 
 #: Libraries that log each failed decoding attempt; medxai reports every failed image itself

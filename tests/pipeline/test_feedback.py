@@ -147,3 +147,16 @@ def test_a_zero_width_terminal_gets_plain_lines_from_a_run(study, monkeypatch, c
     assert lines and lines[-1] == ("7", "100")
     assert "\r" not in err and "|" not in err  # no bar drawn
     assert "medxai: loading the model" in err and "medxai: building 1 method" in err
+
+
+def test_tensorflows_retracing_warning_is_dropped_and_other_warnings_kept():
+    import logging
+
+    from medxai.pipeline.quiet import _not_retracing
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    retracing = "5 out of the last 6 calls to <bound method GradientEngine._predict> triggered tf.function retracing."
+    assert _not_retracing(record(retracing)) is False
+    assert _not_retracing(record("Layer dense is casting an input tensor from dtype float64")) is True
