@@ -197,6 +197,8 @@ class _Panel:
     hi: float
     fine: np.ndarray  # (pixels,) float64
     error: np.ndarray  # (pixels,) float64
+    alphas: tuple[float, ...] = ()  # its rule's points on the path (rounded, as the cache keys them)
+    size: float = 0.0  # ||error||, computed once
 
 
 def _to_bisect(errors: np.ndarray, budget: int) -> np.ndarray:
@@ -256,18 +258,19 @@ def _panels(
                 cache[i][a] = term.ravel()
             evaluations += np.bincount(image, minlength=n)
         for i, lo, hi in pending:
-            values = np.stack([cache[i][a] for a in points(lo, hi)]).astype(np.float64)
+            alphas = tuple(points(lo, hi))
+            values = np.stack([cache[i][a] for a in alphas]).astype(np.float64)
             fine, difference = (hi - lo) * (pair @ values)
-            panels[i].append(_Panel(lo, hi, fine, difference))
+            panels[i].append(_Panel(lo, hi, fine, difference, alphas, float(np.linalg.norm(difference))))
         refined = sorted({i for i, _, _ in pending})
         pending = []
         for i in refined:
             own = sorted(panels[i], key=lambda p: p.lo)
-            local = np.array([np.linalg.norm(p.error) for p in own])
+            local = np.array([p.size for p in own])
             size = np.linalg.norm(np.sum([p.fine for p in own], axis=0))
             total = scale * float(np.sqrt(np.sum(local**2)))
             error[i] = 0.0 if total == 0 else (total / size if size > 0 else np.inf)
-            used = {a for p in own for a in points(p.lo, p.hi)}
+            used = {a for p in own for a in p.alphas}
             steps[i] = len(used)
             new_per_bisection = len(nodes) - 1 if rule == "adaptive_simpson" else len(nodes)
             budget = (max_steps - steps[i]) // new_per_bisection
