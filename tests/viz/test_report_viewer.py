@@ -98,6 +98,8 @@ def test_integer_hounsfield_units_are_kept_exactly_and_spacing_follows_the_facto
     big = source_view(_loaded(hu, spacing=(2.5, 0.7, 0.7)))
     assert big.factors == (1, 3, 3) and big.dims == (6, 100, 87) and big.spacing == pytest.approx((2.5, 2.1, 2.1))
     assert big.slice_index == list(range(6))
+    far = source_view(_loaded(hu[:, :8, :8] + 100_000))  # integers far from 0: the offset keeps them exact
+    assert far.scale == 1.0 and far.offset == float(hu[:, :8, :8].min()) + 100_000
 
 
 def test_float_sources_are_quantised_within_half_a_step_and_rgb_is_kept():

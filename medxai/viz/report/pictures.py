@@ -213,11 +213,8 @@ class Pictures:
         """The image's source as read (a :class:`medxai.io.LoadedImage`), or None and why it cannot be read."""
         if not source_path:
             return None, "the index names no source file"
-        from medxai.io import read_image
-        from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
-
         try:
-            return read_image(source_path, max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT), ""
+            return _read_limited(source_path), ""
         except Exception as err:  # a source moved or damaged since the run must not end the report
             return None, f"the source cannot be read ({type(err).__name__}: {err})"
 
@@ -261,17 +258,22 @@ class Pictures:
 
     @staticmethod
     def _load_mask(mask_path: str) -> tuple[np.ndarray | None, str]:
-        from medxai.io import read_image
-        from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
-
         try:
-            image = read_image(mask_path, max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT)
+            image = _read_limited(mask_path)
         except Exception as err:
             return None, f"mask not shown: {err}"
         mask = np.nan_to_num(image.array).astype(np.float64).max(axis=-1) > 0
         if mask.ndim not in (2, 3) or (mask.ndim == 3 and mask.shape[0] == 0):
             return None, f"mask not shown: unexpected shape {image.array.shape}"
         return mask, ""
+
+
+def _read_limited(path: str) -> Any:
+    """:func:`medxai.io.read_image` under the default size and time limits (a hostile file cannot hang the report)."""
+    from medxai.io import read_image
+    from medxai.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_READ_TIMEOUT
+
+    return read_image(path, max_pixels=DEFAULT_MAX_PIXELS, timeout=DEFAULT_READ_TIMEOUT)
 
 
 def tiled(mask: np.ndarray, slices: tuple[int, ...] | None) -> np.ndarray:

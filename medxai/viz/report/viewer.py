@@ -145,7 +145,7 @@ class SourceView:
 
 def _quantise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     """``values`` as uint16 with ``(offset, scale)``: exact for integer values spanning at most 65,535."""
-    lo, hi = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    lo, hi = float(values.min()), float(values.max())
     if hi - lo <= _LEVELS and np.array_equal(values, np.round(values)):
         return (values - lo).astype(np.uint16), lo, 1.0
     scale = (hi - lo) / _LEVELS if hi > lo else 1.0
@@ -189,7 +189,8 @@ def source_view(image: Any, run_window: Any = None) -> SourceView:
         raise ValueError(f"the viewer shows 2D or 3D images of 1 or 3 channels, not shape {array.shape}")
     if not np.isfinite(array).any():
         raise ValueError("the image holds no finite value")
-    array = np.where(np.isfinite(array), array, np.nanmin(np.where(np.isfinite(array), array, np.nan)))
+    finite = np.isfinite(array)
+    array = np.where(finite, array, array[finite].min())  # NaN/inf shown as the lowest value
     spatial = array.shape[:-1]
     factors = factors_for(spatial)
     small = block_reduce(array, factors, "mean")
