@@ -343,6 +343,13 @@ class XAIMethod(abc.ABC):
             **({UNCERTAINTY: self.uncertainty.to_dict()} if self.uncertainty is not None else {}),
         }
 
+    def explanation(self, images: np.ndarray, targets: TargetLike) -> Explanation:
+        """The batch's :class:`Explanation`: the method's ``explain`` where it has one, else its attributions alone."""
+        explain = getattr(self, "explain", None)
+        if explain is not None:
+            return explain(images, targets)
+        return Explanation(np.asarray(self.attribute(images, targets)))
+
     def explain_with_uncertainty(self, images: np.ndarray, targets: TargetLike) -> Explanation:
         """The explanation of a batch with its per-map uncertainty: ``sd`` and ``stability`` filled.
 
@@ -354,24 +361,15 @@ class XAIMethod(abc.ABC):
         is the plain explanation.
         """
         setting = self.uncertainty
-        explain = getattr(self, "explain", None)
         images, checked = self.engine.check_inputs(images, targets)
-
-        def plain(batch: np.ndarray, batch_targets: Targets) -> Explanation:
-            return (
-                explain(batch, batch_targets)
-                if explain is not None
-                else Explanation(np.asarray(self.attribute(batch, batch_targets)))
-            )
-
-        explanation = plain(images, checked)
+        explanation = self.explanation(images, checked)
         if setting is None:
             return explanation
         sd = explanation.sd if explanation.sd is not None else np.zeros_like(explanation.attributions)
         self.uncertainty = None  # the perturbed copies' own spread is not needed
         try:
             stability, relative = max_sensitivity(
-                lambda copies, owner: plain(copies, checked[owner]).attributions,
+                lambda copies, owner: self.explanation(copies, checked[owner]).attributions,
                 images,
                 explanation.attributions,
                 setting,

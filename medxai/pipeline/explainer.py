@@ -338,17 +338,14 @@ class Explainer:
         """The scores (probabilities) of a group of images, one row per image."""
         return self.scores.predict(np.stack([_tensor(item) for item in items]), self.config.runtime.batch_size)
 
-    def explain(self, method: Any, items: list[Item], classes: list[list[Target]]) -> Explanation:
+    def explain(self, method: XAIMethod, items: list[Item], classes: list[list[Target]]) -> Explanation:
         """Explain every (image, target) pair of a group in one packed call."""
         owners = [i for i, cs in enumerate(classes) for _ in cs]
         images = np.stack([_tensor(items[i]) for i in owners])
         targets: list[Any] = [method_target(c) for cs in classes for c in cs]
-        if getattr(method, "uncertainty", None) is not None:
+        if method.uncertainty is not None:
             return method.explain_with_uncertainty(images, targets)
-        explain = getattr(method, "explain", None)
-        if explain is not None:
-            return explain(images, targets)
-        return Explanation(method.attribute(images, targets))
+        return method.explanation(images, targets)
 
     def _witness(self, items: list[Item]) -> None:
         """The study's first batch as a second witness of what the model outputs (where only probes said).
