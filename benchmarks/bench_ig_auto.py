@@ -10,7 +10,7 @@ beside the project without touching the environment's TensorFlow, e.g.
 tensorflow-probability dm-tree tf-keras einops scikit-learn joblib threadpoolctl narwhals``
 and ``PYTHONPATH=/tmp/xplique_pkg``.
 
-For each model, in one process (ratios are taken within it; absolute times are noisy on a shared machine):
+For each model, in one process (ratios are taken within it; every row is the best of ``--repeat`` timed calls):
 
 1. a converged reference: IG with ``--reference`` midpoint points (per-pixel error is
    ``||A - A_ref|| / ||A_ref||`` per map, the median over the images is reported);
@@ -51,15 +51,24 @@ AUTO_RULES = ("adaptive_simpson", "trapezoid", "gauss_kronrod_7", "gauss_kronrod
 XPLIQUE_STEPS = (5, 9, 13, 17, 25, 33, 41, 51, 65, 81, 101, 129, 161, 201, 257)
 
 
-def seconds(function) -> tuple[float, object]:
-    """Wall time of one call after a warm-up call (tracing excluded), and the call's result."""
-    function()
-    start = time.perf_counter()
+def seconds(function, repeat: int = 5) -> tuple[float, object]:
+    """Best wall time of ``repeat`` calls after a warm-up call (tracing excluded), and the last call's result.
+
+    The best of several calls is each contender's speed on this machine, without what other programs took
+    (the same count for every row, so the ratios compare like with like).
+    """
     result = function()
-    return time.perf_counter() - start, result
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
-def xplique_rows(model: keras.Model, images: np.ndarray, targets: np.ndarray, reference: np.ndarray, goal: float):
+def xplique_rows(
+    model: keras.Model, images: np.ndarray, targets: np.ndarray, reference: np.ndarray, goal: float, repeat: int
+):
     """xplique at the fewest trapezoid points reaching ``goal``: (steps, s/map, median error), or None."""
     try:
         from xplique.attributions import IntegratedGradients as XpliqueIG
@@ -72,18 +81,26 @@ def xplique_rows(model: keras.Model, images: np.ndarray, targets: np.ndarray, re
         fixed = IntegratedGradients(model, steps=steps, rule="trapezoid", batch_size=64).attribute(images, targets)
         if np.median(per_pixel_error(fixed, reference)) <= goal * (1 + 1e-4):  # the loop's own rule ties
             explainer = XpliqueIG(logits, steps=steps, batch_size=64, reducer=None)  # signed, per channel
-            took, maps = seconds(lambda: np.asarray(explainer.explain(images, onehot)))
+            took, maps = seconds(lambda: np.asarray(explainer.explain(images, onehot)), repeat)
             error = float(np.median(per_pixel_error(maps.reshape(images.shape), reference)))
             return steps, took / len(images), error
     return None
 
 
-def table(title: str, model: keras.Model, images: np.ndarray, batch_size: int, reference_points: int, levers: bool):
+def table(
+    title: str,
+    model: keras.Model,
+    images: np.ndarray,
+    batch_size: int,
+    reference_points: int,
+    levers: bool,
+    repeat: int,
+):
     targets = model.predict(images, verbose=0).argmax(axis=1)
     reference = IntegratedGradients(
         model, steps=reference_points, rule="riemann_middle", batch_size=batch_size
     ).attribute(images, targets)
-    loop_point = seconds(lambda: per_step_loop(model, images[0], targets[0], steps=8))[0] / 9
+    loop_point = seconds(lambda: per_step_loop(model, images[0], targets[0], steps=8), repeat=2)[0] / 9
     loop_seconds = 51 * loop_point
     loop_maps = IntegratedGradients(model, steps=51, rule="trapezoid", batch_size=batch_size).attribute(images, targets)
     loop_error = float(np.median(per_pixel_error(loop_maps, reference)))
@@ -95,7 +112,7 @@ def table(title: str, model: keras.Model, images: np.ndarray, batch_size: int, r
         f"| {title} | per-step eager loop, 51 trapezoid points | {loop_seconds:.3f} | 51 | "
         f"{100 * loop_error:.2f} % | 1.0x | |"
     )
-    xplique = xplique_rows(model, images, targets, reference, loop_error)
+    xplique = xplique_rows(model, images, targets, reference, loop_error, repeat)
     if xplique is None:
         print(f"| {title} | xplique | skipped (not installed) | | | | |")
     else:
@@ -105,7 +122,7 @@ def table(title: str, model: keras.Model, images: np.ndarray, batch_size: int, r
             f"{loop_seconds / xs:.1f}x | 1.0x |"
         )
     fixed = IntegratedGradients(model, steps=51, rule="trapezoid", batch_size=batch_size)
-    fixed_seconds = seconds(lambda: fixed.attribute(images, targets))[0] / len(images)
+    fixed_seconds = seconds(lambda: fixed.attribute(images, targets), repeat)[0] / len(images)
     versus = "" if xplique is None else f"{xplique[1] / fixed_seconds:.1f}x"
     print(
         f"| {title} | medxai IG, 51 trapezoid points (the loop's rule, batched) | {fixed_seconds:.4f} | 51 | "
@@ -118,7 +135,7 @@ def table(title: str, model: keras.Model, images: np.ndarray, batch_size: int, r
         method = IntegratedGradients(
             model, steps="auto", rule=rule, tolerance=loop_error, max_steps=1025, batch_size=batch_size, **options
         )
-        took, result = seconds(lambda: method.explain(images, targets))
+        took, result = seconds(lambda: method.explain(images, targets), repeat)
         per_map = took / len(images)
         errors = per_pixel_error(result.attributions, reference)
         ratio = errors / loop_error
@@ -140,15 +157,16 @@ def main() -> int:
     parser.add_argument("--reference", type=int, default=1024, help="midpoint points of the reference (default 1024)")
     parser.add_argument("--demo-only", action="store_true", help="only the demo model")
     parser.add_argument("--densenet-only", action="store_true", help="only DenseNet121")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per row, the best kept (default 5)")
     parser.add_argument("--levers", action="store_true", help="also XLA (jit) and mixed precision rows")
     args = parser.parse_args()
     if not args.densenet_only:
         demo = keras.saving.load_model(DEMO_MODEL)
-        table("demo model 64x64x1", demo, _demo_images(), 256, args.reference, args.levers)
+        table("demo model 64x64x1", demo, _demo_images(), 256, args.reference, args.levers, args.repeat)
     if not args.demo_only:
         model = densenet(args.size)
         title = f"DenseNet121 {args.size}x{args.size}x3, random weights"
-        table(title, model, inputs_for(model, args.images), 32, args.reference, args.levers)
+        table(title, model, inputs_for(model, args.images), 32, args.reference, args.levers, args.repeat)
     return 0
 
 

@@ -27,7 +27,7 @@ are not). Completeness is still reported, separately, as a check.
   at most the tolerance (see :func:`_panels`). No second level is needed to measure.
 
 Memory stays bounded by the engine's ``batch_size`` plus a few arrays per image
-(the embedded pairs: the kept points' terms of each image still refining).
+(the embedded pairs: each live panel's node terms and map, for the images still refining).
 """
 
 from __future__ import annotations
@@ -189,24 +189,79 @@ def adaptive_integrated_gradients(
 CALIBRATION = {"adaptive_simpson": 0.6}
 
 
-@dataclass
-class _Panel:
-    """One sub-interval of one image's path: its fine map and its error vector (fine - coarse rule)."""
+def _inherited(nodes: np.ndarray) -> np.ndarray:
+    """``(2, K)``: for each node of a bisected panel's left and right half, the parent's node it is (-1: new).
 
-    lo: float
-    hi: float
-    fine: np.ndarray  # (pixels,) float64
-    error: np.ndarray  # (pixels,) float64
-    alphas: tuple[float, ...] = ()  # its rule's points on the path (rounded, as the cache keys them)
-    size: float = 0.0  # ||error||, computed once
+    Example:
+        >>> _inherited(np.array([0.0, 0.5, 1.0])).tolist()
+        [[0, -1, 1], [1, -1, 2]]
+    """
+    parent = np.round(nodes, 12)
+    out = np.full((2, len(nodes)), -1)
+    for side in (0, 1):
+        for node, position in enumerate(np.round(0.5 * (side + nodes), 12)):
+            match = np.flatnonzero(parent == position)
+            out[side, node] = match[0] if match.size else -1
+    return out
 
 
-def _to_bisect(errors: np.ndarray, budget: int) -> np.ndarray:
-    """The worst panels holding :data:`BISECTED_SHARE` of the squared error, at most ``budget`` of them."""
-    order = np.argsort(-errors, kind="stable")
-    mass = np.cumsum(errors[order] ** 2)
-    count = int(np.searchsorted(mass, BISECTED_SHARE * mass[-1])) + 1
-    return order[: min(count, budget)]
+class _Terms:
+    """Per live panel a slot of ``rows`` vectors of ``pixels`` float32; freed slots are reused."""
+
+    def __init__(self, rows: int, pixels: int) -> None:
+        self.data = np.empty((0, rows, pixels), dtype=np.float32)
+        self.free: list[int] = []
+
+    def take(self, count: int) -> np.ndarray:
+        """``count`` free slots; the store doubles when it is short."""
+        if len(self.free) < count:
+            size = len(self.data)
+            grown = max(2 * size, size + count - len(self.free))
+            extra = np.empty((grown - size, *self.data.shape[1:]), dtype=np.float32)
+            self.data = np.concatenate([self.data, extra])
+            self.free += range(grown - 1, size - 1, -1)
+        slots = self.free[len(self.free) - count :]
+        del self.free[len(self.free) - count :]
+        return np.array(slots, dtype=np.int64)
+
+    def give(self, slots: np.ndarray) -> None:
+        """Free ``slots``."""
+        self.free += slots.tolist()
+
+
+def _add_runs(total: np.ndarray, image: np.ndarray, values: np.ndarray) -> None:
+    """``total[image[r]] += values[r]`` for every row ``r``, in float64; ``image`` sorted (an image's rows together)."""
+    if not image.size:
+        return
+    starts = np.r_[0, np.flatnonzero(np.diff(image)) + 1]
+    rank = np.arange(len(image)) - np.repeat(starts, np.diff(np.r_[starts, len(image)]))
+    for layer in range(int(rank.max()) + 1):  # each layer holds an image once: no repeated index in one add
+        rows = rank == layer
+        total[image[rows]] += values[rows]
+
+
+def _to_bisect(image: np.ndarray, lo: np.ndarray, size: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """Per image, its worst panels holding :data:`BISECTED_SHARE` of its squared error, at most ``budget[image]``.
+
+    Panels are ranked within their image by error, largest first (ties: lower ``lo`` first).
+
+    Example:
+        >>> image, lo = np.array([0, 0, 0, 1]), np.array([0.0, 0.5, 0.75, 0.0])
+        >>> _to_bisect(image, lo, np.array([1.0, 3.0, 1.0, 2.0]), np.array([5, 5])).tolist()
+        [1, 3]
+    """
+    if not image.size:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((lo, -size, image))
+    image, squared = image[order], size[order] ** 2
+    starts = np.r_[0, np.flatnonzero(np.diff(image)) + 1]
+    lengths = np.diff(np.r_[starts, len(image)])
+    before = np.cumsum(squared) - squared  # squared error of all panels ranked before this one
+    worse = before - np.repeat(before[starts], lengths)  # ... of its own image's worse panels
+    total = np.bincount(image, weights=squared, minlength=len(budget))[image]
+    rank = np.arange(len(image)) - np.repeat(starts, lengths)
+    chosen = ((rank == 0) | (worse < BISECTED_SHARE * total)) & (rank < budget[image])
+    return order[chosen]
 
 
 def _panels(
@@ -231,60 +286,70 @@ def _panels(
     together, ``batch_size`` model rows at a time. A point is evaluated once: the
     gradients a panel's halves share with it are reused (all of them for
     ``adaptive_simpson``; none inside a Gauss-Kronrod panel, so ``evaluations`` counts
-    them and ``steps`` counts the points of the kept panels). Memory: the kept points'
-    terms per image being refined (at most ``max_steps`` maps each).
+    them and ``steps`` counts the points of the kept panels). The bookkeeping is done on
+    arrays for all images at once (a round costs a few numpy calls, not a loop over images).
+    Memory: per live panel of an image still refining, its terms at its nodes and its map
+    (``K + 1`` arrays of the image's size), and each image's map in float64.
     """
     nodes, fine_w, coarse_w = embedded_pair(rule)
-
-    def points(lo: float, hi: float) -> list[float]:  # rounded: a bisection's halves find their parent's points
-        return [round(float(a), 12) for a in lo + (hi - lo) * nodes]
-
-    pair = np.stack([fine_w, fine_w - coarse_w])
+    k = len(nodes)
+    pair = np.stack([fine_w, fine_w - coarse_w]).astype(np.float32)  # (2, K): a panel's map and error vector
+    inherited = _inherited(nodes)
+    shared = int(nodes[0] == 0.0 and nodes[-1] == 1.0)  # neighbouring panels share an end point
     scale = CALIBRATION.get(rule, 1.0)
     n = len(images)
-    cache: list[dict[float, np.ndarray]] = [{} for _ in range(n)]  # per image: alpha -> path term
-    panels: list[list[_Panel]] = [[] for _ in range(n)]
+    pixels = int(np.prod(images.shape[1:]))
+    store = _Terms(k + 1, pixels)  # a panel's terms at its K nodes, then its map
+    total = np.zeros((n, pixels))  # each image's map: the sum of its live panels' fine rules
     error = np.full(n, np.inf)
     evaluations = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
-    pending = [(i, 0.0, 1.0) for i in range(n)]
-    while pending:
-        wanted = {(i, a) for i, lo, hi in pending for a in points(lo, hi)}
-        missing = sorted(key for key in wanted if key[1] not in cache[key[0]])
-        if missing:
-            image = np.array([i for i, _ in missing])
-            terms = engine.path_terms(images, targets, baselines, image, np.array([a for _, a in missing]), batch_size)
-            for (i, a), term in zip(missing, terms):
-                cache[i][a] = term.ravel()
-            evaluations += np.bincount(image, minlength=n)
-        for i, lo, hi in pending:
-            alphas = tuple(points(lo, hi))
-            values = np.stack([cache[i][a] for a in alphas]).astype(np.float64)
-            fine, difference = (hi - lo) * (pair @ values)
-            panels[i].append(_Panel(lo, hi, fine, difference, alphas, float(np.linalg.norm(difference))))
-        refined = sorted({i for i, _, _ in pending})
-        pending = []
-        for i in refined:
-            own = sorted(panels[i], key=lambda p: p.lo)
-            local = np.array([p.size for p in own])
-            size = np.linalg.norm(np.sum([p.fine for p in own], axis=0))
-            total = scale * float(np.sqrt(np.sum(local**2)))
-            error[i] = 0.0 if total == 0 else (total / size if size > 0 else np.inf)
-            used = {a for p in own for a in p.alphas}
-            steps[i] = len(used)
-            new_per_bisection = len(nodes) - 1 if rule == "adaptive_simpson" else len(nodes)
-            budget = (max_steps - steps[i]) // new_per_bisection
-            if error[i] <= tolerance or budget <= 0:
-                panels[i], cache[i] = own, {}
-                continue
-            chosen = set(_to_bisect(local, budget).tolist())
-            panels[i] = [p for j, p in enumerate(own) if j not in chosen]
-            for j in sorted(chosen):
-                middle = 0.5 * (own[j].lo + own[j].hi)
-                pending += [(i, own[j].lo, middle), (i, middle, own[j].hi)]
-            keep = used | {a for _, lo, hi in pending[-2 * len(chosen) :] for a in points(lo, hi)}
-            cache[i] = {a: term for a, term in cache[i].items() if a in keep}
-    attributions = np.stack([np.sum([p.fine for p in own], axis=0) for own in panels])
-    return AdaptiveResult(
-        attributions.reshape(images.shape).astype(np.float32), steps, evaluations, error, error <= tolerance
-    )
+    # live panels of the images still refining: image, interval, slot in the store, ||fine - coarse||
+    image, lo, hi = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    slot, size = np.zeros(0, np.int64), np.zeros(0)
+    # panels to integrate next, with the parent's slot and the half (side -1: no parent)
+    c_image, c_lo, c_hi = np.arange(n), np.zeros(n), np.ones(n)
+    c_parent, c_side = np.full(n, -1), np.full(n, -1)
+    while c_image.size:
+        source = np.where(c_side[:, None] >= 0, inherited[np.maximum(c_side, 0)], -1)
+        rows, columns = np.nonzero(source < 0)
+        alphas = np.round(c_lo[rows] + (c_hi - c_lo)[rows] * nodes[columns], 12)
+        terms = engine.path_terms(images, targets, baselines, c_image[rows], alphas, batch_size)
+        evaluations += np.bincount(c_image[rows], minlength=n)
+        c_slot = store.take(len(c_image))
+        store.data[c_slot[rows], columns] = terms.reshape(len(rows), pixels)
+        rows, columns = np.nonzero(source >= 0)
+        store.data[c_slot[rows], columns] = store.data[c_parent[rows], source[rows, columns]]
+        store.give(np.unique(c_parent[c_parent >= 0]))
+        width = (c_hi - c_lo).astype(np.float32)[:, None, None]
+        values = width * np.matmul(pair, store.data[c_slot, :k])  # (C, 2, pixels): map and error vector
+        store.data[c_slot, k] = values[:, 0]
+        _add_runs(total, c_image, values[:, 0])
+        image, lo, hi = np.r_[image, c_image], np.r_[lo, c_lo], np.r_[hi, c_hi]
+        slot, size = np.r_[slot, c_slot], np.r_[size, np.linalg.norm(values[:, 1], axis=1)]
+
+        refining = np.unique(c_image)
+        panels = np.bincount(image, minlength=n)[refining]
+        estimate = scale * np.sqrt(np.bincount(image, weights=size**2, minlength=n)[refining])
+        norm = np.linalg.norm(total[refining], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            error[refining] = np.where(estimate == 0, 0.0, estimate / norm)
+        steps[refining] = panels * k - (panels - 1) * shared
+        budget = np.zeros(n, dtype=np.int64)
+        budget[refining] = (max_steps - steps[refining]) // (k - shared)  # a bisection adds k - shared points
+        budget[error <= tolerance] = 0
+        live = budget[image] > 0
+        store.give(slot[~live])
+        image, lo, hi, slot, size = image[live], lo[live], hi[live], slot[live], size[live]
+
+        chosen = _to_bisect(image, lo, size, budget)
+        _add_runs(total, image[chosen], -store.data[slot[chosen], k])  # a bisected panel's map leaves
+        middle = 0.5 * (lo + hi)[chosen]
+        c_image = np.repeat(image[chosen], 2)
+        c_lo = np.stack([lo[chosen], middle], axis=1).ravel()
+        c_hi = np.stack([middle, hi[chosen]], axis=1).ravel()
+        c_parent, c_side = np.repeat(slot[chosen], 2), np.tile([0, 1], len(chosen))
+        live = np.ones(len(image), dtype=bool)
+        live[chosen] = False
+        image, lo, hi, slot, size = image[live], lo[live], hi[live], slot[live], size[live]
+    return AdaptiveResult(total.reshape(images.shape).astype(np.float32), steps, evaluations, error, error <= tolerance)
