@@ -19,6 +19,7 @@ and a display transform (:func:`display_values`) that changes the picture, never
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "REGION_COLOR",
     "SLICE_CHOICES",
     "OutlineSpec",
+    "apply_colormap",
     "check_colormap",
     "choose_slices",
     "colorize",
@@ -65,6 +67,38 @@ def check_colormap(name: str) -> None:
     """Raise ValueError for a colormap matplotlib does not know."""
     if name not in matplotlib.colormaps:
         raise ValueError(f"unknown colormap {name!r} (e.g. inferno, viridis, magma, turbo, jet)")
+
+
+@functools.lru_cache(maxsize=32)
+def _colour_table(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A colormap's ``N`` RGB colours (float64 in [0, 1], read-only) and its colour for NaN."""
+    check_colormap(name)
+    colormap = matplotlib.colormaps[name]
+    table = colormap(np.arange(colormap.N))[:, :3]
+    table.flags.writeable = False
+    return table, np.asarray(colormap(np.nan)[:3])
+
+
+def apply_colormap(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """RGB float64 in [0, 1] of ``values`` in [0, 1], exactly as ``matplotlib.colormaps[colormap](values)[..., :3]``.
+
+    The colormap's table is looked up once per name (matplotlib copies the colormap and
+    rebuilds the lookup on every call, which cost more than the picture on small maps).
+    Values outside [0, 1] take the end colours; NaN takes the colormap's "bad" colour.
+
+    Example:
+        >>> v = np.array([0.0, 0.3, 1.0])
+        >>> bool(np.array_equal(apply_colormap(v, "viridis"), matplotlib.colormaps["viridis"](v)[:, :3]))
+        True
+    """
+    table, bad = _colour_table(colormap)
+    values = np.asarray(values)
+    n = len(table)
+    missing = np.isnan(values)
+    scaled = np.clip(np.where(missing, 0, values) if missing.any() else values, 0, 1) * n  # in the values' dtype
+    colours = table[np.minimum(scaled, n - 1).astype(np.intp)]
+    colours[missing] = bad
+    return colours
 
 
 #: How a volume's montage picks its slices (``output.montage.slices``).
@@ -283,13 +317,18 @@ def with_colour_bar(picture: np.ndarray, colormap: str = "inferno", caption: str
     The strip is :func:`colour_bar_width` pixels wide; the picture itself is unchanged.
     """
     check_colormap(colormap)
-    height = picture.shape[0]
+    strip = _colour_bar(picture.shape[0], colormap, caption)
+    return np.concatenate([np.asarray(picture, np.uint8), strip], axis=1)
+
+
+@functools.lru_cache(maxsize=64)
+def _colour_bar(height: int, colormap: str, caption: str) -> np.ndarray:
+    """The colour bar strip of :func:`with_colour_bar` (read-only: one per height, colormap and caption)."""
     scale = max(1, height // 128)
     width = colour_bar_width(height)
     strip = np.zeros((height, width, 3), np.uint8)
     bar_left, bar_width = 2, 6 * scale
-    ramp = np.linspace(1.0, 0.0, height)
-    colours = (matplotlib.colormaps[colormap](ramp)[:, :3] * 255).round().astype(np.uint8)
+    colours = (apply_colormap(np.linspace(1.0, 0.0, height), colormap) * 255).round().astype(np.uint8)
     strip[:, bar_left : bar_left + bar_width] = colours[:, None, :]
     label_left = bar_left + bar_width + 1
     if height >= 5 * scale + 2:
@@ -304,7 +343,8 @@ def with_colour_bar(picture: np.ndarray, colormap: str = "inferno", caption: str
         top = (height - vertical.shape[0]) // 2
         if 0 <= top and left + vertical.shape[1] <= width:
             strip[top : top + vertical.shape[0], left : left + vertical.shape[1]][vertical] = 255
-    return np.concatenate([np.asarray(picture, np.uint8), strip], axis=1)
+    strip.flags.writeable = False
+    return strip
 
 
 #: The PNG ``tEXt`` keys of a picture's layout (:func:`layout_text`, :func:`read_layout`).
@@ -370,8 +410,7 @@ def colorize(
     check_colormap(colormap)
     shown = np.clip(heatmap if values is None else values, 0, 1)
     flat = _as_2d(shown, heatmap.ndim, slices)
-    rgba = matplotlib.colormaps[colormap](flat)
-    picture = (rgba[..., :3] * 255).round().astype(np.uint8)
+    picture = (apply_colormap(flat, colormap) * 255).round().astype(np.uint8)
     return _finish(picture, heatmap, slices, bar, colormap)
 
 
@@ -551,7 +590,7 @@ def overlay(
         if values is not None and np.shape(values) != heatmap.shape:
             raise ValueError(f"values {np.shape(values)} and heatmap {heatmap.shape} differ in shape")
         shown = _as_2d(np.clip(heatmap if values is None else values, 0, 1), rank, slices)
-        colour = matplotlib.colormaps[colormap](shown)[..., :3]
+        colour = apply_colormap(shown, colormap)
         weight = alpha * np.clip(shown / OPAQUE_FROM, 0, 1)[..., None]
         blended = np.clip((1 - weight) * grey + weight * colour, 0, 1)
     picture = (blended * 255).round().astype(np.uint8)

@@ -6,7 +6,7 @@ import pytest
 from analytic_models import UNIT, exp_model, linear_model, small_cnn, tanh_model
 
 from medxai import IntegratedGradients, SmoothGrad
-from medxai.methods._engine.adaptive import relative_change
+from medxai.methods._engine.adaptive import _Terms, _to_bisect, relative_change
 
 
 def rand(shape, seed=1, high=1.0):
@@ -290,3 +290,25 @@ def test_kronrod_needs_one_panel_and_auto():
         IntegratedGradients(model, steps="auto", rule="gauss_kronrod_15", max_steps=14)
     with pytest.raises(ValueError, match="use it with steps='auto'"):
         IntegratedGradients(model, steps=15, rule="gauss_kronrod_15")
+
+
+def test_term_store_keeps_filled_slots_when_it_grows_and_reuses_freed_ones():
+    store = _Terms(2, 3)
+    first = store.take(2)
+    store.data[first] = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    more = store.take(5)  # the store grows in place
+    assert len(store.data) >= 7 and not set(first.tolist()) & set(more.tolist())
+    np.testing.assert_array_equal(store.data[first], np.arange(12, dtype=np.float32).reshape(2, 2, 3))
+    store.give(first)
+    assert sorted(store.take(2).tolist()) == sorted(first.tolist())
+
+
+def test_to_bisect_takes_each_images_worst_panels_holding_half_its_squared_error_within_its_budget():
+    image = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    lo = np.array([0.0, 0.25, 0.5, 0.75, 0.0, 0.5, 0.0, 0.5])
+    size = np.array([1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 2.0, 2.0])
+    # image 0: four equal panels, half the mass is two of them (lower lo first); image 1: the big one
+    # holds 90 %; image 2: equal pair, but a budget of one
+    chosen = _to_bisect(image, lo, size, np.array([9, 9, 1]))
+    assert sorted(chosen.tolist()) == [0, 1, 4, 6]
+    assert _to_bisect(image[:0], lo[:0], size[:0], np.array([1])).size == 0

@@ -11,12 +11,14 @@ from skimage.morphology import disk
 
 from medxai.viz.render import (
     OutlineSpec,
+    apply_colormap,
     check_colormap,
     colorize,
     montage,
     outline,
     overlay,
     strongest_regions,
+    with_colour_bar,
 )
 
 GREEN = (0, 255, 0)
@@ -45,6 +47,29 @@ def test_check_colormap_names_the_bad_name():
     check_colormap("inferno")
     with pytest.raises(ValueError, match="'infernoo'"):
         check_colormap("infernoo")
+
+
+@pytest.mark.parametrize("name", ["inferno", "viridis", "turbo", "gray", "jet"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_apply_colormap_is_matplotlibs_colormap_exactly(name, dtype):
+    import matplotlib
+
+    values = np.random.default_rng(3).random((50, 40)).astype(dtype)
+    values[0, :6] = [0.0, 1.0, 0.5, np.nan, np.nextafter(dtype(1), dtype(0)), 1 / 256]  # ends, NaN, bin edges
+    assert np.array_equal(apply_colormap(values, name), matplotlib.colormaps[name](values)[..., :3])
+    pictured = colorize(values, name)
+    assert np.array_equal(pictured, (matplotlib.colormaps[name](values)[..., :3] * 255).round().astype(np.uint8))
+    with pytest.raises(ValueError, match="'nope'"):
+        apply_colormap(values, "nope")
+
+
+def test_colour_bar_is_the_same_each_time_and_callers_cannot_change_it():
+    picture = np.zeros((64, 10, 3), np.uint8)
+    first, second = with_colour_bar(picture, "viridis", "MAP"), with_colour_bar(picture, "viridis", "MAP")
+    assert np.array_equal(first, second) and first.flags.writeable
+    first[:, 10:] = 0  # the returned picture is the caller's own
+    assert np.array_equal(with_colour_bar(picture, "viridis", "MAP"), second)
+    assert not np.array_equal(with_colour_bar(picture, "inferno", "MAP"), second)
 
 
 def test_colorize_shape_and_dtype():

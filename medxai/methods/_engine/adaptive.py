@@ -217,8 +217,8 @@ class _Terms:
         if len(self.free) < count:
             size = len(self.data)
             grown = max(2 * size, size + count - len(self.free))
-            extra = np.empty((grown - size, *self.data.shape[1:]), dtype=np.float32)
-            self.data = np.concatenate([self.data, extra])
+            # in place (realloc): the slots already filled are not copied, as np.concatenate would
+            self.data.resize((grown, *self.data.shape[1:]), refcheck=False)
             self.free += range(grown - 1, size - 1, -1)
         slots = self.free[len(self.free) - count :]
         del self.free[len(self.free) - count :]
@@ -229,12 +229,22 @@ class _Terms:
         self.free += slots.tolist()
 
 
+def _runs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``image`` sorted (an image's rows together): where each image's run starts, and each row's rank in its run.
+
+    Example:
+        >>> [a.tolist() for a in _runs(np.array([0, 0, 2, 2, 2, 5]))]
+        [[0, 2, 5], [0, 1, 0, 1, 2, 0]]
+    """
+    starts = np.r_[0, np.flatnonzero(np.diff(image)) + 1]
+    return starts, np.arange(len(image)) - np.repeat(starts, np.diff(np.r_[starts, len(image)]))
+
+
 def _add_runs(total: np.ndarray, image: np.ndarray, values: np.ndarray) -> None:
     """``total[image[r]] += values[r]`` for every row ``r``, in float64; ``image`` sorted (an image's rows together)."""
     if not image.size:
         return
-    starts = np.r_[0, np.flatnonzero(np.diff(image)) + 1]
-    rank = np.arange(len(image)) - np.repeat(starts, np.diff(np.r_[starts, len(image)]))
+    rank = _runs(image)[1]
     for layer in range(int(rank.max()) + 1):  # each layer holds an image once: no repeated index in one add
         rows = rank == layer
         total[image[rows]] += values[rows]
@@ -254,12 +264,10 @@ def _to_bisect(image: np.ndarray, lo: np.ndarray, size: np.ndarray, budget: np.n
         return np.zeros(0, dtype=np.int64)
     order = np.lexsort((lo, -size, image))
     image, squared = image[order], size[order] ** 2
-    starts = np.r_[0, np.flatnonzero(np.diff(image)) + 1]
-    lengths = np.diff(np.r_[starts, len(image)])
+    rank = _runs(image)[1]
     before = np.cumsum(squared) - squared  # squared error of all panels ranked before this one
-    worse = before - np.repeat(before[starts], lengths)  # ... of its own image's worse panels
+    worse = before - before[np.arange(len(image)) - rank]  # ... of its own image's worse panels
     total = np.bincount(image, weights=squared, minlength=len(budget))[image]
-    rank = np.arange(len(image)) - np.repeat(starts, lengths)
     chosen = ((rank == 0) | (worse < BISECTED_SHARE * total)) & (rank < budget[image])
     return order[chosen]
 

@@ -252,9 +252,11 @@ def colour_table(colormap: str) -> str:
     """The colormap's 256 colours as one hex string (``"rrggbb"`` x 256), for the page's blending."""
     import matplotlib
 
+    from medxai.viz.render import apply_colormap
+
     if colormap not in matplotlib.colormaps:  # a run config from elsewhere: the pictures' default
         colormap = "inferno"
-    rgb = (matplotlib.colormaps[colormap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+    rgb = (apply_colormap(np.linspace(0.0, 1.0, 256), colormap) * 255).round().astype(np.uint8)
     return rgb.tobytes().hex()
 
 
