@@ -229,22 +229,22 @@ class _Terms:
         self.free += slots.tolist()
 
 
-def _runs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ``image`` sorted (an image's rows together): where each image's run starts, and each row's rank in its run.
+def _rank_in_run(image: np.ndarray) -> np.ndarray:
+    """For ``image`` sorted (an image's rows together): each row's rank among its image's rows.
 
     Example:
-        >>> [a.tolist() for a in _runs(np.array([0, 0, 2, 2, 2, 5]))]
-        [[0, 2, 5], [0, 1, 0, 1, 2, 0]]
+        >>> _rank_in_run(np.array([0, 0, 2, 2, 2, 5])).tolist()
+        [0, 1, 0, 1, 2, 0]
     """
     starts = np.r_[0, np.flatnonzero(np.diff(image)) + 1]
-    return starts, np.arange(len(image)) - np.repeat(starts, np.diff(np.r_[starts, len(image)]))
+    return np.arange(len(image)) - np.repeat(starts, np.diff(np.r_[starts, len(image)]))
 
 
 def _add_runs(total: np.ndarray, image: np.ndarray, values: np.ndarray) -> None:
     """``total[image[r]] += values[r]`` for every row ``r``, in float64; ``image`` sorted (an image's rows together)."""
     if not image.size:
         return
-    rank = _runs(image)[1]
+    rank = _rank_in_run(image)
     for layer in range(int(rank.max()) + 1):  # each layer holds an image once: no repeated index in one add
         rows = rank == layer
         total[image[rows]] += values[rows]
@@ -264,7 +264,7 @@ def _to_bisect(image: np.ndarray, lo: np.ndarray, size: np.ndarray, budget: np.n
         return np.zeros(0, dtype=np.int64)
     order = np.lexsort((lo, -size, image))
     image, squared = image[order], size[order] ** 2
-    rank = _runs(image)[1]
+    rank = _rank_in_run(image)
     before = np.cumsum(squared) - squared  # squared error of all panels ranked before this one
     worse = before - before[np.arange(len(image)) - rank]  # ... of its own image's worse panels
     total = np.bincount(image, weights=squared, minlength=len(budget))[image]
